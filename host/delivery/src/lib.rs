@@ -1,0 +1,192 @@
+//! Local delivery.
+//!
+//! # Role
+//! Between a protocol that accepted a message (SMTP, LMTP, later a
+//! routing plugin or IMAP APPEND) and the store: decides whether an address
+//! is local and who it belongs to, and stores a message once for all its
+//! local recipients.
+//!
+//! # Recipient resolution, in order
+//! 1. The domain must be local (named in the config, or added with
+//!    `mailgate domain add`); otherwise the address is [`RecipientCheck::NotLocal`].
+//! 2. An account with exactly that address.
+//! 3. An alias with exactly that address, expanded recursively (at most
+//!    [`MAX_ALIAS_DEPTH`] levels; loops are cut).
+//! 4. Plus-addressing: `alice+news@example.org` resolves as `alice@example.org`
+//!    (steps 2 and 3), keeping the tag `news` for routing.
+//! 5. The domain's catch-all target, if one is set.
+//! 6. Otherwise [`RecipientCheck::UnknownUser`].
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mailgate_store::{
+    AccountId, Delivered, DeliveryTarget, MessageStructure, NewMessage, Store, StoreResult,
+};
+
+/// How deep aliases may nest.
+pub const MAX_ALIAS_DEPTH: usize = 8;
+
+/// A local recipient after resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRecipient {
+    /// The address as the client gave it (lower-cased).
+    pub address: String,
+    /// The plus-address tag, if the address had one (`news` in `alice+news@...`).
+    pub tag: Option<String>,
+    /// The accounts it reaches (several for an alias list), no duplicates.
+    pub accounts: Vec<AccountId>,
+}
+
+/// The verdict on one recipient address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// A local address that reaches at least one account.
+    Local(LocalRecipient),
+    /// A local domain, but nobody there by that name.
+    UnknownUser,
+    /// Not one of our domains.
+    NotLocal,
+}
+
+/// Resolves recipients and delivers messages into the store.
+pub struct LocalDelivery {
+    store: Arc<dyn Store>,
+    config_domains: Vec<String>,
+}
+
+/// Splits `local@domain` at the last `@`, lower-casing the domain.
+pub fn split_address(address: &str) -> Option<(&str, String)> {
+    let at = address.rfind('@')?;
+    let (local, domain) = (&address[..at], &address[at + 1..]);
+    if local.is_empty() || domain.is_empty() {
+        return None;
+    }
+    Some((local, domain.trim_end_matches('.').to_lowercase()))
+}
+
+impl LocalDelivery {
+    /// Delivery over `store`, with the local domains named in the config.
+    pub fn new(store: Arc<dyn Store>, config_domains: &[String]) -> LocalDelivery {
+        LocalDelivery {
+            store,
+            config_domains: config_domains.iter().map(|d| d.to_lowercase()).collect(),
+        }
+    }
+
+    /// The store this delivers into.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Whether `domain` is one of ours.
+    pub async fn is_local_domain(&self, domain: &str) -> StoreResult<bool> {
+        let domain = domain.trim_end_matches('.').to_lowercase();
+        if self.config_domains.contains(&domain) {
+            return Ok(true);
+        }
+        Ok(self.store.list_domains().await?.iter().any(|d| d.name == domain))
+    }
+
+    /// Resolves one recipient address (see the crate doc for the order).
+    pub async fn check_recipient(&self, address: &str) -> StoreResult<RecipientCheck> {
+        let address = address.to_lowercase();
+        let Some((local, domain)) = split_address(&address) else {
+            return Ok(RecipientCheck::UnknownUser);
+        };
+        if !self.is_local_domain(&domain).await? {
+            return Ok(RecipientCheck::NotLocal);
+        }
+        let mut accounts = BTreeSet::new();
+        if self.expand(&address, 0, &mut accounts, &mut BTreeSet::new()).await? {
+            return Ok(local_recipient(&address, None, accounts));
+        }
+        if let Some((base, tag)) = local.split_once('+') {
+            if !base.is_empty() {
+                let base_address = format!("{base}@{domain}");
+                if self.expand(&base_address, 0, &mut accounts, &mut BTreeSet::new()).await? {
+                    return Ok(local_recipient(&address, Some(tag.to_string()), accounts));
+                }
+            }
+        }
+        let catch_all = self
+            .store
+            .list_domains()
+            .await?
+            .into_iter()
+            .find(|d| d.name == domain)
+            .and_then(|d| d.catch_all);
+        if let Some(target) = catch_all {
+            if self.expand(&target.to_lowercase(), 0, &mut accounts, &mut BTreeSet::new()).await? {
+                return Ok(local_recipient(&address, None, accounts));
+            }
+        }
+        Ok(RecipientCheck::UnknownUser)
+    }
+
+    /// Adds the accounts `address` reaches to `out`; `false` if it reaches
+    /// none. Follows aliases up to [`MAX_ALIAS_DEPTH`], never twice through
+    /// the same alias.
+    fn expand<'a>(
+        &'a self,
+        address: &'a str,
+        depth: usize,
+        out: &'a mut BTreeSet<AccountId>,
+        seen: &'a mut BTreeSet<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<bool>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(account) = self.store.account(address).await? {
+                out.insert(account.id);
+                return Ok(true);
+            }
+            if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_string()) {
+                return Ok(false);
+            }
+            let Some(targets) = self.store.alias(address).await? else {
+                return Ok(false);
+            };
+            let mut any = false;
+            for target in targets {
+                let target = target.to_lowercase();
+                any |= self.expand(&target, depth + 1, out, seen).await?;
+            }
+            Ok(any)
+        })
+    }
+
+    /// Stores `data` (the message as received, trace headers included) once
+    /// for all `recipients`, each account's copy in INBOX, with a
+    /// `Return-Path:` for `mail_from` prepended. Durable when it returns.
+    pub async fn deliver(
+        &self,
+        mail_from: &str,
+        recipients: &[LocalRecipient],
+        data: &[u8],
+    ) -> StoreResult<Vec<Delivered>> {
+        let mut raw = Vec::with_capacity(data.len() + mail_from.len() + 20);
+        raw.extend_from_slice(format!("Return-Path: <{mail_from}>\r\n").as_bytes());
+        raw.extend_from_slice(data);
+        let mut seen = BTreeSet::new();
+        let targets: Vec<DeliveryTarget> = recipients
+            .iter()
+            .flat_map(|r| r.accounts.iter().copied())
+            .filter(|a| seen.insert(*a))
+            .map(|account| DeliveryTarget { account, mailbox: "INBOX".into(), flags: vec![] })
+            .collect();
+        if targets.is_empty() {
+            return Ok(vec![]);
+        }
+        let raw = Arc::new(raw);
+        let parse_input = raw.clone();
+        let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_input))
+            .await
+            .unwrap_or_default();
+        let message = NewMessage { raw, internal_date: chrono::Utc::now().timestamp(), structure };
+        self.store.deliver(message, &targets).await
+    }
+}
+
+fn local_recipient(address: &str, tag: Option<String>, accounts: BTreeSet<AccountId>) -> RecipientCheck {
+    RecipientCheck::Local(LocalRecipient { address: address.to_string(), tag, accounts: accounts.into_iter().collect() })
+}

@@ -1,0 +1,131 @@
+//! The mail store of mailgate.
+//!
+//! # Role
+//! This crate is the only code that touches the data directory. Everything
+//! above it (SMTP, POP3, IMAP, delivery, the CLI) talks to the [`Store`]
+//! trait, which says nothing about files or database engines, so that a
+//! second backend (PostgreSQL, shared by several nodes) can be added next to
+//! the embedded one without touching protocol code.
+//!
+//! # Invariants
+//! - A call that stores or changes mail returns only once the change is
+//!   durable (committed and synced to disk). Callers may acknowledge to the
+//!   network (`250`, `OK`) as soon as it returns.
+//! - A message delivered to several mailboxes is stored once; each mailbox
+//!   holds an entry (UID, flags, MODSEQ) pointing at the stored body.
+//! - UIDs in a mailbox only grow; a UID is never reused while the
+//!   mailbox's UIDVALIDITY stays the same. Every change to a message entry
+//!   (new, flags, expunge) takes a fresh MODSEQ from the mailbox's
+//!   HIGHESTMODSEQ.
+//! - Every committed change to a mailbox is announced through
+//!   [`Store::subscribe`], so that open sessions can tell their clients.
+//!
+//! # Layout
+//! - [`types`]: the plain data types passed through the trait.
+//! - [`structure`]: the parsed structure of a message (envelope and MIME
+//!   tree), computed once at delivery and saved with it.
+//! - [`password`]: Argon2id password hashing and verification.
+//! - [`sqlite`]: the embedded backend (one SQLite database in WAL mode,
+//!   a single writer thread that groups concurrent commits).
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod password;
+pub mod sqlite;
+pub mod structure;
+pub mod types;
+
+pub use error::{StoreError, StoreResult};
+pub use sqlite::SqliteStore;
+pub use structure::MessageStructure;
+pub use types::*;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+/// Accounts, domains and aliases: who exists and where their mail goes.
+///
+/// Addresses are compared case-insensitively in the domain part and in the
+/// local part (as every mainstream server does); implementations store them
+/// lower-cased.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// The local domains kept in the store (the config file may name more).
+    async fn list_domains(&self) -> StoreResult<Vec<DomainInfo>>;
+    /// Adds a local domain; adding one that exists is not an error.
+    async fn add_domain(&self, domain: &str) -> StoreResult<()>;
+    /// Removes a local domain. Accounts in it are kept (and still receive
+    /// mail only if the domain is also listed in the config).
+    async fn delete_domain(&self, domain: &str) -> StoreResult<bool>;
+    /// Sets or clears the catch-all target of a domain: mail for unknown
+    /// local parts goes to `target` instead of being refused.
+    async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> StoreResult<()>;
+
+    /// Creates an account with its standard mailboxes (INBOX, Sent, Drafts,
+    /// Trash, Junk, Archive). `password_hash` is a PHC string (see
+    /// [`password::hash_password`]).
+    async fn create_account(&self, address: &str, password_hash: &str) -> StoreResult<AccountId>;
+    /// Replaces the password hash of an account. `false` if there is none.
+    async fn set_password_hash(&self, address: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Deletes an account with all its mailboxes and messages.
+    async fn delete_account(&self, address: &str) -> StoreResult<bool>;
+    /// All accounts, sorted by address.
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// The account with exactly this address (no alias or plus expansion).
+    async fn account(&self, address: &str) -> StoreResult<Option<Account>>;
+    /// The account with this id.
+    async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>>;
+
+    /// Adds (or replaces) an alias that expands to `targets`.
+    async fn set_alias(&self, alias: &str, targets: &[String]) -> StoreResult<()>;
+    /// Removes an alias. `false` if there was none.
+    async fn delete_alias(&self, alias: &str) -> StoreResult<bool>;
+    /// All aliases, sorted.
+    async fn list_aliases(&self) -> StoreResult<Vec<Alias>>;
+    /// The targets of one alias, if it exists.
+    async fn alias(&self, alias: &str) -> StoreResult<Option<Vec<String>>>;
+}
+
+/// Mailboxes and the messages in them.
+#[async_trait]
+pub trait MailStore: Send + Sync {
+    /// The mailboxes of an account, sorted by name.
+    async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<MailboxInfo>>;
+    /// One mailbox by name (`INBOX` matches case-insensitively).
+    async fn mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<MailboxInfo>>;
+    /// Creates a mailbox; fails with [`StoreError::Exists`] if it exists.
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<MailboxId>;
+
+    /// Stores one message durably in each target mailbox (the body once)
+    /// and returns where it went, in the order of `targets`. Targets whose
+    /// mailbox does not exist fall back to the account's INBOX.
+    async fn deliver(&self, message: NewMessage, targets: &[DeliveryTarget]) -> StoreResult<Vec<Delivered>>;
+
+    /// The entries of a mailbox in UID order.
+    async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>>;
+    /// The raw bytes of a message, as delivered.
+    async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>>;
+    /// The parsed structure saved at delivery.
+    async fn message_structure(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<MessageStructure>>;
+    /// Changes the flags of some messages; returns the new state of each
+    /// message that exists.
+    async fn store_flags(&self, mailbox: MailboxId, uids: &[Uid], change: FlagChange) -> StoreResult<Vec<MessageMeta>>;
+    /// Removes messages from a mailbox, durably. A body no mailbox refers
+    /// to any more is deleted. Returns the UIDs actually removed.
+    async fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> StoreResult<Vec<Uid>>;
+
+    /// Change notifications: every committed change to any mailbox.
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
+
+    /// Verifies the store's integrity; an empty list means consistent.
+    async fn check(&self) -> StoreResult<Vec<String>>;
+}
+
+/// The whole store: what protocol code is given.
+pub trait Store: Directory + MailStore {}
+impl<T: Directory + MailStore> Store for T {}

@@ -1,0 +1,374 @@
+//! [`MailStore`] for the embedded store: mailboxes and messages.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::broadcast;
+
+use super::SqliteStore;
+use crate::{
+    AccountId, Delivered, DeliveryTarget, FlagChange, MailStore, MailboxId, MailboxInfo, MessageMeta, MessageStructure,
+    NewMessage, SpecialUse, StoreError, StoreEvent, StoreResult, Uid,
+};
+
+/// The system flags of RFC 9051 §2.3.2, in their canonical spelling.
+const SYSTEM_FLAGS: &[&str] = &["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+/// Canonical spelling of a flag: system flags in their RFC case; keywords
+/// as given. `None` for something that cannot be a flag.
+pub fn canonical_flag(flag: &str) -> Option<String> {
+    if flag.is_empty() || flag.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    if let Some(sys) = SYSTEM_FLAGS.iter().find(|s| s.eq_ignore_ascii_case(flag)) {
+        return Some((*sys).to_string());
+    }
+    if flag.starts_with('\\') {
+        // \Recent and unknown system flags cannot be stored.
+        return None;
+    }
+    Some(flag.to_string())
+}
+
+fn flags_to_text(flags: &BTreeSet<String>) -> String {
+    flags.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+}
+
+fn flags_from_text(text: &str) -> BTreeSet<String> {
+    text.split(' ').filter(|f| !f.is_empty()).map(str::to_string).collect()
+}
+
+fn canonical_set(flags: &[String]) -> BTreeSet<String> {
+    flags.iter().filter_map(|f| canonical_flag(f)).collect()
+}
+
+fn special_use_text(u: Option<SpecialUse>) -> Option<&'static str> {
+    u.map(SpecialUse::attribute)
+}
+
+/// Normalises a mailbox name: `INBOX` in any case is `INBOX`; other names
+/// must be non-empty, without control characters, and without empty
+/// hierarchy levels.
+pub fn normalize_mailbox_name(name: &str) -> StoreResult<String> {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    let bad = name.is_empty()
+        || name.chars().any(|c| c.is_control())
+        || name.split('/').any(|level| level.is_empty())
+        || name.len() > 1024;
+    if bad {
+        return Err(StoreError::Invalid(format!("bad mailbox name {name:?}")));
+    }
+    // `inbox/child` keeps the canonical INBOX prefix.
+    match name.split_once('/') {
+        Some((first, rest)) if first.eq_ignore_ascii_case("INBOX") => Ok(format!("INBOX/{rest}")),
+        _ => Ok(name.to_string()),
+    }
+}
+
+/// The next UIDVALIDITY: the current time, but always larger than any
+/// given before, so a mailbox deleted and created again never reuses one.
+fn next_uid_validity(c: &Connection) -> StoreResult<u32> {
+    let last: u32 = c
+        .query_row("SELECT value FROM meta WHERE key = 'last_uid_validity'", [], |r| r.get::<_, String>(0))
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let now = chrono::Utc::now().timestamp().clamp(1, u32::MAX as i64) as u32;
+    let next = now.max(last.saturating_add(1));
+    c.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_uid_validity', ?1)",
+        [next.to_string()],
+    )?;
+    Ok(next)
+}
+
+/// Creates a mailbox inside the current transaction.
+pub(super) fn create_mailbox_in(
+    c: &Connection,
+    account: AccountId,
+    name: &str,
+    special_use: Option<SpecialUse>,
+) -> StoreResult<MailboxId> {
+    let name = normalize_mailbox_name(name)?;
+    let exists = c
+        .query_row("SELECT 1 FROM mailboxes WHERE account = ?1 AND name = ?2", params![account, name], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists {
+        return Err(StoreError::Exists(format!("mailbox {name}")));
+    }
+    let validity = next_uid_validity(c)?;
+    c.execute(
+        "INSERT INTO mailboxes (account, name, special_use, uid_validity) VALUES (?1, ?2, ?3, ?4)",
+        params![account, name, special_use_text(special_use), validity],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+const MAILBOX_SELECT: &str = "SELECT mb.id, mb.account, mb.name, mb.special_use, mb.subscribed, mb.uid_validity,
+        mb.uid_next, mb.highest_modseq,
+        (SELECT count(*) FROM messages m WHERE m.mailbox = mb.id),
+        (SELECT count(*) FROM messages m WHERE m.mailbox = mb.id AND instr(' ' || m.flags || ' ', ' \\Seen ') = 0),
+        (SELECT coalesce(sum(size), 0) FROM messages m WHERE m.mailbox = mb.id)
+    FROM mailboxes mb";
+
+fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
+    Ok(MailboxInfo {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        name: r.get(2)?,
+        special_use: r.get::<_, Option<String>>(3)?.and_then(|s| SpecialUse::from_attribute(&s)),
+        subscribed: r.get(4)?,
+        uid_validity: r.get(5)?,
+        uid_next: r.get(6)?,
+        highest_modseq: r.get::<_, i64>(7)? as u64,
+        messages: r.get(8)?,
+        unseen: r.get(9)?,
+        size: r.get::<_, i64>(10)? as u64,
+    })
+}
+
+fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
+    let uid: u32 = r.get(0)?;
+    Ok(MessageMeta {
+        uid: Uid::new(uid).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, 0))?,
+        flags: flags_from_text(&r.get::<_, String>(1)?).into_iter().collect(),
+        internal_date: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        modseq: r.get::<_, i64>(4)? as u64,
+        blob: r.get(5)?,
+    })
+}
+
+const META_SELECT: &str = "SELECT uid, flags, internal_date, size, modseq, blob FROM messages";
+
+/// Takes the next MODSEQ of a mailbox (inside the transaction).
+fn bump_modseq(c: &Connection, mailbox: MailboxId) -> StoreResult<u64> {
+    let m: i64 = c.query_row(
+        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1 RETURNING highest_modseq",
+        [mailbox],
+        |r| r.get(0),
+    )?;
+    Ok(m as u64)
+}
+
+fn account_of(c: &Connection, mailbox: MailboxId) -> StoreResult<AccountId> {
+    c.query_row("SELECT account FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// Inserts one stored message into one mailbox (inside the transaction).
+fn append_entry(
+    c: &Connection,
+    mailbox: MailboxId,
+    blob: i64,
+    flags: &BTreeSet<String>,
+    internal_date: i64,
+    size: u64,
+) -> StoreResult<Uid> {
+    let (uid, modseq): (u32, i64) = c.query_row(
+        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
+         WHERE id = ?1 RETURNING uid_next - 1, highest_modseq",
+        [mailbox],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    c.execute(
+        "INSERT INTO messages (mailbox, uid, blob, flags, internal_date, size, modseq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![mailbox, uid, blob, flags_to_text(flags), internal_date, size as i64, modseq],
+    )?;
+    Uid::new(uid).ok_or_else(|| StoreError::Corrupt(format!("mailbox {mailbox} has uid_next 0")))
+}
+
+#[async_trait]
+impl MailStore for SqliteStore {
+    async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<MailboxInfo>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!("{MAILBOX_SELECT} WHERE mb.account = ?1 ORDER BY mb.name"))?;
+            let rows = st.query_map([account], mailbox_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<MailboxInfo>> {
+        let Ok(name) = normalize_mailbox_name(name) else { return Ok(None) };
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!("{MAILBOX_SELECT} WHERE mb.account = ?1 AND mb.name = ?2"))?
+                .query_row(params![account, name], mailbox_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<MailboxId> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let id = create_mailbox_in(c, account, &name, special_use)?;
+            Ok((id, vec![StoreEvent::MailboxesChanged { account }]))
+        })
+        .await
+    }
+
+    async fn deliver(&self, message: NewMessage, targets: &[DeliveryTarget]) -> StoreResult<Vec<Delivered>> {
+        let targets = targets.to_vec();
+        let structure = serde_json::to_string(&message.structure)
+            .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
+        self.write(move |c| {
+            let size = message.raw.len() as u64;
+            c.execute(
+                "INSERT INTO blobs (size, structure, data) VALUES (?1, ?2, ?3)",
+                params![size as i64, structure, message.raw.as_slice()],
+            )?;
+            let blob = c.last_insert_rowid();
+            let mut delivered = Vec::with_capacity(targets.len());
+            let mut events = Vec::new();
+            for t in &targets {
+                let wanted = normalize_mailbox_name(&t.mailbox).unwrap_or_else(|_| "INBOX".into());
+                let find = |name: &str| -> StoreResult<Option<MailboxId>> {
+                    Ok(c.prepare_cached("SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2")?
+                        .query_row(params![t.account, name], |r| r.get(0))
+                        .optional()?)
+                };
+                let mailbox = match find(&wanted)? {
+                    Some(id) => id,
+                    None => find("INBOX")?.ok_or_else(|| StoreError::NotFound(format!("INBOX of account {}", t.account)))?,
+                };
+                let uid = append_entry(c, mailbox, blob, &canonical_set(&t.flags), message.internal_date, size)?;
+                delivered.push(Delivered { account: t.account, mailbox, uid });
+                events.push(StoreEvent::Appended { account: t.account, mailbox, uids: vec![uid] });
+            }
+            Ok((delivered, events))
+        })
+        .await
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 ORDER BY uid"))?;
+            let rows = st.query_map([mailbox], meta_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.mailbox = ?1 AND m.uid = ?2",
+            )?
+            .query_row(params![mailbox, uid.get()], |r| r.get(0))
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn message_structure(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<MessageStructure>> {
+        let json: Option<String> = self
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT b.structure FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.mailbox = ?1 AND m.uid = ?2",
+                )?
+                .query_row(params![mailbox, uid.get()], |r| r.get(0))
+                .optional()?)
+            })
+            .await?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("message structure: {e}"))))
+            .transpose()
+    }
+
+    async fn store_flags(&self, mailbox: MailboxId, uids: &[Uid], change: FlagChange) -> StoreResult<Vec<MessageMeta>> {
+        let uids = uids.to_vec();
+        self.write(move |c| {
+            let account = account_of(c, mailbox)?;
+            let mut out = Vec::with_capacity(uids.len());
+            let mut changed = Vec::new();
+            for uid in uids {
+                let Some(mut meta) = c
+                    .prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"))?
+                    .query_row(params![mailbox, uid.get()], meta_from_row)
+                    .optional()?
+                else {
+                    continue;
+                };
+                let old: BTreeSet<String> = meta.flags.iter().cloned().collect();
+                let new = match &change {
+                    FlagChange::Set(f) => canonical_set(f),
+                    FlagChange::Add(f) => old.union(&canonical_set(f)).cloned().collect(),
+                    FlagChange::Remove(f) => old.difference(&canonical_set(f)).cloned().collect(),
+                };
+                if new != old {
+                    let modseq = bump_modseq(c, mailbox)?;
+                    c.execute(
+                        "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox = ?1 AND uid = ?2",
+                        params![mailbox, uid.get(), flags_to_text(&new), modseq as i64],
+                    )?;
+                    meta.flags = new.into_iter().collect();
+                    meta.modseq = modseq;
+                    changed.push(uid);
+                }
+                out.push(meta);
+            }
+            let events = if changed.is_empty() {
+                vec![]
+            } else {
+                vec![StoreEvent::FlagsChanged { account, mailbox, uids: changed }]
+            };
+            Ok((out, events))
+        })
+        .await
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> StoreResult<Vec<Uid>> {
+        let uids = uids.to_vec();
+        self.write(move |c| {
+            let account = account_of(c, mailbox)?;
+            let mut removed = Vec::with_capacity(uids.len());
+            let mut blobs = BTreeSet::new();
+            for uid in uids {
+                let blob: Option<i64> = c
+                    .prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2 RETURNING blob")?
+                    .query_row(params![mailbox, uid.get()], |r| r.get(0))
+                    .optional()?;
+                if let Some(blob) = blob {
+                    let modseq = bump_modseq(c, mailbox)?;
+                    c.execute(
+                        "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
+                        params![mailbox, uid.get(), modseq as i64],
+                    )?;
+                    blobs.insert(blob);
+                    removed.push(uid);
+                }
+            }
+            for blob in blobs {
+                c.execute(
+                    "DELETE FROM blobs WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob = ?1)",
+                    [blob],
+                )?;
+            }
+            let events = if removed.is_empty() {
+                vec![]
+            } else {
+                vec![StoreEvent::Expunged { account, mailbox, uids: removed.clone() }]
+            };
+            Ok((removed, events))
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn check(&self) -> StoreResult<Vec<String>> {
+        self.read(super::check::run).await
+    }
+}

@@ -1,0 +1,246 @@
+//! Plain data passed through the [`crate::Store`] trait. No engine types.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::structure::MessageStructure;
+
+/// An account's id in the store.
+pub type AccountId = i64;
+/// A mailbox's id in the store (unique across accounts).
+pub type MailboxId = i64;
+
+/// A message's UID within one mailbox (RFC 9051 §2.3.1.1): never zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uid(pub NonZeroU32);
+
+impl Uid {
+    /// A UID from a number; `None` for zero.
+    pub fn new(n: u32) -> Option<Uid> {
+        NonZeroU32::new(n).map(Uid)
+    }
+    /// The number.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A local domain kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// The domain, lower-case.
+    pub name: String,
+    /// Where mail for unknown local parts goes, if anywhere.
+    pub catch_all: Option<String>,
+}
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its id.
+    pub id: AccountId,
+    /// Its address, lower-case.
+    pub address: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Storage quota in bytes, if any.
+    pub quota_bytes: Option<u64>,
+}
+
+/// An alias and what it expands to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The alias address, lower-case.
+    pub alias: String,
+    /// The addresses it expands to.
+    pub targets: Vec<String>,
+}
+
+/// The special-use attribute of a mailbox (RFC 6154).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecialUse {
+    /// `\Sent`
+    Sent,
+    /// `\Drafts`
+    Drafts,
+    /// `\Trash`
+    Trash,
+    /// `\Junk`
+    Junk,
+    /// `\Archive`
+    Archive,
+}
+
+impl SpecialUse {
+    /// The RFC 6154 attribute, e.g. `\Sent`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+        }
+    }
+    /// Parses an attribute such as `\Sent` (case-insensitive).
+    pub fn from_attribute(s: &str) -> Option<SpecialUse> {
+        [
+            SpecialUse::Sent,
+            SpecialUse::Drafts,
+            SpecialUse::Trash,
+            SpecialUse::Junk,
+            SpecialUse::Archive,
+        ]
+        .into_iter()
+        .find(|u| u.attribute().eq_ignore_ascii_case(s))
+    }
+}
+
+/// The mailboxes every new account gets, with their special use.
+pub const DEFAULT_MAILBOXES: &[(&str, Option<SpecialUse>)] = &[
+    ("INBOX", None),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+    ("Archive", Some(SpecialUse::Archive)),
+];
+
+/// A mailbox and its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    /// Its id.
+    pub id: MailboxId,
+    /// The owning account.
+    pub account: AccountId,
+    /// Full name, hierarchy separated by `/`; `INBOX` is always upper-case.
+    pub name: String,
+    /// Special use, if any.
+    pub special_use: Option<SpecialUse>,
+    /// Whether the user subscribed to it.
+    pub subscribed: bool,
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// The UID the next message will get.
+    pub uid_next: u32,
+    /// The highest MODSEQ of any change in this mailbox (RFC 7162).
+    pub highest_modseq: u64,
+    /// Number of messages.
+    pub messages: u32,
+    /// Number of messages without `\Seen`.
+    pub unseen: u32,
+    /// Sum of the message sizes in bytes.
+    pub size: u64,
+}
+
+/// A message to store: its bytes, when it arrived, and its structure.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The whole message as it will be served (trace headers included).
+    pub raw: Arc<Vec<u8>>,
+    /// The internal date (arrival time), seconds since the Unix epoch.
+    pub internal_date: i64,
+    /// The parsed structure; computed by the caller with
+    /// [`MessageStructure::parse`] so that it can happen outside the writer.
+    pub structure: MessageStructure,
+}
+
+/// Where one copy of a delivered message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTarget {
+    /// The account.
+    pub account: AccountId,
+    /// The mailbox name; falls back to INBOX if it does not exist.
+    pub mailbox: String,
+    /// Initial flags (system flags like `\Seen` and keywords).
+    pub flags: Vec<String>,
+}
+
+/// Where one copy of a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// The account.
+    pub account: AccountId,
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// The UID the message got there.
+    pub uid: Uid,
+}
+
+/// One message entry in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// Its UID.
+    pub uid: Uid,
+    /// Flags and keywords, e.g. `\Seen`, `$Forwarded`; sorted, no duplicates.
+    pub flags: Vec<String>,
+    /// Arrival time, seconds since the Unix epoch.
+    pub internal_date: i64,
+    /// Size in bytes of the raw message.
+    pub size: u64,
+    /// The MODSEQ of the last change to this entry.
+    pub modseq: u64,
+    /// The stored body's id (the same for every copy of one delivery).
+    pub blob: i64,
+}
+
+impl MessageMeta {
+    /// Whether the entry carries this flag (case-insensitive).
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+    }
+}
+
+/// How [`crate::MailStore::store_flags`] changes flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagChange {
+    /// Replace all flags.
+    Set(Vec<String>),
+    /// Add these.
+    Add(Vec<String>),
+    /// Remove these.
+    Remove(Vec<String>),
+}
+
+/// A committed change, announced to every open session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// New messages arrived in a mailbox.
+    Appended {
+        /// The account.
+        account: AccountId,
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// Their UIDs.
+        uids: Vec<Uid>,
+    },
+    /// Flags changed.
+    FlagsChanged {
+        /// The account.
+        account: AccountId,
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The UIDs whose flags changed.
+        uids: Vec<Uid>,
+    },
+    /// Messages were removed.
+    Expunged {
+        /// The account.
+        account: AccountId,
+        /// The mailbox.
+        mailbox: MailboxId,
+        /// The UIDs removed.
+        uids: Vec<Uid>,
+    },
+    /// Mailboxes were created, deleted or renamed.
+    MailboxesChanged {
+        /// The account.
+        account: AccountId,
+    },
+}
