@@ -1,0 +1,194 @@
+//! The command line: `mailgate [--config PATH | --dev] COMMAND`.
+//!
+//! Every admin command opens the store directly and works while the server
+//! runs (the store serialises the two processes' writes).
+
+mod admin;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// The default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/mailgate/mailgate.toml";
+
+/// mailgate — a mail server (SMTP, POP3, IMAP) with policy in WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "mailgate", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file (TOML).
+    #[arg(long, global = true, env = "MAILGATE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Use the development profile instead of a configuration file: data in
+    /// ./dev-data, domain mailgate.test, demo account, listeners on 127.0.0.1.
+    #[arg(long, global = true, conflicts_with = "config")]
+    pub dev: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server in the foreground (stop it with SIGTERM or Ctrl-C).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage aliases (an address that delivers to one or more others).
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Manage local domains (besides those in the configuration file).
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Maintain the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `mailgate user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account (with INBOX, Sent, Drafts, Trash, Junk, Archive).
+    Add {
+        /// The account's address, e.g. alice@example.org.
+        address: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List the accounts, one address per line.
+    List,
+    /// Change an account's password.
+    Passwd {
+        /// The account's address.
+        address: String,
+        /// Read the new password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Delete an account with all its mail.
+    Del {
+        /// The account's address.
+        address: String,
+    },
+}
+
+/// `mailgate alias ...`
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create (or replace) an alias delivering to one or more addresses.
+    Add {
+        /// The alias address, e.g. team@example.org.
+        alias: String,
+        /// Where its mail goes.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// List the aliases: `alias -> target, target`.
+    List,
+    /// Delete an alias.
+    Del {
+        /// The alias address.
+        alias: String,
+    },
+}
+
+/// `mailgate domain ...`
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Add a local domain (or change its catch-all).
+    Add {
+        /// The domain, e.g. example.org.
+        domain: String,
+        /// Deliver mail for unknown addresses in the domain to this address.
+        #[arg(long, value_name = "ADDRESS")]
+        catch_all: Option<String>,
+    },
+    /// List the local domains: those of the configuration file and those added here.
+    List,
+    /// Remove a local domain added with `domain add`.
+    Del {
+        /// The domain.
+        domain: String,
+    },
+}
+
+/// `mailgate store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Verify the store's integrity; exits 1 and lists every problem found.
+    Check,
+}
+
+/// The configuration the command line asks for.
+pub fn load_config(cli: &Cli) -> Result<Config, String> {
+    if cli.dev {
+        return Ok(crate::dev::config(PathBuf::from("dev-data")));
+    }
+    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    Config::load(&path).map_err(|e| e.to_string())
+}
+
+/// Runs a parsed command line; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("mailgate: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("mailgate: cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(config, cli.dev).await,
+            Command::User(c) => admin::user(&config, c).await,
+            Command::Alias(c) => admin::alias(&config, c).await,
+            Command::Domain(c) => admin::domain(&config, c).await,
+            Command::Store(c) => admin::store(&config, c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("mailgate: {e}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::FAILURE
+}
+
+async fn serve(config: Config, dev: bool) -> Result<(), String> {
+    if dev {
+        admin::ensure_demo_account(&config).await?;
+    }
+    let printable = config.clone();
+    crate::server::run(config, move |addresses| {
+        let mut out = std::io::stdout().lock();
+        for (protocol, address) in addresses {
+            let _ = writeln!(out, "mailgate: listening {protocol} on {address}");
+        }
+        if dev {
+            let _ = write!(out, "{}", crate::dev::summary(&printable, addresses));
+        }
+        let _ = writeln!(out, "mailgate: ready");
+        let _ = out.flush();
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Logs go to standard error; `RUST_LOG` overrides the default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

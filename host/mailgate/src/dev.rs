@@ -1,0 +1,57 @@
+//! The development profile: `mailgate serve --dev`.
+//!
+//! A ready configuration for trying mailgate on one machine: data under
+//! `./dev-data`, the local domain `mailgate.test` with the account
+//! `demo@mailgate.test` (password `demo`), every listener on 127.0.0.1 on
+//! an unprivileged port. Nothing here is used without `--dev`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{AuthSettings, Config, Limits, Listen};
+
+/// The local domain of the development profile.
+pub const DOMAIN: &str = "mailgate.test";
+/// The demo account.
+pub const DEMO_USER: &str = "demo@mailgate.test";
+/// Its password.
+pub const DEMO_PASSWORD: &str = "demo";
+
+/// The development configuration, with data in `data_dir`.
+pub fn config(data_dir: PathBuf) -> Config {
+    Config {
+        hostname: "localhost".into(),
+        data_dir,
+        domains: vec![DOMAIN.into()],
+        listen: Listen { smtp: Some("127.0.0.1:2525".into()), pop3: Some("127.0.0.1:2110".into()) },
+        limits: Limits::default(),
+        auth: AuthSettings::default(),
+        shutdown_timeout: 5,
+    }
+}
+
+/// The summary printed when the development server is ready.
+pub fn summary(config: &Config, addresses: &[(&'static str, SocketAddr)]) -> String {
+    let port = |p: &str| addresses.iter().find(|(q, _)| *q == p).map(|(_, a)| a.port()).unwrap_or(0);
+    let mut s = String::new();
+    s.push_str("\nmailgate development server\n");
+    s.push_str(&format!("  data directory  {}\n", config.data_dir.display()));
+    s.push_str(&format!("  local domain    {DOMAIN}\n"));
+    s.push_str(&format!("  demo account    {DEMO_USER}  password: {DEMO_PASSWORD}\n"));
+    for (protocol, address) in addresses {
+        s.push_str(&format!("  {protocol:<15} {address}\n"));
+    }
+    s.push_str("\nSend a first message (Python's smtplib):\n");
+    s.push_str(&format!(
+        "  python3 -c \"import smtplib; smtplib.SMTP('127.0.0.1', {}).sendmail('you@example.net', ['{DEMO_USER}'], 'Subject: hello\\r\\n\\r\\nIt works.\\r\\n')\"\n",
+        port("smtp")
+    ));
+    s.push_str("Read it back (POP3):\n");
+    s.push_str(&format!(
+        "  python3 -c \"import poplib; p=poplib.POP3('127.0.0.1', {}); p.user('{DEMO_USER}'); p.pass_('{DEMO_PASSWORD}'); print(b'\\n'.join(p.retr(1)[1]).decode())\"\n",
+        port("pop3")
+    ));
+    s.push_str("Manage accounts:  cargo run -p mailgate -- --dev user list\n");
+    s.push_str("Stop with Ctrl-C.\n");
+    s
+}

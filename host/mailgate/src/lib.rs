@@ -1,0 +1,15 @@
+//! The `mailgate` binary's library: configuration, listeners, signals and
+//! the admin CLI, wiring together the protocol crates and the store.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration file.
+//! - [`dev`]: the ready-made development profile of `mailgate serve --dev`.
+//! - [`server`]: opens the store, binds the listeners, runs the sessions,
+//!   and shuts down on SIGTERM.
+//! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod server;
