@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use mailgate_auth::Authenticator;
 use mailgate_delivery::LocalDelivery;
+use mailgate_pop3::Pop3Context;
+use mailgate_smtp::{SmtpContext, SmtpLimits};
 use mailgate_store::{SqliteStore, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -145,8 +147,8 @@ pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAd
         tracing::info!(protocol, %address, "listening");
     }
 
-    let smtp_ctx = Arc::new(crate::dev::smtp_context(&config, &services, shutdown_rx.clone()));
-    let pop3_ctx = Arc::new(crate::dev::pop3_context(&config, &services, shutdown_rx.clone()));
+    let smtp_ctx = Arc::new(smtp_context(&config, &services, shutdown_rx.clone()));
+    let pop3_ctx = Arc::new(pop3_context(&config, &services, shutdown_rx.clone()));
     let mut accept_loops = Vec::new();
     for b in bound {
         let tracker = tracker.clone();
@@ -158,9 +160,15 @@ pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAd
             let smtp_ctx = smtp_ctx.clone();
             let pop3_ctx = pop3_ctx.clone();
             async move {
-                match protocol {
+                let result = match protocol {
                     "smtp" => mailgate_smtp::serve_connection(stream, peer, smtp_ctx).await,
-                    _ => mailgate_pop3::serve_connection(stream, peer, pop3_ctx).await,
+                    _ => {
+                        mailgate_pop3::serve_connection(stream, peer, pop3_ctx).await;
+                        Ok(())
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(protocol, %peer, error = %e, "connection ended with an i/o error");
                 }
             }
         })));
@@ -183,6 +191,33 @@ pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAd
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The SMTP settings from the configuration.
+fn smtp_context(config: &Config, services: &Services, shutdown: watch::Receiver<bool>) -> SmtpContext {
+    let l = &config.limits;
+    let limits = SmtpLimits {
+        max_message_size: l.max_message_size,
+        max_recipients: l.max_recipients,
+        max_command_line: l.max_command_line,
+        max_data_line: l.max_line_length,
+        idle_timeout: config.idle_timeout(),
+        max_errors: l.max_errors,
+    };
+    let mut ctx = SmtpContext::new(config.hostname.clone(), services.delivery.clone(), limits, shutdown);
+    if let Some(first) = config.domains.first() {
+        ctx.postmaster_domain = first.clone();
+    }
+    ctx
+}
+
+/// The POP3 settings from the configuration. RFC 1939 §3 asks for an
+/// autologout timer of at least ten minutes, so POP3 never closes an idle
+/// session sooner than that, whatever `idle_timeout` says.
+fn pop3_context(config: &Config, services: &Services, shutdown: watch::Receiver<bool>) -> Pop3Context {
+    let mut ctx = Pop3Context::new(config.hostname.clone(), services.store.clone(), services.auth.clone(), shutdown);
+    ctx.idle_timeout = config.idle_timeout().max(Duration::from_secs(600));
+    ctx
 }
 
 /// Accepts connections until shutdown, one task per session.

@@ -104,17 +104,30 @@ pub trait MailStore: Send + Sync {
     /// Stores one message durably in each target mailbox (the body once)
     /// and returns where it went, in the order of `targets`. Targets whose
     /// mailbox does not exist fall back to the account's INBOX.
-    async fn deliver(&self, message: NewMessage, targets: &[DeliveryTarget]) -> StoreResult<Vec<Delivered>>;
+    async fn deliver(
+        &self,
+        message: NewMessage,
+        targets: &[DeliveryTarget],
+    ) -> StoreResult<Vec<Delivered>>;
 
     /// The entries of a mailbox in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>>;
     /// The raw bytes of a message, as delivered.
     async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>>;
     /// The parsed structure saved at delivery.
-    async fn message_structure(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<MessageStructure>>;
+    async fn message_structure(
+        &self,
+        mailbox: MailboxId,
+        uid: Uid,
+    ) -> StoreResult<Option<MessageStructure>>;
     /// Changes the flags of some messages; returns the new state of each
     /// message that exists.
-    async fn store_flags(&self, mailbox: MailboxId, uids: &[Uid], change: FlagChange) -> StoreResult<Vec<MessageMeta>>;
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        change: FlagChange,
+    ) -> StoreResult<Vec<MessageMeta>>;
     /// Removes messages from a mailbox, durably. A body no mailbox refers
     /// to any more is deleted. Returns the UIDs actually removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> StoreResult<Vec<Uid>>;

@@ -7,11 +7,19 @@ use mailgate_store::*;
 fn message(body: &str) -> NewMessage {
     let raw = format!("Subject: test\r\nFrom: a@b.example\r\n\r\n{body}\r\n").into_bytes();
     let structure = MessageStructure::parse(&raw);
-    NewMessage { raw: Arc::new(raw), internal_date: 1_700_000_000, structure }
+    NewMessage {
+        raw: Arc::new(raw),
+        internal_date: 1_700_000_000,
+        structure,
+    }
 }
 
 fn inbox(account: AccountId) -> DeliveryTarget {
-    DeliveryTarget { account, mailbox: "INBOX".into(), flags: vec![] }
+    DeliveryTarget {
+        account,
+        mailbox: "INBOX".into(),
+        flags: vec![],
+    }
 }
 
 async fn open() -> (tempfile::TempDir, Arc<SqliteStore>) {
@@ -24,13 +32,28 @@ async fn open() -> (tempfile::TempDir, Arc<SqliteStore>) {
 async fn accounts_get_the_standard_mailboxes() {
     let (_d, s) = open().await;
     let id = s.create_account("Alice@Example.org", "hash").await.unwrap();
-    let names: Vec<_> = s.list_mailboxes(id).await.unwrap().into_iter().map(|m| (m.name, m.special_use)).collect();
+    let names: Vec<_> = s
+        .list_mailboxes(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.special_use))
+        .collect();
     assert_eq!(names.len(), 6);
     assert!(names.contains(&("INBOX".to_string(), None)));
     assert!(names.contains(&("Junk".to_string(), Some(SpecialUse::Junk))));
-    assert_eq!(s.account("alice@example.org").await.unwrap().unwrap().id, id);
-    assert!(matches!(s.create_account("alice@example.org", "h").await, Err(StoreError::Exists(_))));
-    assert!(matches!(s.create_account("no-at-sign", "h").await, Err(StoreError::Invalid(_))));
+    assert_eq!(
+        s.account("alice@example.org").await.unwrap().unwrap().id,
+        id
+    );
+    assert!(matches!(
+        s.create_account("alice@example.org", "h").await,
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        s.create_account("no-at-sign", "h").await,
+        Err(StoreError::Invalid(_))
+    ));
     assert!(s.mailbox(id, "inbox").await.unwrap().is_some());
 }
 
@@ -40,7 +63,10 @@ async fn one_body_for_many_mailboxes_and_uids_grow() {
     let a = s.create_account("a@x.org", "h").await.unwrap();
     let b = s.create_account("b@x.org", "h").await.unwrap();
     let mut events = s.subscribe();
-    let d1 = s.deliver(message("one"), &[inbox(a), inbox(b)]).await.unwrap();
+    let d1 = s
+        .deliver(message("one"), &[inbox(a), inbox(b)])
+        .await
+        .unwrap();
     assert_eq!(d1.len(), 2);
     assert_eq!(d1[0].uid.get(), 1);
     assert_eq!(d1[1].uid.get(), 1);
@@ -50,18 +76,40 @@ async fn one_body_for_many_mailboxes_and_uids_grow() {
     assert_eq!(list.len(), 2);
     let other = s.list_messages(d1[1].mailbox).await.unwrap();
     assert_eq!(list[0].blob, other[0].blob, "stored once");
-    assert!(matches!(events.recv().await.unwrap(), StoreEvent::Appended { .. }));
-    let raw = s.message_raw(d1[0].mailbox, d1[0].uid).await.unwrap().unwrap();
+    assert!(matches!(
+        events.recv().await.unwrap(),
+        StoreEvent::Appended { .. }
+    ));
+    let raw = s
+        .message_raw(d1[0].mailbox, d1[0].uid)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(raw.ends_with(b"one\r\n"));
-    assert!(s.message_structure(d1[0].mailbox, d1[0].uid).await.unwrap().is_some());
+    assert!(s
+        .message_structure(d1[0].mailbox, d1[0].uid)
+        .await
+        .unwrap()
+        .is_some());
     let info = s.mailbox(a, "INBOX").await.unwrap().unwrap();
     assert_eq!((info.messages, info.unseen, info.uid_next), (2, 2, 3));
 
     // Expunging one copy keeps the body for the other; the second removes it.
     s.expunge(d1[0].mailbox, &[d1[0].uid]).await.unwrap();
-    assert!(s.message_raw(d1[1].mailbox, d1[1].uid).await.unwrap().is_some());
-    assert_eq!(s.expunge(d1[1].mailbox, &[d1[1].uid]).await.unwrap(), vec![d1[1].uid]);
-    assert!(s.check().await.unwrap().is_empty(), "{:?}", s.check().await.unwrap());
+    assert!(s
+        .message_raw(d1[1].mailbox, d1[1].uid)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        s.expunge(d1[1].mailbox, &[d1[1].uid]).await.unwrap(),
+        vec![d1[1].uid]
+    );
+    assert!(
+        s.check().await.unwrap().is_empty(),
+        "{:?}",
+        s.check().await.unwrap()
+    );
     // UIDs are not reused after an expunge.
     let d3 = s.deliver(message("three"), &[inbox(a)]).await.unwrap();
     assert_eq!(d3[0].uid.get(), 3);
@@ -71,35 +119,84 @@ async fn one_body_for_many_mailboxes_and_uids_grow() {
 async fn flags_and_modseq() {
     let (_d, s) = open().await;
     let a = s.create_account("a@x.org", "h").await.unwrap();
-    let d = s.deliver(message("m"), &[DeliveryTarget { account: a, mailbox: "Junk".into(), flags: vec!["\\seen".into()] }]).await.unwrap();
+    let d = s
+        .deliver(
+            message("m"),
+            &[DeliveryTarget {
+                account: a,
+                mailbox: "Junk".into(),
+                flags: vec!["\\seen".into()],
+            }],
+        )
+        .await
+        .unwrap();
     let junk = s.mailbox(a, "Junk").await.unwrap().unwrap();
     assert_eq!(d[0].mailbox, junk.id);
     let meta = &s.list_messages(junk.id).await.unwrap()[0];
     assert_eq!(meta.flags, vec!["\\Seen".to_string()]);
     let before = junk.highest_modseq;
-    let after = s.store_flags(junk.id, &[meta.uid], FlagChange::Add(vec!["\\Flagged".into(), "$Label1".into()])).await.unwrap();
+    let after = s
+        .store_flags(
+            junk.id,
+            &[meta.uid],
+            FlagChange::Add(vec!["\\Flagged".into(), "$Label1".into()]),
+        )
+        .await
+        .unwrap();
     assert_eq!(after[0].flags, vec!["$Label1", "\\Flagged", "\\Seen"]);
     assert!(after[0].modseq > before);
-    let unchanged = s.store_flags(junk.id, &[meta.uid], FlagChange::Add(vec!["\\Seen".into()])).await.unwrap();
-    assert_eq!(unchanged[0].modseq, after[0].modseq, "no change, no new MODSEQ");
-    let cleared = s.store_flags(junk.id, &[meta.uid], FlagChange::Set(vec![])).await.unwrap();
+    let unchanged = s
+        .store_flags(junk.id, &[meta.uid], FlagChange::Add(vec!["\\Seen".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged[0].modseq, after[0].modseq,
+        "no change, no new MODSEQ"
+    );
+    let cleared = s
+        .store_flags(junk.id, &[meta.uid], FlagChange::Set(vec![]))
+        .await
+        .unwrap();
     assert!(cleared[0].flags.is_empty());
     assert_eq!(s.mailbox(a, "Junk").await.unwrap().unwrap().unseen, 1);
     // A target mailbox that does not exist falls back to INBOX.
-    let d = s.deliver(message("m"), &[DeliveryTarget { account: a, mailbox: "Nope".into(), flags: vec![] }]).await.unwrap();
-    assert_eq!(d[0].mailbox, s.mailbox(a, "INBOX").await.unwrap().unwrap().id);
+    let d = s
+        .deliver(
+            message("m"),
+            &[DeliveryTarget {
+                account: a,
+                mailbox: "Nope".into(),
+                flags: vec![],
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d[0].mailbox,
+        s.mailbox(a, "INBOX").await.unwrap().unwrap().id
+    );
 }
 
 #[tokio::test]
 async fn directory_aliases_domains_and_deletion() {
     let (_d, s) = open().await;
     s.add_domain("Example.ORG").await.unwrap();
-    s.set_catch_all("example.org", Some("a@example.org")).await.unwrap();
+    s.set_catch_all("example.org", Some("a@example.org"))
+        .await
+        .unwrap();
     assert_eq!(
         s.list_domains().await.unwrap(),
-        vec![DomainInfo { name: "example.org".into(), catch_all: Some("a@example.org".into()) }]
+        vec![DomainInfo {
+            name: "example.org".into(),
+            catch_all: Some("a@example.org".into())
+        }]
     );
-    s.set_alias("team@example.org", &["a@example.org".into(), "b@example.org".into()]).await.unwrap();
+    s.set_alias(
+        "team@example.org",
+        &["a@example.org".into(), "b@example.org".into()],
+    )
+    .await
+    .unwrap();
     assert_eq!(s.alias("TEAM@example.org").await.unwrap().unwrap().len(), 2);
     assert!(s.delete_alias("team@example.org").await.unwrap());
     assert!(s.alias("team@example.org").await.unwrap().is_none());
@@ -118,7 +215,11 @@ async fn concurrent_deliveries_share_commits_and_all_land() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.deliver(message(&format!("n{i}")), &[inbox(a)]).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.deliver(message(&format!("n{i}")), &[inbox(a)])
+                .await
+                .unwrap()
+        }));
     }
     let mut uids = std::collections::BTreeSet::new();
     for t in tasks {
@@ -139,5 +240,10 @@ async fn reopening_keeps_everything() {
         (d[0].mailbox, d[0].uid)
     };
     let s = SqliteStore::open(dir.path()).unwrap();
-    assert!(s.message_raw(mailbox, uid).await.unwrap().unwrap().ends_with(b"persist\r\n"));
+    assert!(s
+        .message_raw(mailbox, uid)
+        .await
+        .unwrap()
+        .unwrap()
+        .ends_with(b"persist\r\n"));
 }

@@ -7,7 +7,9 @@ use crate::{MessageStructure, StoreResult};
 /// Runs every check; returns one line per problem found.
 pub(super) fn run(c: &Connection) -> StoreResult<Vec<String>> {
     let mut problems = Vec::new();
-    let query = |sql: &str, what: &dyn Fn(&rusqlite::Row<'_>) -> rusqlite::Result<String>| -> StoreResult<Vec<String>> {
+    let query = |sql: &str,
+                 what: &dyn Fn(&rusqlite::Row<'_>) -> rusqlite::Result<String>|
+     -> StoreResult<Vec<String>> {
         let mut st = c.prepare(sql)?;
         let rows = st.query_map([], |r| what(r))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -20,7 +22,9 @@ pub(super) fn run(c: &Connection) -> StoreResult<Vec<String>> {
     problems.extend(query("PRAGMA foreign_key_check", &|r| {
         let table: String = r.get(0)?;
         let parent: String = r.get(2)?;
-        Ok(format!("table {table}: a row refers to a missing row of {parent}"))
+        Ok(format!(
+            "table {table}: a row refers to a missing row of {parent}"
+        ))
     })?);
     problems.extend(query(
         "SELECT m.mailbox, m.uid, m.blob FROM messages m LEFT JOIN blobs b ON b.id = m.blob WHERE b.id IS NULL",
@@ -28,11 +32,24 @@ pub(super) fn run(c: &Connection) -> StoreResult<Vec<String>> {
     )?);
     problems.extend(query(
         "SELECT id FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.id)",
-        &|r| Ok(format!("body {} belongs to no mailbox", r.get::<_, i64>(0)?)),
+        &|r| {
+            Ok(format!(
+                "body {} belongs to no mailbox",
+                r.get::<_, i64>(0)?
+            ))
+        },
     )?);
-    problems.extend(query("SELECT id, size, length(data) FROM blobs WHERE size != length(data)", &|r| {
-        Ok(format!("body {}: recorded size {} but {} bytes stored", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    })?);
+    problems.extend(query(
+        "SELECT id, size, length(data) FROM blobs WHERE size != length(data)",
+        &|r| {
+            Ok(format!(
+                "body {}: recorded size {} but {} bytes stored",
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?
+            ))
+        },
+    )?);
     problems.extend(query(
         "SELECT m.mailbox, m.uid, m.size, b.size FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.size != b.size",
         &|r| {

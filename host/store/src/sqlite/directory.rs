@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{mailstore::create_mailbox_in, normalize, SqliteStore};
-use crate::{Account, AccountId, Alias, Directory, DomainInfo, StoreError, StoreEvent, StoreResult, DEFAULT_MAILBOXES};
+use crate::{
+    Account, AccountId, Alias, Directory, DomainInfo, StoreError, StoreEvent, StoreResult,
+    DEFAULT_MAILBOXES,
+};
 
 fn account_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -26,7 +29,9 @@ fn validate_address(address: &str) -> StoreResult<()> {
         Some((local, domain)) => {
             !local.is_empty()
                 && !domain.is_empty()
-                && !address.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+                && !address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
         }
         None => false,
     };
@@ -42,11 +47,15 @@ fn validate_domain(domain: &str) -> StoreResult<()> {
         && domain.len() <= 253
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
     if valid {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!("not a domain name: {domain:?}")))
+        Err(StoreError::Invalid(format!(
+            "not a domain name: {domain:?}"
+        )))
     }
 }
 
@@ -55,7 +64,12 @@ impl Directory for SqliteStore {
     async fn list_domains(&self) -> StoreResult<Vec<DomainInfo>> {
         self.read(|c| {
             let mut st = c.prepare_cached("SELECT name, catch_all FROM domains ORDER BY name")?;
-            let rows = st.query_map([], |r| Ok(DomainInfo { name: r.get(0)?, catch_all: r.get(1)? }))?;
+            let rows = st.query_map([], |r| {
+                Ok(DomainInfo {
+                    name: r.get(0)?,
+                    catch_all: r.get(1)?,
+                })
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -65,7 +79,10 @@ impl Directory for SqliteStore {
         let domain = normalize(domain);
         validate_domain(&domain)?;
         self.write(move |c| {
-            c.execute("INSERT OR IGNORE INTO domains (name) VALUES (?1)", [&domain])?;
+            c.execute(
+                "INSERT OR IGNORE INTO domains (name) VALUES (?1)",
+                [&domain],
+            )?;
             Ok(((), vec![]))
         })
         .await
@@ -73,8 +90,13 @@ impl Directory for SqliteStore {
 
     async fn delete_domain(&self, domain: &str) -> StoreResult<bool> {
         let domain = normalize(domain);
-        self.write(move |c| Ok((c.execute("DELETE FROM domains WHERE name = ?1", [&domain])? > 0, vec![])))
-            .await
+        self.write(move |c| {
+            Ok((
+                c.execute("DELETE FROM domains WHERE name = ?1", [&domain])? > 0,
+                vec![],
+            ))
+        })
+        .await
     }
 
     async fn set_catch_all(&self, domain: &str, target: Option<&str>) -> StoreResult<()> {
@@ -124,7 +146,10 @@ impl Directory for SqliteStore {
         let address = normalize(address);
         let hash = password_hash.to_string();
         self.write(move |c| {
-            let n = c.execute("UPDATE accounts SET password_hash = ?2 WHERE address = ?1", params![address, hash])?;
+            let n = c.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE address = ?1",
+                params![address, hash],
+            )?;
             Ok((n > 0, vec![]))
         })
         .await
@@ -134,9 +159,15 @@ impl Directory for SqliteStore {
         let address = normalize(address);
         self.write(move |c| {
             let id: Option<AccountId> = c
-                .query_row("SELECT id FROM accounts WHERE address = ?1", [&address], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM accounts WHERE address = ?1",
+                    [&address],
+                    |r| r.get(0),
+                )
                 .optional()?;
-            let Some(id) = id else { return Ok((false, vec![])) };
+            let Some(id) = id else {
+                return Ok((false, vec![]));
+            };
             // Entries first (cascade from mailboxes), then the bodies no one
             // refers to any more.
             c.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
@@ -148,7 +179,9 @@ impl Directory for SqliteStore {
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY address"))?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY address"
+            ))?;
             let rows = st.query_map([], account_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -158,18 +191,22 @@ impl Directory for SqliteStore {
     async fn account(&self, address: &str) -> StoreResult<Option<Account>> {
         let address = normalize(address);
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"))?
-                .query_row([&address], account_from_row)
-                .optional()?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"
+            ))?
+            .query_row([&address], account_from_row)
+            .optional()?)
         })
         .await
     }
 
     async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"))?
-                .query_row([id], account_from_row)
-                .optional()?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+            ))?
+            .query_row([id], account_from_row)
+            .optional()?)
         })
         .await
     }
@@ -178,15 +215,21 @@ impl Directory for SqliteStore {
         let alias = normalize(alias);
         validate_address(&alias)?;
         if targets.is_empty() {
-            return Err(StoreError::Invalid("an alias needs at least one target".into()));
+            return Err(StoreError::Invalid(
+                "an alias needs at least one target".into(),
+            ));
         }
         let targets: Vec<String> = targets.iter().map(|t| normalize(t)).collect();
         for t in &targets {
             validate_address(t)?;
         }
-        let json = serde_json::to_string(&targets).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_string(&targets).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.write(move |c| {
-            c.execute("INSERT OR REPLACE INTO aliases (alias, targets) VALUES (?1, ?2)", params![alias, json])?;
+            c.execute(
+                "INSERT OR REPLACE INTO aliases (alias, targets) VALUES (?1, ?2)",
+                params![alias, json],
+            )?;
             Ok(((), vec![]))
         })
         .await
@@ -194,18 +237,27 @@ impl Directory for SqliteStore {
 
     async fn delete_alias(&self, alias: &str) -> StoreResult<bool> {
         let alias = normalize(alias);
-        self.write(move |c| Ok((c.execute("DELETE FROM aliases WHERE alias = ?1", [&alias])? > 0, vec![])))
-            .await
+        self.write(move |c| {
+            Ok((
+                c.execute("DELETE FROM aliases WHERE alias = ?1", [&alias])? > 0,
+                vec![],
+            ))
+        })
+        .await
     }
 
     async fn list_aliases(&self) -> StoreResult<Vec<Alias>> {
         self.read(|c| {
             let mut st = c.prepare_cached("SELECT alias, targets FROM aliases ORDER BY alias")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
                 let (alias, json) = row?;
-                out.push(Alias { alias, targets: parse_targets(&json)? });
+                out.push(Alias {
+                    alias,
+                    targets: parse_targets(&json)?,
+                });
             }
             Ok(out)
         })
@@ -227,5 +279,8 @@ impl Directory for SqliteStore {
 
 /// Deletes every body that no mailbox entry refers to.
 pub(super) fn delete_orphan_blobs(c: &Connection) -> StoreResult<usize> {
-    Ok(c.execute("DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = blobs.id)", [])?)
+    Ok(c.execute(
+        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = blobs.id)",
+        [],
+    )?)
 }

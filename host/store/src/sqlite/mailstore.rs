@@ -8,8 +8,9 @@ use tokio::sync::broadcast;
 
 use super::SqliteStore;
 use crate::{
-    AccountId, Delivered, DeliveryTarget, FlagChange, MailStore, MailboxId, MailboxInfo, MessageMeta, MessageStructure,
-    NewMessage, SpecialUse, StoreError, StoreEvent, StoreResult, Uid,
+    AccountId, Delivered, DeliveryTarget, FlagChange, MailStore, MailboxId, MailboxInfo,
+    MessageMeta, MessageStructure, NewMessage, SpecialUse, StoreError, StoreEvent, StoreResult,
+    Uid,
 };
 
 /// The system flags of RFC 9051 §2.3.2, in their canonical spelling.
@@ -32,11 +33,18 @@ pub fn canonical_flag(flag: &str) -> Option<String> {
 }
 
 fn flags_to_text(flags: &BTreeSet<String>) -> String {
-    flags.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+    flags
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn flags_from_text(text: &str) -> BTreeSet<String> {
-    text.split(' ').filter(|f| !f.is_empty()).map(str::to_string).collect()
+    text.split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn canonical_set(flags: &[String]) -> BTreeSet<String> {
@@ -72,7 +80,11 @@ pub fn normalize_mailbox_name(name: &str) -> StoreResult<String> {
 /// given before, so a mailbox deleted and created again never reuses one.
 fn next_uid_validity(c: &Connection) -> StoreResult<u32> {
     let last: u32 = c
-        .query_row("SELECT value FROM meta WHERE key = 'last_uid_validity'", [], |r| r.get::<_, String>(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'last_uid_validity'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
         .optional()?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -94,7 +106,11 @@ pub(super) fn create_mailbox_in(
 ) -> StoreResult<MailboxId> {
     let name = normalize_mailbox_name(name)?;
     let exists = c
-        .query_row("SELECT 1 FROM mailboxes WHERE account = ?1 AND name = ?2", params![account, name], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM mailboxes WHERE account = ?1 AND name = ?2",
+            params![account, name],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some();
     if exists {
@@ -120,7 +136,9 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
         id: r.get(0)?,
         account: r.get(1)?,
         name: r.get(2)?,
-        special_use: r.get::<_, Option<String>>(3)?.and_then(|s| SpecialUse::from_attribute(&s)),
+        special_use: r
+            .get::<_, Option<String>>(3)?
+            .and_then(|s| SpecialUse::from_attribute(&s)),
         subscribed: r.get(4)?,
         uid_validity: r.get(5)?,
         uid_next: r.get(6)?,
@@ -135,7 +153,9 @@ fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
     let uid: u32 = r.get(0)?;
     Ok(MessageMeta {
         uid: Uid::new(uid).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, 0))?,
-        flags: flags_from_text(&r.get::<_, String>(1)?).into_iter().collect(),
+        flags: flags_from_text(&r.get::<_, String>(1)?)
+            .into_iter()
+            .collect(),
         internal_date: r.get(2)?,
         size: r.get::<_, i64>(3)? as u64,
         modseq: r.get::<_, i64>(4)? as u64,
@@ -156,9 +176,13 @@ fn bump_modseq(c: &Connection, mailbox: MailboxId) -> StoreResult<u64> {
 }
 
 fn account_of(c: &Connection, mailbox: MailboxId) -> StoreResult<AccountId> {
-    c.query_row("SELECT account FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+    c.query_row(
+        "SELECT account FROM mailboxes WHERE id = ?1",
+        [mailbox],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
 }
 
 /// Inserts one stored message into one mailbox (inside the transaction).
@@ -187,7 +211,9 @@ fn append_entry(
 impl MailStore for SqliteStore {
     async fn list_mailboxes(&self, account: AccountId) -> StoreResult<Vec<MailboxInfo>> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(&format!("{MAILBOX_SELECT} WHERE mb.account = ?1 ORDER BY mb.name"))?;
+            let mut st = c.prepare_cached(&format!(
+                "{MAILBOX_SELECT} WHERE mb.account = ?1 ORDER BY mb.name"
+            ))?;
             let rows = st.query_map([account], mailbox_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -195,11 +221,15 @@ impl MailStore for SqliteStore {
     }
 
     async fn mailbox(&self, account: AccountId, name: &str) -> StoreResult<Option<MailboxInfo>> {
-        let Ok(name) = normalize_mailbox_name(name) else { return Ok(None) };
+        let Ok(name) = normalize_mailbox_name(name) else {
+            return Ok(None);
+        };
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!("{MAILBOX_SELECT} WHERE mb.account = ?1 AND mb.name = ?2"))?
-                .query_row(params![account, name], mailbox_from_row)
-                .optional()?)
+            Ok(c.prepare_cached(&format!(
+                "{MAILBOX_SELECT} WHERE mb.account = ?1 AND mb.name = ?2"
+            ))?
+            .query_row(params![account, name], mailbox_from_row)
+            .optional()?)
         })
         .await
     }
@@ -218,7 +248,11 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn deliver(&self, message: NewMessage, targets: &[DeliveryTarget]) -> StoreResult<Vec<Delivered>> {
+    async fn deliver(
+        &self,
+        message: NewMessage,
+        targets: &[DeliveryTarget],
+    ) -> StoreResult<Vec<Delivered>> {
         let targets = targets.to_vec();
         let structure = serde_json::to_string(&message.structure)
             .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
@@ -234,17 +268,36 @@ impl MailStore for SqliteStore {
             for t in &targets {
                 let wanted = normalize_mailbox_name(&t.mailbox).unwrap_or_else(|_| "INBOX".into());
                 let find = |name: &str| -> StoreResult<Option<MailboxId>> {
-                    Ok(c.prepare_cached("SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2")?
-                        .query_row(params![t.account, name], |r| r.get(0))
-                        .optional()?)
+                    Ok(c.prepare_cached(
+                        "SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2",
+                    )?
+                    .query_row(params![t.account, name], |r| r.get(0))
+                    .optional()?)
                 };
                 let mailbox = match find(&wanted)? {
                     Some(id) => id,
-                    None => find("INBOX")?.ok_or_else(|| StoreError::NotFound(format!("INBOX of account {}", t.account)))?,
+                    None => find("INBOX")?.ok_or_else(|| {
+                        StoreError::NotFound(format!("INBOX of account {}", t.account))
+                    })?,
                 };
-                let uid = append_entry(c, mailbox, blob, &canonical_set(&t.flags), message.internal_date, size)?;
-                delivered.push(Delivered { account: t.account, mailbox, uid });
-                events.push(StoreEvent::Appended { account: t.account, mailbox, uids: vec![uid] });
+                let uid = append_entry(
+                    c,
+                    mailbox,
+                    blob,
+                    &canonical_set(&t.flags),
+                    message.internal_date,
+                    size,
+                )?;
+                delivered.push(Delivered {
+                    account: t.account,
+                    mailbox,
+                    uid,
+                });
+                events.push(StoreEvent::Appended {
+                    account: t.account,
+                    mailbox,
+                    uids: vec![uid],
+                });
             }
             Ok((delivered, events))
         })
@@ -253,7 +306,8 @@ impl MailStore for SqliteStore {
 
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 ORDER BY uid"))?;
+            let mut st =
+                c.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 ORDER BY uid"))?;
             let rows = st.query_map([mailbox], meta_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -271,7 +325,11 @@ impl MailStore for SqliteStore {
         .await
     }
 
-    async fn message_structure(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<MessageStructure>> {
+    async fn message_structure(
+        &self,
+        mailbox: MailboxId,
+        uid: Uid,
+    ) -> StoreResult<Option<MessageStructure>> {
         let json: Option<String> = self
             .read(move |c| {
                 Ok(c.prepare_cached(
@@ -281,11 +339,19 @@ impl MailStore for SqliteStore {
                 .optional()?)
             })
             .await?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("message structure: {e}"))))
-            .transpose()
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| StoreError::Corrupt(format!("message structure: {e}")))
+        })
+        .transpose()
     }
 
-    async fn store_flags(&self, mailbox: MailboxId, uids: &[Uid], change: FlagChange) -> StoreResult<Vec<MessageMeta>> {
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        change: FlagChange,
+    ) -> StoreResult<Vec<MessageMeta>> {
         let uids = uids.to_vec();
         self.write(move |c| {
             let account = account_of(c, mailbox)?;

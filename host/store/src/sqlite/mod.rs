@@ -65,7 +65,12 @@ impl SqliteStore {
         schema::migrate(&conn)?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let writer = Writer::start(conn, events.clone())?;
-        Ok(Arc::new(SqliteStore { path, writer, readers: Mutex::new(Vec::new()), events }))
+        Ok(Arc::new(SqliteStore {
+            path,
+            writer,
+            readers: Mutex::new(Vec::new()),
+            events,
+        }))
     }
 
     /// Runs `f` on a read connection, off the async workers.
@@ -88,7 +93,10 @@ impl SqliteStore {
         })
         .await
         .map_err(|_| StoreError::Closed)?;
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
         result
     }
 
@@ -108,7 +116,9 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -71,7 +71,11 @@ CREATE TABLE IF NOT EXISTS expunged (
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(SCHEMA_V1)?;
     let version: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .ok();
     match version.and_then(|v| v.parse::<i64>().ok()) {
         None => {

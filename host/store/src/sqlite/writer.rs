@@ -28,7 +28,10 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection, events: broadcast::Sender<StoreEvent>) -> StoreResult<Writer> {
+    pub(super) fn start(
+        conn: Connection,
+        events: broadcast::Sender<StoreEvent>,
+    ) -> StoreResult<Writer> {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -86,7 +89,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
                 continue;
             }
             let (ok, completion) = job(&conn);
-            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
             if let Err(e) = conn.execute_batch(end) {
                 tracing::error!(error = %e, "store: ending a savepoint failed");
             }

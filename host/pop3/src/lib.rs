@@ -1,0 +1,116 @@
+//! The POP3 server of mailgate (RFC 1939, with RFC 2449 CAPA and response
+//! codes, and RFC 5034 AUTH PLAIN).
+//!
+//! # Role
+//! A client logs in with its full address, downloads the messages of its
+//! INBOX and deletes them. This crate holds the session (the protocol's
+//! state machine over the [`mailgate_store::Store`] and the shared
+//! [`mailgate_auth::Authenticator`]) and the thin loop that runs it over a
+//! socket. The wire syntax lives in `mailgate-pop3-proto`.
+//!
+//! # Invariants
+//! - The maildrop is a snapshot of INBOX taken at login: message numbers
+//!   `1..=n` in UID order, fixed for the session (RFC 1939 §8); mail that
+//!   arrives later shows in the next session.
+//! - One session at a time per account holds the maildrop lock
+//!   ([`MaildropLocks`]); the lock is a guard, released however the session
+//!   ends.
+//! - Messages marked with DELE are removed only by QUIT in the
+//!   TRANSACTION state, durably, before `+OK` is sent; a connection that
+//!   ends any other way (drop, timeout, shutdown, too many errors) deletes
+//!   nothing.
+//! - Wrong password and unknown user get the same answer, after the same
+//!   delay (the authenticator sees to the delay).
+//!
+//! # Layout
+//! - [`session`]: the state machine, testable without sockets;
+//!   `session/auth.rs` handles AUTHORIZATION, `session/transaction.rs` the
+//!   TRANSACTION and UPDATE states.
+//! - [`maildrop`]: the snapshot of INBOX and the DELE marks.
+//! - [`locks`]: the per-account maildrop locks.
+//! - [`conn`]: [`serve_connection`], reading lines, timeouts, shutdown.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod conn;
+pub mod locks;
+pub mod maildrop;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailgate_auth::Authenticator;
+use mailgate_store::Store;
+use tokio::sync::watch;
+
+pub use conn::serve_connection;
+pub use locks::{MaildropGuard, MaildropLocks};
+pub use session::{Flow, Session};
+
+/// RFC 1939 §3: "A POP3 server MAY have an inactivity autologout timer.
+/// Such a timer MUST be of at least 10 minutes' duration."
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// After this many `-ERR` answers in a row the session is closed: a client
+/// that gets nothing right is broken or probing.
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+
+/// The SASL mechanisms offered by AUTH (RFC 5034), in CAPA order.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN"];
+
+/// What every POP3 session of the process shares.
+pub struct Pop3Context {
+    /// The name given in the greeting and the sign-off.
+    pub hostname: String,
+    /// The mail store.
+    pub store: Arc<dyn Store>,
+    /// Verifies passwords (and slows down failures).
+    pub auth: Arc<Authenticator>,
+    /// The maildrop locks of the process.
+    pub locks: Arc<MaildropLocks>,
+    /// How long to wait for a command (and for a write) before closing.
+    pub idle_timeout: Duration,
+    /// Becomes `true` when the server stops: idle sessions say goodbye.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Pop3Context {
+    /// A context with fresh locks and the default idle timeout.
+    pub fn new(
+        hostname: impl Into<String>,
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pop3Context {
+        Pop3Context {
+            hostname: hostname.into(),
+            store,
+            auth,
+            locks: Arc::new(MaildropLocks::new()),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown,
+        }
+    }
+
+    /// The capabilities listed by CAPA (RFC 2449 §6), one per line.
+    ///
+    /// Data-driven so that STLS (RFC 2595 §4) can be added, and USER
+    /// withheld before TLS, once TLS is configured.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = [
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "AUTH-RESP-CODE",
+            "PIPELINING",
+            "USER",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+        caps.push(format!("SASL {}", SASL_MECHANISMS.join(" ")));
+        caps.push("IMPLEMENTATION mailgate".to_string());
+        caps
+    }
+}
