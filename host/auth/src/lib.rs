@@ -49,13 +49,21 @@ pub struct Authenticator {
 impl Authenticator {
     /// An authenticator over `store` with the given failure limits.
     pub fn new(store: Arc<dyn Store>, settings: LimiterSettings) -> Authenticator {
-        Authenticator { store, limiter: FailureLimiter::new(settings) }
+        Authenticator {
+            store,
+            limiter: FailureLimiter::new(settings),
+        }
     }
 
     /// Checks `username` (a full address) and `password` for a client at
     /// `client`. On failure this waits out the failure delay before it
     /// returns, so the caller can answer at once.
-    pub async fn authenticate(&self, username: &str, password: &str, client: IpAddr) -> AuthOutcome {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> AuthOutcome {
         let username = username.trim().to_ascii_lowercase();
         if self.limiter.is_blocked(client, &username) {
             tracing::warn!(client = %client, user = %username, "authentication refused: too many recent failures");

@@ -60,7 +60,10 @@ const SWEEP_THRESHOLD: usize = 10_000;
 impl FailureLimiter {
     /// A limiter with these settings.
     pub fn new(settings: LimiterSettings) -> FailureLimiter {
-        FailureLimiter { settings, counters: Mutex::new(HashMap::new()) }
+        FailureLimiter {
+            settings,
+            counters: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Its settings.
@@ -95,15 +98,26 @@ impl FailureLimiter {
         }
         let mut worst = 0;
         for key in [Key::Client(client), Key::Account(account.to_string())] {
-            let c = map.entry(key).or_insert(Counter { failures: 0, first: now });
+            let c = map.entry(key).or_insert(Counter {
+                failures: 0,
+                first: now,
+            });
             if now.duration_since(c.first) >= self.settings.window {
-                *c = Counter { failures: 0, first: now };
+                *c = Counter {
+                    failures: 0,
+                    first: now,
+                };
             }
             c.failures += 1;
             worst = worst.max(c.failures);
         }
-        let factor = 1u32.checked_shl(worst.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-        self.settings.base_delay.saturating_mul(factor).min(self.settings.max_delay)
+        let factor = 1u32
+            .checked_shl(worst.saturating_sub(1).min(16))
+            .unwrap_or(u32::MAX);
+        self.settings
+            .base_delay
+            .saturating_mul(factor)
+            .min(self.settings.max_delay)
     }
 
     /// Clears the counters of `client` and `account` after a success.

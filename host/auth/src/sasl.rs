@@ -35,14 +35,19 @@ pub fn decode_plain(b64: &str) -> Result<PlainCredentials, SaslError> {
     let bytes = STANDARD.decode(b64.trim()).map_err(|_| SaslError::Base64)?;
     let text = String::from_utf8(bytes).map_err(|_| SaslError::Utf8)?;
     let mut parts = text.split('\0');
-    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(SaslError::Malformed);
     };
     if authcid.is_empty() || password.is_empty() {
         return Err(SaslError::Malformed);
     }
-    Ok(PlainCredentials { authzid: authzid.into(), authcid: authcid.into(), password: password.into() })
+    Ok(PlainCredentials {
+        authzid: authzid.into(),
+        authcid: authcid.into(),
+        password: password.into(),
+    })
 }
 
 /// Decodes one base64 line into text (LOGIN mechanism answers).
@@ -72,9 +77,21 @@ mod tests {
     #[test]
     fn plain_malformed() {
         assert_eq!(decode_plain("!!!"), Err(SaslError::Base64));
-        assert_eq!(decode_plain(&encode_base64(b"only-one-part")), Err(SaslError::Malformed));
-        assert_eq!(decode_plain(&encode_base64(b"a\0b\0c\0d")), Err(SaslError::Malformed));
-        assert_eq!(decode_plain(&encode_base64(b"\0\0pw")), Err(SaslError::Malformed));
-        assert_eq!(decode_plain(&encode_base64(b"\0u\xff\0pw")), Err(SaslError::Utf8));
+        assert_eq!(
+            decode_plain(&encode_base64(b"only-one-part")),
+            Err(SaslError::Malformed)
+        );
+        assert_eq!(
+            decode_plain(&encode_base64(b"a\0b\0c\0d")),
+            Err(SaslError::Malformed)
+        );
+        assert_eq!(
+            decode_plain(&encode_base64(b"\0\0pw")),
+            Err(SaslError::Malformed)
+        );
+        assert_eq!(
+            decode_plain(&encode_base64(b"\0u\xff\0pw")),
+            Err(SaslError::Utf8)
+        );
     }
 }

@@ -86,7 +86,12 @@ impl LocalDelivery {
         if self.config_domains.contains(&domain) {
             return Ok(true);
         }
-        Ok(self.store.list_domains().await?.iter().any(|d| d.name == domain))
+        Ok(self
+            .store
+            .list_domains()
+            .await?
+            .iter()
+            .any(|d| d.name == domain))
     }
 
     /// Resolves one recipient address (see the crate doc for the order).
@@ -99,13 +104,19 @@ impl LocalDelivery {
             return Ok(RecipientCheck::NotLocal);
         }
         let mut accounts = BTreeSet::new();
-        if self.expand(&address, 0, &mut accounts, &mut BTreeSet::new()).await? {
+        if self
+            .expand(&address, 0, &mut accounts, &mut BTreeSet::new())
+            .await?
+        {
             return Ok(local_recipient(&address, None, accounts));
         }
         if let Some((base, tag)) = local.split_once('+') {
             if !base.is_empty() {
                 let base_address = format!("{base}@{domain}");
-                if self.expand(&base_address, 0, &mut accounts, &mut BTreeSet::new()).await? {
+                if self
+                    .expand(&base_address, 0, &mut accounts, &mut BTreeSet::new())
+                    .await?
+                {
                     return Ok(local_recipient(&address, Some(tag.to_string()), accounts));
                 }
             }
@@ -118,7 +129,15 @@ impl LocalDelivery {
             .find(|d| d.name == domain)
             .and_then(|d| d.catch_all);
         if let Some(target) = catch_all {
-            if self.expand(&target.to_lowercase(), 0, &mut accounts, &mut BTreeSet::new()).await? {
+            if self
+                .expand(
+                    &target.to_lowercase(),
+                    0,
+                    &mut accounts,
+                    &mut BTreeSet::new(),
+                )
+                .await?
+            {
                 return Ok(local_recipient(&address, None, accounts));
             }
         }
@@ -172,7 +191,11 @@ impl LocalDelivery {
             .iter()
             .flat_map(|r| r.accounts.iter().copied())
             .filter(|a| seen.insert(*a))
-            .map(|account| DeliveryTarget { account, mailbox: "INBOX".into(), flags: vec![] })
+            .map(|account| DeliveryTarget {
+                account,
+                mailbox: "INBOX".into(),
+                flags: vec![],
+            })
             .collect();
         if targets.is_empty() {
             return Ok(vec![]);
@@ -182,11 +205,23 @@ impl LocalDelivery {
         let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_input))
             .await
             .unwrap_or_default();
-        let message = NewMessage { raw, internal_date: chrono::Utc::now().timestamp(), structure };
+        let message = NewMessage {
+            raw,
+            internal_date: chrono::Utc::now().timestamp(),
+            structure,
+        };
         self.store.deliver(message, &targets).await
     }
 }
 
-fn local_recipient(address: &str, tag: Option<String>, accounts: BTreeSet<AccountId>) -> RecipientCheck {
-    RecipientCheck::Local(LocalRecipient { address: address.to_string(), tag, accounts: accounts.into_iter().collect() })
+fn local_recipient(
+    address: &str,
+    tag: Option<String>,
+    accounts: BTreeSet<AccountId>,
+) -> RecipientCheck {
+    RecipientCheck::Local(LocalRecipient {
+        address: address.to_string(),
+        tag,
+        accounts: accounts.into_iter().collect(),
+    })
 }

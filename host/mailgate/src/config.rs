@@ -122,7 +122,12 @@ pub struct AuthSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { failure_delay_ms: 1000, max_failure_delay_ms: 16_000, max_failures: 10, failure_window: 900 }
+        AuthSettings {
+            failure_delay_ms: 1000,
+            max_failure_delay_ms: 16_000,
+            max_failures: 10,
+            failure_window: 900,
+        }
     }
 }
 
@@ -141,35 +146,59 @@ impl AuthSettings {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Config::parse(&text, path)
     }
 
     /// Parses and checks configuration text; `path` is only for messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
-        config.domains = config.domains.iter().map(|d| d.trim().to_lowercase()).collect();
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config.domains = config
+            .domains
+            .iter()
+            .map(|d| d.trim().to_lowercase())
+            .collect();
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.hostname.trim().is_empty() || self.hostname.contains(char::is_whitespace) {
-            return Err(ConfigError::Invalid(format!("hostname {:?} is not a host name", self.hostname)));
+            return Err(ConfigError::Invalid(format!(
+                "hostname {:?} is not a host name",
+                self.hostname
+            )));
         }
         let l = &self.limits;
         if l.max_command_line < 512 {
-            return Err(ConfigError::Invalid("limits.max_command_line must be at least 512 (RFC 5321 §4.5.3.1.4)".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max_command_line must be at least 512 (RFC 5321 §4.5.3.1.4)".into(),
+            ));
         }
         if l.max_line_length < 1000 {
-            return Err(ConfigError::Invalid("limits.max_line_length must be at least 1000 (RFC 5321 §4.5.3.1.6)".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max_line_length must be at least 1000 (RFC 5321 §4.5.3.1.6)".into(),
+            ));
         }
-        if l.max_recipients < 1 || l.max_message_size < 1024 || l.idle_timeout < 1 || l.max_errors < 1 {
-            return Err(ConfigError::Invalid("limits must be positive (and max_message_size at least 1024)".into()));
+        if l.max_recipients < 1
+            || l.max_message_size < 1024
+            || l.idle_timeout < 1
+            || l.max_errors < 1
+        {
+            return Err(ConfigError::Invalid(
+                "limits must be positive (and max_message_size at least 1024)".into(),
+            ));
         }
         if self.auth.max_failures < 1 {
-            return Err(ConfigError::Invalid("auth.max_failures must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "auth.max_failures must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -206,7 +235,9 @@ pop3 = "0.0.0.0:110"
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         let typo = MINIMAL.replace("[listen]", "[listen]\nsmpt = \"1.2.3.4:25\"");
-        let e = Config::parse(&typo, Path::new("t.toml")).unwrap_err().to_string();
+        let e = Config::parse(&typo, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("smpt"), "{e}");
         let small = format!("{MINIMAL}\n[limits]\nmax_command_line = 100\n");
         assert!(Config::parse(&small, Path::new("t.toml")).is_err());

@@ -23,7 +23,10 @@ pub fn config(data_dir: PathBuf) -> Config {
         hostname: "localhost".into(),
         data_dir,
         domains: vec![DOMAIN.into()],
-        listen: Listen { smtp: Some("127.0.0.1:2525".into()), pop3: Some("127.0.0.1:2110".into()) },
+        listen: Listen {
+            smtp: Some("127.0.0.1:2525".into()),
+            pop3: Some("127.0.0.1:2110".into()),
+        },
         limits: Limits::default(),
         auth: AuthSettings::default(),
         shutdown_timeout: 5,
@@ -32,12 +35,23 @@ pub fn config(data_dir: PathBuf) -> Config {
 
 /// The summary printed when the development server is ready.
 pub fn summary(config: &Config, addresses: &[(&'static str, SocketAddr)]) -> String {
-    let port = |p: &str| addresses.iter().find(|(q, _)| *q == p).map(|(_, a)| a.port()).unwrap_or(0);
+    let port = |p: &str| {
+        addresses
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map(|(_, a)| a.port())
+            .unwrap_or(0)
+    };
     let mut s = String::new();
     s.push_str("\nmailgate development server\n");
-    s.push_str(&format!("  data directory  {}\n", config.data_dir.display()));
+    s.push_str(&format!(
+        "  data directory  {}\n",
+        config.data_dir.display()
+    ));
     s.push_str(&format!("  local domain    {DOMAIN}\n"));
-    s.push_str(&format!("  demo account    {DEMO_USER}  password: {DEMO_PASSWORD}\n"));
+    s.push_str(&format!(
+        "  demo account    {DEMO_USER}  password: {DEMO_PASSWORD}\n"
+    ));
     for (protocol, address) in addresses {
         s.push_str(&format!("  {protocol:<15} {address}\n"));
     }

@@ -99,10 +99,16 @@ pub struct Services {
 fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let path = config.data_dir.join("serve.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(config.data_dir.display().to_string())),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(ServerError::Locked(config.data_dir.display().to_string()))
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
@@ -113,17 +119,29 @@ struct Bound {
     listener: TcpListener,
 }
 
-async fn bind(protocol: &'static str, address: &Option<String>) -> Result<Option<Bound>, ServerError> {
-    let Some(address) = address else { return Ok(None) };
+async fn bind(
+    protocol: &'static str,
+    address: &Option<String>,
+) -> Result<Option<Bound>, ServerError> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
     let listener = TcpListener::bind(address.as_str())
         .await
-        .map_err(|source| ServerError::Bind { protocol, address: address.clone(), source })?;
+        .map_err(|source| ServerError::Bind {
+            protocol,
+            address: address.clone(),
+            source,
+        })?;
     Ok(Some(Bound { protocol, listener }))
 }
 
 /// Runs the server until SIGTERM or SIGINT. `on_ready` is called with the
 /// bound addresses once every listener is open.
-pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAddr)])) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    on_ready: impl FnOnce(&[(&'static str, SocketAddr)]),
+) -> Result<(), ServerError> {
     let _lock = lock_data_dir(&config)?;
     let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
     let store: Arc<dyn Store> = store;
@@ -141,8 +159,10 @@ pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAd
             bound.push(b);
         }
     }
-    let addresses: Vec<(&'static str, SocketAddr)> =
-        bound.iter().map(|b| Ok((b.protocol, b.listener.local_addr()?))).collect::<Result<_, std::io::Error>>()?;
+    let addresses: Vec<(&'static str, SocketAddr)> = bound
+        .iter()
+        .map(|b| Ok((b.protocol, b.listener.local_addr()?)))
+        .collect::<Result<_, std::io::Error>>()?;
     for (protocol, address) in &addresses {
         tracing::info!(protocol, %address, "listening");
     }
@@ -176,13 +196,19 @@ pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAd
     on_ready(&addresses);
 
     wait_for_stop_signal().await?;
-    tracing::info!(sessions = tracker.active.load(Ordering::SeqCst), "shutting down: no new connections");
+    tracing::info!(
+        sessions = tracker.active.load(Ordering::SeqCst),
+        "shutting down: no new connections"
+    );
     let _ = shutdown_tx.send(true);
     for l in accept_loops {
         let _ = l.await;
     }
     let grace = Duration::from_secs(config.shutdown_timeout);
-    if tokio::time::timeout(grace, tracker.wait_idle()).await.is_err() {
+    if tokio::time::timeout(grace, tracker.wait_idle())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             sessions = tracker.active.load(Ordering::SeqCst),
             "shutdown: sessions still open after {}s; closing them",
@@ -194,7 +220,11 @@ pub async fn run(config: Config, on_ready: impl FnOnce(&[(&'static str, SocketAd
 }
 
 /// The SMTP settings from the configuration.
-fn smtp_context(config: &Config, services: &Services, shutdown: watch::Receiver<bool>) -> SmtpContext {
+fn smtp_context(
+    config: &Config,
+    services: &Services,
+    shutdown: watch::Receiver<bool>,
+) -> SmtpContext {
     let l = &config.limits;
     let limits = SmtpLimits {
         max_message_size: l.max_message_size,
@@ -204,7 +234,12 @@ fn smtp_context(config: &Config, services: &Services, shutdown: watch::Receiver<
         idle_timeout: config.idle_timeout(),
         max_errors: l.max_errors,
     };
-    let mut ctx = SmtpContext::new(config.hostname.clone(), services.delivery.clone(), limits, shutdown);
+    let mut ctx = SmtpContext::new(
+        config.hostname.clone(),
+        services.delivery.clone(),
+        limits,
+        shutdown,
+    );
     if let Some(first) = config.domains.first() {
         ctx.postmaster_domain = first.clone();
     }
@@ -214,8 +249,17 @@ fn smtp_context(config: &Config, services: &Services, shutdown: watch::Receiver<
 /// The POP3 settings from the configuration. RFC 1939 §3 asks for an
 /// autologout timer of at least ten minutes, so POP3 never closes an idle
 /// session sooner than that, whatever `idle_timeout` says.
-fn pop3_context(config: &Config, services: &Services, shutdown: watch::Receiver<bool>) -> Pop3Context {
-    let mut ctx = Pop3Context::new(config.hostname.clone(), services.store.clone(), services.auth.clone(), shutdown);
+fn pop3_context(
+    config: &Config,
+    services: &Services,
+    shutdown: watch::Receiver<bool>,
+) -> Pop3Context {
+    let mut ctx = Pop3Context::new(
+        config.hostname.clone(),
+        services.store.clone(),
+        services.auth.clone(),
+        shutdown,
+    );
     ctx.idle_timeout = config.idle_timeout().max(Duration::from_secs(600));
     ctx
 }

@@ -9,14 +9,21 @@ use super::{AliasCommand, DomainCommand, StoreCommand, UserCommand};
 use crate::config::Config;
 
 fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
-    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)
-        .map_err(|e| format!("cannot open the store in {}: {e}", config.data_dir.display()))?;
+    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot open the store in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     Ok(store)
 }
 
 fn read_password() -> Result<String, String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         return Err("the password on standard input is empty".into());
@@ -31,14 +38,22 @@ async fn hash(password: String) -> Result<String, String> {
 }
 
 fn domain_of(address: &str) -> String {
-    address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default()
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_lowercase())
+        .unwrap_or_default()
 }
 
 async fn is_local(config: &Config, store: &Arc<dyn Store>, domain: &str) -> Result<bool, String> {
     if config.domains.iter().any(|d| d == domain) {
         return Ok(true);
     }
-    Ok(store.list_domains().await.map_err(|e| e.to_string())?.iter().any(|d| d.name == domain))
+    Ok(store
+        .list_domains()
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|d| d.name == domain))
 }
 
 /// `mailgate user ...`
@@ -51,7 +66,10 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
             if !is_local(config, &store, &domain).await? {
                 eprintln!("mailgate: warning: {domain} is not a local domain; add it with `mailgate domain add {domain}` to receive mail for {address}");
             }
-            store.create_account(&address, &hash(password).await?).await.map_err(|e| e.to_string())?;
+            store
+                .create_account(&address, &hash(password).await?)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("created {}", address.to_lowercase());
         }
         UserCommand::List => {
@@ -61,13 +79,21 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
         }
         UserCommand::Passwd { address, .. } => {
             let password = read_password()?;
-            if !store.set_password_hash(&address, &hash(password).await?).await.map_err(|e| e.to_string())? {
+            if !store
+                .set_password_hash(&address, &hash(password).await?)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no account {address}"));
             }
             println!("password changed for {}", address.to_lowercase());
         }
         UserCommand::Del { address } => {
-            if !store.delete_account(&address).await.map_err(|e| e.to_string())? {
+            if !store
+                .delete_account(&address)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no account {address}"));
             }
             println!("deleted {}", address.to_lowercase());
@@ -81,8 +107,15 @@ pub async fn alias(config: &Config, command: AliasCommand) -> Result<(), String>
     let store = open(config)?;
     match command {
         AliasCommand::Add { alias, targets } => {
-            store.set_alias(&alias, &targets).await.map_err(|e| e.to_string())?;
-            println!("{} -> {}", alias.to_lowercase(), targets.join(", ").to_lowercase());
+            store
+                .set_alias(&alias, &targets)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{} -> {}",
+                alias.to_lowercase(),
+                targets.join(", ").to_lowercase()
+            );
         }
         AliasCommand::List => {
             for a in store.list_aliases().await.map_err(|e| e.to_string())? {
@@ -90,7 +123,11 @@ pub async fn alias(config: &Config, command: AliasCommand) -> Result<(), String>
             }
         }
         AliasCommand::Del { alias } => {
-            if !store.delete_alias(&alias).await.map_err(|e| e.to_string())? {
+            if !store
+                .delete_alias(&alias)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no alias {alias}"));
             }
             println!("deleted {}", alias.to_lowercase());
@@ -106,14 +143,20 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
         DomainCommand::Add { domain, catch_all } => {
             store.add_domain(&domain).await.map_err(|e| e.to_string())?;
             if let Some(target) = &catch_all {
-                store.set_catch_all(&domain, Some(target)).await.map_err(|e| e.to_string())?;
+                store
+                    .set_catch_all(&domain, Some(target))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             println!("added {}", domain.to_lowercase());
         }
         DomainCommand::List => {
             let stored = store.list_domains().await.map_err(|e| e.to_string())?;
             for d in &config.domains {
-                let catch_all = stored.iter().find(|s| &s.name == d).and_then(|s| s.catch_all.clone());
+                let catch_all = stored
+                    .iter()
+                    .find(|s| &s.name == d)
+                    .and_then(|s| s.catch_all.clone());
                 match catch_all {
                     Some(c) => println!("{d}\tconfig\tcatch-all={c}"),
                     None => println!("{d}\tconfig"),
@@ -129,9 +172,15 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
         DomainCommand::Del { domain } => {
             let domain = domain.to_lowercase();
             if config.domains.contains(&domain) {
-                return Err(format!("{domain} is listed in the configuration file; remove it there"));
+                return Err(format!(
+                    "{domain} is listed in the configuration file; remove it there"
+                ));
             }
-            if !store.delete_domain(&domain).await.map_err(|e| e.to_string())? {
+            if !store
+                .delete_domain(&domain)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no domain {domain}"));
             }
             println!("deleted {domain}");
@@ -162,9 +211,17 @@ pub async fn store(config: &Config, command: StoreCommand) -> Result<(), String>
 /// Creates the demo account of the development profile if it is missing.
 pub async fn ensure_demo_account(config: &Config) -> Result<(), String> {
     let store = open(config)?;
-    if store.account(crate::dev::DEMO_USER).await.map_err(|e| e.to_string())?.is_none() {
+    if store
+        .account(crate::dev::DEMO_USER)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
         let h = hash(crate::dev::DEMO_PASSWORD.to_string()).await?;
-        store.create_account(crate::dev::DEMO_USER, &h).await.map_err(|e| e.to_string())?;
+        store
+            .create_account(crate::dev::DEMO_USER, &h)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -131,7 +131,10 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
     if cli.dev {
         return Ok(crate::dev::config(PathBuf::from("dev-data")));
     }
-    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     Config::load(&path).map_err(|e| e.to_string())
 }
 
@@ -142,7 +145,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("mailgate: {e}")),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&format!("mailgate: cannot start the runtime: {e}")),
     };

@@ -1,0 +1,66 @@
+//! Command dispatch: parse, check the sequence table, call the verb's
+//! handler. One file per verb (or per small family of verbs).
+
+mod bdat;
+mod data;
+mod deliver;
+mod ehlo;
+mod mail;
+mod misc;
+mod rcpt;
+
+use mailgate_smtp_proto::{FramedLine, Request};
+
+use crate::session::{Input, Session};
+use crate::state;
+
+impl Session {
+    /// Handles one framed command line.
+    pub(crate) async fn command(&mut self, line: FramedLine) {
+        let line = match line {
+            Ok(line) => line,
+            Err(too_long) => {
+                tracing::debug!(client = %self.peer.ip(), "smtp: command line too long");
+                return self.reply(too_long.reply());
+            }
+        };
+        let request = match Request::parse(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(client = %self.peer.ip(), error = %e, "smtp: bad command");
+                return self.reply(e.reply());
+            }
+        };
+        if let Err(reply) = state::check(request.verb(), self.state) {
+            tracing::debug!(client = %self.peer.ip(), verb = request.verb().as_str(), state = ?self.state, "smtp: out of sequence");
+            if let Request::Bdat { size, .. } = request {
+                // The chunk follows the command whatever we answer: drop
+                // its bytes so they are not read as commands.
+                self.input = Input::Discard {
+                    remaining: size,
+                    reply,
+                };
+                return;
+            }
+            return self.reply(reply);
+        }
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Mail { from, params } => self.mail(from, params),
+            Request::Rcpt { to, params } => self.rcpt(to, params).await,
+            Request::Data => self.data(),
+            Request::Bdat { size, last } => self.bdat(size, last),
+            Request::Rset => self.rset(),
+            Request::Noop(_) => self.noop(),
+            Request::Quit => self.quit(),
+            Request::Vrfy(_) => self.vrfy(),
+            Request::Expn(_) => self.expn(),
+            Request::Help(_) => self.help(),
+            Request::StartTls => self.starttls(),
+            Request::Auth { .. } => self.auth(),
+            // Refused by the sequence table above.
+            Request::Lhlo { .. } => {}
+        }
+    }
+}

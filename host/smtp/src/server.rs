@@ -1,0 +1,112 @@
+//! The network side: a thin loop that moves bytes between a stream and a
+//! [`Session`], with the idle timeout and the shutdown signal; and an
+//! accept loop for the binary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::context::SmtpContext;
+use crate::session::Session;
+
+/// Bytes read from the client at once.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Resolves once `rx` says `true`; never if the sender is gone without
+/// saying so (no shutdown will come then).
+async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|&stop| stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Serves one SMTP connection until QUIT, an error limit, the idle
+/// timeout, a shutdown or the client hanging up.
+///
+/// All replies queued while processing one read are written (and
+/// flushed) before the next read, so a pipelining client always gets
+/// the answers to what it sent (RFC 2920 §3.2).
+pub async fn serve_connection<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: Arc<SmtpContext>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut shutdown = ctx.shutdown.clone();
+    let mut session = Session::new(ctx.clone(), peer);
+    if *shutdown.borrow() {
+        session.request_shutdown();
+    }
+    tracing::debug!(client = %peer, "smtp: connection opened");
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let out = session.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+        }
+        if session.is_closed() {
+            break;
+        }
+        let read = tokio::select! {
+            read = tokio::time::timeout(ctx.limits.idle_timeout, stream.read(&mut buf)) => read,
+            _ = shutdown_signalled(&mut shutdown), if !session.shutdown_requested() => {
+                session.request_shutdown();
+                continue;
+            }
+        };
+        match read {
+            Err(_elapsed) => session.idle_timeout(),
+            Ok(Ok(0)) => {
+                tracing::debug!(client = %peer, "smtp: client closed the connection");
+                break;
+            }
+            Ok(Ok(n)) => session.receive(&buf[..n]).await,
+            Ok(Err(e)) => {
+                tracing::debug!(client = %peer, error = %e, "smtp: read failed");
+                return Err(e);
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+    tracing::debug!(client = %peer, "smtp: connection closed");
+    Ok(())
+}
+
+/// Accepts connections on `listener` and serves each in its own task
+/// until the shutdown signal; then stops accepting and returns once all
+/// sessions ended (idle ones end at once with `421`; the caller bounds
+/// the wait for the others, e.g. with `tokio::time::timeout`).
+pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let ctx = ctx.clone();
+                    sessions.spawn(async move {
+                        if let Err(e) = serve_connection(stream, peer, ctx).await {
+                            tracing::debug!(client = %peer, error = %e, "smtp: session ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "smtp: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            _ = shutdown_signalled(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    while sessions.join_next().await.is_some() {}
+}

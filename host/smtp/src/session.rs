@@ -1,0 +1,269 @@
+//! One SMTP session as a state machine without sockets: bytes in
+//! ([`Session::receive`]), reply bytes out ([`Session::take_output`]).
+//!
+//! Replies are queued in order and only written out by the caller after
+//! all the input it had was processed: that is what RFC 2920 PIPELINING
+//! asks (answer a group of commands in one write) and it also makes the
+//! caller flush before it blocks on the next read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mailgate_delivery::LocalRecipient;
+use mailgate_smtp_proto::{
+    BdatReceiver, ChunkStatus, DataReceiver, DataStatus, LineFramer, MailParams, Reply, ReversePath,
+};
+
+use crate::context::SmtpContext;
+use crate::state::State;
+
+/// The client's EHLO/HELO.
+#[derive(Debug, Clone)]
+pub(crate) struct Hello {
+    /// The name it gave, as sent.
+    pub(crate) name: String,
+    /// EHLO (true) or HELO.
+    pub(crate) extended: bool,
+}
+
+/// The mail transaction under way (after MAIL).
+#[derive(Debug, Clone)]
+pub(crate) struct Transaction {
+    pub(crate) from: ReversePath,
+    pub(crate) params: MailParams,
+    pub(crate) recipients: Vec<LocalRecipient>,
+}
+
+/// What incoming bytes are.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// Command lines.
+    Commands,
+    /// A DATA body, up to `<CRLF>.<CRLF>`.
+    Data(Box<DataReceiver>),
+    /// The bytes of a BDAT chunk, into `Session::bdat`.
+    Chunk {
+        /// Whether it is the LAST chunk.
+        last: bool,
+    },
+    /// The bytes of a rejected BDAT chunk, dropped to stay in step with
+    /// the client; then `reply` is sent.
+    Discard {
+        /// Bytes still to drop.
+        remaining: u64,
+        /// The rejection to send after them.
+        reply: Reply,
+    },
+}
+
+/// One SMTP session.
+pub struct Session {
+    pub(crate) ctx: Arc<SmtpContext>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) state: State,
+    pub(crate) hello: Option<Hello>,
+    pub(crate) tx: Option<Transaction>,
+    pub(crate) input: Input,
+    pub(crate) framer: LineFramer,
+    pub(crate) bdat: Option<BdatReceiver>,
+    /// Hooks for STARTTLS and AUTH (always false for now); they pick the
+    /// `with` protocol in `Received:` and the EHLO capabilities.
+    pub(crate) tls: bool,
+    pub(crate) authenticated: bool,
+    errors: u32,
+    out: Vec<u8>,
+    closed: bool,
+    shutdown_requested: bool,
+}
+
+impl Session {
+    /// A new session for a client at `peer`; the greeting is queued.
+    pub fn new(ctx: Arc<SmtpContext>, peer: SocketAddr) -> Session {
+        let framer = LineFramer::new(ctx.limits.max_command_line);
+        let mut s = Session {
+            ctx,
+            peer,
+            state: State::Connected,
+            hello: None,
+            tx: None,
+            input: Input::Commands,
+            framer,
+            bdat: None,
+            tls: false,
+            authenticated: false,
+            errors: 0,
+            out: Vec::new(),
+            closed: false,
+            shutdown_requested: false,
+        };
+        let greeting = Reply::greeting(&s.ctx.hostname);
+        s.write(&greeting);
+        s
+    }
+
+    /// The state of the conversation.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether the session is over (the caller writes the queued output
+    /// and closes the connection).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether the session is between transactions with no command or
+    /// message half received: a shutdown may close it now.
+    pub fn is_idle(&self) -> bool {
+        self.state.is_idle()
+            && matches!(self.input, Input::Commands)
+            && !self.framer.has_partial_line()
+    }
+
+    /// Whether [`Session::request_shutdown`] was called.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested
+    }
+
+    /// The server is stopping: close now with `421 4.3.2` if idle,
+    /// otherwise as soon as the transaction under way ends.
+    pub fn request_shutdown(&mut self) {
+        self.shutdown_requested = true;
+        self.close_if_shutting_down();
+    }
+
+    /// The client was silent too long: `421 4.4.2` and close.
+    pub fn idle_timeout(&mut self) {
+        if !self.closed {
+            tracing::info!(client = %self.peer.ip(), "smtp: idle timeout");
+            let r = Reply::idle_timeout(&self.ctx.hostname);
+            self.close_with(&r);
+        }
+    }
+
+    /// Takes the reply bytes queued so far.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Processes all of `input` (commands, message data, or both, in any
+    /// split). Input after the session closed is ignored.
+    pub async fn receive(&mut self, input: &[u8]) {
+        let mut rest = input;
+        while !self.closed {
+            // A zero-length BDAT chunk or discard needs no bytes to end.
+            if rest.is_empty() && !self.chunk_or_discard_done() {
+                break;
+            }
+            let consumed = self.step(rest).await;
+            rest = &rest[consumed..];
+        }
+    }
+
+    fn chunk_or_discard_done(&self) -> bool {
+        match &self.input {
+            Input::Chunk { .. } => self.bdat.as_ref().is_some_and(|b| b.remaining() == 0),
+            Input::Discard { remaining, .. } => *remaining == 0,
+            _ => false,
+        }
+    }
+
+    /// Handles one piece of input; returns the bytes consumed.
+    async fn step(&mut self, input: &[u8]) -> usize {
+        match &mut self.input {
+            Input::Commands => {
+                let (n, line) = self.framer.next_line(input);
+                if let Some(line) = line {
+                    self.command(line).await;
+                    self.close_if_shutting_down();
+                }
+                n
+            }
+            Input::Data(rx) => {
+                let (n, status) = rx.ingest(input);
+                if status == DataStatus::Complete {
+                    if let Input::Data(rx) = std::mem::replace(&mut self.input, Input::Commands) {
+                        self.data_complete(rx.finish()).await;
+                    }
+                    self.close_if_shutting_down();
+                }
+                n
+            }
+            Input::Chunk { last } => {
+                let last = *last;
+                let Some(rx) = self.bdat.as_mut() else {
+                    // Cannot happen (a chunk always has a receiver); recover
+                    // by going back to commands rather than panicking.
+                    self.input = Input::Commands;
+                    return 0;
+                };
+                let (n, status) = rx.ingest(input);
+                if status == ChunkStatus::ChunkComplete {
+                    self.input = Input::Commands;
+                    self.chunk_complete(last).await;
+                    self.close_if_shutting_down();
+                }
+                n
+            }
+            Input::Discard { remaining, .. } => {
+                let take = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
+                *remaining -= take as u64;
+                if *remaining == 0 {
+                    if let Input::Discard { reply, .. } =
+                        std::mem::replace(&mut self.input, Input::Commands)
+                    {
+                        self.reply(reply);
+                    }
+                    self.close_if_shutting_down();
+                }
+                take
+            }
+        }
+    }
+
+    /// Queues a reply. Error replies count towards `max_errors`; at the
+    /// limit the session ends with `421 4.7.0`.
+    pub(crate) fn reply(&mut self, reply: Reply) {
+        self.write(&reply);
+        if reply.is_error() && reply.code() != 421 {
+            self.errors += 1;
+            if self.errors >= self.ctx.limits.max_errors {
+                tracing::info!(client = %self.peer.ip(), errors = self.errors, "smtp: too many errors");
+                let r = Reply::too_many_errors(&self.ctx.hostname);
+                self.close_with(&r);
+            }
+        }
+    }
+
+    fn write(&mut self, reply: &Reply) {
+        if !self.closed {
+            reply.write_to(&mut self.out);
+        }
+    }
+
+    /// Queues a final reply and ends the session.
+    pub(crate) fn close_with(&mut self, reply: &Reply) {
+        self.write(reply);
+        self.closed = true;
+    }
+
+    fn close_if_shutting_down(&mut self) {
+        if self.shutdown_requested && !self.closed && self.is_idle() {
+            let r = Reply::shutting_down(&self.ctx.hostname);
+            self.close_with(&r);
+        }
+    }
+
+    /// Ends the transaction (after delivery, RSET, EHLO...).
+    pub(crate) fn reset_transaction(&mut self) {
+        self.tx = None;
+        self.bdat = None;
+        self.state = if self.hello.is_some() {
+            State::Greeted
+        } else {
+            State::Connected
+        };
+    }
+}
