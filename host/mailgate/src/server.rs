@@ -142,6 +142,7 @@ pub async fn run(
     config: Config,
     on_ready: impl FnOnce(&[(&'static str, SocketAddr)]),
 ) -> Result<(), ServerError> {
+    let mut signals = StopSignals::install()?;
     let _lock = lock_data_dir(&config)?;
     let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
     let store: Arc<dyn Store> = store;
@@ -195,7 +196,7 @@ pub async fn run(
     }
     on_ready(&addresses);
 
-    wait_for_stop_signal().await?;
+    signals.wait().await;
     tracing::info!(
         sessions = tracker.active.load(Ordering::SeqCst),
         "shutting down: no new connections"
@@ -299,18 +300,35 @@ async fn accept_loop<F, Fut>(
     }
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP is caught (so it does not kill the
-/// server) and logged; later versions reload certificates and plugins on it.
-async fn wait_for_stop_signal() -> Result<(), ServerError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()) }
-            _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
-            _ = hup.recv() => tracing::info!("SIGHUP received: nothing to reload in this version"),
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this is created.
+/// Created before the listeners are announced, so that a SIGTERM sent as
+/// soon as `mailgate: ready` is printed already gets the clean shutdown
+/// instead of the default action (which kills the process).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals, ServerError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT. SIGHUP is logged (so it does not kill
+    /// the server); later versions reload certificates and plugins on it.
+    async fn wait(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); return }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); return }
+                _ = self.hup.recv() => tracing::info!("SIGHUP received: nothing to reload in this version"),
+            }
         }
     }
 }

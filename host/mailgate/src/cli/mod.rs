@@ -161,6 +161,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Store(c) => admin::store(&config, c).await,
         }
     });
+    // Sessions still open after the shutdown grace period are dropped
+    // here; the bound keeps a stuck blocking task from holding the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("mailgate: {e}")),
