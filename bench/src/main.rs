@@ -1,0 +1,549 @@
+//! `mailgate-bench`: measures how fast a mail server accepts mail over
+//! SMTP (each `250` after DATA meaning the message is durable) and serves
+//! it back over POP3 RETR. Starts the real `mailgate` binary on loopback,
+//! and can measure a peer server (e.g. Postfix + Dovecot) with the same
+//! client code in the same run. See `bench/README.md`.
+#![forbid(unsafe_code)]
+
+mod message;
+mod pop3;
+mod server;
+mod smtp;
+mod stats;
+mod wire;
+
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::stats::{ms, rate, Latencies, MB};
+use crate::wire::{err, Error, Result};
+
+/// Throughput benchmark: SMTP acceptance and POP3 RETR.
+#[derive(Debug, Parser)]
+#[command(name = "mailgate-bench", version, about)]
+struct Args {
+    /// The mailgate binary to start (copied to a temp dir first).
+    #[arg(long, default_value = "target/release/mailgate", value_name = "PATH")]
+    bin: PathBuf,
+    /// Messages to send over SMTP (and retrieve over POP3).
+    #[arg(long, default_value_t = 5000)]
+    messages: u64,
+    /// Concurrent SMTP connections.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Size of each message in bytes, headers included.
+    #[arg(long, default_value_t = 10240)]
+    size: usize,
+    /// Send MAIL, RCPT and DATA one at a time instead of as one pipelined
+    /// group.
+    #[arg(long)]
+    no_pipelining: bool,
+    /// RETR commands outstanding in the pipelined POP3 pass; 0 skips it.
+    #[arg(long, default_value_t = 32)]
+    pop3_window: usize,
+    /// Seconds any single read or write may take before the run fails.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Threads of the client runtime. One keeps the load generator off the
+    /// server's second core on a two-core machine.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Also measure a peer server: its SMTP address (loopback only).
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["peer_pop3", "peer_user"])]
+    peer_smtp: Option<String>,
+    /// The peer's POP3 address (loopback only).
+    #[arg(long, value_name = "HOST:PORT", requires = "peer_smtp")]
+    peer_pop3: Option<String>,
+    /// The peer's POP3 login; also the recipient unless --peer-rcpt.
+    #[arg(long, value_name = "USER", requires = "peer_smtp")]
+    peer_user: Option<String>,
+    /// The peer's POP3 password.
+    #[arg(
+        long,
+        env = "MAILGATE_BENCH_PEER_PASSWORD",
+        hide_env_values = true,
+        requires = "peer_smtp"
+    )]
+    peer_password: Option<String>,
+    /// The peer's envelope recipient, if not the login name.
+    #[arg(long, value_name = "ADDRESS", requires = "peer_smtp")]
+    peer_rcpt: Option<String>,
+    /// Name of the peer in the table and the prefix of its `bench:` keys.
+    #[arg(long, default_value = "peer", requires = "peer_smtp")]
+    peer_name: String,
+    /// Measure only the peer; do not start mailgate.
+    #[arg(long, requires = "peer_smtp")]
+    peer_only: bool,
+}
+
+/// One server under test, as the client code sees it.
+#[derive(Debug, Clone)]
+struct Target {
+    /// Table label; also the `bench:` key prefix (none for mailgate).
+    name: String,
+    smtp: SocketAddr,
+    pop3: SocketAddr,
+    user: String,
+    password: String,
+    rcpt: String,
+}
+
+/// The benchmark parameters shared by all targets.
+#[derive(Debug, Clone)]
+struct Params {
+    messages: u64,
+    clients: usize,
+    size: usize,
+    pipelining: bool,
+    pop3_window: usize,
+    timeout: Duration,
+}
+
+/// The figures for one target.
+struct Report {
+    name: String,
+    smtp: smtp::Outcome,
+    retr: pop3::Outcome,
+    /// `None` if skipped (window 0 or not advertised).
+    retr_pipelined: Option<pop3::Outcome>,
+    /// Store size after the run, where known (mailgate only).
+    store_bytes: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailgate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let params = Params {
+        messages: args.messages,
+        clients: args.clients.min(args.messages as usize),
+        size: args.size,
+        pipelining: !args.no_pipelining,
+        pop3_window: args.pop3_window,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    if params.messages == 0 || params.clients == 0 {
+        return err("--messages and --clients must be at least 1");
+    }
+    let runtime = if args.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()?
+    };
+    // Catch SIGINT and SIGTERM from here on, so that an interrupted run
+    // still returns through the guards that stop the server instead of
+    // dying and leaving it behind.
+    let mut interrupts = runtime.block_on(async { Interrupts::new() })?;
+    let peer = peer_target(args)?;
+    if !args.peer_only {
+        check_size(&params, server::USER)?;
+    }
+    if let Some(peer) = &peer {
+        check_size(&params, &peer.rcpt)?;
+    }
+
+    eprintln!(
+        "mailgate-bench: {} messages of {} bytes over {} SMTP connections ({})",
+        params.messages,
+        params.size,
+        params.clients,
+        if params.pipelining {
+            "MAIL+RCPT+DATA pipelined"
+        } else {
+            "lock-step commands"
+        }
+    );
+    let mut reports = Vec::new();
+    if !args.peer_only {
+        let bin = server::resolve_binary(&args.bin);
+        eprintln!("mailgate-bench: starting {}", bin.display());
+        let mut mailgate = server::Mailgate::start(&bin, (params.size as u64 * 2).max(50 << 20))?;
+        let target = Target {
+            name: "mailgate".into(),
+            smtp: mailgate.smtp,
+            pop3: mailgate.pop3,
+            user: server::USER.into(),
+            password: server::PASSWORD.into(),
+            rcpt: server::USER.into(),
+        };
+        // On error `mailgate` is dropped, and its guard stops the server.
+        let mut report = runtime
+            .block_on(interrupts.guard(measure(&target, &params)))
+            .map_err(|e| match mailgate.log_tail(20) {
+                log if log.is_empty() => e,
+                log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
+            })?;
+        report.store_bytes = Some(mailgate.store_bytes());
+        match mailgate.stop()? {
+            Some(s) if s.killed => {
+                eprintln!("mailgate-bench: mailgate ignored SIGTERM for 10 s and was killed")
+            }
+            Some(s) => eprintln!(
+                "mailgate-bench: mailgate stopped ({}) {:.2} s after SIGTERM",
+                s.status,
+                s.took.as_secs_f64()
+            ),
+            None => {}
+        }
+        reports.push(report);
+    }
+    if let Some(peer) = &peer {
+        reports.push(runtime.block_on(interrupts.guard(measure(peer, &params)))?);
+    }
+    print_report(&params, &reports);
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, turned into an error of the phase that runs.
+struct Interrupts {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupts {
+    /// Installs the handlers; needs a runtime context.
+    fn new() -> Result<Self> {
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Runs `phase` unless a signal comes first (or came during the
+    /// synchronous parts before: tokio keeps it pending until polled).
+    async fn guard<T>(&mut self, phase: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            result = phase => result,
+            _ = self.int.recv() => err("interrupted (SIGINT)"),
+            _ = self.term.recv() => err("interrupted (SIGTERM)"),
+        }
+    }
+}
+
+/// The peer given on the command line, if any.
+fn peer_target(args: &Args) -> Result<Option<Target>> {
+    let (Some(smtp), Some(pop3), Some(user)) = (&args.peer_smtp, &args.peer_pop3, &args.peer_user)
+    else {
+        return Ok(None);
+    };
+    let name = &args.peer_name;
+    if name == "mailgate"
+        || name.is_empty()
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return err("--peer-name must be letters, digits and _, and not `mailgate`");
+    }
+    Ok(Some(Target {
+        name: name.clone(),
+        smtp: loopback(smtp)?,
+        pop3: loopback(pop3)?,
+        user: user.clone(),
+        password: args.peer_password.clone().unwrap_or_default(),
+        rcpt: args.peer_rcpt.clone().unwrap_or_else(|| user.clone()),
+    }))
+}
+
+/// Resolves `HOST:PORT`, refusing anything off this machine: the benchmark
+/// is a load generator and must only ever load our own loopback servers.
+fn loopback(address: &str) -> Result<SocketAddr> {
+    let resolved = address
+        .to_socket_addrs()
+        .map_err(|e| Error(format!("cannot resolve {address}: {e}")))?
+        .next()
+        .ok_or_else(|| Error(format!("{address} resolves to nothing")))?;
+    if !resolved.ip().is_loopback() {
+        return err(format!(
+            "{address} is not a loopback address; the benchmark only targets this machine"
+        ));
+    }
+    Ok(resolved)
+}
+
+/// Refuses a `--size` too small for the headers, with the longest run id
+/// [`message::new_run_id`] makes.
+fn check_size(params: &Params, rcpt: &str) -> Result<()> {
+    let min = message::min_size("r0000000000000000000000", rcpt);
+    if params.size < min {
+        return err(format!(
+            "--size must be at least {min} bytes (the headers alone)"
+        ));
+    }
+    Ok(())
+}
+
+/// The SMTP phase, then the POP3 passes, against one target.
+async fn measure(target: &Target, params: &Params) -> Result<Report> {
+    let run_id = message::new_run_id();
+    eprintln!("mailgate-bench: [{}] SMTP phase", target.name);
+    let smtp = smtp::run(&smtp::Load {
+        address: target.smtp.to_string(),
+        rcpt: target.rcpt.clone(),
+        messages: params.messages,
+        clients: params.clients,
+        size: params.size,
+        pipelining: params.pipelining,
+        timeout: params.timeout,
+        run_id: run_id.clone(),
+    })
+    .await?;
+    let mailbox = pop3::Mailbox {
+        address: target.pop3.to_string(),
+        user: target.user.clone(),
+        password: target.password.clone(),
+        rcpt: target.rcpt.clone(),
+        run_id,
+        expected: params.messages,
+        size: params.size,
+        timeout: params.timeout,
+    };
+    eprintln!("mailgate-bench: [{}] POP3 RETR, lock-step", target.name);
+    let retr = pop3::retr_all(&mailbox, None)
+        .await?
+        .expect("lock-step always runs");
+    let retr_pipelined = if params.pop3_window > 0 {
+        eprintln!("mailgate-bench: [{}] POP3 RETR, pipelined", target.name);
+        let outcome = pop3::retr_all(&mailbox, Some(params.pop3_window)).await?;
+        if outcome.is_none() {
+            eprintln!(
+                "mailgate-bench: [{}] POP3 server does not advertise PIPELINING; skipped",
+                target.name
+            );
+        }
+        outcome
+    } else {
+        None
+    };
+    Ok(Report {
+        name: target.name.clone(),
+        smtp,
+        retr,
+        retr_pipelined,
+        store_bytes: None,
+    })
+}
+
+fn print_report(params: &Params, reports: &[Report]) {
+    println!();
+    println!(
+        "{} messages x {} bytes, {} SMTP connections ({}), POP3 window {}",
+        params.messages,
+        params.size,
+        params.clients,
+        if params.pipelining {
+            "MAIL+RCPT+DATA pipelined"
+        } else {
+            "lock-step"
+        },
+        params.pop3_window
+    );
+    println!(
+        "{:<10} {:<22} {:>7} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
+        "server", "phase", "msgs", "MB", "secs", "msgs/s", "MB/s", "p50 ms", "p99 ms"
+    );
+    for r in reports {
+        let ack = Latencies::new(r.smtp.data_ack.clone());
+        let smtp_phase = if r.smtp.pipelined {
+            "smtp accept (pipel.)"
+        } else {
+            "smtp accept"
+        };
+        row(
+            &r.name,
+            smtp_phase,
+            r.smtp.messages,
+            r.smtp.bytes,
+            r.smtp.elapsed,
+            Some(&ack),
+        );
+        row(
+            &r.name,
+            "pop3 retr",
+            r.retr.messages,
+            r.retr.bytes,
+            r.retr.elapsed,
+            None,
+        );
+        if let Some(p) = &r.retr_pipelined {
+            let phase = format!("pop3 retr (window {})", p.window.unwrap_or(1));
+            row(&r.name, &phase, p.messages, p.bytes, p.elapsed, None);
+        }
+    }
+    println!();
+    for r in reports {
+        let ack = Latencies::new(r.smtp.data_ack.clone());
+        let txn = Latencies::new(r.smtp.transaction.clone());
+        println!(
+            "{}: DATA ack (end of data -> 250) p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+             whole transaction (MAIL -> 250) p50 {:.2} ms, p99 {:.2} ms",
+            r.name,
+            ms(ack.percentile(50.0)),
+            ms(ack.percentile(90.0)),
+            ms(ack.percentile(99.0)),
+            ms(ack.max()),
+            ms(txn.percentile(50.0)),
+            ms(txn.percentile(99.0)),
+        );
+        println!(
+            "{}: POP3 verified {} messages byte for byte{}{}",
+            r.name,
+            params.messages,
+            if r.retr.foreign > 0 {
+                format!(", plus {} older messages", r.retr.foreign)
+            } else {
+                String::new()
+            },
+            if r.retr.list_mismatches > 0 {
+                format!(
+                    "; WARNING: {} retrieved sizes differ from LIST",
+                    r.retr.list_mismatches
+                )
+            } else {
+                String::new()
+            },
+        );
+        if let Some(bytes) = r.store_bytes {
+            println!(
+                "{}: store on disk after the run {:.1} MB ({:.0} bytes per message)",
+                r.name,
+                bytes as f64 / MB,
+                bytes as f64 / params.messages as f64
+            );
+        }
+    }
+    println!();
+    println!("bench: messages={}", params.messages);
+    println!("bench: clients={}", params.clients);
+    println!("bench: size_bytes={}", params.size);
+    println!("bench: smtp_pipelining={}", params.pipelining);
+    for r in reports {
+        // mailgate's keys are unprefixed; a peer's carry its name.
+        let p = if r.name == "mailgate" {
+            String::new()
+        } else {
+            format!("{}_", r.name)
+        };
+        let ack = Latencies::new(r.smtp.data_ack.clone());
+        let msgs = |o: u64, d: Duration| rate(o as f64, d);
+        let mbs = |b: u64, d: Duration| rate(b as f64 / MB, d);
+        println!(
+            "bench: {p}smtp_accept_msgs_per_s={:.1}",
+            msgs(r.smtp.messages, r.smtp.elapsed)
+        );
+        println!(
+            "bench: {p}smtp_accept_mb_per_s={:.2}",
+            mbs(r.smtp.bytes, r.smtp.elapsed)
+        );
+        println!(
+            "bench: {p}smtp_data_ack_p50_ms={:.3}",
+            ms(ack.percentile(50.0))
+        );
+        println!(
+            "bench: {p}smtp_data_ack_p99_ms={:.3}",
+            ms(ack.percentile(99.0))
+        );
+        println!(
+            "bench: {p}pop3_retr_msgs_per_s={:.1}",
+            msgs(r.retr.messages, r.retr.elapsed)
+        );
+        println!(
+            "bench: {p}pop3_retr_mb_per_s={:.2}",
+            mbs(r.retr.bytes, r.retr.elapsed)
+        );
+        if let Some(o) = &r.retr_pipelined {
+            println!(
+                "bench: {p}pop3_retr_pipelined_msgs_per_s={:.1}",
+                msgs(o.messages, o.elapsed)
+            );
+            println!(
+                "bench: {p}pop3_retr_pipelined_mb_per_s={:.2}",
+                mbs(o.bytes, o.elapsed)
+            );
+        }
+    }
+}
+
+fn row(
+    server: &str,
+    phase: &str,
+    messages: u64,
+    bytes: u64,
+    elapsed: Duration,
+    latency: Option<&Latencies>,
+) {
+    let (p50, p99) = match latency {
+        Some(l) => (
+            format!("{:.2}", ms(l.percentile(50.0))),
+            format!("{:.2}", ms(l.percentile(99.0))),
+        ),
+        None => ("-".into(), "-".into()),
+    };
+    println!(
+        "{:<10} {:<22} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>7.2} {:>8} {:>8}",
+        server,
+        phase,
+        messages,
+        bytes as f64 / MB,
+        elapsed.as_secs_f64(),
+        rate(messages as f64, elapsed),
+        rate(bytes as f64 / MB, elapsed),
+        p50,
+        p99
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_peers() {
+        assert!(loopback("127.0.0.1:25").is_ok());
+        assert!(loopback("[::1]:25").is_ok());
+        assert!(loopback("localhost:25").is_ok());
+        assert!(loopback("192.0.2.1:25").is_err());
+    }
+
+    #[test]
+    fn peer_flags_parse() {
+        let args = Args::try_parse_from([
+            "b",
+            "--peer-smtp",
+            "127.0.0.1:2525",
+            "--peer-pop3",
+            "127.0.0.1:1110",
+            "--peer-user",
+            "u@x.test",
+            "--peer-password",
+            "pw",
+            "--peer-name",
+            "postfix",
+        ])
+        .unwrap();
+        let t = peer_target(&args).unwrap().unwrap();
+        assert_eq!(t.name, "postfix");
+        assert_eq!(t.rcpt, "u@x.test");
+        assert!(Args::try_parse_from(["b", "--peer-pop3", "127.0.0.1:1"]).is_err());
+        assert!(peer_target(&Args::try_parse_from(["b"]).unwrap())
+            .unwrap()
+            .is_none());
+    }
+}
