@@ -15,9 +15,10 @@ pub enum StoreError {
     /// The caller passed something the store cannot hold (a bad name).
     #[error("invalid: {0}")]
     Invalid(String),
-    /// The database engine failed.
+    /// The storage engine failed. Only its message is kept, so that no
+    /// engine type leaks through the store's interface.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
     /// The file system failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -28,6 +29,12 @@ pub enum StoreError {
     /// Saved data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
 }
 
 /// A result from the store.
