@@ -55,6 +55,9 @@ DEFAULT_LIMITS = {
     "max_errors": 20,
 }
 DEFAULT_AUTH = {
+    # Like the development profile: clients on loopback may log in without
+    # TLS. test_tls.py turns this off to test the real rules.
+    "allow_plaintext": True,
     "failure_delay_ms": 20,
     "max_failures": 1000,
 }

@@ -13,11 +13,15 @@
 //!   many failures piled up.
 //!
 //! # Layout
-//! - [`sasl`]: decoding of SASL PLAIN and LOGIN messages (RFC 4616).
+//! - [`sasl`]: SASL PLAIN and LOGIN (RFC 4616): decoding and
+//!   [`sasl::SaslExchange`], the server side of one exchange.
 //! - [`limiter`]: the failure counters.
+//! - [`plaintext`]: [`PlaintextPolicy`], when a password may be sent
+//!   without TLS ([`Authenticator::plaintext_permitted`]).
 #![forbid(unsafe_code)]
 
 pub mod limiter;
+pub mod plaintext;
 pub mod sasl;
 
 use std::net::IpAddr;
@@ -27,6 +31,7 @@ use std::time::Duration;
 use mailgate_store::{password, Account, Store};
 
 pub use limiter::{FailureLimiter, LimiterSettings};
+pub use plaintext::PlaintextPolicy;
 
 /// What an authentication attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,7 @@ pub enum AuthOutcome {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     limiter: FailureLimiter,
+    plaintext: PlaintextPolicy,
 }
 
 impl Authenticator {
@@ -52,7 +58,21 @@ impl Authenticator {
         Authenticator {
             store,
             limiter: FailureLimiter::new(settings),
+            plaintext: PlaintextPolicy::default(),
         }
+    }
+
+    /// The same authenticator with another clear-text policy.
+    pub fn with_plaintext_policy(mut self, policy: PlaintextPolicy) -> Authenticator {
+        self.plaintext = policy;
+        self
+    }
+
+    /// Whether a client at `client` may send a password on a connection
+    /// that is (`tls`) or is not under TLS. Every protocol asks this
+    /// before it advertises or accepts a password mechanism.
+    pub fn plaintext_permitted(&self, tls: bool, client: IpAddr) -> bool {
+        self.plaintext.permits(tls, client)
     }
 
     /// Checks `username` (a full address) and `password` for a client at

@@ -22,7 +22,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mailgate_store::{
-    AccountId, Delivered, DeliveryTarget, MessageStructure, NewMessage, Store, StoreResult,
+    AccountId, Delivered, DeliveryTarget, MessageStructure, NewMessage, Store, StoreError,
+    StoreResult,
 };
 
 /// How deep aliases may nest.
@@ -183,23 +184,54 @@ impl LocalDelivery {
         recipients: &[LocalRecipient],
         data: &[u8],
     ) -> StoreResult<Vec<Delivered>> {
+        let targets: Vec<Target> = recipients
+            .iter()
+            .flat_map(|r| r.accounts.iter().copied())
+            .map(Target::inbox)
+            .collect();
+        self.deliver_to(mail_from, &targets, data).await
+    }
+
+    /// Like [`LocalDelivery::deliver`], with a folder and flags per copy
+    /// (policy routing): the body is stored once; a folder that does not
+    /// exist yet is created (like Sieve `fileinto :create`); the same
+    /// (account, folder) twice gets one copy with the flags of both.
+    pub async fn deliver_to(
+        &self,
+        mail_from: &str,
+        targets: &[Target],
+        data: &[u8],
+    ) -> StoreResult<Vec<Delivered>> {
+        let mut merged: Vec<DeliveryTarget> = Vec::with_capacity(targets.len());
+        for t in targets {
+            let same = merged
+                .iter_mut()
+                .find(|m| m.account == t.account && m.mailbox.eq_ignore_ascii_case(&t.folder));
+            match same {
+                Some(m) => {
+                    for f in &t.flags {
+                        if !m.flags.contains(f) {
+                            m.flags.push(f.clone());
+                        }
+                    }
+                }
+                None => merged.push(DeliveryTarget {
+                    account: t.account,
+                    mailbox: t.folder.clone(),
+                    flags: t.flags.clone(),
+                }),
+            }
+        }
+        if merged.is_empty() {
+            return Ok(vec![]);
+        }
+        for t in &merged {
+            self.ensure_mailbox(t.account, &t.mailbox).await?;
+        }
+        let targets = merged;
         let mut raw = Vec::with_capacity(data.len() + mail_from.len() + 20);
         raw.extend_from_slice(format!("Return-Path: <{mail_from}>\r\n").as_bytes());
         raw.extend_from_slice(data);
-        let mut seen = BTreeSet::new();
-        let targets: Vec<DeliveryTarget> = recipients
-            .iter()
-            .flat_map(|r| r.accounts.iter().copied())
-            .filter(|a| seen.insert(*a))
-            .map(|account| DeliveryTarget {
-                account,
-                mailbox: "INBOX".into(),
-                flags: vec![],
-            })
-            .collect();
-        if targets.is_empty() {
-            return Ok(vec![]);
-        }
         let raw = Arc::new(raw);
         let parse_input = raw.clone();
         let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_input))
@@ -211,6 +243,45 @@ impl LocalDelivery {
             structure,
         };
         self.store.deliver(message, &targets).await
+    }
+}
+
+impl LocalDelivery {
+    /// Creates `name` in `account` if it does not exist (a concurrent
+    /// delivery creating it first is fine).
+    async fn ensure_mailbox(&self, account: AccountId, name: &str) -> StoreResult<()> {
+        if name.eq_ignore_ascii_case("INBOX") || self.store.mailbox(account, name).await?.is_some() {
+            return Ok(());
+        }
+        match self.store.create_mailbox(account, name, None).await {
+            Ok(_) | Err(StoreError::Exists(_)) => {
+                tracing::info!(account, mailbox = name, "delivery: mailbox created");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where one copy of a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The account.
+    pub account: AccountId,
+    /// The folder ("INBOX" by default); created if missing.
+    pub folder: String,
+    /// Initial flags (`\Seen`, `\Flagged`, keywords).
+    pub flags: Vec<String>,
+}
+
+impl Target {
+    /// The account's INBOX, no flags.
+    pub fn inbox(account: AccountId) -> Target {
+        Target {
+            account,
+            folder: "INBOX".into(),
+            flags: Vec::new(),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! keys are an error, so that a typo does not silently fall back to a
 //! default.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,9 +55,35 @@ pub struct Config {
     /// Authentication settings.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// The certificate and key; without them no TLS is offered.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Mail submission by users (ports 587 and 465).
+    #[serde(default)]
+    pub submission: SubmissionSettings,
+    /// Delivery of mail to other domains (`[relay]`).
+    #[serde(default)]
+    pub relay: RelaySettings,
+    /// The outbound queue's retries and concurrency (`[queue]`).
+    #[serde(default)]
+    pub queue: QueueSettings,
+    /// DKIM signing keys (`[[dkim]]`), one per domain.
+    #[serde(default)]
+    pub dkim: Vec<DkimKey>,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
+    /// `[plugins]`: the policy plugin directory and the defaults of every
+    /// plugin; absent = no plugins, and no cost on the SMTP path.
+    #[serde(default)]
+    pub plugins: Option<mailgate_policy::PluginsConfig>,
+    /// `[[plugin]]`: settings of one plugin (grants, limits, config).
+    #[serde(default)]
+    pub plugin: Vec<mailgate_policy::PluginSettings>,
+    /// The file this was read from (set by [`Config::load`]), so SIGHUP
+    /// can re-read it; `None` for the development profile.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 fn default_shutdown_timeout() -> u64 {
@@ -69,8 +96,104 @@ fn default_shutdown_timeout() -> u64 {
 pub struct Listen {
     /// SMTP, the MX role (port 25).
     pub smtp: Option<String>,
-    /// POP3 (port 110).
+    /// POP3 (port 110), with STLS when `[tls]` is set.
     pub pop3: Option<String>,
+    /// Submission with STARTTLS then AUTH (port 587, RFC 6409).
+    pub submission: Option<String>,
+    /// Submission over implicit TLS (port 465, RFC 8314 §3.3).
+    pub submissions: Option<String>,
+    /// POP3 over implicit TLS (port 995, RFC 8314).
+    pub pop3s: Option<String>,
+}
+
+/// `[tls]`: the server's certificate chain and private key, PEM files.
+/// Reloaded when they change and on SIGHUP.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain: the server certificate first, then any
+    /// intermediates.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Create a self-signed certificate for `hostname` if `cert` is
+    /// missing. Only the development profile sets this; it cannot be
+    /// written in the file.
+    #[serde(skip)]
+    pub self_signed: bool,
+}
+
+/// `[relay]`: how mail for other domains leaves (see `crate::relay`).
+/// Absent keys keep the relay crate's defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySettings {
+    /// The name in EHLO; the top-level `hostname` when absent.
+    pub hostname: Option<String>,
+    /// DNS servers, `"ip"` or `"ip:port"`; empty: `/etc/resolv.conf`.
+    pub nameservers: Vec<String>,
+    /// The port of the next hops (25).
+    pub port: Option<u16>,
+    /// The local address outgoing connections come from.
+    pub source_ip: Option<std::net::IpAddr>,
+    /// `"host:port"` taking all outbound mail instead of the MX hosts.
+    pub smarthost: Option<String>,
+    /// AUTH PLAIN user name at the smarthost (sent only over TLS).
+    pub smarthost_username: Option<String>,
+    /// AUTH PLAIN password at the smarthost.
+    pub smarthost_password: Option<String>,
+    /// Only these domains go through the smarthost (empty: all).
+    pub smarthost_domains: Vec<String>,
+    /// Domains whose mail goes only over TLS with a valid certificate.
+    pub require_tls: Vec<String>,
+    /// TCP connect timeout, a duration such as `"30s"`.
+    pub connect_timeout: Option<String>,
+    /// Timeout for each reply of the next hop, a duration.
+    pub command_timeout: Option<String>,
+}
+
+/// `[queue]`: retries and concurrency of the outbound queue. Durations are
+/// strings such as `"30s"`, `"15m"`, `"4h"`, `"5d"`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSettings {
+    /// Waits between attempts; the last one repeats.
+    pub retry: Option<Vec<String>>,
+    /// Undelivered after this long: bounced.
+    pub max_age: Option<String>,
+    /// Tell the sender once after this long (absent: never).
+    pub delay_warning: Option<String>,
+    /// Deliveries at once to one destination domain.
+    pub max_per_destination: Option<usize>,
+    /// Deliveries at once in all.
+    pub max_concurrent: Option<usize>,
+    /// How often the queue is looked at without a new message (picks up
+    /// `mailgate queue flush` from the command line).
+    pub poll_interval: Option<String>,
+}
+
+/// One `[[dkim]]` table: the signing key of one domain.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    /// The domain whose mail (by its `From:` address) is signed.
+    pub domain: String,
+    /// The selector: the key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// The private key, a PEM file (`mailgate dkim generate` makes one).
+    pub key: PathBuf,
+}
+
+/// `[submission]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmissionSettings {
+    /// Save a copy of each submitted message in the sender's `Sent`
+    /// mailbox.
+    pub save_sent: bool,
+    /// Extra envelope senders per user: `"user@dom" = ["other@dom",
+    /// "@whole.domain"]`.
+    pub senders: HashMap<String, Vec<String>>,
 }
 
 /// `[limits]`.
@@ -118,6 +241,11 @@ pub struct AuthSettings {
     pub max_failures: u32,
     /// Seconds that failures are remembered.
     pub failure_window: u64,
+    /// Accept passwords without TLS from anywhere.
+    pub allow_plaintext: bool,
+    /// Accept passwords without TLS from loopback clients (the traffic
+    /// never leaves the machine).
+    pub trust_loopback: bool,
 }
 
 impl Default for AuthSettings {
@@ -127,11 +255,21 @@ impl Default for AuthSettings {
             max_failure_delay_ms: 16_000,
             max_failures: 10,
             failure_window: 900,
+            allow_plaintext: false,
+            trust_loopback: false,
         }
     }
 }
 
 impl AuthSettings {
+    /// The clear-text password policy these describe.
+    pub fn plaintext(&self) -> mailgate_auth::PlaintextPolicy {
+        mailgate_auth::PlaintextPolicy {
+            allow_plaintext: self.allow_plaintext,
+            trust_loopback: self.trust_loopback,
+        }
+    }
+
     /// The limiter settings these describe.
     pub fn limiter(&self) -> mailgate_auth::LimiterSettings {
         mailgate_auth::LimiterSettings {
@@ -150,7 +288,9 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        Config::parse(&text, path)
+        let mut config = Config::parse(&text, path)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses and checks configuration text; `path` is only for messages.
@@ -195,12 +335,41 @@ impl Config {
                 "limits must be positive (and max_message_size at least 1024)".into(),
             ));
         }
+        if self.tls.is_none() {
+            for (key, value) in [
+                ("submissions", &self.listen.submissions),
+                ("pop3s", &self.listen.pop3s),
+            ] {
+                if value.is_some() {
+                    return Err(ConfigError::Invalid(format!(
+                        "listen.{key} is implicit TLS and needs a [tls] table with cert and key"
+                    )));
+                }
+            }
+        }
+        if self.plugins.is_none() && !self.plugin.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[[plugin]] entries need a [plugins] table with the plugin directory".into(),
+            ));
+        }
         if self.auth.max_failures < 1 {
             return Err(ConfigError::Invalid(
                 "auth.max_failures must be at least 1".into(),
             ));
         }
+        // Converted once here so that a bad relay value stops the server at
+        // start; the DKIM key files are read by `serve`.
+        crate::relay::relay_config(self)?;
         Ok(())
+    }
+
+    /// What the policy runtime reads: `[plugins]` and the `[[plugin]]`
+    /// entries; `None` without `[plugins]` (no plugins at all).
+    pub fn policy(&self) -> Option<mailgate_policy::PolicyConfig> {
+        Some(mailgate_policy::PolicyConfig {
+            plugins: self.plugins.clone()?,
+            plugin: self.plugin.clone(),
+        })
     }
 
     /// `idle_timeout` as a duration.
@@ -241,6 +410,32 @@ pop3 = "0.0.0.0:110"
         assert!(e.contains("smpt"), "{e}");
         let small = format!("{MINIMAL}\n[limits]\nmax_command_line = 100\n");
         assert!(Config::parse(&small, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn tls_listeners_need_a_certificate() {
+        let with = format!("{MINIMAL}pop3s = \"0.0.0.0:995\"\n");
+        let e = Config::parse(&with, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pop3s") && e.contains("[tls]"), "{e}");
+        let ok = format!("{with}\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n");
+        let c = Config::parse(&ok, Path::new("t.toml")).unwrap();
+        assert_eq!(c.tls.unwrap().cert, PathBuf::from("/c.pem"));
+        assert!(!c.auth.allow_plaintext && !c.auth.trust_loopback);
+    }
+
+    #[test]
+    fn submission_senders_table() {
+        let text = format!(
+            "{MINIMAL}submission = \"0.0.0.0:587\"\n[submission]\nsave_sent = true\n[submission.senders]\n\"boss@example.org\" = [\"@example.org\"]\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert!(c.submission.save_sent);
+        assert_eq!(
+            c.submission.senders["boss@example.org"],
+            vec!["@example.org"]
+        );
     }
 
     #[test]

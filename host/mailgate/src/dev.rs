@@ -4,11 +4,15 @@
 //! `./dev-data`, the local domain `mailgate.test` with the account
 //! `demo@mailgate.test` (password `demo`), every listener on 127.0.0.1 on
 //! an unprivileged port. Nothing here is used without `--dev`.
+//!
+//! TLS: on first start a self-signed certificate for the profile's host
+//! name is made in `dev-data/tls/` (rcgen) and its fingerprint printed;
+//! clear-text passwords are allowed, since every listener is on loopback.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{AuthSettings, Config, Limits, Listen};
+use crate::config::{AuthSettings, Config, Limits, Listen, SubmissionSettings, TlsSettings};
 
 /// The local domain of the development profile.
 pub const DOMAIN: &str = "mailgate.test";
@@ -21,15 +25,33 @@ pub const DEMO_PASSWORD: &str = "demo";
 pub fn config(data_dir: PathBuf) -> Config {
     Config {
         hostname: "localhost".into(),
-        data_dir,
+        data_dir: data_dir.clone(),
         domains: vec![DOMAIN.into()],
         listen: Listen {
             smtp: Some("127.0.0.1:2525".into()),
             pop3: Some("127.0.0.1:2110".into()),
+            submission: Some("127.0.0.1:2587".into()),
+            submissions: Some("127.0.0.1:2465".into()),
+            pop3s: Some("127.0.0.1:2995".into()),
         },
         limits: Limits::default(),
-        auth: AuthSettings::default(),
+        auth: AuthSettings {
+            allow_plaintext: true,
+            ..AuthSettings::default()
+        },
+        tls: Some(TlsSettings {
+            cert: data_dir.join("tls").join("cert.pem"),
+            key: data_dir.join("tls").join("key.pem"),
+            self_signed: true,
+        }),
+        submission: SubmissionSettings::default(),
         shutdown_timeout: 5,
+        relay: Default::default(),
+        queue: Default::default(),
+        dkim: Vec::new(),
+        plugins: Some(mailgate_policy::PluginsConfig::new(data_dir.join("plugins"))),
+        plugin: crate::plugins::dev_plugin_settings(),
+        source: None,
     }
 }
 
@@ -54,6 +76,13 @@ pub fn summary(config: &Config, addresses: &[(&'static str, SocketAddr)]) -> Str
     ));
     for (protocol, address) in addresses {
         s.push_str(&format!("  {protocol:<15} {address}\n"));
+    }
+    if let Some(tls) = &config.tls {
+        s.push_str(&format!(
+            "  tls certificate {} (self-signed)\n  sha256          {}\n",
+            tls.cert.display(),
+            mailgate_tls::certificate_fingerprint(&tls.cert).unwrap_or_else(|e| e.to_string())
+        ));
     }
     s.push_str("\nSend a first message (Python's smtplib):\n");
     s.push_str(&format!(

@@ -4,6 +4,10 @@
 //! # Layout
 //! - [`config`]: the TOML configuration file.
 //! - [`dev`]: the ready-made development profile of `mailgate serve --dev`.
+//! - [`plugins`]: starting the policy runtime, the pid file, and the
+//!   development profile's example plugins.
+//! - [`relay`]: the outbound relay built from `[relay]`, `[queue]` and
+//!   `[[dkim]]`, and its hand-off from SMTP submission.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
 //! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`).
@@ -12,4 +16,6 @@
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod plugins;
+pub mod relay;
 pub mod server;

@@ -9,6 +9,13 @@
 //! waits for the sessions up to `shutdown_timeout` seconds, then exits.
 //! Nothing acknowledged can be lost either way: a `250` is only said after
 //! the store's commit.
+//!
+//! # TLS
+//! With a `[tls]` table the certificate is loaded once at start (the
+//! server refuses to start without it) and shared by every listener:
+//! STARTTLS on `smtp` and `submission`, STLS on `pop3`, implicit TLS on
+//! `submissions` and `pop3s`. The files are watched and reloaded when
+//! they change, and on SIGHUP; sessions already open keep their TLS.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,8 +26,9 @@ use std::time::Duration;
 use mailgate_auth::Authenticator;
 use mailgate_delivery::LocalDelivery;
 use mailgate_pop3::Pop3Context;
-use mailgate_smtp::{SmtpContext, SmtpLimits};
+use mailgate_smtp::{Role, SenderGrants, SmtpContext, SmtpLimits};
 use mailgate_store::{SqliteStore, Store};
+use mailgate_tls::{Acceptor, Alpn, Certificates, TlsMode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
@@ -45,6 +53,16 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] mailgate_tls::TlsError),
+    /// The outbound relay could not be set up (`[relay]`, `[queue]`,
+    /// `[[dkim]]`).
+    #[error("{0}")]
+    Relay(#[from] crate::relay::RelaySetupError),
+    /// The policy runtime could not start (`[plugins]`).
+    #[error("plugins: {0}")]
+    Policy(#[from] mailgate_policy::PolicyError),
     /// Anything else from the operating system.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -92,6 +110,10 @@ pub struct Services {
     pub delivery: Arc<LocalDelivery>,
     /// Authentication for all protocols.
     pub auth: Arc<Authenticator>,
+    /// Where submission puts mail for other domains: the relay's queue.
+    pub outbound: Arc<dyn mailgate_smtp::OutboundQueue>,
+    /// The policy plugins (`None` without `[plugins]`).
+    pub policy: Option<Arc<mailgate_policy::PolicyManager>>,
 }
 
 /// Takes the data directory's lock file so that two servers never share
@@ -144,18 +166,37 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let mut signals = StopSignals::install()?;
     let _lock = lock_data_dir(&config)?;
+    // For `mailgate plugin reload`; removed at exit.
+    let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
+    let policy = crate::plugins::start(&config).await?;
     let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
+    let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let store: Arc<dyn Store> = store;
+    let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
+    let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
     let services = Arc::new(Services {
         store: store.clone(),
-        delivery: Arc::new(LocalDelivery::new(store.clone(), &config.domains)),
-        auth: Arc::new(Authenticator::new(store.clone(), config.auth.limiter())),
+        delivery,
+        outbound: Arc::new(crate::relay::RelayQueue(relay.clone())),
+        policy: policy.clone(),
+        auth: Arc::new(
+            Authenticator::new(store.clone(), config.auth.limiter())
+                .with_plaintext_policy(config.auth.plaintext()),
+        ),
     });
+    let certs = load_certificates(&config)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(SessionTracker::default());
 
     let mut bound = Vec::new();
-    for (protocol, address) in [("smtp", &config.listen.smtp), ("pop3", &config.listen.pop3)] {
+    let l = &config.listen;
+    for (protocol, address) in [
+        ("smtp", &l.smtp),
+        ("submission", &l.submission),
+        ("submissions", &l.submissions),
+        ("pop3", &l.pop3),
+        ("pop3s", &l.pop3s),
+    ] {
         if let Some(b) = bind(protocol, address).await? {
             bound.push(b);
         }
@@ -168,35 +209,35 @@ pub async fn run(
         tracing::info!(protocol, %address, "listening");
     }
 
-    let smtp_ctx = Arc::new(smtp_context(&config, &services, shutdown_rx.clone()));
-    let pop3_ctx = Arc::new(pop3_context(&config, &services, shutdown_rx.clone()));
     let mut accept_loops = Vec::new();
     for b in bound {
-        let tracker = tracker.clone();
-        let shutdown = shutdown_rx.clone();
-        let smtp_ctx = smtp_ctx.clone();
-        let pop3_ctx = pop3_ctx.clone();
         let protocol = b.protocol;
-        accept_loops.push(tokio::spawn(accept_loop(b.listener, protocol, tracker, shutdown, move |stream, peer| {
-            let smtp_ctx = smtp_ctx.clone();
-            let pop3_ctx = pop3_ctx.clone();
-            async move {
-                let result = match protocol {
-                    "smtp" => mailgate_smtp::serve_connection(stream, peer, smtp_ctx).await,
-                    _ => {
-                        mailgate_pop3::serve_connection(stream, peer, pop3_ctx).await;
-                        Ok(())
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(protocol, %peer, error = %e, "connection ended with an i/o error");
-                }
-            }
-        })));
+        let serve = session_runner(protocol, &config, &services, certs.as_ref(), &shutdown_rx)?;
+        accept_loops.push(tokio::spawn(accept_loop(
+            b.listener,
+            protocol,
+            tracker.clone(),
+            shutdown_rx.clone(),
+            serve,
+        )));
+    }
+    if let Some(certs) = &certs {
+        tokio::spawn(certs.clone().watch(
+            mailgate_tls::certs::DEFAULT_WATCH_INTERVAL,
+            shutdown_rx.clone(),
+        ));
+    }
+    // The relay starts with the listeners: mail queued before a restart
+    // goes out now, and submissions from here on are woken at once.
+    let relay_task = tokio::spawn(relay.run(shutdown_rx.clone()));
+    if let Some(policy) = &policy {
+        crate::plugins::watch(policy, &config, shutdown_rx.clone());
     }
     on_ready(&addresses);
 
-    signals.wait().await;
+    signals
+        .wait(crate::plugins::on_sighup(policy, config.source.clone()))
+        .await;
     tracing::info!(
         sessions = tracker.active.load(Ordering::SeqCst),
         "shutting down: no new connections"
@@ -216,11 +257,95 @@ pub async fn run(
             grace.as_secs()
         );
     }
+    // The relay finishes the deliveries under way so that their outcomes
+    // are recorded; one cut short is retried at the next start (the peer
+    // may then get it twice, which RFC 5321 §6.1 prefers to a loss).
+    if tokio::time::timeout(grace, relay_task).await.is_err() {
+        tracing::warn!(
+            "shutdown: deliveries still under way after {}s; retried at next start",
+            grace.as_secs()
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The SMTP settings from the configuration.
+/// The certificate of `[tls]`, if configured; the development profile's
+/// self-signed one is made first if missing.
+fn load_certificates(config: &Config) -> Result<Option<Arc<Certificates>>, ServerError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    if tls.self_signed {
+        if let Some(dir) = tls.cert.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        mailgate_tls::ensure_self_signed(&config.hostname, &tls.cert, &tls.key)?;
+    }
+    let certs = Certificates::load(&tls.cert, &tls.key)?;
+    tracing::info!(cert = %tls.cert.display(), fingerprint = %certs.fingerprint(), "tls: certificate loaded");
+    Ok(Some(certs))
+}
+
+/// A boxed session future: what an accept loop runs per connection.
+type SessionFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// What an accept loop calls per connection.
+type Runner = Box<dyn Fn(TcpStream, SocketAddr) -> SessionFuture + Send + Sync>;
+
+/// The per-connection function of one listener: its protocol, role and
+/// TLS mode.
+fn session_runner(
+    protocol: &'static str,
+    config: &Config,
+    services: &Services,
+    certs: Option<&Arc<Certificates>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Runner, ServerError> {
+    let acceptor = |alpn| certs.map(|c| Acceptor::new(c, alpn)).transpose();
+    let mode = |implicit: bool, acceptor: Option<Acceptor>| match acceptor {
+        None => TlsMode::None,
+        Some(a) if implicit => TlsMode::Implicit(a),
+        Some(a) => TlsMode::StartTls(a),
+    };
+    let implicit = matches!(protocol, "submissions" | "pop3s");
+    if protocol.starts_with("pop3") {
+        let mut ctx = pop3_context(config, services, shutdown.clone());
+        ctx.tls = mode(implicit, acceptor(Alpn::Pop3)?);
+        let ctx = Arc::new(ctx);
+        return Ok(Box::new(move |stream, peer| {
+            let ctx = ctx.clone();
+            Box::pin(mailgate_pop3::serve_connection(stream, peer, ctx))
+        }));
+    }
+    let mut ctx = smtp_context(config, services, shutdown.clone());
+    ctx.tls = mode(implicit, acceptor(Alpn::None)?);
+    if protocol != "smtp" {
+        ctx.role = Role::Submission;
+        ctx.authenticator = Some(services.auth.clone());
+        ctx.sender_grants = Arc::new(SenderGrants::new(config.submission.senders.clone()));
+        ctx.save_sent = config.submission.save_sent;
+        // Only an authenticated user may name other domains (RCPT checks
+        // that); their mail goes to the relay's queue.
+        ctx.outbound = Some(services.outbound.clone());
+    }
+    ctx.policy = services.policy.clone();
+    if ctx.policy.is_some() {
+        // Plugins may forward MX mail to other domains (route `forward`,
+        // `add-recipient`); a client still cannot name one without AUTH.
+        ctx.outbound = Some(services.outbound.clone());
+    }
+    let ctx = Arc::new(ctx);
+    Ok(Box::new(move |stream, peer| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            if let Err(e) = mailgate_smtp::serve_connection(stream, peer, ctx).await {
+                tracing::debug!(protocol, %peer, error = %e, "connection ended with an i/o error");
+            }
+        })
+    }))
+}
+
+/// The SMTP settings from the configuration (MX role, no TLS yet).
 fn smtp_context(
     config: &Config,
     services: &Services,
@@ -320,14 +445,17 @@ impl StopSignals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT. SIGHUP is logged (so it does not kill
-    /// the server); later versions reload certificates and plugins on it.
-    async fn wait(&mut self) {
+    /// Waits for SIGTERM or SIGINT. SIGHUP (which must not kill the
+    /// server) calls `on_hup`: the plugins reload.
+    async fn wait(&mut self, mut on_hup: impl FnMut()) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { tracing::info!("SIGTERM received"); return }
                 _ = self.int.recv() => { tracing::info!("SIGINT received"); return }
-                _ = self.hup.recv() => tracing::info!("SIGHUP received: nothing to reload in this version"),
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading plugins");
+                    on_hup();
+                }
             }
         }
     }

@@ -29,26 +29,96 @@ const FLUSH_THRESHOLD: usize = 64 * 1024;
 /// Size of one read from the socket.
 const READ_CHUNK: usize = 4096;
 
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why [`run`] returned.
+enum End {
+    /// The session is over, for this reason.
+    Closed(&'static str),
+    /// STLS was answered `+OK`: run the handshake.
+    StartTls,
+}
+
 /// Serves one POP3 connection until it ends. Never fails: every problem
-/// ends the session and is logged.
+/// ends the session and is logged. On a POP3S listener the handshake
+/// comes first; after STLS the session goes on over TLS with a fresh
+/// line buffer, so nothing sent in clear after STLS is ever executed.
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     ctx: Arc<Pop3Context>,
 ) {
+    if let Some(acceptor) = ctx.tls.implicit() {
+        let Some(mut tls) = handshake(acceptor, stream, peer).await else {
+            return;
+        };
+        let mut session = Session::new_tls(Arc::clone(&ctx), peer);
+        finish(&mut tls, &mut session, &ctx, true).await;
+        return;
+    }
     let mut session = Session::new(Arc::clone(&ctx), peer);
-    let reason = run(&mut stream, &mut session, &ctx).await;
-    session.set_end_reason(reason);
-    let _ = timeout(ctx.idle_timeout, stream.shutdown()).await;
+    if !finish(&mut stream, &mut session, &ctx, true).await {
+        return;
+    }
+    // STLS was accepted.
+    let Some(acceptor) = ctx.tls.starttls() else {
+        return;
+    };
+    let Some(mut tls) = handshake(acceptor, stream, peer).await else {
+        session.set_end_reason("TLS handshake failed");
+        return;
+    };
+    session.tls_started();
+    finish(&mut tls, &mut session, &ctx, false).await;
     // Dropping the session logs its end and releases the maildrop lock.
 }
 
-/// The loop proper; returns why the session ended.
+/// Runs the session over `stream`; `true` if it asked for STLS (the
+/// stream is then left open for the handshake).
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+    ctx: &Pop3Context,
+    greet: bool,
+) -> bool {
+    match run(stream, session, ctx, greet).await {
+        End::StartTls => true,
+        End::Closed(reason) => {
+            session.set_end_reason(reason);
+            let _ = timeout(ctx.idle_timeout, stream.shutdown()).await;
+            false
+        }
+    }
+}
+
+/// Runs the TLS handshake within [`HANDSHAKE_TIMEOUT`]; `None` (logged)
+/// if it fails.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    acceptor: &mailgate_tls::Acceptor,
+    stream: S,
+    peer: SocketAddr,
+) -> Option<mailgate_tls::TlsStream<S>> {
+    match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::info!(client = %peer, error = %e, "pop3: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(client = %peer, "pop3: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The loop proper; returns why it ended.
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     session: &mut Session,
     ctx: &Pop3Context,
-) -> &'static str {
+    greet: bool,
+) -> End {
     let mut shutdown = ctx.shutdown.clone();
     let mut shutdown_live = true;
     let mut out = Vec::new();
@@ -59,9 +129,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             "server shutting down",
         );
         let _ = flush(stream, &mut out, ctx).await;
-        return "shutdown";
+        return End::Closed("shutdown");
     }
-    session.greeting(&mut out);
+    if greet {
+        session.greeting(&mut out);
+    }
     let mut framer = LineFramer::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let (mut start, mut end) = (0, 0);
@@ -75,40 +147,50 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             start += used;
             let Some(frame) = frame else { continue };
             deadline = Instant::now() + ctx.idle_timeout;
-            let flow = session.handle_frame(frame, &mut out).await;
-            if flow == Flow::Close {
-                return match flush(stream, &mut out, ctx).await {
-                    Ok(()) => session.end_reason(),
-                    Err(reason) => reason,
-                };
+            match session.handle_frame(frame, &mut out).await {
+                Flow::Continue => {}
+                Flow::Close => {
+                    return match flush(stream, &mut out, ctx).await {
+                        Ok(()) => End::Closed(session.end_reason()),
+                        Err(reason) => End::Closed(reason),
+                    };
+                }
+                // Whatever follows STLS in `buf` and in the framer was
+                // sent in clear: it is dropped with them, never executed.
+                Flow::StartTls => {
+                    return match flush(stream, &mut out, ctx).await {
+                        Ok(()) => End::StartTls,
+                        Err(reason) => End::Closed(reason),
+                    };
+                }
             }
             if out.len() >= FLUSH_THRESHOLD {
                 if let Err(reason) = flush(stream, &mut out, ctx).await {
-                    return reason;
+                    return End::Closed(reason);
                 }
             }
         }
         if let Err(reason) = flush(stream, &mut out, ctx).await {
-            return reason;
+            return End::Closed(reason);
         }
         if *shutdown.borrow() {
-            return say_shutdown(stream, &mut out, ctx).await;
+            return End::Closed(say_shutdown(stream, &mut out, ctx).await);
         }
         tokio::select! {
             read = stream.read(&mut buf) => match read {
-                Ok(0) => return "connection closed without QUIT",
+                Ok(0) => return End::Closed("connection closed without QUIT"),
                 Ok(n) => (start, end) = (0, n),
-                Err(_) => return "read error",
+                Err(_) => return End::Closed("read error"),
             },
             () = sleep_until(deadline) => {
                 // RFC 1939 §3 allows closing without a word; a line helps
                 // whoever debugs a client.
                 write_err(&mut out, None, "Idle timeout, closing connection");
                 let _ = flush(stream, &mut out, ctx).await;
-                return "idle timeout";
+                return End::Closed("idle timeout");
             }
             changed = shutdown.changed(), if shutdown_live => match changed {
-                Ok(()) if *shutdown.borrow_and_update() => return say_shutdown(stream, &mut out, ctx).await,
+                Ok(()) if *shutdown.borrow_and_update() => return End::Closed(say_shutdown(stream, &mut out, ctx).await),
                 Ok(()) => {}
                 // The sender is gone: no shutdown will ever be signalled.
                 Err(_) => shutdown_live = false,

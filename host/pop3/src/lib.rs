@@ -1,5 +1,6 @@
 //! The POP3 server of mailgate (RFC 1939, with RFC 2449 CAPA and response
-//! codes, and RFC 5034 AUTH PLAIN).
+//! codes, RFC 5034 AUTH PLAIN and LOGIN, RFC 2595 STLS and RFC 8314
+//! POP3S).
 //!
 //! # Role
 //! A client logs in with its full address, downloads the messages of its
@@ -21,6 +22,11 @@
 //!   nothing.
 //! - Wrong password and unknown user get the same answer, after the same
 //!   delay (the authenticator sees to the delay).
+//! - Before TLS, USER/PASS and AUTH are neither advertised nor accepted
+//!   unless the clear-text policy allows it
+//!   ([`mailgate_auth::Authenticator::plaintext_permitted`]).
+//! - STLS: lines the client pipelined after STLS are discarded unread; the
+//!   client must ask CAPA again under TLS (RFC 2595 §4).
 //!
 //! # Layout
 //! - [`session`]: the state machine, testable without sockets;
@@ -42,6 +48,7 @@ use std::time::Duration;
 
 use mailgate_auth::Authenticator;
 use mailgate_store::Store;
+pub use mailgate_tls::TlsMode;
 use tokio::sync::watch;
 
 pub use conn::serve_connection;
@@ -55,9 +62,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// After this many `-ERR` answers in a row the session is closed: a client
 /// that gets nothing right is broken or probing.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
-
-/// The SASL mechanisms offered by AUTH (RFC 5034), in CAPA order.
-pub const SASL_MECHANISMS: &[&str] = &["PLAIN"];
 
 /// What every POP3 session of the process shares.
 pub struct Pop3Context {
@@ -73,6 +77,8 @@ pub struct Pop3Context {
     pub idle_timeout: Duration,
     /// Becomes `true` when the server stops: idle sessions say goodbye.
     pub shutdown: watch::Receiver<bool>,
+    /// STLS, implicit TLS (POP3S) or none.
+    pub tls: TlsMode,
 }
 
 impl Pop3Context {
@@ -90,27 +96,7 @@ impl Pop3Context {
             locks: Arc::new(MaildropLocks::new()),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown,
+            tls: TlsMode::None,
         }
-    }
-
-    /// The capabilities listed by CAPA (RFC 2449 §6), one per line.
-    ///
-    /// Data-driven so that STLS (RFC 2595 §4) can be added, and USER
-    /// withheld before TLS, once TLS is configured.
-    pub fn capabilities(&self) -> Vec<String> {
-        let mut caps: Vec<String> = [
-            "TOP",
-            "UIDL",
-            "RESP-CODES",
-            "AUTH-RESP-CODE",
-            "PIPELINING",
-            "USER",
-        ]
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-        caps.push(format!("SASL {}", SASL_MECHANISMS.join(" ")));
-        caps.push("IMPLEMENTATION mailgate".to_string());
-        caps
     }
 }

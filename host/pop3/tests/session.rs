@@ -22,7 +22,7 @@ async fn full_session() {
             "AUTH-RESP-CODE",
             "PIPELINING",
             "USER",
-            "SASL PLAIN",
+            "SASL PLAIN LOGIN",
             "IMPLEMENTATION mailgate"
         ]
     );
@@ -163,7 +163,7 @@ async fn auth_listing_cancel_and_errors() {
     let f = fixture();
     let (mut c, _) = Client::connect(&f.ctx).await;
     assert_eq!(c.cmd("AUTH").await, "+OK Supported mechanisms follow");
-    assert_eq!(c.body().await, ["PLAIN"]);
+    assert_eq!(c.body().await, ["PLAIN", "LOGIN"]);
     assert_eq!(
         c.cmd("AUTH CRAM-MD5").await,
         "-ERR Unsupported authentication mechanism"

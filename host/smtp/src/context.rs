@@ -1,11 +1,16 @@
-//! What every session of one listener shares: names, limits, delivery and
-//! the shutdown signal.
+//! What every session of one listener shares: its role, names, limits,
+//! delivery, TLS, authentication and the shutdown signal.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_auth::Authenticator;
 use mailgate_delivery::LocalDelivery;
+use mailgate_policy::PolicyManager;
+pub use mailgate_tls::TlsMode;
+
+use crate::outbound::OutboundQueue;
+use crate::sender::SenderGrants;
 use mailgate_smtp_proto::{
     DataLimits, DEFAULT_MAX_COMMAND_LINE, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_MESSAGE_SIZE,
 };
@@ -51,8 +56,23 @@ impl SmtpLimits {
     }
 }
 
+/// What a listener is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Port 25: receiving mail for the local domains from anyone; never
+    /// relays, never offers AUTH.
+    Mx,
+    /// Ports 587 and 465 (RFC 6409, RFC 8314): users submit mail after
+    /// AUTH; MAIL without it gets `530 5.7.0`.
+    Submission,
+}
+
 /// Shared state of an SMTP listener.
 pub struct SmtpContext {
+    /// MX or submission.
+    pub role: Role,
+    /// STARTTLS, implicit TLS or none.
+    pub tls: TlsMode,
     /// Our host name: in the greeting, EHLO reply and `Received:` lines.
     pub hostname: String,
     /// The domain whose `postmaster` a bare `RCPT TO:<Postmaster>` means.
@@ -65,14 +85,26 @@ pub struct SmtpContext {
     /// Becomes `true` when the server stops: idle sessions get
     /// `421 4.3.2` and close; a transaction under way may finish first.
     pub shutdown: watch::Receiver<bool>,
-    /// For SMTP AUTH (not advertised yet: a hook for the submission
-    /// role; `None` on a pure MX).
+    /// For SMTP AUTH on the submission role (`None`: AUTH is not
+    /// offered). Also holds the clear-text policy.
     pub authenticator: Option<Arc<Authenticator>>,
+    /// Where mail for other domains goes after an authenticated
+    /// submission; `None` until the relay exists (such recipients are
+    /// refused then).
+    pub outbound: Option<Arc<dyn OutboundQueue>>,
+    /// Which envelope senders each user may use beyond their own.
+    pub sender_grants: Arc<SenderGrants>,
+    /// Save a copy of each submitted message in the sender's `Sent`
+    /// mailbox.
+    pub save_sent: bool,
+    /// The policy plugins; `None` (no `[plugins]`) skips every hook
+    /// without looking at a chain.
+    pub policy: Option<Arc<PolicyManager>>,
 }
 
 impl SmtpContext {
-    /// A context with the given parts; `postmaster_domain` is `hostname`
-    /// and no authenticator is set.
+    /// An MX context with the given parts: `postmaster_domain` is
+    /// `hostname`, no TLS, no authenticator, no outbound queue.
     pub fn new(
         hostname: impl Into<String>,
         delivery: Arc<LocalDelivery>,
@@ -81,12 +113,18 @@ impl SmtpContext {
     ) -> SmtpContext {
         let hostname = hostname.into();
         SmtpContext {
+            role: Role::Mx,
+            tls: TlsMode::None,
             postmaster_domain: hostname.clone(),
             hostname,
             delivery,
             limits,
             shutdown,
             authenticator: None,
+            outbound: None,
+            sender_grants: Arc::new(SenderGrants::default()),
+            save_sent: false,
+            policy: None,
         }
     }
 }

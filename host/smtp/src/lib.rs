@@ -1,17 +1,29 @@
-//! The SMTP server of mailgate (RFC 5321), MX role: receiving mail for
-//! local domains and delivering it into the store.
+//! The SMTP server of mailgate (RFC 5321): the MX role, receiving mail
+//! for local domains, and the submission role (RFC 6409, RFC 8314), where
+//! users send mail after TLS and AUTH.
 //!
 //! # Role
-//! Talks SMTP with other mail servers. Wire syntax is in
-//! `mailgate_smtp_proto`; this crate decides what to answer: which verb is
-//! legal when, which recipients are ours, and when a message is accepted.
+//! Talks SMTP with other mail servers and with users' mail programs. Wire
+//! syntax is in `mailgate_smtp_proto`, TLS in `mailgate_tls`; this crate
+//! decides what to answer: which verb is legal when, who may send as whom,
+//! which recipients are ours, and when a message is accepted.
 //!
 //! # Invariants
 //! - `250` after the message body is sent only once
 //!   `LocalDelivery::deliver` returned, i.e. the message is durable; any
 //!   store error is `451 4.3.0` with the detail in the log only.
-//! - Only local recipients are accepted (`550 5.7.1 Relaying denied`
-//!   otherwise): this role never relays.
+//! - Without AUTH only local recipients are accepted (`550 5.7.1
+//!   Relaying denied` otherwise): the MX role never relays, and no
+//!   address syntax (source routes, `%`, `!`, quoted local parts) turns
+//!   a local-looking address into a remote one.
+//! - AUTH exists only on the submission role, and only under TLS unless
+//!   the clear-text policy allows it (`538 5.7.11`); submission refuses
+//!   MAIL before AUTH (`530 5.7.0`) and senders the user does not own
+//!   (`553 5.7.1`, see [`sender`]).
+//! - STARTTLS: whatever the client pipelined after the STARTTLS line is
+//!   discarded unread, and after the handshake every piece of state
+//!   learnt in clear (EHLO, transaction, AUTH) is forgotten (RFC 3207
+//!   §4.2).
 //! - SMTP smuggling: only `<CRLF>.<CRLF>` ends DATA, and a message with a
 //!   bare CR or LF anywhere is **rejected** after its end with
 //!   `550 5.6.11`, never normalised. Rejecting is what keeps us from
@@ -29,9 +41,14 @@
 //! - [`context`]: [`SmtpContext`] and [`SmtpLimits`].
 //! - [`state`]: [`State`] and the table of which verb is legal when.
 //! - [`session`]: [`Session`], the state machine (bytes in, replies out).
-//! - `cmd/`: one handler per verb (`ehlo.rs`, `mail.rs`, `rcpt.rs`,
-//!   `data.rs`, `bdat.rs`, `misc.rs`) and `deliver.rs`, the end of a
-//!   message.
+//! - `cmd/`: one handler per verb (`ehlo.rs`, `starttls.rs`, `auth.rs`,
+//!   `mail.rs`, `rcpt.rs`, `data.rs`, `bdat.rs`, `misc.rs`) and
+//!   `deliver.rs`, the end of a message.
+//! - [`sender`]: which envelope senders a user may use.
+//! - [`outbound`]: [`OutboundQueue`], where mail for other domains goes.
+//! - `policy.rs`: the plugins' hooks before the message (connect, helo,
+//!   auth, mail-from, rcpt-to); `cmd/route.rs`: data and route, which
+//!   decide where the message goes (folders, forwards, quarantine).
 //! - [`received`]: the `Received:` header and queue ids.
 //! - [`server`]: [`serve_connection`] and the accept loop [`serve`].
 #![forbid(unsafe_code)]
@@ -39,12 +56,17 @@
 
 mod cmd;
 pub mod context;
+pub mod outbound;
+mod policy;
 pub mod received;
+pub mod sender;
 pub mod server;
 pub mod session;
 pub mod state;
 
-pub use context::{SmtpContext, SmtpLimits};
+pub use context::{Role, SmtpContext, SmtpLimits, TlsMode};
+pub use outbound::{OutboundQueue, QueueError, QueueId};
+pub use sender::SenderGrants;
 pub use server::{serve, serve_connection};
 pub use session::Session;
 pub use state::State;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::context::SmtpContext;
+use crate::context::{SmtpContext, TlsMode};
 use crate::session::Session;
 
 /// Bytes read from the client at once.
@@ -24,12 +24,26 @@ async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// How long a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why [`drive`] returned.
+enum Next {
+    /// The session is over.
+    Closed,
+    /// STARTTLS was accepted; `220` is written: run the handshake.
+    StartTls,
+}
+
 /// Serves one SMTP connection until QUIT, an error limit, the idle
 /// timeout, a shutdown or the client hanging up.
 ///
 /// All replies queued while processing one read are written (and
 /// flushed) before the next read, so a pipelining client always gets
-/// the answers to what it sent (RFC 2920 §3.2).
+/// the answers to what it sent (RFC 2920 §3.2). On an implicit-TLS
+/// listener the handshake comes first; after STARTTLS the same session
+/// goes on over the TLS stream, with nothing of the clear-text input
+/// left over.
 pub async fn serve_connection<S>(
     mut stream: S,
     peer: SocketAddr,
@@ -38,12 +52,78 @@ pub async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut shutdown = ctx.shutdown.clone();
+    tracing::debug!(client = %peer, "smtp: connection opened");
+    if let TlsMode::Implicit(acceptor) = &ctx.tls {
+        let Some(mut tls) = handshake(acceptor, stream, peer).await else {
+            return Ok(());
+        };
+        let mut session = Session::new_tls(ctx.clone(), peer);
+        session.connected().await;
+        drive(&mut tls, &mut session, &ctx).await?;
+        return close(tls, peer).await;
+    }
     let mut session = Session::new(ctx.clone(), peer);
+    session.connected().await;
+    match drive(&mut stream, &mut session, &ctx).await? {
+        Next::Closed => close(stream, peer).await,
+        Next::StartTls => {
+            let TlsMode::StartTls(acceptor) = &ctx.tls else {
+                return Ok(());
+            };
+            let Some(mut tls) = handshake(acceptor, stream, peer).await else {
+                return Ok(());
+            };
+            session.tls_started();
+            drive(&mut tls, &mut session, &ctx).await?;
+            close(tls, peer).await
+        }
+    }
+}
+
+/// Runs the TLS handshake within [`HANDSHAKE_TIMEOUT`]; `None` (logged)
+/// if it fails.
+async fn handshake<S>(
+    acceptor: &mailgate_tls::Acceptor,
+    stream: S,
+    peer: SocketAddr,
+) -> Option<mailgate_tls::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let info = mailgate_tls::SessionInfo::of(&tls);
+            tracing::debug!(client = %peer, version = %info.version, cipher = %info.cipher, "smtp: TLS established");
+            Some(tls)
+        }
+        Ok(Err(e)) => {
+            tracing::info!(client = %peer, error = %e, "smtp: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(client = %peer, "smtp: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn close<S: AsyncWrite + Unpin>(mut stream: S, peer: SocketAddr) -> std::io::Result<()> {
+    let _ = stream.shutdown().await;
+    tracing::debug!(client = %peer, "smtp: connection closed");
+    Ok(())
+}
+
+/// The read-answer loop over one stream, until the session closes or
+/// asks for TLS.
+async fn drive<S>(stream: &mut S, session: &mut Session, ctx: &SmtpContext) -> std::io::Result<Next>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = session.peer();
+    let mut shutdown = ctx.shutdown.clone();
     if *shutdown.borrow() {
         session.request_shutdown();
     }
-    tracing::debug!(client = %peer, "smtp: connection opened");
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         let out = session.take_output();
@@ -52,7 +132,10 @@ where
             stream.flush().await?;
         }
         if session.is_closed() {
-            break;
+            return Ok(Next::Closed);
+        }
+        if session.starttls_pending() {
+            return Ok(Next::StartTls);
         }
         let read = tokio::select! {
             read = tokio::time::timeout(ctx.limits.idle_timeout, stream.read(&mut buf)) => read,
@@ -65,7 +148,7 @@ where
             Err(_elapsed) => session.idle_timeout(),
             Ok(Ok(0)) => {
                 tracing::debug!(client = %peer, "smtp: client closed the connection");
-                break;
+                return Ok(Next::Closed);
             }
             Ok(Ok(n)) => session.receive(&buf[..n]).await,
             Ok(Err(e)) => {
@@ -74,9 +157,6 @@ where
             }
         }
     }
-    let _ = stream.shutdown().await;
-    tracing::debug!(client = %peer, "smtp: connection closed");
-    Ok(())
 }
 
 /// Accepts connections on `listener` and serves each in its own task

@@ -9,12 +9,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mailgate_auth::sasl::SaslExchange;
 use mailgate_delivery::LocalRecipient;
 use mailgate_smtp_proto::{
     BdatReceiver, ChunkStatus, DataReceiver, DataStatus, LineFramer, MailParams, Reply, ReversePath,
 };
+use mailgate_store::Account;
 
 use crate::context::SmtpContext;
+use crate::policy::{SessionPolicy, TxPolicy};
 use crate::state::State;
 
 /// The client's EHLO/HELO.
@@ -32,6 +35,11 @@ pub(crate) struct Transaction {
     pub(crate) from: ReversePath,
     pub(crate) params: MailParams,
     pub(crate) recipients: Vec<LocalRecipient>,
+    /// Recipients in other domains (authenticated submission only), for
+    /// the outbound queue.
+    pub(crate) remote: Vec<String>,
+    /// The plugins' chain and envelope; `None` when no plugin runs.
+    pub(crate) policy: Option<TxPolicy>,
 }
 
 /// What incoming bytes are.
@@ -39,6 +47,8 @@ pub(crate) struct Transaction {
 pub(crate) enum Input {
     /// Command lines.
     Commands,
+    /// Answers to an AUTH exchange's `334` challenges (RFC 4954 §4).
+    Sasl(Box<SaslExchange>),
     /// A DATA body, up to `<CRLF>.<CRLF>`.
     Data(Box<DataReceiver>),
     /// The bytes of a BDAT chunk, into `Session::bdat`.
@@ -66,10 +76,15 @@ pub struct Session {
     pub(crate) input: Input,
     pub(crate) framer: LineFramer,
     pub(crate) bdat: Option<BdatReceiver>,
-    /// Hooks for STARTTLS and AUTH (always false for now); they pick the
-    /// `with` protocol in `Received:` and the EHLO capabilities.
+    /// Whether the connection is under TLS (implicit or after STARTTLS).
     pub(crate) tls: bool,
-    pub(crate) authenticated: bool,
+    /// The account that authenticated with AUTH, if any.
+    pub(crate) user: Option<Account>,
+    /// The plugins' state; `None` without a policy manager.
+    pub(crate) policy: Option<SessionPolicy>,
+    /// STARTTLS was accepted: nothing more is read in clear; the caller
+    /// runs the handshake and then calls [`Session::tls_started`].
+    starttls_pending: bool,
     errors: u32,
     out: Vec<u8>,
     closed: bool,
@@ -90,15 +105,87 @@ impl Session {
             framer,
             bdat: None,
             tls: false,
-            authenticated: false,
+            user: None,
+            policy: None,
+            starttls_pending: false,
             errors: 0,
             out: Vec::new(),
             closed: false,
             shutdown_requested: false,
         };
-        let greeting = Reply::greeting(&s.ctx.hostname);
-        s.write(&greeting);
+        // With plugins, the greeting waits for the connect hook
+        // (`Session::connected`).
+        if s.ctx.policy.is_none() {
+            let greeting = Reply::greeting(&s.ctx.hostname);
+            s.write(&greeting);
+        }
         s
+    }
+
+    /// The connection is ready for the greeting: runs the `connect` hook
+    /// when plugins are configured, then queues the greeting, or the
+    /// plugin's refusal and closes. Without plugins the greeting was
+    /// queued by [`Session::new`] and this does nothing.
+    pub async fn connected(&mut self) {
+        if self.ctx.policy.is_none() || self.policy.is_some() {
+            return;
+        }
+        match self.policy_connect().await {
+            Some(refusal) => self.close_with(&refusal),
+            None => {
+                let greeting = Reply::greeting(&self.ctx.hostname);
+                self.write(&greeting);
+            }
+        }
+    }
+
+    /// A new session on a connection that is under TLS from the start
+    /// (RFC 8314 implicit TLS); the greeting is queued.
+    pub fn new_tls(ctx: Arc<SmtpContext>, peer: SocketAddr) -> Session {
+        let mut s = Session::new(ctx, peer);
+        s.tls = true;
+        s
+    }
+
+    /// Whether STARTTLS was accepted and the handshake must run now.
+    pub fn starttls_pending(&self) -> bool {
+        self.starttls_pending
+    }
+
+    /// Asks for the TLS handshake after `220 Ready to start TLS`. All
+    /// input after the STARTTLS line is thrown away, unread.
+    pub(crate) fn begin_starttls(&mut self) {
+        self.starttls_pending = true;
+        self.framer = LineFramer::new(self.ctx.limits.max_command_line);
+    }
+
+    /// The TLS handshake after STARTTLS succeeded. RFC 3207 §4.2: "The
+    /// server MUST discard any knowledge obtained from the client, such as
+    /// the argument to the EHLO command, which was not obtained from the
+    /// TLS negotiation itself." The client must send EHLO again.
+    pub fn tls_started(&mut self) {
+        self.starttls_pending = false;
+        self.tls = true;
+        self.hello = None;
+        self.user = None;
+        self.input = Input::Commands;
+        self.framer = LineFramer::new(self.ctx.limits.max_command_line);
+        self.reset_transaction();
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether the session is under TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The authenticated account's address, if AUTH succeeded.
+    pub fn authenticated_user(&self) -> Option<&str> {
+        self.user.as_ref().map(|a| a.address.as_str())
     }
 
     /// The state of the conversation.
@@ -147,10 +234,12 @@ impl Session {
     }
 
     /// Processes all of `input` (commands, message data, or both, in any
-    /// split). Input after the session closed is ignored.
+    /// split). Input after the session closed is ignored, and so is input
+    /// after an accepted STARTTLS: it was pipelined in clear and must
+    /// never be executed inside TLS (CVE-2011-0411).
     pub async fn receive(&mut self, input: &[u8]) {
         let mut rest = input;
-        while !self.closed {
+        while !self.closed && !self.starttls_pending {
             // A zero-length BDAT chunk or discard needs no bytes to end.
             if rest.is_empty() && !self.chunk_or_discard_done() {
                 break;
@@ -175,6 +264,14 @@ impl Session {
                 let (n, line) = self.framer.next_line(input);
                 if let Some(line) = line {
                     self.command(line).await;
+                    self.close_if_shutting_down();
+                }
+                n
+            }
+            Input::Sasl(_) => {
+                let (n, line) = self.framer.next_line(input);
+                if let Some(line) = line {
+                    self.sasl_line(line).await;
                     self.close_if_shutting_down();
                 }
                 n
@@ -249,7 +346,7 @@ impl Session {
         self.closed = true;
     }
 
-    fn close_if_shutting_down(&mut self) {
+    pub(crate) fn close_if_shutting_down(&mut self) {
         if self.shutdown_requested && !self.closed && self.is_idle() {
             let r = Reply::shutting_down(&self.ctx.hostname);
             self.close_with(&r);

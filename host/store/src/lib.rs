@@ -25,17 +25,21 @@
 //! - [`structure`]: the parsed structure of a message (envelope and MIME
 //!   tree), computed once at delivery and saved with it.
 //! - [`password`]: Argon2id password hashing and verification.
+//! - [`queue`]: the outbound queue ([`OutboundQueue`], [`QueueStore`]),
+//!   kept by the same backend.
 //! - [`sqlite`]: the embedded backend (one SQLite database in WAL mode,
 //!   a single writer thread that groups concurrent commits).
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod password;
+pub mod queue;
 pub mod sqlite;
 pub mod structure;
 pub mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use queue::{OutboundQueue, QueueStore};
 pub use sqlite::SqliteStore;
 pub use structure::MessageStructure;
 pub use types::*;
@@ -132,11 +136,88 @@ pub trait MailStore: Send + Sync {
     /// to any more is deleted. Returns the UIDs actually removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> StoreResult<Vec<Uid>>;
 
+    /// Deletes a mailbox and its messages (not its children, which keep
+    /// their names). INBOX cannot be deleted ([`StoreError::Invalid`]);
+    /// a missing mailbox is [`StoreError::NotFound`].
+    ///
+    /// The methods from here to [`MailStore::expunged_since`] were added
+    /// for IMAP; their default bodies refuse, so that test doubles which do
+    /// not need them keep compiling.
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> StoreResult<()> {
+        let _ = (account, name);
+        Err(unsupported("delete_mailbox"))
+    }
+    /// Renames a mailbox and every mailbox below it (`a/b` moves with
+    /// `a`). Renaming INBOX follows RFC 9051 §6.3.6: its messages move to
+    /// a new mailbox of that name and INBOX stays, empty. The target must
+    /// not exist ([`StoreError::Exists`]); missing superiors of the target
+    /// are created.
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
+        let _ = (account, from, to);
+        Err(unsupported("rename_mailbox"))
+    }
+    /// Marks a mailbox subscribed or not ([`StoreError::NotFound`] if it
+    /// does not exist).
+    async fn set_subscribed(
+        &self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<()> {
+        let _ = (account, name, subscribed);
+        Err(unsupported("set_subscribed"))
+    }
+    /// Stores one message in one mailbox with these flags (IMAP APPEND);
+    /// the internal date is the message's. Returns its UID.
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        message: NewMessage,
+        flags: &[String],
+    ) -> StoreResult<Uid> {
+        let _ = (mailbox, message, flags);
+        Err(unsupported("append"))
+    }
+    /// Copies messages to another mailbox of the same account (the bodies
+    /// are shared, flags and internal date kept). Returns `(source UID,
+    /// new UID)` for each message that existed, in the order given.
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        let _ = (from, uids, to);
+        Err(unsupported("copy_messages"))
+    }
+    /// Moves messages in one transaction (RFC 6851: copy, then expunge
+    /// from the source). Returns `(source UID, new UID)` pairs.
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        let _ = (from, uids, to);
+        Err(unsupported("move_messages"))
+    }
+    /// The UIDs expunged from a mailbox with a MODSEQ above `modseq`
+    /// (RFC 7162 QRESYNC VANISHED), ascending.
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> StoreResult<Vec<Uid>> {
+        let _ = (mailbox, modseq);
+        Err(unsupported("expunged_since"))
+    }
+
     /// Change notifications: every committed change to any mailbox.
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
 
     /// Verifies the store's integrity; an empty list means consistent.
     async fn check(&self) -> StoreResult<Vec<String>>;
+}
+
+/// The error of a trait method this store does not implement.
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Invalid(format!("{what} is not supported by this store"))
 }
 
 /// The whole store: what protocol code is given.

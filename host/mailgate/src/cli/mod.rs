@@ -4,6 +4,12 @@
 //! runs (the store serialises the two processes' writes).
 
 mod admin;
+mod plugin;
+mod dkim;
+mod queue;
+
+pub use dkim::DkimCommand;
+pub use queue::QueueCommand;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,6 +55,15 @@ pub enum Command {
     /// Maintain the store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Look at and steer the outbound queue (mail to other domains).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// DKIM signing keys for outgoing mail.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+    /// Policy plugins: list what runs, check a component, reload.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// `mailgate user ...`
@@ -141,6 +156,14 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
 /// Runs a parsed command line; the exit code says how it went.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
+    // Making a DKIM key needs no configuration (it comes before the
+    // `[[dkim]]` table that names the key).
+    if let Command::Dkim(c) = &cli.command {
+        return match dkim::dkim(c) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("mailgate: {e}")),
+        };
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => return fail(&format!("mailgate: {e}")),
@@ -159,6 +182,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Alias(c) => admin::alias(&config, c).await,
             Command::Domain(c) => admin::domain(&config, c).await,
             Command::Store(c) => admin::store(&config, c).await,
+            Command::Queue(c) => queue::queue(&config, c).await,
+            Command::Dkim(c) => dkim::dkim(&c),
+            Command::Plugin(c) => plugin::run(&config, c).await,
         }
     });
     // Sessions still open after the shutdown grace period are dropped
@@ -178,6 +204,9 @@ fn fail(message: &str) -> ExitCode {
 async fn serve(config: Config, dev: bool) -> Result<(), String> {
     if dev {
         admin::ensure_demo_account(&config).await?;
+        for line in crate::plugins::install_dev_plugins(&config) {
+            println!("mailgate: {line}");
+        }
     }
     let printable = config.clone();
     crate::server::run(config, move |addresses| {

@@ -1,7 +1,7 @@
-//! The AUTHORIZATION state: USER/PASS, AUTH PLAIN, and opening the
-//! maildrop.
+//! The AUTHORIZATION state: STLS, USER/PASS, AUTH PLAIN and LOGIN, and
+//! opening the maildrop.
 
-use mailgate_auth::sasl::decode_plain;
+use mailgate_auth::sasl::{encode_base64, Mechanism, PlainCredentials, SaslExchange, SaslStep};
 use mailgate_auth::AuthOutcome;
 use mailgate_pop3_proto::response::{write_continuation, write_data_line, write_end};
 use mailgate_pop3_proto::{parse_sasl_response, Command, ResponseCode, SaslResponse};
@@ -9,10 +9,13 @@ use mailgate_store::Account;
 
 use super::{Session, State};
 use crate::maildrop::Maildrop;
-use crate::SASL_MECHANISMS;
 
 /// The one answer to bad credentials, whether the user exists or not.
 const AUTH_FAILED: &str = "Authentication failed";
+
+/// The answer to a password command before TLS when the clear-text
+/// policy forbids it (the wording Dovecot uses, which clients show).
+const NEEDS_TLS: &str = "Plaintext authentication disallowed on non-secure connections, use STLS";
 
 impl Session {
     pub(super) async fn authorization_command(&mut self, command: Command, out: &mut Vec<u8>) {
@@ -20,6 +23,13 @@ impl Session {
             // RFC 1939 §7: "USER name ... +OK name is a valid mailbox /
             // -ERR never heard of mailbox name". We always say +OK: the
             // answer to PASS must not tell which accounts exist.
+            Command::User(_) | Command::Pass(_) | Command::Auth { .. }
+                if !self.password_permitted() =>
+            {
+                tracing::info!(client = %self.peer.ip(), "pop3: password command refused before TLS");
+                self.state = State::Authorization { user: None };
+                self.err(out, Some(ResponseCode::Auth), NEEDS_TLS);
+            }
             Command::User(name) => {
                 self.state = State::Authorization { user: Some(name) };
                 self.ok(out, "Send your password");
@@ -44,7 +54,7 @@ impl Session {
                 self.auth(mechanism, initial_response, out).await;
             }
             Command::Apop { .. } => self.err(out, None, "APOP not supported"),
-            Command::Stls => self.err(out, None, "STLS not available"),
+            Command::Stls => self.stls(out),
             Command::Capa => self.capa(out),
             Command::Quit => self.sign_off(out, ""),
             // The state table lets nothing else through.
@@ -56,10 +66,24 @@ impl Session {
     /// line.
     pub(super) fn capa(&mut self, out: &mut Vec<u8>) {
         self.ok(out, "Capability list follows");
-        for cap in self.ctx.capabilities() {
+        for cap in self.capabilities() {
             write_data_line(out, cap.as_bytes());
         }
         write_end(out);
+    }
+
+    /// RFC 2595 §4: "STLS ... Responses: +OK -ERR ... Restrictions: Only
+    /// permitted in AUTHORIZATION state." After `+OK` nothing more is read
+    /// in clear: the connection loop discards what is buffered.
+    fn stls(&mut self, out: &mut Vec<u8>) {
+        if self.tls {
+            return self.err(out, None, "Command not permitted when TLS active");
+        }
+        if !self.stls_available() {
+            return self.err(out, None, "STLS not available");
+        }
+        self.ok(out, "Begin TLS negotiation");
+        self.stls = true;
     }
 
     /// RFC 5034 §4:
@@ -78,55 +102,75 @@ impl Session {
     ) {
         let Some(mechanism) = mechanism else {
             self.ok(out, "Supported mechanisms follow");
-            for mech in SASL_MECHANISMS {
-                write_data_line(out, mech.as_bytes());
+            for mech in Mechanism::ALL {
+                write_data_line(out, mech.name().as_bytes());
             }
             write_end(out);
             return;
         };
-        if mechanism != "PLAIN" {
+        let Some(mech) = Mechanism::from_name(&mechanism) else {
             self.err(out, None, "Unsupported authentication mechanism");
             return;
-        }
-        match initial_response {
-            Some(response) => self.sasl_plain(&response, out).await,
-            None => {
-                // RFC 4616 §2: PLAIN's server challenge is empty.
-                write_continuation(out, "");
-                self.state = State::SaslPlain;
-            }
+        };
+        match SaslExchange::start(mech, initial_response.as_deref()) {
+            Ok((exchange, step)) => self.sasl_step(exchange, step, out).await,
+            Err(e) => self.err(
+                out,
+                None,
+                &format!("Invalid SASL {} message: {e}", mech.name()),
+            ),
         }
     }
 
-    /// The client's line after `+ `: a PLAIN message or `*`.
-    pub(super) async fn sasl_plain_response(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        self.state = State::Authorization { user: None };
+    /// The client's line after a `+` challenge: an answer or `*`.
+    pub(super) async fn sasl_response(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let State::Sasl(exchange) =
+            std::mem::replace(&mut self.state, State::Authorization { user: None })
+        else {
+            return;
+        };
+        let mut exchange = *exchange;
         match parse_sasl_response(line) {
             // RFC 5034 §4: on "*" the server "MUST reject the AUTH command
             // by sending an -ERR reply".
             Ok(SaslResponse::Cancel) => self.err(out, None, "Authentication cancelled"),
-            Ok(SaslResponse::Data(data)) => self.sasl_plain(&data, out).await,
+            Ok(SaslResponse::Data(data)) => match exchange.step(&data) {
+                Ok(step) => self.sasl_step(exchange, step, out).await,
+                Err(e) => {
+                    let mech = exchange.mechanism().name();
+                    self.err(out, None, &format!("Invalid SASL {mech} message: {e}"));
+                }
+            },
             Err(_) => self.err(out, None, "Invalid base64 in SASL response"),
         }
     }
 
-    /// RFC 4616 §2: `message = [authzid] UTF8NUL authcid UTF8NUL passwd`.
-    async fn sasl_plain(&mut self, base64: &str, out: &mut Vec<u8>) {
-        let creds = match decode_plain(base64) {
-            Ok(c) => c,
-            Err(e) => {
-                self.err(out, None, &format!("Invalid SASL PLAIN message: {e}"));
-                return;
+    /// Sends the next challenge, or checks the credentials.
+    async fn sasl_step(&mut self, exchange: SaslExchange, step: SaslStep, out: &mut Vec<u8>) {
+        let method = exchange.mechanism().name();
+        match step {
+            SaslStep::Challenge(bytes) => {
+                write_continuation(out, &encode_base64(&bytes));
+                self.state = State::Sasl(Box::new(exchange));
             }
-        };
-        // Acting as someone else (proxy authorization) is not offered; an
-        // authzid naming the user itself is harmless.
-        if !creds.authzid.is_empty() && !creds.authzid.eq_ignore_ascii_case(&creds.authcid) {
+            SaslStep::Done(creds) => self.sasl_login(creds, method, out).await,
+        }
+    }
+
+    /// RFC 4616 §2: `message = [authzid] UTF8NUL authcid UTF8NUL passwd`.
+    async fn sasl_login(
+        &mut self,
+        creds: PlainCredentials,
+        method: &'static str,
+        out: &mut Vec<u8>,
+    ) {
+        // Acting as someone else (proxy authorization) is not offered.
+        if creds.asks_for_other_identity() {
             tracing::warn!(client = %self.peer.ip(), user = %creds.authcid, "pop3 login refused: authzid differs");
             self.err(out, Some(ResponseCode::Auth), AUTH_FAILED);
             return;
         }
-        self.login(&creds.authcid, &creds.password, "PLAIN", out)
+        self.login(&creds.authcid, &creds.password, method, out)
             .await;
     }
 

@@ -29,6 +29,10 @@ pub enum Flow {
     Continue,
     /// Send the answer and close the connection.
     Close,
+    /// Send the answer (`+OK Begin TLS negotiation`), throw away anything
+    /// else the client sent, run the TLS handshake, then call
+    /// [`Session::tls_started`].
+    StartTls,
 }
 
 /// The states of RFC 1939 §3 (UPDATE is passed through inside QUIT).
@@ -36,8 +40,8 @@ pub enum Flow {
 enum State {
     /// Not logged in; `user` is the name given by USER, if any.
     Authorization { user: Option<String> },
-    /// AUTH PLAIN sent `+ ` and waits for the client's response line.
-    SaslPlain,
+    /// AUTH sent a `+` challenge and waits for the client's answer.
+    Sasl(Box<mailgate_auth::sasl::SaslExchange>),
     /// Logged in, maildrop open and locked.
     Transaction(Box<Maildrop>),
     /// QUIT was handled; nothing more is accepted.
@@ -97,6 +101,10 @@ pub struct Session {
     deleted: u32,
     /// Why the session ended, for the log written on drop.
     end_reason: &'static str,
+    /// Whether the connection is under TLS.
+    tls: bool,
+    /// STLS was accepted: the caller runs the handshake next.
+    stls: bool,
 }
 
 impl Session {
@@ -112,7 +120,59 @@ impl Session {
             retrieved: 0,
             deleted: 0,
             end_reason: "connection dropped",
+            tls: false,
+            stls: false,
         }
+    }
+
+    /// A new session on a connection under TLS from the start (POP3S).
+    pub fn new_tls(ctx: Arc<Pop3Context>, peer: SocketAddr) -> Session {
+        let mut s = Session::new(ctx, peer);
+        s.tls = true;
+        s
+    }
+
+    /// The TLS handshake after STLS succeeded. RFC 2595 §4: "the client
+    /// MUST discard cached information about server capabilities"; the
+    /// server forgets the USER name given in clear, if any.
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.stls = false;
+        self.state = State::Authorization { user: None };
+    }
+
+    /// Whether the session is under TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether a password may be sent on this connection now.
+    fn password_permitted(&self) -> bool {
+        self.ctx.auth.plaintext_permitted(self.tls, self.peer.ip())
+    }
+
+    /// Whether STLS can be offered now.
+    fn stls_available(&self) -> bool {
+        !self.tls && self.ctx.tls.starttls().is_some()
+    }
+
+    /// The capabilities listed by CAPA (RFC 2449 §6), one per line: STLS
+    /// before TLS where offered (RFC 2595 §4), USER and SASL only where a
+    /// password may be sent.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        if self.stls_available() {
+            caps.push("STLS".to_string());
+        }
+        if self.password_permitted() {
+            caps.push("USER".to_string());
+            caps.push(format!("SASL {}", mailgate_auth::sasl::Mechanism::names()));
+        }
+        caps.push("IMPLEMENTATION mailgate".to_string());
+        caps
     }
 
     /// Writes the greeting (RFC 1939 §4). No APOP timestamp: APOP is not
@@ -141,13 +201,13 @@ impl Session {
     pub async fn handle_frame(&mut self, frame: Frame, out: &mut Vec<u8>) -> Flow {
         match frame {
             Frame::TooLong => {
-                if matches!(self.state, State::SaslPlain) {
+                if matches!(self.state, State::Sasl(_)) {
                     self.state = State::Authorization { user: None };
                 }
                 self.err(out, None, "Line too long");
             }
-            Frame::Line(line) if matches!(self.state, State::SaslPlain) => {
-                self.sasl_plain_response(&line, out).await;
+            Frame::Line(line) if matches!(self.state, State::Sasl(_)) => {
+                self.sasl_response(&line, out).await;
             }
             Frame::Line(line) => match parse_command(&line) {
                 Ok(command) => self.command(command, out).await,
@@ -162,6 +222,8 @@ impl Session {
         }
         if self.closing {
             Flow::Close
+        } else if self.stls {
+            Flow::StartTls
         } else {
             Flow::Continue
         }
@@ -171,7 +233,7 @@ impl Session {
         let transaction = match self.state {
             State::Authorization { .. } => false,
             State::Transaction(_) => true,
-            State::SaslPlain | State::Done => {
+            State::Sasl(_) | State::Done => {
                 // Not reached: SASL lines never get here and the caller
                 // stops after QUIT. Answer sanely all the same.
                 self.err(out, None, "Command not valid in this state");

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailgate_auth::PlaintextPolicy;
 use mailgate_auth::{Authenticator, LimiterSettings};
 use mailgate_pop3::{serve_connection, Pop3Context};
 use mailgate_store::Store;
@@ -39,7 +40,15 @@ pub fn context(
     limits: LimiterSettings,
 ) -> (Pop3Context, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
-    let auth = Arc::new(Authenticator::new(Arc::clone(&store), limits));
+    // These tests are about the protocol, over a plain duplex stream from
+    // a non-loopback address: allow passwords without TLS. The TLS tests
+    // (tests/tls.rs) build their own strict context.
+    let auth = Arc::new(
+        Authenticator::new(Arc::clone(&store), limits).with_plaintext_policy(PlaintextPolicy {
+            allow_plaintext: true,
+            trust_loopback: false,
+        }),
+    );
     (Pop3Context::new("pop.example.org", store, auth, rx), tx)
 }
 

@@ -1,13 +1,17 @@
 //! The end of a message, shared by DATA and BDAT: refuse it if it is
 //! flawed, otherwise add the trace header (RFC 5321 §4.4) and deliver.
 //!
-//! We reply `250` only after `LocalDelivery::deliver` returned, which is
-//! when the message is durable (RFC 5321 §6.1: once we said 250 we own
-//! the message).
+//! We reply `250` only after `LocalDelivery::deliver` (and, for remote
+//! recipients, `OutboundQueue::enqueue`) returned, which is when the
+//! message is durable (RFC 5321 §6.1: once we said 250 we own the
+//! message).
 
 use mailgate_smtp_proto::{ReceivedMessage, Reply};
 
 use crate::received::{new_queue_id, now_rfc5322, with_protocol, Stamp};
+use mailgate_store::{DeliveryTarget, MessageStructure, NewMessage};
+
+use crate::cmd::route::Plan;
 use crate::session::Session;
 
 impl Session {
@@ -15,12 +19,12 @@ impl Session {
     pub(crate) async fn finish_message(&mut self, message: ReceivedMessage) {
         let tx = self.tx.take();
         self.reset_transaction();
-        let Some(tx) = tx else {
+        let Some(mut tx) = tx else {
             return self.reply(Reply::bad_sequence());
         };
         let client = self.peer.ip();
         let from = tx.from.address();
-        let rcpts: Vec<&str> = tx.recipients.iter().map(|r| r.address.as_str()).collect();
+        let rcpts: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
         let size = message.size;
 
         // Bare CR/LF first: it is the smuggling signal, and we refuse
@@ -67,14 +71,14 @@ impl Session {
             None => ("unknown", false),
         };
         let single_rcpt = match rcpts.as_slice() {
-            [one] => Some(*one),
+            [one] => Some(one.as_str()),
             _ => None,
         };
         let stamp = Stamp {
             helo,
             peer: client,
             hostname: &self.ctx.hostname,
-            protocol: with_protocol(extended, tx.params.smtputf8, self.tls, self.authenticated),
+            protocol: with_protocol(extended, tx.params.smtputf8, self.tls, self.user.is_some()),
             id: &id,
             for_recipient: single_rcpt,
             date: now_rfc5322(),
@@ -85,14 +89,22 @@ impl Session {
         data.extend_from_slice(&message.data);
         drop(message);
 
-        match self
-            .ctx
-            .delivery
-            .deliver(&from, &tx.recipients, &data)
-            .await
-        {
-            Ok(delivered) => {
-                tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, copies = delivered.len(), outcome = "accepted", "smtp: message accepted");
+        // The plugins (data, route) may refuse it, edit it, and decide
+        // where each copy goes; without them every copy goes to INBOX.
+        let plan = match self.policy_plan(&mut tx, &data).await {
+            Ok(plan) => plan,
+            Err(refusal) => return self.reply(refusal),
+        };
+        let submitted = &data[header.len()..];
+        if plan.discarded {
+            tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "smtp: message discarded by policy");
+            return self.reply(Reply::with_code(250, 2, 0, 0, format!("Ok: queued as {id}")));
+        }
+        let body = plan.edited.as_deref().unwrap_or(&data);
+        match self.store_everywhere(&from, &plan, body).await {
+            Ok(copies) => {
+                tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?plan.remote, size, copies, quarantined = plan.quarantined, user = self.authenticated_user().unwrap_or("-"), outcome = "accepted", "smtp: message accepted");
+                self.save_sent_copy(submitted).await;
                 self.reply(Reply::with_code(
                     250,
                     2,
@@ -105,6 +117,59 @@ impl Session {
                 tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "smtp: delivery failed");
                 self.reply(Reply::local_error());
             }
+        }
+    }
+
+    /// Delivers to the local recipients and hands the remote ones to the
+    /// outbound queue; returns the number of local copies. Both are
+    /// durable when this returns `Ok`.
+    async fn store_everywhere(&self, from: &str, plan: &Plan, data: &[u8]) -> Result<usize, String> {
+        let mut copies = 0;
+        if !plan.local.is_empty() {
+            copies = self
+                .ctx
+                .delivery
+                .deliver_to(from, &plan.local, data)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+        }
+        if !plan.remote.is_empty() {
+            let Some(queue) = &self.ctx.outbound else {
+                return Err("remote recipients but no outbound queue".into());
+            };
+            queue
+                .enqueue(from, &plan.remote, data)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(copies)
+    }
+
+    /// `[submission] save_sent`: a copy of what the user submitted, marked
+    /// `\Seen`, in their `Sent` mailbox. A failure here is logged only:
+    /// the message itself was accepted.
+    async fn save_sent_copy(&self, submitted: &[u8]) {
+        let Some(user) = self.user.as_ref().filter(|_| self.ctx.save_sent) else {
+            return;
+        };
+        let raw = std::sync::Arc::new(submitted.to_vec());
+        let parse_input = raw.clone();
+        let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_input))
+            .await
+            .unwrap_or_default();
+        let message = NewMessage {
+            raw,
+            internal_date: chrono::Utc::now().timestamp(),
+            structure,
+        };
+        let target = DeliveryTarget {
+            account: user.id,
+            mailbox: "Sent".into(),
+            flags: vec!["\\Seen".into()],
+        };
+        if let Err(e) = self.ctx.delivery.store().deliver(message, &[target]).await {
+            tracing::warn!(user = %user.address, error = %e, "smtp: could not save the Sent copy");
         }
     }
 }

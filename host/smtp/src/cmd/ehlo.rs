@@ -13,10 +13,10 @@ use mailgate_smtp_proto::{Host, Reply};
 use crate::session::{Hello, Session};
 
 impl Session {
-    /// The EHLO keywords we advertise, in order. Data-driven so that the
-    /// TLS and AUTH work only adds entries here.
+    /// The EHLO keywords we advertise, in order; STARTTLS and AUTH depend
+    /// on the listener and on the session's state.
     pub(crate) fn capabilities(&self) -> Vec<String> {
-        let caps = vec![
+        let mut caps = vec![
             "PIPELINING".to_string(),
             format!("SIZE {}", self.ctx.limits.max_message_size),
             "8BITMIME".to_string(),
@@ -25,19 +25,31 @@ impl Session {
             "CHUNKING".to_string(),
             "HELP".to_string(),
         ];
-        // Hooks, not yet wired: "STARTTLS" when a TLS acceptor is
-        // configured and `!self.tls`; "AUTH PLAIN LOGIN" when
-        // `self.ctx.authenticator` is set and the session is under TLS.
+        // RFC 3207 §4: not offered again once under TLS.
+        if self.starttls_available() {
+            caps.push("STARTTLS".to_string());
+        }
+        // RFC 4954 §3: only where a password may be sent now (under TLS,
+        // unless the clear-text policy allows it), and not after success.
+        if self.auth_offered() && self.user.is_none() {
+            caps.push(format!("AUTH {}", mailgate_auth::sasl::Mechanism::names()));
+        }
         caps
     }
 
     /// EHLO (`extended`) or HELO.
-    pub(crate) fn ehlo(&mut self, host: Host, extended: bool) {
+    pub(crate) async fn ehlo(&mut self, host: Host, extended: bool) {
         self.hello = Some(Hello {
             name: host.to_string(),
             extended,
         });
         self.reset_transaction();
+        if let Some(refusal) = self.policy_helo().await {
+            // The command is refused: as if it had not been sent.
+            self.hello = None;
+            self.reset_transaction();
+            return self.reply(refusal);
+        }
         let greeting = format!(
             "{} Hello {} {}",
             self.ctx.hostname,

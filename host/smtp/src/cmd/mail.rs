@@ -6,13 +6,24 @@
 
 use mailgate_smtp_proto::{Body, MailParams, Reply, ReversePath};
 
+use crate::context::Role;
+use crate::sender::owns_address;
 use crate::session::{Session, Transaction};
 use crate::state::State;
 
 impl Session {
     /// Starts a transaction.
-    pub(crate) fn mail(&mut self, from: ReversePath, params: MailParams) {
+    pub(crate) async fn mail(&mut self, from: ReversePath, params: MailParams) {
         let client = self.peer.ip();
+        // RFC 4954 §6: "530 5.7.0 Authentication required"; RFC 6409 §4.3
+        // lets a submission server insist on it.
+        if self.ctx.role == Role::Submission && self.user.is_none() {
+            tracing::info!(%client, "smtp: MAIL refused: not authenticated");
+            return self.reply(Reply::with_code(530, 5, 7, 0, "Authentication required"));
+        }
+        if let Some(reply) = self.check_sender(&from).await {
+            return self.reply(reply);
+        }
         // RFC 1870 §6.3: refuse early what we would refuse after DATA.
         if params
             .size
@@ -46,12 +57,55 @@ impl Session {
         // DSN (RET, ENVID, NOTIFY, ORCPT) and AUTH= are accepted and
         // ignored: we are the final destination and generate no DSNs
         // beyond the SMTP replies themselves.
+        let policy = match self.policy_mail(&from, &params).await {
+            Ok(policy) => policy,
+            Err(refusal) => return self.reply(refusal),
+        };
         self.tx = Some(Transaction {
             from,
             params,
             recipients: Vec::new(),
+            remote: Vec::new(),
+            policy,
         });
         self.state = State::MailGiven;
         self.reply(Reply::with_code(250, 2, 1, 0, "Ok"));
+    }
+}
+
+impl Session {
+    /// An authenticated user may only use their own addresses, their
+    /// aliases and what `[submission.senders]` grants (see
+    /// `crate::sender`); otherwise `553 5.7.1`. `None` means allowed.
+    async fn check_sender(&self, from: &ReversePath) -> Option<Reply> {
+        let user = self.user.as_ref()?;
+        let address = match from {
+            ReversePath::Null => return None,
+            ReversePath::Path(p) => p.mailbox.to_string().to_lowercase(),
+        };
+        if self.ctx.sender_grants.grants(&user.address, &address) {
+            return None;
+        }
+        let store = self.ctx.delivery.store();
+        match owns_address(store.as_ref(), &user.address, &address).await {
+            Ok(true) => None,
+            Ok(false) => {
+                tracing::warn!(client = %self.peer.ip(), user = %user.address, from = %address, "smtp: MAIL refused: sender not owned by user");
+                Some(Reply::with_code(
+                    553,
+                    5,
+                    7,
+                    1,
+                    format!(
+                        "<{address}>: Sender address rejected: not owned by user {}",
+                        user.address
+                    ),
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "smtp: sender check failed");
+                Some(Reply::local_error())
+            }
+        }
     }
 }

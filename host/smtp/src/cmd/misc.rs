@@ -1,5 +1,5 @@
 //! The small verbs: RSET, NOOP, QUIT, VRFY, EXPN, HELP (RFC 5321 §4.1.1.5
-//! to §4.1.1.10) and the not-yet-offered STARTTLS and AUTH.
+//! to §4.1.1.10).
 
 use mailgate_smtp_proto::Reply;
 
@@ -46,15 +46,5 @@ impl Session {
         r.push_line("EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
         r.push_line("See RFC 5321");
         self.reply(r);
-    }
-
-    /// STARTTLS (RFC 3207): not offered yet.
-    pub(crate) fn starttls(&mut self) {
-        self.reply(Reply::not_implemented());
-    }
-
-    /// AUTH (RFC 4954): not offered on the MX role yet.
-    pub(crate) fn auth(&mut self) {
-        self.reply(Reply::not_implemented());
     }
 }

@@ -1,6 +1,7 @@
 //! Command dispatch: parse, check the sequence table, call the verb's
 //! handler. One file per verb (or per small family of verbs).
 
+mod auth;
 mod bdat;
 mod data;
 mod deliver;
@@ -8,6 +9,8 @@ mod ehlo;
 mod mail;
 mod misc;
 mod rcpt;
+mod route;
+mod starttls;
 
 use mailgate_smtp_proto::{FramedLine, Request};
 
@@ -45,9 +48,9 @@ impl Session {
             return self.reply(reply);
         }
         match request {
-            Request::Ehlo { host } => self.ehlo(host, true),
-            Request::Helo { host } => self.ehlo(host, false),
-            Request::Mail { from, params } => self.mail(from, params),
+            Request::Ehlo { host } => self.ehlo(host, true).await,
+            Request::Helo { host } => self.ehlo(host, false).await,
+            Request::Mail { from, params } => self.mail(from, params).await,
             Request::Rcpt { to, params } => self.rcpt(to, params).await,
             Request::Data => self.data(),
             Request::Bdat { size, last } => self.bdat(size, last),
@@ -58,7 +61,10 @@ impl Session {
             Request::Expn(_) => self.expn(),
             Request::Help(_) => self.help(),
             Request::StartTls => self.starttls(),
-            Request::Auth { .. } => self.auth(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(&mechanism, initial_response.as_deref()).await,
             // Refused by the sequence table above.
             Request::Lhlo { .. } => {}
         }

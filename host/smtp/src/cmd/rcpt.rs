@@ -1,4 +1,12 @@
-//! RCPT (RFC 5321 §4.1.1.3), MX role: only local recipients.
+//! RCPT (RFC 5321 §4.1.1.3).
+//!
+//! Without AUTH (the MX role, or submission before AUTH, which MAIL
+//! already refuses) only local recipients are accepted: anything else is
+//! `550 5.7.1 Relaying denied`. The address is judged by its mailbox
+//! alone: source routes are dropped (RFC 5321 §3.6.1), and `%`, `!` and
+//! quoted local parts are just characters of a local part, never routing,
+//! so `user%remote@local` is an (unknown) local user, not a relay. Only
+//! an authenticated user may name other domains.
 //!
 //! ```text
 //! rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" /
@@ -12,15 +20,45 @@ use crate::session::Session;
 use crate::state::State;
 
 impl Session {
+    /// A recipient in another domain, from an authenticated user: kept
+    /// for the outbound queue, or refused while there is none.
+    async fn remote_rcpt(&mut self, address: String, params: &RcptParams) {
+        let client = self.peer.ip();
+        if self.ctx.outbound.is_none() {
+            tracing::info!(%client, rcpt = %address, "smtp: RCPT refused: no outbound queue yet");
+            return self.reply(Reply::with_code(
+                550,
+                5,
+                3,
+                3,
+                format!(
+                    "<{address}>: Relaying to other domains is not available on this server yet"
+                ),
+            ));
+        }
+        if let Err(refusal) = self.policy_rcpt(&address, params, None).await {
+            return self.reply(refusal);
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            if !tx.remote.contains(&address) {
+                tx.remote.push(address);
+            }
+        }
+        self.state = State::RcptGiven;
+        self.reply(Reply::with_code(250, 2, 1, 5, "Ok"));
+    }
+}
+
+impl Session {
     /// Adds a recipient to the transaction.
-    pub(crate) async fn rcpt(&mut self, to: ForwardPath, _params: RcptParams) {
+    pub(crate) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) {
         let client = self.peer.ip();
         let Some(tx) = self.tx.as_ref() else {
             return self.reply(Reply::bad_sequence());
         };
         // RFC 5321 §4.5.3.1.8: at least 100 must be accepted; past our
         // limit a temporary error lets the client send the rest later.
-        if tx.recipients.len() >= self.ctx.limits.max_recipients {
+        if tx.recipients.len() + tx.remote.len() >= self.ctx.limits.max_recipients {
             return self.reply(Reply::with_code(452, 4, 5, 3, "Error: too many recipients"));
         }
         if !to.is_ascii() && !tx.params.smtputf8 {
@@ -40,6 +78,10 @@ impl Session {
         };
         match self.ctx.delivery.check_recipient(&address).await {
             Ok(RecipientCheck::Local(recipient)) => {
+                let address = recipient.address.clone();
+                if let Err(refusal) = self.policy_rcpt(&address, &params, Some(&recipient)).await {
+                    return self.reply(refusal);
+                }
                 if let Some(tx) = self.tx.as_mut() {
                     if !tx.recipients.iter().any(|r| r.address == recipient.address) {
                         tx.recipients.push(recipient);
@@ -57,6 +99,9 @@ impl Session {
                     1,
                     format!("<{address}>: Recipient address rejected: User unknown"),
                 ));
+            }
+            Ok(RecipientCheck::NotLocal) if self.user.is_some() => {
+                self.remote_rcpt(address, &params).await
             }
             Ok(RecipientCheck::NotLocal) => {
                 tracing::info!(%client, rcpt = %address, "smtp: RCPT rejected: relaying denied");

@@ -47,7 +47,7 @@ fn flags_from_text(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn canonical_set(flags: &[String]) -> BTreeSet<String> {
+pub(super) fn canonical_set(flags: &[String]) -> BTreeSet<String> {
     flags.iter().filter_map(|f| canonical_flag(f)).collect()
 }
 
@@ -149,7 +149,7 @@ fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
     })
 }
 
-fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
+pub(super) fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
     let uid: u32 = r.get(0)?;
     Ok(MessageMeta {
         uid: Uid::new(uid).ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(0, 0))?,
@@ -163,10 +163,11 @@ fn meta_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
     })
 }
 
-const META_SELECT: &str = "SELECT uid, flags, internal_date, size, modseq, blob FROM messages";
+pub(super) const META_SELECT: &str =
+    "SELECT uid, flags, internal_date, size, modseq, blob FROM messages";
 
 /// Takes the next MODSEQ of a mailbox (inside the transaction).
-fn bump_modseq(c: &Connection, mailbox: MailboxId) -> StoreResult<u64> {
+pub(super) fn bump_modseq(c: &Connection, mailbox: MailboxId) -> StoreResult<u64> {
     let m: i64 = c.query_row(
         "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1 RETURNING highest_modseq",
         [mailbox],
@@ -175,7 +176,7 @@ fn bump_modseq(c: &Connection, mailbox: MailboxId) -> StoreResult<u64> {
     Ok(m as u64)
 }
 
-fn account_of(c: &Connection, mailbox: MailboxId) -> StoreResult<AccountId> {
+pub(super) fn account_of(c: &Connection, mailbox: MailboxId) -> StoreResult<AccountId> {
     c.query_row(
         "SELECT account FROM mailboxes WHERE id = ?1",
         [mailbox],
@@ -186,7 +187,7 @@ fn account_of(c: &Connection, mailbox: MailboxId) -> StoreResult<AccountId> {
 }
 
 /// Inserts one stored message into one mailbox (inside the transaction).
-fn append_entry(
+pub(super) fn append_entry(
     c: &Connection,
     mailbox: MailboxId,
     blob: i64,
@@ -428,6 +429,69 @@ impl MailStore for SqliteStore {
             Ok((removed, events))
         })
         .await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> StoreResult<()> {
+        let name = name.to_string();
+        self.write(move |c| super::imap::delete_mailbox(c, account, &name))
+            .await
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.write(move |c| super::imap::rename_mailbox(c, account, &from, &to))
+            .await
+    }
+
+    async fn set_subscribed(
+        &self,
+        account: AccountId,
+        name: &str,
+        subscribed: bool,
+    ) -> StoreResult<()> {
+        let name = name.to_string();
+        self.write(move |c| super::imap::set_subscribed(c, account, &name, subscribed))
+            .await
+    }
+
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        message: NewMessage,
+        flags: &[String],
+    ) -> StoreResult<Uid> {
+        let structure = serde_json::to_string(&message.structure)
+            .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
+        let flags = canonical_set(flags);
+        self.write(move |c| super::imap::append(c, mailbox, &message, &structure, &flags))
+            .await
+    }
+
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        let uids = uids.to_vec();
+        self.write(move |c| super::imap::copy_messages(c, from, &uids, to, false))
+            .await
+    }
+
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+    ) -> StoreResult<Vec<(Uid, Uid)>> {
+        let uids = uids.to_vec();
+        self.write(move |c| super::imap::copy_messages(c, from, &uids, to, true))
+            .await
+    }
+
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> StoreResult<Vec<Uid>> {
+        self.read(move |c| super::imap::expunged_since(c, mailbox, modseq))
+            .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {

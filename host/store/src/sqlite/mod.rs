@@ -26,7 +26,9 @@
 
 mod check;
 mod directory;
+mod imap;
 mod mailstore;
+mod queue;
 pub mod schema;
 mod writer;
 

@@ -12,13 +12,19 @@
 //!   one row per message in a mailbox; `flags` space-separated and sorted.
 //! - `expunged(mailbox, uid, modseq)`: what was removed and when, for
 //!   IMAP QRESYNC (RFC 7162 VANISHED).
+//! - Version 2 adds the outbound queue (see [`crate::queue`]):
+//!   `queue(id, sender, created, next_attempt, attempts, held, warned,
+//!   envid, ret_full, smtputf8, eight_bit, size, data)`, one row per queued
+//!   message with its body; `queue_rcpts(queue, idx, address, domain,
+//!   orcpt, notify, status, last_reply, remote_host, updated)`, one row per
+//!   recipient, removed with its message.
 
 use rusqlite::Connection;
 
 use crate::StoreResult;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +73,45 @@ CREATE TABLE IF NOT EXISTS expunged (
 ) WITHOUT ROWID;
 "#;
 
-/// Creates the tables of a new store, or checks the version of an old one.
+/// Version 2: the outbound queue. `next_attempt` is indexed because the
+/// runner asks "what is due now" on every wake-up. `AUTOINCREMENT` because
+/// a queue id must never be reused: a bounce taking the id of the message
+/// it reports on could be deleted by a late `queue delete` of the original.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0,
+    warned INTEGER NOT NULL DEFAULT 0,
+    envid TEXT,
+    ret_full INTEGER,
+    smtputf8 INTEGER NOT NULL DEFAULT 0,
+    eight_bit INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_next_attempt ON queue(next_attempt);
+CREATE TABLE IF NOT EXISTS queue_rcpts (
+    queue INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    orcpt TEXT,
+    notify TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    last_reply TEXT,
+    remote_host TEXT,
+    updated INTEGER,
+    PRIMARY KEY (queue, idx)
+) WITHOUT ROWID;
+"#;
+
+/// Creates the tables of a new store, or checks the version of an old one
+/// and brings it up to [`SCHEMA_VERSION`] (version 1 stores get the queue
+/// tables).
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(SCHEMA_V1)?;
     let version: Option<String> = conn
@@ -89,7 +133,17 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
                 "the store has schema version {v}, newer than this mailgate ({SCHEMA_VERSION}); upgrade mailgate"
             )));
         }
+        Some(v) if v < 2 => {
+            conn.execute(
+                "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                [],
+            )?;
+        }
         Some(_) => {}
     }
+    // Version 2's tables, for new and migrated stores alike; `IF NOT
+    // EXISTS` makes this idempotent, so a crash between creating them and
+    // stamping the version is harmless.
+    conn.execute_batch(SCHEMA_V2)?;
     Ok(())
 }

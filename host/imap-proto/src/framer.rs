@@ -1,0 +1,504 @@
+//! Cutting the client's byte stream into whole commands, literals
+//! included.
+//!
+//! RFC 9051 §4.3: "literal = "{" number64 ["+"] "}" CRLF *CHAR8"; §7.5:
+//! before a synchronizing literal the client waits for a command
+//! continuation request (`+`). RFC 7888 (LITERAL+ / LITERAL-): `{n+}` is
+//! sent without waiting.
+//!
+//! The framer reads line by line; a line that ends in a literal marker
+//! makes it check the announced size against its limit *before* any byte
+//! of the literal is read, then read exactly that many bytes, then go on
+//! with the next line of the same command. The finished command is handed
+//! out as one buffer in which every literal keeps its `{n}` marker,
+//! followed by CRLF and its bytes, which is what [`crate::parse`] reads.
+//!
+//! Limits: one line (outside literals) may hold [`Limits::max_line`]
+//! bytes; a literal of an APPEND [`Limits::max_append`] bytes, any other
+//! literal [`Limits::max_literal`] bytes. A refused synchronizing literal
+//! is never sent by the client (it waits for `+`), so the command simply
+//! ends; a refused non-synchronizing literal is read and thrown away.
+
+/// Size limits of the framer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line outside literals, CRLF included.
+    pub max_line: usize,
+    /// Largest literal in commands other than APPEND.
+    pub max_literal: u64,
+    /// Largest literal in APPEND (the message); also APPENDLIMIT.
+    pub max_append: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            max_literal: 64 * 1024,
+            max_append: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the framer found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole command, without its final line end.
+    Command(Vec<u8>),
+    /// A synchronizing literal was accepted: send a continuation request
+    /// (`+ ...`), then keep feeding.
+    Continue,
+    /// A literal larger than the limit was announced; the command is
+    /// dropped. Answer `tag NO [TOOBIG]` (or BAD if `sync` is false: the
+    /// client sent the bytes anyway and they were discarded).
+    TooBig {
+        /// The tag of the command, if one could be read.
+        tag: Option<String>,
+        /// Whether the literal was synchronizing.
+        sync: bool,
+    },
+    /// A line longer than [`Limits::max_line`]; the command is dropped.
+    LineTooLong {
+        /// The tag of the command, if one could be read.
+        tag: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a line of the command.
+    Line,
+    /// Reading the bytes of a literal.
+    Literal { remaining: u64 },
+    /// Throwing away the rest of an overlong line.
+    SkipLine,
+    /// Throwing away a refused non-synchronizing literal, then the rest
+    /// of its command.
+    SkipLiteral { remaining: u64 },
+}
+
+/// The incremental command framer. Feed it bytes as they arrive.
+#[derive(Debug)]
+pub struct Framer {
+    limits: Limits,
+    state: State,
+    /// The command so far.
+    buf: Vec<u8>,
+    /// Where the current line starts in `buf`.
+    line_start: usize,
+    /// Set while the rest of a refused command is being discarded: the
+    /// command ends silently (its error was already reported).
+    discarding: bool,
+}
+
+impl Framer {
+    /// A framer with these limits.
+    pub fn new(limits: Limits) -> Framer {
+        Framer {
+            limits,
+            state: State::Line,
+            buf: Vec::new(),
+            line_start: 0,
+            discarding: false,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether a command has been started but not finished.
+    pub fn in_command(&self) -> bool {
+        !self.buf.is_empty() || self.state != State::Line
+    }
+
+    /// Consumes bytes from `data`; returns how many were used and a frame
+    /// if one is complete. Call again with the rest while bytes remain.
+    pub fn feed(&mut self, data: &[u8]) -> (usize, Option<Frame>) {
+        let mut used = 0;
+        while used < data.len() {
+            let rest = &data[used..];
+            match self.state {
+                State::Literal { remaining } => {
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len());
+                    self.buf.extend_from_slice(&rest[..take]);
+                    used += take;
+                    let remaining = remaining - take as u64;
+                    self.state = if remaining == 0 {
+                        self.line_start = self.buf.len();
+                        State::Line
+                    } else {
+                        State::Literal { remaining }
+                    };
+                }
+                State::SkipLiteral { remaining } => {
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len());
+                    used += take;
+                    let remaining = remaining - take as u64;
+                    self.state = if remaining == 0 {
+                        self.line_start = self.buf.len();
+                        State::Line
+                    } else {
+                        State::SkipLiteral { remaining }
+                    };
+                }
+                State::SkipLine => match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        used += i + 1;
+                        self.reset();
+                    }
+                    None => used += rest.len(),
+                },
+                State::Line => {
+                    let (n, found) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(i) => (i + 1, true),
+                        None => (rest.len(), false),
+                    };
+                    let line_len = self.buf.len() - self.line_start + n;
+                    if line_len > self.limits.max_line {
+                        // The tag may still be in `rest` only.
+                        let keep = self.buf.len();
+                        self.buf.extend_from_slice(&rest[..n.min(65)]);
+                        let tag = self.tag();
+                        self.buf.truncate(keep);
+                        let discarding = self.discarding;
+                        self.buf.clear();
+                        self.line_start = 0;
+                        self.discarding = false;
+                        if found {
+                            used += n;
+                            self.state = State::Line;
+                        } else {
+                            used += rest.len();
+                            self.state = State::SkipLine;
+                        }
+                        if discarding {
+                            continue;
+                        }
+                        return (used, Some(Frame::LineTooLong { tag }));
+                    }
+                    self.buf.extend_from_slice(&rest[..n]);
+                    used += n;
+                    if !found {
+                        continue;
+                    }
+                    if let Some(frame) = self.end_of_line() {
+                        return (used, Some(frame));
+                    }
+                }
+            }
+        }
+        (used, None)
+    }
+
+    /// A line is complete in `buf` (LF included): either the command ends
+    /// or a literal follows.
+    fn end_of_line(&mut self) -> Option<Frame> {
+        // Accept a bare LF as well as CRLF (as Dovecot does); normalise
+        // to CRLF so the parser sees one form.
+        self.buf.pop();
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        let Some((size, sync)) = literal_marker(&self.buf[self.line_start..]) else {
+            let discarding = self.discarding;
+            let command = std::mem::take(&mut self.buf);
+            self.reset();
+            return (!discarding).then_some(Frame::Command(command));
+        };
+        if self.discarding {
+            if sync {
+                // The client had its answer; it will not send this literal.
+                self.reset();
+            } else {
+                self.state = State::SkipLiteral { remaining: size };
+            }
+            return None;
+        }
+        let limit = if self.is_append() {
+            self.limits.max_append
+        } else {
+            self.limits.max_literal
+        };
+        if size > limit {
+            let tag = self.tag();
+            if sync {
+                self.reset();
+            } else {
+                self.buf.clear();
+                self.line_start = 0;
+                self.discarding = true;
+                self.state = State::SkipLiteral { remaining: size };
+            }
+            return Some(Frame::TooBig { tag, sync });
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        self.line_start = self.buf.len();
+        self.state = if size == 0 {
+            State::Line
+        } else {
+            State::Literal { remaining: size }
+        };
+        sync.then_some(Frame::Continue)
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.line_start = 0;
+        self.state = State::Line;
+        self.discarding = false;
+    }
+
+    /// The tag of the command being read, if it looks like one.
+    fn tag(&self) -> Option<String> {
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+            .unwrap_or(self.buf.len());
+        let tag = &self.buf[..end];
+        let valid =
+            !tag.is_empty() && tag.len() <= 64 && tag.iter().all(|&b| crate::parse::is_tag_char(b));
+        valid.then(|| String::from_utf8_lossy(tag).into_owned())
+    }
+
+    /// Whether the command is an APPEND (its literal is the message).
+    fn is_append(&self) -> bool {
+        let mut words = self.buf.split(|&b| b == b' ');
+        words.next();
+        words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+    }
+}
+
+/// The literal announced at the end of a line: `{n}`, `{n+}` or the
+/// binary `~{n}` forms. Returns the size and whether it synchronizes.
+fn literal_marker(line: &[u8]) -> Option<(u64, bool)> {
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let mut digits = &inner[open + 1..];
+    let sync = match digits.strip_suffix(b"+") {
+        Some(d) => {
+            digits = d;
+            false
+        }
+        None => true,
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let size = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((size, sync))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(f: &mut Framer, data: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let (n, frame) = f.feed(&data[pos..]);
+            pos += n;
+            out.extend(frame);
+        }
+        out
+    }
+
+    #[test]
+    fn simple_and_pipelined() {
+        let mut f = Framer::new(Limits::default());
+        let frames = feed_all(&mut f, b"a NOOP\r\nb LOGOUT\nc");
+        assert_eq!(
+            frames,
+            [
+                Frame::Command(b"a NOOP".to_vec()),
+                Frame::Command(b"b LOGOUT".to_vec())
+            ]
+        );
+        assert!(f.in_command());
+    }
+
+    #[test]
+    fn synchronizing_literal() {
+        let mut f = Framer::new(Limits::default());
+        assert_eq!(feed_all(&mut f, b"a LOGIN {5}\r\n"), [Frame::Continue]);
+        assert_eq!(
+            feed_all(&mut f, b"alice \"pw\"\r\n"),
+            [Frame::Command(b"a LOGIN {5}\r\nalice \"pw\"".to_vec())]
+        );
+    }
+
+    #[test]
+    fn non_synchronizing_literal_byte_by_byte() {
+        let mut f = Framer::new(Limits::default());
+        let input = b"a LOGIN {5+}\r\nal\r\nc {2+}\r\npw\r\n";
+        let mut frames = Vec::new();
+        for b in input {
+            let (n, frame) = f.feed(std::slice::from_ref(b));
+            assert_eq!(n, 1);
+            frames.extend(frame);
+        }
+        assert_eq!(
+            frames,
+            [Frame::Command(
+                b"a LOGIN {5+}\r\nal\r\nc {2+}\r\npw".to_vec()
+            )]
+        );
+    }
+
+    #[test]
+    fn too_big_synchronizing() {
+        let mut f = Framer::new(Limits {
+            max_literal: 10,
+            ..Limits::default()
+        });
+        assert_eq!(
+            feed_all(&mut f, b"x1 LOGIN {11}\r\ny NOOP\r\n"),
+            [
+                Frame::TooBig {
+                    tag: Some("x1".into()),
+                    sync: true
+                },
+                Frame::Command(b"y NOOP".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn too_big_non_synchronizing_is_skipped() {
+        let mut f = Framer::new(Limits {
+            max_literal: 3,
+            ..Limits::default()
+        });
+        assert_eq!(
+            feed_all(&mut f, b"x1 LOGIN {4+}\r\nabcd {1+}\r\nz\r\ny NOOP\r\n"),
+            [
+                Frame::TooBig {
+                    tag: Some("x1".into()),
+                    sync: false
+                },
+                Frame::Command(b"y NOOP".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn append_has_its_own_limit() {
+        let mut f = Framer::new(Limits {
+            max_literal: 3,
+            max_append: 100,
+            ..Limits::default()
+        });
+        assert_eq!(
+            feed_all(&mut f, b"a APPEND INBOX {50}\r\n"),
+            [Frame::Continue]
+        );
+        let mut f = Framer::new(Limits {
+            max_literal: 3,
+            max_append: 100,
+            ..Limits::default()
+        });
+        assert_eq!(
+            feed_all(&mut f, b"a APPEND INBOX {101}\r\n"),
+            [Frame::TooBig {
+                tag: Some("a".into()),
+                sync: true
+            }]
+        );
+    }
+
+    #[test]
+    fn overlong_line() {
+        let mut f = Framer::new(Limits {
+            max_line: 16,
+            ..Limits::default()
+        });
+        let frames = feed_all(&mut f, b"t1 NOOP 0123456789012345678901\r\nt2 NOOP\r\n");
+        assert_eq!(
+            frames,
+            [
+                Frame::LineTooLong {
+                    tag: Some("t1".into())
+                },
+                Frame::Command(b"t2 NOOP".to_vec())
+            ]
+        );
+        // Overlong and still unfinished: skipped up to its end.
+        let frames = feed_all(&mut f, b"t3 NOOP 012345678901234567890123");
+        assert_eq!(
+            frames,
+            [Frame::LineTooLong {
+                tag: Some("t3".into())
+            }]
+        );
+        let frames = feed_all(&mut f, b"4567\r\nt4 NOOP\r\n");
+        assert_eq!(frames, [Frame::Command(b"t4 NOOP".to_vec())]);
+    }
+
+    #[test]
+    fn huge_literal_numbers_are_refused() {
+        let mut f = Framer::new(Limits::default());
+        let frames = feed_all(&mut f, b"a LOGIN {99999999999999999999}\r\n");
+        // 20 digits is not a literal marker: the line is a command (the
+        // parser rejects it).
+        assert_eq!(frames.len(), 1);
+        let frames = feed_all(&mut f, b"a LOGIN {18446744073709551615}\r\n");
+        assert!(matches!(
+            frames[..],
+            [Frame::Command(_)] | [Frame::TooBig { .. }]
+        ));
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    /// Random bytes in random chunk sizes: the framer consumes everything
+    /// (so the loop always progresses) and never panics.
+    #[test]
+    fn never_panics_and_always_progresses() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"a {}+0123456789\r\n\"()~";
+        for _ in 0..2_000 {
+            let mut f = Framer::new(Limits {
+                max_line: 64,
+                max_literal: 32,
+                max_append: 128,
+            });
+            let len = (next() % 400) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let mut pos = 0;
+            while pos < data.len() {
+                let chunk = 1 + (next() % 16) as usize;
+                let end = (pos + chunk).min(data.len());
+                let (n, _) = f.feed(&data[pos..end]);
+                assert!(n > 0, "no progress");
+                pos += n;
+            }
+        }
+    }
+}

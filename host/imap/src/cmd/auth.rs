@@ -1,0 +1,112 @@
+//! LOGIN (RFC 9051 §6.2.3) and AUTHENTICATE PLAIN (RFC 9051 §6.2.2,
+//! RFC 4616, with the initial response of RFC 4959 SASL-IR).
+
+use mailgate_auth::sasl::decode_plain;
+use mailgate_auth::AuthOutcome;
+use mailgate_imap_proto::response::write_continue;
+
+use crate::session::{CmdError, CmdResult, Done, Session, StateKind};
+use crate::SASL_MECHANISMS;
+
+/// `login = "LOGIN" SP userid SP password`
+pub(crate) async fn login(
+    s: &mut Session,
+    user: &[u8],
+    password: &[u8],
+    _out: &mut Vec<u8>,
+) -> CmdResult {
+    if !s.passwords_ok() {
+        return Err(privacy_required());
+    }
+    let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
+    else {
+        return Err(failed());
+    };
+    check(s, user, password).await
+}
+
+/// `authenticate = "AUTHENTICATE" SP auth-type [SP initial-resp]`.
+/// Returns None when a continuation was sent and the client's response
+/// line is awaited ([`sasl_response`]).
+pub(crate) async fn authenticate(
+    s: &mut Session,
+    mechanism: &str,
+    initial: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<Option<Done>, CmdError> {
+    if !s.passwords_ok() {
+        return Err(privacy_required());
+    }
+    if !SASL_MECHANISMS.contains(&mechanism) {
+        return Err(CmdError::No(
+            None,
+            format!("Unsupported authentication mechanism {mechanism}"),
+        ));
+    }
+    match initial {
+        // RFC 4959 §3: "=" is an empty initial response, which PLAIN
+        // cannot use.
+        Some("=") => Err(failed()),
+        Some(response) => plain(s, response).await.map(Some),
+        None => {
+            write_continue(out, "");
+            Ok(None)
+        }
+    }
+}
+
+/// The client's answer to the `+` of AUTHENTICATE. RFC 9051 §6.2.2: "If
+/// the client wishes to cancel an authentication exchange, it issues a
+/// line consisting of a single "*"" — answered BAD.
+pub(crate) async fn sasl_response(s: &mut Session, line: &[u8]) -> CmdResult {
+    if line == b"*" {
+        return Err(CmdError::Bad("Authentication cancelled".into()));
+    }
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Err(CmdError::Bad("Invalid base64".into()));
+    };
+    plain(s, line).await
+}
+
+async fn plain(s: &mut Session, b64: &str) -> CmdResult {
+    let creds =
+        decode_plain(b64).map_err(|e| CmdError::Bad(format!("Invalid SASL PLAIN message: {e}")))?;
+    // RFC 4616 §2: acting as someone else is not supported.
+    if !creds.authzid.is_empty() && !creds.authzid.eq_ignore_ascii_case(&creds.authcid) {
+        return Err(CmdError::no(
+            "AUTHORIZATIONFAILED",
+            "Cannot act as another user",
+        ));
+    }
+    check(s, &creds.authcid, &creds.password).await
+}
+
+/// RFC 9051 §6.2.3 / §7.1 PRIVACYREQUIRED: no password without TLS
+/// (the capability list says LOGINDISABLED).
+fn privacy_required() -> CmdError {
+    CmdError::no("PRIVACYREQUIRED", "Passwords are not accepted without TLS")
+}
+
+fn failed() -> CmdError {
+    CmdError::no("AUTHENTICATIONFAILED", "Authentication failed")
+}
+
+/// Verifies the credentials and enters the Authenticated state.
+async fn check(s: &mut Session, user: &str, password: &str) -> CmdResult {
+    match s.ctx.auth.authenticate(user, password, s.peer.ip()).await {
+        AuthOutcome::Success(account) => {
+            tracing::info!(client = %s.peer.ip(), user = %account.address, "imap login");
+            // Subscribed before anything is read, so no change is missed.
+            s.events = Some(s.ctx.store.subscribe());
+            s.account = Some(account);
+            s.state = StateKind::Authenticated;
+            let caps = s.ctx.capabilities(true, true).join(" ");
+            Ok(Done::with_code(format!("CAPABILITY {caps}"), "Logged in"))
+        }
+        AuthOutcome::Failed => Err(failed()),
+        AuthOutcome::Blocked => Err(CmdError::no(
+            "UNAVAILABLE",
+            "Too many failed logins, try again later",
+        )),
+    }
+}

@@ -1,0 +1,75 @@
+//! COPY (RFC 9051 §6.4.7) and MOVE (RFC 6851), with RFC 4315 COPYUID.
+
+use mailgate_imap_proto::response::write_untagged;
+use mailgate_imap_proto::SequenceSet;
+use mailgate_store::Uid;
+
+use super::{find_mailbox, mailbox_name, quota};
+use crate::session::{CmdError, CmdResult, Done, Session};
+
+/// `copy = "COPY" SP sequence-set SP mailbox`; `move` likewise. A missing
+/// target is `NO [TRYCREATE]`. RFC 6851 §4.3: MOVE sends COPYUID in an
+/// untagged OK *before* the EXPUNGE responses (which the session's sync
+/// writes after this handler), then the tagged OK.
+pub(crate) async fn copy(
+    s: &mut Session,
+    uid: bool,
+    set: &SequenceSet,
+    raw: &[u8],
+    is_move: bool,
+    out: &mut Vec<u8>,
+) -> CmdResult {
+    let name = mailbox_name(s, raw)?;
+    let sel = s
+        .selected
+        .as_ref()
+        .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+    if is_move && sel.read_only {
+        return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
+    }
+    let indexes = sel.resolve(set, uid)?;
+    let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+    let bytes: u64 = indexes.iter().map(|&i| sel.msgs[i].size).sum();
+    let source = sel.id;
+    let target = find_mailbox(s, &name)
+        .await
+        .map_err(|_| CmdError::no("TRYCREATE", "No such mailbox"))?;
+    let verb = if is_move { "MOVE" } else { "COPY" };
+    if uids.is_empty() {
+        return Ok(Done::ok(format!("No messages, {verb} completed")));
+    }
+    if !(is_move && target.id == source) {
+        quota::check_room(s, bytes).await?;
+    }
+    let pairs = if is_move {
+        s.ctx.store.move_messages(source, &uids, target.id).await?
+    } else {
+        s.ctx.store.copy_messages(source, &uids, target.id).await?
+    };
+    if pairs.is_empty() {
+        return Ok(Done::ok(format!("No messages left, {verb} completed")));
+    }
+    let code = format!(
+        "COPYUID {} {} {}",
+        target.uid_validity,
+        pairs
+            .iter()
+            .map(|p| p.0.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        pairs
+            .iter()
+            .map(|p| p.1.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if is_move {
+        write_untagged(out, &format!("OK [{code}] Moved"));
+        if let Some(sel) = s.selected.as_mut() {
+            sel.dirty = true;
+        }
+        Ok(Done::ok("MOVE completed"))
+    } else {
+        Ok(Done::with_code(code, "COPY completed"))
+    }
+}

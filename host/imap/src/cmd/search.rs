@@ -1,0 +1,254 @@
+//! SEARCH and UID SEARCH (RFC 9051 §6.4.4), with ESEARCH results
+//! (RFC 4731, and the only form IMAP4rev2 has) and RFC 7162 MODSEQ.
+//!
+//! Flags, sizes, dates and sets are matched against the snapshot; header
+//! and text keys load the raw message. Text matching is a case-insensitive
+//! substring match on the bytes as stored (RFC 9051 §6.4.4: "In all
+//! search keys that use strings, a message matches the key if the string
+//! is a substring of the associated text"); encoded words and transfer
+//! encodings are not decoded yet.
+
+use std::sync::Arc;
+
+use mailgate_imap_proto::{format_set, DateOp, SearchKey, SearchReturn};
+use mailgate_store::structure::header_fields;
+use mailgate_store::MessageMeta;
+
+use crate::session::{CmdError, CmdResult, Done, Session};
+
+/// Whether evaluating the key needs the message's bytes.
+fn needs_raw(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentDate(..) => true,
+        SearchKey::And(keys) => keys.iter().any(needs_raw),
+        SearchKey::Not(k) => needs_raw(k),
+        SearchKey::Or(a, b) => needs_raw(a) || needs_raw(b),
+        _ => false,
+    }
+}
+
+fn uses_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Modseq(_) => true,
+        SearchKey::And(keys) => keys.iter().any(uses_modseq),
+        SearchKey::Not(k) => uses_modseq(k),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        _ => false,
+    }
+}
+
+/// Lower-cases for case-insensitive matching (ASCII and, when the bytes
+/// are UTF-8, Unicode).
+fn fold(b: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_lowercase().into_bytes(),
+        Err(_) => b.to_ascii_lowercase(),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let (h, n) = (fold(haystack), fold(needle));
+    h.windows(n.len()).any(|w| w == n.as_slice())
+}
+
+/// Where the header ends (after the blank line).
+fn header_end(raw: &[u8]) -> usize {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => raw.len(),
+    }
+}
+
+/// The day of an RFC 5322 Date (`[Mon, ] 7 Feb 1994 21:52:25 -0800`),
+/// disregarding time and zone as RFC 9051 §6.4.4 says for SENT* keys.
+fn sent_day(raw: &[u8]) -> Option<i64> {
+    let header = &raw[..header_end(raw)];
+    let field = header_fields(header).into_iter().find(|f| f.is("Date"))?;
+    let value = String::from_utf8_lossy(field.value).into_owned();
+    let value = value
+        .split_once(',')
+        .map_or(value.as_str(), |(_, rest)| rest);
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let [d, m, y, ..] = words[..] else {
+        return None;
+    };
+    mailgate_imap_proto::parse::parse_date_text(&format!("{d}-{m}-{y}"))
+}
+
+struct Ctx<'a> {
+    seq: u32,
+    count: u32,
+    largest_uid: u32,
+    meta: &'a MessageMeta,
+    raw: Option<&'a [u8]>,
+}
+
+fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
+    let m = c.meta;
+    let day = m.internal_date.div_euclid(86_400);
+    match key {
+        SearchKey::And(keys) => keys.iter().all(|k| matches(k, c)),
+        SearchKey::All | SearchKey::Old => true,
+        SearchKey::Recent => false,
+        SearchKey::New => false,
+        SearchKey::Flag(f) => m.has_flag(f),
+        SearchKey::NotFlag(f) => !m.has_flag(f),
+        SearchKey::Larger(n) => m.size > *n,
+        SearchKey::Smaller(n) => m.size < *n,
+        SearchKey::Seq(set) => set.contains(c.seq, c.count),
+        SearchKey::Uid(set) => set.contains(m.uid.get(), c.largest_uid),
+        SearchKey::Not(k) => !matches(k, c),
+        SearchKey::Or(a, b) => matches(a, c) || matches(b, c),
+        SearchKey::Modseq(n) => m.modseq >= *n,
+        SearchKey::Date(op, d) => compare(*op, day, *d),
+        SearchKey::SentDate(op, d) => c
+            .raw
+            .and_then(sent_day)
+            .is_some_and(|sent| compare(*op, sent, *d)),
+        SearchKey::Header(name, needle) => c.raw.is_some_and(|raw| {
+            let header = &raw[..header_end(raw)];
+            header_fields(header)
+                .iter()
+                .any(|f| f.is(name) && contains(f.value, needle))
+        }),
+        SearchKey::Body(needle) => c
+            .raw
+            .is_some_and(|raw| contains(&raw[header_end(raw)..], needle)),
+        SearchKey::Text(needle) => c.raw.is_some_and(|raw| contains(raw, needle)),
+    }
+}
+
+fn compare(op: DateOp, day: i64, wanted: i64) -> bool {
+    match op {
+        DateOp::Before => day < wanted,
+        DateOp::On => day == wanted,
+        DateOp::Since => day >= wanted,
+    }
+}
+
+/// The indexes (sequence number - 1) of the selected mailbox's messages
+/// that match `key`, ascending. Also used by SORT and THREAD.
+pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>, CmdError> {
+    let store = Arc::clone(&s.ctx.store);
+    let sel = s
+        .selected
+        .as_ref()
+        .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+    let load = needs_raw(key);
+    let count = sel.msgs.len() as u32;
+    let largest_uid = sel.largest_uid();
+    let mut found = Vec::new();
+    for (i, meta) in sel.msgs.iter().enumerate() {
+        let raw = if load {
+            store.message_raw(sel.id, meta.uid).await?
+        } else {
+            None
+        };
+        let c = Ctx {
+            seq: i as u32 + 1,
+            count,
+            largest_uid,
+            meta,
+            raw: raw.as_deref(),
+        };
+        if matches(key, &c) {
+            found.push(i);
+        }
+    }
+    Ok(found)
+}
+
+/// `search = "SEARCH" [search-return-opts] SP search-program`
+pub(crate) async fn search(
+    s: &mut Session,
+    uid: bool,
+    ret: Option<&[SearchReturn]>,
+    key: &SearchKey,
+    out: &mut Vec<u8>,
+) -> CmdResult {
+    let with_modseq = uses_modseq(key);
+    if with_modseq {
+        s.condstore = true;
+    }
+    let indexes = matching(s, key).await?;
+    let sel = s
+        .selected
+        .as_ref()
+        .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+    let found: Vec<(u32, u64)> = indexes
+        .iter()
+        .map(|&i| {
+            let m = &sel.msgs[i];
+            (if uid { m.uid.get() } else { i as u32 + 1 }, m.modseq)
+        })
+        .collect();
+    let max_modseq = found.iter().map(|f| f.1).max();
+    // IMAP4rev2 has only ESEARCH (RFC 9051 §7.3.4); a rev2 client without
+    // RETURN gets `RETURN (ALL)`.
+    let ret: Option<Vec<SearchReturn>> = match ret {
+        Some([]) => Some(vec![SearchReturn::All]),
+        Some(r) => Some(r.to_vec()),
+        None if s.rev2 => Some(vec![SearchReturn::All]),
+        None => None,
+    };
+    match ret {
+        None => {
+            let mut line = String::from("* SEARCH");
+            for (n, _) in &found {
+                line.push_str(&format!(" {n}"));
+            }
+            if let (true, Some(m)) = (with_modseq, max_modseq) {
+                line.push_str(&format!(" (MODSEQ {m})"));
+            }
+            line.push_str("\r\n");
+            out.extend_from_slice(line.as_bytes());
+        }
+        Some(ret) => {
+            let mut line = String::from("* ESEARCH (TAG ");
+            let mut tag = Vec::new();
+            mailgate_imap_proto::response::write_string(&mut tag, s.tag.as_bytes(), false);
+            line.push_str(&String::from_utf8_lossy(&tag));
+            line.push(')');
+            if uid {
+                line.push_str(" UID");
+            }
+            let numbers: Vec<u32> = found.iter().map(|f| f.0).collect();
+            if !numbers.is_empty() {
+                for r in &ret {
+                    match r {
+                        SearchReturn::Min => line.push_str(&format!(" MIN {}", numbers[0])),
+                        SearchReturn::Max => {
+                            line.push_str(&format!(" MAX {}", numbers[numbers.len() - 1]))
+                        }
+                        SearchReturn::All => {
+                            line.push_str(&format!(" ALL {}", format_set(numbers.iter().copied())))
+                        }
+                        SearchReturn::Count | SearchReturn::Save => {}
+                    }
+                }
+            }
+            if ret.contains(&SearchReturn::Count) {
+                line.push_str(&format!(" COUNT {}", numbers.len()));
+            }
+            if let (true, Some(m)) = (with_modseq, max_modseq) {
+                line.push_str(&format!(" MODSEQ {m}"));
+            }
+            line.push_str("\r\n");
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+    Ok(Done::ok(if uid {
+        "UID SEARCH completed"
+    } else {
+        "SEARCH completed"
+    }))
+}

@@ -1,0 +1,90 @@
+//! STORE (RFC 9051 §6.4.6, with RFC 7162 §3.1.3 UNCHANGEDSINCE).
+
+use mailgate_imap_proto::{format_set, SequenceSet, StoreMode};
+use mailgate_store::{FlagChange, Uid};
+
+use super::flag_list;
+use crate::session::{CmdError, CmdResult, Done, Session};
+
+/// `store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags`.
+/// Untagged FETCH FLAGS for each message unless `.SILENT` (RFC 9051
+/// §6.4.6). With UNCHANGEDSINCE, messages changed after that MODSEQ are
+/// left alone and listed in `[MODIFIED]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn store(
+    s: &mut Session,
+    uid: bool,
+    set: &SequenceSet,
+    unchanged_since: Option<u64>,
+    mode: StoreMode,
+    silent: bool,
+    flags: &[String],
+    out: &mut Vec<u8>,
+) -> CmdResult {
+    if unchanged_since.is_some() {
+        s.condstore = true;
+    }
+    if flags.iter().any(|f| f.eq_ignore_ascii_case("\\Recent")) {
+        return Err(CmdError::Bad("\\Recent cannot be stored".into()));
+    }
+    let condstore = s.condstore;
+    let store = std::sync::Arc::clone(&s.ctx.store);
+    let sel = s
+        .selected
+        .as_mut()
+        .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+    if sel.read_only {
+        return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
+    }
+    let indexes = sel.resolve(set, uid)?;
+    let mut modified = Vec::new();
+    let mut targets: Vec<Uid> = Vec::new();
+    for &i in &indexes {
+        let m = &sel.msgs[i];
+        match unchanged_since {
+            Some(limit) if m.modseq > limit => {
+                modified.push(if uid { m.uid.get() } else { i as u32 + 1 })
+            }
+            _ => targets.push(m.uid),
+        }
+    }
+    let flags = flags.to_vec();
+    let change = match mode {
+        StoreMode::Replace => FlagChange::Set(flags),
+        StoreMode::Add => FlagChange::Add(flags),
+        StoreMode::Remove => FlagChange::Remove(flags),
+    };
+    let updated = if targets.is_empty() {
+        Vec::new()
+    } else {
+        store.store_flags(sel.id, &targets, change).await?
+    };
+    for meta in &updated {
+        sel.note_flags(&meta.flags);
+    }
+    // RFC 9051 §7.3.5: a new keyword is announced before it is used.
+    sel.announce_keywords(out);
+    for meta in updated {
+        let Some(i) = sel.index_of(meta.uid) else { continue };
+        if !silent {
+            let mut line = format!("* {} FETCH (FLAGS ({})", i + 1, flag_list(&meta.flags));
+            if uid {
+                line.push_str(&format!(" UID {}", meta.uid));
+            }
+            if condstore {
+                line.push_str(&format!(" MODSEQ ({})", meta.modseq));
+            }
+            line.push_str(")\r\n");
+            out.extend_from_slice(line.as_bytes());
+        }
+        sel.msgs[i] = meta;
+    }
+    if modified.is_empty() {
+        Ok(Done::ok("STORE completed"))
+    } else {
+        Ok(Done::with_code(
+            format!("MODIFIED {}", format_set(modified)),
+            "Some messages were modified meanwhile",
+        ))
+    }
+}

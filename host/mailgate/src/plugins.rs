@@ -1,0 +1,182 @@
+//! The policy plugins in the server: starting the runtime from `[plugins]`,
+//! reloading it on SIGHUP, the pid file `mailgate plugin reload` signals,
+//! and the example plugins of the development profile.
+//!
+//! Without `[plugins]` nothing here runs and the SMTP sessions have no
+//! policy at all (not even an empty chain to look at).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mailgate_policy::{Grant, PluginSettings, PolicyError, PolicyManager, SystemResolver};
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// The file, in the data directory, the running server writes plugin
+/// status to (for `mailgate plugin list`).
+pub const STATUS_FILE: &str = "plugins-status.json";
+/// The file, in the data directory, holding the running server's pid (for
+/// `mailgate plugin reload`).
+pub const PID_FILE: &str = "serve.pid";
+/// Where `scripts/build-plugins` leaves the components.
+pub const BUILD_DIR: &str = "plugins/target/wasm32-wasip2/release";
+/// The example plugins the development profile runs (file stems).
+pub const DEV_PLUGINS: [&str; 2] = ["content_filter", "router"];
+
+/// Starts the policy runtime if `[plugins]` is configured: loads the
+/// directory and writes the status file. `None` without `[plugins]`.
+pub async fn start(config: &Config) -> Result<Option<Arc<PolicyManager>>, PolicyError> {
+    let Some(policy) = config.policy() else {
+        return Ok(None);
+    };
+    let dir = policy.plugins.dir.clone();
+    let (manager, report) =
+        PolicyManager::start(policy, &config.data_dir, Arc::new(SystemResolver)).await?;
+    let status = config.data_dir.join(STATUS_FILE);
+    if let Err(e) = manager.write_status(&status) {
+        tracing::warn!(path = %status.display(), error = %e, "cannot write plugin status");
+    }
+    tracing::info!(
+        dir = %dir.display(),
+        loaded = ?report.loaded,
+        refused = report.refused.len(),
+        "plugins: policy runtime started"
+    );
+    Ok(Some(manager))
+}
+
+/// Starts the watcher (hot reload, status file, key-value flushes) until
+/// `shutdown`.
+pub fn watch(manager: &Arc<PolicyManager>, config: &Config, shutdown: watch::Receiver<bool>) {
+    manager.spawn_watcher(Some(config.data_dir.join(STATUS_FILE)), shutdown);
+}
+
+/// What SIGHUP does for the plugins: a reload in the background (the
+/// signal loop never waits for a compilation).
+pub fn on_sighup(
+    manager: Option<Arc<PolicyManager>>,
+    config_path: Option<PathBuf>,
+) -> impl FnMut() {
+    move || {
+        let Some(manager) = manager.clone() else {
+            return;
+        };
+        let path = config_path.clone();
+        tokio::spawn(async move { reload(&manager, path.as_deref()).await });
+    }
+}
+
+/// SIGHUP: re-reads the configuration file (when the server was started
+/// from one) for `[plugins]`/`[[plugin]]`, then reloads the plugin
+/// directory. A configuration that no longer parses is logged and the
+/// plugins are only re-scanned.
+pub async fn reload(manager: &PolicyManager, config_path: Option<&Path>) {
+    let fresh = config_path.map(Config::load);
+    let report = match fresh {
+        Some(Ok(config)) => match config.policy() {
+            Some(policy) => manager.set_config(policy).await,
+            None => {
+                tracing::warn!(
+                    "plugins: [plugins] was removed from the configuration; restart to run without plugins"
+                );
+                manager.reload().await
+            }
+        },
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "plugins: configuration not reloaded");
+            manager.reload().await
+        }
+        None => manager.reload().await,
+    };
+    tracing::info!(
+        loaded = ?report.loaded,
+        removed = ?report.removed,
+        refused = report.refused.len(),
+        swapped = report.swapped,
+        "plugins: reloaded on SIGHUP"
+    );
+}
+
+/// The running server's pid in `<data_dir>/serve.pid`, removed when
+/// dropped (a stale file after a crash is harmless: `plugin reload`
+/// checks the process exists).
+pub struct PidFile(PathBuf);
+
+impl PidFile {
+    /// Writes the pid file of this process.
+    pub fn create(data_dir: &Path) -> std::io::Result<PidFile> {
+        let path = data_dir.join(PID_FILE);
+        std::fs::write(&path, format!("{}\n", std::process::id()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The `[[plugin]]` entries of the development profile: both examples may
+/// read their (empty) `config` table and log.
+pub fn dev_plugin_settings() -> Vec<PluginSettings> {
+    DEV_PLUGINS
+        .iter()
+        .map(|name| PluginSettings {
+            name: (*name).to_string(),
+            enabled: true,
+            grants: vec![Grant::Config, Grant::Log],
+            ..PluginSettings::default()
+        })
+        .collect()
+}
+
+/// The development profile: copies the example plugins built by
+/// `scripts/build-plugins` into the profile's plugin directory (not the
+/// build directory itself, which also holds the hostile test fixtures).
+/// Returns the lines to print; a missing build is one clear line.
+pub fn install_dev_plugins(config: &Config) -> Vec<String> {
+    let Some(plugins) = &config.plugins else {
+        return Vec::new();
+    };
+    let source = Path::new(BUILD_DIR);
+    if !source.is_dir() {
+        let line = format!(
+            "plugins: {BUILD_DIR} not found; run scripts/build-plugins to see policy plugins at work"
+        );
+        tracing::warn!("{line}");
+        return vec![line];
+    }
+    if let Err(e) = std::fs::create_dir_all(&plugins.dir) {
+        return vec![format!(
+            "plugins: cannot create {}: {e}",
+            plugins.dir.display()
+        )];
+    }
+    let mut lines = Vec::new();
+    for name in DEV_PLUGINS {
+        let from = source.join(format!("{name}.wasm"));
+        let to = plugins.dir.join(format!("{name}.wasm"));
+        let line = match copy_if_changed(&from, &to) {
+            Ok(_) => format!("plugins: {name} from {}", from.display()),
+            Err(e) => format!("plugins: {name} not installed ({}: {e})", from.display()),
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+/// Copies `from` to `to` unless `to` already has the same bytes (so the
+/// directory watcher does not reload for nothing); through a temporary
+/// file and a rename, so the watcher never sees half a file.
+fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
+    let bytes = std::fs::read(from)?;
+    if std::fs::read(to).is_ok_and(|old| old == bytes) {
+        return Ok(false);
+    }
+    let tmp = to.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, to)?;
+    Ok(true)
+}

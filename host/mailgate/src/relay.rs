@@ -1,0 +1,263 @@
+//! The outbound relay inside `mailgate serve`: the [`Relay`] built from
+//! `[relay]`, `[queue]` and `[[dkim]]`, and [`RelayQueue`], the adapter
+//! through which SMTP submission hands it mail for other domains.
+//!
+//! The relay itself (queue runner, MX routing, SMTP client, DSN, DKIM)
+//! lives in `host/relay`; this module only turns configuration into its
+//! parts. The conversion ([`relay_config`], [`dkim_signer`]) also runs
+//! when the configuration is loaded, so a bad duration or an unreadable
+//! DKIM key stops `mailgate serve` at start, not at the first message.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mailgate_delivery::LocalDelivery;
+use mailgate_relay::client::tls::TlsClients;
+use mailgate_relay::config::parse_duration;
+use mailgate_relay::dkim::DkimSigner;
+use mailgate_relay::{
+    HickoryDns, Relay, RelayConfig, RelayParts, RetrySchedule, Router, Smarthost, SystemClock,
+};
+use mailgate_smtp::outbound::{OutboundQueue, QueueError, QueueId};
+use mailgate_store::queue::QueueStore;
+
+use crate::config::{Config, ConfigError};
+
+/// Why the relay could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelaySetupError {
+    /// A `[relay]`, `[queue]` or `[[dkim]]` value is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The DNS resolver could not be made (e.g. no `/etc/resolv.conf`).
+    #[error("relay: {0}")]
+    Dns(#[from] mailgate_relay::DnsError),
+    /// The TLS client configuration could not be made.
+    #[error("relay: {0}")]
+    Tls(#[from] mailgate_relay::client::tls::TlsSetupError),
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    parse_duration(value).map_err(|e| invalid(format!("{key}: {e}")))
+}
+
+/// `"ip"` or `"ip:port"` (port 53 when absent); IPv6 as `"[::1]:53"` or
+/// a bare `"::1"`.
+fn nameserver(value: &str) -> Result<SocketAddr, ConfigError> {
+    let v = value.trim();
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    v.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            invalid(format!(
+                "relay.nameservers: {value:?} is not an IP address or ip:port"
+            ))
+        })
+}
+
+/// `"host:port"`, or `"host"` for port 25.
+fn host_port(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let v = value.trim();
+    // An IPv6 literal needs brackets to carry a port.
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    match v.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port = port
+                .parse()
+                .map_err(|_| invalid(format!("{key}: bad port in {value:?}")))?;
+            Ok((host.to_string(), port))
+        }
+        _ if !v.is_empty() => Ok((v.to_string(), 25)),
+        _ => Err(invalid(format!("{key} is empty"))),
+    }
+}
+
+fn domains(list: &[String]) -> BTreeSet<String> {
+    list.iter()
+        .map(|d| d.trim().trim_end_matches('.').to_lowercase())
+        .collect()
+}
+
+/// The relay's settings from `[relay]` and `[queue]`; anything not given
+/// keeps [`RelayConfig::default`]'s value.
+pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
+    let r = &config.relay;
+    let q = &config.queue;
+    let mut out = RelayConfig {
+        hostname: r
+            .hostname
+            .clone()
+            .unwrap_or_else(|| config.hostname.clone()),
+        ..RelayConfig::default()
+    };
+    out.nameservers = r
+        .nameservers
+        .iter()
+        .map(|n| nameserver(n))
+        .collect::<Result<_, _>>()?;
+    if let Some(port) = r.port {
+        if port == 0 {
+            return Err(invalid("relay.port must not be 0".into()));
+        }
+        out.port = port;
+    }
+    out.source_ip = r.source_ip;
+    out.require_tls = domains(&r.require_tls);
+    if let Some(s) = &r.smarthost {
+        let (host, port) = host_port("relay.smarthost", s)?;
+        let auth = match (&r.smarthost_username, &r.smarthost_password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "relay.smarthost_username and relay.smarthost_password go together".into(),
+                ))
+            }
+        };
+        out.smarthost = Some(Smarthost {
+            host,
+            port,
+            auth,
+            domains: domains(&r.smarthost_domains),
+        });
+    } else if r.smarthost_username.is_some() || !r.smarthost_domains.is_empty() {
+        return Err(invalid(
+            "relay.smarthost_* keys need relay.smarthost".into(),
+        ));
+    }
+    if let Some(t) = &r.connect_timeout {
+        out.connect_timeout = duration("relay.connect_timeout", t)?;
+    }
+    if let Some(t) = &r.command_timeout {
+        out.command_timeout = duration("relay.command_timeout", t)?;
+    }
+
+    let mut retry = RetrySchedule::default();
+    if let Some(steps) = &q.retry {
+        if steps.is_empty() {
+            return Err(invalid("queue.retry needs at least one step".into()));
+        }
+        retry.steps = steps
+            .iter()
+            .map(|s| duration("queue.retry", s))
+            .collect::<Result<_, _>>()?;
+        if retry.steps.iter().any(|d| d.is_zero()) {
+            return Err(invalid("queue.retry steps must be longer than 0s".into()));
+        }
+    }
+    if let Some(a) = &q.max_age {
+        retry.max_age = duration("queue.max_age", a)?;
+    }
+    if let Some(w) = &q.delay_warning {
+        retry.delay_warning = Some(duration("queue.delay_warning", w)?);
+    }
+    out.retry = retry;
+    if let Some(n) = q.max_per_destination {
+        out.max_per_destination = n;
+    }
+    if let Some(n) = q.max_concurrent {
+        out.max_concurrent = n;
+    }
+    if out.max_per_destination == 0 || out.max_concurrent == 0 {
+        return Err(invalid(
+            "queue.max_per_destination and queue.max_concurrent must be at least 1".into(),
+        ));
+    }
+    if let Some(p) = &q.poll_interval {
+        out.poll_interval = duration("queue.poll_interval", p)?;
+        if out.poll_interval.is_zero() {
+            return Err(invalid("queue.poll_interval must be longer than 0s".into()));
+        }
+    }
+    Ok(out)
+}
+
+/// The DKIM signer of `[[dkim]]` (`None` without keys). Each key file is
+/// read here, so a missing or broken key is an error at start.
+pub fn dkim_signer(config: &Config) -> Result<Option<Arc<DkimSigner>>, ConfigError> {
+    if config.dkim.is_empty() {
+        return Ok(None);
+    }
+    let mut signer = DkimSigner::new();
+    let mut seen = BTreeSet::new();
+    for k in &config.dkim {
+        let domain = k.domain.trim().trim_end_matches('.').to_lowercase();
+        if !seen.insert(domain.clone()) {
+            return Err(invalid(format!(
+                "dkim: two keys for {domain}; one per domain"
+            )));
+        }
+        if k.selector.is_empty()
+            || !k
+                .selector
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(invalid(format!(
+                "dkim: selector {:?} for {domain} is not a DNS label",
+                k.selector
+            )));
+        }
+        signer
+            .add_file(&domain, &k.selector, &k.key)
+            .map_err(|e| invalid(format!("dkim key for {domain}: {e}")))?;
+    }
+    Ok(Some(Arc::new(signer)))
+}
+
+/// The relay of `config`, over `store`'s queue, delivering mail for our
+/// own domains (bounces to local senders) through `local`. Not running
+/// yet: spawn [`Relay::run`].
+pub fn build(
+    config: &Config,
+    store: Arc<dyn QueueStore>,
+    local: Arc<LocalDelivery>,
+) -> Result<Arc<Relay>, RelaySetupError> {
+    let relay_config = relay_config(config)?;
+    let dns = HickoryDns::new(&relay_config.nameservers, relay_config.dns_timeout)?;
+    let tls = TlsClients::new(&[], true)?;
+    Ok(Relay::new(RelayParts {
+        store,
+        local: Some(local),
+        router: Router::new(Arc::new(dns)),
+        config: relay_config,
+        clock: Arc::new(SystemClock),
+        tls,
+        dkim: dkim_signer(config)?,
+    }))
+}
+
+/// What SMTP submission hands remote recipients to: queues the message
+/// (durably, before the session says `250`) and wakes the runner.
+pub struct RelayQueue(pub Arc<Relay>);
+
+#[async_trait]
+impl OutboundQueue for RelayQueue {
+    async fn enqueue(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+    ) -> Result<QueueId, QueueError> {
+        // `Relay::submit` wakes the runner itself (through its
+        // `OutboundQueue::enqueue`).
+        let id = self
+            .0
+            .submit(mail_from, recipients, data)
+            .await
+            .map_err(|e| QueueError(e.to_string()))?;
+        tracing::info!(queue_id = id, from = %mail_from, rcpts = ?recipients, "relay: queued");
+        Ok(QueueId(id.to_string()))
+    }
+}

@@ -1,0 +1,134 @@
+//! Per-hook call cost, instantiation included: loads the trivial
+//! `template` plugin (build it first with `scripts/build-plugins`) and
+//! calls its `rcpt-to` hook through the chain many times, sequentially and
+//! from concurrent tasks. Prints µs per call. Not a timed test.
+//!
+//! `cargo run --release -p mailgate-policy --example hook_cost [WASM]`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailgate_policy::{
+    Envelope, FileKv, PluginsConfig, PolicyConfig, PolicyManager, RecipientInfo, SessionInfo,
+    StaticResolver, Verdict,
+};
+
+#[tokio::main]
+async fn main() {
+    let wasm = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../plugins/target/wasm32-wasip2/release/template.wasm")
+        });
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(&wasm, dir.path().join("template.wasm"))
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-plugins)", wasm.display()));
+    let mut plugins = PluginsConfig::new(dir.path());
+    plugins.max_instances = 64;
+    let (manager, report) = PolicyManager::with_parts(
+        PolicyConfig {
+            plugins,
+            plugin: vec![],
+        },
+        None,
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .expect("runtime");
+    assert_eq!(report.loaded, vec!["template"], "{report:?}");
+    println!(
+        "component: {} ({} bytes), pooling allocator: {}",
+        wasm.display(),
+        std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0),
+        manager.runtime().is_pooling()
+    );
+    let chain = manager.snapshot();
+    let session = SessionInfo {
+        client_ip: "192.0.2.1".parse().unwrap(),
+        client_port: 25,
+        reverse_name: None,
+        tls: false,
+        helo: Some("bench".into()),
+        auth_user: None,
+        listener: "mx".into(),
+        session_id: "bench".into(),
+    };
+    let rcpt = RecipientInfo {
+        address: "a@example.org".into(),
+        params: vec![],
+        account: Some("a@example.org".into()),
+        tag: None,
+    };
+
+    // Parts of the per-call cost.
+    let n = 100_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(wasmtime_wasi::WasiCtxBuilder::new().build());
+    }
+    println!(
+        "part: empty WASI context: {:.2} µs",
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let started = Instant::now();
+    for _ in 0..n {
+        let _ = std::hint::black_box(
+            tokio::time::timeout(std::time::Duration::from_millis(100), async { 1 }).await,
+        );
+    }
+    println!(
+        "part: tokio timeout: {:.2} µs",
+        started.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+
+    // Warm up.
+    for _ in 0..2_000 {
+        chain
+            .rcpt_to(&session, &mut Envelope::default(), &rcpt)
+            .await;
+    }
+    let n = 20_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        let d = chain
+            .rcpt_to(&session, &mut Envelope::default(), &rcpt)
+            .await;
+        assert_eq!(d.verdict, Verdict::Accept);
+    }
+    let per = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("sequential: {per:.1} µs per hook call (fresh instance + rcpt-to), {n} calls");
+
+    let tasks = 8;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (chain, session, rcpt) = (chain.clone(), session.clone(), rcpt.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..n / tasks {
+                chain
+                    .rcpt_to(&session, &mut Envelope::default(), &rcpt)
+                    .await;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "concurrent ({tasks} tasks, {} worker threads): {:.1} µs per call wall, {:.0} calls/s",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        elapsed * 1e6 / n as f64,
+        n as f64 / elapsed
+    );
+    let s = &manager.status().plugins[0].stats;
+    println!(
+        "stats: calls {} errors {} p50 <= {} µs p90 <= {} µs p99 <= {} µs",
+        s.calls, s.errors, s.p50_us, s.p90_us, s.p99_us
+    );
+}

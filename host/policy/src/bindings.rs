@@ -1,0 +1,432 @@
+//! The generated host bindings of `wit/` and their conversion to and from
+//! the host types of [`crate::types`]. Nothing generated leaves this module
+//! except through `From` conversions and [`HostState`]'s trait impls.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::caps;
+use crate::message::MessageView;
+use crate::types as host;
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "mailgate:policy/plugin",
+    imports: {
+        // The only import that waits: it must not block a tokio worker.
+        "mailgate:policy/dns.lookup": async,
+        default: trappable,
+    },
+    exports: { default: async },
+    with: {
+        "mailgate:policy/message.message": MessageHandle,
+    },
+});
+
+pub(crate) use exports::mailgate::policy::{
+    metadata, on_auth, on_connect, on_data, on_helo, on_mail_from, on_rcpt_to, on_route,
+};
+use mailgate::policy::{clock, config, dns, kv, log, message, types};
+
+/// What the `message` resource points at: one plugin's view.
+pub struct MessageHandle(pub(crate) Arc<MessageView>);
+
+/// What one plugin's store holds for one call.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: CallLimiter,
+    pub(crate) env: Arc<PluginEnv>,
+}
+
+/// What a plugin's capabilities reach, shared by all its calls.
+pub(crate) struct PluginEnv {
+    /// The plugin's file stem (the namespace of its keys, its log tag).
+    pub(crate) name: String,
+    /// Its configuration as JSON.
+    pub(crate) config_json: String,
+    pub(crate) kv: Arc<dyn caps::KvStore>,
+    pub(crate) resolver: Arc<dyn caps::Resolver>,
+    pub(crate) started: Instant,
+}
+
+/// A memory/table limiter that remembers whether it refused, so a trap
+/// after a refused `memory.grow` is reported as a memory-limit hit.
+pub(crate) struct CallLimiter {
+    pub(crate) inner: StoreLimits,
+    pub(crate) memory_bytes: usize,
+    pub(crate) hit: bool,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok =
+            desired <= self.memory_bytes && self.inner.memory_growing(current, desired, maximum)?;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = self.inner.table_growing(current, desired, maximum)?;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl message::Host for HostState {}
+
+impl message::HostMessage for HostState {
+    fn size(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&m)?.0.size())
+    }
+    fn header(
+        &mut self,
+        m: Resource<MessageHandle>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&m)?.0.header(&name))
+    }
+    fn header_names(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&m)?.0.header_names())
+    }
+    fn raw(
+        &mut self,
+        m: Resource<MessageHandle>,
+        start: u64,
+        len: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&m)?.0.raw_range(start, len))
+    }
+    fn text_parts(
+        &mut self,
+        m: Resource<MessageHandle>,
+        max_bytes: u32,
+    ) -> wasmtime::Result<Vec<message::TextPart>> {
+        Ok(self
+            .table
+            .get(&m)?
+            .0
+            .text_parts(max_bytes)
+            .into_iter()
+            .map(|(content_type, text)| message::TextPart { content_type, text })
+            .collect())
+    }
+    fn drop(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<()> {
+        // The host lends the message as a borrow only; an owned handle can
+        // only come from the host itself.
+        self.table.delete(m)?;
+        Ok(())
+    }
+}
+
+/// Longest log line kept.
+const MAX_LOG_LINE: usize = 1024;
+
+impl log::Host for HostState {
+    fn write(&mut self, level: log::Level, text: String) -> wasmtime::Result<()> {
+        let text: String = text
+            .chars()
+            .take(MAX_LOG_LINE)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let plugin = self.env.name.as_str();
+        match level {
+            log::Level::Debug => tracing::debug!(plugin, "{text}"),
+            log::Level::Info => tracing::info!(plugin, "{text}"),
+            log::Level::Warn => tracing::warn!(plugin, "{text}"),
+            log::Level::Error => tracing::error!(plugin, "{text}"),
+        }
+        Ok(())
+    }
+}
+
+impl clock::Host for HostState {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()))
+    }
+    fn monotonic_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.env.started.elapsed().as_millis() as u64)
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self) -> wasmtime::Result<String> {
+        Ok(self.env.config_json.clone())
+    }
+}
+
+impl dns::Host for HostState {
+    async fn lookup(
+        &mut self,
+        name: String,
+        kind: dns::RecordType,
+    ) -> Result<Vec<String>, dns::DnsError> {
+        let resolver = self.env.resolver.clone();
+        resolver
+            .lookup(&name, kind.into())
+            .await
+            .map_err(dns::DnsError::from)
+    }
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.env.kv.get(&self.env.name, &key))
+    }
+    fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<u64>,
+    ) -> wasmtime::Result<Result<(), kv::KvError>> {
+        Ok(self
+            .env
+            .kv
+            .set(&self.env.name, &key, value, ttl)
+            .map_err(kv::KvError::from))
+    }
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.env.kv.delete(&self.env.name, &key);
+        Ok(())
+    }
+    fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl: Option<u64>,
+    ) -> wasmtime::Result<Result<i64, kv::KvError>> {
+        Ok(self
+            .env
+            .kv
+            .increment(&self.env.name, &key, delta, ttl)
+            .map_err(kv::KvError::from))
+    }
+}
+
+// ---- conversions ----
+
+impl From<dns::RecordType> for caps::RecordType {
+    fn from(t: dns::RecordType) -> Self {
+        match t {
+            dns::RecordType::A => caps::RecordType::A,
+            dns::RecordType::Aaaa => caps::RecordType::Aaaa,
+            dns::RecordType::Mx => caps::RecordType::Mx,
+            dns::RecordType::Txt => caps::RecordType::Txt,
+            dns::RecordType::Ptr => caps::RecordType::Ptr,
+        }
+    }
+}
+
+impl From<caps::DnsError> for dns::DnsError {
+    fn from(e: caps::DnsError) -> Self {
+        match e {
+            caps::DnsError::NotFound => dns::DnsError::NotFound,
+            caps::DnsError::Temporary(m) => dns::DnsError::Temporary(m),
+            caps::DnsError::InvalidName => dns::DnsError::InvalidName,
+        }
+    }
+}
+
+impl From<caps::KvError> for kv::KvError {
+    fn from(e: caps::KvError) -> Self {
+        match e {
+            caps::KvError::TooLarge => kv::KvError::TooLarge,
+            caps::KvError::Unavailable(m) => kv::KvError::Unavailable(m),
+        }
+    }
+}
+
+impl From<&host::SessionInfo> for types::Session {
+    fn from(s: &host::SessionInfo) -> Self {
+        types::Session {
+            client_ip: s.client_ip.to_string(),
+            client_port: s.client_port,
+            reverse_name: s.reverse_name.clone(),
+            tls: s.tls,
+            helo: s.helo.clone(),
+            auth_user: s.auth_user.clone(),
+            listener: s.listener.clone(),
+            session_id: s.session_id.clone(),
+        }
+    }
+}
+
+impl From<&host::Param> for types::Param {
+    fn from(p: &host::Param) -> Self {
+        types::Param {
+            name: p.name.clone(),
+            value: p.value.clone(),
+        }
+    }
+}
+
+impl From<&host::Envelope> for types::Envelope {
+    fn from(e: &host::Envelope) -> Self {
+        types::Envelope {
+            mail_from: e.mail_from.clone(),
+            mail_params: e.mail_params.iter().map(Into::into).collect(),
+            recipients: e.recipients.clone(),
+        }
+    }
+}
+
+impl From<&host::RecipientInfo> for types::Recipient {
+    fn from(r: &host::RecipientInfo) -> Self {
+        types::Recipient {
+            address: r.address.clone(),
+            params: r.params.iter().map(Into::into).collect(),
+            account: r.account.clone(),
+            tag: r.tag.clone(),
+        }
+    }
+}
+
+impl From<&host::AuthAttempt> for types::AuthAttempt {
+    fn from(a: &host::AuthAttempt) -> Self {
+        types::AuthAttempt {
+            mechanism: a.mechanism.clone(),
+            user: a.user.clone(),
+            success: a.success,
+        }
+    }
+}
+
+impl From<types::Verdict> for host::Verdict {
+    fn from(v: types::Verdict) -> Self {
+        match v {
+            types::Verdict::Accept => host::Verdict::Accept,
+            types::Verdict::Reject(r) => {
+                host::Verdict::Reject(host::Reply::sanitize(r.code, &r.enhanced, &r.text, true))
+            }
+            types::Verdict::Tempfail(r) => {
+                host::Verdict::Tempfail(host::Reply::sanitize(r.code, &r.enhanced, &r.text, false))
+            }
+            types::Verdict::Discard => host::Verdict::Discard,
+            types::Verdict::Quarantine(reason) => host::Verdict::Quarantine(reason),
+        }
+    }
+}
+
+impl From<types::Edit> for host::Edit {
+    fn from(e: types::Edit) -> Self {
+        match e {
+            types::Edit::AddHeader((n, v)) => host::Edit::AddHeader(n, v),
+            types::Edit::RemoveHeader(n) => host::Edit::RemoveHeader(n),
+            types::Edit::ReplaceHeader((n, v)) => host::Edit::ReplaceHeader(n, v),
+            types::Edit::AddRecipient(a) => host::Edit::AddRecipient(a),
+            types::Edit::RemoveRecipient(a) => host::Edit::RemoveRecipient(a),
+            types::Edit::SetFolder(f) => host::Edit::SetFolder(f),
+        }
+    }
+}
+
+/// A plugin's outcome in host types (edits not yet validated).
+pub(crate) struct RawOutcome {
+    pub(crate) verdict: host::Verdict,
+    pub(crate) edits: Vec<host::Edit>,
+}
+
+impl From<types::Outcome> for RawOutcome {
+    fn from(o: types::Outcome) -> Self {
+        RawOutcome {
+            verdict: o.verdict.into(),
+            edits: o.edits.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<on_route::Action> for host::RouteAction {
+    fn from(a: on_route::Action) -> Self {
+        match a {
+            on_route::Action::Deliver(d) => host::RouteAction::Deliver(host::Delivery {
+                account: d.account,
+                folder: d.folder,
+                flags: d.flags,
+            }),
+            on_route::Action::Forward(to) => host::RouteAction::Forward(to),
+            on_route::Action::Relay(h) => host::RouteAction::Relay(h),
+            on_route::Action::Discard => host::RouteAction::Discard,
+            on_route::Action::Quarantine(r) => host::RouteAction::Quarantine(r),
+            on_route::Action::Reject(r) => {
+                host::RouteAction::Reject(host::Reply::sanitize(r.code, &r.enhanced, &r.text, true))
+            }
+            on_route::Action::Tempfail(r) => host::RouteAction::Tempfail(host::Reply::sanitize(
+                r.code,
+                &r.enhanced,
+                &r.text,
+                false,
+            )),
+        }
+    }
+}
+
+impl From<&host::RouteAction> for on_route::Action {
+    fn from(a: &host::RouteAction) -> Self {
+        let reply = |r: &host::Reply| types::Reply {
+            code: r.code,
+            enhanced: r.enhanced.clone(),
+            text: r.text.clone(),
+        };
+        match a {
+            host::RouteAction::Deliver(d) => on_route::Action::Deliver(on_route::Delivery {
+                account: d.account.clone(),
+                folder: d.folder.clone(),
+                flags: d.flags.clone(),
+            }),
+            host::RouteAction::Forward(to) => on_route::Action::Forward(to.clone()),
+            host::RouteAction::Relay(h) => on_route::Action::Relay(h.clone()),
+            host::RouteAction::Discard => on_route::Action::Discard,
+            host::RouteAction::Quarantine(r) => on_route::Action::Quarantine(r.clone()),
+            host::RouteAction::Reject(r) => on_route::Action::Reject(reply(r)),
+            host::RouteAction::Tempfail(r) => on_route::Action::Tempfail(reply(r)),
+        }
+    }
+}
+
+impl From<metadata::Hooks> for host::HookSet {
+    fn from(h: metadata::Hooks) -> Self {
+        let mut set = host::HookSet::default();
+        let pairs = [
+            (metadata::Hooks::CONNECT, host::Hook::Connect),
+            (metadata::Hooks::HELO, host::Hook::Helo),
+            (metadata::Hooks::AUTH, host::Hook::Auth),
+            (metadata::Hooks::MAIL_FROM, host::Hook::MailFrom),
+            (metadata::Hooks::RCPT_TO, host::Hook::RcptTo),
+            (metadata::Hooks::DATA, host::Hook::Data),
+            (metadata::Hooks::ROUTE, host::Hook::Route),
+        ];
+        for (flag, hook) in pairs {
+            if h.contains(flag) {
+                set.insert(hook);
+            }
+        }
+        set
+    }
+}

@@ -1,0 +1,270 @@
+//! The configuration of the plugins: `[plugins]` and `[[plugin]]` entries.
+//!
+//! The binary embeds these structs in its own config file:
+//! ```ignore
+//! #[serde(default)] plugins: Option<mailgate_policy::PluginsConfig>,
+//! #[serde(default)] plugin: Vec<mailgate_policy::PluginSettings>,
+//! ```
+//! and hands both to [`crate::PolicyConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default memory limit of one plugin instance.
+pub const DEFAULT_MEMORY_MB: u32 = 64;
+/// Default wall-time limit of one hook call.
+pub const DEFAULT_TIMEOUT_MS: u64 = 100;
+/// Default number of plugin instances alive at once (the pooling
+/// allocator's slots); a call that finds no free slot fails like a trap.
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
+/// Upper bound of `memory_mb` (the pool reserves this much address space
+/// per slot).
+pub const MAX_MEMORY_MB: u32 = 1024;
+
+/// `[plugins]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Every `*.wasm` file here is loaded, in file-name order.
+    pub dir: PathBuf,
+    /// Where compiled components are cached; default `<data_dir>/plugin-cache`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Default memory limit per instance, MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    /// Default wall-time limit per hook call, ms.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Default failure mode.
+    #[serde(default)]
+    pub failure: FailureMode,
+    /// Turns fuel metering on for every plugin (costs a few percent of
+    /// plugin speed); `fuel` per plugin then bounds the instructions of
+    /// one call. Off by default: the wall-time limit already bounds CPU.
+    #[serde(default)]
+    pub fuel: bool,
+    /// Default fuel per call when `fuel` is on.
+    #[serde(default = "default_fuel")]
+    pub default_fuel: u64,
+    /// Plugin instances alive at once, across all sessions.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// How often the directory is checked for changes, ms.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl PluginsConfig {
+    /// Defaults for a plugin directory.
+    pub fn new(dir: impl Into<PathBuf>) -> PluginsConfig {
+        PluginsConfig {
+            dir: dir.into(),
+            cache_dir: None,
+            memory_mb: DEFAULT_MEMORY_MB,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            failure: FailureMode::default(),
+            fuel: false,
+            default_fuel: default_fuel(),
+            max_instances: DEFAULT_MAX_INSTANCES,
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+/// `[[plugin]]`: settings for one plugin file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// The file name without `.wasm`.
+    pub name: String,
+    /// `false` leaves the file unloaded.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// What a failed call means; default from `[plugins]`.
+    #[serde(default)]
+    pub failure: Option<FailureMode>,
+    /// Memory limit, MiB.
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+    /// Wall-time limit per hook call, ms.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Fuel per call (only when `[plugins] fuel = true`).
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Capabilities it may import.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// Handed to the plugin as JSON (capability `config`).
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// Everything the policy runtime reads from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// `[plugins]`.
+    pub plugins: PluginsConfig,
+    /// `[[plugin]]` entries.
+    pub plugin: Vec<PluginSettings>,
+}
+
+impl PolicyConfig {
+    /// The settings for file stem `name` (defaults if it has no entry).
+    pub fn settings_for(&self, name: &str) -> PluginSettings {
+        self.plugin
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .unwrap_or_else(|| PluginSettings {
+                name: name.to_string(),
+                enabled: true,
+                ..PluginSettings::default()
+            })
+    }
+
+    /// The limits for `settings`, defaults filled in and bounded.
+    pub fn limits_for(&self, settings: &PluginSettings) -> Limits {
+        let p = &self.plugins;
+        Limits {
+            memory_bytes: u64::from(settings.memory_mb.unwrap_or(p.memory_mb).min(MAX_MEMORY_MB))
+                << 20,
+            timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(p.timeout_ms).max(1)),
+            fuel: p.fuel.then(|| settings.fuel.unwrap_or(p.default_fuel)),
+            failure: settings.failure.unwrap_or(p.failure),
+        }
+    }
+}
+
+/// The limits of one plugin's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory per instance.
+    pub memory_bytes: u64,
+    /// Wall time per hook call (instantiation included).
+    pub timeout: Duration,
+    /// Fuel per call, if metering is on.
+    pub fuel: Option<u64>,
+    /// What a failed call means.
+    pub failure: FailureMode,
+}
+
+/// What a trap, time-out or limit hit means for the mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureMode {
+    /// As if the plugin accepted.
+    FailOpen,
+    /// `451 4.7.0`: the sender retries later. The default, as with
+    /// Postfix's `milter_default_action = tempfail`: a broken filter delays
+    /// mail rather than letting unfiltered mail through.
+    #[default]
+    FailClosed,
+}
+
+/// A capability a plugin may import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grant {
+    /// `mailgate:policy/log`.
+    Log,
+    /// `mailgate:policy/clock` (and real WASI clocks).
+    Clock,
+    /// `mailgate:policy/dns`.
+    Dns,
+    /// `mailgate:policy/kv`.
+    Kv,
+    /// `mailgate:policy/config`.
+    Config,
+}
+
+impl Grant {
+    /// Every grant.
+    pub const ALL: [Grant; 5] = [
+        Grant::Log,
+        Grant::Clock,
+        Grant::Dns,
+        Grant::Kv,
+        Grant::Config,
+    ];
+
+    /// The WIT interface name (without package and version).
+    pub fn interface(self) -> &'static str {
+        match self {
+            Grant::Log => "log",
+            Grant::Clock => "clock",
+            Grant::Dns => "dns",
+            Grant::Kv => "kv",
+            Grant::Config => "config",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_memory_mb() -> u32 {
+    DEFAULT_MEMORY_MB
+}
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+fn default_fuel() -> u64 {
+    1_000_000_000
+}
+fn default_max_instances() -> u32 {
+    DEFAULT_MAX_INSTANCES
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        plugins: PluginsConfig,
+        #[serde(default)]
+        plugin: Vec<PluginSettings>,
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let f: File = toml::from_str(
+            r#"
+            [plugins]
+            dir = "/etc/mailgate/plugins"
+            [[plugin]]
+            name     = "spam-filter"
+            failure  = "fail-closed"
+            memory_mb = 64
+            timeout_ms = 100
+            grants   = ["dns", "kv"]
+            config   = { threshold = 5.0 }
+            "#,
+        )
+        .unwrap();
+        let c = PolicyConfig {
+            plugins: f.plugins,
+            plugin: f.plugin,
+        };
+        let s = c.settings_for("spam-filter");
+        assert_eq!(s.grants, vec![Grant::Dns, Grant::Kv]);
+        assert_eq!(s.config.unwrap()["threshold"], 5.0);
+        let l = c.limits_for(&c.settings_for("other"));
+        assert_eq!(l.memory_bytes, 64 << 20);
+        assert_eq!(l.timeout, Duration::from_millis(100));
+        assert_eq!(l.failure, FailureMode::FailClosed);
+        assert_eq!(l.fuel, None);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<File>("[plugins]\ndir = \"x\"\ntimout_ms = 3\n").is_err());
+    }
+}

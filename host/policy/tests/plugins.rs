@@ -1,0 +1,677 @@
+//! Loads the compiled example and hostile plugins (built by
+//! `scripts/build-plugins`, which this harness runs once) and calls their
+//! hooks through the chain.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use mailgate_policy::{
+    check_file, Envelope, FailureMode, FileKv, Grant, LoadError, MessageView, PluginSettings,
+    PluginsConfig, PolicyConfig, PolicyManager, RecipientInfo, RecordType, ReloadReport, Reply,
+    Resolver, RouteAction, SessionInfo, StaticResolver, Verdict,
+};
+
+/// Builds the plugins once per test binary; returns the artifact directory.
+fn artifacts() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let status = std::process::Command::new(root.join("scripts/build-plugins"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run scripts/build-plugins");
+        assert!(status.success(), "scripts/build-plugins failed");
+        root.join("plugins/target/wasm32-wasip2/release")
+    })
+}
+
+fn artifact(name: &str) -> PathBuf {
+    artifacts().join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+fn settings(name: &str, grants: &[Grant], config: serde_json::Value) -> PluginSettings {
+    PluginSettings {
+        name: name.into(),
+        enabled: true,
+        grants: grants.to_vec(),
+        config: Some(config),
+        ..PluginSettings::default()
+    }
+}
+
+struct Setup {
+    manager: Arc<PolicyManager>,
+    report: ReloadReport,
+    dir: tempfile::TempDir,
+}
+
+/// A manager over a fresh directory holding `files` (stem in the
+/// directory, artifact name).
+async fn setup(
+    files: &[(&str, &str)],
+    plugin: Vec<PluginSettings>,
+    resolver: Arc<dyn Resolver>,
+) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugins_dir).unwrap();
+    for (stem, art) in files {
+        std::fs::copy(artifact(art), plugins_dir.join(format!("{stem}.wasm"))).unwrap();
+    }
+    let mut plugins = PluginsConfig::new(&plugins_dir);
+    plugins.max_instances = 32;
+    plugins.poll_ms = 100;
+    let config = PolicyConfig { plugins, plugin };
+    let (manager, report) = PolicyManager::with_parts(
+        config,
+        Some(dir.path().join("cache")),
+        Arc::new(FileKv::in_memory()),
+        None,
+        resolver,
+    )
+    .await
+    .unwrap();
+    Setup {
+        manager,
+        report,
+        dir,
+    }
+}
+
+fn session() -> SessionInfo {
+    SessionInfo {
+        client_ip: "192.0.2.7".parse().unwrap(),
+        client_port: 40000,
+        reverse_name: None,
+        tls: false,
+        helo: Some("client.example".into()),
+        auth_user: None,
+        listener: "mx".into(),
+        session_id: "t1".into(),
+    }
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        mail_from: "sender@example.net".into(),
+        mail_params: vec![],
+        recipients: vec![],
+    }
+}
+
+fn rcpt(address: &str, tag: Option<&str>) -> RecipientInfo {
+    RecipientInfo {
+        address: address.into(),
+        params: vec![],
+        account: Some(address.into()),
+        tag: tag.map(str::to_string),
+    }
+}
+
+const SPAM: &[u8] = b"From: x@example.net\r\nSubject: You have WON viagra\r\nX-Remove-Me: yes\r\n\r\nSend a wire transfer now.\r\n";
+const HAM: &[u8] = b"From: x@example.net\r\nSubject: lunch\r\n\r\nSee you at noon.\r\n";
+
+#[tokio::test]
+async fn template_accepts_and_counts() {
+    let s = setup(
+        &[("template", "template")],
+        vec![],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert_eq!(s.report.loaded, vec!["template"]);
+    let chain = s.manager.snapshot();
+    let d = chain
+        .rcpt_to(&session(), &mut envelope(), &rcpt("a@example.org", None))
+        .await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    let status = s.manager.status();
+    assert_eq!(status.plugins[0].hooks, vec!["rcpt-to"]);
+    assert_eq!(status.plugins[0].plugin_name, "template");
+    // describe + self-test + one hook call
+    assert_eq!(status.plugins[0].stats.calls, 3);
+    assert_eq!(status.plugins[0].stats.errors, 0);
+    // No capability: only WASI (served empty) and the always-served types.
+    let imports = &status.plugins[0].imports;
+    assert!(
+        imports.iter().all(|i| i.starts_with("wasi:")
+            || i == "mailgate:policy/types@0.1.0"
+            || i == "mailgate:policy/message@0.1.0"),
+        "{imports:?}"
+    );
+}
+
+#[tokio::test]
+async fn content_filter_scores_and_files_spam_and_the_chain_sees_edits() {
+    let s = setup(
+        &[("a-filter", "content-filter"), ("b-edits", "edits")],
+        vec![
+            settings(
+                "a-filter",
+                &[Grant::Config],
+                serde_json::json!({"threshold": 5.0}),
+            ),
+            settings("b-edits", &[Grant::Log], serde_json::json!({})),
+        ],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+
+    let mut message = MessageView::new(SPAM);
+    let mut env = envelope();
+    let d = chain.data(&session(), &mut env, &mut message).await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    assert_eq!(d.folder.as_deref(), Some("Junk"));
+    // viagra 5 + "you have won" 4 + wire transfer 2.5
+    assert_eq!(message.header("X-Spam-Score"), vec!["11.5"]);
+    assert_eq!(message.header("X-Spam-Flag"), vec!["YES"]);
+    // The second plugin saw the first one's header, and removed one.
+    assert_eq!(message.header("X-Seen-Score"), vec!["11.5"]);
+    assert!(message.header("X-Remove-Me").is_empty());
+    let bytes = message.to_bytes();
+    assert!(bytes.ends_with(b"\r\n\r\nSend a wire transfer now.\r\n"));
+
+    let mut message = MessageView::new(HAM);
+    let d = chain.data(&session(), &mut envelope(), &mut message).await;
+    assert_eq!(d.folder, None);
+    assert_eq!(message.header("X-Spam-Score"), vec!["0.0"]);
+}
+
+#[tokio::test]
+async fn content_filter_rejects_over_the_reject_threshold() {
+    let s = setup(
+        &[("filter", "content-filter")],
+        vec![settings(
+            "filter",
+            &[Grant::Config],
+            serde_json::json!({"reject_threshold": 10.0}),
+        )],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let mut message = MessageView::new(SPAM);
+    let d = s
+        .manager
+        .snapshot()
+        .data(&session(), &mut envelope(), &mut message)
+        .await;
+    match d.verdict {
+        Verdict::Reject(r) => assert_eq!((r.code, r.enhanced.as_str()), (550, "5.7.1")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.by.as_deref(), Some("filter"));
+    assert!(
+        message.header("X-Spam-Score").is_empty(),
+        "edits of a reject are dropped"
+    );
+}
+
+#[tokio::test]
+async fn rcpt_reject_and_recipient_edits() {
+    let s = setup(
+        &[("edits", "edits")],
+        vec![settings("edits", &[Grant::Log], serde_json::json!({}))],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let mut env = envelope();
+    let d = chain
+        .rcpt_to(&session(), &mut env, &rcpt("blocked@example.org", None))
+        .await;
+    assert!(matches!(d.verdict, Verdict::Reject(ref r) if r.text == "blocked by edits"));
+    let d = chain
+        .rcpt_to(&session(), &mut env, &rcpt("expand@example.org", None))
+        .await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    assert_eq!(env.recipients, vec!["extra@example.org"]);
+}
+
+#[tokio::test]
+async fn greylist_defers_then_accepts() {
+    let s = setup(
+        &[("greylist", "greylist")],
+        vec![settings(
+            "greylist",
+            &[Grant::Kv, Grant::Clock, Grant::Config],
+            serde_json::json!({"delay": 0}),
+        )],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let r = rcpt("a@example.org", None);
+    let first = chain.rcpt_to(&session(), &mut envelope(), &r).await;
+    match first.verdict {
+        Verdict::Tempfail(reply) => {
+            assert_eq!((reply.code, reply.enhanced.as_str()), (451, "4.7.1"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let second = chain.rcpt_to(&session(), &mut envelope(), &r).await;
+    assert_eq!(second.verdict, Verdict::Accept);
+    // Another recipient is a new triplet.
+    let other = chain
+        .rcpt_to(&session(), &mut envelope(), &rcpt("b@example.org", None))
+        .await;
+    assert!(matches!(other.verdict, Verdict::Tempfail(_)));
+}
+
+#[tokio::test]
+async fn a_capability_without_grant_is_refused() {
+    let s = setup(
+        &[("greylist", "greylist"), ("ungranted", "ungranted")],
+        vec![settings("greylist", &[Grant::Kv], serde_json::json!({}))],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let refused: Vec<_> = s
+        .report
+        .refused
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.clone()))
+        .collect();
+    assert!(
+        refused.contains(&("ungranted", LoadError::NotGranted(Grant::Dns))),
+        "{refused:?}"
+    );
+    // greylist imports clock and config besides kv
+    assert!(
+        refused
+            .iter()
+            .any(|(n, e)| *n == "greylist" && matches!(e, LoadError::NotGranted(_))),
+        "{refused:?}"
+    );
+    assert!(s.manager.snapshot().plugins().is_empty());
+}
+
+#[tokio::test]
+async fn dnsbl_refuses_listed_clients() {
+    let resolver =
+        StaticResolver::default().with("7.2.0.192.bl.example", RecordType::A, &["127.0.0.2"]);
+    let s = setup(
+        &[("dnsbl", "dnsbl")],
+        vec![settings(
+            "dnsbl",
+            &[Grant::Dns, Grant::Config],
+            serde_json::json!({"zones": ["bl.example"]}),
+        )],
+        Arc::new(resolver),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let d = chain.connect(&session()).await;
+    match d.verdict {
+        Verdict::Reject(r) => {
+            assert_eq!(r.code, 554);
+            assert!(r.text.contains("bl.example"), "{}", r.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut clean = session();
+    clean.client_ip = "198.51.100.1".parse().unwrap();
+    assert_eq!(chain.connect(&clean).await.verdict, Verdict::Accept);
+}
+
+#[tokio::test]
+async fn router_files_by_tag_and_rules_and_forwarder_redirects() {
+    let s = setup(
+        &[("a-router", "router"), ("b-forwarder", "forwarder")],
+        vec![
+            settings(
+                "a-router",
+                &[Grant::Config],
+                serde_json::json!({"tag_folders": {"news": "Newsletters"},
+                                   "rules": [{"header": "List-Id", "contains": "rust", "folder": "Lists/Rust"}]}),
+            ),
+            settings(
+                "b-forwarder",
+                &[Grant::Config],
+                serde_json::json!({"forward": {"sales@example.org": ["ann@example.net"]}}),
+            ),
+        ],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let env = envelope();
+    let ham = MessageView::new(HAM);
+    let folder_of = |d: &mailgate_policy::RouteDecision| match &d.actions[..] {
+        [RouteAction::Deliver(del)] => del.folder.clone(),
+        other => panic!("{other:?}"),
+    };
+    let d = chain
+        .route(
+            &session(),
+            &env,
+            &rcpt("alice+news@example.org", Some("news")),
+            &ham,
+        )
+        .await;
+    assert_eq!(folder_of(&d).as_deref(), Some("Newsletters"));
+    let d = chain
+        .route(
+            &session(),
+            &env,
+            &rcpt("alice+misc@example.org", Some("misc")),
+            &ham,
+        )
+        .await;
+    assert_eq!(folder_of(&d).as_deref(), Some("misc"));
+    let d = chain
+        .route(
+            &session(),
+            &env,
+            &rcpt("alice+../x@example.org", Some("../x")),
+            &ham,
+        )
+        .await;
+    assert_eq!(folder_of(&d), None, "unsafe tags are not folders");
+    let list = MessageView::new(&b"List-Id: <rust-users.example>\r\n\r\nhi\r\n"[..]);
+    let d = chain
+        .route(&session(), &env, &rcpt("alice@example.org", None), &list)
+        .await;
+    assert_eq!(folder_of(&d).as_deref(), Some("Lists/Rust"));
+    let d = chain
+        .route(&session(), &env, &rcpt("sales@example.org", None), &ham)
+        .await;
+    assert_eq!(
+        d.actions,
+        vec![RouteAction::Forward(vec!["ann@example.net".into()])]
+    );
+}
+
+async fn hostile(art: &str, failure: FailureMode) -> Setup {
+    let mut s = settings(art, &[], serde_json::json!({}));
+    s.failure = Some(failure);
+    s.config = None;
+    setup(&[(art, art)], vec![s], Arc::new(StaticResolver::default())).await
+}
+
+#[tokio::test]
+async fn endless_loop_times_out_fail_closed() {
+    let s = hostile("endless-loop", FailureMode::FailClosed).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let started = Instant::now();
+    let d = s
+        .manager
+        .snapshot()
+        .rcpt_to(&session(), &mut envelope(), &rcpt("a@example.org", None))
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(d.verdict, Verdict::Tempfail(Reply::policy_failure()));
+    assert!(
+        elapsed >= Duration::from_millis(100) && elapsed < Duration::from_millis(500),
+        "{elapsed:?}"
+    );
+    let st = &s.manager.status().plugins[0].stats;
+    assert_eq!((st.errors, st.timeouts), (1, 1));
+}
+
+#[tokio::test]
+async fn endless_loop_fail_open_accepts() {
+    let s = hostile("endless-loop", FailureMode::FailOpen).await;
+    let mut message = MessageView::new(HAM);
+    let d = s
+        .manager
+        .snapshot()
+        .data(&session(), &mut envelope(), &mut message)
+        .await;
+    assert_eq!(d.verdict, Verdict::Accept);
+}
+
+/// On a single-threaded runtime, a spinning plugin must still let other
+/// tasks (other sessions) run: it yields at every epoch tick.
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_plugin_does_not_block_other_sessions() {
+    let s = setup(
+        &[("a-loop", "endless-loop"), ("template", "template")],
+        vec![],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let spinning = {
+        let chain = chain.clone();
+        tokio::spawn(async move {
+            chain
+                .rcpt_to(&session(), &mut envelope(), &rcpt("a@example.org", None))
+                .await
+        })
+    };
+    // Let the spinner start, then measure how long a tick of another task takes.
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let other = started.elapsed();
+    assert!(
+        other < Duration::from_millis(50),
+        "other task waited {other:?}"
+    );
+    let d = spinning.await.unwrap();
+    assert_eq!(d.by.as_deref(), Some("a-loop"));
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_limit() {
+    let mut s = settings("memory-bomb", &[], serde_json::json!({}));
+    s.memory_mb = Some(16);
+    s.timeout_ms = Some(2000);
+    let s = setup(
+        &[("memory-bomb", "memory-bomb")],
+        vec![s],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let started = Instant::now();
+    let d = s
+        .manager
+        .snapshot()
+        .rcpt_to(&session(), &mut envelope(), &rcpt("a@example.org", None))
+        .await;
+    assert_eq!(d.verdict, Verdict::Tempfail(Reply::policy_failure()));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "failed by limit, not by time-out"
+    );
+    let st = &s.manager.status().plugins[0].stats;
+    assert_eq!((st.errors, st.timeouts), (1, 0));
+}
+
+#[tokio::test]
+async fn trap_applies_the_failure_mode() {
+    let s = hostile("trap", FailureMode::FailOpen).await;
+    let chain = s.manager.snapshot();
+    for _ in 0..3 {
+        let d = chain
+            .rcpt_to(&session(), &mut envelope(), &rcpt("a@example.org", None))
+            .await;
+        assert_eq!(d.verdict, Verdict::Accept);
+    }
+    assert_eq!(s.manager.status().plugins[0].stats.errors, 3);
+}
+
+#[tokio::test]
+async fn huge_header_edit_is_refused() {
+    let s = hostile("huge-header", FailureMode::FailClosed).await;
+    let mut message = MessageView::new(HAM);
+    let d = s
+        .manager
+        .snapshot()
+        .data(&session(), &mut envelope(), &mut message)
+        .await;
+    assert_eq!(d.verdict, Verdict::Tempfail(Reply::policy_failure()));
+    assert!(message.header("X-Huge").is_empty());
+    assert!(!message.is_edited());
+}
+
+#[tokio::test]
+async fn failing_self_test_is_refused() {
+    let s = setup(
+        &[("bad", "bad-self-test")],
+        vec![],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert_eq!(
+        s.report.refused,
+        vec![(
+            "bad".to_string(),
+            LoadError::SelfTest("not configured".into())
+        )]
+    );
+}
+
+#[tokio::test]
+async fn hot_reload_swaps_keeps_snapshots_and_refuses_bad_files() {
+    let s = setup(
+        &[("x", "template")],
+        vec![settings("x", &[Grant::Config], serde_json::json!({}))],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let before = s.manager.snapshot();
+    assert_eq!(before.plugins()[0].plugin_name(), "template");
+    let path = s.dir.path().join("plugins/x.wasm");
+    let watcher = {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let handle = s
+            .manager
+            .spawn_watcher(Some(s.dir.path().join("status.json")), rx);
+        (tx, handle)
+    };
+
+    // Replace the file: the watcher picks it up within two seconds.
+    std::fs::copy(artifact("content-filter"), &path).unwrap();
+    let swapped = wait_for(|| {
+        s.manager
+            .snapshot()
+            .plugins()
+            .first()
+            .map(|p| p.plugin_name().to_string())
+            == Some("content-filter".into())
+    })
+    .await;
+    assert!(swapped, "watcher did not swap within 2 s");
+    // A session that took the old snapshot keeps the old plugin.
+    assert_eq!(before.plugins()[0].plugin_name(), "template");
+    // The watcher also writes the status file `mailgate plugin list` reads.
+    let status_path = s.dir.path().join("status.json");
+    let written = wait_for(|| {
+        std::fs::read(&status_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<mailgate_policy::StatusFile>(&b).ok())
+            .is_some_and(|st| {
+                st.plugins
+                    .first()
+                    .is_some_and(|p| p.plugin_name == "content-filter")
+            })
+    })
+    .await;
+    assert!(written, "status file not written");
+
+    // A broken file is refused; the previous version serves on.
+    std::fs::write(&path, b"not a component").unwrap();
+    let report = s.manager.reload().await;
+    assert!(
+        matches!(report.refused.as_slice(), [(n, LoadError::Compile(_))] if n == "x"),
+        "{report:?}"
+    );
+    assert_eq!(
+        s.manager.snapshot().plugins()[0].plugin_name(),
+        "content-filter"
+    );
+
+    // Removing the file removes the plugin.
+    std::fs::remove_file(&path).unwrap();
+    let report = s.manager.reload().await;
+    assert_eq!(report.removed, vec!["x"]);
+    assert!(s.manager.snapshot().plugins().is_empty());
+    watcher.0.send(true).unwrap();
+    watcher.1.await.unwrap();
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk() {
+    let s = setup(
+        &[("template", "template")],
+        vec![],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let cache = s.dir.path().join("cache");
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+    // A second runtime on the same cache loads without compiling (fast).
+    let mut plugins = PluginsConfig::new(s.dir.path().join("plugins"));
+    plugins.max_instances = 4;
+    let started = Instant::now();
+    let (m2, report) = PolicyManager::with_parts(
+        PolicyConfig {
+            plugins,
+            plugin: vec![],
+        },
+        Some(cache.clone()),
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.loaded, vec!["template"]);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    let d = m2
+        .snapshot()
+        .rcpt_to(&session(), &mut envelope(), &rcpt("a@example.org", None))
+        .await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    eprintln!("load from cache: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn check_reports_hooks_and_imports() {
+    let report = check_file(
+        &artifact("greylist"),
+        &settings(
+            "greylist",
+            &[Grant::Kv, Grant::Clock, Grant::Config],
+            serde_json::json!({}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.hooks, vec!["rcpt-to"]);
+    for i in [
+        "mailgate:policy/kv@0.1.0",
+        "mailgate:policy/clock@0.1.0",
+        "mailgate:policy/config@0.1.0",
+    ] {
+        assert!(
+            report.imports.iter().any(|x| x == i),
+            "{i} in {:?}",
+            report.imports
+        );
+    }
+    let refused = check_file(
+        &artifact("greylist"),
+        &settings("greylist", &[], serde_json::json!({})),
+    )
+    .await;
+    assert!(matches!(refused, Err(LoadError::NotGranted(_))));
+}

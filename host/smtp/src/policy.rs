@@ -1,0 +1,424 @@
+//! The policy plugins in the session: the state a session keeps for them,
+//! and the call sites of the early hooks (connect, helo, auth, mail-from,
+//! rcpt-to). The end of the message (data, route) is in `cmd/route.rs`.
+//!
+//! # Which chain
+//! The chain serving at connect answers `connect`, `helo` and `auth`; each
+//! MAIL FROM takes the chain serving then for its whole transaction
+//! (`mail-from`, `rcpt-to`, `data`, `route`), so a reload never changes
+//! the plugins in the middle of a transaction.
+//!
+//! # Cost
+//! Without `SmtpContext::policy` none of this runs: no snapshot, no
+//! argument is built. With a manager but no plugin wanting a hook, the
+//! hook costs one `Chain::wants` check.
+//!
+//! # Verdicts before the end of the message
+//! Reject and tempfail answer the command (at connect: the greeting, then
+//! the connection closes). Discard and quarantine cannot drop anything
+//! yet: they mark the session (connect, helo, auth) or the transaction
+//! (mail-from, rcpt-to), and the message is dropped or quarantined once
+//! received, after a normal `250`.
+
+use std::sync::Arc;
+
+use mailgate_delivery::{LocalRecipient, RecipientCheck};
+use mailgate_policy::{
+    AuthAttempt, Chain, Envelope, Hook, Param, RecipientInfo, SessionInfo, Verdict,
+};
+use mailgate_smtp_proto::{EnhancedCode, MailParams, RcptParams, Reply, ReversePath};
+
+use crate::context::{Role, TlsMode};
+use crate::received::new_queue_id;
+use crate::session::{Session, Transaction};
+
+/// A message accepted but kept from its recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Delivered to nobody.
+    Discard,
+    /// Into the recipients' quarantine, with the reason.
+    Quarantine(String),
+}
+
+impl Hold {
+    /// The hold a verdict asks for, if any.
+    pub(crate) fn of(verdict: &Verdict) -> Option<Hold> {
+        match verdict {
+            Verdict::Discard => Some(Hold::Discard),
+            Verdict::Quarantine(why) => Some(Hold::Quarantine(why.clone())),
+            _ => None,
+        }
+    }
+
+    /// Quarantine is kept over discard: an operator can still look at it.
+    pub(crate) fn merge(a: Option<Hold>, b: Option<Hold>) -> Option<Hold> {
+        match (a, b) {
+            (Some(Hold::Quarantine(q)), _) | (_, Some(Hold::Quarantine(q))) => {
+                Some(Hold::Quarantine(q))
+            }
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What a session keeps for the plugins, from connect on.
+pub(crate) struct SessionPolicy {
+    /// The chain for connect, helo and auth.
+    chain: Arc<Chain>,
+    /// The id plugins see (`session-id`), also in our log lines.
+    id: String,
+    /// A discard or quarantine decided at connect, helo or auth.
+    pub(crate) hold: Option<Hold>,
+}
+
+/// What a transaction keeps for the plugins, from MAIL FROM on.
+#[derive(Clone)]
+pub(crate) struct TxPolicy {
+    /// The chain taken at MAIL FROM.
+    pub(crate) chain: Arc<Chain>,
+    /// The envelope as the plugins see it (recipient edits applied).
+    pub(crate) envelope: Envelope,
+    /// The RCPT TO parameters of each recipient, by address.
+    pub(crate) params: Vec<(String, Vec<Param>)>,
+    /// A discard or quarantine decided so far (session's included).
+    pub(crate) hold: Option<Hold>,
+}
+
+impl std::fmt::Debug for TxPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxPolicy")
+            .field("generation", &self.chain.generation())
+            .field("envelope", &self.envelope)
+            .field("hold", &self.hold)
+            .finish()
+    }
+}
+
+/// The policy reply for a refusal, as an SMTP reply.
+pub(crate) fn smtp_reply(r: &mailgate_policy::Reply) -> Reply {
+    let enhanced = parse_enhanced(&r.enhanced);
+    Reply::new(r.code, enhanced, r.text.clone())
+}
+
+fn parse_enhanced(s: &str) -> Option<EnhancedCode> {
+    let mut parts = s.split('.').map(|p| p.parse::<u16>().ok());
+    let (Some(Some(class)), Some(Some(subject)), Some(Some(detail)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some(EnhancedCode::new(u8::try_from(class).ok()?, subject, detail))
+}
+
+fn mail_params(p: &MailParams) -> Vec<Param> {
+    let param = |name: &str, value: Option<String>| Param {
+        name: name.into(),
+        value,
+    };
+    let mut out = Vec::new();
+    if let Some(size) = p.size {
+        out.push(param("SIZE", Some(size.to_string())));
+    }
+    if let Some(body) = p.body {
+        out.push(param("BODY", Some(format!("{body:?}").to_uppercase())));
+    }
+    if p.smtputf8 {
+        out.push(param("SMTPUTF8", None));
+    }
+    if let Some(ret) = p.ret {
+        out.push(param("RET", Some(format!("{ret:?}").to_uppercase())));
+    }
+    if let Some(envid) = &p.envid {
+        out.push(param("ENVID", Some(envid.clone())));
+    }
+    if let Some(auth) = &p.auth {
+        out.push(param("AUTH", Some(auth.clone())));
+    }
+    out
+}
+
+fn rcpt_params(p: &RcptParams) -> Vec<Param> {
+    let mut out = Vec::new();
+    if let Some(notify) = &p.notify {
+        out.push(Param {
+            name: "NOTIFY".into(),
+            value: Some(format!("{notify:?}").to_uppercase()),
+        });
+    }
+    if let Some(orcpt) = &p.orcpt {
+        out.push(Param {
+            name: "ORCPT".into(),
+            value: Some(format!("{orcpt:?}")),
+        });
+    }
+    out
+}
+
+impl Session {
+    /// The connection as the hooks see it.
+    pub(crate) fn session_info(&self) -> SessionInfo {
+        let listener = match (self.ctx.role, &self.ctx.tls) {
+            (Role::Mx, _) => "mx",
+            (Role::Submission, TlsMode::Implicit(_)) => "submissions",
+            (Role::Submission, _) => "submission",
+        };
+        SessionInfo {
+            client_ip: self.peer.ip(),
+            client_port: self.peer.port(),
+            reverse_name: None,
+            tls: self.tls,
+            helo: self.hello.as_ref().map(|h| h.name.clone()),
+            auth_user: self.user.as_ref().map(|u| u.address.clone()),
+            listener: listener.into(),
+            session_id: self
+                .policy
+                .as_ref()
+                .map(|p| p.id.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Hook `connect`, before the greeting: `Some(reply)` refuses the
+    /// connection (the caller sends it and closes).
+    pub(crate) async fn policy_connect(&mut self) -> Option<Reply> {
+        let manager = self.ctx.policy.clone()?;
+        let chain = manager.snapshot();
+        self.policy = Some(SessionPolicy {
+            chain: chain.clone(),
+            id: new_queue_id(),
+            hold: None,
+        });
+        if !chain.wants(Hook::Connect) {
+            return None;
+        }
+        let decision = chain.connect(&self.session_info()).await;
+        self.session_verdict(Hook::Connect, decision.verdict, decision.by)
+    }
+
+    /// Hook `helo`, after the host accepted HELO/EHLO (`self.hello` set):
+    /// `Some(reply)` refuses the command.
+    pub(crate) async fn policy_helo(&mut self) -> Option<Reply> {
+        let chain = self.policy.as_ref()?.chain.clone();
+        if !chain.wants(Hook::Helo) {
+            return None;
+        }
+        let decision = chain.helo(&self.session_info()).await;
+        self.session_verdict(Hook::Helo, decision.verdict, decision.by)
+    }
+
+    /// Hook `auth`, after the host checked the credentials (the account
+    /// is not yet set): `Some(reply)` refuses the login.
+    pub(crate) async fn policy_auth(
+        &mut self,
+        mechanism: &str,
+        user: &str,
+        success: bool,
+    ) -> Option<Reply> {
+        let chain = self.policy.as_ref()?.chain.clone();
+        if !chain.wants(Hook::Auth) {
+            return None;
+        }
+        let attempt = AuthAttempt {
+            mechanism: mechanism.into(),
+            user: user.into(),
+            success,
+        };
+        let decision = chain.auth(&self.session_info(), &attempt).await;
+        self.session_verdict(Hook::Auth, decision.verdict, decision.by)
+    }
+
+    /// A verdict of connect, helo or auth: refusals become the reply,
+    /// holds stick to the session.
+    fn session_verdict(&mut self, hook: Hook, verdict: Verdict, by: Option<String>) -> Option<Reply> {
+        let client = self.peer.ip();
+        let by = by.unwrap_or_default();
+        if let Some(r) = verdict.reply() {
+            tracing::info!(%client, %hook, plugin = %by, reply = %r, "smtp: refused by policy");
+            return Some(smtp_reply(r));
+        }
+        if let (Some(hold), Some(p)) = (Hold::of(&verdict), self.policy.as_mut()) {
+            tracing::info!(%client, %hook, plugin = %by, ?hold, "smtp: session held by policy");
+            p.hold = Hold::merge(p.hold.take(), Some(hold));
+        }
+        None
+    }
+
+    /// Hook `mail-from`, after the host's checks: takes the chain for the
+    /// transaction. `Err(reply)` refuses MAIL; `Ok(None)` when no plugin
+    /// is loaded (the transaction then runs without policy).
+    pub(crate) async fn policy_mail(
+        &mut self,
+        from: &ReversePath,
+        params: &MailParams,
+    ) -> Result<Option<TxPolicy>, Reply> {
+        let Some(manager) = self.ctx.policy.clone() else {
+            return Ok(None);
+        };
+        let chain = manager.snapshot();
+        let session_hold = self.policy.as_ref().and_then(|p| p.hold.clone());
+        if chain.plugins().is_empty() && session_hold.is_none() {
+            return Ok(None);
+        }
+        let mut tx = TxPolicy {
+            envelope: Envelope {
+                mail_from: from.address(),
+                mail_params: mail_params(params),
+                recipients: Vec::new(),
+            },
+            chain: chain.clone(),
+            params: Vec::new(),
+            hold: session_hold,
+        };
+        if chain.wants(Hook::MailFrom) {
+            let d = chain.mail_from(&self.session_info(), &tx.envelope).await;
+            if let Some(r) = d.verdict.reply() {
+                tracing::info!(client = %self.peer.ip(), hook = "mail-from", plugin = d.by.as_deref().unwrap_or(""), reply = %r, "smtp: refused by policy");
+                return Err(smtp_reply(r));
+            }
+            tx.hold = Hold::merge(tx.hold, Hold::of(&d.verdict));
+        }
+        Ok(Some(tx))
+    }
+
+    /// Hook `rcpt-to`, for a recipient that passed the host's checks
+    /// (`local` if it is ours). `Err(reply)` refuses this recipient;
+    /// recipients the plugins added or removed are applied to the
+    /// transaction here, checked as RCPT TO would check them.
+    pub(crate) async fn policy_rcpt(
+        &mut self,
+        address: &str,
+        params: &RcptParams,
+        local: Option<&LocalRecipient>,
+    ) -> Result<(), Reply> {
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(());
+        };
+        let result = self.policy_rcpt_in(&mut tx, address, params, local).await;
+        self.tx = Some(tx);
+        result
+    }
+
+    async fn policy_rcpt_in(
+        &self,
+        tx: &mut Transaction,
+        address: &str,
+        params: &RcptParams,
+        local: Option<&LocalRecipient>,
+    ) -> Result<(), Reply> {
+        let Some(p) = tx.policy.as_mut() else {
+            return Ok(());
+        };
+        let params = rcpt_params(params);
+        p.params.retain(|(a, _)| a != address);
+        p.params.push((address.to_string(), params.clone()));
+        let chain = p.chain.clone();
+        if !chain.wants(Hook::RcptTo) {
+            p.envelope.recipients.push(address.to_string());
+            return Ok(());
+        }
+        let info = self.recipient_info(address, params, local).await;
+        let session = self.session_info();
+        let before = p.envelope.recipients.clone();
+        let d = chain.rcpt_to(&session, &mut p.envelope, &info).await;
+        if let Some(r) = d.verdict.reply() {
+            tracing::info!(client = %self.peer.ip(), hook = "rcpt-to", rcpt = %address, plugin = d.by.as_deref().unwrap_or(""), reply = %r, "smtp: recipient refused by policy");
+            return Err(smtp_reply(r));
+        }
+        p.hold = Hold::merge(p.hold.take(), Hold::of(&d.verdict));
+        if !p.envelope.recipients.iter().any(|r| r == address) {
+            p.envelope.recipients.push(address.to_string());
+        }
+        let after = p.envelope.recipients.clone();
+        self.apply_recipient_edits(tx, &before, &after, address)
+            .await
+    }
+
+    /// The recipient as `rcpt-to` and `route` see it.
+    pub(crate) async fn recipient_info(
+        &self,
+        address: &str,
+        params: Vec<Param>,
+        local: Option<&LocalRecipient>,
+    ) -> RecipientInfo {
+        let mut account = None;
+        if let Some(id) = local.and_then(|l| l.accounts.first()) {
+            if let Ok(Some(a)) = self.ctx.delivery.store().account_by_id(*id).await {
+                account = Some(a.address);
+            }
+        }
+        RecipientInfo {
+            address: address.to_lowercase(),
+            params,
+            account,
+            tag: local.and_then(|l| l.tag.clone()),
+        }
+    }
+
+    /// Applies what a plugin changed in the envelope's recipients
+    /// (`before` → `after`; `current` is the recipient being added by the
+    /// host). Added local addresses join the transaction; added remote
+    /// ones go to the outbound queue, or refuse with `451 4.3.0` while
+    /// there is none; unknown local ones are logged and dropped.
+    pub(crate) async fn apply_recipient_edits(
+        &self,
+        tx: &mut Transaction,
+        before: &[String],
+        after: &[String],
+        current: &str,
+    ) -> Result<(), Reply> {
+        let client = self.peer.ip();
+        let added: Vec<String> = after
+            .iter()
+            .filter(|a| !before.contains(a) && a.as_str() != current)
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|a| !after.contains(a))
+            .cloned()
+            .collect();
+        tx.recipients.retain(|r| !removed.contains(&r.address));
+        tx.remote.retain(|r| !removed.contains(r));
+        for address in added {
+            match self.ctx.delivery.check_recipient(&address).await {
+                Ok(RecipientCheck::Local(r)) => {
+                    tracing::info!(%client, rcpt = %address, "smtp: recipient added by policy");
+                    if !tx.recipients.iter().any(|x| x.address == r.address) {
+                        tx.recipients.push(r);
+                    }
+                }
+                Ok(RecipientCheck::NotLocal) if self.ctx.outbound.is_some() => {
+                    if !tx.remote.contains(&address) {
+                        tx.remote.push(address);
+                    }
+                }
+                Ok(RecipientCheck::NotLocal) => {
+                    tracing::warn!(%client, rcpt = %address, "smtp: policy added a remote recipient but there is no outbound queue");
+                    return Err(no_outbound());
+                }
+                Ok(RecipientCheck::UnknownUser) => {
+                    tracing::warn!(%client, rcpt = %address, "smtp: policy added an unknown local recipient; ignored");
+                }
+                Err(e) => {
+                    tracing::error!(%client, rcpt = %address, error = %e, "smtp: recipient check failed");
+                    return Err(Reply::local_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A plugin sent mail to another domain, and this server has no outbound
+/// queue: the sender keeps the message and retries (the operator sees the
+/// WARN line).
+pub(crate) fn no_outbound() -> Reply {
+    Reply::with_code(
+        451,
+        4,
+        3,
+        0,
+        "Cannot forward to other domains now, please try again later",
+    )
+}

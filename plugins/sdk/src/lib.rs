@@ -1,0 +1,353 @@
+//! Write mailgate policy plugins in Rust.
+//!
+//! A plugin is a type implementing [`Plugin`] (every hook has a default that
+//! accepts) and one [`export_plugin!`] line:
+//!
+//! ```ignore
+//! use mailgate_plugin_sdk::prelude::*;
+//!
+//! struct NoBigMail;
+//!
+//! impl Plugin for NoBigMail {
+//!     const NAME: &'static str = "no-big-mail";
+//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+//!     const HOOKS: Hooks = Hooks::DATA;
+//!
+//!     fn data(_: &Session, _: &Envelope, message: &Message) -> Outcome {
+//!         if message.size() > 10 << 20 {
+//!             return Outcome::reject(552, "5.3.4", "Message too big for this site");
+//!         }
+//!         Outcome::accept()
+//!     }
+//! }
+//!
+//! export_plugin!(NoBigMail);
+//! ```
+//!
+//! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the component to put in the host's
+//! plugin directory.
+//!
+//! Only the capabilities a plugin actually calls end up as imports of the
+//! component, and the host refuses a plugin importing one it was not
+//! granted: call [`dns`] functions only in a plugin granted `dns`, and so on.
+
+/// The generated guest bindings of `wit/` (world `mailgate:policy/plugin`).
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "mailgate:policy/plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_world",
+        default_bindings_module: "mailgate_plugin_sdk::bindings",
+        generate_all,
+    });
+}
+
+pub use bindings::exports::mailgate::policy::metadata::Hooks;
+pub use bindings::exports::mailgate::policy::on_route::{Action, Delivery};
+pub use bindings::mailgate::policy::message::{Message, TextPart};
+pub use bindings::mailgate::policy::types::{
+    AuthAttempt, Edit, Envelope, Outcome, Param, Recipient, Reply, Session, Verdict,
+};
+
+/// Everything a plugin usually needs.
+pub mod prelude {
+    pub use crate::{
+        export_plugin, Action, AuthAttempt, Delivery, Edit, Envelope, Hooks, Message, Outcome,
+        Param, Plugin, Recipient, Reply, Session, TextPart, Verdict,
+    };
+}
+
+/// A policy plugin. Implement the hooks named in [`Plugin::HOOKS`]; the
+/// others keep their defaults (accept) and are never called by the host.
+pub trait Plugin {
+    /// A short name for logs and `mailgate plugin list`.
+    const NAME: &'static str;
+    /// The plugin's version, for logs (usually `env!("CARGO_PKG_VERSION")`).
+    const VERSION: &'static str;
+    /// The hooks the host should call.
+    const HOOKS: Hooks;
+
+    /// Run once at load (and by `mailgate plugin check`): check the
+    /// configuration, refuse to load with an error.
+    fn self_test() -> Result<(), String> {
+        Ok(())
+    }
+    /// A client connected.
+    fn connect(_session: &Session) -> Outcome {
+        Outcome::accept()
+    }
+    /// HELO/EHLO.
+    fn helo(_session: &Session) -> Outcome {
+        Outcome::accept()
+    }
+    /// An AUTH attempt ended.
+    fn auth(_session: &Session, _attempt: &AuthAttempt) -> Outcome {
+        Outcome::accept()
+    }
+    /// MAIL FROM.
+    fn mail_from(_session: &Session, _envelope: &Envelope) -> Outcome {
+        Outcome::accept()
+    }
+    /// One RCPT TO.
+    fn rcpt_to(_session: &Session, _envelope: &Envelope, _recipient: &Recipient) -> Outcome {
+        Outcome::accept()
+    }
+    /// The whole message.
+    fn data(_session: &Session, _envelope: &Envelope, _message: &Message) -> Outcome {
+        Outcome::accept()
+    }
+    /// Where one recipient's copy goes; `None` keeps `current`.
+    fn route(
+        _session: &Session,
+        _envelope: &Envelope,
+        _recipient: &Recipient,
+        _message: &Message,
+        _current: &[Action],
+    ) -> Option<Vec<Action>> {
+        None
+    }
+}
+
+/// Exports a [`Plugin`] type as the component's `mailgate:policy/plugin`
+/// world.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ident) => {
+        const _: () = {
+            use $crate::bindings::exports::mailgate::policy as __e;
+            use $crate::bindings::mailgate::policy as __i;
+            impl __e::metadata::Guest for $ty {
+                fn describe() -> __e::metadata::PluginInfo {
+                    __e::metadata::PluginInfo {
+                        name: <$ty as $crate::Plugin>::NAME.into(),
+                        version: <$ty as $crate::Plugin>::VERSION.into(),
+                        hooks: <$ty as $crate::Plugin>::HOOKS,
+                    }
+                }
+                fn self_test() -> Result<(), String> {
+                    <$ty as $crate::Plugin>::self_test()
+                }
+            }
+            impl __e::on_connect::Guest for $ty {
+                fn connect(s: __i::types::Session) -> __i::types::Outcome {
+                    <$ty as $crate::Plugin>::connect(&s)
+                }
+            }
+            impl __e::on_helo::Guest for $ty {
+                fn helo(s: __i::types::Session) -> __i::types::Outcome {
+                    <$ty as $crate::Plugin>::helo(&s)
+                }
+            }
+            impl __e::on_auth::Guest for $ty {
+                fn auth(
+                    s: __i::types::Session,
+                    a: __i::types::AuthAttempt,
+                ) -> __i::types::Outcome {
+                    <$ty as $crate::Plugin>::auth(&s, &a)
+                }
+            }
+            impl __e::on_mail_from::Guest for $ty {
+                fn mail_from(
+                    s: __i::types::Session,
+                    e: __i::types::Envelope,
+                ) -> __i::types::Outcome {
+                    <$ty as $crate::Plugin>::mail_from(&s, &e)
+                }
+            }
+            impl __e::on_rcpt_to::Guest for $ty {
+                fn rcpt_to(
+                    s: __i::types::Session,
+                    e: __i::types::Envelope,
+                    r: __i::types::Recipient,
+                ) -> __i::types::Outcome {
+                    <$ty as $crate::Plugin>::rcpt_to(&s, &e, &r)
+                }
+            }
+            impl __e::on_data::Guest for $ty {
+                fn data(
+                    s: __i::types::Session,
+                    e: __i::types::Envelope,
+                    m: &__i::message::Message,
+                ) -> __i::types::Outcome {
+                    <$ty as $crate::Plugin>::data(&s, &e, m)
+                }
+            }
+            impl __e::on_route::Guest for $ty {
+                fn route(
+                    s: __i::types::Session,
+                    e: __i::types::Envelope,
+                    r: __i::types::Recipient,
+                    m: &__i::message::Message,
+                    c: Vec<__e::on_route::Action>,
+                ) -> Option<Vec<__e::on_route::Action>> {
+                    <$ty as $crate::Plugin>::route(&s, &e, &r, m, &c)
+                }
+            }
+        };
+        $crate::bindings::export_world!($ty with_types_in $crate::bindings);
+    };
+}
+
+impl Outcome {
+    /// Accept, no edits.
+    pub fn accept() -> Outcome {
+        Outcome {
+            verdict: Verdict::Accept,
+            edits: Vec::new(),
+        }
+    }
+    /// Refuse permanently with `code` (5xx), `enhanced` ("5.7.1") and `text`.
+    pub fn reject(code: u16, enhanced: &str, text: &str) -> Outcome {
+        Outcome {
+            verdict: Verdict::Reject(Reply::new(code, enhanced, text)),
+            edits: Vec::new(),
+        }
+    }
+    /// Refuse for now with `code` (4xx), `enhanced` ("4.7.1") and `text`.
+    pub fn tempfail(code: u16, enhanced: &str, text: &str) -> Outcome {
+        Outcome {
+            verdict: Verdict::Tempfail(Reply::new(code, enhanced, text)),
+            edits: Vec::new(),
+        }
+    }
+    /// Accept and deliver to nobody.
+    pub fn discard() -> Outcome {
+        Outcome {
+            verdict: Verdict::Discard,
+            edits: Vec::new(),
+        }
+    }
+    /// Accept into the host's quarantine.
+    pub fn quarantine(reason: &str) -> Outcome {
+        Outcome {
+            verdict: Verdict::Quarantine(reason.into()),
+            edits: Vec::new(),
+        }
+    }
+    /// Adds an edit.
+    pub fn with(mut self, edit: Edit) -> Outcome {
+        self.edits.push(edit);
+        self
+    }
+    /// Adds a header field.
+    pub fn add_header(self, name: &str, value: &str) -> Outcome {
+        self.with(Edit::AddHeader((name.into(), value.into())))
+    }
+    /// Replaces every field `name` with one.
+    pub fn replace_header(self, name: &str, value: &str) -> Outcome {
+        self.with(Edit::ReplaceHeader((name.into(), value.into())))
+    }
+    /// Files the message into `folder`.
+    pub fn set_folder(self, folder: &str) -> Outcome {
+        self.with(Edit::SetFolder(folder.into()))
+    }
+    /// Whether the verdict is accept.
+    pub fn is_accept(&self) -> bool {
+        matches!(self.verdict, Verdict::Accept)
+    }
+}
+
+impl Reply {
+    /// A reply.
+    pub fn new(code: u16, enhanced: &str, text: &str) -> Reply {
+        Reply {
+            code,
+            enhanced: enhanced.into(),
+            text: text.into(),
+        }
+    }
+}
+
+impl Delivery {
+    /// Into the recipient's own account, in `folder`.
+    pub fn into_folder(folder: &str) -> Delivery {
+        Delivery {
+            account: None,
+            folder: Some(folder.into()),
+            flags: Vec::new(),
+        }
+    }
+}
+
+impl Message {
+    /// The first value of header `name`, if any.
+    pub fn first_header(&self, name: &str) -> Option<String> {
+        self.header(name).into_iter().next()
+    }
+    /// All decoded text, at most `max_bytes`, parts joined by newlines.
+    pub fn text(&self, max_bytes: u32) -> String {
+        let parts = self.text_parts(max_bytes);
+        let mut out = String::new();
+        for p in parts {
+            out.push_str(&p.text);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Capability "log" (grant `log`).
+pub mod log {
+    use crate::bindings::mailgate::policy::log::write;
+    pub use crate::bindings::mailgate::policy::log::Level;
+    /// A debug line.
+    pub fn debug(text: &str) {
+        write(Level::Debug, text)
+    }
+    /// An info line.
+    pub fn info(text: &str) {
+        write(Level::Info, text)
+    }
+    /// A warning.
+    pub fn warn(text: &str) {
+        write(Level::Warn, text)
+    }
+    /// An error line.
+    pub fn error(text: &str) {
+        write(Level::Error, text)
+    }
+}
+
+/// Capability "dns" (grant `dns`).
+pub mod dns {
+    pub use crate::bindings::mailgate::policy::dns::{lookup, DnsError, RecordType};
+}
+
+/// Capability "kv" (grant `kv`).
+pub mod kv {
+    pub use crate::bindings::mailgate::policy::kv::{delete, get, increment, set, KvError};
+
+    /// The value at `key` as an integer (0 when absent or not an integer).
+    pub fn get_i64(key: &str) -> i64 {
+        get(key)
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Capability "clock" (grant `clock`).
+pub mod clock {
+    pub use crate::bindings::mailgate::policy::clock::{monotonic_ms, now};
+}
+
+/// Capability "config" (grant `config`).
+pub mod config {
+    /// The plugin's `config` table as JSON text.
+    pub fn json() -> String {
+        crate::bindings::mailgate::policy::config::get()
+    }
+    /// The plugin's `config` table deserialised into `T`.
+    pub fn get<T: serde::de::DeserializeOwned>() -> Result<T, String> {
+        serde_json::from_str(&json()).map_err(|e| format!("bad plugin config: {e}"))
+    }
+}
+
+/// Splits `local@domain`, lower-casing the domain.
+pub fn split_address(address: &str) -> Option<(&str, String)> {
+    let at = address.rfind('@')?;
+    Some((&address[..at], address[at + 1..].to_ascii_lowercase()))
+}
