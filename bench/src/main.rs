@@ -50,6 +50,11 @@ struct Args {
     /// Seconds any single read or write may take before the run fails.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Run mailgate with the policy plugins in this directory (every
+    /// `*.wasm`, granted `config` and `log`); e.g. a copy of
+    /// `plugins/target/wasm32-wasip2/release/template.wasm` for a no-op.
+    #[arg(long, value_name = "DIR")]
+    plugins: Option<PathBuf>,
     /// Threads of the client runtime. One keeps the load generator off the
     /// server's second core on a two-core machine.
     #[arg(long, default_value_t = 1)]
@@ -176,7 +181,14 @@ fn run(args: &Args) -> Result<()> {
     if !args.peer_only {
         let bin = server::resolve_binary(&args.bin);
         eprintln!("mailgate-bench: starting {}", bin.display());
-        let mut mailgate = server::Mailgate::start(&bin, (params.size as u64 * 2).max(50 << 20))?;
+        let mut mailgate = server::Mailgate::start(
+            &bin,
+            (params.size as u64 * 2).max(50 << 20),
+            args.plugins.as_deref(),
+        )?;
+        if let Some(dir) = &args.plugins {
+            eprintln!("mailgate-bench: plugins from {}", dir.display());
+        }
         let target = Target {
             name: "mailgate".into(),
             smtp: mailgate.smtp,

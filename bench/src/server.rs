@@ -141,6 +141,41 @@ struct Config<'a> {
     domains: [&'a str; 1],
     listen: Listen<'a>,
     limits: Limits,
+    /// `--plugins DIR`: policy plugins (every `*.wasm` in DIR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugins: Option<Plugins<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    plugin: Vec<PluginEntry>,
+}
+
+#[derive(Serialize)]
+struct Plugins<'a> {
+    dir: &'a Path,
+}
+
+/// Every plugin of the directory may read its config and log (the
+/// example filters import `config`).
+#[derive(Serialize)]
+struct PluginEntry {
+    name: String,
+    grants: [&'static str; 2],
+}
+
+/// The `[[plugin]]` entries for the components in `dir`.
+fn plugin_entries(dir: &Path) -> Result<Vec<PluginEntry>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("wasm") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                out.push(PluginEntry {
+                    name: stem.to_string(),
+                    grants: ["config", "log"],
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -170,7 +205,7 @@ pub struct Mailgate {
 impl Mailgate {
     /// Starts mailgate from `binary` and creates the benchmark account.
     /// `max_message_size` must allow the benchmark's messages.
-    pub fn start(binary: &Path, max_message_size: u64) -> Result<Self> {
+    pub fn start(binary: &Path, max_message_size: u64, plugins: Option<&Path>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-bench-")
             .tempdir()?;
@@ -193,6 +228,8 @@ impl Mailgate {
                 max_recipients: 100,
                 max_message_size,
             },
+            plugins: plugins.map(|dir| Plugins { dir }),
+            plugin: plugins.map(plugin_entries).transpose()?.unwrap_or_default(),
         };
         let text =
             toml::to_string(&config).map_err(|e| Error(format!("cannot write the config: {e}")))?;
@@ -442,6 +479,8 @@ mod tests {
                 max_recipients: 100,
                 max_message_size: 1000,
             },
+            plugins: None,
+            plugin: Vec::new(),
         };
         let text = toml::to_string(&config).unwrap();
         let back: toml::Table = text.parse().unwrap();

@@ -250,7 +250,8 @@ impl LocalDelivery {
     /// Creates `name` in `account` if it does not exist (a concurrent
     /// delivery creating it first is fine).
     async fn ensure_mailbox(&self, account: AccountId, name: &str) -> StoreResult<()> {
-        if name.eq_ignore_ascii_case("INBOX") || self.store.mailbox(account, name).await?.is_some() {
+        if name.eq_ignore_ascii_case("INBOX") || self.store.mailbox(account, name).await?.is_some()
+        {
             return Ok(());
         }
         match self.store.create_mailbox(account, name, None).await {

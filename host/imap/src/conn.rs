@@ -5,11 +5,12 @@
 //! continuation request (`+` for a synchronizing literal) is flushed at
 //! once, as the client waits for it. RFC 9051 §5.4: the autologout timer
 //! is [`crate::ImapContext::idle_timeout`] (at least 30 minutes) once
-//! logged in, shorter before. A stream upgrade (STARTTLS) will hook in
-//! here: the loop owns the stream and can swap it between commands.
+//! logged in, shorter before. Stream upgrades (STARTTLS, COMPRESS) hook
+//! in here: the loop owns the stream and swaps it between commands.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mailgate_imap_proto::response::write_untagged;
 use mailgate_imap_proto::{Frame, Framer};
@@ -27,50 +28,90 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// Size of one read from the stream.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves one IMAP connection until it ends. Never fails: every problem
 /// ends the session and is logged.
+///
+/// On an implicit-TLS listener (IMAPS) the handshake comes before the
+/// greeting. After STARTTLS the session goes on over TLS with a fresh
+/// framer: bytes the client sent after the STARTTLS line came in clear
+/// and are dropped unread (RFC 9051 §6.2.1; the STARTTLS command
+/// injection of CVE-2011-0411).
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     ctx: Arc<ImapContext>,
 ) {
     let mut session = Session::new(Arc::clone(&ctx), peer);
+    if let Some(acceptor) = ctx.tls.implicit() {
+        let Some(tls) = handshake(acceptor, stream, peer).await else {
+            session.set_end_reason("TLS handshake failed");
+            return;
+        };
+        session.tls_started();
+        greet_and_serve(tls, &mut session, &ctx).await;
+        return;
+    }
+    let Some(stream) = greet_and_serve(stream, &mut session, &ctx).await else {
+        return;
+    };
+    // STARTTLS was answered OK.
+    let Some(acceptor) = ctx.tls.starttls() else {
+        return;
+    };
+    let Some(tls) = handshake(acceptor, stream, peer).await else {
+        session.set_end_reason("TLS handshake failed");
+        return;
+    };
+    session.tls_started();
     let mut framer = Framer::new(ctx.limits);
+    // STARTTLS is refused under TLS, so this cannot ask for it again.
+    let _ = serve(tls, &mut session, &ctx, &mut framer, Vec::new()).await;
+}
+
+/// Greets (or says BYE when the server is stopping) and serves; returns
+/// the stream if the session asked for STARTTLS.
+async fn greet_and_serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut stream: S,
+    session: &mut Session,
+    ctx: &Arc<ImapContext>,
+) -> Option<S> {
     let mut out = Vec::new();
     if *ctx.shutdown.borrow() {
         write_untagged(&mut out, "BYE Server shutting down");
-        let _ = flush(&mut stream, &mut out, &ctx).await;
+        let _ = flush(&mut stream, &mut out, ctx).await;
         session.set_end_reason("shutdown");
-        return;
+        return None;
     }
     session.greeting(&mut out);
-    let reason = match run(
-        &mut stream,
-        &mut session,
-        &ctx,
-        &mut framer,
-        out,
-        Vec::new(),
-    )
-    .await
-    {
+    let mut framer = Framer::new(ctx.limits);
+    serve(stream, session, ctx, &mut framer, out).await
+}
+
+/// Runs the session over `stream` (and over DEFLATE on it after
+/// COMPRESS) until it ends; returns the stream if the session asked for
+/// STARTTLS, with everything the client sent after it discarded.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut stream: S,
+    session: &mut Session,
+    ctx: &Arc<ImapContext>,
+    framer: &mut Framer,
+    out: Vec<u8>,
+) -> Option<S> {
+    let reason = match run(&mut stream, session, ctx, framer, out, Vec::new()).await {
         End::Closed(reason) => {
             let _ = timeout(ctx.login_timeout, stream.shutdown()).await;
             reason
         }
+        // The leftover bytes (and any partial frame) came in clear after
+        // STARTTLS: dropped with the framer.
+        End::Upgrade(Upgrade::StartTls, _injected) => return Some(stream),
         // The same session and framer go on over the new stream.
         End::Upgrade(Upgrade::Deflate, leftover) => {
             let mut z = Deflate::new(stream, leftover);
-            let reason = match run(
-                &mut z,
-                &mut session,
-                &ctx,
-                &mut framer,
-                Vec::new(),
-                Vec::new(),
-            )
-            .await
-            {
+            let reason = match run(&mut z, session, ctx, framer, Vec::new(), Vec::new()).await {
                 End::Closed(reason) => reason,
                 End::Upgrade(..) => "second stream upgrade",
             };
@@ -79,6 +120,31 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
     };
     session.set_end_reason(reason);
+    None
+}
+
+/// Runs the TLS handshake within [`HANDSHAKE_TIMEOUT`]; `None` (logged)
+/// if it fails.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    acceptor: &mailgate_tls::Acceptor,
+    stream: S,
+    peer: SocketAddr,
+) -> Option<mailgate_tls::TlsStream<S>> {
+    match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let info = mailgate_tls::SessionInfo::of(&tls);
+            tracing::debug!(client = %peer, version = %info.version, cipher = %info.cipher, "imap: TLS started");
+            Some(tls)
+        }
+        Ok(Err(e)) => {
+            tracing::info!(client = %peer, error = %e, "imap: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(client = %peer, "imap: TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// How [`run`] ended.

@@ -45,6 +45,7 @@ use std::time::Duration;
 use mailgate_auth::Authenticator;
 use mailgate_imap_proto::Limits;
 use mailgate_store::Store;
+pub use mailgate_tls::TlsMode;
 use tokio::sync::watch;
 
 pub use conn::serve_connection;
@@ -81,6 +82,9 @@ pub struct ImapContext {
     pub limits: Limits,
     /// Becomes `true` when the server stops: sessions say BYE.
     pub shutdown: watch::Receiver<bool>,
+    /// STARTTLS (RFC 9051 §6.2.1), implicit TLS (IMAPS, RFC 8314) or
+    /// none.
+    pub tls: TlsMode,
 }
 
 impl ImapContext {
@@ -99,6 +103,7 @@ impl ImapContext {
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             limits: Limits::default(),
             shutdown,
+            tls: TlsMode::None,
         }
     }
 
@@ -106,9 +111,15 @@ impl ImapContext {
     /// login. `passwords_ok`: the clear-text policy lets this connection
     /// send a password ([`Authenticator::plaintext_permitted`]); if not,
     /// RFC 9051 §7.2.2 LOGINDISABLED is announced and no AUTH=PLAIN.
-    ///
-    /// Data-driven so that STARTTLS can be added once TLS is configured.
-    pub fn capabilities(&self, authenticated: bool, passwords_ok: bool) -> Vec<String> {
+    /// `starttls`: the connection is not under TLS yet and the listener
+    /// offers STARTTLS (never announced again once TLS is on, RFC 9051
+    /// §6.2.1).
+    pub fn capabilities(
+        &self,
+        authenticated: bool,
+        passwords_ok: bool,
+        starttls: bool,
+    ) -> Vec<String> {
         let mut caps: Vec<String> = [
             "IMAP4rev1",
             "IMAP4rev2",
@@ -120,6 +131,9 @@ impl ImapContext {
         .iter()
         .map(|c| c.to_string())
         .collect();
+        if starttls && !authenticated {
+            caps.push("STARTTLS".into());
+        }
         if !(authenticated || passwords_ok) {
             caps.push("LOGINDISABLED".into());
         }

@@ -104,6 +104,10 @@ pub struct Listen {
     pub submissions: Option<String>,
     /// POP3 over implicit TLS (port 995, RFC 8314).
     pub pop3s: Option<String>,
+    /// IMAP (port 143), with STARTTLS when `[tls]` is set.
+    pub imap: Option<String>,
+    /// IMAP over implicit TLS (port 993, RFC 8314).
+    pub imaps: Option<String>,
 }
 
 /// `[tls]`: the server's certificate chain and private key, PEM files.
@@ -339,6 +343,7 @@ impl Config {
             for (key, value) in [
                 ("submissions", &self.listen.submissions),
                 ("pop3s", &self.listen.pop3s),
+                ("imaps", &self.listen.imaps),
             ] {
                 if value.is_some() {
                     return Err(ConfigError::Invalid(format!(
@@ -423,6 +428,19 @@ pop3 = "0.0.0.0:110"
         let c = Config::parse(&ok, Path::new("t.toml")).unwrap();
         assert_eq!(c.tls.unwrap().cert, PathBuf::from("/c.pem"));
         assert!(!c.auth.allow_plaintext && !c.auth.trust_loopback);
+    }
+
+    #[test]
+    fn imaps_needs_a_certificate() {
+        let with = format!("{MINIMAL}imap = \"0.0.0.0:143\"\nimaps = \"0.0.0.0:993\"\n");
+        let e = Config::parse(&with, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("imaps") && e.contains("[tls]"), "{e}");
+        let ok = format!("{with}\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n");
+        let c = Config::parse(&ok, Path::new("t.toml")).unwrap();
+        assert_eq!(c.listen.imap.as_deref(), Some("0.0.0.0:143"));
+        assert_eq!(c.listen.imaps.as_deref(), Some("0.0.0.0:993"));
     }
 
     #[test]

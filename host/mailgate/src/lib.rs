@@ -10,7 +10,8 @@
 //!   `[[dkim]]`, and its hand-off from SMTP submission.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
-//! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`).
+//! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`,
+//!   `queue`, `dkim`).
 #![forbid(unsafe_code)]
 
 pub mod cli;

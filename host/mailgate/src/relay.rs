@@ -261,3 +261,87 @@ impl OutboundQueue for RelayQueue {
         Ok(QueueId(id.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = "hostname = \"mx.a.test\"\ndata_dir = \"/tmp/x\"\ndomains = [\"a.test\"]\n";
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}{extra}"), Path::new("t.toml"))
+    }
+
+    #[test]
+    fn relay_and_queue_tables_become_the_relay_config() {
+        let c = parse(
+            "[relay]\nnameservers = [\"127.0.0.1:5353\", \"::1\"]\nport = 2525\nsource_ip = \"127.0.0.2\"\n\
+             smarthost = \"smtp.provider.test:587\"\nsmarthost_username = \"u\"\nsmarthost_password = \"p\"\n\
+             require_tls = [\"Bank.test\"]\n\
+             [queue]\nretry = [\"1s\", \"2m\"]\nmax_age = \"3d\"\ndelay_warning = \"4h\"\npoll_interval = \"5s\"\n\
+             max_per_destination = 2\nmax_concurrent = 8\n",
+        )
+        .unwrap();
+        let r = relay_config(&c).unwrap();
+        assert_eq!(r.hostname, "mx.a.test");
+        assert_eq!(
+            r.nameservers,
+            vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(r.port, 2525);
+        assert_eq!(r.source_ip, Some("127.0.0.2".parse().unwrap()));
+        let s = r.smarthost.clone().unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("smtp.provider.test", 587));
+        assert_eq!(s.auth, Some(("u".into(), "p".into())));
+        assert!(r.require_tls.contains("bank.test"));
+        assert_eq!(
+            r.retry.steps,
+            vec![Duration::from_secs(1), Duration::from_secs(120)]
+        );
+        assert_eq!(r.retry.max_age, Duration::from_secs(3 * 86_400));
+        assert_eq!(r.retry.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(r.poll_interval, Duration::from_secs(5));
+        assert_eq!((r.max_per_destination, r.max_concurrent), (2, 8));
+    }
+
+    #[test]
+    fn defaults_without_tables() {
+        let r = relay_config(&parse("").unwrap()).unwrap();
+        let d = RelayConfig::default();
+        assert_eq!(r.port, 25);
+        assert_eq!(r.retry, d.retry);
+        assert!(r.nameservers.is_empty() && r.smarthost.is_none());
+        assert!(dkim_signer(&parse("").unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_load() {
+        for bad in [
+            "[queue]\nretry = [\"5 weeks\"]\n",
+            "[queue]\nretry = []\n",
+            "[queue]\nmax_age = \"x\"\n",
+            "[queue]\nmax_concurrent = 0\n",
+            "[relay]\nnameservers = [\"ns.example\"]\n",
+            "[relay]\nport = 0\n",
+            "[relay]\nsmarthost_username = \"u\"\n",
+            "[relay]\nsmarthost = \"h:1\"\nsmarthost_username = \"u\"\n",
+            "[relay]\nbogus = 1\n",
+            "[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let c =
+            parse("[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\nkey = \"/nonexistent.pem\"\n")
+                .unwrap();
+        let e = dkim_signer(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("a.test") && e.contains("/nonexistent.pem"),
+            "{e}"
+        );
+    }
+}

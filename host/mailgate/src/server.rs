@@ -13,8 +13,8 @@
 //! # TLS
 //! With a `[tls]` table the certificate is loaded once at start (the
 //! server refuses to start without it) and shared by every listener:
-//! STARTTLS on `smtp` and `submission`, STLS on `pop3`, implicit TLS on
-//! `submissions` and `pop3s`. The files are watched and reloaded when
+//! STARTTLS on `smtp`, `submission` and `imap`, STLS on `pop3`, implicit
+//! TLS on `submissions`, `pop3s` and `imaps`. The files are watched and reloaded when
 //! they change, and on SIGHUP; sessions already open keep their TLS.
 
 use std::future::Future;
@@ -196,6 +196,8 @@ pub async fn run(
         ("submissions", &l.submissions),
         ("pop3", &l.pop3),
         ("pop3s", &l.pop3s),
+        ("imap", &l.imap),
+        ("imaps", &l.imaps),
     ] {
         if let Some(b) = bind(protocol, address).await? {
             bound.push(b);
@@ -307,7 +309,16 @@ fn session_runner(
         Some(a) if implicit => TlsMode::Implicit(a),
         Some(a) => TlsMode::StartTls(a),
     };
-    let implicit = matches!(protocol, "submissions" | "pop3s");
+    let implicit = matches!(protocol, "submissions" | "pop3s" | "imaps");
+    if protocol.starts_with("imap") {
+        let mut ctx = imap_context(config, services, shutdown.clone());
+        ctx.tls = mode(implicit, acceptor(Alpn::Imap)?);
+        let ctx = Arc::new(ctx);
+        return Ok(Box::new(move |stream, peer| {
+            let ctx = ctx.clone();
+            Box::pin(mailgate_imap::serve_connection(stream, peer, ctx))
+        }));
+    }
     if protocol.starts_with("pop3") {
         let mut ctx = pop3_context(config, services, shutdown.clone());
         ctx.tls = mode(implicit, acceptor(Alpn::Pop3)?);
@@ -387,6 +398,26 @@ fn pop3_context(
         shutdown,
     );
     ctx.idle_timeout = config.idle_timeout().max(Duration::from_secs(600));
+    ctx
+}
+
+/// The IMAP settings from the configuration: APPEND takes messages up
+/// to `limits.max_message_size` (announced as APPENDLIMIT). The
+/// autologout timer stays at the crate's 30 minutes (RFC 9051 §5.4 asks
+/// for at least that), whatever `idle_timeout` says.
+fn imap_context(
+    config: &Config,
+    services: &Services,
+    shutdown: watch::Receiver<bool>,
+) -> mailgate_imap::ImapContext {
+    let mut ctx = mailgate_imap::ImapContext::new(
+        config.hostname.clone(),
+        services.store.clone(),
+        services.auth.clone(),
+        shutdown,
+    );
+    ctx.limits.max_append = config.limits.max_message_size;
+    ctx.idle_timeout = ctx.idle_timeout.max(config.idle_timeout());
     ctx
 }
 

@@ -62,6 +62,17 @@ pub struct DkimSigner {
     keys: HashMap<String, DomainKey>,
 }
 
+/// Shows the domains only, never key material.
+impl std::fmt::Debug for DkimSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut domains: Vec<&String> = self.keys.keys().collect();
+        domains.sort();
+        f.debug_struct("DkimSigner")
+            .field("domains", &domains)
+            .finish()
+    }
+}
+
 impl DkimSigner {
     /// A signer without keys.
     pub fn new() -> DkimSigner {
@@ -246,10 +257,16 @@ mod tests {
         let key = generate("a.test", "s1", 1024).unwrap();
         let p = key.txt.split("p=").nth(1).unwrap();
         // The well-known prefix of a 1024-bit RSA SubjectPublicKeyInfo.
-        assert!(p.starts_with("MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQ"), "{p}");
+        assert!(
+            p.starts_with("MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQ"),
+            "{p}"
+        );
         let key = generate("a.test", "s1", 2048).unwrap();
         let p = key.txt.split("p=").nth(1).unwrap();
-        assert!(p.starts_with("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"), "{p}");
+        assert!(
+            p.starts_with("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"),
+            "{p}"
+        );
         assert_eq!(der_length(5), vec![5]);
         assert_eq!(der_length(0x81), vec![0x81, 0x81]);
         assert_eq!(der_length(0x10e), vec![0x82, 0x01, 0x0e]);

@@ -108,7 +108,11 @@ fn parse_enhanced(s: &str) -> Option<EnhancedCode> {
     else {
         return None;
     };
-    Some(EnhancedCode::new(u8::try_from(class).ok()?, subject, detail))
+    Some(EnhancedCode::new(
+        u8::try_from(class).ok()?,
+        subject,
+        detail,
+    ))
 }
 
 fn mail_params(p: &MailParams) -> Vec<Param> {
@@ -230,7 +234,12 @@ impl Session {
 
     /// A verdict of connect, helo or auth: refusals become the reply,
     /// holds stick to the session.
-    fn session_verdict(&mut self, hook: Hook, verdict: Verdict, by: Option<String>) -> Option<Reply> {
+    fn session_verdict(
+        &mut self,
+        hook: Hook,
+        verdict: Verdict,
+        by: Option<String>,
+    ) -> Option<Reply> {
         let client = self.peer.ip();
         let by = by.unwrap_or_default();
         if let Some(r) = verdict.reply() {

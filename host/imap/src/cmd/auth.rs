@@ -100,7 +100,7 @@ async fn check(s: &mut Session, user: &str, password: &str) -> CmdResult {
             s.events = Some(s.ctx.store.subscribe());
             s.account = Some(account);
             s.state = StateKind::Authenticated;
-            let caps = s.ctx.capabilities(true, true).join(" ");
+            let caps = s.capabilities().join(" ");
             Ok(Done::with_code(format!("CAPABILITY {caps}"), "Logged in"))
         }
         AuthOutcome::Failed => Err(failed()),

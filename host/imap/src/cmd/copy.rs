@@ -1,7 +1,7 @@
 //! COPY (RFC 9051 §6.4.7) and MOVE (RFC 6851), with RFC 4315 COPYUID.
 
 use mailgate_imap_proto::response::write_untagged;
-use mailgate_imap_proto::SequenceSet;
+use mailgate_imap_proto::{format_set, SequenceSet};
 use mailgate_store::Uid;
 
 use super::{find_mailbox, mailbox_name, quota};
@@ -49,19 +49,13 @@ pub(crate) async fn copy(
     if pairs.is_empty() {
         return Ok(Done::ok(format!("No messages left, {verb} completed")));
     }
+    // RFC 4315 §3: the two sets correspond in order; runs are written
+    // `a:b` (ascending in both, so the order survives).
     let code = format!(
         "COPYUID {} {} {}",
         target.uid_validity,
-        pairs
-            .iter()
-            .map(|p| p.0.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        pairs
-            .iter()
-            .map(|p| p.1.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
+        format_set(pairs.iter().map(|p| p.0 .0.get())),
+        format_set(pairs.iter().map(|p| p.1 .0.get())),
     );
     if is_move {
         write_untagged(out, &format!("OK [{code}] Moved"));

@@ -3,16 +3,12 @@
 
 use mailgate_imap_proto::response::{write_continue, write_untagged};
 
-use crate::session::{CmdError, CmdResult, Done, Session, StateKind, Upgrade};
+use crate::session::{CmdError, CmdResult, Done, Session, Upgrade};
 
 /// RFC 9051 §6.1.1: "The CAPABILITY command requests a listing of
 /// capabilities that the server supports."
 pub(crate) fn capability(s: &Session, out: &mut Vec<u8>) -> CmdResult {
-    let authenticated = s.state() != StateKind::NotAuthenticated;
-    let caps = s
-        .ctx
-        .capabilities(authenticated, s.passwords_ok())
-        .join(" ");
+    let caps = s.capabilities().join(" ");
     write_untagged(out, &format!("CAPABILITY {caps}"));
     Ok(Done::ok("CAPABILITY completed"))
 }
@@ -33,10 +29,20 @@ pub(crate) fn logout(s: &mut Session, out: &mut Vec<u8>) -> CmdResult {
     Ok(Done::ok("LOGOUT completed"))
 }
 
-/// RFC 9051 §6.2.1: STARTTLS needs TLS configured; that comes with the
-/// TLS issue (the capability list does not offer it yet).
-pub(crate) fn starttls() -> CmdResult {
-    Err(CmdError::Bad("STARTTLS is not available".into()))
+/// RFC 9051 §6.2.1: "A [TLS] negotiation begins immediately after the
+/// CRLF at the end of the tagged OK response from the server." The loop
+/// runs the handshake ([`Upgrade::StartTls`]) and throws away anything
+/// the client pipelined after this command (it came in clear). Refused
+/// where the listener has no TLS, and once TLS is on.
+pub(crate) fn starttls(s: &mut Session) -> CmdResult {
+    if s.tls {
+        return Err(CmdError::Bad("TLS is already active".into()));
+    }
+    if s.ctx.tls.starttls().is_none() {
+        return Err(CmdError::Bad("STARTTLS is not available".into()));
+    }
+    s.upgrade = Some(Upgrade::StartTls);
+    Ok(Done::ok("Begin TLS negotiation now"))
 }
 
 /// RFC 2971 §3.1: "the server MUST return an ID response, which may be

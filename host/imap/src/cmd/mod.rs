@@ -35,7 +35,7 @@ pub(crate) async fn dispatch(s: &mut Session, body: CommandBody, out: &mut Vec<u
         CommandBody::Capability => misc::capability(s, out),
         CommandBody::Noop | CommandBody::Check => misc::noop(),
         CommandBody::Logout => misc::logout(s, out),
-        CommandBody::StartTls => misc::starttls(),
+        CommandBody::StartTls => misc::starttls(s),
         CommandBody::Id(params) => misc::id(s, params, out),
         CommandBody::Enable(caps) => misc::enable(s, &caps, out),
         CommandBody::Namespace => misc::namespace(s, out),

@@ -65,7 +65,9 @@ pub(crate) async fn store(
     // RFC 9051 §7.3.5: a new keyword is announced before it is used.
     sel.announce_keywords(out);
     for meta in updated {
-        let Some(i) = sel.index_of(meta.uid) else { continue };
+        let Some(i) = sel.index_of(meta.uid) else {
+            continue;
+        };
         if !silent {
             let mut line = format!("* {} FETCH (FLAGS ({})", i + 1, flag_list(&meta.flags));
             if uid {

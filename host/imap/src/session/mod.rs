@@ -157,11 +157,14 @@ impl Done {
 pub type CmdResult = Result<Done, CmdError>;
 
 /// A change of the stream the loop must make right after sending the
-/// answers written so far (COMPRESS now; STARTTLS will be another).
+/// answers written so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upgrade {
     /// Start DEFLATE in both directions (RFC 4978).
     Deflate,
+    /// Run the TLS handshake (RFC 9051 §6.2.1). Whatever the client sent
+    /// after the STARTTLS line was sent in clear and is discarded unread.
+    StartTls,
 }
 
 /// What is going on besides ordinary commands.
@@ -194,8 +197,8 @@ pub struct Session {
     pub(crate) qresync: bool,
     /// The store's change notifications, from login on.
     pub(crate) events: Option<broadcast::Receiver<StoreEvent>>,
-    /// The connection is under TLS (set by the STARTTLS hook to come, or
-    /// for an implicit-TLS listener).
+    /// The connection is under TLS (after STARTTLS, or from the start on
+    /// an implicit-TLS listener).
     pub(crate) tls: bool,
     /// A stream change asked for by the last command.
     pub(crate) upgrade: Option<Upgrade>,
@@ -237,7 +240,7 @@ impl Session {
     /// Writes the greeting (RFC 9051 §7.1.1), with the capabilities so
     /// that clients need not ask.
     pub fn greeting(&self, out: &mut Vec<u8>) {
-        let caps = self.ctx.capabilities(false, self.passwords_ok()).join(" ");
+        let caps = self.capabilities().join(" ");
         write_status(
             out,
             None,
@@ -245,6 +248,26 @@ impl Session {
             Some(&format!("CAPABILITY {caps}")),
             &format!("{} IMAP mailgate ready", self.ctx.hostname),
         );
+    }
+
+    /// The capabilities for this connection in its current state.
+    pub fn capabilities(&self) -> Vec<String> {
+        let authenticated = self.state != StateKind::NotAuthenticated;
+        let starttls = !self.tls && self.ctx.tls.starttls().is_some();
+        self.ctx
+            .capabilities(authenticated, self.passwords_ok(), starttls)
+    }
+
+    /// Whether the connection is under TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Records that the connection is now under TLS (implicit TLS, or a
+    /// STARTTLS handshake that succeeded): passwords become acceptable
+    /// and STARTTLS is no longer offered.
+    pub fn tls_started(&mut self) {
+        self.tls = true;
     }
 
     /// Whether this connection may send a password (TLS, or the

@@ -59,7 +59,9 @@ impl Selected {
         }
         out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
         if !self.read_only {
-            out.extend_from_slice(format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted\r\n").as_bytes());
+            out.extend_from_slice(
+                format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted\r\n").as_bytes(),
+            );
         }
     }
 

@@ -56,7 +56,7 @@ pub fn dkim(command: &DkimCommand) -> Result<(), String> {
     if !(1024..=4096).contains(&bits) {
         return Err("--bits must be between 1024 and 4096".into());
     }
-    let key = dkim::generate(&domain, &selector, bits).map_err(|e| e.to_string())?;
+    let key = dkim::generate(&domain, selector, bits).map_err(|e| e.to_string())?;
     let path = out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{domain}.{selector}.dkim.pem")));

@@ -120,8 +120,12 @@ async fn check(config: &Config, file: &Path, grants: &[String]) -> Result<(), St
 
 fn reload(data_dir: &Path) -> Result<(), String> {
     let path = data_dir.join(PID_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e} (is the server running?)", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (is the server running?)",
+            path.display()
+        )
+    })?;
     let pid: u32 = text
         .trim()
         .parse()

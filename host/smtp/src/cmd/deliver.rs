@@ -98,7 +98,13 @@ impl Session {
         let submitted = &data[header.len()..];
         if plan.discarded {
             tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "smtp: message discarded by policy");
-            return self.reply(Reply::with_code(250, 2, 0, 0, format!("Ok: queued as {id}")));
+            return self.reply(Reply::with_code(
+                250,
+                2,
+                0,
+                0,
+                format!("Ok: queued as {id}"),
+            ));
         }
         let body = plan.edited.as_deref().unwrap_or(&data);
         match self.store_everywhere(&from, &plan, body).await {
@@ -123,7 +129,12 @@ impl Session {
     /// Delivers to the local recipients and hands the remote ones to the
     /// outbound queue; returns the number of local copies. Both are
     /// durable when this returns `Ok`.
-    async fn store_everywhere(&self, from: &str, plan: &Plan, data: &[u8]) -> Result<usize, String> {
+    async fn store_everywhere(
+        &self,
+        from: &str,
+        plan: &Plan,
+        data: &[u8],
+    ) -> Result<usize, String> {
         let mut copies = 0;
         if !plan.local.is_empty() {
             copies = self

@@ -162,8 +162,15 @@ impl Session {
             let info = self.recipient_info(address, params, local).await;
             let d = chain.route(&session, &envelope, &info, &view).await;
             for action in d.actions {
-                self.apply_action(action, address, local, &default_folder, &mut plan, &mut refusals)
-                    .await;
+                self.apply_action(
+                    action,
+                    address,
+                    local,
+                    &default_folder,
+                    &mut plan,
+                    &mut refusals,
+                )
+                .await;
             }
         }
         if let Some(r) = refusals.reject.or(refusals.defer) {
@@ -199,11 +206,12 @@ impl Session {
                         return;
                     }
                 };
-                plan.local.extend(accounts.into_iter().map(|account| Target {
-                    account,
-                    folder: folder.clone(),
-                    flags: flags.clone(),
-                }));
+                plan.local
+                    .extend(accounts.into_iter().map(|account| Target {
+                        account,
+                        folder: folder.clone(),
+                        flags: flags.clone(),
+                    }));
             }
             RouteAction::Forward(to) => {
                 tracing::info!(%client, rcpt = %address, forward = ?to, "smtp: forwarded by policy");
