@@ -265,7 +265,8 @@ def test_fetch_tricky_messages(srv):
     assert fetch_raw(r, b"FETCH 1 (FLAGS)") == b"* 1 FETCH (FLAGS ())"
     # BODY[TEXT] (not PEEK) sets \Seen.
     text = fetch_raw(r, b"FETCH 1 (BODY[TEXT])")
-    assert b"\\Seen" in text and text.endswith(NESTED.split(b"\r\n\r\n", 1)[1] + b")"), text
+    body = NESTED.split(b"\r\n\r\n", 1)[1]
+    assert text == b"* 1 FETCH (BODY[TEXT] {%d}\r\n%s FLAGS (\\Seen))" % (len(body), body), text
     r.close()
 
 
@@ -565,3 +566,25 @@ def test_hostile_input_then_still_serving(srv):
     assert ok(m.search(None, "ALL"))[0] == b"1"
     m.logout()
     assert not list(srv.data_dir.glob("**/evil")) and not list(srv.data_dir.glob("**/etc"))
+
+
+# ------------------------------------------------------------- shutdown
+def test_sigterm_says_bye_to_an_idling_session(srv):
+    r = raw_login(srv)
+    r.cmd(b"s", b"SELECT INBOX")
+    r.send(b"i IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    assert srv.stop() == 0
+    assert r.line().startswith(b"* BYE"), "an idling client is told the server stops"
+    r.close()
+
+
+def test_non_synchronizing_huge_literal_is_refused(srv):
+    r = raw_login(srv)
+    r.send(b"a APPEND INBOX {99999999999+}\r\n" + b"x" * 1000 + b"\r\n")
+    answer = r.line()
+    assert answer.startswith((b"a BAD [TOOBIG]", b"* BYE")), answer
+    r.close()
+    m = imap(srv)
+    ok(m.noop())
+    m.logout()

@@ -141,11 +141,18 @@ struct Config<'a> {
     domains: [&'a str; 1],
     listen: Listen<'a>,
     limits: Limits,
+    /// Passwords without TLS from loopback (POP3 logs in in clear).
+    auth: Auth,
     /// `--plugins DIR`: policy plugins (every `*.wasm` in DIR).
     #[serde(skip_serializing_if = "Option::is_none")]
     plugins: Option<Plugins<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     plugin: Vec<PluginEntry>,
+}
+
+#[derive(Serialize)]
+struct Auth {
+    trust_loopback: bool,
 }
 
 #[derive(Serialize)]
@@ -227,6 +234,9 @@ impl Mailgate {
             limits: Limits {
                 max_recipients: 100,
                 max_message_size,
+            },
+            auth: Auth {
+                trust_loopback: true,
             },
             plugins: plugins.map(|dir| Plugins { dir }),
             plugin: plugins.map(plugin_entries).transpose()?.unwrap_or_default(),
@@ -478,6 +488,9 @@ mod tests {
             limits: Limits {
                 max_recipients: 100,
                 max_message_size: 1000,
+            },
+            auth: Auth {
+                trust_loopback: true,
             },
             plugins: None,
             plugin: Vec::new(),

@@ -46,9 +46,14 @@ mod tests {
         assert!(strict.permits(true, remote));
         assert!(!strict.permits(false, remote));
         assert!(!strict.permits(false, lo));
-        let default = PlaintextPolicy::default();
-        assert!(default.permits(false, lo));
-        assert!(!default.permits(false, remote));
+        // The default is the strict policy: no clear-text passwords at all.
+        assert_eq!(PlaintextPolicy::default(), strict);
+        let loopback = PlaintextPolicy {
+            allow_plaintext: false,
+            trust_loopback: true,
+        };
+        assert!(loopback.permits(false, lo));
+        assert!(!loopback.permits(false, remote));
         let open = PlaintextPolicy {
             allow_plaintext: true,
             trust_loopback: false,

@@ -23,7 +23,7 @@ pub enum CommandBody {
     Noop,
     /// LOGOUT
     Logout,
-    /// STARTTLS (answered NO until TLS is configured).
+    /// STARTTLS (RFC 9051 §6.2.1; refused where the listener has no TLS).
     StartTls,
     /// LOGIN user password
     Login {

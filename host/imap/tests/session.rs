@@ -273,7 +273,7 @@ async fn copy_move_append() {
     assert_eq!(
         r[0],
         format!(
-            "OK [COPYUID {} 1,2 1,2] COPY completed",
+            "OK [COPYUID {} 1:2 1:2] COPY completed",
             archive.uid_validity
         )
     );

@@ -68,8 +68,14 @@ async fn starttls_discards_injected_commands_and_enables_login() {
     let mut tls = BufReader::new(tls);
     tls.get_mut().write_all(b"d CAPABILITY\r\n").await.unwrap();
     let caps = line(&mut tls).await;
-    assert!(caps.starts_with("* CAPABILITY "), "c must not be answered: {caps}");
-    assert!(!caps.contains("STARTTLS") && !caps.contains("LOGINDISABLED"), "{caps}");
+    assert!(
+        caps.starts_with("* CAPABILITY "),
+        "c must not be answered: {caps}"
+    );
+    assert!(
+        !caps.contains("STARTTLS") && !caps.contains("LOGINDISABLED"),
+        "{caps}"
+    );
     assert!(caps.contains("AUTH=PLAIN"), "{caps}");
     assert_eq!(line(&mut tls).await, "d OK CAPABILITY completed");
     tls.get_mut().write_all(b"e STARTTLS\r\n").await.unwrap();

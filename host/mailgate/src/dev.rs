@@ -96,14 +96,14 @@ pub fn summary(config: &Config, addresses: &[(&'static str, SocketAddr)]) -> Str
         "  python3 -c \"import poplib; p=poplib.POP3('127.0.0.1', {}); p.user('{DEMO_USER}'); p.pass_('{DEMO_PASSWORD}'); print(b'\\n'.join(p.retr(1)[1]).decode())\"\n",
         port("pop3")
     ));
-    s.push_str("Read it with IMAP (folders stay on the server):\n");
+    s.push_str("Read it with IMAP (folders stay on the server), then over IMAPS:\n");
     s.push_str(&format!(
         "  python3 -c \"import imaplib; m=imaplib.IMAP4('127.0.0.1', {}); m.login('{DEMO_USER}', '{DEMO_PASSWORD}'); m.select(); print(m.fetch('1', '(BODY[])')[1][0][1].decode())\"\n",
         port("imap")
     ));
     if let Some(tls) = &config.tls {
         s.push_str(&format!(
-            "  over TLS: imaplib.IMAP4_SSL('localhost', {}, ssl_context=ssl.create_default_context(cafile='{}'))\n",
+            "  python3 -c \"import imaplib, ssl; m=imaplib.IMAP4_SSL('localhost', {}, ssl_context=ssl.create_default_context(cafile='{}')); m.login('{DEMO_USER}', '{DEMO_PASSWORD}'); print(m.select())\"\n",
             port("imaps"),
             tls.cert.display()
         ));
