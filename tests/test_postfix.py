@@ -22,11 +22,9 @@ with the reason.  The system-wide Postfix instance is never used.
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
@@ -97,6 +95,11 @@ def split_trace(raw: bytes, names) -> tuple[list[str], bytes]:
             end = raw.index(b"\r\n", end) + 2
         removed.append(m.group(1).decode())
         raw = raw[end:]
+
+
+def unfold(text: str) -> str:
+    """Header folding undone (both MTAs fold long Diagnostic-Code fields)."""
+    return re.sub(r"\r?\n[ \t]+", " ", text)
 
 
 def crlf(raw: bytes) -> bytes:
@@ -301,10 +304,11 @@ def test_mailgate_refusing_an_unknown_user_makes_postfix_bounce(postfix, mailgat
     [bounce] = wait_for(pf, lambda: pf.maildir(PF_USER), "Postfix's bounce in user's Maildir")
     bounce = crlf(bounce)
     assert header(bounce, "Return-Path") == ["<>"], bounce[:500]
-    msg_, parts, status = dsn_parts(bounce)
+    _, _, status = dsn_parts(bounce)
+    status = unfold(status)
     assert "Final-Recipient: rfc822; nobody@a.test" in status, status
     assert "Status: 5.1.1" in status, status
-    assert re.search(r"Diagnostic-Code: smtp; 550[ -]5\.1\.1", status), status
+    assert "Diagnostic-Code: smtp; 550 5.1.1 <nobody@a.test>" in status, status
     assert b"Subject: to nobody at mailgate" in bounce
     assert mailgate_messages(mg) == []
     wait_for(pf, pf.queue_empty, "Postfix's queue to empty")
@@ -357,6 +361,7 @@ def test_postfix_refusing_an_unknown_user_makes_mailgate_bounce(postfix, mailgat
     [bounce] = wait_for(pf, lambda: mailgate_messages(mg), "mailgate's bounce to alice")
     assert header(bounce, "Return-Path") == ["<>"]
     _, _, status = dsn_parts(bounce.split(b"\r\n", 1)[1])
+    status = unfold(status)
     assert "Final-Recipient: rfc822; nobody@postfix.test" in status, status
     assert "Action: failed" in status and "Status: 5.1.1" in status, status
     # Postfix's own words reach the sender.

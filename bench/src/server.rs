@@ -153,6 +153,9 @@ struct Config<'a> {
 #[derive(Serialize)]
 struct Auth {
     trust_loopback: bool,
+    /// High, so that thousands of logins in a row (the IMAP idle phase)
+    /// can never be throttled.
+    max_failures: u32,
 }
 
 #[derive(Serialize)]
@@ -189,6 +192,7 @@ fn plugin_entries(dir: &Path) -> Result<Vec<PluginEntry>> {
 struct Listen<'a> {
     smtp: &'a str,
     pop3: &'a str,
+    imap: &'a str,
 }
 
 #[derive(Serialize)]
@@ -207,6 +211,8 @@ pub struct Mailgate {
     pub smtp: SocketAddr,
     /// The POP3 listener.
     pub pop3: SocketAddr,
+    /// The IMAP listener (plain text; loopback may log in without TLS).
+    pub imap: SocketAddr,
 }
 
 impl Mailgate {
@@ -230,6 +236,7 @@ impl Mailgate {
             listen: Listen {
                 smtp: "127.0.0.1:0",
                 pop3: "127.0.0.1:0",
+                imap: "127.0.0.1:0",
             },
             limits: Limits {
                 max_recipients: 100,
@@ -237,6 +244,7 @@ impl Mailgate {
             },
             auth: Auth {
                 trust_loopback: true,
+                max_failures: 1_000_000,
             },
             plugins: plugins.map(|dir| Plugins { dir }),
             plugin: plugins.map(plugin_entries).transpose()?.unwrap_or_default(),
@@ -259,7 +267,7 @@ impl Mailgate {
             .map_err(|e| Error(format!("cannot start {}: {e}", bin.display())))?;
         let mut guard = ChildGuard::new(child);
         let stdout = guard.child().stdout.take().expect("piped");
-        let (smtp, pop3) = wait_ready(stdout).map_err(|e| {
+        let (smtp, pop3, imap) = wait_ready(stdout).map_err(|e| {
             let status = guard.stop().ok().flatten().map(|s| s.status.to_string());
             Error(format!(
                 "mailgate serve did not start ({e}); exit: {}; its stderr ends:\n{}",
@@ -272,12 +280,19 @@ impl Mailgate {
             dir,
             smtp,
             pop3,
+            imap,
         })
     }
 
     /// Bytes under the data directory (the store on disk).
     pub fn store_bytes(&self) -> u64 {
         dir_size(&self.dir.path().join("data"))
+    }
+
+    /// The server's process id (for /proc/PID/status), while it runs.
+    pub fn pid(&mut self) -> Option<u32> {
+        let child = self.guard.child.as_mut()?;
+        matches!(child.try_wait(), Ok(None)).then(|| child.id())
     }
 
     /// Stops the server (SIGTERM, SIGKILL after 10 s).
@@ -329,7 +344,9 @@ fn add_user(bin: &Path, config: &Path) -> Result<()> {
 }
 
 /// Reads `mailgate: listening PROTO on ADDR` lines up to `mailgate: ready`.
-fn wait_ready(stdout: std::process::ChildStdout) -> Result<(SocketAddr, SocketAddr)> {
+fn wait_ready(
+    stdout: std::process::ChildStdout,
+) -> Result<(SocketAddr, SocketAddr, SocketAddr)> {
     let (tx, rx) = mpsc::channel();
     // A thread, because std offers no read with a timeout on a pipe. It
     // keeps reading after `ready` so the server can never block on a full
@@ -341,7 +358,7 @@ fn wait_ready(stdout: std::process::ChildStdout) -> Result<(SocketAddr, SocketAd
         }
     });
     let deadline = Instant::now() + START_TIMEOUT;
-    let (mut smtp, mut pop3) = (None, None);
+    let (mut smtp, mut pop3, mut imap) = (None, None, None);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match rx.recv_timeout(left) {
@@ -356,13 +373,14 @@ fn wait_ready(stdout: std::process::ChildStdout) -> Result<(SocketAddr, SocketAd
         match parse_stdout_line(&line) {
             Some(Announcement::Listening("smtp", addr)) => smtp = Some(addr),
             Some(Announcement::Listening("pop3", addr)) => pop3 = Some(addr),
+            Some(Announcement::Listening("imap", addr)) => imap = Some(addr),
             Some(Announcement::Listening(..)) | None => {}
             Some(Announcement::Ready) => break,
         }
     }
-    match (smtp, pop3) {
-        (Some(s), Some(p)) => Ok((s, p)),
-        _ => err("`mailgate: ready` came without both an smtp and a pop3 listener"),
+    match (smtp, pop3, imap) {
+        (Some(s), Some(p), Some(i)) => Ok((s, p, i)),
+        _ => err("`mailgate: ready` came without an smtp, a pop3 and an imap listener"),
     }
 }
 
@@ -484,6 +502,7 @@ mod tests {
             listen: Listen {
                 smtp: "127.0.0.1:0",
                 pop3: "127.0.0.1:0",
+                imap: "127.0.0.1:0",
             },
             limits: Limits {
                 max_recipients: 100,
@@ -491,6 +510,7 @@ mod tests {
             },
             auth: Auth {
                 trust_loopback: true,
+                max_failures: 1_000_000,
             },
             plugins: None,
             plugin: Vec::new(),

@@ -47,10 +47,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Wraps `stream`; every single read or write that takes longer than
     /// `timeout` fails, so a stuck server can never hang the benchmark.
     pub fn new(stream: S, timeout: Duration) -> Self {
+        Self::with_capacity(stream, timeout, READ_BUFFER)
+    }
+
+    /// Like [`Conn::new`] with a read buffer of `capacity` bytes (small
+    /// for the thousands of idle IMAP connections).
+    pub fn with_capacity(stream: S, timeout: Duration, capacity: usize) -> Self {
         Conn {
-            io: BufReader::with_capacity(READ_BUFFER, stream),
+            io: BufReader::with_capacity(capacity, stream),
             timeout,
         }
+    }
+
+    /// Appends exactly `n` bytes (a literal) to `buf`.
+    pub async fn read_exact(&mut self, buf: &mut Vec<u8>, n: usize) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let start = buf.len();
+        buf.resize(start + n, 0);
+        tokio::time::timeout(self.timeout, self.io.read_exact(&mut buf[start..]))
+            .await
+            .map_err(|_| {
+                Error(format!(
+                    "no answer from the server within {:?}",
+                    self.timeout
+                ))
+            })??;
+        Ok(())
     }
 
     /// Appends one line, CRLF included, to `buf`. End of stream is an

@@ -22,7 +22,6 @@ pub struct PlaintextPolicy {
     pub trust_loopback: bool,
 }
 
-
 impl PlaintextPolicy {
     /// Whether a client at `peer` may send a password on this connection;
     /// `tls` says whether the connection is under TLS.

@@ -51,7 +51,9 @@ pub fn config(data_dir: PathBuf) -> Config {
         relay: Default::default(),
         queue: Default::default(),
         dkim: Vec::new(),
-        plugins: Some(mailgate_policy::PluginsConfig::new(data_dir.join("plugins"))),
+        plugins: Some(mailgate_policy::PluginsConfig::new(
+            data_dir.join("plugins"),
+        )),
         plugin: crate::plugins::dev_plugin_settings(),
         source: None,
     }

@@ -4,8 +4,8 @@
 //! runs (the store serialises the two processes' writes).
 
 mod admin;
-mod plugin;
 mod dkim;
+mod plugin;
 mod queue;
 
 pub use dkim::DkimCommand;

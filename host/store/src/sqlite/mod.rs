@@ -114,6 +114,26 @@ impl SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    /// Closing the last connection to a WAL database checkpoints the WAL
+    /// into the main file, which can take seconds on a busy disk. Shutdown
+    /// must not wait for it: everything is already committed, and an
+    /// unfinished checkpoint is redone from the WAL at the next open. So
+    /// the read connections are closed on a thread of their own (the
+    /// writer thread closes its connection when its queue closes).
+    fn drop(&mut self) {
+        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !readers.is_empty() {
+            let spawned = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(readers));
+            if let Err(e) = spawned {
+                tracing::debug!(error = %e, "store: closing read connections inline");
+            }
+        }
+    }
+}
+
 fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
