@@ -13,6 +13,13 @@ find each other through a DNS server the test runs on 127.0.0.1
 - B stopped while A holds mail for it; after B is back, `mailgate queue
   flush` delivers each message exactly once.
 - `queue hold / release / show / delete`.
+- Inbound verification (`[inbound] verify = true` on both servers): B's copy
+  of A's mail carries `Authentication-Results: mx.b.test; spf=pass;
+  dkim=pass; dmarc=pass` (a.test publishes SPF `ip4:127.0.0.2 -all` and
+  DMARC `p=reject`); a message forged as a.test, sent to B directly from
+  127.0.0.1, is refused with `550 5.7.1` (or, with `dmarc_reject = false`,
+  accepted marked `dmarc=fail`); a forged `Authentication-Results:` with
+  B's name is removed.
 
 The harness writes single-domain configurations; the configuration of
 each server here is written by `write_host_config` below.
@@ -78,7 +85,8 @@ def make_cert(directory, hostname):
     return cert, key
 
 
-def write_host_config(srv: Server, *, domain, ip, smtp_port, dns, queue, dkim_key=None):
+def write_host_config(srv: Server, *, domain, ip, smtp_port, dns, queue, dkim_key=None,
+                      inbound=None):
     hostname = f"mx.{domain}"
     cert, key = make_cert(srv.workdir, hostname)
     lines = [
@@ -111,6 +119,8 @@ def write_host_config(srv: Server, *, domain, ip, smtp_port, dns, queue, dkim_ke
         "[queue]",
     ]
     lines += [f"{k} = {toml_value(v)}" for k, v in queue.items()]
+    lines += ["", "[inbound]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in (inbound or {"verify": True}).items()]
     if dkim_key:
         lines += ["", "[[dkim]]", f'domain = "{domain}"', f'selector = "{SELECTOR}"',
                   f"key = {toml_value(str(dkim_key))}"]
@@ -225,7 +235,7 @@ def world(mailgate_bin, tmp_path):
     port = shared_free_port(A_IP, B_IP)
     made = []
 
-    def make(domain, ip, user, password, queue, dkim=False):
+    def make(domain, ip, user, password, queue, dkim=False, inbound=None):
         srv = Server(binary=mailgate_bin, workdir=tmp_path / domain)
         key = None
         if dkim:
@@ -236,13 +246,15 @@ def world(mailgate_bin, tmp_path):
             dns.add(f"{SELECTOR}._domainkey.{domain}", "TXT", value)
             srv.dkim_public = value.split("p=", 1)[1]
         write_host_config(srv, domain=domain, ip=ip, smtp_port=port, dns=dns, queue=queue,
-                          dkim_key=key)
+                          dkim_key=key, inbound=inbound)
         srv.add_user(user, password)
         made.append(srv)
         return srv
 
     dns.add("a.test", "MX", (10, "mx.a.test"))
     dns.add("mx.a.test", "A", A_IP)
+    dns.add("a.test", "TXT", f"v=spf1 ip4:{A_IP} -all")
+    dns.add("_dmarc.a.test", "TXT", "v=DMARC1; p=reject")
     dns.add("b.test", "MX", (10, "mx.b.test"))
     dns.add("mx.b.test", "A", B_IP)
     dns.add("dead.test", "MX", (10, "mx.dead.test"))
@@ -279,6 +291,16 @@ def test_submission_relays_with_tls_and_dkim_and_the_reply_comes_back(world):
     assert header(got, "Return-Path") == [f"<{ALICE}>"]
     tags = verify_dkim(got, a.dkim_public)
     assert tags["d"] == "a.test" and tags["s"] == SELECTOR
+    # B checked SPF, DKIM and DMARC and says so (RFC 8601), under its trace.
+    [results] = auth_results(got)
+    assert results["authserv-id"] == "mx.b.test", results
+    assert results["spf"] == "pass" and results["dkim"] == "pass" and results["dmarc"] == "pass", \
+        results
+    assert "smtp.mailfrom=a.test" in results["raw"] and "header.d=a.test" in results["raw"]
+    assert "header.from=a.test" in results["raw"], results
+    fields = [ln.split(b":", 1)[0] for ln in got.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+              if ln[:1] not in (b" ", b"\t")]
+    assert fields[:3] == [b"Return-Path", b"Received", b"Authentication-Results"], fields
     wait_until(lambda: queue_ids(a) == {}, what="A's queue to empty")
 
     submit(b, BOB, BOB_PW, ALICE, "re hello bob", body="Got it.\r\n")
@@ -286,7 +308,74 @@ def test_submission_relays_with_tls_and_dkim_and_the_reply_comes_back(world):
     assert b"Subject: re hello bob" in reply and b"Got it." in reply
     assert "with ESMTPS" in header(reply, "Received")[0]
     assert not header(reply, "DKIM-Signature")  # B has no key
+    # b.test publishes neither SPF nor DMARC, and B does not sign.
+    [results] = auth_results(reply)
+    assert results["authserv-id"] == "mx.a.test"
+    assert (results["spf"], results["dkim"], results["dmarc"]) == ("none", "none", "none"), results
     wait_until(lambda: queue_ids(b) == {}, what="B's queue to empty")
+
+
+def auth_results(raw: bytes) -> list[dict]:
+    """Each Authentication-Results field: authserv-id, method -> result, raw."""
+    out = []
+    for value in header(raw, "Authentication-Results"):
+        flat = re.sub(r"\s+", " ", value).strip()
+        parts = [p.strip() for p in flat.split(";")]
+        entry = {"authserv-id": parts[0], "raw": flat}
+        for p in parts[1:]:
+            method, _, rest = p.partition("=")
+            entry.setdefault(method.strip(), rest.split(" ", 1)[0])
+        out.append(entry)
+    return out
+
+
+def forge(b: Server, port: int, body: bytes, mail_from=ALICE):
+    """Sends `body` to bob on B straight from 127.0.0.1 (not A's address)."""
+    with smtplib.SMTP(B_IP, port, local_hostname="forger.test", timeout=30,
+                      source_address=("127.0.0.1", 0)) as s:
+        s.ehlo()
+        return s.sendmail(mail_from, [BOB], body)
+
+
+FORGED = (f"From: Alice <{ALICE}>\r\nTo: <{BOB}>\r\nSubject: forged\r\n"
+          "Message-ID: <forged@test>\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\n"
+          "Please wire the money.\r\n").encode()
+
+
+def test_dmarc_reject_refuses_a_forged_sender_sent_around_a(world):
+    b = world.make("b.test", B_IP, BOB, BOB_PW, FAST).start()
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        forge(b, world.port, FORGED)
+    assert e.value.smtp_code == 550, e.value
+    assert e.value.smtp_error.startswith(b"5.7.1") and b"DMARC" in e.value.smtp_error, e.value
+    # With a null sender SPF checks the HELO name instead; DMARC still fails.
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        forge(b, world.port, FORGED, mail_from="")
+    assert e.value.smtp_code == 550, e.value
+    time.sleep(0.5)
+    assert messages(b, BOB, BOB_PW) == []
+    # A domain without DMARC is delivered, marked: nothing to enforce.
+    other = FORGED.replace(ALICE.encode(), b"eve@nodmarc.test")
+    assert forge(b, world.port, other, mail_from="eve@nodmarc.test") == {}
+    [got] = wait_messages(b, BOB, BOB_PW, 1)
+    [results] = auth_results(got)
+    assert (results["spf"], results["dkim"], results["dmarc"]) == ("none", "none", "none"), \
+        results
+
+
+def test_dmarc_failure_is_only_marked_when_dmarc_reject_is_off(world):
+    b = world.make("b.test", B_IP, BOB, BOB_PW, FAST,
+                   inbound={"verify": True, "dmarc_reject": False, "timeout": "5s"}).start()
+    # A forged verdict under B's own name is removed; another host's is kept.
+    planted = (b"Authentication-Results: mx.b.test; spf=pass; dkim=pass; dmarc=pass\r\n"
+               b"Authentication-Results: elsewhere.test; dmarc=pass\r\n") + FORGED
+    assert forge(b, world.port, planted) == {}
+    [got] = wait_messages(b, BOB, BOB_PW, 1)
+    results = auth_results(got)
+    assert [r["authserv-id"] for r in results] == ["mx.b.test", "elsewhere.test"], results
+    mine = results[0]
+    assert (mine["spf"], mine["dkim"], mine["dmarc"]) == ("fail", "none", "fail"), mine
+    assert b"Please wire the money." in got
 
 
 def dsn_parts(raw: bytes):

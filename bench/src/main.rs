@@ -5,6 +5,7 @@
 //! client code in the same run. See `bench/README.md`.
 #![forbid(unsafe_code)]
 
+mod imap;
 mod message;
 mod pop3;
 mod server;
@@ -85,6 +86,22 @@ struct Args {
     /// Measure only the peer; do not start mailgate.
     #[arg(long, requires = "peer_smtp")]
     peer_only: bool,
+    /// Run the IMAP benchmark instead: fill INBOX over SMTP, time SEARCH
+    /// and FETCH, then measure memory per idle IDLE session.
+    #[arg(long, conflicts_with = "peer_smtp")]
+    imap: bool,
+    /// Messages in INBOX for --imap.
+    #[arg(long, default_value_t = 10_000, requires = "imap")]
+    imap_messages: u64,
+    /// Idle IDLE sessions for --imap (0 skips that part).
+    #[arg(long, default_value_t = 5_000, requires = "imap")]
+    imap_idle: usize,
+    /// The mailbox the idle sessions select.
+    #[arg(long, default_value = "Archive", requires = "imap")]
+    imap_idle_mailbox: String,
+    /// Runs of each timed IMAP command (the median is reported).
+    #[arg(long, default_value_t = 3, requires = "imap")]
+    imap_repeat: usize,
 }
 
 /// One server under test, as the client code sees it.
@@ -158,6 +175,9 @@ fn run(args: &Args) -> Result<()> {
     // still returns through the guards that stop the server instead of
     // dying and leaving it behind.
     let mut interrupts = runtime.block_on(async { Interrupts::new() })?;
+    if args.imap {
+        return run_imap(args, &params, &runtime, &mut interrupts);
+    }
     let peer = peer_target(args)?;
     if !args.peer_only {
         check_size(&params, server::USER)?;
@@ -222,6 +242,67 @@ fn run(args: &Args) -> Result<()> {
         reports.push(runtime.block_on(interrupts.guard(measure(peer, &params)))?);
     }
     print_report(&params, &reports);
+    Ok(())
+}
+
+/// `--imap`: start mailgate, fill INBOX over SMTP, then the IMAP phase.
+fn run_imap(
+    args: &Args,
+    params: &Params,
+    runtime: &tokio::runtime::Runtime,
+    interrupts: &mut Interrupts,
+) -> Result<()> {
+    check_size(params, server::USER)?;
+    let bin = server::resolve_binary(&args.bin);
+    eprintln!("mailgate-bench: starting {}", bin.display());
+    let mut mailgate = server::Mailgate::start(
+        &bin,
+        (params.size as u64 * 2).max(50 << 20),
+        args.plugins.as_deref(),
+    )?;
+    let pid = mailgate
+        .pid()
+        .ok_or_else(|| Error("mailgate exited at once".into()))?;
+    let fill = smtp::Load {
+        address: mailgate.smtp.to_string(),
+        rcpt: server::USER.into(),
+        messages: args.imap_messages,
+        clients: params.clients.min(args.imap_messages.max(1) as usize),
+        size: params.size,
+        pipelining: params.pipelining,
+        timeout: params.timeout,
+        run_id: message::new_run_id(),
+    };
+    let load = imap::Load {
+        address: mailgate.imap,
+        user: server::USER.into(),
+        password: server::PASSWORD.into(),
+        messages: args.imap_messages,
+        repeat: args.imap_repeat,
+        idle_sessions: args.imap_idle,
+        idle_mailbox: args.imap_idle_mailbox.clone(),
+        timeout: params.timeout,
+        pid,
+    };
+    let outcome = runtime
+        .block_on(interrupts.guard(async {
+            eprintln!(
+                "mailgate-bench: filling INBOX with {} messages over SMTP",
+                fill.messages
+            );
+            let filled = smtp::run(&fill).await?;
+            eprintln!(
+                "mailgate-bench: filled in {:.1} s",
+                filled.elapsed.as_secs_f64()
+            );
+            imap::run(&load).await
+        }))
+        .map_err(|e| match mailgate.log_tail(20) {
+            log if log.is_empty() => e,
+            log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
+        })?;
+    mailgate.stop()?;
+    imap::print(&load, &outcome);
     Ok(())
 }
 

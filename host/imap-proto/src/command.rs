@@ -367,7 +367,7 @@ pub enum SearchReturn {
     All,
     /// COUNT
     Count,
-    /// SAVE (accepted, not yet kept)
+    /// SAVE (RFC 5182): keep the result for `$`.
     Save,
 }
 

@@ -25,10 +25,38 @@ impl SeqNumber {
 }
 
 /// A parsed sequence set: ranges as written (either end may be larger).
+///
+/// RFC 5182 `$` ("seq-last-command": the result saved by the last
+/// `SEARCH RETURN (SAVE)`) is the set with no ranges,
+/// [`SequenceSet::saved`]; the session replaces it by the saved
+/// messages before using it (unreplaced, it matches nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequenceSet(pub Vec<(SeqNumber, SeqNumber)>);
 
 impl SequenceSet {
+    /// `$`, the saved search result (RFC 5182 §2.1).
+    pub fn saved() -> SequenceSet {
+        SequenceSet(Vec::new())
+    }
+
+    /// Whether this is `$`.
+    pub fn is_saved(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The set of exactly these numbers (ascending runs become ranges);
+    /// empty if `numbers` is (which matches nothing once resolved).
+    pub fn from_numbers(numbers: impl IntoIterator<Item = u32>) -> SequenceSet {
+        let mut ranges: Vec<(SeqNumber, SeqNumber)> = Vec::new();
+        for n in numbers {
+            match ranges.last_mut() {
+                Some((_, SeqNumber::Value(hi))) if hi.checked_add(1) == Some(n) => *hi = n,
+                _ => ranges.push((SeqNumber::Value(n), SeqNumber::Value(n))),
+            }
+        }
+        SequenceSet(ranges)
+    }
+
     /// Parses a sequence set; None when malformed.
     pub fn parse(s: &[u8]) -> Option<SequenceSet> {
         if s.is_empty() {

@@ -25,8 +25,18 @@ use crate::ImapContext;
 /// commands wait.
 const FLUSH_THRESHOLD: usize = 256 * 1024;
 
-/// Size of one read from the stream.
+/// Size of one read from the stream while commands stream in (a read
+/// filled the buffer, or a command is unfinished: an APPEND literal).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Size of the read buffer of a session waiting for its next command (or
+/// in IDLE, waiting for DONE). Thousands of idle sessions each hold one,
+/// so it is small; it grows to [`READ_CHUNK`] as soon as a read fills it.
+const IDLE_READ: usize = 512;
+
+/// An output buffer that grew beyond this (a large FETCH) is given back
+/// once written, instead of being kept for the session's lifetime.
+const KEEP_OUTPUT: usize = 64 * 1024;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,9 +187,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> End {
     let mut shutdown = ctx.shutdown.clone();
     let mut shutdown_live = true;
-    let mut buf = vec![0u8; READ_CHUNK.max(leftover.len())];
-    buf[..leftover.len()].copy_from_slice(&leftover);
-    let (mut start, mut end) = (0, leftover.len());
+    // Input not yet framed is `buf[start..end]`; once it is all framed
+    // the buffer is replaced by one of the size the next read needs.
+    let mut buf = leftover;
+    let (mut start, mut end) = (0, buf.len());
+    let mut streaming = false;
     let mut until = deadline(session, ctx);
     loop {
         while start < end {
@@ -188,7 +200,15 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             let Some(frame) = frame else { continue };
             let urgent = frame == Frame::Continue;
             until = deadline(session, ctx);
-            let flow = session.handle_frame(frame, &mut out).await;
+            let mut flow = session.handle_frame(frame, &mut out).await;
+            // A long answer (FETCH) comes in parts: each is written
+            // before the next is made, so the whole never sits in memory.
+            while session.has_more_output() {
+                if let Err(reason) = flush(stream, &mut out, ctx).await {
+                    return End::Closed(reason);
+                }
+                flow = session.resume(&mut out).await;
+            }
             if flow == Flow::Close {
                 return End::Closed(match flush(stream, &mut out, ctx).await {
                     Ok(()) => session.end_reason(),
@@ -216,10 +236,21 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             return End::Closed(say_shutdown(stream, &mut out, ctx).await);
         }
         let idling = session.is_idling();
+        let want = if streaming || framer.in_command() {
+            READ_CHUNK
+        } else {
+            IDLE_READ
+        };
+        if buf.len() != want {
+            buf = vec![0u8; want];
+        }
         tokio::select! {
             read = stream.read(&mut buf) => match read {
                 Ok(0) => return End::Closed("connection closed without LOGOUT"),
-                Ok(n) => (start, end) = (0, n),
+                Ok(n) => {
+                    (start, end) = (0, n);
+                    streaming = n == buf.len();
+                }
                 Err(_) => return End::Closed("read error"),
             },
             () = session.changed(), if idling => {
@@ -266,7 +297,11 @@ async fn flush<S: AsyncWrite + Unpin>(
         stream.flush().await
     })
     .await;
-    out.clear();
+    if out.capacity() > KEEP_OUTPUT {
+        *out = Vec::new();
+    } else {
+        out.clear();
+    }
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err("write error"),

@@ -70,6 +70,9 @@ pub struct Config {
     /// DKIM signing keys (`[[dkim]]`), one per domain.
     #[serde(default)]
     pub dkim: Vec<DkimKey>,
+    /// SPF, DKIM and DMARC checks of mail arriving on `smtp` (`[inbound]`).
+    #[serde(default)]
+    pub inbound: InboundSettings,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
@@ -108,6 +111,43 @@ pub struct Listen {
     pub imap: Option<String>,
     /// IMAP over implicit TLS (port 993, RFC 8314).
     pub imaps: Option<String>,
+    /// LMTP (RFC 2033), local delivery from another mail system.
+    pub lmtp: Option<String>,
+}
+
+/// `[inbound]`: verification of mail arriving on the `smtp` listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundSettings {
+    /// Check SPF, DKIM and DMARC and add `Authentication-Results:`.
+    pub verify: bool,
+    /// Refuse (`550 5.7.1`) a DMARC failure whose domain says `p=reject`.
+    pub dmarc_reject: bool,
+    /// The bound on each step of the checks, a duration (`"10s"`).
+    pub timeout: String,
+}
+
+impl Default for InboundSettings {
+    fn default() -> Self {
+        InboundSettings {
+            verify: false,
+            dmarc_reject: true,
+            timeout: "10s".into(),
+        }
+    }
+}
+
+impl InboundSettings {
+    /// `timeout` as a duration (at least one second).
+    pub fn timeout(&self) -> Result<Duration, ConfigError> {
+        match mailgate_relay::config::parse_duration(&self.timeout) {
+            Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+            Ok(_) => Err(ConfigError::Invalid(
+                "inbound.timeout must be at least 1s".into(),
+            )),
+            Err(e) => Err(ConfigError::Invalid(format!("inbound.timeout: {e}"))),
+        }
+    }
 }
 
 /// `[tls]`: the server's certificate chain and private key, PEM files.
@@ -365,6 +405,7 @@ impl Config {
         // Converted once here so that a bad relay value stops the server at
         // start; the DKIM key files are read by `serve`.
         crate::relay::relay_config(self)?;
+        self.inbound.timeout()?;
         Ok(())
     }
 
@@ -454,6 +495,26 @@ pop3 = "0.0.0.0:110"
             c.submission.senders["boss@example.org"],
             vec!["@example.org"]
         );
+    }
+
+    #[test]
+    fn lmtp_and_inbound_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert!(c.listen.lmtp.is_none());
+        assert_eq!(c.inbound, InboundSettings::default());
+        assert!(!c.inbound.verify && c.inbound.dmarc_reject);
+        let text = MINIMAL.replace(
+            "[listen]",
+            "[inbound]\nverify = true\ndmarc_reject = false\ntimeout = \"3s\"\n\n[listen]\nlmtp = \"127.0.0.1:24\"",
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.listen.lmtp.as_deref(), Some("127.0.0.1:24"));
+        assert!(c.inbound.verify && !c.inbound.dmarc_reject);
+        assert_eq!(c.inbound.timeout().unwrap(), Duration::from_secs(3));
+        let bad = MINIMAL.replace("[listen]", "[inbound]\ntimeout = \"soon\"\n[listen]");
+        assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
+        let typo = MINIMAL.replace("[listen]", "[inbound]\nverfy = true\n[listen]");
+        assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
     }
 
     #[test]

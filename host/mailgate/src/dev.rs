@@ -35,6 +35,7 @@ pub fn config(data_dir: PathBuf) -> Config {
             pop3s: Some("127.0.0.1:2995".into()),
             imap: Some("127.0.0.1:2143".into()),
             imaps: Some("127.0.0.1:2993".into()),
+            lmtp: None,
         },
         limits: Limits::default(),
         auth: AuthSettings {
@@ -51,6 +52,7 @@ pub fn config(data_dir: PathBuf) -> Config {
         relay: Default::default(),
         queue: Default::default(),
         dkim: Vec::new(),
+        inbound: Default::default(),
         plugins: Some(mailgate_policy::PluginsConfig::new(
             data_dir.join("plugins"),
         )),

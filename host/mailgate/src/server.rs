@@ -198,6 +198,7 @@ pub async fn run(
         ("pop3s", &l.pop3s),
         ("imap", &l.imap),
         ("imaps", &l.imaps),
+        ("lmtp", &l.lmtp),
     ] {
         if let Some(b) = bind(protocol, address).await? {
             bound.push(b);
@@ -237,8 +238,16 @@ pub async fn run(
     }
     on_ready(&addresses);
 
+    let mut reload_plugins = crate::plugins::on_sighup(policy, config.source.clone());
+    let hup_certs = certs.clone();
     signals
-        .wait(crate::plugins::on_sighup(policy, config.source.clone()))
+        .wait(move || {
+            if let Some(certs) = hup_certs.clone() {
+                // Reading and parsing the PEM files is blocking file I/O.
+                tokio::task::spawn_blocking(move || certs.reload_logged("SIGHUP"));
+            }
+            reload_plugins();
+        })
         .await;
     tracing::info!(
         sessions = tracker.active.load(Ordering::SeqCst),
@@ -330,7 +339,14 @@ fn session_runner(
     }
     let mut ctx = smtp_context(config, services, shutdown.clone());
     ctx.tls = mode(implicit, acceptor(Alpn::None)?);
-    if protocol != "smtp" {
+    if protocol == "smtp" {
+        ctx.verifier = inbound_verifier(config)?;
+    } else if protocol == "lmtp" {
+        // RFC 2033: local delivery from a trusted mail system; no TLS,
+        // no AUTH, no relaying (the MX rules), one reply per recipient.
+        ctx.lmtp = true;
+        ctx.tls = TlsMode::None;
+    } else {
         ctx.role = Role::Submission;
         ctx.authenticator = Some(services.auth.clone());
         ctx.sender_grants = Arc::new(SenderGrants::new(config.submission.senders.clone()));
@@ -354,6 +370,24 @@ fn session_runner(
             }
         })
     }))
+}
+
+/// `[inbound]`: the SPF, DKIM and DMARC verifier of the `smtp` listener,
+/// asking the `[relay] nameservers`; `None` unless `verify` is on.
+fn inbound_verifier(config: &Config) -> Result<Option<Arc<mailgate_smtp::Verifier>>, ServerError> {
+    if !config.inbound.verify {
+        return Ok(None);
+    }
+    let relay = crate::relay::relay_config(config).map_err(crate::relay::RelaySetupError::from)?;
+    let dns = mailgate_relay::HickoryDns::new(&relay.nameservers, relay.dns_timeout)
+        .map_err(crate::relay::RelaySetupError::from)?;
+    let mut verifier = mailgate_smtp::Verifier::new(dns.authenticator(), config.hostname.clone());
+    verifier.timeout = config
+        .inbound
+        .timeout()
+        .map_err(crate::relay::RelaySetupError::from)?;
+    verifier.dmarc_reject = config.inbound.dmarc_reject;
+    Ok(Some(Arc::new(verifier)))
 }
 
 /// The SMTP settings from the configuration (MX role, no TLS yet).
@@ -477,14 +511,14 @@ impl StopSignals {
     }
 
     /// Waits for SIGTERM or SIGINT. SIGHUP (which must not kill the
-    /// server) calls `on_hup`: the plugins reload.
+    /// server) calls `on_hup`: the certificate and the plugins reload.
     async fn wait(&mut self, mut on_hup: impl FnMut()) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { tracing::info!("SIGTERM received"); return }
                 _ = self.int.recv() => { tracing::info!("SIGINT received"); return }
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP received: reloading plugins");
+                    tracing::info!("SIGHUP received: reloading the certificate and the plugins");
                     on_hup();
                 }
             }

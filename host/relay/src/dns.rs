@@ -107,6 +107,13 @@ impl HickoryDns {
     pub fn resolver(&self) -> &TokioResolver {
         &self.resolver
     }
+
+    /// A `mail-auth` authenticator (SPF, DKIM and DMARC lookups of
+    /// inbound mail) on this resolver: the same name servers, timeout and
+    /// cache.
+    pub fn authenticator(&self) -> mail_auth::MessageAuthenticator {
+        mail_auth::MessageAuthenticator(self.resolver.clone())
+    }
 }
 
 /// `name` as an absolute name (a final dot), so no search list applies.

@@ -100,6 +100,12 @@ pub struct SmtpContext {
     /// The policy plugins; `None` (no `[plugins]`) skips every hook
     /// without looking at a chain.
     pub policy: Option<Arc<PolicyManager>>,
+    /// SPF, DKIM and DMARC of each message, after it is received (MX
+    /// only; `None`: not checked, no `Authentication-Results:`).
+    pub verifier: Option<Arc<crate::verify::Verifier>>,
+    /// LMTP (RFC 2033) instead of SMTP: LHLO instead of EHLO/HELO, and
+    /// one reply per recipient after the message.
+    pub lmtp: bool,
 }
 
 impl SmtpContext {
@@ -125,6 +131,8 @@ impl SmtpContext {
             sender_grants: Arc::new(SenderGrants::default()),
             save_sent: false,
             policy: None,
+            verifier: None,
+            lmtp: false,
         }
     }
 }

@@ -50,12 +50,17 @@
 //!   auth, mail-from, rcpt-to); `cmd/route.rs`: data and route, which
 //!   decide where the message goes (folders, forwards, quarantine).
 //! - [`received`]: the `Received:` header and queue ids.
+//! - [`verify`]: SPF, DKIM and DMARC of inbound MX mail, the
+//!   `Authentication-Results:` header.
+//! - `lmtp.rs`: LMTP (RFC 2033) on the same session: LHLO, one reply per
+//!   recipient after the message.
 //! - [`server`]: [`serve_connection`] and the accept loop [`serve`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod cmd;
 pub mod context;
+mod lmtp;
 pub mod outbound;
 mod policy;
 pub mod received;
@@ -63,6 +68,7 @@ pub mod sender;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod verify;
 
 pub use context::{Role, SmtpContext, SmtpLimits, TlsMode};
 pub use outbound::{OutboundQueue, QueueError, QueueId};
@@ -70,3 +76,4 @@ pub use sender::SenderGrants;
 pub use server::{serve, serve_connection};
 pub use session::Session;
 pub use state::State;
+pub use verify::Verifier;

@@ -86,7 +86,11 @@ pub struct Session {
     /// runs the handshake and then calls [`Session::tls_started`].
     starttls_pending: bool,
     errors: u32,
-    out: Vec<u8>,
+    /// Replies queued for the client (LMTP reads the last one).
+    pub(crate) out: Vec<u8>,
+    /// LMTP: the recipient (index into the transaction's) of each
+    /// accepted RCPT, in order: one reply each after the message.
+    pub(crate) lmtp_rcpts: Vec<usize>,
     closed: bool,
     shutdown_requested: bool,
 }
@@ -110,13 +114,14 @@ impl Session {
             starttls_pending: false,
             errors: 0,
             out: Vec::new(),
+            lmtp_rcpts: Vec::new(),
             closed: false,
             shutdown_requested: false,
         };
         // With plugins, the greeting waits for the connect hook
         // (`Session::connected`).
         if s.ctx.policy.is_none() {
-            let greeting = Reply::greeting(&s.ctx.hostname);
+            let greeting = s.greeting();
             s.write(&greeting);
         }
         s
@@ -133,7 +138,7 @@ impl Session {
         match self.policy_connect().await {
             Some(refusal) => self.close_with(&refusal),
             None => {
-                let greeting = Reply::greeting(&self.ctx.hostname);
+                let greeting = self.greeting();
                 self.write(&greeting);
             }
         }

@@ -305,7 +305,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// `sequence-set`
+    /// `sequence-set / "$"` (RFC 5182 seq-last-command).
     fn sequence_set(&mut self) -> R<crate::SequenceSet> {
+        if self.eat(b'$') {
+            return Ok(crate::SequenceSet::saved());
+        }
         let s = self.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
         crate::SequenceSet::parse(s).ok_or_else(|| "invalid sequence set".into())
     }

@@ -11,20 +11,29 @@
 //!
 //! ENVELOPE, BODY and BODYSTRUCTURE come from the structure saved at
 //! delivery; sections are slices of the raw message by its byte ranges.
+//!
+//! The answer is made in parts ([`FetchJob`]): [`start`] resolves the
+//! messages and sets `\Seen`, then each [`FetchJob::step`] writes
+//! messages until [`OUTPUT_CHUNK`] bytes are pending, and the network
+//! loop sends them before the next step. So `FETCH 1:* BODY[]` on a large
+//! mailbox never holds more than about one chunk plus one message;
+//! a message's bytes are loaded once and copied once, into the output
+//! (sections are slices of the loaded message, not copies).
 
 mod section;
 mod structure;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use mailgate_imap_proto::response::{write_literal, write_string};
 use mailgate_imap_proto::{
     format_date_time, format_set, FetchAttr, Section, SectionSpec, SequenceSet,
 };
-use mailgate_store::{FlagChange, MessageMeta, MessageStructure, Uid};
+use mailgate_store::{FlagChange, MailboxId, MessageMeta, MessageStructure, Uid};
 
 use super::flag_list;
-use crate::session::{CmdError, CmdResult, Done, Session};
+use crate::session::{CmdError, Done, Session};
 use section::BinaryError;
 
 /// Whether the item needs the raw message / the saved structure.
@@ -52,8 +61,29 @@ fn sets_seen(item: &FetchAttr) -> bool {
     )
 }
 
-/// `fetch = "FETCH" SP sequence-set SP (...) [fetch-modifiers]`
-pub(crate) async fn fetch(
+/// Pending output after which a FETCH step stops and lets the network
+/// loop write it.
+pub const OUTPUT_CHUNK: usize = 256 * 1024;
+
+/// A FETCH in progress: the messages still to answer.
+#[derive(Debug)]
+pub(crate) struct FetchJob {
+    /// UID FETCH.
+    pub(crate) uid: bool,
+    items: Vec<FetchAttr>,
+    /// Indexes into the snapshot, in order; `next` is the first not done.
+    indexes: Vec<usize>,
+    next: usize,
+    seen_now: Vec<Uid>,
+    want_raw: bool,
+    want_structure: bool,
+    mailbox: MailboxId,
+}
+
+/// `fetch = "FETCH" SP sequence-set SP (...) [fetch-modifiers]`: checks
+/// the command, writes VANISHED (EARLIER), sets `\Seen`, and returns the
+/// job that writes the FETCH responses.
+pub(crate) async fn start(
     s: &mut Session,
     uid: bool,
     set: &SequenceSet,
@@ -61,7 +91,7 @@ pub(crate) async fn fetch(
     changed_since: Option<u64>,
     vanished: bool,
     out: &mut Vec<u8>,
-) -> CmdResult {
+) -> Result<FetchJob, CmdError> {
     if vanished && !(uid && s.qresync && changed_since.is_some()) {
         // RFC 7162 §3.2.6: VANISHED needs UID FETCH, QRESYNC and
         // CHANGEDSINCE.
@@ -84,7 +114,6 @@ pub(crate) async fn fetch(
         .iter()
         .map(needs)
         .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1));
-    let utf8 = s.utf8;
     let store = Arc::clone(&s.ctx.store);
     let sel = s
         .selected
@@ -130,15 +159,66 @@ pub(crate) async fn fetch(
             }
         }
     }
-    let mailbox = sel.id;
-    for i in indexes {
-        let meta = sel.msgs[i].clone();
+    Ok(FetchJob {
+        uid,
+        items,
+        indexes,
+        next: 0,
+        seen_now,
+        want_raw,
+        want_structure,
+        mailbox: sel.id,
+    })
+}
+
+impl FetchJob {
+    /// Writes FETCH responses until [`OUTPUT_CHUNK`] bytes are pending in
+    /// `out` or every message is done; `Ok(Some(done))` at the end.
+    pub(crate) async fn step(
+        &mut self,
+        s: &mut Session,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Done>, CmdError> {
+        let utf8 = s.utf8;
+        let store = Arc::clone(&s.ctx.store);
+        let sel = s
+            .selected
+            .as_ref()
+            .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+        while self.next < self.indexes.len() {
+            if out.len() >= OUTPUT_CHUNK {
+                return Ok(None);
+            }
+            let i = self.indexes[self.next];
+            self.next += 1;
+            let Some(meta) = sel.msgs.get(i) else {
+                continue;
+            };
+            self.one(store.as_ref(), i, meta, utf8, out).await?;
+        }
+        Ok(Some(Done::ok(if self.uid {
+            "UID FETCH completed"
+        } else {
+            "FETCH completed"
+        })))
+    }
+
+    async fn one(
+        &self,
+        store: &dyn mailgate_store::Store,
+        i: usize,
+        meta: &MessageMeta,
+        utf8: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CmdError> {
+        let (mailbox, items, seen_now) = (self.mailbox, &self.items, &self.seen_now);
+        let (want_raw, want_structure) = (self.want_raw, self.want_structure);
         let raw = if want_raw {
             match store.message_raw(mailbox, meta.uid).await? {
                 Some(raw) => Some(raw),
                 // Expunged by another session, not yet announced: RFC 9051
                 // §7.5.1 lets us send nothing for it.
-                None => continue,
+                None => return Ok(()),
             }
         } else {
             None
@@ -146,34 +226,32 @@ pub(crate) async fn fetch(
         let st = if want_structure {
             match store.message_structure(mailbox, meta.uid).await? {
                 Some(st) => Some(st),
-                None => continue,
+                None => return Ok(()),
             }
         } else {
             None
         };
-        let mut line = format!("* {} FETCH (", i + 1).into_bytes();
-        let mut first = true;
+        // Written straight into `out`; taken back if an item fails.
+        let rollback = out.len();
+        out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
         let mut flags_sent = false;
-        for item in &items {
-            if !first {
-                line.push(b' ');
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                out.push(b' ');
             }
-            first = false;
             flags_sent |= *item == FetchAttr::Flags;
-            write_item(&mut line, item, &meta, raw.as_deref(), st.as_ref(), utf8)?;
+            if let Err(e) = write_item(out, item, meta, raw.as_deref(), st.as_ref(), utf8) {
+                out.truncate(rollback);
+                return Err(e);
+            }
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
         if !flags_sent && seen_now.contains(&meta.uid) {
-            line.extend_from_slice(format!(" FLAGS ({})", flag_list(&meta.flags)).as_bytes());
+            out.extend_from_slice(format!(" FLAGS ({})", flag_list(&meta.flags)).as_bytes());
         }
-        line.extend_from_slice(b")\r\n");
-        out.extend_from_slice(&line);
+        out.extend_from_slice(b")\r\n");
+        Ok(())
     }
-    Ok(Done::ok(if uid {
-        "UID FETCH completed"
-    } else {
-        "FETCH completed"
-    }))
 }
 
 /// The section spec as echoed in the response (`1.HEADER.FIELDS (A B)`).
@@ -341,7 +419,11 @@ fn write_item(
     Ok(())
 }
 
-fn binary(raw: &[u8], st: &MessageStructure, part: &[u32]) -> Result<Vec<u8>, CmdError> {
+fn binary<'a>(
+    raw: &'a [u8],
+    st: &MessageStructure,
+    part: &[u32],
+) -> Result<Cow<'a, [u8]>, CmdError> {
     match section::binary_section(raw, st, part) {
         Ok(b) => Ok(b),
         Err(BinaryError::Missing) => Err(CmdError::No(None, "No such body part".into())),

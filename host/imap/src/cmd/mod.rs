@@ -28,8 +28,8 @@ use mailgate_store::{Account, MailboxInfo};
 use crate::names;
 use crate::session::{CmdError, CmdResult, Session};
 
-/// Runs a command that needs no special flow (everything but IDLE and
-/// AUTHENTICATE, which the session handles itself).
+/// Runs a command that needs no special flow (everything but IDLE,
+/// AUTHENTICATE and FETCH, which the session handles itself).
 pub(crate) async fn dispatch(s: &mut Session, body: CommandBody, out: &mut Vec<u8>) -> CmdResult {
     match body {
         CommandBody::Capability => misc::capability(s, out),
@@ -75,13 +75,6 @@ pub(crate) async fn dispatch(s: &mut Session, body: CommandBody, out: &mut Vec<u
             algorithm,
             key,
         } => thread::thread(s, uid, algorithm, &key, out).await,
-        CommandBody::Fetch {
-            uid,
-            set,
-            items,
-            changed_since,
-            vanished,
-        } => fetch::fetch(s, uid, &set, items, changed_since, vanished, out).await,
         CommandBody::Store {
             uid,
             set,
@@ -99,9 +92,9 @@ pub(crate) async fn dispatch(s: &mut Session, body: CommandBody, out: &mut Vec<u
         CommandBody::Compress(mechanism) => misc::compress(s, &mechanism),
         CommandBody::GetQuota(root) => quota::getquota(s, &root, out).await,
         CommandBody::GetQuotaRoot(m) => quota::getquotaroot(s, &m, out).await,
-        CommandBody::Idle | CommandBody::Authenticate { .. } => Err(CmdError::Server(
-            "IDLE/AUTHENTICATE reached dispatch".into(),
-        )),
+        CommandBody::Idle | CommandBody::Authenticate { .. } | CommandBody::Fetch { .. } => Err(
+            CmdError::Server("IDLE/AUTHENTICATE/FETCH reached dispatch".into()),
+        ),
     }
 }
 

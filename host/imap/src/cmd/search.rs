@@ -3,10 +3,14 @@
 //!
 //! Flags, sizes, dates and sets are matched against the snapshot; header
 //! and text keys load the raw message. Text matching is a case-insensitive
-//! substring match on the bytes as stored (RFC 9051 §6.4.4: "In all
-//! search keys that use strings, a message matches the key if the string
-//! is a substring of the associated text"); encoded words and transfer
-//! encodings are not decoded yet.
+//! substring match (RFC 9051 §6.4.4: "In all search keys that use
+//! strings, a message matches the key if the string is a substring of the
+//! associated text"), on the bytes as stored and, for header fields that
+//! hold RFC 2047 encoded words, on their decoded text too (decoded by
+//! `mail-parser`), so `SUBJECT café` finds `=?UTF-8?Q?caf=C3=A9?=`.
+//! Transfer encodings of bodies are not decoded yet.
+//!
+//! `RETURN (SAVE)` (RFC 5182) keeps the result, as UIDs, for `$`.
 
 use std::sync::Arc;
 
@@ -47,6 +51,26 @@ fn fold(b: &[u8]) -> Vec<u8> {
         Ok(s) => s.to_lowercase().into_bytes(),
         Err(_) => b.to_ascii_lowercase(),
     }
+}
+
+/// The decoded text of a header field value holding encoded words
+/// (RFC 2047); `None` when it holds none.
+fn decoded(value: &[u8]) -> Option<String> {
+    if !value.windows(2).any(|w| w == b"=?") {
+        return None;
+    }
+    let mut v = value.to_vec();
+    v.extend_from_slice(b"\r\n");
+    match mail_parser::parsers::MessageStream::new(&v).parse_unstructured() {
+        mail_parser::HeaderValue::Text(t) => Some(t.into_owned()),
+        mail_parser::HeaderValue::TextList(l) => Some(l.join(" ")),
+        _ => None,
+    }
+}
+
+/// Whether a header field value contains `needle`, as written or decoded.
+fn field_contains(value: &[u8], needle: &[u8]) -> bool {
+    contains(value, needle) || decoded(value).is_some_and(|d| contains(d.as_bytes(), needle))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -118,12 +142,17 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
             let header = &raw[..header_end(raw)];
             header_fields(header)
                 .iter()
-                .any(|f| f.is(name) && contains(f.value, needle))
+                .any(|f| f.is(name) && field_contains(f.value, needle))
         }),
         SearchKey::Body(needle) => c
             .raw
             .is_some_and(|raw| contains(&raw[header_end(raw)..], needle)),
-        SearchKey::Text(needle) => c.raw.is_some_and(|raw| contains(raw, needle)),
+        SearchKey::Text(needle) => c.raw.is_some_and(|raw| {
+            contains(raw, needle)
+                || header_fields(&raw[..header_end(raw)])
+                    .iter()
+                    .any(|f| decoded(f.value).is_some_and(|d| contains(d.as_bytes(), needle)))
+        }),
     }
 }
 
@@ -179,6 +208,11 @@ pub(crate) async fn search(
     if with_modseq {
         s.condstore = true;
     }
+    let save = ret.is_some_and(|r| r.contains(&SearchReturn::Save));
+    if save {
+        // RFC 5182 §2.1: a SEARCH with SAVE that fails leaves `$` empty.
+        s.saved.clear();
+    }
     let indexes = matching(s, key).await?;
     let sel = s
         .selected
@@ -192,10 +226,40 @@ pub(crate) async fn search(
         })
         .collect();
     let max_modseq = found.iter().map(|f| f.1).max();
+    if save {
+        // RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT,
+        // only those messages are saved.
+        let r = ret.unwrap_or_default();
+        let whole = r.iter().any(|o| matches!(o, SearchReturn::All | SearchReturn::Count))
+            || !r.iter().any(|o| matches!(o, SearchReturn::Min | SearchReturn::Max));
+        let uids: Vec<_> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+        let kept = if whole {
+            uids
+        } else {
+            let mut k = Vec::new();
+            if r.contains(&SearchReturn::Min) {
+                k.extend(uids.first().copied());
+            }
+            if r.contains(&SearchReturn::Max) {
+                k.extend(uids.last().copied());
+            }
+            k.dedup();
+            k
+        };
+        s.saved = kept;
+    }
     // IMAP4rev2 has only ESEARCH (RFC 9051 §7.3.4); a rev2 client without
     // RETURN gets `RETURN (ALL)`.
     let ret: Option<Vec<SearchReturn>> = match ret {
         Some([]) => Some(vec![SearchReturn::All]),
+        // RFC 5182 §2.1: SAVE alone returns no ESEARCH response.
+        Some([SearchReturn::Save]) => {
+            return Ok(Done::ok(if uid {
+                "UID SEARCH completed, result saved"
+            } else {
+                "SEARCH completed, result saved"
+            }))
+        }
         Some(r) => Some(r.to_vec()),
         None if s.rev2 => Some(vec![SearchReturn::All]),
         None => None,

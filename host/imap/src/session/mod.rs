@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mailgate_imap_proto::response::{write_continue, write_status, write_untagged, Status};
-use mailgate_imap_proto::{parse_command, Command, CommandBody, Frame};
+use mailgate_imap_proto::{parse_command, Command, CommandBody, Frame, SearchKey, SequenceSet};
 use mailgate_store::{Account, StoreError, StoreEvent};
 use tokio::sync::broadcast;
 
@@ -207,6 +207,11 @@ pub struct Session {
     /// The tag of the command being handled (ESEARCH quotes it).
     pub(crate) tag: String,
     pending: Pending,
+    /// A FETCH whose answer is being written in parts: its tag and job.
+    fetching: Option<(String, cmd::fetch::FetchJob)>,
+    /// RFC 5182 `$`: the result of the last `SEARCH RETURN (SAVE)`, as
+    /// UIDs (so it survives expunges; gone ones are skipped).
+    pub(crate) saved: Vec<mailgate_store::Uid>,
     errors: u32,
     closing: bool,
     end_reason: &'static str,
@@ -231,6 +236,8 @@ impl Session {
             compressed: false,
             tag: String::new(),
             pending: Pending::None,
+            fetching: None,
+            saved: Vec::new(),
             errors: 0,
             closing: false,
             end_reason: "connection dropped",
@@ -285,6 +292,29 @@ impl Session {
     /// events).
     pub fn is_idling(&self) -> bool {
         matches!(self.pending, Pending::Idle(_))
+    }
+
+    /// Whether the last command's answer is not complete: write what is
+    /// pending, then call [`Session::resume`].
+    pub fn has_more_output(&self) -> bool {
+        self.fetching.is_some()
+    }
+
+    /// Writes the next part of an answer made in parts (a large FETCH);
+    /// the tagged response comes with the last part.
+    pub async fn resume(&mut self, out: &mut Vec<u8>) -> Flow {
+        if let Some((tag, mut job)) = self.fetching.take() {
+            match job.step(self, out).await {
+                Ok(None) => self.fetching = Some((tag, job)),
+                Ok(Some(done)) => self.complete(out, &tag, job.uid, Ok(done)).await,
+                Err(e) => self.complete(out, &tag, job.uid, Err(e)).await,
+            }
+        }
+        if self.closing {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
     }
 
     /// The stream change to make once the answers so far are sent, if
@@ -389,6 +419,15 @@ impl Session {
             | CommandBody::Thread { uid, .. } => *uid,
             _ => true,
         };
+        // RFC 5182 §2.1: `$` is empty again after SELECT, EXAMINE and
+        // CLOSE/UNSELECT (a new mailbox, or none).
+        if matches!(
+            body,
+            CommandBody::Select { .. } | CommandBody::Close | CommandBody::Unselect
+        ) {
+            self.saved.clear();
+        }
+        let body = self.with_saved(body);
         let result = match body {
             CommandBody::Idle => match cmd::misc::idle(self, out).await {
                 Ok(()) => {
@@ -407,12 +446,156 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
+            CommandBody::Fetch {
+                uid,
+                set,
+                items,
+                changed_since,
+                vanished,
+            } => {
+                match cmd::fetch::start(self, uid, &set, items, changed_since, vanished, out)
+                    .await
+                {
+                    Ok(job) => {
+                        self.fetching = Some((tag, job));
+                        self.resume(out).await;
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             body => cmd::dispatch(self, body, out).await,
         };
+        self.complete(out, &tag, allow_expunge, result).await;
+    }
+
+    /// Announces changes (in the selected state) and writes the tagged
+    /// response.
+    async fn complete(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        allow_expunge: bool,
+        result: CmdResult,
+    ) {
         if self.state == StateKind::Selected && !self.closing {
             self.sync(out, allow_expunge).await;
         }
-        self.finish(out, &tag, result);
+        self.finish(out, tag, result);
+    }
+
+    /// The saved search result (RFC 5182 `$`) as a concrete set: UIDs
+    /// for a UID command, else the current sequence numbers. Messages
+    /// expunged since are left out (§2.1: "the server MUST
+    /// automatically remove ... expunged messages").
+    fn saved_set(&self, uid: bool) -> SequenceSet {
+        let Some(sel) = self.selected.as_ref() else {
+            return SequenceSet::from_numbers([]);
+        };
+        let present = self.saved.iter().filter_map(|&u| sel.index_of(u).map(|i| (u, i)));
+        if uid {
+            SequenceSet::from_numbers(present.map(|(u, _)| u.get()))
+        } else {
+            SequenceSet::from_numbers(present.map(|(_, i)| i as u32 + 1))
+        }
+    }
+
+    /// Replaces every `$` of a command by [`Session::saved_set`].
+    fn with_saved(&self, body: CommandBody) -> CommandBody {
+        let set = |set: SequenceSet, uid: bool| {
+            if set.is_saved() {
+                self.saved_set(uid)
+            } else {
+                set
+            }
+        };
+        match body {
+            CommandBody::Fetch {
+                uid,
+                set: s,
+                items,
+                changed_since,
+                vanished,
+            } => CommandBody::Fetch {
+                uid,
+                set: set(s, uid),
+                items,
+                changed_since,
+                vanished,
+            },
+            CommandBody::Store {
+                uid,
+                set: s,
+                unchanged_since,
+                mode,
+                silent,
+                flags,
+            } => CommandBody::Store {
+                uid,
+                set: set(s, uid),
+                unchanged_since,
+                mode,
+                silent,
+                flags,
+            },
+            CommandBody::Copy {
+                uid,
+                set: s,
+                mailbox,
+            } => CommandBody::Copy {
+                uid,
+                set: set(s, uid),
+                mailbox,
+            },
+            CommandBody::Move {
+                uid,
+                set: s,
+                mailbox,
+            } => CommandBody::Move {
+                uid,
+                set: set(s, uid),
+                mailbox,
+            },
+            CommandBody::Expunge { uids: Some(s) } => CommandBody::Expunge {
+                uids: Some(set(s, true)),
+            },
+            CommandBody::Search { uid, ret, key } => CommandBody::Search {
+                uid,
+                ret,
+                key: self.key_with_saved(key),
+            },
+            CommandBody::Sort { uid, criteria, key } => CommandBody::Sort {
+                uid,
+                criteria,
+                key: self.key_with_saved(key),
+            },
+            CommandBody::Thread {
+                uid,
+                algorithm,
+                key,
+            } => CommandBody::Thread {
+                uid,
+                algorithm,
+                key: self.key_with_saved(key),
+            },
+            body => body,
+        }
+    }
+
+    fn key_with_saved(&self, key: SearchKey) -> SearchKey {
+        match key {
+            SearchKey::Seq(s) if s.is_saved() => SearchKey::Seq(self.saved_set(false)),
+            SearchKey::Uid(s) if s.is_saved() => SearchKey::Uid(self.saved_set(true)),
+            SearchKey::And(keys) => {
+                SearchKey::And(keys.into_iter().map(|k| self.key_with_saved(k)).collect())
+            }
+            SearchKey::Not(k) => SearchKey::Not(Box::new(self.key_with_saved(*k))),
+            SearchKey::Or(a, b) => SearchKey::Or(
+                Box::new(self.key_with_saved(*a)),
+                Box::new(self.key_with_saved(*b)),
+            ),
+            key => key,
+        }
     }
 
     /// Announces what changed in the selected mailbox (new messages, flag

@@ -5,10 +5,22 @@
 //! recipients, `OutboundQueue::enqueue`) returned, which is when the
 //! message is durable (RFC 5321 §6.1: once we said 250 we own the
 //! message).
+//!
+//! On the MX role with a [`crate::Verifier`], SPF, DKIM and DMARC are
+//! checked here, once the whole message is in: the result goes into an
+//! `Authentication-Results:` field under our `Received:`, before the
+//! plugins' `data` hook, so plugins read it in the message; a DMARC
+//! `p=reject` failure is refused with `550 5.7.1`.
+//!
+//! On LMTP every refusal is sent once per accepted RCPT, and delivery
+//! without plugins is per recipient (`crate::lmtp`).
 
 use mailgate_smtp_proto::{ReceivedMessage, Reply};
 
+use crate::context::Role;
 use crate::received::{new_queue_id, now_rfc5322, with_protocol, Stamp};
+use crate::session::Transaction;
+use crate::verify::{strip_own_results, Envelope, Verification};
 use mailgate_store::{DeliveryTarget, MessageStructure, NewMessage};
 
 use crate::cmd::route::Plan;
@@ -62,8 +74,20 @@ impl Session {
         };
         if let Some((reply, why)) = rejection {
             tracing::info!(%client, %from, rcpts = ?rcpts, size, outcome = why, "smtp: message rejected");
-            return self.reply(reply);
+            return self.reply_each(reply);
         }
+
+        let verification = self.verify_inbound(&tx, &message.data).await;
+        if let Some(v) = &verification {
+            tracing::info!(%client, %from, spf = v.spf, dkim = ?v.dkim, dmarc = v.dmarc, domain = v.dmarc_domain.as_deref().unwrap_or("-"), "smtp: message authentication");
+            if let Some(reply) = &v.reject {
+                tracing::info!(%client, %from, rcpts = ?rcpts, size, domain = v.dmarc_domain.as_deref().unwrap_or("-"), outcome = "dmarc reject", "smtp: message rejected");
+                return self.reply_each(reply.clone());
+            }
+        }
+        let stripped = verification
+            .as_ref()
+            .and_then(|_| strip_own_results(&self.ctx.hostname, &message.data));
 
         let id = new_queue_id();
         let (helo, extended) = match &self.hello {
@@ -78,27 +102,36 @@ impl Session {
             helo,
             peer: client,
             hostname: &self.ctx.hostname,
-            protocol: with_protocol(extended, tx.params.smtputf8, self.tls, self.user.is_some()),
+            protocol: if self.ctx.lmtp {
+                "LMTP"
+            } else {
+                with_protocol(extended, tx.params.smtputf8, self.tls, self.user.is_some())
+            },
             id: &id,
             for_recipient: single_rcpt,
             date: now_rfc5322(),
         };
-        let header = stamp.header();
-        let mut data = Vec::with_capacity(header.len() + message.data.len());
+        let mut header = stamp.header();
+        if let Some(v) = &verification {
+            header.push_str(&v.header);
+        }
+        let received = stripped.as_deref().unwrap_or(&message.data);
+        let mut data = Vec::with_capacity(header.len() + received.len());
         data.extend_from_slice(header.as_bytes());
-        data.extend_from_slice(&message.data);
+        data.extend_from_slice(received);
+        drop(stripped);
         drop(message);
 
         // The plugins (data, route) may refuse it, edit it, and decide
         // where each copy goes; without them every copy goes to INBOX.
         let plan = match self.policy_plan(&mut tx, &data).await {
             Ok(plan) => plan,
-            Err(refusal) => return self.reply(refusal),
+            Err(refusal) => return self.reply_each(refusal),
         };
         let submitted = &data[header.len()..];
         if plan.discarded {
             tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "smtp: message discarded by policy");
-            return self.reply(Reply::with_code(
+            return self.reply_each(Reply::with_code(
                 250,
                 2,
                 0,
@@ -107,11 +140,14 @@ impl Session {
             ));
         }
         let body = plan.edited.as_deref().unwrap_or(&data);
+        if self.ctx.lmtp && tx.policy.is_none() && plan.remote.is_empty() {
+            return self.lmtp_deliver(&tx.recipients, &from, body, &id).await;
+        }
         match self.store_everywhere(&from, &plan, body).await {
             Ok(copies) => {
                 tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?plan.remote, size, copies, quarantined = plan.quarantined, user = self.authenticated_user().unwrap_or("-"), outcome = "accepted", "smtp: message accepted");
                 self.save_sent_copy(submitted).await;
-                self.reply(Reply::with_code(
+                self.reply_each(Reply::with_code(
                     250,
                     2,
                     0,
@@ -121,9 +157,26 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "smtp: delivery failed");
-                self.reply(Reply::local_error());
+                self.reply_each(Reply::local_error());
             }
         }
+    }
+
+    /// SPF, DKIM and DMARC of `message` (as received), on the MX role
+    /// with a verifier and without AUTH; `None` when not checked.
+    async fn verify_inbound(&self, tx: &Transaction, message: &[u8]) -> Option<Verification> {
+        let verifier = self.ctx.verifier.as_ref()?;
+        if self.ctx.role != Role::Mx || self.ctx.lmtp || self.user.is_some() {
+            return None;
+        }
+        let helo = self.hello.as_ref().map_or("", |h| h.name.as_str());
+        let mail_from = tx.from.address();
+        let env = Envelope {
+            client: self.peer.ip(),
+            helo,
+            mail_from: &mail_from,
+        };
+        Some(verifier.verify(env, message).await)
     }
 
     /// Delivers to the local recipients and hands the remote ones to the

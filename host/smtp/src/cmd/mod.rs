@@ -34,7 +34,12 @@ impl Session {
                 return self.reply(e.reply());
             }
         };
-        if let Err(reply) = state::check(request.verb(), self.state) {
+        let allowed = if self.ctx.lmtp {
+            crate::lmtp::check(request.verb(), self.state)
+        } else {
+            state::check(request.verb(), self.state)
+        };
+        if let Err(reply) = allowed {
             tracing::debug!(client = %self.peer.ip(), verb = request.verb().as_str(), state = ?self.state, "smtp: out of sequence");
             if let Request::Bdat { size, .. } = request {
                 // The chunk follows the command whatever we answer: drop
@@ -50,7 +55,13 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.ehlo(host, true).await,
             Request::Helo { host } => self.ehlo(host, false).await,
-            Request::Mail { from, params } => self.mail(from, params).await,
+            Request::Mail { from, params } => {
+                if self.ctx.lmtp {
+                    self.lmtp_new_transaction();
+                }
+                self.mail(from, params).await
+            }
+            Request::Rcpt { to, params } if self.ctx.lmtp => self.lmtp_rcpt(to, params).await,
             Request::Rcpt { to, params } => self.rcpt(to, params).await,
             Request::Data => self.data(),
             Request::Bdat { size, last } => self.bdat(size, last),
@@ -65,8 +76,8 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(&mechanism, initial_response.as_deref()).await,
-            // Refused by the sequence table above.
-            Request::Lhlo { .. } => {}
+            // Refused by the sequence table above unless on LMTP.
+            Request::Lhlo { host } => self.lhlo(host).await,
         }
     }
 }

@@ -2,17 +2,19 @@
 //! by the byte ranges saved at delivery, and content-transfer decoding for
 //! BINARY (RFC 3516).
 
+use std::borrow::Cow;
+
 use mailgate_imap_proto::{Section, SectionSpec};
 use mailgate_store::structure::{header_fields, SectionText};
 use mailgate_store::MessageStructure;
 
 /// The bytes of `BODY[section]`, before any partial; None when the
 /// section does not exist.
-pub(super) fn body_section(
-    raw: &[u8],
+pub(super) fn body_section<'a>(
+    raw: &'a [u8],
     st: &MessageStructure,
     section: &Section,
-) -> Option<Vec<u8>> {
+) -> Option<Cow<'a, [u8]>> {
     let text = match &section.text {
         None => SectionText::Full,
         Some(SectionSpec::Header | SectionSpec::HeaderFields { .. }) => SectionText::Header,
@@ -20,12 +22,12 @@ pub(super) fn body_section(
         Some(SectionSpec::Mime) => SectionText::Mime,
     };
     if section.part.is_empty() && text == SectionText::Full {
-        return Some(raw.to_vec());
+        return Some(Cow::Borrowed(raw));
     }
     let range = st.section(&section.part, text)?;
     let bytes = range.slice(raw);
     let Some(SectionSpec::HeaderFields { not, fields }) = &section.text else {
-        return Some(bytes.to_vec());
+        return Some(Cow::Borrowed(bytes));
     };
     // RFC 9051 §6.4.5: "a subset of the header [...] The subset returned
     // also includes the blank line at the end of the header".
@@ -39,7 +41,7 @@ pub(super) fn body_section(
         }
     }
     out.extend_from_slice(b"\r\n");
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// Why BINARY cannot be answered.
@@ -52,23 +54,23 @@ pub(super) enum BinaryError {
 }
 
 /// The decoded contents of `BINARY[part]`.
-pub(super) fn binary_section(
-    raw: &[u8],
+pub(super) fn binary_section<'a>(
+    raw: &'a [u8],
     st: &MessageStructure,
     part: &[u32],
-) -> Result<Vec<u8>, BinaryError> {
+) -> Result<Cow<'a, [u8]>, BinaryError> {
     if part.is_empty() {
-        return Ok(raw.to_vec());
+        return Ok(Cow::Borrowed(raw));
     }
     let p = st.part(part).ok_or(BinaryError::Missing)?;
     let body = p.body.slice(raw);
     if !p.children().is_empty() || p.message().is_some() {
-        return Ok(body.to_vec());
+        return Ok(Cow::Borrowed(body));
     }
     match p.encoding.to_ascii_lowercase().as_str() {
-        "7bit" | "8bit" | "binary" | "" => Ok(body.to_vec()),
-        "base64" => Ok(decode_base64(body)),
-        "quoted-printable" => Ok(decode_qp(body)),
+        "7bit" | "8bit" | "binary" | "" => Ok(Cow::Borrowed(body)),
+        "base64" => Ok(Cow::Owned(decode_base64(body))),
+        "quoted-printable" => Ok(Cow::Owned(decode_qp(body))),
         _ => Err(BinaryError::UnknownEncoding),
     }
 }
