@@ -4,6 +4,7 @@ passwords, aliases, plus-addressing, domains and catch-all, store check."""
 from __future__ import annotations
 
 import poplib
+import re
 
 import pytest
 
@@ -177,3 +178,35 @@ def test_cli_bad_usage_fails(server):
     res = server.cli("user", "frobnicate")
     assert res.returncode != 0
     assert res.stderr_text.strip()
+
+
+# ---------------------------------------------------------------- quotas
+def test_user_quota_is_what_imap_reports(server_factory):
+    """`mailgate user quota` sets the limit IMAP QUOTA (RFC 9208) shows,
+    while the server runs; `none` removes it; bad values are refused."""
+    import imaplib
+
+    srv = server_factory(listen={"smtp": "127.0.0.1:0", "imap": "127.0.0.1:0"})
+    user = sorted(USERS)[0]
+
+    def quota_root():
+        m = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+        try:
+            m.login(user, USERS[user])
+            typ, data = m.getquotaroot("INBOX")
+            assert typ == "OK", data
+            return b" ".join(d for d in data[1] if d)
+        finally:
+            m.logout()
+
+    assert b"STORAGE" not in quota_root()
+    res = srv.cli("user", "quota", user, "2M", check=True)
+    assert "2097152" in res.stdout_text
+    # RFC 9208 STORAGE is in units of 1024 octets: 2 MiB = 2048.
+    assert re.search(rb"STORAGE \d+ 2048\b", quota_root()), quota_root()
+    srv.cli("user", "quota", user, "none", check=True)
+    assert b"STORAGE" not in quota_root()
+    bad = srv.cli("user", "quota", user, "lots")
+    assert bad.returncode != 0 and "bad quota" in bad.stderr_text
+    missing = srv.cli("user", "quota", "nobody@example.test", "1M")
+    assert missing.returncode != 0 and "no account" in missing.stderr_text

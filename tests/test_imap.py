@@ -588,3 +588,80 @@ def test_non_synchronizing_huge_literal_is_refused(srv):
     m = imap(srv)
     ok(m.noop())
     m.logout()
+
+
+# ------------------------------- SEARCH SAVE / $, decoded search, big FETCH
+def test_search_save_and_dollar(srv):
+    """RFC 5182: SEARCH RETURN (SAVE) keeps the result; `$` uses it."""
+    for s in ("keep one", "other", "keep two", "keep three"):
+        deliver(srv, make_message(s))
+    r = raw_login(srv)
+    assert r.cmd(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+    # SAVE alone: no ESEARCH, just OK.
+    assert r.cmd(b"a", b"SEARCH RETURN (SAVE) SUBJECT keep") == [b"a OK SEARCH completed, result saved"]
+    lines = r.cmd(b"b", b"FETCH $ (UID)")
+    assert lines[:-1] == [b"* 1 FETCH (UID 1)", b"* 3 FETCH (UID 3)", b"* 4 FETCH (UID 4)"], lines
+    assert r.cmd(b"c", b"STORE $ +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"c OK")
+    assert r.cmd(b"d", b"SEARCH FLAGGED")[0] == b"* SEARCH 1 3 4"
+    # Expunged messages leave `$`; UID commands see UIDs.
+    r.cmd(b"e", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
+    r.cmd(b"f", b"EXPUNGE")
+    assert r.cmd(b"g", b"UID SEARCH UID $")[0] == b"* SEARCH 3 4"
+    lines = r.cmd(b"h", b"UID COPY $ Archive")
+    assert lines[-1].startswith(b"h OK [COPYUID"), lines
+    # MAX with SAVE keeps only the largest; SELECT forgets it.
+    lines = r.cmd(b"i", b"SEARCH RETURN (MAX SAVE) ALL")
+    assert lines[0].endswith(b"MAX 3"), lines
+    assert r.cmd(b"j", b"FETCH $ (UID)")[:-1] == [b"* 3 FETCH (UID 4)"]
+    r.cmd(b"k", b"SELECT INBOX")
+    assert len(r.cmd(b"l", b"FETCH $ (UID)")) == 1
+    r.close()
+
+
+def test_search_decodes_encoded_words(srv):
+    """RFC 9051 §6.4.4: SUBJECT/FROM/TEXT match the decoded text of
+    RFC 2047 encoded words, in any case."""
+    deliver(srv, make_message("=?UTF-8?Q?R=C3=A9sum=C3=A9_attach=C3=A9?=",
+                              from_addr="x@remote.test",
+                              extra_headers=["Cc: =?ISO-8859-1?Q?Jos=E9?= <jose@remote.test>"]))
+    deliver(srv, make_message("plain resume"))
+    m = imap(srv)
+    ok(m.select("INBOX"))
+    m._encoding = "utf-8"
+
+    def search(key, value):
+        typ, data = m._simple_command("SEARCH", "CHARSET", "UTF-8", key,
+                                      "{%d+}\r\n%s" % (len(value.encode()), value))
+        assert typ == "OK", data
+        return m.untagged_responses.pop("SEARCH")[-1].split()
+
+    assert search("SUBJECT", "RÉSUMÉ") == [b"1"]
+    assert search("SUBJECT", "resume") == [b"2"]
+    assert search("CC", "josé") == [b"1"]
+    assert search("TEXT", "attaché") == [b"1"]
+    assert search("SUBJECT", "nothing") == []
+    m.logout()
+
+
+def test_fetch_of_a_large_mailbox_and_message(srv):
+    """FETCH 1:* BODY[] over more than the server's output chunk (256 KiB)
+    and of one 4 MB message: every byte intact, in order, with a command
+    pipelined behind it."""
+    bodies = []
+    for n in range(30):
+        body = "".join(f"{n:04} line {i:05} " + "y" * 60 + "\r\n" for i in range(250))
+        bodies.append(body)
+        deliver(srv, make_message(f"bulk {n}", body=body))
+    huge = "".join(f"huge {i:07} " + "z" * 66 + "\r\n" for i in range(50_000))
+    deliver(srv, make_message("huge one", body=huge))
+    r = raw_login(srv)
+    r.cmd(b"s", b"SELECT INBOX")
+    r.send(b"a FETCH 1:* BODY.PEEK[TEXT]\r\nb NOOP\r\n")
+    lines = r.until(b"a")
+    assert lines[-1] == b"a OK FETCH completed", lines[-1]
+    assert len(lines) == 32
+    for n, body in enumerate(bodies + [huge]):
+        enc = body.encode()
+        assert lines[n] == b"* %d FETCH (BODY[TEXT] {%d}\r\n%s)" % (n + 1, len(enc), enc), n
+    assert r.until(b"b")[-1].startswith(b"b OK")
+    r.close()

@@ -58,7 +58,7 @@ impl Response {
             .iter()
             .filter_map(|l| l.strip_prefix(b"* SEARCH"))
             .map(|rest| {
-                rest.split(|&b| b == b' ')
+                rest.split(|&b| b == b' ' || b == b'\r' || b == b'\n')
                     .filter(|w| !w.is_empty() && w.iter().all(u8::is_ascii_digit))
                     .count() as u64
             })
@@ -256,7 +256,9 @@ impl Outcome {
     /// Server memory per idle session, in bytes, from the warm reading to
     /// the end (one-time costs of the first logins excluded).
     pub fn bytes_per_idle_session(&self) -> f64 {
-        let n = self.idle_sessions.saturating_sub(WARM_SESSIONS.min(self.idle_sessions));
+        let n = self
+            .idle_sessions
+            .saturating_sub(WARM_SESSIONS.min(self.idle_sessions));
         if n == 0 {
             return 0.0;
         }
@@ -393,7 +395,10 @@ pub async fn run(load: &Load) -> Result<Outcome> {
     }
     let fetches = [
         ("fetch_flags", "FETCH 1:* FLAGS"),
-        ("fetch_envelope_bodystructure", "FETCH 1:* (ENVELOPE BODYSTRUCTURE)"),
+        (
+            "fetch_envelope_bodystructure",
+            "FETCH 1:* (ENVELOPE BODYSTRUCTURE)",
+        ),
         ("fetch_body", "FETCH 1:* BODY.PEEK[]"),
     ];
     for (name, command) in fetches {
@@ -451,7 +456,7 @@ async fn idle_phase(load: &Load, main: &mut Client<TcpStream>, out: &mut Outcome
         while let Some(joined) = tasks.join_next().await {
             let session = joined.map_err(|e| Error(format!("idle session task: {e}")))??;
             sessions.push(session);
-            if sessions.len() % 1000 == 0 {
+            if sessions.len().is_multiple_of(1000) {
                 eprintln!(
                     "mailgate-bench: imap idle sessions: {} open",
                     sessions.len()

@@ -219,6 +219,16 @@ impl Mailgate {
     /// Starts mailgate from `binary` and creates the benchmark account.
     /// `max_message_size` must allow the benchmark's messages.
     pub fn start(binary: &Path, max_message_size: u64, plugins: Option<&Path>) -> Result<Self> {
+        Self::start_with_env(binary, max_message_size, plugins, &[])
+    }
+
+    /// [`Mailgate::start`] with extra environment variables for `serve`.
+    pub fn start_with_env(
+        binary: &Path,
+        max_message_size: u64,
+        plugins: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-bench-")
             .tempdir()?;
@@ -260,6 +270,7 @@ impl Mailgate {
             .args(["serve", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path)?)
@@ -344,9 +355,7 @@ fn add_user(bin: &Path, config: &Path) -> Result<()> {
 }
 
 /// Reads `mailgate: listening PROTO on ADDR` lines up to `mailgate: ready`.
-fn wait_ready(
-    stdout: std::process::ChildStdout,
-) -> Result<(SocketAddr, SocketAddr, SocketAddr)> {
+fn wait_ready(stdout: std::process::ChildStdout) -> Result<(SocketAddr, SocketAddr, SocketAddr)> {
     let (tx, rx) = mpsc::channel();
     // A thread, because std offers no read with a timeout on a pipe. It
     // keeps reading after `ready` so the server can never block on a full

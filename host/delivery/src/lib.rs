@@ -18,7 +18,7 @@
 //! 6. Otherwise [`RecipientCheck::UnknownUser`].
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mailgate_store::{
@@ -36,8 +36,13 @@ pub struct LocalRecipient {
     pub address: String,
     /// The plus-address tag, if the address had one (`news` in `alice+news@...`).
     pub tag: Option<String>,
-    /// The accounts it reaches (several for an alias list), no duplicates.
+    /// The accounts it reaches (several for an alias list), no duplicates,
+    /// lowest id first.
     pub accounts: Vec<AccountId>,
+    /// The address of the first of `accounts`, as resolution found it (what
+    /// policy plugins see as the recipient's account), so that nobody needs
+    /// to look it up again later in the transaction.
+    pub account_address: Option<String>,
 }
 
 /// The verdict on one recipient address.
@@ -104,7 +109,7 @@ impl LocalDelivery {
         if !self.is_local_domain(&domain).await? {
             return Ok(RecipientCheck::NotLocal);
         }
-        let mut accounts = BTreeSet::new();
+        let mut accounts = BTreeMap::new();
         if self
             .expand(&address, 0, &mut accounts, &mut BTreeSet::new())
             .await?
@@ -145,19 +150,19 @@ impl LocalDelivery {
         Ok(RecipientCheck::UnknownUser)
     }
 
-    /// Adds the accounts `address` reaches to `out`; `false` if it reaches
-    /// none. Follows aliases up to [`MAX_ALIAS_DEPTH`], never twice through
+    /// Adds the accounts `address` reaches to `out` (id and address);
+    /// `false` if it reaches none. Follows aliases up to [`MAX_ALIAS_DEPTH`], never twice through
     /// the same alias.
     fn expand<'a>(
         &'a self,
         address: &'a str,
         depth: usize,
-        out: &'a mut BTreeSet<AccountId>,
+        out: &'a mut BTreeMap<AccountId, String>,
         seen: &'a mut BTreeSet<String>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<bool>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(account) = self.store.account(address).await? {
-                out.insert(account.id);
+                out.insert(account.id, account.address);
                 return Ok(true);
             }
             if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_string()) {
@@ -289,11 +294,13 @@ impl Target {
 fn local_recipient(
     address: &str,
     tag: Option<String>,
-    accounts: BTreeSet<AccountId>,
+    accounts: BTreeMap<AccountId, String>,
 ) -> RecipientCheck {
+    let account_address = accounts.values().next().cloned();
     RecipientCheck::Local(LocalRecipient {
         address: address.to_string(),
         tag,
-        accounts: accounts.into_iter().collect(),
+        accounts: accounts.into_keys().collect(),
+        account_address,
     })
 }

@@ -1,10 +1,14 @@
 //! [`MessageView`]: a received message with header edits applied, as the
 //! `message` resource shows it to plugins.
 //!
-//! The raw bytes are shared (`Arc`), never copied per plugin: each plugin
-//! gets a cheap clone of the view (the header fields and a pointer to the
-//! body), and only what it asks for is copied into its memory.
+//! The raw bytes are shared, never copied: the host hands in the buffer it
+//! received (`Arc<Vec<u8>>` or `Arc<[u8]>`), each plugin gets a cheap clone
+//! of the view (two reference counts: the header fields are copied only
+//! when an edit changes them), and only what a plugin asks for is copied
+//! into its memory. The edited message is built once, by
+//! [`MessageView::to_bytes`], when the host needs it.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 /// Largest `raw` range handed out per call.
@@ -20,12 +24,30 @@ struct Field {
     raw: Vec<u8>,
 }
 
+/// The received bytes, shared with the host.
+#[derive(Debug, Clone)]
+enum Raw {
+    Slice(Arc<[u8]>),
+    Vec(Arc<Vec<u8>>),
+}
+
+impl Deref for Raw {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Slice(s) => s,
+            Raw::Vec(v) => v,
+        }
+    }
+}
+
 /// A message and the header edits of the plugins so far.
 #[derive(Debug, Clone)]
 pub struct MessageView {
-    fields: Vec<Field>,
+    /// Shared between clones until an edit changes them.
+    fields: Arc<Vec<Field>>,
     /// The whole message as received.
-    raw: Arc<[u8]>,
+    raw: Raw,
     /// Where the header/body separator (the empty line) starts in `raw`.
     body_start: usize,
     /// Whether `fields` differ from the header in `raw`.
@@ -35,7 +57,15 @@ pub struct MessageView {
 impl MessageView {
     /// Parses the header of `raw` (CRLF or LF line ends).
     pub fn new(raw: impl Into<Arc<[u8]>>) -> MessageView {
-        let raw: Arc<[u8]> = raw.into();
+        MessageView::parse(Raw::Slice(raw.into()))
+    }
+
+    /// Like [`MessageView::new`], over the host's own buffer: no copy.
+    pub fn shared(raw: Arc<Vec<u8>>) -> MessageView {
+        MessageView::parse(Raw::Vec(raw))
+    }
+
+    fn parse(raw: Raw) -> MessageView {
         let mut fields: Vec<Field> = Vec::new();
         let mut pos = 0;
         let body_start = loop {
@@ -67,7 +97,7 @@ impl MessageView {
             pos = end;
         };
         MessageView {
-            fields,
+            fields: Arc::new(fields),
             raw,
             body_start,
             edited: false,
@@ -136,17 +166,36 @@ impl MessageView {
         out
     }
 
-    /// The message as it would be delivered now.
+    /// The message as it would be delivered now: built here, in one
+    /// allocation, if edited; the received bytes otherwise (copied only if
+    /// the view was made with [`MessageView::shared`]).
     pub fn to_bytes(&self) -> Arc<[u8]> {
-        if !self.edited {
-            return self.raw.clone();
+        match (&self.raw, self.edited) {
+            (Raw::Slice(s), false) => s.clone(),
+            (Raw::Vec(v), false) => Arc::from(v.as_slice()),
+            (_, true) => {
+                let size = self.size() as usize;
+                let mut out = Arc::<[u8]>::from(vec![0u8; size]);
+                let buf = Arc::get_mut(&mut out).expect("fresh Arc is unique");
+                let mut at = 0;
+                let body = &self.raw[self.body_start..];
+                for piece in self.fields.iter().map(|f| f.raw.as_slice()).chain([body]) {
+                    buf[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+                out
+            }
         }
-        let mut out = Vec::with_capacity(self.size() as usize);
-        for f in &self.fields {
-            out.extend_from_slice(&f.raw);
+    }
+
+    /// Calls `f` with the message as it would be delivered now, without a
+    /// copy when it is unedited.
+    fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        if self.edited {
+            f(&self.to_bytes())
+        } else {
+            f(&self.raw)
         }
-        out.extend_from_slice(&self.raw[self.body_start..]);
-        out.into()
     }
 
     /// Whether any header edit was applied.
@@ -157,43 +206,41 @@ impl MessageView {
     /// The decoded text/plain and text/html parts, at most `max_bytes` of
     /// text in all.
     pub fn text_parts(&self, max_bytes: u32) -> Vec<(String, String)> {
-        let bytes = self.to_bytes();
-        let Some(message) = mail_parser::MessageParser::default().parse(&bytes[..]) else {
-            return Vec::new();
-        };
-        let mut budget = max_bytes as usize;
-        let mut out = Vec::new();
-        let parts = message.text_body.iter().chain(
-            message
-                .html_body
-                .iter()
-                .filter(|i| !message.text_body.contains(i)),
-        );
-        for &index in parts {
-            let Some(part) = message.part(index) else {
-                continue;
-            };
-            let Some(text) = part.text_contents() else {
-                continue;
-            };
-            if budget == 0 {
-                break;
-            }
-            let mut cut = text.len().min(budget);
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            budget -= cut;
-            let ctype = if part.is_text_html() {
-                "text/html"
-            } else {
-                "text/plain"
-            };
-            out.push((ctype.to_string(), text[..cut].to_string()));
+        if let Some(text) = self.plain_ascii_body().filter(|_| max_bytes > 0) {
+            return vec![("text/plain".to_string(), cut(text, max_bytes).to_string())];
         }
-        out
+        self.with_bytes(|bytes| parse_text_parts(bytes, max_bytes))
     }
 
+    /// The body, when decoding it is the identity: one `text/plain` part
+    /// (no `Content-Type`, or `text/plain` with at most a `us-ascii` or
+    /// `utf-8` charset), no transfer encoding beyond `7bit`/`8bit`, and only
+    /// ASCII in the body. What a MIME parser would return for it, without
+    /// parsing the message (the common case for a filter reading the text).
+    fn plain_ascii_body(&self) -> Option<&str> {
+        if self.body_start >= self.raw.len() {
+            return None;
+        }
+        let content_type = self.header("content-type");
+        match content_type.as_slice() {
+            [] => {}
+            [one] if is_plain_ascii_type(one) => {}
+            _ => return None,
+        }
+        match self.header("content-transfer-encoding").as_slice() {
+            [] => {}
+            [one] if one.eq_ignore_ascii_case("7bit") || one.eq_ignore_ascii_case("8bit") => {}
+            _ => return None,
+        }
+        let rest = &self.raw[self.body_start..];
+        let body = rest
+            .strip_prefix(b"\r\n")
+            .or_else(|| rest.strip_prefix(b"\n"))?;
+        if !body.is_ascii() || body.contains(&0) {
+            return None;
+        }
+        std::str::from_utf8(body).ok()
+    }
     /// Adds `name: value` at the top (already validated).
     pub(crate) fn add_header(&mut self, name: &str, value: &str) {
         let mut raw = Vec::with_capacity(name.len() + value.len() + 4);
@@ -201,7 +248,7 @@ impl MessageView {
         raw.extend_from_slice(b": ");
         raw.extend_from_slice(fold(value, name.len() + 2).as_bytes());
         raw.extend_from_slice(b"\r\n");
-        self.fields.insert(
+        Arc::make_mut(&mut self.fields).insert(
             0,
             Field {
                 name: name.to_string(),
@@ -213,10 +260,81 @@ impl MessageView {
 
     /// Removes every field named `name`.
     pub(crate) fn remove_header(&mut self, name: &str) {
-        let before = self.fields.len();
-        self.fields.retain(|f| !f.name.eq_ignore_ascii_case(name));
-        self.edited |= self.fields.len() != before;
+        if !self.fields.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
+            return;
+        }
+        Arc::make_mut(&mut self.fields).retain(|f| !f.name.eq_ignore_ascii_case(name));
+        self.edited = true;
     }
+}
+
+/// The decoded text parts of `bytes` by a MIME parse, at most `max_bytes`
+/// of text in all.
+fn parse_text_parts(bytes: &[u8], max_bytes: u32) -> Vec<(String, String)> {
+    let Some(message) = mail_parser::MessageParser::default().parse(bytes) else {
+        return Vec::new();
+    };
+    let mut budget = max_bytes as usize;
+    let mut out = Vec::new();
+    let parts = message.text_body.iter().chain(
+        message
+            .html_body
+            .iter()
+            .filter(|i| !message.text_body.contains(i)),
+    );
+    for &index in parts {
+        let Some(part) = message.part(index) else {
+            continue;
+        };
+        let Some(text) = part.text_contents() else {
+            continue;
+        };
+        if budget == 0 {
+            break;
+        }
+        let mut cut = text.len().min(budget);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        budget -= cut;
+        let ctype = if part.is_text_html() {
+            "text/html"
+        } else {
+            "text/plain"
+        };
+        out.push((ctype.to_string(), text[..cut].to_string()));
+    }
+    out
+}
+
+/// Whether a `Content-Type` value is `text/plain`, with at most a
+/// `us-ascii` or `utf-8` charset.
+fn is_plain_ascii_type(value: &str) -> bool {
+    let mut parts = value.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
+    {
+        return false;
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) => true,
+        (Some(param), None) => param
+            .split_once('=')
+            .filter(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+            .map(|(_, v)| v.trim().trim_matches('"'))
+            .is_some_and(|v| v.eq_ignore_ascii_case("us-ascii") || v.eq_ignore_ascii_case("utf-8")),
+        _ => false,
+    }
+}
+
+/// `text` cut to at most `max_bytes`, at a character boundary.
+fn cut(text: &str, max_bytes: u32) -> &str {
+    let mut cut = text.len().min(max_bytes as usize);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 /// Folds `value` at spaces so no line exceeds 998 bytes (RFC 5322 2.1.1);
@@ -298,6 +416,75 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert!(parts[0].1.starts_with("café wire transfer"));
         assert_eq!(m.text_parts(3)[0].1, "caf");
+    }
+
+    #[test]
+    fn plain_text_shortcut_matches_the_parser() {
+        let heads: &[&str] = &[
+            "",
+            "Content-Type: text/plain; charset=us-ascii\r\n",
+            "Content-Type: text/plain\r\n",
+            "Content-Type: TEXT/Plain; Charset=\"UTF-8\"\r\n",
+            "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n",
+            "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 8BIT\r\n",
+            "Content-Type: text/plain;\r\n charset=us-ascii\r\n",
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n",
+        ];
+        let bodies: &[&str] = &[
+            "",
+            "x",
+            "hello\r\n",
+            "line one\r\n\r\nline three\r\n\r\n\r\n",
+            " leading space\r\n.dot\r\n\ttab\r\n",
+            "no final newline",
+            "=41 not decoded\r\n<b>not html</b>\r\n",
+        ];
+        for head in heads {
+            for body in bodies {
+                for max in [0, 1, 5, 1000] {
+                    let raw = format!("Subject: s\r\nFrom: a@b\r\n{head}\r\n{body}");
+                    let view = MessageView::new(raw.as_bytes());
+                    assert!(view.plain_ascii_body().is_some(), "{raw:?}");
+                    assert_eq!(
+                        view.text_parts(max),
+                        parse_text_parts(raw.as_bytes(), max),
+                        "{raw:?} max {max}"
+                    );
+                    let lf = raw.replace("\r\n", "\n");
+                    assert_eq!(
+                        MessageView::new(lf.as_bytes()).text_parts(max),
+                        parse_text_parts(lf.as_bytes(), max),
+                        "{lf:?} max {max}"
+                    );
+                }
+            }
+        }
+        // Anything else goes to the parser.
+        for raw in [
+            &b"Content-Type: text/html\r\n\r\n<p>x</p>\r\n"[..],
+            b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\ncaf\xe9\r\n",
+            b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n",
+            b"Subject: x\r\n\r\ncaf\xc3\xa9\r\n",
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+        ] {
+            let view = MessageView::new(raw);
+            assert!(view.plain_ascii_body().is_none());
+            assert_eq!(view.text_parts(1000), parse_text_parts(raw, 1000));
+        }
+    }
+
+    #[test]
+    fn shared_views_and_edits() {
+        let shared = Arc::new(MSG.to_vec());
+        let mut m = MessageView::shared(shared.clone());
+        let snapshot = m.clone();
+        m.add_header("X-A", "1");
+        assert_eq!(&*snapshot.to_bytes(), MSG);
+        assert_eq!(snapshot.header("x-a"), Vec::<String>::new());
+        assert_eq!(m.header("x-a"), vec!["1"]);
+        assert!(m.to_bytes().starts_with(b"X-A: 1\r\nSubject: hello"));
+        m.remove_header("not-there");
+        assert_eq!(m.size(), MSG.len() as u64 + 8);
     }
 
     #[test]

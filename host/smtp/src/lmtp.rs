@@ -36,13 +36,9 @@ pub(crate) fn check(verb: Verb, state: State) -> Result<(), Reply> {
             1,
             "Error: this is LMTP, send LHLO",
         )),
-        Verb::Mail if state == State::Connected => Err(Reply::with_code(
-            503,
-            5,
-            5,
-            1,
-            "Error: send LHLO first",
-        )),
+        Verb::Mail if state == State::Connected => {
+            Err(Reply::with_code(503, 5, 5, 1, "Error: send LHLO first"))
+        }
         _ => state::check(verb, state),
     }
 }
@@ -103,9 +99,10 @@ impl Session {
 
     /// Sends `reply` once per reply owed (the same answer for every
     /// recipient).
+    /// An error among them counts once towards `max_errors`.
     pub(crate) fn reply_each(&mut self, reply: Reply) {
         for _ in 1..self.replies_owed() {
-            self.reply(reply.clone());
+            self.write(&reply);
         }
         self.reply(reply);
     }
@@ -126,7 +123,10 @@ impl Session {
         // Per recipient: the accounts with room, or the refusal.
         let mut plans: Vec<Result<Vec<AccountId>, Reply>> = Vec::with_capacity(recipients.len());
         for r in recipients {
-            plans.push(self.accounts_with_room(&r.address, &r.accounts, data.len()).await);
+            plans.push(
+                self.accounts_with_room(&r.address, &r.accounts, data.len())
+                    .await,
+            );
         }
         let all: Vec<Target> = plans
             .iter()
@@ -183,9 +183,11 @@ impl Session {
             // Cannot happen (DATA needs a recipient); answer once anyway.
             return self.reply(Reply::local_error());
         }
+        // Outcomes of delivery, not protocol errors: not counted towards
+        // `max_errors`, so many full mailboxes cannot cut the replies short.
         for i in order {
             let reply = outcomes.get(i).cloned().unwrap_or_else(Reply::local_error);
-            self.reply(reply);
+            self.write(&reply);
         }
     }
 
@@ -244,5 +246,23 @@ impl Session {
                 format!("<{address}>: User unknown"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lmtp_table() {
+        let code = |v, s| check(v, s).err().map(|r| r.code());
+        assert_eq!(code(Verb::Lhlo, State::Connected), None);
+        assert_eq!(code(Verb::Lhlo, State::RcptGiven), None);
+        assert_eq!(code(Verb::Ehlo, State::Connected), Some(500));
+        assert_eq!(code(Verb::Helo, State::Greeted), Some(500));
+        assert_eq!(code(Verb::Mail, State::Connected), Some(503));
+        assert_eq!(code(Verb::Mail, State::Greeted), None);
+        assert_eq!(code(Verb::Data, State::RcptGiven), None);
+        assert_eq!(code(Verb::Bdat, State::Chunking), None);
     }
 }

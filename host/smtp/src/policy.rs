@@ -326,7 +326,7 @@ impl Session {
             p.envelope.recipients.push(address.to_string());
             return Ok(());
         }
-        let info = self.recipient_info(address, params, local).await;
+        let info = recipient_info(address, params, local);
         let session = self.session_info();
         let before = p.envelope.recipients.clone();
         let d = chain.rcpt_to(&session, &mut p.envelope, &info).await;
@@ -341,27 +341,6 @@ impl Session {
         let after = p.envelope.recipients.clone();
         self.apply_recipient_edits(tx, &before, &after, address)
             .await
-    }
-
-    /// The recipient as `rcpt-to` and `route` see it.
-    pub(crate) async fn recipient_info(
-        &self,
-        address: &str,
-        params: Vec<Param>,
-        local: Option<&LocalRecipient>,
-    ) -> RecipientInfo {
-        let mut account = None;
-        if let Some(id) = local.and_then(|l| l.accounts.first()) {
-            if let Ok(Some(a)) = self.ctx.delivery.store().account_by_id(*id).await {
-                account = Some(a.address);
-            }
-        }
-        RecipientInfo {
-            address: address.to_lowercase(),
-            params,
-            account,
-            tag: local.and_then(|l| l.tag.clone()),
-        }
     }
 
     /// Applies what a plugin changed in the envelope's recipients
@@ -416,6 +395,22 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// The recipient as `rcpt-to` and `route` see it. The account's address
+/// comes from the resolution at RCPT TO (`LocalRecipient::account_address`),
+/// so neither hook costs a store look-up.
+pub(crate) fn recipient_info(
+    address: &str,
+    params: Vec<Param>,
+    local: Option<&LocalRecipient>,
+) -> RecipientInfo {
+    RecipientInfo {
+        address: address.to_lowercase(),
+        params,
+        account: local.and_then(|l| l.account_address.clone()),
+        tag: local.and_then(|l| l.tag.clone()),
     }
 }
 

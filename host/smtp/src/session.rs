@@ -339,7 +339,9 @@ impl Session {
         }
     }
 
-    fn write(&mut self, reply: &Reply) {
+    /// Queues a reply without counting it towards `max_errors` (LMTP's
+    /// per-recipient outcomes are not protocol errors).
+    pub(crate) fn write(&mut self, reply: &Reply) {
         if !self.closed {
             reply.write_to(&mut self.out);
         }

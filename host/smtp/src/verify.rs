@@ -399,12 +399,18 @@ mod tests {
                 msg,
             )
             .await;
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(r.spf, "temperror", "{}", r.header);
         assert_eq!(r.dmarc, "temperror", "{}", r.header);
         assert!(r.reject.is_none());
         assert!(
-            r.header.starts_with("Authentication-Results: mx.b.test;\r\n\tspf=temperror smtp.mailfrom=a.test;"),
+            r.header.starts_with(
+                "Authentication-Results: mx.b.test;\r\n\tspf=temperror smtp.mailfrom=a.test;"
+            ),
             "{}",
             r.header
         );

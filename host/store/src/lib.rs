@@ -71,6 +71,15 @@ pub trait Directory: Send + Sync {
     async fn create_account(&self, address: &str, password_hash: &str) -> StoreResult<AccountId>;
     /// Replaces the password hash of an account. `false` if there is none.
     async fn set_password_hash(&self, address: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Sets (`Some(bytes)`) or removes (`None`) an account's storage quota
+    /// (IMAP QUOTA, RFC 9208; LMTP refuses over-quota deliveries). `false`
+    /// if there is no such account.
+    async fn set_quota(&self, address: &str, quota_bytes: Option<u64>) -> StoreResult<bool> {
+        let _ = (address, quota_bytes);
+        Err(StoreError::Invalid(
+            "quotas are not supported by this store".into(),
+        ))
+    }
     /// Deletes an account with all its mailboxes and messages.
     async fn delete_account(&self, address: &str) -> StoreResult<bool>;
     /// All accounts, sorted by address.

@@ -184,7 +184,9 @@ fn key(c: &mut Cursor<'_>, depth: usize) -> R<SearchKey> {
         c.expect(b')', "')'")?;
         return Ok(SearchKey::And(keys));
     }
-    if c.peek().is_some_and(|b| b.is_ascii_digit() || b == b'*' || b == b'$') {
+    if c.peek()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'*' || b == b'$')
+    {
         return Ok(SearchKey::Seq(c.sequence_set()?));
     }
     let name = c.keyword("a search key")?;

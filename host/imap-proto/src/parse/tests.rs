@@ -269,3 +269,41 @@ fn never_panics() {
         let _ = parse_command(&random);
     }
 }
+
+#[test]
+fn saved_result_dollar() {
+    // RFC 5182: `$` stands for a whole sequence set, in commands and in
+    // search keys.
+    match ok("a FETCH $ FLAGS") {
+        CommandBody::Fetch {
+            set, uid: false, ..
+        } => assert!(set.is_saved()),
+        other => panic!("{other:?}"),
+    }
+    match ok("a UID COPY $ Trash") {
+        CommandBody::Copy { set, uid: true, .. } => assert!(set.is_saved()),
+        other => panic!("{other:?}"),
+    }
+    match ok("a SEARCH RETURN (SAVE MIN) UID $ $") {
+        CommandBody::Search { ret, key, .. } => {
+            assert_eq!(ret, Some(vec![SearchReturn::Save, SearchReturn::Min]));
+            assert_eq!(
+                key,
+                SearchKey::And(vec![
+                    SearchKey::Uid(SequenceSet::saved()),
+                    SearchKey::Seq(SequenceSet::saved())
+                ])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(parse_command(b"a FETCH $1 FLAGS").is_err());
+    assert_eq!(
+        SequenceSet::from_numbers([1, 2, 3, 7, 9, 10]),
+        SequenceSet(vec![
+            (SeqNumber::Value(1), SeqNumber::Value(3)),
+            (SeqNumber::Value(7), SeqNumber::Value(7)),
+            (SeqNumber::Value(9), SeqNumber::Value(10)),
+        ])
+    );
+}

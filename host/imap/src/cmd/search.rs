@@ -230,8 +230,12 @@ pub(crate) async fn search(
         // RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT,
         // only those messages are saved.
         let r = ret.unwrap_or_default();
-        let whole = r.iter().any(|o| matches!(o, SearchReturn::All | SearchReturn::Count))
-            || !r.iter().any(|o| matches!(o, SearchReturn::Min | SearchReturn::Max));
+        let whole = r
+            .iter()
+            .any(|o| matches!(o, SearchReturn::All | SearchReturn::Count))
+            || !r
+                .iter()
+                .any(|o| matches!(o, SearchReturn::Min | SearchReturn::Max));
         let uids: Vec<_> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
         let kept = if whole {
             uids

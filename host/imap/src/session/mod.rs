@@ -453,8 +453,7 @@ impl Session {
                 changed_since,
                 vanished,
             } => {
-                match cmd::fetch::start(self, uid, &set, items, changed_since, vanished, out)
-                    .await
+                match cmd::fetch::start(self, uid, &set, items, changed_since, vanished, out).await
                 {
                     Ok(job) => {
                         self.fetching = Some((tag, job));
@@ -492,7 +491,10 @@ impl Session {
         let Some(sel) = self.selected.as_ref() else {
             return SequenceSet::from_numbers([]);
         };
-        let present = self.saved.iter().filter_map(|&u| sel.index_of(u).map(|i| (u, i)));
+        let present = self
+            .saved
+            .iter()
+            .filter_map(|&u| sel.index_of(u).map(|i| (u, i)));
         if uid {
             SequenceSet::from_numbers(present.map(|(u, _)| u.get()))
         } else {

@@ -77,6 +77,20 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
                 println!("{}", a.address);
             }
         }
+        UserCommand::Quota { address, limit } => {
+            let bytes = parse_quota(&limit)?;
+            if !store
+                .set_quota(&address, bytes)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no account {address}"));
+            }
+            match bytes {
+                Some(b) => println!("quota of {} set to {b} bytes", address.to_lowercase()),
+                None => println!("quota of {} removed", address.to_lowercase()),
+            }
+        }
         UserCommand::Passwd { address, .. } => {
             let password = read_password()?;
             if !store
@@ -100,6 +114,33 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Parses a quota: `none`, a number of bytes, or a number with K, M or G
+/// (powers of 1024).
+fn parse_quota(text: &str) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let factor: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "bad quota {text:?}: use bytes, a number with K, M or G, or none"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .map(Some)
+        .ok_or_else(|| format!("bad quota {text:?}: use bytes, a number with K, M or G, or none"))
 }
 
 /// `mailgate alias ...`
@@ -224,4 +265,21 @@ pub async fn ensure_demo_account(config: &Config) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_quota;
+
+    #[test]
+    fn quotas() {
+        assert_eq!(parse_quota("none"), Ok(None));
+        assert_eq!(parse_quota("1024"), Ok(Some(1024)));
+        assert_eq!(parse_quota("5M"), Ok(Some(5 << 20)));
+        assert_eq!(parse_quota("2g"), Ok(Some(2 << 30)));
+        assert!(parse_quota("5T").is_err());
+        assert!(parse_quota("").is_err());
+        assert!(parse_quota("-1").is_err());
+        assert!(parse_quota("99999999999999999999G").is_err());
+    }
 }

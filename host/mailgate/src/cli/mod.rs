@@ -87,6 +87,15 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Set or remove an account's storage quota (shown to IMAP clients as
+    /// QUOTA; deliveries over it are refused).
+    Quota {
+        /// The account's address.
+        address: String,
+        /// The limit: bytes, or with a unit (K, M, G; powers of 1024), or
+        /// `none` to remove it.
+        limit: String,
+    },
     /// Delete an account with all its mail.
     Del {
         /// The account's address.

@@ -121,6 +121,8 @@ impl Session {
         data.extend_from_slice(received);
         drop(stripped);
         drop(message);
+        // Shared with the plugins' message view, never copied for them.
+        let data = std::sync::Arc::new(data);
 
         // The plugins (data, route) may refuse it, edit it, and decide
         // where each copy goes; without them every copy goes to INBOX.

@@ -155,6 +155,19 @@ impl Directory for SqliteStore {
         .await
     }
 
+    async fn set_quota(&self, address: &str, quota_bytes: Option<u64>) -> StoreResult<bool> {
+        let address = normalize(address);
+        let quota = quota_bytes.map(|q| q.min(i64::MAX as u64) as i64);
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE accounts SET quota_bytes = ?2 WHERE address = ?1",
+                params![address, quota],
+            )?;
+            Ok((n > 0, vec![]))
+        })
+        .await
+    }
+
     async fn delete_account(&self, address: &str) -> StoreResult<bool> {
         let address = normalize(address);
         self.write(move |c| {

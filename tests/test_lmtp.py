@@ -1,0 +1,156 @@
+"""LMTP (RFC 2033) on `[listen] lmtp`, with Python's `smtplib.LMTP` against
+the real binary.
+
+- LHLO, not EHLO/HELO (`500 5.5.1`); the greeting says LMTP; no STARTTLS, no
+  AUTH advertised.
+- After the final dot, one reply per accepted RCPT in RCPT order (smtplib's
+  `data()` reads the first, `getreply()` the others): a known user gets 250
+  and the copy, an over-quota one `452 4.2.2` and nothing, in the same
+  transaction; a duplicate RCPT gets its own (same) reply.
+- BDAT (CHUNKING) ends with the same per-recipient replies.
+- No relaying: a recipient in another domain is refused at RCPT.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+
+import pytest
+
+from harness import DOMAIN, USERS
+
+ALICE, BOB, CAROL = (f"{u}@{DOMAIN}" for u in ("alice", "bob", "carol"))
+LISTEN = {"smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0", "lmtp": "127.0.0.1:0"}
+
+
+def message(subject: str, body: str = "Hello over LMTP.\r\n") -> bytes:
+    return (f"From: <sender@remote.test>\r\nTo: <{ALICE}>\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@test>\r\n\r\n{body}").encode()
+
+
+def lmtp(srv) -> smtplib.LMTP:
+    host, port = srv.ports["lmtp"]
+    return smtplib.LMTP(host, port, local_hostname="mta.test", timeout=30)
+
+
+def set_quota(srv, address: str, quota_bytes: int | None):
+    """There is no CLI for quotas yet: set it in the stopped server's store."""
+    assert srv.proc is None
+    with sqlite3.connect(srv.data_dir / "mailgate.db") as db:
+        changed = db.execute("UPDATE accounts SET quota_bytes = ? WHERE address = ?",
+                             (quota_bytes, address)).rowcount
+    assert changed == 1, address
+
+
+@pytest.fixture
+def lmtp_server(server_factory):
+    srv = server_factory(listen=LISTEN, start=False)
+    set_quota(srv, CAROL, 10)  # smaller than any message
+    return srv.start()
+
+
+def subjects(srv, user):
+    return [m.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+            for m in srv.messages(user, USERS[user])]
+
+
+def test_lhlo_greeting_and_helo_ehlo_refused(lmtp_server):
+    s = lmtp(lmtp_server)
+    try:
+        for verb in ("EHLO", "HELO"):
+            code, text = s.docmd(verb, "mta.test")
+            assert code == 500 and b"LHLO" in text, (verb, code, text)
+        # MAIL before LHLO is out of sequence.
+        code, _ = s.docmd("MAIL", "FROM:<sender@remote.test>")
+        assert code == 503
+        code, text = s.ehlo()  # smtplib.LMTP sends LHLO
+        assert code == 250, text
+        assert s.has_extn("pipelining") and s.has_extn("chunking") and s.has_extn("size")
+        assert not s.has_extn("starttls") and not s.has_extn("auth")
+    finally:
+        s.quit()
+    # The greeting names the protocol.
+    import socket
+    with socket.create_connection(lmtp_server.ports["lmtp"], timeout=10) as raw:
+        assert b" LMTP " in raw.recv(512)
+
+
+def test_one_reply_per_recipient_in_rcpt_order(lmtp_server):
+    s = lmtp(lmtp_server)
+    try:
+        s.ehlo()
+        assert s.mail("sender@remote.test")[0] == 250
+        for rcpt in (ALICE, CAROL, BOB, ALICE):
+            assert s.rcpt(rcpt)[0] == 250, rcpt
+        # No relaying: refused at RCPT, and owed no reply later.
+        code, text = s.rcpt("someone@elsewhere.test")
+        assert code == 550 and text.startswith(b"5.7.1"), (code, text)
+        first = s.data(message("per recipient"))
+        replies = [first] + [s.getreply() for _ in range(3)]
+        codes = [c for c, _ in replies]
+        assert codes == [250, 452, 250, 250], replies
+        assert replies[0][1].startswith(b"2.0.0") and ALICE.encode() in replies[0][1]
+        assert replies[1][1].startswith(b"4.2.2") and CAROL.encode() in replies[1][1]
+        assert BOB.encode() in replies[2][1]
+        # The session goes on: a second transaction on the same connection.
+        s.rset()
+        assert s.noop()[0] == 250
+    finally:
+        s.quit()
+    # Alice got one copy (not two for the duplicate RCPT), bob one, carol none.
+    assert subjects(lmtp_server, ALICE) == ["per recipient"]
+    assert subjects(lmtp_server, BOB) == ["per recipient"]
+    assert subjects(lmtp_server, CAROL) == []
+    raw = lmtp_server.messages(BOB, USERS[BOB])[0]
+    assert raw.startswith(b"Return-Path: <sender@remote.test>\r\nReceived: ")
+    assert b"with LMTP" in raw.split(b"\r\n\r\n", 1)[0]
+    # No verification on LMTP: the MTA in front did it.
+    assert b"Authentication-Results" not in raw
+
+
+def test_single_recipient_sendmail(lmtp_server):
+    with lmtp(lmtp_server) as s:
+        assert s.sendmail("sender@remote.test", [BOB], message("plain sendmail")) == {}
+    assert subjects(lmtp_server, BOB) == ["plain sendmail"]
+
+
+def test_bdat_chunks_then_per_recipient_replies(lmtp_server):
+    msg = message("chunked", body="part one\r\npart two\r\n")
+    a, b = msg[:40], msg[40:]
+    s = lmtp(lmtp_server)
+    try:
+        s.ehlo()
+        assert s.mail("sender@remote.test")[0] == 250
+        assert s.rcpt(CAROL)[0] == 250
+        assert s.rcpt(ALICE)[0] == 250
+        s.send(b"BDAT %d\r\n" % len(a) + a)
+        code, text = s.getreply()
+        assert code == 250, text
+        s.send(b"BDAT %d LAST\r\n" % len(b) + b)
+        replies = [s.getreply(), s.getreply()]
+        assert [c for c, _ in replies] == [452, 250], replies
+    finally:
+        s.quit()
+    got = lmtp_server.messages(ALICE, USERS[ALICE])
+    assert len(got) == 1 and got[0].endswith(b"part one\r\npart two\r\n")
+    assert subjects(lmtp_server, CAROL) == []
+
+
+def test_a_refused_message_gets_one_refusal_per_recipient(lmtp_server):
+    s = lmtp(lmtp_server)
+    try:
+        s.ehlo()
+        s.mail("sender@remote.test")
+        s.rcpt(ALICE)
+        s.rcpt(BOB)
+        # A bare LF is refused after the data (smuggling rule), for each.
+        code, text = s.docmd("DATA")
+        assert code == 354
+        s.send(b"Subject: bare\r\n\r\nbad\nline\r\n.\r\n")
+        replies = [s.getreply(), s.getreply()]
+        assert [c for c, _ in replies] == [550, 550], replies
+        assert s.noop()[0] == 250  # still in step
+    finally:
+        s.quit()
+    assert subjects(lmtp_server, ALICE) == [] and subjects(lmtp_server, BOB) == []
