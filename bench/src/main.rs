@@ -102,13 +102,6 @@ struct Args {
     /// Runs of each timed IMAP command (the median is reported).
     #[arg(long, default_value_t = 3, requires = "imap")]
     imap_repeat: usize,
-    /// Run the server with glibc's default malloc tuning in --imap. By
-    /// default it gets MALLOC_MMAP_THRESHOLD_=131072: otherwise each
-    /// login's 19 MiB Argon2 buffer raises glibc's dynamic mmap threshold
-    /// and the freed buffers stay resident (about 10 MB per login seen),
-    /// which would swamp the per-session figure.
-    #[arg(long, requires = "imap")]
-    imap_default_malloc: bool,
 }
 
 /// One server under test, as the client code sees it.
@@ -262,12 +255,9 @@ fn run_imap(
     check_size(params, server::USER)?;
     let bin = server::resolve_binary(&args.bin);
     eprintln!("mailgate-bench: starting {}", bin.display());
-    let env: &[(&str, &str)] = if args.imap_default_malloc {
-        &[]
-    } else {
-        eprintln!("mailgate-bench: server runs with MALLOC_MMAP_THRESHOLD_=131072 (see --help)");
-        &[("MALLOC_MMAP_THRESHOLD_", "131072")]
-    };
+    // The server runs with the allocator as shipped: its login memory is
+    // bounded by mailgate itself (a fixed pool of Argon2 buffers).
+    let env: &[(&str, &str)] = &[];
     let mut mailgate = server::Mailgate::start_with_env(
         &bin,
         (params.size as u64 * 2).max(50 << 20),
