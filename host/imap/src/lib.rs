@@ -64,7 +64,7 @@ pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 20;
 
 /// The SASL mechanisms offered by AUTHENTICATE.
-pub const SASL_MECHANISMS: &[&str] = &["PLAIN"];
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "LOGIN"];
 
 /// What every IMAP session of the process shares.
 pub struct ImapContext {

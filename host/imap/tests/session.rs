@@ -69,6 +69,41 @@ async fn authenticate_plain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticate_login() {
+    let f = fixture().await;
+    // The two base64 prompts of the LOGIN mechanism, then the answers.
+    let (mut c, _) = Client::connect(&f.ctx).await;
+    c.send("a AUTHENTICATE LOGIN").await;
+    assert_eq!(c.line().await, format!("+ {}", encode_base64(b"Username:")));
+    c.send(&encode_base64(ALICE.as_bytes())).await;
+    assert_eq!(c.line().await, format!("+ {}", encode_base64(b"Password:")));
+    c.send(&encode_base64(PASSWORD.as_bytes())).await;
+    let r = c.until_tagged("a").await;
+    assert!(r[0].starts_with("OK [CAPABILITY"), "{r:?}");
+
+    // With the user name as initial response (SASL-IR), a wrong password.
+    let (mut c, _) = Client::connect(&f.ctx).await;
+    c.send(&format!(
+        "b AUTHENTICATE login {}",
+        encode_base64(ALICE.as_bytes())
+    ))
+    .await;
+    assert_eq!(c.line().await, format!("+ {}", encode_base64(b"Password:")));
+    c.send(&encode_base64(b"nope")).await;
+    assert_eq!(
+        c.until_tagged("b").await,
+        ["NO [AUTHENTICATIONFAILED] Authentication failed"]
+    );
+    // Cancelled after the first prompt.
+    c.send("c AUTHENTICATE LOGIN").await;
+    assert_eq!(c.line().await, format!("+ {}", encode_base64(b"Username:")));
+    c.send("*").await;
+    assert_eq!(c.until_tagged("c").await, ["BAD Authentication cancelled"]);
+    let caps = c.cmd("CAPABILITY").await;
+    assert!(caps[0].contains("AUTH=PLAIN AUTH=LOGIN"), "{caps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailboxes() {
     let f = fixture().await;
     let mut c = Client::login(&f.ctx, ALICE).await;

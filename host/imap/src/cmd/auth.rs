@@ -1,7 +1,7 @@
-//! LOGIN (RFC 9051 §6.2.3) and AUTHENTICATE PLAIN (RFC 9051 §6.2.2,
-//! RFC 4616, with the initial response of RFC 4959 SASL-IR).
+//! LOGIN (RFC 9051 §6.2.3) and AUTHENTICATE PLAIN and LOGIN (RFC 9051
+//! §6.2.2, RFC 4616, with the initial response of RFC 4959 SASL-IR).
 
-use mailgate_auth::sasl::decode_plain;
+use mailgate_auth::sasl::{encode_base64, Mechanism, SaslError, SaslExchange, SaslStep};
 use mailgate_auth::AuthOutcome;
 use mailgate_imap_proto::response::write_continue;
 
@@ -25,60 +25,93 @@ pub(crate) async fn login(
     check(s, user, password).await
 }
 
-/// `authenticate = "AUTHENTICATE" SP auth-type [SP initial-resp]`.
-/// Returns None when a continuation was sent and the client's response
-/// line is awaited ([`sasl_response`]).
+/// Where an AUTHENTICATE exchange stands after a step.
+pub(crate) enum Progress {
+    /// A challenge (`+ ...`) was written; the exchange waits for the
+    /// client's next line.
+    Continue(SaslExchange),
+    /// The exchange is over.
+    Done(Done),
+}
+
+/// `authenticate = "AUTHENTICATE" SP auth-type [SP initial-resp]`
+/// (RFC 9051 §6.2.2; initial response: RFC 4959 SASL-IR). PLAIN and
+/// LOGIN, through the SASL exchange shared with SMTP and POP3.
 pub(crate) async fn authenticate(
     s: &mut Session,
     mechanism: &str,
     initial: Option<&str>,
     out: &mut Vec<u8>,
-) -> Result<Option<Done>, CmdError> {
+) -> Result<Progress, CmdError> {
     if !s.passwords_ok() {
         return Err(privacy_required());
     }
-    if !SASL_MECHANISMS.contains(&mechanism) {
+    let Some(mechanism) =
+        Mechanism::from_name(mechanism).filter(|m| SASL_MECHANISMS.contains(&m.name()))
+    else {
         return Err(CmdError::No(
             None,
             format!("Unsupported authentication mechanism {mechanism}"),
         ));
+    };
+    // RFC 4959 §3: "=" is an empty initial response, which PLAIN cannot
+    // use.
+    if mechanism == Mechanism::Plain && initial == Some("=") {
+        return Err(failed());
     }
-    match initial {
-        // RFC 4959 §3: "=" is an empty initial response, which PLAIN
-        // cannot use.
-        Some("=") => Err(failed()),
-        Some(response) => plain(s, response).await.map(Some),
-        None => {
-            write_continue(out, "");
-            Ok(None)
-        }
-    }
+    let (exchange, step) = SaslExchange::start(mechanism, initial).map_err(bad_sasl)?;
+    advance(s, exchange, step, out).await
 }
 
-/// The client's answer to the `+` of AUTHENTICATE. RFC 9051 §6.2.2: "If
+/// The client's answer to a `+` of AUTHENTICATE. RFC 9051 §6.2.2: "If
 /// the client wishes to cancel an authentication exchange, it issues a
 /// line consisting of a single "*"" — answered BAD.
-pub(crate) async fn sasl_response(s: &mut Session, line: &[u8]) -> CmdResult {
+pub(crate) async fn sasl_response(
+    s: &mut Session,
+    mut exchange: SaslExchange,
+    line: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Progress, CmdError> {
     if line == b"*" {
         return Err(CmdError::Bad("Authentication cancelled".into()));
     }
     let Ok(line) = std::str::from_utf8(line) else {
         return Err(CmdError::Bad("Invalid base64".into()));
     };
-    plain(s, line).await
+    let step = exchange.step(line).map_err(bad_sasl)?;
+    advance(s, exchange, step, out).await
 }
 
-async fn plain(s: &mut Session, b64: &str) -> CmdResult {
-    let creds =
-        decode_plain(b64).map_err(|e| CmdError::Bad(format!("Invalid SASL PLAIN message: {e}")))?;
-    // RFC 4616 §2: acting as someone else is not supported.
-    if !creds.authzid.is_empty() && !creds.authzid.eq_ignore_ascii_case(&creds.authcid) {
-        return Err(CmdError::no(
-            "AUTHORIZATIONFAILED",
-            "Cannot act as another user",
-        ));
+/// Sends the next challenge, or checks the credentials the exchange ended
+/// with.
+async fn advance(
+    s: &mut Session,
+    exchange: SaslExchange,
+    step: SaslStep,
+    out: &mut Vec<u8>,
+) -> Result<Progress, CmdError> {
+    match step {
+        SaslStep::Challenge(challenge) => {
+            write_continue(out, &encode_base64(&challenge));
+            Ok(Progress::Continue(exchange))
+        }
+        SaslStep::Done(creds) => {
+            // RFC 4616 §2: acting as someone else is not supported.
+            if !creds.authzid.is_empty() && !creds.authzid.eq_ignore_ascii_case(&creds.authcid) {
+                return Err(CmdError::no(
+                    "AUTHORIZATIONFAILED",
+                    "Cannot act as another user",
+                ));
+            }
+            check(s, &creds.authcid, &creds.password)
+                .await
+                .map(Progress::Done)
+        }
     }
-    check(s, &creds.authcid, &creds.password).await
+}
+
+fn bad_sasl(e: SaslError) -> CmdError {
+    CmdError::Bad(format!("Invalid SASL message: {e}"))
 }
 
 /// RFC 9051 §6.2.3 / §7.1 PRIVACYREQUIRED: no password without TLS

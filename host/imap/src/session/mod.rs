@@ -172,9 +172,9 @@ pub enum Upgrade {
 enum Pending {
     /// Nothing: the next frame is a command.
     None,
-    /// AUTHENTICATE PLAIN sent `+`; the next line is the client's
-    /// response. Holds the tag.
-    Sasl(String),
+    /// AUTHENTICATE sent `+`; the next line is the client's response.
+    /// Holds the tag and the exchange under way.
+    Sasl(String, mailgate_auth::sasl::SaslExchange),
     /// IDLE sent `+ idling`; the next line must be DONE. Holds the tag.
     Idle(String),
 }
@@ -359,9 +359,14 @@ impl Session {
                 );
             }
             Frame::Command(line) => match std::mem::replace(&mut self.pending, Pending::None) {
-                Pending::Sasl(tag) => {
-                    let result = cmd::auth::sasl_response(self, &line).await;
-                    self.finish(out, &tag, result);
+                Pending::Sasl(tag, exchange) => {
+                    match cmd::auth::sasl_response(self, exchange, &line, out).await {
+                        Ok(cmd::auth::Progress::Continue(exchange)) => {
+                            self.pending = Pending::Sasl(tag, exchange);
+                        }
+                        Ok(cmd::auth::Progress::Done(done)) => self.finish(out, &tag, Ok(done)),
+                        Err(e) => self.finish(out, &tag, Err(e)),
+                    }
                 }
                 Pending::Idle(tag) => {
                     if line.eq_ignore_ascii_case(b"DONE") {
@@ -438,11 +443,11 @@ impl Session {
             },
             CommandBody::Authenticate { mechanism, initial } => {
                 match cmd::auth::authenticate(self, &mechanism, initial.as_deref(), out).await {
-                    Ok(None) => {
-                        self.pending = Pending::Sasl(tag);
+                    Ok(cmd::auth::Progress::Continue(exchange)) => {
+                        self.pending = Pending::Sasl(tag, exchange);
                         return;
                     }
-                    Ok(Some(done)) => Ok(done),
+                    Ok(cmd::auth::Progress::Done(done)) => Ok(done),
                     Err(e) => Err(e),
                 }
             }
