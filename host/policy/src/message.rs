@@ -260,7 +260,11 @@ impl MessageView {
 
     /// Removes every field named `name`.
     pub(crate) fn remove_header(&mut self, name: &str) {
-        if !self.fields.iter().any(|f| f.name.eq_ignore_ascii_case(name)) {
+        if !self
+            .fields
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(name))
+        {
             return;
         }
         Arc::make_mut(&mut self.fields).retain(|f| !f.name.eq_ignore_ascii_case(name));
