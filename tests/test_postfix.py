@@ -12,8 +12,11 @@
   Postfix's port), delivers over STARTTLS with a DKIM signature, and
   Postfix's virtual(8) writes it to a Maildir that the test reads.  An
   unknown Postfix user gets a 550 from Postfix and alice a bounce.
-- LMTP (Postfix delivering into mailgate over LMTP) is not tested:
-  mailgate has no LMTP listener yet.
+- Postfix delivers into mailgate over LMTP (`transport_maps` ->
+  `lmtp:inet:[127.0.0.5]:PORT`, mailgate's `[listen] lmtp`): one message
+  for a known and an unknown mailgate user; Postfix gets one answer per
+  recipient, so the known one is delivered (read back with POP3, intact)
+  and only the unknown one bounces (5.1.1) to the Postfix sender.
 
 Postfix must be installed (Debian package `postfix`) and the tests must
 run as root; otherwise they fail under CI (`CI` set) and skip elsewhere,
@@ -146,11 +149,12 @@ def postfix(tmp_path):
 
 @pytest.fixture
 def mailgate(mailgate_bin, tmp_path):
-    """Returns make(dns=None, relay_port=None, dkim=False) -> a started mailgate
-    for a.test on 127.0.0.5 with TLS; stops it (failing on a bad exit)."""
+    """Returns make(dns=None, relay_port=None, dkim=False, lmtp=False) -> a
+    started mailgate for a.test on 127.0.0.5 with TLS (and an LMTP listener
+    with `lmtp`); stops it (failing on a bad exit)."""
     made: list[Server] = []
 
-    def make(dns=None, relay_port=None, dkim=False) -> Server:
+    def make(dns=None, relay_port=None, dkim=False, lmtp=False) -> Server:
         srv = Server(binary=mailgate_bin, workdir=tmp_path / "mailgate")
         cert, key = make_cert(srv.workdir, MG_HOST)
         lines = [
@@ -163,6 +167,7 @@ def mailgate(mailgate_bin, tmp_path):
             f'smtp = "{MG_IP}:0"',
             f'submission = "{MG_IP}:0"',
             f'pop3 = "{MG_IP}:0"',
+            *([f'lmtp = "{MG_IP}:0"'] if lmtp else []),
             "",
             "[tls]",
             f"cert = {toml_value(str(cert))}",
@@ -371,7 +376,52 @@ def test_postfix_refusing_an_unknown_user_makes_mailgate_bounce(postfix, mailgat
     assert pf.maildir(PF_USER) == []
 
 
-@pytest.mark.skip(reason="LMTP is not implemented in mailgate yet (issue 6): nothing to test"
-                  " Postfix's lmtp(8) client against")
-def test_postfix_delivers_to_mailgate_over_lmtp():
-    pass
+def test_postfix_delivers_to_mailgate_over_lmtp(postfix, mailgate):
+    mg = mailgate(lmtp=True)
+    pf = postfix(virtual_domain=PF_DOMAIN, mailboxes=[PF_USER])
+    _, lmtp_port = mg.ports["lmtp"]
+    pf.set_transport(MG_DOMAIN, f"lmtp:inet:[{MG_IP}]:{lmtp_port}")
+    pf.start()
+
+    # One message, one Postfix delivery (both recipients share the next
+    # hop), two answers: the unknown user refused, alice's copy stored.
+    nobody = "nobody@a.test"
+    msg = make_message("postfix to mailgate over lmtp", PF_USER, ALICE)
+    assert inject_into_postfix(pf, PF_USER, [ALICE, nobody], msg) == {}
+
+    [got] = wait_for(pf, lambda: mailgate_messages(mg), "the message in alice's mailbox")
+    # mailgate's trace (Return-Path, its Received "with LMTP"), Postfix's
+    # smtpd Received, then the message exactly as the client gave it.
+    received = header(got, "Received")
+    assert len(received) == 2, received
+    assert "with LMTP" in received[0], received[0]
+    assert f"by {PF_HOST} (Postfix)" in received[1], received[1]
+    assert b"Authentication-Results" not in got.split(b"\r\n\r\n", 1)[0]
+    rest = strip_trace(got, PF_USER)
+    names, rest = split_trace(rest, ["Received"])
+    assert names == ["Received"]
+    assert rest == msg, "the message changed on the way:\n" + repr(rest[:600])
+
+    # The unknown recipient, and only it, bounces to the Postfix sender.
+    [bounce] = wait_for(pf, lambda: pf.maildir(PF_USER), "Postfix's bounce in user's Maildir")
+    bounce = crlf(bounce)
+    assert header(bounce, "Return-Path") == ["<>"], bounce[:500]
+    _, _, status = dsn_parts(bounce)
+    status = unfold(status)
+    assert "Final-Recipient: rfc822; nobody@a.test" in status, status
+    assert "Action: failed" in status and "Status: 5.1.1" in status, status
+    assert re.search(r"Diagnostic-Code: (smtp|lmtp); 550 5\.1\.1 <nobody@a\.test>", status), status
+    assert ALICE not in status, status
+    assert b"Subject: postfix to mailgate over lmtp" in bounce
+
+    wait_for(pf, pf.queue_empty, "Postfix's queue to empty")
+    assert mailgate_queue_empty(mg)
+    assert len(mailgate_messages(mg)) == 1
+    assert len(pf.maildir(PF_USER)) == 1  # the one bounce, no delay notice
+    log = pf.log_tail(20000)
+    # Postfix's lmtp(8) client, not smtp(8), spoke to mailgate's LMTP port.
+    port_re = rf"\[{re.escape(MG_IP)}\]:{lmtp_port}"
+    assert re.search(rf"lmtp\[\d+\]: [0-9A-F]+: to=<{re.escape(ALICE)}>, relay=[^,]*{port_re},"
+                     rf".*status=sent \(250 2\.0\.0", log), log
+    assert re.search(rf"lmtp\[\d+\]: [0-9A-F]+: to=<{re.escape(nobody)}>, relay=[^,]*{port_re},"
+                     r".*status=bounced .*550 5\.1\.1", log), log
