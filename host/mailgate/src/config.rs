@@ -130,7 +130,7 @@ pub struct InboundSettings {
 impl Default for InboundSettings {
     fn default() -> Self {
         InboundSettings {
-            verify: false,
+            verify: true,
             dmarc_reject: true,
             timeout: "10s".into(),
         }
@@ -502,7 +502,7 @@ pop3 = "0.0.0.0:110"
         let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
         assert!(c.listen.lmtp.is_none());
         assert_eq!(c.inbound, InboundSettings::default());
-        assert!(!c.inbound.verify && c.inbound.dmarc_reject);
+        assert!(c.inbound.verify && c.inbound.dmarc_reject);
         let text = MINIMAL.replace(
             "[listen]",
             "[inbound]\nverify = true\ndmarc_reject = false\ntimeout = \"3s\"\n\n[listen]\nlmtp = \"127.0.0.1:24\"",
