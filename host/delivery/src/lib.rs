@@ -106,8 +106,15 @@ impl LocalDelivery {
         let Some((local, domain)) = split_address(&address) else {
             return Ok(RecipientCheck::UnknownUser);
         };
-        if !self.is_local_domain(&domain).await? {
-            return Ok(RecipientCheck::NotLocal);
+        // The stored domains are read at most once per recipient: here for
+        // a domain not in the config, else only if a catch-all is needed.
+        let mut stored = None;
+        if !self.config_domains.contains(&domain) {
+            let list = self.store.list_domains().await?;
+            if !list.iter().any(|d| d.name == domain) {
+                return Ok(RecipientCheck::NotLocal);
+            }
+            stored = Some(list);
         }
         let mut accounts = BTreeMap::new();
         if self
@@ -127,10 +134,11 @@ impl LocalDelivery {
                 }
             }
         }
-        let catch_all = self
-            .store
-            .list_domains()
-            .await?
+        let stored = match stored {
+            Some(list) => list,
+            None => self.store.list_domains().await?,
+        };
+        let catch_all = stored
             .into_iter()
             .find(|d| d.name == domain)
             .and_then(|d| d.catch_all);
@@ -238,8 +246,7 @@ impl LocalDelivery {
         raw.extend_from_slice(format!("Return-Path: <{mail_from}>\r\n").as_bytes());
         raw.extend_from_slice(data);
         let raw = Arc::new(raw);
-        let parse_input = raw.clone();
-        let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_input))
+        let structure = MessageStructure::parse_off_thread(raw.clone())
             .await
             .unwrap_or_default();
         let message = NewMessage {

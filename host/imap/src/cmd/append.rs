@@ -35,9 +35,7 @@ pub(crate) async fn append(
     quota::check_room(s, message.len() as u64).await?;
     let internal_date = date.unwrap_or_else(now);
     let raw = Arc::new(message);
-    let parse_from = Arc::clone(&raw);
-    // Parsing costs CPU: off the async workers.
-    let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_from))
+    let structure = MessageStructure::parse_off_thread(Arc::clone(&raw))
         .await
         .map_err(|e| CmdError::Server(format!("structure parse task: {e}")))?;
     let uid = s

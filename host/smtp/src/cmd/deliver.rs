@@ -220,8 +220,7 @@ impl Session {
             return;
         };
         let raw = std::sync::Arc::new(submitted.to_vec());
-        let parse_input = raw.clone();
-        let structure = tokio::task::spawn_blocking(move || MessageStructure::parse(&parse_input))
+        let structure = MessageStructure::parse_off_thread(raw.clone())
             .await
             .unwrap_or_default();
         let message = NewMessage {

@@ -301,6 +301,16 @@ impl MessageStructure {
         mime::Parser::new(raw).message(0, raw.len(), 0)
     }
 
+    /// [`MessageStructure::parse`] on tokio's blocking pool, off the async
+    /// workers (parsing a large message costs milliseconds of CPU). Fails
+    /// only if the blocking task could not run (the runtime is shutting
+    /// down).
+    pub async fn parse_off_thread(
+        raw: std::sync::Arc<Vec<u8>>,
+    ) -> Result<MessageStructure, tokio::task::JoinError> {
+        tokio::task::spawn_blocking(move || MessageStructure::parse(&raw)).await
+    }
+
     /// Length of the message header, blank line included.
     pub fn header_len(&self) -> u64 {
         self.root.header.len()
