@@ -6,12 +6,16 @@ each; prints msgs/s and the server's CPU time per message (utime+stime of
 load disturbs far less than throughput.
 
     cargo build --release -p mailgate -p mailgate-bench && scripts/build-plugins
-    python3 bench/plugin_overhead.py [BIN] [LABEL] [MESSAGES] [ROUNDS]
+    python3 bench/plugin_overhead.py [BIN] [LABEL] [MESSAGES] [ROUNDS] [WASM_DIR]
+
+WASM_DIR (default plugins/target/wasm32-wasip2/release) holds
+template.wasm and content_filter.wasm, so two builds can be compared;
+$MAILGATE_BENCH overrides the client binary.
 """
 import os, shutil, statistics, subprocess, sys, tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WASM = os.path.join(ROOT, 'plugins/target/wasm32-wasip2/release')
-BENCH = os.path.join(ROOT, 'target/release/mailgate-bench')
+WASM = sys.argv[5] if len(sys.argv) > 5 else os.path.join(ROOT, 'plugins/target/wasm32-wasip2/release')
+BENCH = os.environ.get('MAILGATE_BENCH', os.path.join(ROOT, 'target/release/mailgate-bench'))
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'target/release/mailgate')
 LABEL = sys.argv[2] if len(sys.argv) > 2 else 'mailgate'
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 3000

@@ -5,9 +5,9 @@
 //! path: pipelined, 50 connections), then one IMAP session marks some
 //! messages `\Seen` and `\Flagged` and times a few representative
 //! commands, each run several times (the median is reported). Then many
-//! sessions log in, select a mailbox and enter IDLE, and the server's
-//! resident memory (`VmRSS` in `/proc/PID/status`) is read before and
-//! after.
+//! sessions log in, select a mailbox and enter IDLE, and the memory of the
+//! server's process tree (PSS and RSS, see [`crate::procmem`]) is read
+//! before and after. The same code runs against a peer (Dovecot).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::procmem::{self, Mem};
 use crate::wire::{err, trim_eol, Conn, Error, Result};
 
 /// Read buffer of each idle connection of the load generator: they only
@@ -196,6 +197,9 @@ pub fn open_files_limit() -> Option<u64> {
 
 /// What the IMAP phase is given.
 pub struct Load {
+    /// The server's name in the output (`mailgate` or the peer's); the
+    /// prefix of a peer's `bench:` keys.
+    pub name: String,
     /// The IMAP listener.
     pub address: SocketAddr,
     /// Login.
@@ -212,7 +216,7 @@ pub struct Load {
     pub idle_mailbox: String,
     /// Per read or write.
     pub timeout: Duration,
-    /// The server's pid, for its memory.
+    /// The server's pid, for its memory (with its descendants').
     pub pid: u32,
 }
 
@@ -236,16 +240,19 @@ pub struct Timed {
 pub struct Outcome {
     /// Timed commands, in order.
     pub timed: Vec<Timed>,
-    /// Server memory (KiB) after the FETCH commands: VmRSS, VmHWM.
+    /// The main server process's memory (KiB) after the FETCH commands:
+    /// VmRSS, VmHWM.
     pub after_fetch_kib: (u64, u64),
+    /// The whole process tree after the FETCH commands.
+    pub after_fetch: Mem,
     /// Idle sessions actually opened.
     pub idle_sessions: usize,
-    /// Server VmRSS (KiB) before any idle session.
-    pub idle_rss_start_kib: u64,
-    /// Server VmRSS (KiB) after the first [`WARM_SESSIONS`].
-    pub idle_rss_warm_kib: u64,
-    /// Server VmRSS (KiB) with every idle session open.
-    pub idle_rss_end_kib: u64,
+    /// The server's process tree before any idle session.
+    pub idle_start: Mem,
+    /// After the first [`WARM_SESSIONS`].
+    pub idle_warm: Mem,
+    /// With every idle session open.
+    pub idle_end: Mem,
     /// How long opening them took.
     pub idle_setup: Duration,
     /// An APPEND to the idle mailbox reached an idling session.
@@ -253,25 +260,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Server memory per idle session, in bytes, from the warm reading to
-    /// the end (one-time costs of the first logins excluded).
-    pub fn bytes_per_idle_session(&self) -> f64 {
+    /// Server memory per idle session, in bytes, (PSS, RSS), from the warm
+    /// reading to the end (one-time costs of the first logins excluded).
+    pub fn bytes_per_idle_session(&self) -> (f64, f64) {
         let n = self
             .idle_sessions
             .saturating_sub(WARM_SESSIONS.min(self.idle_sessions));
-        if n == 0 {
-            return 0.0;
-        }
-        (self.idle_rss_end_kib as f64 - self.idle_rss_warm_kib as f64) * 1024.0 / n as f64
+        procmem::per_session(self.idle_warm, self.idle_end, n)
     }
 
     /// Including the first sessions: (end - start) / all.
-    pub fn bytes_per_idle_session_all(&self) -> f64 {
-        if self.idle_sessions == 0 {
-            return 0.0;
-        }
-        (self.idle_rss_end_kib as f64 - self.idle_rss_start_kib as f64) * 1024.0
-            / self.idle_sessions as f64
+    pub fn bytes_per_idle_session_all(&self) -> (f64, f64) {
+        procmem::per_session(self.idle_start, self.idle_end, self.idle_sessions)
     }
 }
 
@@ -302,6 +302,31 @@ impl Login {
         c.command(&command, false).await?;
         Ok(c)
     }
+}
+
+/// The number of messages in INBOX (`STATUS INBOX (MESSAGES)`), in a
+/// session of its own.
+pub async fn inbox_count(load: &Load) -> Result<u64> {
+    let mut c = Login::of(load).open(IDLE_CLIENT_BUFFER).await?;
+    let r = c.command("STATUS INBOX (MESSAGES)", true).await?;
+    let _ = c.command("LOGOUT", false).await;
+    r.lines
+        .iter()
+        .find_map(|l| status_messages(&trim_eol(l)))
+        .ok_or_else(|| Error("STATUS INBOX: no MESSAGES in the answer".into()))
+}
+
+/// `n` from `* STATUS mailbox (... MESSAGES n ...)`.
+fn status_messages(line: &str) -> Option<u64> {
+    let items = line.strip_prefix("* STATUS ")?;
+    let inner = &items[items.rfind('(')? + 1..];
+    let mut words = inner.trim_end_matches(')').split_whitespace();
+    while let Some(w) = words.next() {
+        if w.eq_ignore_ascii_case("MESSAGES") {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
 }
 
 fn quote(s: &str) -> String {
@@ -409,6 +434,7 @@ pub async fn run(load: &Load) -> Result<Outcome> {
         out.timed.push(t);
     }
     out.after_fetch_kib = memory_kib(load.pid)?;
+    out.after_fetch = procmem::tree(load.pid)?;
     idle_phase(load, &mut c, &mut out).await?;
     c.command("LOGOUT", false).await?;
     Ok(out)
@@ -429,7 +455,13 @@ async fn idle_phase(load: &Load, main: &mut Client<TcpStream>, out: &mut Outcome
             ));
         }
     }
-    out.idle_rss_start_kib = memory_kib(load.pid)?.0;
+    // The idle mailbox may have to be made first (mailgate has `Archive`
+    // from the start; a peer may not): a refusal (it exists) is fine.
+    let tag = main
+        .send(&format!("CREATE {}", quote(&load.idle_mailbox)))
+        .await?;
+    main.until_tagged(&tag, false).await?;
+    out.idle_start = procmem::tree(load.pid)?;
     let started = Instant::now();
     let gate = std::sync::Arc::new(Semaphore::new(LOGINS_IN_FLIGHT));
     let mut sessions: Vec<(Client<TcpStream>, String)> = Vec::with_capacity(load.idle_sessions);
@@ -458,7 +490,8 @@ async fn idle_phase(load: &Load, main: &mut Client<TcpStream>, out: &mut Outcome
             sessions.push(session);
             if sessions.len().is_multiple_of(1000) {
                 eprintln!(
-                    "mailgate-bench: imap idle sessions: {} open",
+                    "mailgate-bench: [{}] imap idle sessions: {} open",
+                    load.name,
                     sessions.len()
                 );
             }
@@ -466,13 +499,13 @@ async fn idle_phase(load: &Load, main: &mut Client<TcpStream>, out: &mut Outcome
         opened = batch_end;
         if opened == WARM_SESSIONS.min(load.idle_sessions) {
             settle().await;
-            out.idle_rss_warm_kib = memory_kib(load.pid)?.0;
+            out.idle_warm = procmem::tree(load.pid)?;
         }
     }
     out.idle_setup = started.elapsed();
     out.idle_sessions = sessions.len();
     settle().await;
-    out.idle_rss_end_kib = memory_kib(load.pid)?.0;
+    out.idle_end = procmem::tree(load.pid)?;
     // One new message in the idle mailbox must reach an idling session
     // at once (they are idling, not merely connected).
     main.command(
@@ -483,9 +516,17 @@ async fn idle_phase(load: &Load, main: &mut Client<TcpStream>, out: &mut Outcome
         false,
     )
     .await?;
+    // (A few untagged lines may come first, e.g. `* OK Still here`; a
+    // server without change notification for this many sessions may only
+    // notice the message at its next poll, within the read timeout.)
     if let Some((c, _)) = sessions.last_mut() {
-        let line = c.read_response_line().await?;
-        out.idle_verified = trim_eol(&line).ends_with(" EXISTS");
+        for _ in 0..5 {
+            let line = c.read_response_line().await?;
+            if trim_eol(&line).ends_with(" EXISTS") {
+                out.idle_verified = true;
+                break;
+            }
+        }
     }
     // Leave politely only through a few; the rest just close (the server
     // sees end of stream, as with a client that goes away).
@@ -506,11 +547,12 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-/// Prints the figures and `bench:` lines.
+/// Prints the figures and `bench:` lines of one server.
 pub fn print(load: &Load, o: &Outcome) {
+    let name = &load.name;
     println!();
     println!(
-        "IMAP: {} messages in INBOX; each command {} times, median",
+        "{name} IMAP: {} messages in INBOX; each command {} times, median",
         load.messages, load.repeat
     );
     println!(
@@ -528,25 +570,43 @@ pub fn print(load: &Load, o: &Outcome) {
         );
     }
     println!(
-        "server memory after the FETCHes: VmRSS {} KiB, peak (VmHWM) {} KiB",
-        o.after_fetch_kib.0, o.after_fetch_kib.1
+        "{name} memory after the FETCHes: main process VmRSS {} KiB, peak (VmHWM) {} KiB; \
+         all {} processes: PSS {} KiB, RSS {} KiB",
+        o.after_fetch_kib.0,
+        o.after_fetch_kib.1,
+        o.after_fetch.processes,
+        o.after_fetch.pss_kib,
+        o.after_fetch.rss_kib
     );
     if o.idle_sessions > 0 {
+        let (pss, rss) = o.bytes_per_idle_session();
+        let (pss_all, rss_all) = o.bytes_per_idle_session_all();
         println!(
-            "{} idle sessions (LOGIN, SELECT {}, IDLE) opened in {:.1} s; server VmRSS {} KiB before, \
-             {} KiB after the first {}, {} KiB with all: {:.0} bytes per session ({:.0} counting the first {}); \
+            "{name}: {} idle sessions (LOGIN, SELECT {}, IDLE) opened in {:.1} s; \
              new mail reached an idling session: {}",
             o.idle_sessions,
             load.idle_mailbox,
             o.idle_setup.as_secs_f64(),
-            o.idle_rss_start_kib,
-            o.idle_rss_warm_kib,
-            WARM_SESSIONS,
-            o.idle_rss_end_kib,
-            o.bytes_per_idle_session(),
-            o.bytes_per_idle_session_all(),
-            WARM_SESSIONS,
             if o.idle_verified { "yes" } else { "NO" }
+        );
+        for (what, m) in [
+            ("before", o.idle_start),
+            ("after the first", o.idle_warm),
+            ("with all", o.idle_end),
+        ] {
+            let what = if what == "after the first" {
+                format!("{what} {WARM_SESSIONS}")
+            } else {
+                what.to_string()
+            };
+            println!(
+                "{name}:   {what:<20} {:>6} processes, PSS {:>9} KiB, RSS {:>9} KiB",
+                m.processes, m.pss_kib, m.rss_kib
+            );
+        }
+        println!(
+            "{name}: per idle session: PSS {pss:.0} bytes, RSS {rss:.0} bytes \
+             (counting the first {WARM_SESSIONS}: PSS {pss_all:.0}, RSS {rss_all:.0})"
         );
     }
     println!();
@@ -575,24 +635,108 @@ pub fn print(load: &Load, o: &Outcome) {
         "imap_server_peak_rss_kib".into(),
         o.after_fetch_kib.1.to_string(),
     );
+    keys.insert(
+        "imap_server_pss_after_fetch_kib".into(),
+        o.after_fetch.pss_kib.to_string(),
+    );
     if o.idle_sessions > 0 {
+        let (pss, rss) = o.bytes_per_idle_session();
         keys.insert("imap_idle_sessions".into(), o.idle_sessions.to_string());
+        keys.insert("imap_idle_bytes_per_session".into(), format!("{pss:.0}"));
         keys.insert(
-            "imap_idle_bytes_per_session".into(),
-            format!("{:.0}", o.bytes_per_idle_session()),
+            "imap_idle_rss_bytes_per_session".into(),
+            format!("{rss:.0}"),
+        );
+        keys.insert(
+            "imap_idle_pss_before_kib".into(),
+            o.idle_start.pss_kib.to_string(),
+        );
+        keys.insert(
+            "imap_idle_pss_after_kib".into(),
+            o.idle_end.pss_kib.to_string(),
         );
         keys.insert(
             "imap_idle_rss_before_kib".into(),
-            o.idle_rss_start_kib.to_string(),
+            o.idle_start.rss_kib.to_string(),
         );
         keys.insert(
             "imap_idle_rss_after_kib".into(),
-            o.idle_rss_end_kib.to_string(),
+            o.idle_end.rss_kib.to_string(),
+        );
+        keys.insert(
+            "imap_idle_processes".into(),
+            o.idle_end.processes.to_string(),
         );
         keys.insert("imap_idle_verified".into(), o.idle_verified.to_string());
     }
+    // mailgate's keys are unprefixed; a peer's carry its name.
+    let prefix = if name == "mailgate" {
+        String::new()
+    } else {
+        format!("{name}_")
+    };
     for (k, v) in keys {
-        println!("bench: {k}={v}");
+        println!("bench: {prefix}{k}={v}");
+    }
+}
+
+/// The comparison table: each timed command and the memory per idle
+/// session, mailgate's figure over the peer's (lower is better for all).
+pub fn compare(mailgate: (&Load, &Outcome), peer: (&Load, &Outcome)) {
+    let (ml, mo) = mailgate;
+    let (pl, po) = peer;
+    println!();
+    println!(
+        "IMAP, mailgate vs {} ({} messages; ratio = mailgate / {}, below 1 means mailgate is faster or smaller)",
+        pl.name, ml.messages, pl.name
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}",
+        "what",
+        "mailgate",
+        pl.name.as_str(),
+        "ratio"
+    );
+    let ratio = |m: f64, p: f64| {
+        if p > 0.0 {
+            format!("{:.2}", m / p)
+        } else {
+            "-".into()
+        }
+    };
+    for t in &mo.timed {
+        let Some(p) = po.timed.iter().find(|p| p.name == t.name) else {
+            continue;
+        };
+        let (m, p) = (t.median.as_secs_f64() * 1e3, p.median.as_secs_f64() * 1e3);
+        println!(
+            "{:<40} {:>11.1} ms {:>11.1} ms {:>8}",
+            t.command,
+            m,
+            p,
+            ratio(m, p)
+        );
+    }
+    if mo.idle_sessions > 0 && po.idle_sessions > 0 {
+        let (m_pss, m_rss) = mo.bytes_per_idle_session();
+        let (p_pss, p_rss) = po.bytes_per_idle_session();
+        println!(
+            "{:<40} {:>8.0} bytes {:>8.0} bytes {:>8}",
+            format!(
+                "idle IDLE session, PSS ({} / {})",
+                mo.idle_sessions, po.idle_sessions
+            ),
+            m_pss,
+            p_pss,
+            ratio(m_pss, p_pss)
+        );
+        println!(
+            "{:<40} {:>8.0} bytes {:>8.0} bytes {:>8}",
+            "idle IDLE session, RSS (sum)",
+            m_rss,
+            p_rss,
+            ratio(m_rss, p_rss)
+        );
     }
 }
 
@@ -600,6 +744,20 @@ pub fn print(load: &Load, o: &Outcome) {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn status_message_counts() {
+        assert_eq!(
+            status_messages("* STATUS INBOX (MESSAGES 10000)"),
+            Some(10000)
+        );
+        assert_eq!(
+            status_messages("* STATUS \"a (b)\" (UIDNEXT 5 MESSAGES 3)"),
+            Some(3)
+        );
+        assert_eq!(status_messages("* STATUS INBOX (UIDNEXT 5)"), None);
+        assert_eq!(status_messages("* 3 EXISTS"), None);
+    }
 
     #[test]
     fn literal_sizes() {

@@ -8,6 +8,7 @@
 mod imap;
 mod message;
 mod pop3;
+mod procmem;
 mod server;
 mod smtp;
 mod stats;
@@ -17,7 +18,7 @@ use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -61,12 +62,24 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// Also measure a peer server: its SMTP address (loopback only).
-    #[arg(long, value_name = "HOST:PORT", requires_all = ["peer_pop3", "peer_user"])]
+    #[arg(long, value_name = "HOST:PORT", requires = "peer_user")]
     peer_smtp: Option<String>,
-    /// The peer's POP3 address (loopback only).
+    /// The peer's POP3 address (loopback only); needed without --imap.
     #[arg(long, value_name = "HOST:PORT", requires = "peer_smtp")]
     peer_pop3: Option<String>,
-    /// The peer's POP3 login; also the recipient unless --peer-rcpt.
+    /// The peer's IMAP address (loopback only); needed with --imap.
+    #[arg(long, value_name = "HOST:PORT", requires = "peer_smtp")]
+    peer_imap: Option<String>,
+    /// The peer's IMAP server process (e.g. Dovecot's master): with
+    /// --imap, its memory and that of all its descendants is measured.
+    #[arg(long, value_name = "PID", requires = "peer_imap")]
+    peer_pid: Option<u32>,
+    /// Seconds to wait, after the last `250`, until every accepted message
+    /// can be retrieved (a queueing MTA such as Postfix delivers after its
+    /// `250`).
+    #[arg(long, default_value_t = 600)]
+    delivery_timeout: u64,
+    /// The peer's POP3/IMAP login; also the recipient unless --peer-rcpt.
     #[arg(long, value_name = "USER", requires = "peer_smtp")]
     peer_user: Option<String>,
     /// The peer's POP3 password.
@@ -87,8 +100,9 @@ struct Args {
     #[arg(long, requires = "peer_smtp")]
     peer_only: bool,
     /// Run the IMAP benchmark instead: fill INBOX over SMTP, time SEARCH
-    /// and FETCH, then measure memory per idle IDLE session.
-    #[arg(long, conflicts_with = "peer_smtp")]
+    /// and FETCH, then measure memory per idle IDLE session (with
+    /// --peer-smtp/--peer-imap/--peer-pid, against the peer too).
+    #[arg(long)]
     imap: bool,
     /// Messages in INBOX for --imap.
     #[arg(long, default_value_t = 10_000, requires = "imap")]
@@ -110,7 +124,12 @@ struct Target {
     /// Table label; also the `bench:` key prefix (none for mailgate).
     name: String,
     smtp: SocketAddr,
-    pop3: SocketAddr,
+    /// Needed for the SMTP/POP3 benchmark.
+    pop3: Option<SocketAddr>,
+    /// Needed for --imap.
+    imap: Option<SocketAddr>,
+    /// The server process (for memory figures, --imap).
+    pid: Option<u32>,
     user: String,
     password: String,
     rcpt: String,
@@ -125,12 +144,16 @@ struct Params {
     pipelining: bool,
     pop3_window: usize,
     timeout: Duration,
+    delivery_timeout: Duration,
 }
 
 /// The figures for one target.
 struct Report {
     name: String,
     smtp: smtp::Outcome,
+    /// From the first transaction until every message could be retrieved
+    /// (the SMTP phase's time if they all were at the first look).
+    delivered: Duration,
     retr: pop3::Outcome,
     /// `None` if skipped (window 0 or not advertised).
     retr_pipelined: Option<pop3::Outcome>,
@@ -157,6 +180,7 @@ fn run(args: &Args) -> Result<()> {
         pipelining: !args.no_pipelining,
         pop3_window: args.pop3_window,
         timeout: Duration::from_secs(args.timeout),
+        delivery_timeout: Duration::from_secs(args.delivery_timeout),
     };
     if params.messages == 0 || params.clients == 0 {
         return err("--messages and --clients must be at least 1");
@@ -212,7 +236,9 @@ fn run(args: &Args) -> Result<()> {
         let target = Target {
             name: "mailgate".into(),
             smtp: mailgate.smtp,
-            pop3: mailgate.pop3,
+            pop3: Some(mailgate.pop3),
+            imap: Some(mailgate.imap),
+            pid: mailgate.pid(),
             user: server::USER.into(),
             password: server::PASSWORD.into(),
             rcpt: server::USER.into(),
@@ -245,42 +271,87 @@ fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `--imap`: start mailgate, fill INBOX over SMTP, then the IMAP phase.
+/// `--imap`: start mailgate, fill INBOX over SMTP, then the IMAP phase;
+/// then the same against the peer, if one is given, and a comparison.
 fn run_imap(
     args: &Args,
     params: &Params,
     runtime: &tokio::runtime::Runtime,
     interrupts: &mut Interrupts,
 ) -> Result<()> {
-    check_size(params, server::USER)?;
-    let bin = server::resolve_binary(&args.bin);
-    eprintln!("mailgate-bench: starting {}", bin.display());
-    // The server runs with the allocator as shipped: its login memory is
-    // bounded by mailgate itself (a fixed pool of Argon2 buffers).
-    let env: &[(&str, &str)] = &[];
-    let mut mailgate = server::Mailgate::start_with_env(
-        &bin,
-        (params.size as u64 * 2).max(50 << 20),
-        args.plugins.as_deref(),
-        env,
-    )?;
-    let pid = mailgate
-        .pid()
-        .ok_or_else(|| Error("mailgate exited at once".into()))?;
-    let fill = smtp::Load {
-        address: mailgate.smtp.to_string(),
-        rcpt: server::USER.into(),
-        messages: args.imap_messages,
-        clients: params.clients.min(args.imap_messages.max(1) as usize),
-        size: params.size,
-        pipelining: params.pipelining,
-        timeout: params.timeout,
-        run_id: message::new_run_id(),
+    let peer = peer_target(args)?;
+    if let Some(peer) = &peer {
+        check_size(params, &peer.rcpt)?;
+        if let Some(pid) = peer.pid {
+            procmem::check(pid)?;
+        }
+    }
+    let mut results = Vec::new();
+    if !args.peer_only {
+        check_size(params, server::USER)?;
+        let bin = server::resolve_binary(&args.bin);
+        eprintln!("mailgate-bench: starting {}", bin.display());
+        // The server runs with the allocator as shipped: its login memory
+        // is bounded by mailgate itself (a fixed pool of Argon2 buffers).
+        let env: &[(&str, &str)] = &[];
+        let mut mailgate = server::Mailgate::start_with_env(
+            &bin,
+            (params.size as u64 * 2).max(50 << 20),
+            args.plugins.as_deref(),
+            env,
+        )?;
+        let pid = mailgate
+            .pid()
+            .ok_or_else(|| Error("mailgate exited at once".into()))?;
+        let target = Target {
+            name: "mailgate".into(),
+            smtp: mailgate.smtp,
+            pop3: Some(mailgate.pop3),
+            imap: Some(mailgate.imap),
+            pid: Some(pid),
+            user: server::USER.into(),
+            password: server::PASSWORD.into(),
+            rcpt: server::USER.into(),
+        };
+        let result = runtime
+            .block_on(interrupts.guard(imap_target(&target, args, params)))
+            .map_err(|e| match mailgate.log_tail(20) {
+                log if log.is_empty() => e,
+                log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
+            })?;
+        mailgate.stop()?;
+        results.push(result);
+    }
+    if let Some(peer) = &peer {
+        results.push(runtime.block_on(interrupts.guard(imap_target(peer, args, params)))?);
+    }
+    for (load, outcome) in &results {
+        imap::print(load, outcome);
+    }
+    if let [(ml, mo), (pl, po)] = &results[..] {
+        imap::compare((ml, mo), (pl, po));
+    }
+    Ok(())
+}
+
+/// The IMAP benchmark against one target: fill its INBOX (which must be
+/// empty) over SMTP, wait until IMAP sees every message, then measure.
+async fn imap_target(
+    target: &Target,
+    args: &Args,
+    params: &Params,
+) -> Result<(imap::Load, imap::Outcome)> {
+    let (Some(address), Some(pid)) = (target.imap, target.pid) else {
+        return err(format!(
+            "[{}] an IMAP address and a process id are needed",
+            target.name
+        ));
     };
     let load = imap::Load {
-        address: mailgate.imap,
-        user: server::USER.into(),
-        password: server::PASSWORD.into(),
+        name: target.name.clone(),
+        address,
+        user: target.user.clone(),
+        password: target.password.clone(),
         messages: args.imap_messages,
         repeat: args.imap_repeat,
         idle_sessions: args.imap_idle,
@@ -288,26 +359,92 @@ fn run_imap(
         timeout: params.timeout,
         pid,
     };
-    let outcome = runtime
-        .block_on(interrupts.guard(async {
-            eprintln!(
-                "mailgate-bench: filling INBOX with {} messages over SMTP",
-                fill.messages
-            );
-            let filled = smtp::run(&fill).await?;
-            eprintln!(
-                "mailgate-bench: filled in {:.1} s",
-                filled.elapsed.as_secs_f64()
-            );
-            imap::run(&load).await
-        }))
-        .map_err(|e| match mailgate.log_tail(20) {
-            log if log.is_empty() => e,
-            log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
-        })?;
-    mailgate.stop()?;
-    imap::print(&load, &outcome);
-    Ok(())
+    let before = imap::inbox_count(&load).await?;
+    if before != 0 {
+        return err(format!(
+            "[{}] INBOX of {} holds {before} messages; it must be empty",
+            target.name, target.user
+        ));
+    }
+    let fill = smtp::Load {
+        address: target.smtp.to_string(),
+        rcpt: target.rcpt.clone(),
+        messages: args.imap_messages,
+        clients: params.clients.min(args.imap_messages.max(1) as usize),
+        size: params.size,
+        pipelining: params.pipelining,
+        timeout: params.timeout,
+        run_id: message::new_run_id(),
+    };
+    eprintln!(
+        "mailgate-bench: [{}] filling INBOX with {} messages over SMTP",
+        target.name, fill.messages
+    );
+    let filled = smtp::run(&fill).await?;
+    let delivered = wait_delivered(
+        &target.name,
+        filled.elapsed,
+        params.delivery_timeout,
+        args.imap_messages,
+        || imap::inbox_count(&load),
+    )
+    .await?;
+    eprintln!(
+        "mailgate-bench: [{}] filled in {:.1} s (all {}: {:.1} s)",
+        target.name,
+        filled.elapsed.as_secs_f64(),
+        if delivered == filled.elapsed {
+            "in INBOX at the last 250"
+        } else {
+            "in INBOX"
+        },
+        delivered.as_secs_f64()
+    );
+    let outcome = imap::run(&load).await?;
+    Ok((load, outcome))
+}
+
+/// How often the peer's mailbox is looked at while it delivers.
+const DELIVERY_POLL: Duration = Duration::from_millis(250);
+
+/// Waits until `count()` reaches `want` (a queueing MTA says `250` before
+/// it delivers). Returns the time from the first transaction until the
+/// last message was retrievable: `accepted` (the SMTP phase's time) if all
+/// were there at the first look, right after the last `250`, else that
+/// plus the wait until the look that found them all.
+async fn wait_delivered<F, Fut>(
+    name: &str,
+    accepted: Duration,
+    timeout: Duration,
+    want: u64,
+    mut count: F,
+) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
+    let started = Instant::now();
+    let mut first = true;
+    loop {
+        let have = count().await?;
+        if have >= want {
+            return Ok(if first {
+                accepted
+            } else {
+                accepted + started.elapsed()
+            });
+        }
+        if first {
+            eprintln!("mailgate-bench: [{name}] waiting for delivery ({have} of {want} there)");
+        }
+        first = false;
+        if started.elapsed() > timeout {
+            return err(format!(
+                "[{name}] only {have} of {want} messages delivered {timeout:?} after the last 250"
+            ));
+        }
+        tokio::time::sleep(DELIVERY_POLL).await;
+    }
 }
 
 /// SIGINT and SIGTERM, turned into an error of the phase that runs.
@@ -338,8 +475,7 @@ impl Interrupts {
 
 /// The peer given on the command line, if any.
 fn peer_target(args: &Args) -> Result<Option<Target>> {
-    let (Some(smtp), Some(pop3), Some(user)) = (&args.peer_smtp, &args.peer_pop3, &args.peer_user)
-    else {
+    let (Some(smtp), Some(user)) = (&args.peer_smtp, &args.peer_user) else {
         return Ok(None);
     };
     let name = &args.peer_name;
@@ -349,10 +485,20 @@ fn peer_target(args: &Args) -> Result<Option<Target>> {
     {
         return err("--peer-name must be letters, digits and _, and not `mailgate`");
     }
+    let optional = |a: &Option<String>| a.as_deref().map(loopback).transpose();
+    let (pop3, imap) = (optional(&args.peer_pop3)?, optional(&args.peer_imap)?);
+    if args.imap && (imap.is_none() || args.peer_pid.is_none()) {
+        return err("--imap with a peer needs --peer-imap and --peer-pid");
+    }
+    if !args.imap && pop3.is_none() {
+        return err("a peer needs --peer-pop3 (or --imap with --peer-imap)");
+    }
     Ok(Some(Target {
         name: name.clone(),
         smtp: loopback(smtp)?,
-        pop3: loopback(pop3)?,
+        pop3,
+        imap,
+        pid: args.peer_pid,
         user: user.clone(),
         password: args.peer_password.clone().unwrap_or_default(),
         rcpt: args.peer_rcpt.clone().unwrap_or_else(|| user.clone()),
@@ -390,6 +536,20 @@ fn check_size(params: &Params, rcpt: &str) -> Result<()> {
 /// The SMTP phase, then the POP3 passes, against one target.
 async fn measure(target: &Target, params: &Params) -> Result<Report> {
     let run_id = message::new_run_id();
+    let Some(pop3) = target.pop3 else {
+        return err(format!("[{}] no POP3 address", target.name));
+    };
+    let mailbox = pop3::Mailbox {
+        address: pop3.to_string(),
+        user: target.user.clone(),
+        password: target.password.clone(),
+        rcpt: target.rcpt.clone(),
+        run_id: run_id.clone(),
+        expected: params.messages,
+        size: params.size,
+        timeout: params.timeout,
+    };
+    let before = pop3::count(&mailbox).await?;
     eprintln!("mailgate-bench: [{}] SMTP phase", target.name);
     let smtp = smtp::run(&smtp::Load {
         address: target.smtp.to_string(),
@@ -399,19 +559,17 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
         size: params.size,
         pipelining: params.pipelining,
         timeout: params.timeout,
-        run_id: run_id.clone(),
+        run_id,
     })
     .await?;
-    let mailbox = pop3::Mailbox {
-        address: target.pop3.to_string(),
-        user: target.user.clone(),
-        password: target.password.clone(),
-        rcpt: target.rcpt.clone(),
-        run_id,
-        expected: params.messages,
-        size: params.size,
-        timeout: params.timeout,
-    };
+    let delivered = wait_delivered(
+        &target.name,
+        smtp.elapsed,
+        params.delivery_timeout,
+        before + params.messages,
+        || pop3::count(&mailbox),
+    )
+    .await?;
     eprintln!("mailgate-bench: [{}] POP3 RETR, lock-step", target.name);
     let retr = pop3::retr_all(&mailbox, None)
         .await?
@@ -432,6 +590,7 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
     Ok(Report {
         name: target.name.clone(),
         smtp,
+        delivered,
         retr,
         retr_pipelined,
         store_bytes: None,
@@ -453,7 +612,7 @@ fn print_report(params: &Params, reports: &[Report]) {
         params.pop3_window
     );
     println!(
-        "{:<10} {:<22} {:>7} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
+        "{:<15} {:<22} {:>7} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8}",
         "server", "phase", "msgs", "MB", "secs", "msgs/s", "MB/s", "p50 ms", "p99 ms"
     );
     for r in reports {
@@ -470,6 +629,14 @@ fn print_report(params: &Params, reports: &[Report]) {
             r.smtp.bytes,
             r.smtp.elapsed,
             Some(&ack),
+        );
+        row(
+            &r.name,
+            "smtp until retrievable",
+            r.smtp.messages,
+            r.smtp.bytes,
+            r.delivered,
+            None,
         );
         row(
             &r.name,
@@ -550,6 +717,10 @@ fn print_report(params: &Params, reports: &[Report]) {
             mbs(r.smtp.bytes, r.smtp.elapsed)
         );
         println!(
+            "bench: {p}smtp_delivered_msgs_per_s={:.1}",
+            msgs(r.smtp.messages, r.delivered)
+        );
+        println!(
             "bench: {p}smtp_data_ack_p50_ms={:.3}",
             ms(ack.percentile(50.0))
         );
@@ -576,6 +747,75 @@ fn print_report(params: &Params, reports: &[Report]) {
             );
         }
     }
+    if let [m, p] = reports {
+        if m.name == "mailgate" {
+            compare(m, p);
+        }
+    }
+}
+
+/// mailgate's figures over the peer's, phase by phase.
+fn compare(m: &Report, p: &Report) {
+    println!();
+    println!("mailgate vs {} (ratio = mailgate / {})", p.name, p.name);
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}  better",
+        "what", "mailgate", p.name, "ratio"
+    );
+    let line = |what: &str, mv: f64, pv: f64, higher_better: bool| {
+        let ratio = if pv > 0.0 {
+            format!("{:.2}", mv / pv)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{what:<44} {mv:>12.2} {pv:>12.2} {ratio:>8}  {}",
+            if higher_better { "higher" } else { "lower" }
+        );
+    };
+    let per_s = |n: u64, d: Duration| rate(n as f64, d);
+    line(
+        "SMTP accept msgs/s (at the 250)",
+        per_s(m.smtp.messages, m.smtp.elapsed),
+        per_s(p.smtp.messages, p.smtp.elapsed),
+        true,
+    );
+    line(
+        "SMTP msgs/s until all retrievable",
+        per_s(m.smtp.messages, m.delivered),
+        per_s(p.smtp.messages, p.delivered),
+        true,
+    );
+    let (ma, pa) = (
+        Latencies::new(m.smtp.data_ack.clone()),
+        Latencies::new(p.smtp.data_ack.clone()),
+    );
+    line(
+        "SMTP DATA ack p50 ms",
+        ms(ma.percentile(50.0)),
+        ms(pa.percentile(50.0)),
+        false,
+    );
+    line(
+        "SMTP DATA ack p99 ms",
+        ms(ma.percentile(99.0)),
+        ms(pa.percentile(99.0)),
+        false,
+    );
+    line(
+        "POP3 RETR msgs/s, lock-step",
+        per_s(m.retr.messages, m.retr.elapsed),
+        per_s(p.retr.messages, p.retr.elapsed),
+        true,
+    );
+    if let (Some(mo), Some(po)) = (&m.retr_pipelined, &p.retr_pipelined) {
+        line(
+            &format!("POP3 RETR msgs/s, {} in flight", mo.window.unwrap_or(1)),
+            per_s(mo.messages, mo.elapsed),
+            per_s(po.messages, po.elapsed),
+            true,
+        );
+    }
 }
 
 fn row(
@@ -594,7 +834,7 @@ fn row(
         None => ("-".into(), "-".into()),
     };
     println!(
-        "{:<10} {:<22} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>7.2} {:>8} {:>8}",
+        "{:<15} {:<22} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>7.2} {:>8} {:>8}",
         server,
         phase,
         messages,
@@ -610,6 +850,33 @@ fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn waits_for_delivery() {
+        let accepted = Duration::from_millis(5);
+        let long = Duration::from_secs(5);
+        // All there at the first look: the SMTP phase's time.
+        let d = wait_delivered("t", accepted, long, 3, || async { Ok(3) })
+            .await
+            .unwrap();
+        assert_eq!(d, accepted);
+        // Delivered later: more than the SMTP phase's time.
+        let looks = std::cell::Cell::new(0u64);
+        let d = wait_delivered("t", accepted, long, 3, || {
+            looks.set(looks.get() + 1);
+            let n = looks.get();
+            async move { Ok(n) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(looks.get(), 3);
+        assert!(d >= accepted + 2 * DELIVERY_POLL);
+        // Never: an error after the timeout.
+        let e = wait_delivered("t", accepted, Duration::ZERO, 3, || async { Ok(1) })
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("only 1 of 3"), "{e}");
+    }
 
     #[test]
     fn only_loopback_peers() {
@@ -639,6 +906,30 @@ mod tests {
         assert_eq!(t.name, "postfix");
         assert_eq!(t.rcpt, "u@x.test");
         assert!(Args::try_parse_from(["b", "--peer-pop3", "127.0.0.1:1"]).is_err());
+        // A peer needs POP3 for the SMTP/POP3 benchmark, IMAP and a pid
+        // for --imap.
+        let smtp_only = ["b", "--peer-smtp", "127.0.0.1:2525", "--peer-user", "u"];
+        assert!(peer_target(&Args::try_parse_from(smtp_only).unwrap()).is_err());
+        let imap = Args::try_parse_from(smtp_only.into_iter().chain([
+            "--imap",
+            "--peer-imap",
+            "127.0.0.1:143",
+        ]))
+        .unwrap();
+        assert!(peer_target(&imap).is_err());
+        let imap = Args::try_parse_from(smtp_only.into_iter().chain([
+            "--imap",
+            "--peer-imap",
+            "127.0.0.1:143",
+            "--peer-pid",
+            "42",
+        ]))
+        .unwrap();
+        let t = peer_target(&imap).unwrap().unwrap();
+        assert_eq!(
+            (t.imap.unwrap().port(), t.pid, t.pop3),
+            (143, Some(42), None)
+        );
         assert!(peer_target(&Args::try_parse_from(["b"]).unwrap())
             .unwrap()
             .is_none());

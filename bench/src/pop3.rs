@@ -285,6 +285,21 @@ async fn open(mailbox: &Mailbox) -> Result<(Session<TcpStream>, bool)> {
     err("POP3: the maildrop stayed locked")
 }
 
+/// The number of messages in the maildrop (STAT), in a session of its
+/// own.
+pub async fn count(mailbox: &Mailbox) -> Result<u64> {
+    let (mut session, _) = open(mailbox)
+        .await
+        .map_err(|e| Error(format!("POP3: {e}")))?;
+    session.conn.write_all(b"STAT\r\n").await?;
+    let stat = session.expect_ok("STAT").await?;
+    session.quit().await;
+    stat.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error(format!("POP3 STAT: cannot parse {stat:?}")))
+}
+
 /// One RETR pass over the whole maildrop: lock-step if `window` is
 /// `None`, else pipelined with up to `window` commands outstanding.
 /// `Ok(None)` if pipelining was asked for but is not advertised.
