@@ -9,6 +9,9 @@ the real binary.
   transaction; a duplicate RCPT gets its own (same) reply.
 - BDAT (CHUNKING) ends with the same per-recipient replies.
 - No relaying: a recipient in another domain is refused at RCPT.
+- With policy plugins (the `probe` fixture): plugins see the listener as
+  "lmtp"; a `route` reject or tempfail answers only that recipient, the
+  others are delivered; a `data` refusal answers every recipient.
 """
 
 from __future__ import annotations
@@ -154,3 +157,67 @@ def test_a_refused_message_gets_one_refusal_per_recipient(lmtp_server):
     finally:
         s.quit()
     assert subjects(lmtp_server, ALICE) == [] and subjects(lmtp_server, BOB) == []
+
+
+# ---- with policy plugins -------------------------------------------------------
+
+@pytest.fixture
+def lmtp_probe(server_factory):
+    """An LMTP server running the `probe` fixture plugin (see test_plugins.py)."""
+    from test_plugins import BUILD, NEEDED
+    import shutil
+    import subprocess
+    from harness import REPO_ROOT
+    if not all((BUILD / f"{n}.wasm").is_file() for n in NEEDED):
+        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
+                       capture_output=True, timeout=900)
+    srv = server_factory(listen=LISTEN, start=False)
+    pdir = srv.workdir / "plugins"
+    pdir.mkdir()
+    shutil.copy(BUILD / "probe.wasm", pdir / "probe.wasm")
+    with open(srv.config, "a", encoding="utf-8") as f:
+        f.write(f'\n[plugins]\ndir = "{pdir}"\npoll_ms = 200\n'
+                '\n[[plugin]]\nname = "probe"\ngrants = ["config"]\n')
+    return srv.start()
+
+
+def test_plugins_see_lmtp_and_route_refusals_answer_one_recipient(lmtp_probe):
+    """The probe refuses `+bounce` (5xx) and defers `+defer` (4xx) at route:
+    on LMTP only those recipients' replies say so; the others get 250 and
+    their copy. The plugins see the listener as "lmtp"."""
+    s = lmtp(lmtp_probe)
+    try:
+        s.ehlo()
+        assert s.mail("sender@remote.test")[0] == 250
+        rcpts = [f"alice+bounce@{DOMAIN}", BOB, f"carol+defer@{DOMAIN}", ALICE]
+        for rcpt in rcpts:
+            assert s.rcpt(rcpt)[0] == 250, rcpt
+        first = s.data(message("route per recipient"))
+        replies = [first] + [s.getreply() for _ in range(3)]
+        assert [c for c, _ in replies] == [550, 250, 451, 250], replies
+        assert b"route refused" in replies[0][1] and b"route deferred" in replies[2][1]
+        assert s.noop()[0] == 250  # still in step
+    finally:
+        s.quit()
+    assert subjects(lmtp_probe, BOB) == ["route per recipient"]
+    assert subjects(lmtp_probe, ALICE) == ["route per recipient"]  # not the +bounce copy
+    assert subjects(lmtp_probe, CAROL) == []
+    raw = lmtp_probe.messages(BOB, USERS[BOB])[0]
+    assert b"listener=lmtp" in raw and b"rcpts=4" in raw, raw
+    assert b"X-Probe-Auth: none\r\n" in raw  # LMTP is not verified
+
+
+def test_a_data_refusal_on_lmtp_answers_every_recipient(lmtp_probe):
+    s = lmtp(lmtp_probe)
+    try:
+        s.ehlo()
+        s.mail("sender@remote.test")
+        s.rcpt(ALICE)
+        s.rcpt(BOB)
+        first = s.data(message("[reject] at data"))
+        replies = [first, s.getreply()]
+        assert [c for c, _ in replies] == [554, 554], replies
+        assert all(b"message refused" in t for _, t in replies)
+    finally:
+        s.quit()
+    assert subjects(lmtp_probe, ALICE) == [] and subjects(lmtp_probe, BOB) == []

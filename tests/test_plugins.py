@@ -151,6 +151,13 @@ def test_helo_mail_rcpt_verdicts(with_plugins):
     [m] = inbox(srv, ALICE)
     assert b"X-Probe: helo=good.client.example rcpts=1 listener=mx" in m
     assert b"X-Remove-Me" not in m
+    # Verification is off in the harness: the plugin is told so.
+    assert b"X-Probe-Auth: none\r\n" in m
+    # Added fields go below our trace fields (RFC 5321 4.4), above the
+    # message's own header.
+    head = m.split(b"\r\n\r\n", 1)[0]
+    names = [ln.split(b":", 1)[0] for ln in head.split(b"\r\n") if ln[:1] not in (b" ", b"\t")]
+    assert names[:5] == [b"Return-Path", b"Received", b"X-Probe-Auth", b"X-Probe", b"From"], names
 
 
 def test_data_verdicts(with_plugins):

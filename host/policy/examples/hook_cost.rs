@@ -131,4 +131,76 @@ async fn main() {
         "stats: calls {} errors {} p50 <= {} µs p90 <= {} µs p99 <= {} µs",
         s.calls, s.errors, s.p50_us, s.p90_us, s.p99_us
     );
+
+    if let Some(filter) = std::env::args().nth(2).map(PathBuf::from) {
+        data_cost(&filter, &session).await;
+    }
+}
+
+/// The `data` hook of the content filter (second argument, with the
+/// `config` grant and no config: its built-in header and body rules) on a
+/// 10 KB plain-text message like mailgate-bench's.
+async fn data_cost(wasm: &std::path::Path, session: &SessionInfo) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(wasm, dir.path().join("content_filter.wasm")).expect("filter component");
+    let mut settings: mailgate_policy::PluginSettings =
+        toml::from_str("name = \"content_filter\"\ngrants = [\"config\"]").expect("settings");
+    settings.enabled = true;
+    let (manager, report) = PolicyManager::with_parts(
+        PolicyConfig {
+            plugins: PluginsConfig::new(dir.path()),
+            plugin: vec![settings],
+        },
+        None,
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .expect("runtime");
+    assert_eq!(report.loaded, vec!["content_filter"], "{report:?}");
+    let chain = manager.snapshot();
+    let mut raw = String::from(
+        "Received: from bench by mailgate.test\r\nFrom: <bench-sender@client.test>\r\n\
+         To: <a@example.org>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\
+         Subject: mailgate-bench message 0000000001\r\nMessage-ID: <r.1@client.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
+    );
+    let mut line = 0;
+    while raw.len() < 10_000 {
+        raw.push_str(&format!(
+            "0000000001 {line:06} abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-=+_\r\n"
+        ));
+        line += 1;
+    }
+    let raw = Arc::new(raw.into_bytes());
+    let envelope = Envelope {
+        mail_from: "bench-sender@client.test".into(),
+        recipients: vec!["a@example.org".into()],
+        ..Default::default()
+    };
+    let once = || {
+        let mut view = mailgate_policy::MessageView::shared(raw.clone());
+        let mut envelope = envelope.clone();
+        let chain = chain.clone();
+        let session = session.clone();
+        async move {
+            let d = chain.data(&session, &mut envelope, &mut view).await;
+            assert_eq!(d.verdict, Verdict::Accept);
+            assert!(view.is_edited());
+        }
+    };
+    for _ in 0..500 {
+        once().await;
+    }
+    let n = 5_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        once().await;
+    }
+    let per = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "content filter data hook, {} byte message: {per:.1} µs per call (fresh instance + data), {n} calls",
+        raw.len()
+    );
 }

@@ -60,6 +60,8 @@ pub(crate) struct CallLimiter {
     pub(crate) inner: StoreLimits,
     pub(crate) memory_bytes: usize,
     pub(crate) hit: bool,
+    /// The largest linear memory this store's instance has grown to.
+    pub(crate) grown_to: usize,
 }
 
 impl ResourceLimiter for CallLimiter {
@@ -72,6 +74,9 @@ impl ResourceLimiter for CallLimiter {
         let ok =
             desired <= self.memory_bytes && self.inner.memory_growing(current, desired, maximum)?;
         self.hit |= !ok;
+        if ok {
+            self.grown_to = self.grown_to.max(desired);
+        }
         Ok(ok)
     }
 
@@ -135,6 +140,12 @@ impl message::HostMessage for HostState {
             .into_iter()
             .map(|(content_type, text)| message::TextPart { content_type, text })
             .collect())
+    }
+    fn auth_results(
+        &mut self,
+        m: Resource<MessageHandle>,
+    ) -> wasmtime::Result<Option<message::AuthResults>> {
+        Ok(self.table.get(&m)?.0.auth_results().map(Into::into))
     }
     fn drop(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<()> {
         // The host lends the message as a borrow only; an owned handle can
@@ -274,6 +285,57 @@ impl From<&host::SessionInfo> for types::Session {
             auth_user: s.auth_user.clone(),
             listener: s.listener.clone(),
             session_id: s.session_id.clone(),
+        }
+    }
+}
+
+impl From<host::AuthResult> for message::AuthResult {
+    fn from(r: host::AuthResult) -> Self {
+        match r {
+            host::AuthResult::None => message::AuthResult::None,
+            host::AuthResult::Pass => message::AuthResult::Pass,
+            host::AuthResult::Fail => message::AuthResult::Fail,
+            host::AuthResult::SoftFail => message::AuthResult::Softfail,
+            host::AuthResult::Neutral => message::AuthResult::Neutral,
+            host::AuthResult::TempError => message::AuthResult::Temperror,
+            host::AuthResult::PermError => message::AuthResult::Permerror,
+        }
+    }
+}
+
+impl From<host::DmarcPolicy> for message::DmarcPolicy {
+    fn from(p: host::DmarcPolicy) -> Self {
+        match p {
+            host::DmarcPolicy::Unspecified => message::DmarcPolicy::Unspecified,
+            host::DmarcPolicy::None => message::DmarcPolicy::None,
+            host::DmarcPolicy::Quarantine => message::DmarcPolicy::Quarantine,
+            host::DmarcPolicy::Reject => message::DmarcPolicy::Reject,
+        }
+    }
+}
+
+impl From<&host::AuthResults> for message::AuthResults {
+    fn from(a: &host::AuthResults) -> Self {
+        message::AuthResults {
+            spf: message::SpfCheck {
+                result: a.spf.result.into(),
+                domain: a.spf.domain.clone(),
+            },
+            dkim: a
+                .dkim
+                .iter()
+                .map(|d| message::DkimCheck {
+                    result: d.result.into(),
+                    domain: d.domain.clone(),
+                    selector: d.selector.clone(),
+                })
+                .collect(),
+            dmarc: message::DmarcCheck {
+                result: a.dmarc.result.into(),
+                policy: a.dmarc.policy.into(),
+                domain: a.dmarc.domain.clone(),
+            },
+            arc: a.arc.into(),
         }
     }
 }

@@ -222,8 +222,48 @@ fn default_poll_ms() -> u64 {
     1000
 }
 
+/// Whether a host serving WIT version `served` serves a plugin built
+/// against `version`: the same version or an earlier semver-compatible one
+/// (same `0.x` series before 1.0, same major after), whose imports and
+/// exports wasmtime's linker maps onto ours. A later version may import
+/// what the host does not have; anything unparsable is refused.
+pub fn serves_wit(served: &str, version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) => Some((a, b, c)),
+            _ => None,
+        }
+    };
+    let (Some(v), Some(s)) = (parse(version), parse(served)) else {
+        return false;
+    };
+    let same_series = if s.0 == 0 {
+        v.0 == 0 && v.1 == s.1
+    } else {
+        v.0 == s.0
+    };
+    same_series && v <= s
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wit_versions_served() {
+        use super::serves_wit;
+        assert!(serves_wit("0.1.1", "0.1.1"));
+        assert!(serves_wit("0.1.1", "0.1.0"));
+        assert!(!serves_wit("0.1.1", "0.1.2"));
+        assert!(!serves_wit("0.1.1", "0.2.0"));
+        assert!(!serves_wit("0.2.0", "0.1.0"));
+        assert!(!serves_wit("0.1.1", ""));
+        assert!(!serves_wit("0.1.1", "0.1"));
+        assert!(!serves_wit("0.1.1", "0.1.0-rc1"));
+        assert!(serves_wit("1.3.0", "1.0.7"));
+        assert!(!serves_wit("1.3.0", "2.0.0"));
+        assert!(!serves_wit("1.3.0", "0.9.0"));
+    }
+
     use super::*;
 
     #[derive(Deserialize)]

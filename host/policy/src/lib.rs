@@ -1,6 +1,7 @@
 //! The policy runtime of mailgate: filtering, routing and delivery policy
 //! as WebAssembly components (wasmtime, component model) against the WIT
-//! interface `mailgate:policy@0.1.0` in `wit/`.
+//! interface `mailgate:policy@0.1.1` in `wit/` (plugins built against
+//! 0.1.0 are served too).
 //!
 //! # Role
 //! The SMTP session and delivery ask a [`Chain`] of plugins at each stage
@@ -60,6 +61,7 @@ pub use message::MessageView;
 pub use runtime::{LoadedPlugin, Runtime, RuntimeOptions, EPOCH_TICK};
 pub use stats::StatsSnapshot;
 pub use types::{
-    AuthAttempt, Delivery, Edit, Envelope, Hook, HookSet, Param, RecipientInfo, Reply, RouteAction,
-    SessionInfo, Verdict,
+    AuthAttempt, AuthResult, AuthResults, Delivery, DkimCheck, DmarcCheck, DmarcPolicy, Edit,
+    Envelope, Hook, HookSet, Param, RecipientInfo, Reply, RouteAction, SessionInfo, SpfCheck,
+    Verdict,
 };

@@ -308,6 +308,12 @@ impl PolicyManager {
         std::fs::rename(&tmp, path)
     }
 
+    /// The persisted key-value store, if any: the SMTP session commits it
+    /// ([`FileKv::commit`]) before a reply that follows a hook.
+    pub fn file_kv(&self) -> Option<&Arc<FileKv>> {
+        self.kv.as_ref()
+    }
+
     /// Persists the key-value store now (also done by the watcher).
     pub fn flush(&self) {
         if let Some(kv) = &self.kv {

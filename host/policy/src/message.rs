@@ -11,6 +11,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::types::AuthResults;
+
 /// Largest `raw` range handed out per call.
 pub const MAX_RAW_RANGE: u32 = 1 << 20;
 
@@ -52,6 +54,11 @@ pub struct MessageView {
     body_start: usize,
     /// Whether `fields` differ from the header in `raw`.
     edited: bool,
+    /// How many fields on top are the host's trace fields of this hop
+    /// (`Received:`, `Authentication-Results:`): added fields go below.
+    trace: usize,
+    /// The host's inbound authentication results, if it verified.
+    auth: Option<Arc<AuthResults>>,
 }
 
 impl MessageView {
@@ -101,7 +108,28 @@ impl MessageView {
             raw,
             body_start,
             edited: false,
+            trace: 0,
+            auth: None,
         }
+    }
+
+    /// Marks the first `n` fields as the host's own trace fields of this
+    /// hop (RFC 5321 §4.4: they stay on top): fields plugins add go below
+    /// them.
+    pub fn with_trace_fields(mut self, n: usize) -> MessageView {
+        self.trace = n.min(self.fields.len());
+        self
+    }
+
+    /// Attaches the host's inbound authentication results.
+    pub fn with_auth_results(mut self, auth: Option<Arc<AuthResults>>) -> MessageView {
+        self.auth = auth;
+        self
+    }
+
+    /// The host's inbound authentication results, if it verified.
+    pub fn auth_results(&self) -> Option<&AuthResults> {
+        self.auth.as_deref()
     }
 
     /// The values of the fields named `name`, unfolded, leading and trailing
@@ -241,7 +269,8 @@ impl MessageView {
         }
         std::str::from_utf8(body).ok()
     }
-    /// Adds `name: value` at the top (already validated).
+    /// Adds `name: value` at the top, below the host's trace fields
+    /// (already validated).
     pub(crate) fn add_header(&mut self, name: &str, value: &str) {
         let mut raw = Vec::with_capacity(name.len() + value.len() + 4);
         raw.extend_from_slice(name.as_bytes());
@@ -249,7 +278,7 @@ impl MessageView {
         raw.extend_from_slice(fold(value, name.len() + 2).as_bytes());
         raw.extend_from_slice(b"\r\n");
         Arc::make_mut(&mut self.fields).insert(
-            0,
+            self.trace,
             Field {
                 name: name.to_string(),
                 raw,
@@ -267,6 +296,11 @@ impl MessageView {
         {
             return;
         }
+        let gone = self.fields[..self.trace]
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(name))
+            .count();
+        self.trace -= gone;
         Arc::make_mut(&mut self.fields).retain(|f| !f.name.eq_ignore_ascii_case(name));
         self.edited = true;
     }
@@ -489,6 +523,43 @@ mod tests {
         assert!(m.to_bytes().starts_with(b"X-A: 1\r\nSubject: hello"));
         m.remove_header("not-there");
         assert_eq!(m.size(), MSG.len() as u64 + 8);
+    }
+
+    #[test]
+    fn added_fields_go_below_the_trace_fields() {
+        let raw = b"Received: from x by y\r\nAuthentication-Results: y; spf=pass\r\nReceived: older\r\nSubject: s\r\n\r\nb\r\n";
+        let mut m = MessageView::new(&raw[..]).with_trace_fields(2);
+        m.add_header("X-A", "1");
+        m.add_header("X-B", "2");
+        assert_eq!(
+            m.header_names(),
+            vec![
+                "Received",
+                "Authentication-Results",
+                "X-B",
+                "X-A",
+                "Received",
+                "Subject"
+            ]
+        );
+        // Removing a trace field keeps the others on top.
+        m.remove_header("authentication-results");
+        m.add_header("X-C", "3");
+        assert_eq!(
+            m.header_names(),
+            vec!["Received", "X-C", "X-B", "X-A", "Received", "Subject"]
+        );
+        m.remove_header("received");
+        m.add_header("X-D", "4");
+        assert_eq!(
+            m.header_names(),
+            vec!["X-D", "X-C", "X-B", "X-A", "Subject"]
+        );
+        // More trace fields than fields: clamped.
+        let mut m = MessageView::new(&b"A: 1\r\n\r\n"[..]).with_trace_fields(5);
+        m.add_header("X-A", "1");
+        assert_eq!(m.header_names(), vec!["A", "X-A"]);
+        assert!(m.auth_results().is_none());
     }
 
     #[test]

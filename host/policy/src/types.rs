@@ -142,10 +142,110 @@ pub struct SessionInfo {
     pub helo: Option<String>,
     /// The authenticated account.
     pub auth_user: Option<String>,
-    /// "mx", "submission" or "submissions".
+    /// "mx", "submission", "submissions" or "lmtp".
     pub listener: String,
     /// The session's id for logs.
     pub session_id: String,
+}
+
+/// The result of one authentication method (RFC 8601 words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthResult {
+    /// Not checked or nothing to check.
+    #[default]
+    None,
+    /// Passed.
+    Pass,
+    /// Failed.
+    Fail,
+    /// SPF soft fail.
+    SoftFail,
+    /// No conclusion.
+    Neutral,
+    /// Transient error.
+    TempError,
+    /// Permanent error.
+    PermError,
+}
+
+impl AuthResult {
+    /// The RFC 8601 word ("pass", "softfail", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthResult::None => "none",
+            AuthResult::Pass => "pass",
+            AuthResult::Fail => "fail",
+            AuthResult::SoftFail => "softfail",
+            AuthResult::Neutral => "neutral",
+            AuthResult::TempError => "temperror",
+            AuthResult::PermError => "permerror",
+        }
+    }
+}
+
+impl fmt::Display for AuthResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A DMARC policy (`p=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DmarcPolicy {
+    /// No record or no usable policy.
+    #[default]
+    Unspecified,
+    /// `p=none`.
+    None,
+    /// `p=quarantine`.
+    Quarantine,
+    /// `p=reject`.
+    Reject,
+}
+
+/// SPF of the envelope sender.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SpfCheck {
+    /// The result.
+    pub result: AuthResult,
+    /// The MAIL FROM domain, or the HELO name for `<>`, lower-cased.
+    pub domain: String,
+}
+
+/// One DKIM signature.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DkimCheck {
+    /// The result.
+    pub result: AuthResult,
+    /// `d=`, lower-cased ("" if unparsable).
+    pub domain: String,
+    /// `s=` ("" if unparsable).
+    pub selector: String,
+}
+
+/// DMARC of the `From:` domain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DmarcCheck {
+    /// The result.
+    pub result: AuthResult,
+    /// The published policy.
+    pub policy: DmarcPolicy,
+    /// The `From:` domain, lower-cased ("" if none).
+    pub domain: String,
+}
+
+/// The host's inbound authentication results of one message, as the
+/// `message.auth-results` method hands them to plugins.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthResults {
+    /// SPF.
+    pub spf: SpfCheck,
+    /// One per DKIM signature; empty without one.
+    pub dkim: Vec<DkimCheck>,
+    /// DMARC.
+    pub dmarc: DmarcCheck,
+    /// ARC chain validation (`None` without ARC sets).
+    pub arc: AuthResult,
 }
 
 /// A MAIL FROM / RCPT TO parameter.

@@ -136,8 +136,8 @@ async fn template_accepts_and_counts() {
     let imports = &status.plugins[0].imports;
     assert!(
         imports.iter().all(|i| i.starts_with("wasi:")
-            || i == "mailgate:policy/types@0.1.0"
-            || i == "mailgate:policy/message@0.1.0"),
+            || i == "mailgate:policy/types@0.1.1"
+            || i == "mailgate:policy/message@0.1.1"),
         "{imports:?}"
     );
 }
@@ -658,9 +658,9 @@ async fn check_reports_hooks_and_imports() {
     .unwrap();
     assert_eq!(report.hooks, vec!["rcpt-to"]);
     for i in [
-        "mailgate:policy/kv@0.1.0",
-        "mailgate:policy/clock@0.1.0",
-        "mailgate:policy/config@0.1.0",
+        "mailgate:policy/kv@0.1.1",
+        "mailgate:policy/clock@0.1.1",
+        "mailgate:policy/config@0.1.1",
     ] {
         assert!(
             report.imports.iter().any(|x| x == i),
@@ -674,4 +674,128 @@ async fn check_reports_hooks_and_imports() {
     )
     .await;
     assert!(matches!(refused, Err(LoadError::NotGranted(_))));
+}
+
+/// A manager over a directory holding the one component file `path`.
+async fn setup_file(path: &Path, stem: &str, grants: &[Grant]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugins_dir).unwrap();
+    std::fs::copy(path, plugins_dir.join(format!("{stem}.wasm"))).unwrap();
+    let mut plugins = PluginsConfig::new(&plugins_dir);
+    plugins.max_instances = 8;
+    let config = PolicyConfig {
+        plugins,
+        plugin: vec![settings(stem, grants, serde_json::json!({}))],
+    };
+    let (manager, report) = PolicyManager::with_parts(
+        config,
+        None,
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .unwrap();
+    Setup {
+        manager,
+        report,
+        dir,
+    }
+}
+
+/// `message.auth-results` (WIT 0.1.1): the probe writes what it read into
+/// `X-Probe-Auth`, which goes below the host's trace fields; without
+/// results it reads `none`.
+#[tokio::test]
+async fn data_hook_reads_the_auth_results() {
+    use mailgate_policy::{AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck};
+    let s = setup_file(&artifact("probe"), "probe", &[Grant::Config]).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let raw = b"Received: from x by mx.b.test\r\nAuthentication-Results: mx.b.test; spf=pass\r\nSubject: s\r\n\r\nbody\r\n";
+    let results = AuthResults {
+        spf: SpfCheck {
+            result: AuthResult::Pass,
+            domain: "a.test".into(),
+        },
+        dkim: vec![
+            DkimCheck {
+                result: AuthResult::Pass,
+                domain: "a.test".into(),
+                selector: "s1".into(),
+            },
+            DkimCheck {
+                result: AuthResult::Fail,
+                domain: "list.test".into(),
+                selector: "k".into(),
+            },
+        ],
+        dmarc: DmarcCheck {
+            result: AuthResult::Pass,
+            policy: DmarcPolicy::Quarantine,
+            domain: "a.test".into(),
+        },
+        arc: AuthResult::Neutral,
+    };
+    let mut view = MessageView::new(&raw[..])
+        .with_trace_fields(2)
+        .with_auth_results(Some(Arc::new(results)));
+    let d = chain.data(&session(), &mut envelope(), &mut view).await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    assert_eq!(
+        view.header("X-Probe-Auth"),
+        vec!["spf=pass (a.test) dkim=pass (a.test s1) dkim=fail (list.test k) dmarc=pass (a.test p=quarantine) arc=neutral"]
+    );
+    assert_eq!(
+        view.header_names(),
+        vec![
+            "Received",
+            "Authentication-Results",
+            "X-Probe-Auth",
+            "X-Probe",
+            "Subject"
+        ]
+    );
+
+    let mut view = MessageView::new(&raw[..]);
+    chain.data(&session(), &mut envelope(), &mut view).await;
+    assert_eq!(view.header("X-Probe-Auth"), vec!["none"]);
+}
+
+/// A plugin compiled against WIT 0.1.0 (before `message.auth-results`)
+/// loads on a 0.1.1 host and its hooks run: additions do not break
+/// compiled plugins.
+#[tokio::test]
+async fn a_plugin_built_against_wit_0_1_0_still_runs() {
+    let old =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat/probe-wit-0.1.0.wasm");
+    let s = setup_file(&old, "old-probe", &[Grant::Config]).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let [plugin] = chain.plugins() else {
+        panic!("one plugin expected");
+    };
+    assert!(
+        plugin
+            .imports()
+            .iter()
+            .any(|i| i == "mailgate:policy/message@0.1.0"),
+        "{:?}",
+        plugin.imports()
+    );
+    let mut view = MessageView::new(&b"Subject: [folder:Old]\r\n\r\nbody\r\n"[..]);
+    let d = chain.data(&session(), &mut envelope(), &mut view).await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    assert_eq!(d.folder.as_deref(), Some("Old"));
+    assert_eq!(view.header("X-Probe").len(), 1);
+    assert!(view.header("X-Probe-Auth").is_empty());
+    let d = chain
+        .rcpt_to(
+            &session(),
+            &mut envelope(),
+            &rcpt("alice+reject@example.test", Some("reject")),
+        )
+        .await;
+    assert!(matches!(d.verdict, Verdict::Reject(_)), "{:?}", d.verdict);
 }

@@ -15,8 +15,11 @@
 //!   `452 4.2.2 Mailbox full` and the others still get their copy; an
 //!   account that vanished since RCPT gets `550 5.1.1`.
 //! - With policy plugins the message goes through `data`/`route` as in
-//!   SMTP and every recipient gets the same reply (the plan is made for
-//!   the message as a whole).
+//!   SMTP; plugins see the listener as "lmtp". A refusal of the whole
+//!   message (at `data`, or by the host) answers every recipient alike; a
+//!   `route` reject or tempfail of one recipient answers that recipient's
+//!   RCPT only, and the others get their copies and their `250` (the
+//!   quota check per recipient is done only without plugins).
 
 use mailgate_delivery::Target;
 use mailgate_smtp_proto::{ForwardPath, Host, RcptParams, Reply, Verb};
@@ -105,6 +108,26 @@ impl Session {
             self.write(&reply);
         }
         self.reply(reply);
+    }
+
+    /// The address of each accepted RCPT, in order (LMTP; empty on SMTP),
+    /// before the plugins at `data` change the recipients.
+    pub(crate) fn lmtp_order(
+        &self,
+        recipients: &[mailgate_delivery::LocalRecipient],
+    ) -> Vec<String> {
+        if !self.ctx.lmtp {
+            return Vec::new();
+        }
+        self.lmtp_rcpts
+            .iter()
+            .map(|&i| {
+                recipients
+                    .get(i)
+                    .map(|r| r.address.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Stores `data` for each accepted recipient into INBOX and sends one

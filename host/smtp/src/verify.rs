@@ -1,6 +1,8 @@
 //! Inbound message authentication on the MX listener: SPF (RFC 7208),
-//! DKIM (RFC 6376) and DMARC (RFC 7489), with `mail-auth`, written into an
-//! `Authentication-Results:` header (RFC 8601).
+//! DKIM (RFC 6376), DMARC (RFC 7489) and, when the message carries ARC
+//! sets, ARC (RFC 8617), with `mail-auth`, written into an
+//! `Authentication-Results:` header (RFC 8601) and handed to the policy
+//! plugins as data ([`Verification::results`], `message.auth-results`).
 //!
 //! # When
 //! After the whole message was received (the lookups cost DNS round trips,
@@ -8,7 +10,7 @@
 //! on the MX role without AUTH: submitted and LMTP mail is not checked.
 //!
 //! # Bounds
-//! SPF and DKIM run at once, then DMARC; each step has at most
+//! SPF, DKIM and ARC run at once, then DMARC; each step has at most
 //! [`Verifier::timeout`]. A step that runs out of time, or whose DNS
 //! answers fail, is `temperror` in the header; it never refuses a message
 //! and never fails the session.
@@ -35,6 +37,7 @@ use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput,
     SpfResult,
 };
+use mailgate_policy::{AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck};
 use mailgate_smtp_proto::Reply;
 
 /// The default bound on each verification step.
@@ -87,6 +90,8 @@ pub struct Verification {
     pub dmarc_domain: Option<String>,
     /// The reply refusing the message, when DMARC says to.
     pub reject: Option<Reply>,
+    /// The same results as data, for the policy plugins.
+    pub results: AuthResults,
 }
 
 impl Verifier {
@@ -128,7 +133,26 @@ impl Verifier {
                 None => None,
             }
         };
-        let (spf, dkim) = tokio::join!(spf_step, dkim_step);
+        // ARC costs nothing without ARC sets (no look-up): only a message
+        // carrying ARC-Seal/ARC-Message-Signature fields is checked.
+        let arc_step = async {
+            match &parsed {
+                Some(m)
+                    if m.has_arc_errors
+                        || !m.ams_headers.is_empty()
+                        || !m.as_headers.is_empty()
+                        || !m.aar_headers.is_empty() =>
+                {
+                    Some(
+                        tokio::time::timeout(self.timeout, self.auth.verify_arc(m))
+                            .await
+                            .map_or(AuthResult::TempError, |out| auth_result(out.result())),
+                    )
+                }
+                _ => None,
+            }
+        };
+        let (spf, dkim, arc) = tokio::join!(spf_step, dkim_step, arc_step);
         let spf = spf.unwrap_or_else(|_| {
             timed_out = true;
             SpfOutput::new(from_domain.clone()).with_result(SpfResult::TempError)
@@ -145,6 +169,7 @@ impl Verifier {
         };
 
         let mut dmarc_domain = None;
+        let mut dmarc_policy = DmarcPolicy::Unspecified;
         let mut reject = None;
         let dmarc = match &parsed {
             None => "permerror",
@@ -156,6 +181,12 @@ impl Verifier {
                         if !out.domain().is_empty() {
                             dmarc_domain = Some(out.domain().to_ascii_lowercase());
                         }
+                        dmarc_policy = match out.policy() {
+                            Policy::None => DmarcPolicy::None,
+                            Policy::Quarantine => DmarcPolicy::Quarantine,
+                            Policy::Reject => DmarcPolicy::Reject,
+                            Policy::Unspecified => DmarcPolicy::Unspecified,
+                        };
                         match out.result() {
                             DmarcResult::Fail(_) if timed_out => "temperror",
                             DmarcResult::Fail(_) => {
@@ -220,7 +251,40 @@ impl Verifier {
             header.push_str(" header.from=");
             header.push_str(d);
         }
+        if let Some(arc) = arc {
+            header.push_str(";\r\n\tarc=");
+            header.push_str(arc.as_str());
+        }
         header.push_str("\r\n");
+
+        let spf_domain = match env.mail_from.rsplit_once('@') {
+            Some((_, d)) => d,
+            None => helo,
+        };
+        let results = AuthResults {
+            spf: SpfCheck {
+                result: word_result(spf_word),
+                domain: spf_domain.to_ascii_lowercase(),
+            },
+            dkim: dkim
+                .iter()
+                .zip(&dkim_words)
+                .map(|(d, word)| DkimCheck {
+                    result: word_result(word),
+                    domain: d
+                        .signature()
+                        .map(|s| s.d.to_ascii_lowercase())
+                        .unwrap_or_default(),
+                    selector: d.signature().map(|s| s.s.clone()).unwrap_or_default(),
+                })
+                .collect(),
+            dmarc: DmarcCheck {
+                result: word_result(dmarc),
+                policy: dmarc_policy,
+                domain: dmarc_domain.clone().unwrap_or_default(),
+            },
+            arc: arc.unwrap_or(AuthResult::None),
+        };
 
         Verification {
             header,
@@ -229,6 +293,7 @@ impl Verifier {
             dmarc,
             dmarc_domain,
             reject,
+            results,
         }
     }
 }
@@ -253,6 +318,24 @@ fn sanitize(value: &str) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     ok.then_some(value)
+}
+
+/// The result of an RFC 8601 word this module wrote.
+fn word_result(word: &str) -> AuthResult {
+    match word {
+        "pass" => AuthResult::Pass,
+        "fail" => AuthResult::Fail,
+        "softfail" => AuthResult::SoftFail,
+        "neutral" => AuthResult::Neutral,
+        "temperror" => AuthResult::TempError,
+        "permerror" => AuthResult::PermError,
+        _ => AuthResult::None,
+    }
+}
+
+/// An ARC (or DKIM) result of `mail-auth`.
+fn auth_result(r: &DkimResult) -> AuthResult {
+    word_result(dkim_word(r))
 }
 
 fn spf_word(r: SpfResult) -> &'static str {
@@ -416,5 +499,164 @@ mod tests {
         );
         assert!(r.header.ends_with("\r\n") && r.header.contains("dmarc=temperror"));
         drop(silent);
+    }
+
+    /// A verifier asking the in-process test DNS server.
+    fn verifier_on(dns: &mailgate_relay::testing::dns::TestDnsServer) -> Verifier {
+        let addr = dns.addr();
+        let mut ns = NameServerConfig::udp(addr.ip());
+        for c in &mut ns.connections {
+            c.port = addr.port();
+        }
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_secs(2);
+        opts.attempts = 1;
+        let auth =
+            MessageAuthenticator::new(ResolverConfig::from_name_servers(vec![ns]), opts).unwrap();
+        Verifier::new(auth, "mx.b.test")
+    }
+
+    fn ed25519_key(
+        dns: &mailgate_relay::testing::dns::TestDnsServer,
+        domain: &str,
+        selector: &str,
+    ) -> mail_auth::common::crypto::Ed25519Key {
+        use base64::Engine;
+        use mail_auth::common::crypto::Ed25519Key;
+        let key = Ed25519Key::from_pkcs8_der(&Ed25519Key::generate_pkcs8().unwrap()).unwrap();
+        let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+        dns.add_txt(
+            &format!("{selector}._domainkey.{domain}"),
+            &format!("v=DKIM1; k=ed25519; p={public}"),
+        );
+        key
+    }
+
+    /// A message from a.test signed by a.test, then ARC-sealed by a
+    /// forwarder (fwd.test): every method passes, `arc=pass` is in the
+    /// header and in the results; without the ARC set there is no `arc=`;
+    /// a header changed after sealing breaks the chain.
+    #[tokio::test]
+    async fn spf_dkim_dmarc_and_arc_results_as_header_and_data() {
+        use mail_auth::arc::ArcSealer;
+        use mail_auth::common::headers::HeaderWriter;
+        use mail_auth::dkim::DkimSigner;
+        use mail_auth::AuthenticationResults;
+
+        let dns = mailgate_relay::testing::dns::TestDnsServer::start()
+            .await
+            .unwrap();
+        dns.add_txt("a.test", "v=spf1 ip4:127.0.0.1 -all");
+        dns.add_txt("_dmarc.a.test", "v=DMARC1; p=reject");
+        let a_key = ed25519_key(&dns, "a.test", "s1");
+        let fwd_key = ed25519_key(&dns, "fwd.test", "arc1");
+        let v = verifier_on(&dns);
+
+        let msg =
+            "From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: hello\r\n\r\nA body.\r\n";
+        let signed = DkimSigner::from_key(a_key)
+            .domain("a.test")
+            .selector("s1")
+            .headers(["From", "To", "Subject"])
+            .sign(msg.as_bytes())
+            .unwrap()
+            .to_header()
+            + msg;
+        let parsed = AuthenticatedMessage::parse(signed.as_bytes()).unwrap();
+        let dkim = v.auth.verify_dkim(&parsed).await;
+        let arc = v.auth.verify_arc(&parsed).await;
+        let results = AuthenticationResults::new("fwd.test").with_dkim_results(&dkim, "a.test");
+        let set = ArcSealer::from_key(fwd_key)
+            .domain("fwd.test")
+            .selector("arc1")
+            .headers(["From", "To", "Subject", "DKIM-Signature"])
+            .seal(&parsed, &results, &arc)
+            .unwrap();
+        let sealed = format!("{}{}{}", set.to_header(), results.to_header(), signed);
+
+        let env = Envelope {
+            client: "127.0.0.1".parse().unwrap(),
+            helo: "mail.a.test",
+            mail_from: "alice@a.test",
+        };
+        let r = v.verify(env, sealed.as_bytes()).await;
+        assert!(
+            r.header.contains("spf=pass smtp.mailfrom=a.test"),
+            "{}",
+            r.header
+        );
+        assert!(
+            r.header.contains("dkim=pass header.d=a.test header.s=s1"),
+            "{}",
+            r.header
+        );
+        assert!(
+            r.header.contains("dmarc=pass header.from=a.test"),
+            "{}",
+            r.header
+        );
+        assert!(r.header.ends_with(";\r\n\tarc=pass\r\n"), "{}", r.header);
+        assert!(r.reject.is_none());
+        let data = &r.results;
+        assert_eq!(
+            data.spf,
+            SpfCheck {
+                result: AuthResult::Pass,
+                domain: "a.test".into()
+            }
+        );
+        assert_eq!(
+            data.dkim,
+            vec![DkimCheck {
+                result: AuthResult::Pass,
+                domain: "a.test".into(),
+                selector: "s1".into()
+            }]
+        );
+        assert_eq!(
+            data.dmarc,
+            DmarcCheck {
+                result: AuthResult::Pass,
+                policy: DmarcPolicy::Reject,
+                domain: "a.test".into()
+            }
+        );
+        assert_eq!(data.arc, AuthResult::Pass);
+
+        // No ARC set: no `arc=` and `none` in the data.
+        let r = v.verify(env, signed.as_bytes()).await;
+        assert!(!r.header.contains("\tarc="), "{}", r.header);
+        assert_eq!(r.results.arc, AuthResult::None);
+        assert_eq!(r.results.dkim[0].result, AuthResult::Pass);
+
+        // A sealed header changed after sealing: the chain does not pass
+        // (and neither does the DKIM signature over it).
+        let tampered = sealed.replace("Subject: hello", "Subject: hellO");
+        let r = v.verify(env, tampered.as_bytes()).await;
+        assert_ne!(r.results.arc, AuthResult::Pass, "{}", r.header);
+        assert_ne!(r.results.arc, AuthResult::None, "{}", r.header);
+        assert!(
+            r.header.contains(&format!("arc={}", r.results.arc)),
+            "{}",
+            r.header
+        );
+        assert_eq!(r.results.dkim[0].result, AuthResult::Fail, "{}", r.header);
+
+        // An SPF failure for another client and a DMARC failure under
+        // p=reject: refused, and the data says why.
+        let r = v
+            .verify(
+                Envelope {
+                    client: "192.0.2.9".parse().unwrap(),
+                    ..env
+                },
+                msg.as_bytes(),
+            )
+            .await;
+        assert_eq!(r.results.spf.result, AuthResult::Fail, "{}", r.header);
+        assert!(r.results.dkim.is_empty());
+        assert_eq!(r.results.dmarc.result, AuthResult::Fail);
+        assert_eq!(r.results.dmarc.policy, DmarcPolicy::Reject);
+        assert!(r.reject.is_some());
     }
 }

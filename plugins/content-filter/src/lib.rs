@@ -66,6 +66,20 @@ impl ContentFilter {
     fn config() -> Result<Config, String> {
         mailgate_plugin_sdk::config::get()
     }
+
+    /// The configuration, read and prepared (needles lower-cased) once per
+    /// instance: the host keeps instances warm between calls, and a
+    /// configuration change always comes with a new instance (a reload).
+    fn prepared() -> &'static Config {
+        static PREPARED: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        PREPARED.get_or_init(|| {
+            let mut c = Self::config().unwrap_or_default();
+            for rule in &mut c.rules {
+                rule.contains = lowercase(std::mem::take(&mut rule.contains));
+            }
+            c
+        })
+    }
 }
 
 impl Plugin for ContentFilter {
@@ -82,24 +96,36 @@ impl Plugin for ContentFilter {
     }
 
     fn data(_: &Session, _: &Envelope, message: &Message) -> Outcome {
-        let config = Self::config().unwrap_or_default();
+        let config = Self::prepared();
         let mut score = 0.0;
-        // Read the body only if some rule needs it: header-only rule sets
-        // never copy the body into this instance.
-        let body = config
-            .rules
-            .iter()
-            .any(|r| r.body)
-            .then(|| message.text(BODY_LIMIT).to_lowercase());
+        // Each header is asked for once, however many rules name it, and
+        // its values are lower-cased once.
+        let mut headers: Vec<(&str, Vec<String>)> = Vec::new();
+        // The body is read only if a body rule is reached: header-only rule
+        // sets never copy the body into this instance. Lower-cased once.
+        let mut body: Option<String> = None;
         for rule in &config.rules {
-            let needle = rule.contains.to_lowercase();
-            let hit = match (&rule.header, &body) {
-                (Some(name), _) => message
-                    .header(name)
-                    .iter()
-                    .any(|v| v.to_lowercase().contains(&needle)),
-                (None, Some(text)) if rule.body => text.contains(&needle),
-                _ => false,
+            let needle = rule.contains.as_str();
+            let hit = match &rule.header {
+                Some(name) => {
+                    let i = match headers
+                        .iter()
+                        .position(|(n, _)| n.eq_ignore_ascii_case(name))
+                    {
+                        Some(i) => i,
+                        None => {
+                            let values = message.header(name).into_iter().map(lowercase);
+                            headers.push((name, values.collect()));
+                            headers.len() - 1
+                        }
+                    };
+                    headers[i].1.iter().any(|v| v.contains(needle))
+                }
+                None if rule.body => {
+                    let text = body.get_or_insert_with(|| lowercase(body_text(message)));
+                    memchr::memmem::find(text.as_bytes(), needle.as_bytes()).is_some()
+                }
+                None => false,
             };
             if hit {
                 score += rule.score;
@@ -118,6 +144,33 @@ impl Plugin for ContentFilter {
             out
         }
     }
+}
+
+/// `text` in lower case: in place when it is ASCII (the common case), by
+/// the Unicode rules otherwise (what `str::to_lowercase` gives either way).
+fn lowercase(mut text: String) -> String {
+    if text.is_ascii() {
+        text.make_ascii_lowercase();
+        text
+    } else {
+        text.to_lowercase()
+    }
+}
+
+/// The decoded text parts, each followed by a newline (as
+/// `Message::text`), without copying the first part.
+fn body_text(message: &Message) -> String {
+    let mut parts = message.text_parts(BODY_LIMIT).into_iter();
+    let Some(first) = parts.next() else {
+        return String::new();
+    };
+    let mut text = first.text;
+    text.push('\n');
+    for p in parts {
+        text.push_str(&p.text);
+        text.push('\n');
+    }
+    text
 }
 
 export_plugin!(ContentFilter);

@@ -47,7 +47,9 @@ pub mod bindings {
 
 pub use bindings::exports::mailgate::policy::metadata::Hooks;
 pub use bindings::exports::mailgate::policy::on_route::{Action, Delivery};
-pub use bindings::mailgate::policy::message::{Message, TextPart};
+pub use bindings::mailgate::policy::message::{
+    AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, Message, SpfCheck, TextPart,
+};
 pub use bindings::mailgate::policy::types::{
     AuthAttempt, Edit, Envelope, Outcome, Param, Recipient, Reply, Session, Verdict,
 };
@@ -55,8 +57,9 @@ pub use bindings::mailgate::policy::types::{
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        export_plugin, Action, AuthAttempt, Delivery, Edit, Envelope, Hooks, Message, Outcome,
-        Param, Plugin, Recipient, Reply, Session, TextPart, Verdict,
+        export_plugin, Action, AuthAttempt, AuthResult, AuthResults, Delivery, DmarcPolicy, Edit,
+        Envelope, Hooks, Message, Outcome, Param, Plugin, Recipient, Reply, Session, TextPart,
+        Verdict,
     };
 }
 
@@ -277,6 +280,12 @@ impl Message {
     pub fn first_header(&self, name: &str) -> Option<String> {
         self.header(name).into_iter().next()
     }
+    /// The host's SPF/DKIM/DMARC/ARC results (`auth_results`); `None` when
+    /// the host did not verify (submission, LMTP, verification off). Trust
+    /// these, not `Authentication-Results:` fields in the message.
+    pub fn auth(&self) -> Option<AuthResults> {
+        self.auth_results()
+    }
     /// All decoded text, at most `max_bytes`, parts joined by newlines.
     pub fn text(&self, max_bytes: u32) -> String {
         let parts = self.text_parts(max_bytes);
@@ -285,6 +294,75 @@ impl Message {
             out.push_str(&p.text);
             out.push('\n');
         }
+        out
+    }
+}
+
+impl AuthResult {
+    /// The RFC 8601 word, as in `Authentication-Results:` ("pass",
+    /// "softfail", ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuthResult::None => "none",
+            AuthResult::Pass => "pass",
+            AuthResult::Fail => "fail",
+            AuthResult::Softfail => "softfail",
+            AuthResult::Neutral => "neutral",
+            AuthResult::Temperror => "temperror",
+            AuthResult::Permerror => "permerror",
+        }
+    }
+}
+
+impl DmarcPolicy {
+    /// The `p=` word ("none", "quarantine", "reject"), "" when unspecified.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DmarcPolicy::Unspecified => "",
+            DmarcPolicy::None => "none",
+            DmarcPolicy::Quarantine => "quarantine",
+            DmarcPolicy::Reject => "reject",
+        }
+    }
+}
+
+impl AuthResults {
+    /// Whether DMARC passed: the `From:` domain is authenticated (an
+    /// aligned SPF or DKIM pass). What most policies want to know.
+    pub fn dmarc_pass(&self) -> bool {
+        self.dmarc.result == AuthResult::Pass
+    }
+
+    /// Whether a DKIM signature by `domain` (compared case-insensitively)
+    /// passed.
+    pub fn dkim_pass_for(&self, domain: &str) -> bool {
+        self.dkim
+            .iter()
+            .any(|d| d.result == AuthResult::Pass && d.domain.eq_ignore_ascii_case(domain))
+    }
+
+    /// A one-line summary for logs and headers:
+    /// `spf=pass (a.test) dkim=pass (a.test s1) dmarc=pass (a.test p=reject) arc=none`.
+    pub fn summary(&self) -> String {
+        let mut out = format!("spf={} ({})", self.spf.result.as_str(), self.spf.domain);
+        if self.dkim.is_empty() {
+            out.push_str(" dkim=none");
+        }
+        for d in &self.dkim {
+            out.push_str(&format!(
+                " dkim={} ({} {})",
+                d.result.as_str(),
+                d.domain,
+                d.selector
+            ));
+        }
+        out.push_str(&format!(
+            " dmarc={} ({} p={})",
+            self.dmarc.result.as_str(),
+            self.dmarc.domain,
+            self.dmarc.policy.as_str()
+        ));
+        out.push_str(&format!(" arc={}", self.arc.as_str()));
         out
     }
 }
