@@ -3,7 +3,11 @@
 //! calls its `rcpt-to` hook through the chain many times, sequentially and
 //! from concurrent tasks. Prints µs per call. Not a timed test.
 //!
-//! `cargo run --release -p mailgate-policy --example hook_cost [WASM]`
+//! `cargo run --release -p mailgate-policy --example hook_cost [TEMPLATE.wasm [FILTER.wasm]]`
+//!
+//! Measures both a fresh instance per call (`[plugins] reuse_instances =
+//! false`: instantiation and the slot reset included) and warm instances
+//! (the default).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,45 +30,6 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(&wasm, dir.path().join("template.wasm"))
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-plugins)", wasm.display()));
-    let mut plugins = PluginsConfig::new(dir.path());
-    plugins.max_instances = 64;
-    let (manager, report) = PolicyManager::with_parts(
-        PolicyConfig {
-            plugins,
-            plugin: vec![],
-        },
-        None,
-        Arc::new(FileKv::in_memory()),
-        None,
-        Arc::new(StaticResolver::default()),
-    )
-    .await
-    .expect("runtime");
-    assert_eq!(report.loaded, vec!["template"], "{report:?}");
-    println!(
-        "component: {} ({} bytes), pooling allocator: {}",
-        wasm.display(),
-        std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0),
-        manager.runtime().is_pooling()
-    );
-    let chain = manager.snapshot();
-    let session = SessionInfo {
-        client_ip: "192.0.2.1".parse().unwrap(),
-        client_port: 25,
-        reverse_name: None,
-        tls: false,
-        helo: Some("bench".into()),
-        auth_user: None,
-        listener: "mx".into(),
-        session_id: "bench".into(),
-    };
-    let rcpt = RecipientInfo {
-        address: "a@example.org".into(),
-        params: vec![],
-        account: Some("a@example.org".into()),
-        tag: None,
-    };
-
     // Parts of the per-call cost.
     let n = 100_000;
     let started = Instant::now();
@@ -86,51 +51,10 @@ async fn main() {
         started.elapsed().as_secs_f64() * 1e6 / n as f64
     );
 
-    // Warm up.
-    for _ in 0..2_000 {
-        chain
-            .rcpt_to(&session, &mut Envelope::default(), &rcpt)
-            .await;
+    let session = bench_session();
+    for reuse in [false, true] {
+        template_cost(&wasm, dir.path(), reuse).await;
     }
-    let n = 20_000;
-    let started = Instant::now();
-    for _ in 0..n {
-        let d = chain
-            .rcpt_to(&session, &mut Envelope::default(), &rcpt)
-            .await;
-        assert_eq!(d.verdict, Verdict::Accept);
-    }
-    let per = started.elapsed().as_secs_f64() * 1e6 / n as f64;
-    println!("sequential: {per:.1} µs per hook call (fresh instance + rcpt-to), {n} calls");
-
-    let tasks = 8;
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..tasks {
-        let (chain, session, rcpt) = (chain.clone(), session.clone(), rcpt.clone());
-        handles.push(tokio::spawn(async move {
-            for _ in 0..n / tasks {
-                chain
-                    .rcpt_to(&session, &mut Envelope::default(), &rcpt)
-                    .await;
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "concurrent ({tasks} tasks, {} worker threads): {:.1} µs per call wall, {:.0} calls/s",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        elapsed * 1e6 / n as f64,
-        n as f64 / elapsed
-    );
-    let s = &manager.status().plugins[0].stats;
-    println!(
-        "stats: calls {} errors {} p50 <= {} µs p90 <= {} µs p99 <= {} µs",
-        s.calls, s.errors, s.p50_us, s.p90_us, s.p99_us
-    );
 
     if let Some(filter) = std::env::args().nth(2).map(PathBuf::from) {
         data_cost(&filter, &session).await;
@@ -200,7 +124,112 @@ async fn data_cost(wasm: &std::path::Path, session: &SessionInfo) {
     }
     let per = started.elapsed().as_secs_f64() * 1e6 / n as f64;
     println!(
-        "content filter data hook, {} byte message: {per:.1} µs per call (fresh instance + data), {n} calls",
+        "content filter data hook, {} byte message: {per:.1} µs per call (warm instance + data), {n} calls",
         raw.len()
+    );
+}
+
+/// The session every call of this program sees.
+fn bench_session() -> SessionInfo {
+    SessionInfo {
+        client_ip: "192.0.2.1".parse().unwrap(),
+        client_port: 25,
+        reverse_name: None,
+        tls: false,
+        helo: Some("bench".into()),
+        auth_user: None,
+        listener: "mx".into(),
+        session_id: "bench".into(),
+    }
+}
+
+/// The `rcpt-to` hook of the template, sequentially and from concurrent
+/// tasks, with warm instances or a fresh instance per call.
+async fn template_cost(wasm: &std::path::Path, dir: &std::path::Path, reuse: bool) {
+    let mut plugins = PluginsConfig::new(dir);
+    plugins.max_instances = 64;
+    plugins.reuse_instances = reuse;
+    let (manager, report) = PolicyManager::with_parts(
+        PolicyConfig {
+            plugins,
+            plugin: vec![],
+        },
+        None,
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .expect("runtime");
+    assert_eq!(report.loaded, vec!["template"], "{report:?}");
+    println!(
+        "component: {} ({} bytes), pooling allocator: {}, {}",
+        wasm.display(),
+        std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0),
+        manager.runtime().is_pooling(),
+        if reuse {
+            "warm instances (the default)"
+        } else {
+            "a fresh instance per call (reuse_instances = false)"
+        }
+    );
+    let chain = manager.snapshot();
+    let session = bench_session();
+    let rcpt = RecipientInfo {
+        address: "a@example.org".into(),
+        params: vec![],
+        account: Some("a@example.org".into()),
+        tag: None,
+    };
+
+    // Warm up.
+    for _ in 0..2_000 {
+        chain
+            .rcpt_to(&session, &mut Envelope::default(), &rcpt)
+            .await;
+    }
+    let n = 20_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        let d = chain
+            .rcpt_to(&session, &mut Envelope::default(), &rcpt)
+            .await;
+        assert_eq!(d.verdict, Verdict::Accept);
+    }
+    let per = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let what = if reuse {
+        "warm instance + rcpt-to"
+    } else {
+        "fresh instance + rcpt-to + reset"
+    };
+    println!("sequential: {per:.1} µs per hook call ({what}), {n} calls");
+
+    let tasks = 8;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (chain, session, rcpt) = (chain.clone(), session.clone(), rcpt.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..n / tasks {
+                chain
+                    .rcpt_to(&session, &mut Envelope::default(), &rcpt)
+                    .await;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "concurrent ({tasks} tasks, {} worker threads): {:.1} µs per call wall, {:.0} calls/s",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        elapsed * 1e6 / n as f64,
+        n as f64 / elapsed
+    );
+    let s = &manager.status().plugins[0].stats;
+    println!(
+        "stats: calls {} errors {} p50 <= {} µs p90 <= {} µs p99 <= {} µs",
+        s.calls, s.errors, s.p50_us, s.p90_us, s.p99_us
     );
 }

@@ -13,8 +13,9 @@
 //! for `mailgate plugin list`.
 //!
 //! # Invariants
-//! - One hook call = one fresh instance from a pre-instantiated component
-//!   (pooling allocator): no state survives between calls or sessions.
+//! - Instances come from a pre-instantiated component (pooling allocator)
+//!   and are kept warm between calls (one call at a time per instance);
+//!   one that failed in any way is never called again.
 //! - Each call runs under its plugin's limits: memory (resource limiter),
 //!   wall time (epoch deadline plus an outer timeout that also covers async
 //!   host calls), optionally fuel. A trap, time-out or limit hit is a

@@ -111,6 +111,7 @@ impl PolicyManager {
     ) -> Result<(Arc<PolicyManager>, ReloadReport), PolicyError> {
         let runtime = Runtime::new(RuntimeOptions {
             max_instances: config.plugins.max_instances,
+            reuse_instances: config.plugins.reuse_instances,
             fuel: config.plugins.fuel,
             cache_dir,
             kv,
@@ -459,6 +460,7 @@ pub async fn check_file(path: &Path, settings: &PluginSettings) -> Result<CheckR
     };
     let runtime = Runtime::new(RuntimeOptions {
         max_instances: 4,
+        reuse_instances: false,
         fuel: false,
         cache_dir: None,
         kv: Arc::new(FileKv::in_memory()),

@@ -36,7 +36,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Bytes of each pooled memory kept resident between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
-/// Warm instances kept per plugin between calls (see [`LoadedPlugin::call`]).
+/// Warm instances kept per plugin between calls (see [`LoadedPlugin::call`]),
+/// at most; fewer with a small pool.
 const MAX_WARM: usize = 8;
 /// Calls one instance serves before it is replaced by a fresh one.
 const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
@@ -61,6 +62,8 @@ pub struct RuntimeOptions {
     pub kv: Arc<dyn KvStore>,
     /// The resolver behind capability `dns`.
     pub resolver: Arc<dyn Resolver>,
+    /// Keep instances warm between calls ([`LoadedPlugin::call`]).
+    pub reuse_instances: bool,
 }
 
 /// The engine all plugins run in.
@@ -72,6 +75,8 @@ pub struct Runtime {
     resolver: Arc<dyn Resolver>,
     fuel: bool,
     pooling: bool,
+    reuse_instances: bool,
+    max_warm: usize,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -163,6 +168,10 @@ impl Runtime {
             resolver: options.resolver,
             fuel: options.fuel,
             pooling,
+            reuse_instances: options.reuse_instances,
+            // Warm instances hold pool slots: at most a sixteenth of the
+            // pool per plugin, so calls of other plugins always find one.
+            max_warm: (options.max_instances as usize / 16).clamp(1, MAX_WARM),
             ticker_stop,
         })
     }
@@ -223,6 +232,8 @@ impl Runtime {
                 started: Instant::now(),
             }),
             stats,
+            reuse: self.reuse_instances,
+            max_warm: self.max_warm,
             warm: std::sync::Mutex::new(Vec::new()),
         };
         let info = match plugin.call(Call::Describe).await {
@@ -308,6 +319,10 @@ pub struct LoadedPlugin {
     indices: HookIndices,
     env: Arc<PluginEnv>,
     stats: Arc<PluginStats>,
+    /// Whether instances are kept warm (`[plugins] reuse_instances`).
+    reuse: bool,
+    /// How many may wait warm.
+    max_warm: usize,
     /// Instances that finished their last call cleanly, ready for the next.
     warm: std::sync::Mutex<Vec<Warm>>,
 }
@@ -479,13 +494,14 @@ impl LoadedPlugin {
     /// is thrown away, never reused, after a trap, a time-out, a limit hit
     /// or any other failure, after [`MAX_CALLS_PER_INSTANCE`] calls, when
     /// its memory grew past [`MAX_WARM_MEMORY`], and when the plugin is
-    /// replaced (a reload); at most [`MAX_WARM`] wait per plugin. The
+    /// replaced (a reload); at most [`MAX_WARM`] wait per plugin (a
+    /// sixteenth of the pool's slots when that is fewer). The
     /// load-time `describe` and `self-test` calls always run in an instance
     /// of their own that is then dropped.
     pub(crate) async fn call(&self, call: Call) -> Result<Answer, PluginFailure> {
         let hook = call.hook();
         let started = Instant::now();
-        let keep = !matches!(call, Call::Describe | Call::SelfTest);
+        let keep = self.reuse && !matches!(call, Call::Describe | Call::SelfTest);
         let reused = if keep { self.take_warm() } else { None };
         let (mut store, instance, calls) = match reused {
             Some(w) => (w.store, Some(w.instance), w.calls),
@@ -553,7 +569,7 @@ impl LoadedPlugin {
 
     fn put_warm(&self, warm: Warm) {
         if let Ok(mut list) = self.warm.lock() {
-            if list.len() < MAX_WARM {
+            if list.len() < self.max_warm {
                 list.push(warm);
             }
         }

@@ -799,3 +799,76 @@ async fn a_plugin_built_against_wit_0_1_0_still_runs() {
         .await;
     assert!(matches!(d.verdict, Verdict::Reject(_)), "{:?}", d.verdict);
 }
+
+/// Instances are kept warm between calls (the probe counts its helo calls
+/// in memory), and an instance that trapped is never used again: the next
+/// call starts from a fresh one, whose count starts at 1.
+#[tokio::test]
+async fn instances_are_reused_until_one_fails() {
+    let s = setup_file(&artifact("probe"), "probe", &[Grant::Config]).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let helo = |name: &str| {
+        let mut session = session();
+        session.helo = Some(name.to_string());
+        session
+    };
+    let count = |d: mailgate_policy::Decision| match d.verdict {
+        Verdict::Reject(r) => r.text,
+        other => panic!("expected the probe's count, got {other:?}"),
+    };
+    assert_eq!(
+        count(chain.helo(&helo("count.a")).await),
+        "probe: helo call 1"
+    );
+    assert_eq!(
+        count(chain.helo(&helo("count.b")).await),
+        "probe: helo call 2"
+    );
+    assert_eq!(
+        count(chain.helo(&helo("count.c")).await),
+        "probe: helo call 3"
+    );
+    // The trap applies the failure mode (fail-closed by default) ...
+    let d = chain.helo(&helo("panic.now")).await;
+    assert_eq!(d.verdict, Verdict::Tempfail(Reply::policy_failure()));
+    // ... and the instance that trapped is gone.
+    assert_eq!(
+        count(chain.helo(&helo("count.d")).await),
+        "probe: helo call 1"
+    );
+}
+
+/// `[plugins] reuse_instances = false`: every call has a fresh instance.
+#[tokio::test]
+async fn reuse_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir(&plugins_dir).unwrap();
+    std::fs::copy(artifact("probe"), plugins_dir.join("probe.wasm")).unwrap();
+    let mut plugins = PluginsConfig::new(&plugins_dir);
+    plugins.max_instances = 8;
+    plugins.reuse_instances = false;
+    let config = PolicyConfig {
+        plugins,
+        plugin: vec![settings("probe", &[Grant::Config], serde_json::json!({}))],
+    };
+    let (manager, _) = PolicyManager::with_parts(
+        config,
+        None,
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .unwrap();
+    let chain = manager.snapshot();
+    for _ in 0..3 {
+        let mut session = session();
+        session.helo = Some("count.x".into());
+        match chain.helo(&session).await.verdict {
+            Verdict::Reject(r) => assert_eq!(r.text, "probe: helo call 1"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
