@@ -190,6 +190,12 @@ pub struct RelaySettings {
     pub smarthost_domains: Vec<String>,
     /// Domains whose mail goes only over TLS with a valid certificate.
     pub require_tls: Vec<String>,
+    /// Apply the receiving domains' MTA-STS policies (RFC 8461); true
+    /// when absent.
+    pub mta_sts: Option<bool>,
+    /// A PEM file of CA certificates trusted besides the system's for
+    /// verified TLS (`require_tls`, MTA-STS SMTP and policy fetches).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// TCP connect timeout, a duration such as `"30s"`.
     pub connect_timeout: Option<String>,
     /// Timeout for each reply of the next hop, a duration.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mailgate_delivery::LocalDelivery;
-use mailgate_relay::client::tls::TlsClients;
+use mailgate_relay::client::tls::{load_pem_roots, CertificateDer, TlsClients};
 use mailgate_relay::config::parse_duration;
 use mailgate_relay::dkim::DkimSigner;
 use mailgate_relay::{
@@ -114,6 +114,11 @@ pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
     }
     out.source_ip = r.source_ip;
     out.require_tls = domains(&r.require_tls);
+    if let Some(on) = r.mta_sts {
+        out.mta_sts = on;
+    }
+    // Read here too, so a bad file stops the server at start.
+    extra_roots(config)?;
     if let Some(s) = &r.smarthost {
         let (host, port) = host_port("relay.smarthost", s)?;
         let auth = match (&r.smarthost_username, &r.smarthost_password) {
@@ -183,6 +188,14 @@ pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
     Ok(out)
 }
 
+/// The CA certificates of `[relay] tls_ca_file` (none without it).
+pub fn extra_roots(config: &Config) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    match &config.relay.tls_ca_file {
+        Some(path) => load_pem_roots(path).map_err(|e| invalid(format!("relay.tls_ca_file: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The DKIM signer of `[[dkim]]` (`None` without keys). Each key file is
 /// read here, so a missing or broken key is an error at start.
 pub fn dkim_signer(config: &Config) -> Result<Option<Arc<DkimSigner>>, ConfigError> {
@@ -226,7 +239,7 @@ pub fn build(
 ) -> Result<Arc<Relay>, RelaySetupError> {
     let relay_config = relay_config(config)?;
     let dns = HickoryDns::new(&relay_config.nameservers, relay_config.dns_timeout)?;
-    let tls = TlsClients::new(&[], true)?;
+    let tls = TlsClients::new(&extra_roots(config)?, true)?;
     Ok(Relay::new(RelayParts {
         store,
         local: Some(local),
@@ -255,6 +268,21 @@ impl OutboundQueue for RelayQueue {
         let id = self
             .0
             .submit(mail_from, recipients, data)
+            .await
+            .map_err(|e| QueueError(e.to_string()))?;
+        tracing::info!(queue_id = id, from = %mail_from, rcpts = ?recipients, "relay: queued");
+        Ok(QueueId(id.to_string()))
+    }
+
+    async fn enqueue_routed(
+        &self,
+        mail_from: &str,
+        recipients: &[(String, Option<String>)],
+        data: &[u8],
+    ) -> Result<QueueId, QueueError> {
+        let id = self
+            .0
+            .submit_routed(mail_from, recipients, data)
             .await
             .map_err(|e| QueueError(e.to_string()))?;
         tracing::info!(queue_id = id, from = %mail_from, rcpts = ?recipients, "relay: queued");
@@ -299,6 +327,9 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port), ("smtp.provider.test", 587));
         assert_eq!(s.auth, Some(("u".into(), "p".into())));
         assert!(r.require_tls.contains("bank.test"));
+        assert!(r.mta_sts, "MTA-STS is on by default");
+        let off = parse("[relay]\nmta_sts = false\n").unwrap();
+        assert!(!relay_config(&off).unwrap().mta_sts);
         assert_eq!(
             r.retry.steps,
             vec![Duration::from_secs(1), Duration::from_secs(120)]
@@ -331,6 +362,7 @@ mod tests {
             "[relay]\nsmarthost_username = \"u\"\n",
             "[relay]\nsmarthost = \"h:1\"\nsmarthost_username = \"u\"\n",
             "[relay]\nbogus = 1\n",
+            "[relay]\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
             "[[dkim]]\ndomain = \"a.test\"\nselector = \"s\"\n",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -42,7 +42,14 @@ pub fn format_list(entries: &[QueueEntry]) -> String {
             if let Some(reply) = &r.last_reply {
                 let _ = writeln!(out, "{:>43}({reply})", "");
             }
-            let _ = writeln!(out, "{:>43}{}", "", r.address);
+            match &r.next_hop {
+                Some(hop) => {
+                    let _ = writeln!(out, "{:>43}{} via {hop}", "", r.address);
+                }
+                None => {
+                    let _ = writeln!(out, "{:>43}{}", "", r.address);
+                }
+            }
         }
     }
     let total: u64 = entries.iter().map(|e| e.size).sum();
@@ -80,6 +87,9 @@ pub fn format_entry(e: &QueueEntry) -> String {
             let _ = write!(out, " [{host}]");
         }
         out.push('\n');
+        if let Some(hop) = &r.next_hop {
+            let _ = writeln!(out, "  next hop: {hop}");
+        }
     }
     out
 }
@@ -156,6 +166,7 @@ mod tests {
                 last_reply: Some("451 4.4.1 mx.b.test: connection refused".into()),
                 remote_host: None,
                 updated: None,
+                next_hop: Some("[127.0.0.3]:2525".into()),
             }],
         };
         let out = format_list(std::slice::from_ref(&e));
@@ -165,6 +176,8 @@ mod tests {
         assert!(out.ends_with("-- 2 Kbytes in 1 Request.\n"));
         let show = format_entry(&e);
         assert!(show.contains("recipient: <bob@b.test> pending (451"));
+        assert!(show.contains("\n  next hop: [127.0.0.3]:2525\n"), "{show}");
+        assert!(out.contains("bob@b.test via [127.0.0.3]:2525"), "{out}");
         assert_eq!(parse_id(" 12 ").unwrap(), 12);
         assert!(parse_id("x").is_err());
     }

@@ -10,6 +10,8 @@
 //! source_ip = "127.0.0.2"
 //! smarthost = "smtp.provider.test:587"   # optional, all domains
 //! require_tls = ["bank.test"]       # verified TLS or no delivery
+//! mta_sts = true                    # RFC 8461 policies of the receivers
+//! tls_ca_file = "/etc/mailgate/ca.pem"  # extra roots for verified TLS
 //!
 //! [queue]
 //! retry = ["5m", "15m", "1h", "4h"] # the last step repeats
@@ -59,13 +61,17 @@ pub struct Smarthost {
 }
 
 /// How hard to insist on TLS with a destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TlsPolicy {
     /// STARTTLS when offered, any certificate; plain text otherwise
-    /// (RFC 3207 opportunistic TLS, the default for MX delivery).
+    /// (RFC 3207 opportunistic TLS, the default for MX delivery). When the
+    /// handshake itself fails, the same host is tried once more in plain
+    /// text (Postfix's `may` level does the same).
     Opportunistic,
     /// STARTTLS required with a certificate valid for the host name; a
-    /// temporary failure otherwise.
+    /// temporary failure otherwise (a failed handshake is never retried in
+    /// plain text: the next host is tried, with TLS required too, and the
+    /// recipients are deferred if none succeeds).
     RequireVerified,
     /// Never STARTTLS (tests, broken peers).
     Disabled,
@@ -126,6 +132,13 @@ pub struct RelayConfig {
     pub require_tls: BTreeSet<String>,
     /// The policy for every other domain.
     pub default_tls: TlsPolicy,
+    /// Look up and apply the receiving domains' MTA-STS policies
+    /// (RFC 8461) for mail routed by MX.
+    pub mta_sts: bool,
+    /// The HTTPS port of `mta-sts.<domain>` (443; tests only change it).
+    pub mta_sts_port: u16,
+    /// The bound on one MTA-STS policy fetch.
+    pub mta_sts_timeout: Duration,
     /// Retries.
     pub retry: RetrySchedule,
     /// Deliveries at once to one destination domain.
@@ -157,6 +170,9 @@ impl Default for RelayConfig {
             smarthost: None,
             require_tls: BTreeSet::new(),
             default_tls: TlsPolicy::Opportunistic,
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_timeout: Duration::from_secs(10),
             retry: RetrySchedule::default(),
             max_per_destination: 4,
             max_concurrent: 32,

@@ -54,6 +54,13 @@ pub trait Dns: Send + Sync {
     /// The IPv4 and IPv6 addresses of `host` (A and AAAA); an empty list
     /// when it has none.
     async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError>;
+    /// The TXT records of `name`, each with its strings joined (RFC 7208
+    /// §3.3 style); an empty list when it has none. The default answers
+    /// none (a resolver without TXT support sees no MTA-STS policies).
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let _ = name;
+        Ok(Vec::new())
+    }
 }
 
 /// [`Dns`] through hickory-resolver.
@@ -210,6 +217,26 @@ impl Dns for HickoryDns {
             }
         }
         Ok(out)
+    }
+
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let abs = absolute(name)?;
+        let answers = match self.resolver.txt_lookup(abs.as_str()).await {
+            Ok(lookup) => lookup.answers().iter().map(|r| r.data.clone()).collect(),
+            Err(e) => classify(name, e)?,
+        };
+        Ok(answers
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect())
     }
 }
 

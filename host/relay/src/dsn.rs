@@ -13,6 +13,13 @@
 //! §4.1: `NOTIFY=NEVER` wants nothing, otherwise only the listed kinds;
 //! without NOTIFY, failures and delays are reported. RFC 3461 §4.3:
 //! `RET=FULL` asks for the whole message; the default here is the headers.
+//!
+//! RFC 6533 (internationalised DSNs): about a message that needed SMTPUTF8,
+//! the report is `message/global-delivery-status`, and the returned
+//! original `message/global` (whole) or `message/global-headers` (headers
+//! only), since their content may hold UTF-8 that the classic types do
+//! not allow; a UTF-8 address is given with the `utf-8` address type
+//! (§3), and the DSN itself is sent with SMTPUTF8.
 
 use std::sync::Arc;
 
@@ -106,6 +113,8 @@ pub fn build(
         return None;
     }
     let boundary = format!("{}/{}.{}", entry.id, now, reporting_mta);
+    let global = entry.smtputf8;
+    let addr_type = |a: &str| if a.is_ascii() { "rfc822" } else { "utf-8" };
     let (subject, intro, action) = match kind {
         DsnKind::Failure => (
             "Undelivered Mail Returned to Sender",
@@ -154,9 +163,10 @@ pub fn build(
     }
     m.push_str(&format!(
         "\r\n--{boundary}\r\n\
-         Content-Type: message/delivery-status\r\n\
+         Content-Type: message/{}delivery-status\r\n\
          \r\n\
-         Reporting-MTA: dns; {reporting_mta}\r\n"
+         Reporting-MTA: dns; {reporting_mta}\r\n",
+        if global { "global-" } else { "" }
     ));
     if let Some(envid) = &entry.envid {
         m.push_str(&format!("Original-Envelope-Id: {envid}\r\n"));
@@ -168,7 +178,11 @@ pub fn build(
     for r in &reported {
         let reply = r.last_reply.as_deref().unwrap_or("");
         let status = status_of(reply, kind == DsnKind::Failure);
-        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", r.address));
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: {}; {}\r\n",
+            addr_type(&r.address),
+            r.address
+        ));
         if let Some(orcpt) = &r.orcpt {
             // ORCPT is `addr-type;xtext`; the field wants `addr-type; addr`.
             let (t, a) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
@@ -194,10 +208,11 @@ pub fn build(
     let full = entry.ret_full == Some(true);
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: {}\r\n\r\n",
-        if full {
-            "message/rfc822"
-        } else {
-            "text/rfc822-headers"
+        match (full, global) {
+            (true, false) => "message/rfc822",
+            (false, false) => "text/rfc822-headers",
+            (true, true) => "message/global",
+            (false, true) => "message/global-headers",
         }
     ));
     let mut raw = m.into_bytes();
@@ -210,6 +225,7 @@ pub fn build(
         raw.extend_from_slice(b"\r\n");
     }
     raw.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let raw_is_ascii = raw.is_ascii();
     Some(NewQueued {
         sender: String::new(),
         recipients: vec![NewQueuedRecipient::new(entry.sender.clone())],
@@ -217,8 +233,8 @@ pub fn build(
         created: now,
         envid: None,
         ret_full: None,
-        smtputf8: !entry.sender.is_ascii(),
-        eight_bit: full && entry.eight_bit,
+        smtputf8: global || !entry.sender.is_ascii(),
+        eight_bit: (full && entry.eight_bit) || !raw_is_ascii,
     })
 }
 
@@ -256,6 +272,7 @@ mod tests {
             last_reply: Some("550 5.1.1 No such user".into()),
             remote_host: Some("mx.b.test".into()),
             updated: Some(1_700_000_100),
+            next_hop: None,
         }
     }
 
@@ -315,6 +332,52 @@ mod tests {
         assert!(text.contains("Will-Retry-Until: "));
         assert!(text.contains("Content-Type: message/rfc822\r\n\r\nFrom: a@a.test"));
         assert!(text.contains("secret body"));
+    }
+
+    #[test]
+    fn smtputf8_messages_get_a_global_report() {
+        let original = "From: jürgen@a.test\r\nSubject: Grüße\r\n\r\nHallo\r\n".as_bytes();
+        let mut e = entry("jürgen@a.test");
+        e.smtputf8 = true;
+        e.recipients[0].address = "zoë@b.test".into();
+        e.recipients[0].orcpt = Some("utf-8;zo\\x{EB}@b.test".into());
+        let r = [&e.recipients[0]];
+        let dsn = build("mx.a.test", &e, original, &r, DsnKind::Failure, 1).unwrap();
+        assert!(dsn.smtputf8, "the DSN needs SMTPUTF8 too");
+        assert!(dsn.eight_bit);
+        assert_eq!(dsn.recipients[0].address, "jürgen@a.test");
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
+        assert!(text.contains(
+            "Content-Type: message/global-delivery-status\r\n\r\nReporting-MTA: dns; mx.a.test\r\n"
+        ));
+        assert!(!text.contains("message/delivery-status"));
+        assert!(
+            text.contains("Final-Recipient: utf-8; zoë@b.test\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Original-Recipient: utf-8; zo\\x{EB}@b.test\r\n"));
+        assert!(text.contains(
+            "Content-Type: message/global-headers\r\n\r\nFrom: jürgen@a.test\r\nSubject: Grüße\r\n"
+        ));
+        assert!(!text.contains("text/rfc822-headers") && !text.contains("Hallo"));
+        // RET=FULL returns message/global; an ASCII recipient keeps rfc822.
+        e.ret_full = Some(true);
+        e.recipients[0].address = "zoe@b.test".into();
+        let r = [&e.recipients[0]];
+        let dsn = build("mx.a.test", &e, original, &r, DsnKind::Failure, 1).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Content-Type: message/global\r\n\r\nFrom: jürgen@a.test"));
+        assert!(text.contains("Hallo"));
+        assert!(text.contains("Final-Recipient: rfc822; zoe@b.test\r\n"));
+        // Without SMTPUTF8 the classic types stay.
+        let plain = entry("a@a.test");
+        let r = [&plain.recipients[0]];
+        let dsn = build("mx.a.test", &plain, ORIGINAL, &r, DsnKind::Failure, 1).unwrap();
+        assert!(!dsn.smtputf8 && !dsn.eight_bit);
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Content-Type: message/delivery-status\r\n"));
+        assert!(!text.contains("global"));
     }
 
     #[test]

@@ -50,6 +50,8 @@
 //! - [`client`]: the SMTP client (replies, EHLO, STARTTLS, pipelining).
 //! - [`dsn`]: RFC 3464 reports.
 //! - [`local`]: local delivery of queued mail for our own domains.
+//! - [`mta_sts`]: MTA-STS (RFC 8461) policies: discovery, HTTPS fetch,
+//!   parsing, the in-memory cache.
 //! - [`runner`]: [`Relay`], the queue runner.
 //! - [`admin`]: the functions behind `mailgate queue ...`.
 //! - [`dkim`]: DKIM signing and key generation.
@@ -66,6 +68,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dsn;
 pub mod local;
+pub mod mta_sts;
 pub mod route;
 pub mod runner;
 #[cfg(any(test, feature = "test-support"))]

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mailgate_store::queue::{
-    AttemptRecord, NewQueued, OutboundQueue, QueueEntry, QueueId, QueueStore, QueuedRecipient,
-    RecipientStatus, RecipientUpdate,
+    AttemptRecord, NewQueued, NewQueuedRecipient, NextHop, OutboundQueue, QueueEntry, QueueId,
+    QueueStore, QueuedRecipient, RecipientStatus, RecipientUpdate,
 };
 use mailgate_store::StoreResult;
 use tokio::sync::{watch, Notify, Semaphore};
@@ -39,14 +39,27 @@ use tokio::task::JoinSet;
 use crate::client::tls::TlsClients;
 use crate::client::{ClientError, Envelope, OutRecipient, RcptOutcome, SessionParams, SmtpClient};
 use crate::clock::Clock;
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, TlsPolicy};
 use crate::dkim::DkimSigner;
 use crate::dsn::{self, DsnKind};
 use crate::local::LocalHandoff;
+use crate::mta_sts::{self, HttpsFetcher, MtaSts};
 use crate::route::{Hop, RouteError, Router};
 
 /// Messages taken from the store per look.
 const BATCH: usize = 256;
+
+/// What an idle session may be reused for: the same host and address,
+/// under the same TLS policy and with the same authentication (a session
+/// opened opportunistically, perhaps in plain text after a failed
+/// handshake, never carries mail that requires TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct IdleKey {
+    host: String,
+    addr: SocketAddr,
+    tls: TlsPolicy,
+    auth: bool,
+}
 
 /// An idle session kept for the next message to the same hop.
 struct Idle {
@@ -64,9 +77,10 @@ pub struct Relay {
     clock: Arc<dyn Clock>,
     tls: TlsClients,
     dkim: Option<Arc<DkimSigner>>,
+    mta_sts: Option<MtaSts>,
     wake: Notify,
     in_flight: Mutex<HashSet<QueueId>>,
-    idle: Mutex<HashMap<(String, SocketAddr), Vec<Idle>>>,
+    idle: Mutex<HashMap<IdleKey, Vec<Idle>>>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     all: Arc<Semaphore>,
 }
@@ -93,6 +107,17 @@ impl Relay {
     /// A relay; call [`Relay::run`] to start delivering.
     pub fn new(parts: RelayParts) -> Arc<Relay> {
         let all = Arc::new(Semaphore::new(parts.config.max_concurrent.max(1)));
+        let mta_sts = parts.config.mta_sts.then(|| {
+            let dns = parts.router.dns().clone();
+            let fetcher = HttpsFetcher::new(
+                dns.clone(),
+                parts.tls.verified.clone(),
+                parts.config.mta_sts_port,
+                parts.config.mta_sts_timeout,
+            )
+            .with_source_ip(parts.config.source_ip);
+            MtaSts::new(dns, Arc::new(fetcher), parts.clock.clone())
+        });
         Arc::new(Relay {
             store: parts.store,
             local: parts.local,
@@ -101,6 +126,7 @@ impl Relay {
             clock: parts.clock,
             tls: parts.tls,
             dkim: parts.dkim,
+            mta_sts,
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             idle: Mutex::new(HashMap::new()),
@@ -188,11 +214,11 @@ impl Relay {
             let relay = self.clone();
             tasks.spawn(async move {
                 let id = entry.id;
-                let permit = relay.all.clone().acquire_owned().await;
+                // The concurrency limits are taken per destination inside
+                // the attempt (one message may have several).
                 if let Err(e) = relay.attempt(entry).await {
                     tracing::error!(queue_id = id, error = %e, "relay: attempt not recorded");
                 }
-                drop(permit);
                 relay
                     .in_flight
                     .lock()
@@ -203,33 +229,93 @@ impl Relay {
         Ok(())
     }
 
-    /// One delivery attempt for one message.
-    async fn attempt(&self, entry: QueueEntry) -> StoreResult<()> {
+    /// One delivery attempt for one message: its destinations (recipient
+    /// domain, or the next hop a routing plugin chose) are tried at once,
+    /// each under the per-destination and global limits; then the outcomes
+    /// are recorded in one transaction together with the DSN for the
+    /// recipients that failed for good in this attempt.
+    async fn attempt(self: &Arc<Self>, entry: QueueEntry) -> StoreResult<()> {
         let Some(body) = self.store.queue_body(entry.id).await? else {
             return Ok(()); // deleted meanwhile
         };
-        let mut by_domain: BTreeMap<String, Vec<&QueuedRecipient>> = BTreeMap::new();
+        let entry = Arc::new(entry);
+        let body: Arc<[u8]> = body.into();
+        // One destination per recipient domain; recipients with a next hop
+        // go together per next hop (and TLS policy: a `require_tls`
+        // domain's recipients never share a session that may be plain).
+        let mut groups: BTreeMap<(String, Option<String>, TlsPolicy), Vec<QueuedRecipient>> =
+            BTreeMap::new();
         for r in entry.pending() {
-            by_domain.entry(r.domain.clone()).or_default().push(r);
+            let tls = self.config.tls_policy(&r.domain);
+            let key = match &r.next_hop {
+                Some(hop) => (String::new(), Some(hop.clone()), tls),
+                None => (r.domain.clone(), None, tls),
+            };
+            groups.entry(key).or_default().push(r.clone());
+        }
+        let mut deliveries = JoinSet::new();
+        for ((domain, next_hop, tls), rcpts) in groups {
+            let (relay, entry, body) = (self.clone(), entry.clone(), body.clone());
+            deliveries.spawn(async move {
+                let (outcomes, host) = relay
+                    .deliver_domain(&entry, &body, &domain, next_hop.as_deref(), tls, &rcpts)
+                    .await;
+                (rcpts, outcomes, host)
+            });
         }
         let mut updates = Vec::new();
-        for (domain, rcpts) in by_domain {
-            let (outcomes, host) = self.deliver_domain(&entry, &body, &domain, &rcpts).await;
-            for (r, o) in rcpts.iter().zip(outcomes) {
-                updates.push(self.update_for(&entry, r, o, host.clone()));
+        while let Some(done) = deliveries.join_next().await {
+            match done {
+                Ok((rcpts, outcomes, host)) => {
+                    for (r, o) in rcpts.iter().zip(outcomes) {
+                        updates.push(self.update_for(&entry, r, o, host.clone()));
+                    }
+                }
+                // Its recipients stay pending, retried on the schedule.
+                Err(e) => {
+                    tracing::error!(queue_id = entry.id, error = %e, "relay: delivery task failed")
+                }
             }
         }
+        updates.sort_by_key(|u| u.index);
         let now = self.clock.now();
         let attempts = entry.attempts + 1;
         let next_attempt = now
             + i64::try_from(self.config.retry.delay_after(attempts).as_secs())
                 .unwrap_or(i64::MAX / 2);
         let warn = self.delay_warning_due(&entry, &updates, now);
+        // The DSN for this attempt's permanent failures goes in with them:
+        // a recipient turns `failed` once, so it is reported exactly once,
+        // without waiting for the other destinations' retries.
+        let seen = applied(&entry, &updates, now);
+        let failed_now: Vec<&QueuedRecipient> = seen
+            .recipients
+            .iter()
+            .filter(|r| {
+                updates
+                    .iter()
+                    .any(|u| u.index == r.index && u.status == RecipientStatus::Failed)
+            })
+            .collect();
+        let bounce = if failed_now.is_empty() {
+            None
+        } else {
+            dsn::build(
+                &self.config.hostname,
+                &seen,
+                &body,
+                &failed_now,
+                DsnKind::Failure,
+                now,
+            )
+        };
+        let bounced = bounce.is_some();
         let record = AttemptRecord {
             at: now,
             updates,
             next_attempt,
             warned: warn,
+            bounce,
         };
         let Some(after) = self.store.queue_record_attempt(entry.id, record).await? else {
             return Ok(());
@@ -238,24 +324,14 @@ impl Relay {
             queue_id = after.id,
             attempts = after.attempts,
             pending = after.pending().count(),
+            bounced,
             "relay: attempt recorded"
         );
-        if after.is_finished() {
-            let failed: Vec<&QueuedRecipient> = after
-                .recipients
-                .iter()
-                .filter(|r| r.status == RecipientStatus::Failed)
-                .collect();
-            let bounce = dsn::build(
-                &self.config.hostname,
-                &after,
-                &body,
-                &failed,
-                DsnKind::Failure,
-                now,
-            );
-            self.store.queue_complete(after.id, bounce).await?;
+        if bounced {
             self.wake();
+        }
+        if after.is_finished() {
+            self.store.queue_complete(after.id, None).await?;
         } else if warn {
             let pending: Vec<&QueuedRecipient> = after.pending().collect();
             let retry_until = after.created
@@ -316,51 +392,112 @@ impl Relay {
         }
     }
 
-    fn destination_permit(&self, domain: &str) -> Arc<Semaphore> {
+    fn destination_permit(&self, destination: &str) -> Arc<Semaphore> {
         let mut map = self
             .per_destination
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        map.entry(domain.to_string())
+        map.entry(destination.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
             .clone()
     }
 
-    /// Delivers to the recipients of one domain: locally, or through the
-    /// hops found for it. Returns one outcome per recipient and the host
-    /// that gave them, if remote.
+    /// Delivers to the recipients of one destination: `domain`'s, locally
+    /// or through its hops, or the `next_hop` a routing plugin chose (then
+    /// `domain` is unused), with the `tls` policy. Returns one outcome per
+    /// recipient and the host that gave them, if remote.
     async fn deliver_domain(
         &self,
         entry: &QueueEntry,
         body: &[u8],
         domain: &str,
-        rcpts: &[&QueuedRecipient],
+        next_hop: Option<&str>,
+        tls: TlsPolicy,
+        rcpts: &[QueuedRecipient],
     ) -> (Vec<RcptOutcome>, Option<String>) {
-        if let Some(local) = &self.local {
+        let all = |o: RcptOutcome| (vec![o; rcpts.len()], None);
+        if let (Some(local), None) = (&self.local, next_hop) {
             match local.is_local_domain(domain).await {
                 Ok(true) => {
+                    let _permit = self.all.acquire().await;
                     let addrs: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
                     return (local.deliver(&entry.sender, &addrs, body).await, None);
                 }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "relay: local domain check failed");
-                    let t = RcptOutcome::Temporary("451 4.3.0 local error".into());
-                    return (vec![t; rcpts.len()], None);
+                    return all(RcptOutcome::Temporary("451 4.3.0 local error".into()));
                 }
             }
         }
-        let semaphore = self.destination_permit(domain);
+        let destination = next_hop.map_or_else(|| domain.to_string(), |h| format!("via {h}"));
+        let semaphore = self.destination_permit(&destination);
         let _permit = semaphore.acquire().await;
-        let smarthost = self.config.smarthost_for(domain);
-        let hops = match smarthost {
-            Some(s) => self.router.host_hops(&s.host, s.port).await,
-            None => self.router.mx_hops(domain, self.config.port).await,
+        let _global = self.all.acquire().await;
+        let smarthost = match next_hop {
+            Some(_) => None,
+            None => self.config.smarthost_for(domain),
         };
-        let hops = match hops {
+        let hops = match (next_hop, smarthost) {
+            (Some(h), _) => match NextHop::parse(h) {
+                Ok(h) => {
+                    let port = h.port.unwrap_or(self.config.port);
+                    if h.mx {
+                        self.router.mx_hops(&h.host, port).await
+                    } else {
+                        self.router.host_hops(&h.host, port).await
+                    }
+                }
+                Err(e) => {
+                    return all(RcptOutcome::Permanent(format!(
+                        "554 5.3.5 bad next hop: {e}"
+                    )))
+                }
+            },
+            (None, Some(s)) => self.router.host_hops(&s.host, s.port).await,
+            (None, None) => self.router.mx_hops(domain, self.config.port).await,
+        };
+        let mut hops = match hops {
             Ok(h) => h,
-            Err(e) => return (vec![route_outcome(&e); rcpts.len()], None),
+            Err(e) => return all(route_outcome(&e)),
         };
+        // MTA-STS (RFC 8461) applies to MX routing only: not to a
+        // smarthost, a plugin's next hop, or an address literal.
+        let mut tls = tls;
+        let mut sts_mode = None;
+        let by_mx = next_hop.is_none() && smarthost.is_none() && !domain.starts_with('[');
+        if let (true, Some(sts)) = (by_mx, &self.mta_sts) {
+            if let Some(policy) = sts.policy(domain).await {
+                match policy.mode {
+                    mta_sts::Mode::Enforce => {
+                        let (ok, refused): (Vec<Hop>, Vec<Hop>) =
+                            hops.into_iter().partition(|h| policy.allows(&h.host));
+                        for h in &refused {
+                            tracing::warn!(queue_id = entry.id, %domain, mx = %h.host, patterns = ?policy.mx, "relay: MTA-STS (enforce): MX host not in the policy; not tried");
+                        }
+                        if ok.is_empty() {
+                            let names: Vec<&str> =
+                                refused.iter().map(|h| h.host.as_str()).collect();
+                            return all(RcptOutcome::Temporary(format!(
+                                "451 4.7.5 MTA-STS policy of {domain} (enforce): no MX host matches (MX: {}; policy mx: {})",
+                                names.join(", "),
+                                policy.mx.join(", ")
+                            )));
+                        }
+                        hops = ok;
+                        tls = TlsPolicy::RequireVerified;
+                        sts_mode = Some(mta_sts::Mode::Enforce);
+                    }
+                    mta_sts::Mode::Testing => {
+                        for h in hops.iter().filter(|h| !policy.allows(&h.host)) {
+                            tracing::warn!(queue_id = entry.id, %domain, mx = %h.host, patterns = ?policy.mx, "relay: MTA-STS (testing): MX host not in the policy; enforce would not try it (delivering as usual)");
+                        }
+                        sts_mode = Some(mta_sts::Mode::Testing);
+                    }
+                    mta_sts::Mode::None => {}
+                }
+            }
+        }
         let signed;
         let body = match &self.dkim {
             Some(signer) => {
@@ -391,11 +528,56 @@ impl Relay {
             source_ip: self.config.source_ip,
             connect_timeout: self.config.connect_timeout,
             command_timeout: self.config.command_timeout,
-            tls: self.config.tls_policy(domain),
+            tls,
             tls_clients: self.tls.clone(),
             auth: smarthost.and_then(|s| s.auth.clone()),
         };
-        self.deliver_hops(&hops, &params, &env).await
+        let (mut outcomes, host) = self
+            .deliver_hops(
+                &hops,
+                &params,
+                &env,
+                (sts_mode == Some(mta_sts::Mode::Testing)).then_some(domain),
+            )
+            .await;
+        if sts_mode == Some(mta_sts::Mode::Enforce) && host.is_none() {
+            // No session opened: say why TLS was insisted on.
+            for o in outcomes.iter_mut() {
+                if let RcptOutcome::Temporary(t) = o {
+                    t.push_str(&format!(
+                        " (MTA-STS policy of {domain}: enforce, verified TLS required)"
+                    ));
+                }
+            }
+        }
+        (outcomes, host)
+    }
+
+    /// Opens a session with `host` at `addr`. With opportunistic TLS, a
+    /// failed handshake is followed by one more connection to the same
+    /// address without STARTTLS (Postfix's `may` level); with TLS required
+    /// it is an error like any other (the caller moves on, and defers).
+    async fn open_session(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        params: &SessionParams,
+    ) -> Result<SmtpClient, ClientError> {
+        match SmtpClient::connect(addr, host, params).await {
+            Err(ClientError::Handshake(why)) if params.tls == TlsPolicy::Opportunistic => {
+                tracing::warn!(%host, %addr, error = %why, "relay: TLS handshake failed; trying the same host again in plain text (opportunistic TLS)");
+                let plain = SessionParams {
+                    tls: TlsPolicy::Disabled,
+                    ..params.clone()
+                };
+                SmtpClient::connect(addr, host, &plain).await
+            }
+            Err(ClientError::Handshake(why)) => {
+                tracing::warn!(%host, %addr, error = %why, "relay: TLS handshake failed and TLS is required for this domain; not sent in plain text");
+                Err(ClientError::Handshake(why))
+            }
+            other => other,
+        }
     }
 
     /// Tries each address of each hop until one session opens, then sends
@@ -405,17 +587,28 @@ impl Relay {
         hops: &[Hop],
         params: &SessionParams,
         env: &Envelope<'_>,
+        sts_testing: Option<&str>,
     ) -> (Vec<RcptOutcome>, Option<String>) {
         let mut last_error = String::from("no address to try");
         let mut permanent = false;
         for hop in hops {
             for ip in &hop.addrs {
                 let addr = SocketAddr::new(*ip, hop.port);
-                let key = (hop.host.clone(), addr);
+                let key = IdleKey {
+                    host: hop.host.clone(),
+                    addr,
+                    tls: params.tls,
+                    auth: params.auth.is_some(),
+                };
                 let mut client = match self.take_idle(&key) {
                     Some(c) => c,
-                    None => match SmtpClient::connect(addr, &hop.host, params).await {
-                        Ok(c) => c,
+                    None => match self.open_session(addr, &hop.host, params).await {
+                        Ok(c) => {
+                            if let Some(domain) = sts_testing {
+                                report_sts_testing(domain, &c);
+                            }
+                            c
+                        }
                         Err(e) => {
                             tracing::info!(host = %hop.host, %addr, error = %e, "relay: cannot open a session");
                             permanent = e.is_permanent();
@@ -449,7 +642,7 @@ impl Relay {
         (vec![o; env.recipients.len()], None)
     }
 
-    fn take_idle(&self, key: &(String, SocketAddr)) -> Option<SmtpClient> {
+    fn take_idle(&self, key: &IdleKey) -> Option<SmtpClient> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(i) = list.pop() {
@@ -462,7 +655,7 @@ impl Relay {
         None
     }
 
-    fn keep_idle(&self, key: (String, SocketAddr), client: SmtpClient) {
+    fn keep_idle(&self, key: IdleKey, client: SmtpClient) {
         if self.config.idle_reuse.is_zero() {
             tokio::spawn(client.quit());
             return;
@@ -472,6 +665,40 @@ impl Relay {
             client,
             since: Instant::now(),
         });
+    }
+}
+
+/// `entry` as it stands once `updates` (this attempt's outcomes, at
+/// `now`) are applied to its pending recipients, as the store will record
+/// them.
+fn applied(entry: &QueueEntry, updates: &[RecipientUpdate], now: i64) -> QueueEntry {
+    let mut after = entry.clone();
+    for r in after.recipients.iter_mut() {
+        if r.status != RecipientStatus::Pending {
+            continue;
+        }
+        if let Some(u) = updates.iter().find(|u| u.index == r.index) {
+            r.status = u.status;
+            r.last_reply.clone_from(&u.reply);
+            r.remote_host.clone_from(&u.remote_host);
+            r.updated = Some(now);
+        }
+    }
+    after
+}
+
+/// MTA-STS `testing` mode (RFC 8461 §5): what `enforce` would have
+/// refused about a session, logged at WARN. Under `enforce` the session
+/// is verified TLS already and nothing is logged.
+fn report_sts_testing(domain: &str, c: &SmtpClient) {
+    let problem = if !c.is_tls() {
+        Some("no TLS".to_string())
+    } else {
+        c.cert_problem()
+            .map(|p| format!("certificate not valid: {p}"))
+    };
+    if let Some(problem) = problem {
+        tracing::warn!(%domain, mx = %c.host(), %problem, "relay: MTA-STS (testing): enforce would refuse this session (delivering as usual)");
     }
 }
 
@@ -512,7 +739,21 @@ impl Relay {
         recipients: &[String],
         data: &[u8],
     ) -> StoreResult<QueueId> {
-        let smtputf8 = !mail_from.is_ascii() || recipients.iter().any(|r| !r.is_ascii()) || {
+        let routed: Vec<(String, Option<String>)> =
+            recipients.iter().map(|r| (r.clone(), None)).collect();
+        self.submit_routed(mail_from, &routed, data).await
+    }
+
+    /// [`Relay::submit`] with a next hop per recipient (`None`: MX
+    /// routing), as a routing plugin's `relay(host)` chose it; a next hop
+    /// that is not a [`NextHop`] is refused (`StoreError::Invalid`).
+    pub async fn submit_routed(
+        &self,
+        mail_from: &str,
+        recipients: &[(String, Option<String>)],
+        data: &[u8],
+    ) -> StoreResult<QueueId> {
+        let smtputf8 = !mail_from.is_ascii() || recipients.iter().any(|(r, _)| !r.is_ascii()) || {
             let headers = dsn::header_section(data);
             !headers.is_ascii()
         };
@@ -520,7 +761,10 @@ impl Relay {
             sender: mail_from.to_string(),
             recipients: recipients
                 .iter()
-                .map(|r| mailgate_store::queue::NewQueuedRecipient::new(r.clone()))
+                .map(|(r, hop)| NewQueuedRecipient {
+                    next_hop: hop.clone(),
+                    ..NewQueuedRecipient::new(r.clone())
+                })
                 .collect(),
             raw: Arc::new(data.to_vec()),
             created: self.clock.now(),
@@ -530,5 +774,72 @@ impl Relay {
             eight_bit: !data.is_ascii(),
         };
         self.enqueue(message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcpt(index: u32, status: RecipientStatus) -> QueuedRecipient {
+        QueuedRecipient {
+            index,
+            address: format!("r{index}@b.test"),
+            domain: "b.test".into(),
+            orcpt: None,
+            notify: None,
+            status,
+            last_reply: None,
+            remote_host: None,
+            updated: None,
+            next_hop: None,
+        }
+    }
+
+    #[test]
+    fn applied_changes_only_pending_recipients() {
+        let entry = QueueEntry {
+            id: 1,
+            sender: "a@a.test".into(),
+            size: 1,
+            created: 0,
+            next_attempt: 0,
+            attempts: 0,
+            held: false,
+            warned: false,
+            envid: None,
+            ret_full: None,
+            smtputf8: false,
+            eight_bit: false,
+            recipients: vec![
+                rcpt(0, RecipientStatus::Failed),
+                rcpt(1, RecipientStatus::Pending),
+                rcpt(2, RecipientStatus::Pending),
+            ],
+        };
+        let update = |index, status| RecipientUpdate {
+            index,
+            status,
+            reply: Some("550 5.1.1 no".into()),
+            remote_host: Some("mx.b.test".into()),
+        };
+        let after = applied(
+            &entry,
+            &[
+                update(0, RecipientStatus::Delivered),
+                update(1, RecipientStatus::Failed),
+            ],
+            42,
+        );
+        assert_eq!(after.recipients[0].status, RecipientStatus::Failed);
+        assert_eq!(after.recipients[0].updated, None, "a final state sticks");
+        assert_eq!(after.recipients[1].status, RecipientStatus::Failed);
+        assert_eq!(after.recipients[1].updated, Some(42));
+        assert_eq!(
+            after.recipients[1].remote_host.as_deref(),
+            Some("mx.b.test")
+        );
+        assert_eq!(after.recipients[2].status, RecipientStatus::Pending);
+        assert_eq!(after.recipients[2].last_reply, None);
     }
 }

@@ -32,4 +32,23 @@ pub trait OutboundQueue: Send + Sync {
         recipients: &[String],
         data: &[u8],
     ) -> Result<QueueId, QueueError>;
+
+    /// Like [`OutboundQueue::enqueue`], each recipient with the next hop a
+    /// routing plugin chose (`relay(host)`), or `None` for MX routing.
+    /// A queue that cannot route by next hop refuses such recipients (the
+    /// message is deferred, never sent elsewhere).
+    async fn enqueue_routed(
+        &self,
+        mail_from: &str,
+        recipients: &[(String, Option<String>)],
+        data: &[u8],
+    ) -> Result<QueueId, QueueError> {
+        if recipients.iter().any(|(_, hop)| hop.is_some()) {
+            return Err(QueueError(
+                "this outbound queue cannot route to a named next hop".into(),
+            ));
+        }
+        let plain: Vec<String> = recipients.iter().map(|(a, _)| a.clone()).collect();
+        self.enqueue(mail_from, &plain, data).await
+    }
 }

@@ -40,21 +40,126 @@ pub struct NewQueuedRecipient {
     /// The DSN `NOTIFY` parameter (RFC 3461 §4.1) as received, e.g.
     /// `FAILURE,DELAY`; `None` means the default (failures only).
     pub notify: Option<String>,
+    /// The next hop a routing plugin chose instead of MX routing (see
+    /// [`NextHop`] for the accepted forms); `None`: the recipient's
+    /// domain's MX hosts (or the configured smarthost).
+    pub next_hop: Option<String>,
 }
 
 impl NewQueuedRecipient {
-    /// A recipient without DSN parameters.
+    /// A recipient without DSN parameters, routed by MX.
     pub fn new(address: impl Into<String>) -> NewQueuedRecipient {
         NewQueuedRecipient {
             address: address.into(),
             orcpt: None,
             notify: None,
+            next_hop: None,
+        }
+    }
+}
+
+/// A next hop named by a routing plugin (`relay(host)`), in the forms of
+/// Postfix's transport next hop:
+///
+/// - `host` or `host:port`: MX lookup of `host` (its own address when it
+///   has no MX), like mail to a domain;
+/// - `[host]` or `[host]:port`: the addresses (A/AAAA) of `host`, no MX
+///   lookup;
+/// - `ip`, `ip:port`, `[ip]`, `[ip]:port` (IPv6 always in brackets when a
+///   port follows: `[::1]:2525`): that address, no DNS at all.
+///
+/// Without a port, the relay's configured port (`[relay] port`, 25) is
+/// used. Host names are lower-cased; anything else (empty, spaces, a port
+/// of 0, a name that is not a DNS name) is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// The host name or IP address, without brackets.
+    pub host: String,
+    /// The port, if given.
+    pub port: Option<u16>,
+    /// Look up MX records for `host` (the unbracketed name form).
+    pub mx: bool,
+}
+
+impl NextHop {
+    /// Parses the forms above; the error says why not.
+    pub fn parse(s: &str) -> Result<NextHop, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("the next hop is empty".into());
+        }
+        let (host, port, bracketed) = if let Some(rest) = t.strip_prefix('[') {
+            let (inner, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{t:?}: '[' without ']'"))?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("{t:?}: expected ':port' after ']'"))?,
+                ),
+            };
+            (inner, port, true)
+        } else if t.parse::<std::net::IpAddr>().is_ok() {
+            (t, None, false)
+        } else {
+            match t.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p), false),
+                None => (t, None, false),
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(format!("{t:?}: bad port {p:?}")),
+            },
+        };
+        let host = host.strip_prefix("IPv6:").unwrap_or(host);
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(NextHop {
+                host: ip.to_string(),
+                port,
+                mx: false,
+            });
+        }
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(format!("{t:?}: {host:?} is not a host name or IP address"));
+        }
+        Ok(NextHop {
+            host: name,
+            port,
+            mx: !bracketed,
+        })
+    }
+}
+
+impl std::fmt::Display for NextHop {
+    /// The canonical form (what the queue stores and shows).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.mx, self.port) {
+            (true, None) => write!(f, "{}", self.host),
+            (true, Some(p)) => write!(f, "{}:{p}", self.host),
+            (false, None) => write!(f, "[{}]", self.host),
+            (false, Some(p)) => write!(f, "[{}]:{p}", self.host),
         }
     }
 }
 
 /// A message to put in the outbound queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewQueued {
     /// The envelope sender without angle brackets; empty for `<>` (a
     /// bounce, which is never bounced in turn).
@@ -135,6 +240,9 @@ pub struct QueuedRecipient {
     pub remote_host: Option<String>,
     /// When the status last changed, seconds since the Unix epoch.
     pub updated: Option<i64>,
+    /// The next hop chosen for it by a routing plugin (canonical
+    /// [`NextHop`] text); `None`: MX routing.
+    pub next_hop: Option<String>,
 }
 
 /// A queued message without its body.
@@ -205,6 +313,11 @@ pub struct AttemptRecord {
     pub next_attempt: i64,
     /// Set when a delay warning was sent with this attempt.
     pub warned: bool,
+    /// The DSN about the recipients that failed for good in this attempt,
+    /// enqueued in the same transaction as their status (so a recipient,
+    /// which turns `failed` only once, is reported exactly once). Not
+    /// enqueued if the message is gone.
+    pub bounce: Option<NewQueued>,
 }
 
 /// What the submission side needs: put a message in the queue, durably.
@@ -212,7 +325,9 @@ pub struct AttemptRecord {
 pub trait OutboundQueue: Send + Sync {
     /// Stores the message and its recipients durably and returns its id.
     /// The message is due at once (`created`). Fails with
-    /// [`crate::StoreError::Invalid`] if there is no recipient.
+    /// [`crate::StoreError::Invalid`] if there is no recipient, or a
+    /// recipient's next hop is not a [`NextHop`] (stored in its canonical
+    /// form otherwise).
     async fn enqueue(&self, message: NewQueued) -> StoreResult<QueueId>;
 }
 
@@ -256,4 +371,82 @@ pub trait QueueStore: OutboundQueue {
     /// Makes one message (or every message not held, for `None`) due at
     /// `now`. Returns how many were changed.
     async fn queue_flush(&self, id: Option<QueueId>, now: i64) -> StoreResult<usize>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NextHop;
+
+    fn hop(s: &str) -> (String, Option<u16>, bool) {
+        let h = NextHop::parse(s).unwrap();
+        (h.host, h.port, h.mx)
+    }
+
+    #[test]
+    fn next_hop_forms() {
+        assert_eq!(hop("Relay.Example."), ("relay.example".into(), None, true));
+        assert_eq!(
+            hop("relay.example:587"),
+            ("relay.example".into(), Some(587), true)
+        );
+        assert_eq!(
+            hop("[relay.example]"),
+            ("relay.example".into(), None, false)
+        );
+        assert_eq!(
+            hop("[relay.example]:2525"),
+            ("relay.example".into(), Some(2525), false)
+        );
+        assert_eq!(hop("127.0.0.3"), ("127.0.0.3".into(), None, false));
+        assert_eq!(
+            hop("127.0.0.3:2525"),
+            ("127.0.0.3".into(), Some(2525), false)
+        );
+        assert_eq!(
+            hop("[127.0.0.3]:2525"),
+            ("127.0.0.3".into(), Some(2525), false)
+        );
+        assert_eq!(hop("[::1]:2525"), ("::1".into(), Some(2525), false));
+        assert_eq!(hop("[IPv6:::1]"), ("::1".into(), None, false));
+        assert_eq!(hop("::1"), ("::1".into(), None, false));
+        for bad in [
+            "",
+            " ",
+            "host:",
+            "host:0",
+            "host:70000",
+            "[host",
+            "[host]x",
+            "[host]:",
+            "a b",
+            "-bad.example",
+            "bad..example",
+            "host:25:25",
+            "ex@mple",
+            "[]",
+        ] {
+            assert!(NextHop::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn next_hop_canonical_text_parses_back() {
+        for s in [
+            "relay.example",
+            "relay.example:587",
+            "[relay.example]",
+            "[relay.example]:25",
+            "[127.0.0.3]:2525",
+            "[::1]:2525",
+            "[10.0.0.1]",
+        ] {
+            let h = NextHop::parse(s).unwrap();
+            assert_eq!(h.to_string(), s);
+            assert_eq!(NextHop::parse(&h.to_string()).unwrap(), h);
+        }
+        assert_eq!(
+            NextHop::parse("127.0.0.3:2525").unwrap().to_string(),
+            "[127.0.0.3]:2525"
+        );
+    }
 }

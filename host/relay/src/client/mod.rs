@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -61,9 +61,14 @@ pub enum ClientError {
     /// (greeting, EHLO, STARTTLS, AUTH).
     #[error("{0}")]
     Rejected(ServerReply),
-    /// TLS was required but not offered, or the handshake failed.
+    /// TLS was required but not offered, or refused.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The TLS handshake after `220` to STARTTLS failed (or timed out):
+    /// the connection is gone. With opportunistic TLS the runner tries the
+    /// same host again without STARTTLS.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
 }
 
 impl ClientError {
@@ -158,6 +163,9 @@ pub struct SmtpClient {
     caps: Capabilities,
     host: String,
     tls: bool,
+    /// Over TLS, why the certificate is not valid for `host` (`None`:
+    /// valid, or no TLS).
+    cert_problem: Option<String>,
     timeout: Duration,
     /// A transaction was left half-way (RSET before the next).
     dirty: bool,
@@ -201,6 +209,7 @@ impl SmtpClient {
             caps: Capabilities::default(),
             host: host.to_string(),
             tls: false,
+            cert_problem: None,
             timeout: params.command_timeout,
             dirty: false,
         };
@@ -233,6 +242,14 @@ impl SmtpClient {
     /// Whether the session runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// Over TLS, why the peer's certificate is not valid for the host
+    /// name under the verified roots (`None`: it is, or the session is
+    /// plain). Always `None` with [`TlsPolicy::RequireVerified`], where
+    /// such a certificate ends the handshake.
+    pub fn cert_problem(&self) -> Option<&str> {
+        self.cert_problem.as_deref()
     }
 
     /// The host name this session is with.
@@ -285,14 +302,23 @@ impl SmtpClient {
         let connector = tokio_rustls::TlsConnector::from(config);
         let tls = tokio::time::timeout(self.timeout, connector.connect(name, self.stream))
             .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+            .map_err(|_| ClientError::Handshake("timed out".into()))?
+            .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        let cert_problem = if params.tls == TlsPolicy::RequireVerified {
+            None
+        } else {
+            let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+            let certs: Vec<CertificateDer<'static>> =
+                certs.iter().map(|c| c.clone().into_owned()).collect();
+            params.tls_clients.check(&self.host, &certs).err()
+        };
         let mut c = SmtpClient {
             stream: Box::new(tls),
             buf: Vec::new(),
             caps: Capabilities::default(),
             host: self.host,
             tls: true,
+            cert_problem,
             timeout: self.timeout,
             dirty: false,
         };

@@ -26,6 +26,11 @@ pub struct PeerScript {
     pub data_done: String,
     /// A TLS server configuration offered through STARTTLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Offer STARTTLS, answer it with `220`, then send bytes that are not
+    /// TLS and hang up: the client's handshake fails.
+    pub broken_tls: bool,
+    /// Wait this long before the greeting (a slow server).
+    pub greeting_delay: std::time::Duration,
 }
 
 impl Default for PeerScript {
@@ -43,6 +48,8 @@ impl Default for PeerScript {
             rcpt: Arc::new(|_| "250 2.1.5 Ok".into()),
             data_done: "250 2.0.0 Ok: queued".into(),
             tls: None,
+            broken_tls: false,
+            greeting_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -147,6 +154,7 @@ async fn session(
 ) -> std::io::Result<()> {
     let mut io = BufReader::new(stream);
     let mut tls = false;
+    tokio::time::sleep(script.greeting_delay).await;
     write(&mut io, &script.greeting).await?;
     let mut mail = None;
     let mut rcpts = Vec::new();
@@ -163,7 +171,7 @@ async fn session(
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
             let mut caps = script.capabilities.clone();
-            if script.tls.is_some() && !tls {
+            if (script.tls.is_some() || script.broken_tls) && !tls {
                 caps.push("STARTTLS".into());
             }
             let mut reply = String::from("250-peer.test");
@@ -175,6 +183,13 @@ async fn session(
                 reply = "250 peer.test".into();
             }
             write(&mut io, &reply).await?;
+        } else if upper == "STARTTLS" && script.broken_tls {
+            write(&mut io, "220 2.0.0 Ready to start TLS").await?;
+            // Wait for the ClientHello, then answer with plain text.
+            let mut hello = [0u8; 512];
+            let _ = tokio::io::AsyncReadExt::read(&mut io, &mut hello).await?;
+            write(&mut io, "this is not a TLS server hello").await?;
+            return Ok(());
         } else if upper == "STARTTLS" && script.tls.is_some() && !tls {
             write(&mut io, "220 2.0.0 Ready to start TLS").await?;
             let Some(config) = script.tls.clone() else {

@@ -13,6 +13,7 @@ use crate::dns::{Dns, DnsError, MxRecord};
 struct Entry {
     mx: Vec<MxRecord>,
     ips: Vec<IpAddr>,
+    txt: Vec<String>,
 }
 
 /// An in-memory [`Dns`]: names not added are NXDOMAIN; names in the
@@ -51,6 +52,16 @@ impl StaticDns {
         names.entry(key(host)).or_default().ips.push(ip);
         self
     }
+    /// Adds a TXT record.
+    pub fn txt(&self, name: &str, text: &str) -> &Self {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .entry(key(name))
+            .or_default()
+            .txt
+            .push(text.to_string());
+        self
+    }
     /// Makes lookups of `name` fail temporarily.
     pub fn fail(&self, name: &str) -> &Self {
         self.failing
@@ -87,6 +98,14 @@ impl Dns for StaticDns {
         match names.get(&key(host)) {
             Some(e) => Ok(e.ips.clone()),
             None => Err(DnsError::NoSuchDomain(host.into())),
+        }
+    }
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        self.check(name)?;
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        match names.get(&key(name)) {
+            Some(e) => Ok(e.txt.clone()),
+            None => Err(DnsError::NoSuchDomain(name.into())),
         }
     }
 }

@@ -6,14 +6,20 @@
 //! message is durable (RFC 5321 §6.1: once we said 250 we own the
 //! message).
 //!
-//! On the MX role with a [`crate::Verifier`], SPF, DKIM and DMARC are
-//! checked here, once the whole message is in: the result goes into an
-//! `Authentication-Results:` field under our `Received:`, before the
-//! plugins' `data` hook, so plugins read it in the message; a DMARC
+//! On the MX role with a [`crate::Verifier`], SPF, DKIM, DMARC (and ARC
+//! when the message carries ARC sets) are checked here, once the whole
+//! message is in: the result goes into an `Authentication-Results:` field
+//! under our `Received:`, before the plugins' `data` hook, so plugins read
+//! it in the message, and as data (`message.auth-results`); a DMARC
 //! `p=reject` failure is refused with `550 5.7.1`.
 //!
-//! On LMTP every refusal is sent once per accepted RCPT, and delivery
-//! without plugins is per recipient (`crate::lmtp`).
+//! Header order (RFC 5321 §4.4): our `Received:` and
+//! `Authentication-Results:` are this hop's trace fields and stay on top;
+//! fields the plugins add go directly below them.
+//!
+//! On LMTP a refusal of the whole message is sent once per accepted RCPT,
+//! a `route` refusal of one recipient answers only that recipient's RCPT,
+//! and delivery without plugins is per recipient (`crate::lmtp`).
 
 use mailgate_smtp_proto::{ReceivedMessage, Reply};
 
@@ -34,6 +40,7 @@ impl Session {
         let Some(mut tx) = tx else {
             return self.reply(Reply::bad_sequence());
         };
+        let lmtp_order = self.lmtp_order(&tx.recipients);
         let client = self.peer.ip();
         let from = tx.from.address();
         let rcpts: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
@@ -112,9 +119,15 @@ impl Session {
             date: now_rfc5322(),
         };
         let mut header = stamp.header();
+        // Our trace fields: `Received:`, then `Authentication-Results:`.
+        let mut trace_fields = 1;
         if let Some(v) = &verification {
             header.push_str(&v.header);
+            trace_fields += 1;
         }
+        let auth_results = verification
+            .as_ref()
+            .map(|v| std::sync::Arc::new(v.results.clone()));
         let received = stripped.as_deref().unwrap_or(&message.data);
         let mut data = Vec::with_capacity(header.len() + received.len());
         data.extend_from_slice(header.as_bytes());
@@ -126,7 +139,12 @@ impl Session {
 
         // The plugins (data, route) may refuse it, edit it, and decide
         // where each copy goes; without them every copy goes to INBOX.
-        let plan = match self.policy_plan(&mut tx, &data).await {
+        let plan = self
+            .policy_plan(&mut tx, &data, trace_fields, auth_results)
+            .await;
+        // What the plugins wrote to their store is durable before the reply.
+        self.policy_commit().await;
+        let plan = match plan {
             Ok(plan) => plan,
             Err(refusal) => return self.reply_each(refusal),
         };
@@ -149,18 +167,33 @@ impl Session {
             Ok(copies) => {
                 tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?plan.remote, size, copies, quarantined = plan.quarantined, user = self.authenticated_user().unwrap_or("-"), outcome = "accepted", "smtp: message accepted");
                 self.save_sent_copy(submitted).await;
-                self.reply_each(Reply::with_code(
-                    250,
-                    2,
-                    0,
-                    0,
-                    format!("Ok: queued as {id}"),
-                ));
+                let ok = Reply::with_code(250, 2, 0, 0, format!("Ok: queued as {id}"));
+                self.reply_plan(&lmtp_order, &plan, ok);
             }
             Err(e) => {
                 tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "smtp: delivery failed");
-                self.reply_each(Reply::local_error());
+                self.reply_plan(&lmtp_order, &plan, Reply::local_error());
             }
+        }
+    }
+
+    /// The replies after a message delivered under a plan: on LMTP with
+    /// recipients refused at `route`, their own reply to each of them and
+    /// `outcome` to the others, in RCPT order; otherwise `outcome` once
+    /// per reply owed.
+    pub(crate) fn reply_plan(&mut self, order: &[String], plan: &Plan, outcome: Reply) {
+        if !self.ctx.lmtp || plan.refused.is_empty() || order.is_empty() {
+            return self.reply_each(outcome);
+        }
+        // Per-recipient outcomes are not protocol errors: like
+        // `lmtp_deliver`, not counted towards `max_errors`.
+        for address in order {
+            let reply = plan
+                .refused
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(address))
+                .map_or_else(|| outcome.clone(), |(_, r)| r.clone());
+            self.write(&reply);
         }
     }
 
@@ -200,14 +233,28 @@ impl Session {
                 .map_err(|e| e.to_string())?
                 .len();
         }
-        if !plan.remote.is_empty() {
+        if !plan.remote.is_empty() || !plan.relayed.is_empty() {
             let Some(queue) = &self.ctx.outbound else {
                 return Err("remote recipients but no outbound queue".into());
             };
-            queue
-                .enqueue(from, &plan.remote, data)
-                .await
-                .map_err(|e| e.to_string())?;
+            let queued = if plan.relayed.is_empty() {
+                queue.enqueue(from, &plan.remote, data).await
+            } else {
+                // One queue entry: MX-routed recipients and those a
+                // plugin relays through a named next hop.
+                let routed: Vec<(String, Option<String>)> = plan
+                    .remote
+                    .iter()
+                    .map(|a| (a.clone(), None))
+                    .chain(
+                        plan.relayed
+                            .iter()
+                            .map(|(a, h)| (a.clone(), Some(h.clone()))),
+                    )
+                    .collect();
+                queue.enqueue_routed(from, &routed, data).await
+            };
+            queued.map_err(|e| e.to_string())?;
         }
         Ok(copies)
     }

@@ -8,20 +8,24 @@
 //!   ourselves, so a `route` reject of any recipient refuses the whole
 //!   message (the sender learns of it; nothing is lost silently), and a
 //!   `route` tempfail of any recipient defers the whole message (nothing
-//!   is delivered, so the retry makes no duplicates).
+//!   is delivered, so the retry makes no duplicates). Not on LMTP, which
+//!   answers each recipient: there a route refusal refuses that recipient
+//!   only and the others are delivered.
 //! - Quarantine: the copy goes to the recipient's `Quarantine` folder
 //!   (created if missing), flagged `$Quarantined`, never to INBOX; a
 //!   POP3 client never sees it, an IMAP client or the operator can.
 //!   Copies for other domains are not sent while quarantined.
 //! - Forward and added recipients in other domains go to the outbound
 //!   queue; without one the message is deferred (`451 4.3.0`) and logged.
-//! - `relay` through a named smarthost is not offered by the outbound
-//!   queue yet: such a plan defers the message, logged at WARN.
+//! - `relay(host)` sends that recipient's copy (local or remote) through
+//!   the outbound queue to `host` instead of its MX hosts; the forms of
+//!   `host` are `mailgate_store::queue::NextHop`'s. A malformed one, or no
+//!   outbound queue, defers the message (`451`), logged at WARN.
 
 use std::sync::Arc;
 
 use mailgate_delivery::{LocalRecipient, RecipientCheck, Target};
-use mailgate_policy::{Delivery, Hook, MessageView, RouteAction};
+use mailgate_policy::{AuthResults, Delivery, Hook, MessageView, RouteAction};
 use mailgate_smtp_proto::Reply;
 
 use crate::policy::{no_outbound, recipient_info, smtp_reply, Hold};
@@ -45,6 +49,12 @@ pub(crate) struct Plan {
     pub(crate) quarantined: usize,
     /// A plugin discarded the message.
     pub(crate) discarded: bool,
+    /// Addresses for the outbound queue with the next hop a plugin's
+    /// `relay` chose (canonical `NextHop` text).
+    pub(crate) relayed: Vec<(String, String)>,
+    /// LMTP only: recipients refused at `route` (reject or tempfail),
+    /// each with its own reply; the others are delivered.
+    pub(crate) refused: Vec<(String, Reply)>,
 }
 
 impl Plan {
@@ -85,7 +95,12 @@ struct Refusals {
 impl Session {
     /// Runs `data` and `route` for the message `data` (our `Received:`
     /// included) of `tx`; `Err(reply)` refuses it. Without a transaction
-    /// policy this is [`Plan::plain`].
+    /// policy this is [`Plan::plain`]. The first `trace_fields` fields of
+    /// `data` are ours (they stay on top of what plugins add); `auth` is
+    /// what inbound verification found (`message.auth-results`).
+    ///
+    /// On LMTP a `route` refusal refuses only that recipient
+    /// ([`Plan::refused`]): each recipient has its own reply there.
     ///
     /// Cost: the plugins' view shares `data` (no copy); header edits are
     /// applied to the view, and the edited message is built once, here; a
@@ -97,6 +112,8 @@ impl Session {
         &self,
         tx: &mut Transaction,
         data: &Arc<Vec<u8>>,
+        trace_fields: usize,
+        auth: Option<Arc<AuthResults>>,
     ) -> Result<Plan, Reply> {
         let Some(p) = tx.policy.clone() else {
             return Ok(Plan::plain(tx));
@@ -110,7 +127,9 @@ impl Session {
         let mut view = None;
         if chain.wants(Hook::Data) || wants_route {
             let session = self.session_info();
-            let mut v = MessageView::shared(data.clone());
+            let mut v = MessageView::shared(data.clone())
+                .with_trace_fields(trace_fields)
+                .with_auth_results(auth);
             if chain.wants(Hook::Data) {
                 let before = envelope.recipients.clone();
                 let d = chain.data(&session, &mut envelope, &mut v).await;
@@ -168,16 +187,29 @@ impl Session {
                 .unwrap_or_default();
             let info = recipient_info(address, params, local);
             let d = chain.route(&session, &envelope, &info, &view).await;
+            let mark = (
+                plan.local.len(),
+                plan.remote.len(),
+                plan.relayed.len(),
+                plan.quarantined,
+            );
+            let mut own = Refusals::default();
             for action in d.actions {
-                self.apply_action(
-                    action,
-                    address,
-                    local,
-                    &default_folder,
-                    &mut plan,
-                    &mut refusals,
-                )
-                .await;
+                self.apply_action(action, address, local, &default_folder, &mut plan, &mut own)
+                    .await;
+            }
+            if self.ctx.lmtp {
+                // This recipient's own reply; nothing of its plan.
+                if let Some(r) = own.reject.or(own.defer) {
+                    plan.local.truncate(mark.0);
+                    plan.remote.truncate(mark.1);
+                    plan.relayed.truncate(mark.2);
+                    plan.quarantined = mark.3;
+                    plan.refused.push((address.to_string(), r));
+                }
+            } else {
+                refusals.reject = refusals.reject.or(own.reject);
+                refusals.defer = refusals.defer.or(own.defer);
             }
         }
         if let Some(r) = refusals.reject.or(refusals.defer) {
@@ -243,8 +275,29 @@ impl Session {
                 }
             }
             RouteAction::Relay(host) => {
-                tracing::warn!(%client, rcpt = %address, %host, "smtp: policy asks for a smarthost relay, which the outbound queue does not offer yet; deferred");
-                refusals.defer.get_or_insert_with(no_outbound);
+                if self.ctx.outbound.is_none() {
+                    tracing::warn!(%client, rcpt = %address, %host, "smtp: policy relays through a next hop but there is no outbound queue; deferred");
+                    refusals.defer.get_or_insert_with(no_outbound);
+                    return;
+                }
+                match mailgate_store::queue::NextHop::parse(&host) {
+                    Ok(hop) => {
+                        tracing::info!(%client, rcpt = %address, next_hop = %hop, "smtp: relayed through a next hop by policy");
+                        plan.relayed.push((address.to_string(), hop.to_string()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%client, rcpt = %address, %host, error = %e, "smtp: policy named a malformed next hop; deferred");
+                        refusals.defer.get_or_insert_with(|| {
+                            Reply::with_code(
+                                451,
+                                4,
+                                3,
+                                5,
+                                "next hop misconfigured; try again later",
+                            )
+                        });
+                    }
+                }
             }
             RouteAction::Discard => {
                 tracing::info!(%client, rcpt = %address, "smtp: copy discarded by policy");

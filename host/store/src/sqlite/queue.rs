@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::SqliteStore;
 use crate::queue::{
-    AttemptRecord, NewQueued, OutboundQueue, QueueEntry, QueueId, QueueStore, QueuedRecipient,
-    RecipientStatus,
+    AttemptRecord, NewQueued, NextHop, OutboundQueue, QueueEntry, QueueId, QueueStore,
+    QueuedRecipient, RecipientStatus,
 };
 use crate::{StoreError, StoreResult};
 
@@ -35,8 +35,8 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
 
 fn recipients_of(c: &Connection, id: QueueId) -> StoreResult<Vec<QueuedRecipient>> {
     let mut st = c.prepare_cached(
-        "SELECT idx, address, domain, orcpt, notify, status, last_reply, remote_host, updated \
-         FROM queue_rcpts WHERE queue = ?1 ORDER BY idx",
+        "SELECT idx, address, domain, orcpt, notify, status, last_reply, remote_host, updated, \
+         next_hop FROM queue_rcpts WHERE queue = ?1 ORDER BY idx",
     )?;
     let rows = st.query_map([id], |r| {
         Ok((
@@ -50,6 +50,7 @@ fn recipients_of(c: &Connection, id: QueueId) -> StoreResult<Vec<QueuedRecipient
                 last_reply: r.get(6)?,
                 remote_host: r.get(7)?,
                 updated: r.get(8)?,
+                next_hop: r.get(9)?,
             },
             r.get::<_, String>(5)?,
         ))
@@ -99,6 +100,16 @@ fn insert(c: &Connection, m: &NewQueued) -> StoreResult<QueueId> {
             "a queued message needs a recipient".into(),
         ));
     }
+    let hops = m
+        .recipients
+        .iter()
+        .map(|r| match &r.next_hop {
+            None => Ok(None),
+            Some(h) => NextHop::parse(h)
+                .map(|h| Some(h.to_string()))
+                .map_err(|e| StoreError::Invalid(format!("next hop of {}: {e}", r.address))),
+        })
+        .collect::<StoreResult<Vec<Option<String>>>>()?;
     c.execute(
         "INSERT INTO queue (sender, created, next_attempt, envid, ret_full, smtputf8, eight_bit, size, data) \
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -115,16 +126,18 @@ fn insert(c: &Connection, m: &NewQueued) -> StoreResult<QueueId> {
     )?;
     let id = c.last_insert_rowid();
     let mut st = c.prepare_cached(
-        "INSERT INTO queue_rcpts (queue, idx, address, domain, orcpt, notify) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO queue_rcpts (queue, idx, address, domain, orcpt, notify, next_hop) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for (i, r) in m.recipients.iter().enumerate() {
+    for (i, (r, hop)) in m.recipients.iter().zip(hops).enumerate() {
         st.execute(params![
             id,
             i as i64,
             r.address,
             domain_of(&r.address),
             r.orcpt,
-            r.notify
+            r.notify,
+            hop
         ])?;
     }
     Ok(id)
@@ -215,6 +228,9 @@ impl QueueStore for SqliteStore {
                     u.remote_host,
                     attempt.at
                 ])?;
+            }
+            if let Some(bounce) = &attempt.bounce {
+                insert(c, bounce)?;
             }
             Ok((entry(c, id)?, vec![]))
         })
@@ -350,6 +366,7 @@ mod tests {
                     ],
                     next_attempt: 60,
                     warned: false,
+                    bounce: None,
                 },
             )
             .await
@@ -381,6 +398,7 @@ mod tests {
                     ],
                     next_attempt: 120,
                     warned: true,
+                    bounce: Some(message("", &["a@a.test"], 125)),
                 },
             )
             .await
@@ -389,15 +407,18 @@ mod tests {
         assert_eq!(e.recipients[0].status, RecipientStatus::Delivered);
         assert_eq!(e.recipients[1].status, RecipientStatus::Failed);
         assert!(e.is_finished() && e.warned);
-        assert!(store.queue_due(1000, 10).await.unwrap().is_empty());
+        // The attempt's bounce entered the queue with it (due at once).
+        let due = store.queue_due(1000, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].sender.as_str(), due[0].created), ("", 125));
         let bounce = store
             .queue_complete(id, Some(message("", &["a@a.test"], 130)))
             .await
             .unwrap();
         let list = store.queue_list().await.unwrap();
-        assert_eq!(list.len(), 1);
-        assert_eq!(Some(list[0].id), bounce);
-        assert_eq!(list[0].sender, "");
+        assert_eq!(list.len(), 2);
+        assert_eq!(Some(list[1].id), bounce);
+        assert_eq!(list[1].sender, "");
         // Completing again (already gone) enqueues nothing.
         assert_eq!(
             store
@@ -458,10 +479,56 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(v, "2");
-        c.query_row("SELECT count(*) FROM queue_rcpts", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        assert_eq!(v, "3");
+        c.query_row(
+            "SELECT count(*) FROM queue_rcpts WHERE next_hop IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn version_2_queue_keeps_its_mail_and_gains_next_hops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        {
+            // A version 2 store with one queued message, as 0.x wrote it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(super::super::schema::SCHEMA_V1).unwrap();
+            c.execute_batch(super::super::schema::SCHEMA_V2).unwrap();
+            c.execute_batch(
+                "INSERT INTO meta VALUES ('schema_version', '2');
+                 INSERT INTO queue (sender, created, next_attempt, size, data)
+                     VALUES ('a@a.test', 10, 10, 4, x'6869210a');
+                 INSERT INTO queue_rcpts (queue, idx, address, domain)
+                     VALUES (1, 0, 'x@b.test', 'b.test');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let due = store.queue_due(10, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].recipients[0].address, "x@b.test");
+        assert_eq!(due[0].recipients[0].next_hop, None);
+        let mut m = message("a@a.test", &["y@c.test", "z@d.test"], 20);
+        m.recipients[0].next_hop = Some(" [MX.Relay.test]:2525 ".into());
+        let id = store.enqueue(m).await.unwrap();
+        let e = store.queue_entry(id).await.unwrap().unwrap();
+        assert_eq!(
+            e.recipients[0].next_hop.as_deref(),
+            Some("[mx.relay.test]:2525")
+        );
+        assert_eq!(e.recipients[1].next_hop, None);
+        drop(store);
+        // Opening again changes nothing.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.queue_list().await.unwrap().len(), 2);
+        let mut bad = message("a@a.test", &["y@c.test"], 20);
+        bad.recipients[0].next_hop = Some("mx.test:0".into());
+        assert!(matches!(
+            store.enqueue(bad).await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 }

@@ -18,15 +18,25 @@
 //!   message with its body; `queue_rcpts(queue, idx, address, domain,
 //!   orcpt, notify, status, last_reply, remote_host, updated)`, one row per
 //!   recipient, removed with its message.
+//! - `subscriptions(account, name)`: the IMAP subscriptions, names that
+//!   may outlive their mailbox (created on open where missing, filled from
+//!   `mailboxes.subscribed`, which is still kept in step).
+//! - `blob_headers(blob, header)`: the header block of each body (up to
+//!   the first empty line) for IMAP header searches, written with the
+//!   body (created on open where missing; bodies stored before, or by an
+//!   older version, have no row and are searched by reading them whole).
+//! - Version 3 adds `queue_rcpts.next_hop`: the next hop a routing plugin
+//!   chose for the recipient (`NULL`: MX routing). Older stores gain the
+//!   column empty, so their queued mail keeps MX routing.
 
 use rusqlite::Connection;
 
 use crate::StoreResult;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-const SCHEMA_V1: &str = r#"
+pub(crate) const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, catch_all TEXT);
 CREATE TABLE IF NOT EXISTS accounts (
@@ -77,7 +87,7 @@ CREATE TABLE IF NOT EXISTS expunged (
 /// runner asks "what is due now" on every wake-up. `AUTOINCREMENT` because
 /// a queue id must never be reused: a bounce taking the id of the message
 /// it reports on could be deleted by a late `queue delete` of the original.
-const SCHEMA_V2: &str = r#"
+pub(crate) const SCHEMA_V2: &str = r#"
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sender TEXT NOT NULL,
@@ -133,10 +143,10 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
                 "the store has schema version {v}, newer than this mailgate ({SCHEMA_VERSION}); upgrade mailgate"
             )));
         }
-        Some(v) if v < 2 => {
+        Some(v) if v < SCHEMA_VERSION => {
             conn.execute(
-                "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-                [],
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION.to_string()],
             )?;
         }
         Some(_) => {}
@@ -145,5 +155,34 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     // EXISTS` makes this idempotent, so a crash between creating them and
     // stamping the version is harmless.
     conn.execute_batch(SCHEMA_V2)?;
+    // Version 3's column, added only where missing (idempotent likewise).
+    if !has_column(conn, "queue_rcpts", "next_hop")? {
+        conn.execute_batch("ALTER TABLE queue_rcpts ADD COLUMN next_hop TEXT")?;
+    }
+    // IMAP subscriptions apart from mailboxes; idempotent, no version.
+    super::imap::migrate_subscriptions(conn)?;
+    // Header blocks for header searches; additive and idempotent, no
+    // version (older versions ignore the table; bodies they store have no
+    // row, and searches then read the whole body).
+    conn.execute_batch(BLOB_HEADERS)?;
     Ok(())
+}
+
+/// `blob_headers(blob, header)`: the header block of a stored body (see
+/// [`crate::structure::header_block_len`]), kept apart from `blobs` so
+/// that header searches read a small row instead of the body's overflow
+/// pages. Removed with its body (`ON DELETE CASCADE`).
+pub(crate) const BLOB_HEADERS: &str = r#"
+CREATE TABLE IF NOT EXISTS blob_headers (
+    blob INTEGER PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,
+    header BLOB NOT NULL
+);
+"#;
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> StoreResult<bool> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names.iter().any(|n| n == column))
 }
