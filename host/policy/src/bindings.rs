@@ -62,6 +62,8 @@ pub(crate) struct CallLimiter {
     pub(crate) hit: bool,
     /// The largest linear memory this store's instance has grown to.
     pub(crate) grown_to: usize,
+    /// Its memory when it was made (the component's initial memory).
+    pub(crate) initial: usize,
 }
 
 impl ResourceLimiter for CallLimiter {
@@ -75,6 +77,9 @@ impl ResourceLimiter for CallLimiter {
             desired <= self.memory_bytes && self.inner.memory_growing(current, desired, maximum)?;
         self.hit |= !ok;
         if ok {
+            if current == 0 && self.initial == 0 {
+                self.initial = desired;
+            }
             self.grown_to = self.grown_to.max(desired);
         }
         Ok(ok)

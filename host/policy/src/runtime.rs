@@ -41,8 +41,8 @@ const KEEP_RESIDENT: usize = 2 << 20;
 const MAX_WARM: usize = 8;
 /// Calls one instance serves before it is replaced by a fresh one.
 const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
-/// An instance whose memory grew past this is not kept warm: its next
-/// call starts from a fresh, small instance.
+/// An instance whose memory grew by more than this since it was made is
+/// not kept warm: its next call starts from a fresh instance.
 const MAX_WARM_MEMORY: usize = 8 << 20;
 
 /// The WIT package the host serves.
@@ -475,6 +475,7 @@ impl LoadedPlugin {
                 memory_bytes: memory,
                 hit: false,
                 grown_to: 0,
+                initial: 0,
             },
             env: self.env.clone(),
         };
@@ -493,7 +494,7 @@ impl LoadedPlugin {
     /// a microsecond rather than the tens of an instantiation. An instance
     /// is thrown away, never reused, after a trap, a time-out, a limit hit
     /// or any other failure, after [`MAX_CALLS_PER_INSTANCE`] calls, when
-    /// its memory grew past [`MAX_WARM_MEMORY`], and when the plugin is
+    /// its memory grew by more than [`MAX_WARM_MEMORY`], and when the plugin is
     /// replaced (a reload); at most [`MAX_WARM`] wait per plugin (a
     /// sixteenth of the pool's slots when that is fewer). The
     /// load-time `describe` and `self-test` calls always run in an instance
@@ -542,7 +543,8 @@ impl LoadedPlugin {
         let outcome = match outcome {
             Ok((answer, instance)) => {
                 let calls = calls + 1;
-                let small = store.data().limits.grown_to <= MAX_WARM_MEMORY;
+                let limits = &store.data().limits;
+                let small = limits.grown_to.saturating_sub(limits.initial) <= MAX_WARM_MEMORY;
                 if keep && small && calls < MAX_CALLS_PER_INSTANCE {
                     self.put_warm(Warm {
                         store,
