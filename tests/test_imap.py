@@ -665,3 +665,166 @@ def test_fetch_of_a_large_mailbox_and_message(srv):
         assert lines[n] == b"* %d FETCH (BODY[TEXT] {%d}\r\n%s)" % (n + 1, len(enc), enc), n
     assert r.until(b"b")[-1].startswith(b"b OK")
     r.close()
+
+
+# ---------------------- THREAD, decoded SEARCH, UNCHANGEDSINCE, LIST, APPEND
+def mail(subject: str, date: str, msgid: str, extra=(), body="hi\r\n",
+         headers_extra=()) -> bytes:
+    hdrs = ["From: <t@remote.test>", "To: <alice@example.test>", f"Subject: {subject}",
+            f"Date: Mon, 1 Jan 2024 {date}:00 +0000", f"Message-ID: <{msgid}@t>"]
+    hdrs += list(extra) + list(headers_extra)
+    return ("\r\n".join(hdrs) + "\r\n\r\n" + body).encode("utf-8")
+
+
+def test_thread_references_hand_checked(srv):
+    """RFC 5256 §3 REFERENCES, worked out by hand from its steps:
+    1 <- {2 <- 4, 3}; 5 replies to a missing <b1>, so its dummy parent is
+    pruned and 5 is gathered under 6 by base subject ("Re: Budget" is a
+    reply, "Budget" not); 7 and 8 reply to a missing <t0>: a dummy holds
+    them at the top. Top level by sent date (a dummy by its first child),
+    siblings by sent date."""
+    m = imap(srv)
+    ok(m.create("Threads"))
+    for raw in (
+        mail("Lunch", "10:00", "l1"),
+        mail("Re: Lunch", "10:30", "l2", ["References: <l1@t>"]),
+        mail("Re: Lunch", "10:20", "l3", ["In-Reply-To: <l1@t>"]),
+        mail("Re: Lunch", "11:00", "l4", ["References: <l1@t>\r\n <l2@t>"]),
+        mail("Re: Budget", "09:00", "b2", ["References: <b1@t>"]),
+        mail("Budget", "12:00", "b3"),
+        mail("Re: Trip", "08:00", "t2", ["References: <t0@t>"]),
+        mail("Re: Trip", "08:30", "t3", ["In-Reply-To: <t0@t> (sent earlier)"]),
+    ):
+        ok(m.append("Threads", None, None, raw))
+    ok(m.select("Threads"))
+    assert ok(m.thread("REFERENCES", "UTF-8", "ALL")) == [b"((7)(8))(1 (3)(2 4))(6 5)"]
+    typ, data = m.uid("THREAD", "REFERENCES", "UTF-8", "NOT", "SUBJECT", "trip")
+    assert typ == "OK" and data == [b"(1 (3)(2 4))(6 5)"], (typ, data)
+    # ORDEREDSUBJECT: one thread per base subject, the first message the
+    # parent of the others.
+    assert ok(m.thread("ORDEREDSUBJECT", "UTF-8", "ALL")) == [b"(7 8)(5 6)(1 (3)(2)(4))"]
+    m.logout()
+
+
+def test_search_body_decodes_transfer_encodings_and_charsets(srv):
+    """SEARCH BODY/TEXT match the decoded text (base64, quoted-printable,
+    ISO-8859-1 converted to UTF-8), in any case, as Dovecot does; the
+    bytes of a base64 attachment are not text."""
+    m = imap(srv)
+    ok(m.create("Decoded"))
+    mime = ["MIME-Version: 1.0"]
+    ok(m.append("Decoded", None, None, mail(
+        "b64", "10:00", "d1", mime + ["Content-Type: text/plain; charset=utf-8",
+                                     "Content-Transfer-Encoding: base64"],
+        body="R3LDvMOfZSBhdXMgS8O2bG4K\r\n")))
+    ok(m.append("Decoded", None, None, mail(
+        "qp", "10:01", "d2", mime + ["Content-Type: text/plain; charset=utf-8",
+                                    "Content-Transfer-Encoding: quoted-printable"],
+        body="Un caf=C3=A9 cr=\r\n=C3=A8me br=C3=BBl=C3=A9e\r\n")))
+    latin1 = mail("latin1", "10:02", "d3", mime + ["Content-Type: text/plain; charset=ISO-8859-1",
+                                                   "Content-Transfer-Encoding: 8bit"],
+                  body="@@\r\n").replace(b"@@", "Herr Müller".encode("latin-1"))
+    ok(m.append("Decoded", None, None, latin1))
+    ok(m.append("Decoded", None, None, mail(
+        "attached", "10:03", "d4", mime + ['Content-Type: multipart/mixed; boundary="b"'],
+        body=("--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n"
+              "--b\r\nContent-Type: application/octet-stream\r\n"
+              "Content-Transfer-Encoding: base64\r\n\r\nU2VjcmV0V29yZA==\r\n--b--\r\n"))))
+    ok(m.select("Decoded"))
+    m._encoding = "utf-8"
+
+    def search(key, value):
+        typ, data = m._simple_command("SEARCH", "CHARSET", "UTF-8", key,
+                                      "{%d+}\r\n%s" % (len(value.encode()), value))
+        assert typ == "OK", data
+        return m.untagged_responses.pop("SEARCH")[-1].split()
+
+    assert search("BODY", "GRÜẞE AUS KÖLN") == [b"1"]
+    assert search("BODY", "R3LDvMOf") == []
+    assert search("TEXT", "crème brûlée") == [b"2"]
+    assert search("BODY", "caf=C3") == []
+    assert search("BODY", "müller") == [b"3"]
+    assert search("BODY", "secretword") == []
+    assert search("BODY", "SEE ATTACHMENT") == [b"4"]
+    assert search("TEXT", "LATIN1") == [b"3"]
+    assert search("BODY", "latin1") == []
+    m.logout()
+
+
+def test_store_unchangedsince_against_another_session(srv):
+    """RFC 7162 §3.1.3: the MODSEQ check is made with the change, against
+    what is stored now: a change by another session that this one has
+    not been told about yet makes the message fail, [MODIFIED]."""
+    for i in range(3):
+        deliver(srv, make_message(f"cs{i}"))
+    a, b = raw_login(srv), raw_login(srv)
+    assert a.cmd(b"s", b"SELECT INBOX (CONDSTORE)")[-1].startswith(b"s OK")
+    b.cmd(b"s", b"SELECT INBOX")
+    lines = a.cmd(b"f", b"FETCH 1:3 (MODSEQ)")
+    highest = max(int(re.search(rb"MODSEQ \((\d+)\)", ln).group(1)) for ln in lines[:-1])
+    assert b.cmd(b"x", b"STORE 2 +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"x OK")
+    lines = a.cmd(b"u", b"STORE 1:3 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % highest)
+    assert lines[-1].startswith(b"u OK [MODIFIED 2]"), lines
+    assert any(ln.startswith(b"* 1 FETCH (FLAGS (\\Seen) MODSEQ (") for ln in lines), lines
+    # Message 2 keeps B's flags only.
+    lines = b.cmd(b"g", b"FETCH 2 (FLAGS)")
+    assert lines[0] == b"* 2 FETCH (FLAGS (\\Flagged))", lines
+    a.close()
+    b.close()
+
+
+def test_list_subscribed_shows_nonexistent(srv):
+    """RFC 5258: a subscribed name whose mailbox was deleted is listed by
+    LIST (SUBSCRIBED) with \\NonExistent; RECURSIVEMATCH gives CHILDINFO."""
+    m = imap(srv)
+    ok(m.create("Gone"))
+    ok(m.subscribe("Gone"))
+    ok(m.delete("Gone"))
+    ok(m.create("Top/Sub"))
+    ok(m.unsubscribe("Top"))
+
+    def listing(*args):
+        typ, data = m._simple_command("LIST", *args)
+        assert typ == "OK", data
+        return m.untagged_responses.pop("LIST", [])
+
+    lines = listing("(SUBSCRIBED)", '""', "*")
+    assert b'(\\NonExistent \\Subscribed) "/" "Gone"' in lines, lines
+    assert b'(\\HasNoChildren \\Subscribed) "/" "Top/Sub"' in lines, lines
+    lines = listing("(SUBSCRIBED RECURSIVEMATCH)", '""', "%")
+    assert b'(\\HasChildren) "/" "Top" ("CHILDINFO" ("SUBSCRIBED"))' in lines, lines
+    assert b'(\\NonExistent \\Subscribed) "/" "Gone"' in lines, lines
+    assert not any(b'"Gone"' in ln for ln in listing('""', "*")), "deleted mailbox listed"
+    m.logout()
+
+
+def test_multiappend_and_utf8_append(srv):
+    """RFC 3502 MULTIAPPEND with synchronizing literals (all or none) and
+    RFC 6855 §4 APPEND UTF8 (~{n}...)."""
+    r = raw_login(srv)
+    caps = r.cmd(b"c", b"CAPABILITY")[0]
+    assert b" MULTIAPPEND" in caps and b" UTF8=ACCEPT" in caps, caps
+    m1 = make_message("multi one")
+    m2 = make_message("multi two")
+    r.send(b"a APPEND Drafts (\\Seen) {%d}\r\n" % len(m1))
+    assert r.line().startswith(b"+ ")
+    r.send(m1 + b" {%d}\r\n" % len(m2))
+    assert r.line().startswith(b"+ ")
+    r.send(m2 + b"\r\n")
+    lines = r.until(b"a")
+    assert re.match(rb"a OK \[APPENDUID \d+ 1:2\]", lines[-1]), lines
+    # The second message is refused (\Recent): the first is not stored.
+    lines = r.cmd(b"b", b"APPEND Drafts {%d+}\r\n%s (\\Recent) {%d+}\r\n%s"
+                  % (len(m1), m1, len(m2), m2))
+    assert lines[-1].startswith(b"b BAD"), lines
+    lines = r.cmd(b"s", b"STATUS Drafts (MESSAGES)")
+    assert b"MESSAGES 2" in lines[0], lines
+    utf8 = "From: <j@remote.test>\r\nSubject: Grüße\r\n\r\nHallo\r\n".encode()
+    lines = r.cmd(b"u", b"APPEND Drafts UTF8 (~{%d+}\r\n%s)" % (len(utf8), utf8))
+    assert re.match(rb"u OK \[APPENDUID \d+ 3\]", lines[-1]), lines
+    r.cmd(b"e", b"EXAMINE Drafts")
+    lines = r.cmd(b"f", b"FETCH 1:3 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"\\Seen" in lines[0] and b"Subject: multi one" in lines[0], lines
+    assert b"Subject: multi two" in lines[1], lines
+    assert "Subject: Grüße".encode() in lines[2], lines
+    r.close()

@@ -92,16 +92,13 @@ pub enum CommandBody {
         /// The items.
         items: Vec<StatusItem>,
     },
-    /// APPEND mailbox [flags] [date] literal
+    /// APPEND mailbox [flags] [date] literal, with one or more messages
+    /// (RFC 3502 MULTIAPPEND).
     Append {
         /// The mailbox.
         mailbox: Vec<u8>,
-        /// Flags to set.
-        flags: Vec<String>,
-        /// INTERNALDATE, seconds since the epoch.
-        date: Option<i64>,
-        /// The message.
-        message: Vec<u8>,
+        /// The messages, in the order sent (at least one).
+        messages: Vec<AppendMessage>,
     },
     /// IDLE (RFC 2177)
     Idle,
@@ -243,6 +240,21 @@ impl CommandBody {
             CommandBody::GetQuotaRoot(_) => "GETQUOTAROOT",
         }
     }
+}
+
+/// One message of an APPEND (RFC 9051 `append` / RFC 3502
+/// `append-message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    /// Flags to set.
+    pub flags: Vec<String>,
+    /// INTERNALDATE, seconds since the epoch.
+    pub date: Option<i64>,
+    /// The message.
+    pub message: Vec<u8>,
+    /// Sent as `UTF8 (~{n}...)` (RFC 6855 §4): the message may hold
+    /// UTF-8 header fields.
+    pub utf8: bool,
 }
 
 /// QRESYNC select parameters: `(uidvalidity modseq [known-uids

@@ -15,9 +15,15 @@
 //!
 //! Limits: one line (outside literals) may hold [`Limits::max_line`]
 //! bytes; a literal of an APPEND [`Limits::max_append`] bytes, any other
-//! literal [`Limits::max_literal`] bytes. A refused synchronizing literal
+//! literal [`Limits::max_literal`] bytes; a whole APPEND (several messages
+//! with MULTIAPPEND) [`MULTIAPPEND_FACTOR`] times `max_append`. A refused
+//! synchronizing literal
 //! is never sent by the client (it waits for `+`), so the command simply
 //! ends; a refused non-synchronizing literal is read and thrown away.
+
+/// An APPEND command with several messages (RFC 3502 MULTIAPPEND) may
+/// hold up to this many times [`Limits::max_append`] bytes in all.
+pub const MULTIAPPEND_FACTOR: u64 = 4;
 
 /// Size limits of the framer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,12 +226,18 @@ impl Framer {
             }
             return None;
         }
-        let limit = if self.is_append() {
+        let append = self.is_append();
+        let limit = if append {
             self.limits.max_append
         } else {
             self.limits.max_literal
         };
-        if size > limit {
+        // A MULTIAPPEND (RFC 3502) holds several messages in one command,
+        // all of which are buffered: the whole command is bounded too.
+        let too_big_in_total = append
+            && (self.buf.len() as u64).saturating_add(size)
+                > self.limits.max_append.saturating_mul(MULTIAPPEND_FACTOR);
+        if size > limit || too_big_in_total {
             let tag = self.tag();
             if sync {
                 self.reset();
@@ -412,6 +424,32 @@ mod tests {
                 tag: Some("a".into()),
                 sync: true
             }]
+        );
+    }
+
+    #[test]
+    fn multiappend_is_bounded_in_total() {
+        let mut f = Framer::new(Limits {
+            max_append: 10,
+            ..Limits::default()
+        });
+        let mut input = b"a APPEND INBOX {10+}\r\n0123456789".to_vec();
+        for _ in 0..3 {
+            input.extend_from_slice(b" {10+}\r\n0123456789");
+        }
+        input.extend_from_slice(b"\r\n");
+        let frames = feed_all(&mut f, &input);
+        assert!(
+            matches!(frames[..], [Frame::TooBig { sync: false, .. }]),
+            "{frames:?}"
+        );
+        // Within the total, several messages make one command.
+        let frames = feed_all(&mut f, b"b APPEND INBOX {3+}\r\nabc {3+}\r\ndef\r\n");
+        assert_eq!(
+            frames,
+            [Frame::Command(
+                b"b APPEND INBOX {3+}\r\nabc {3+}\r\ndef".to_vec()
+            )]
         );
     }
 

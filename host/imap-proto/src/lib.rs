@@ -37,6 +37,6 @@ pub mod response;
 pub mod sequence;
 
 pub use command::*;
-pub use framer::{Frame, Framer, Limits};
+pub use framer::{Frame, Framer, Limits, MULTIAPPEND_FACTOR};
 pub use parse::{format_date_time, parse_command, parse_date_time, ParseError};
 pub use sequence::{format_set, SeqNumber, SequenceSet};

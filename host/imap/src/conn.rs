@@ -204,7 +204,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             // A long answer (FETCH) comes in parts: each is written
             // before the next is made, so the whole never sits in memory.
             while session.has_more_output() {
-                if let Err(reason) = flush(stream, &mut out, ctx).await {
+                // The buffer is kept between the parts (given back after
+                // the last one): not allocated and grown again each time.
+                if let Err(reason) = flush_keeping(stream, &mut out, ctx, usize::MAX).await {
                     return End::Closed(reason);
                 }
                 flow = session.resume(&mut out).await;
@@ -289,6 +291,16 @@ async fn flush<S: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     ctx: &ImapContext,
 ) -> Result<(), &'static str> {
+    flush_keeping(stream, out, ctx, KEEP_OUTPUT).await
+}
+
+/// [`flush`], keeping a buffer of up to `keep` bytes of capacity.
+async fn flush_keeping<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    ctx: &ImapContext,
+    keep: usize,
+) -> Result<(), &'static str> {
     if out.is_empty() {
         return Ok(());
     }
@@ -297,7 +309,7 @@ async fn flush<S: AsyncWrite + Unpin>(
         stream.flush().await
     })
     .await;
-    if out.capacity() > KEEP_OUTPUT {
+    if out.capacity() > keep {
         *out = Vec::new();
     } else {
         out.clear();

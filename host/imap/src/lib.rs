@@ -164,6 +164,7 @@ impl ImapContext {
                     "LIST-STATUS",
                     "STATUS=SIZE",
                     "BINARY",
+                    "MULTIAPPEND",
                     "UTF8=ACCEPT",
                     "COMPRESS=DEFLATE",
                     "QUOTA",

@@ -473,3 +473,43 @@ async fn hostile_input() {
     assert_eq!(r, ["BAD Error in IMAP command: unterminated quoted string"]);
     assert_eq!(c.cmd("NOOP").await, ["OK NOOP completed"]);
 }
+
+/// FETCH loads messages from the store in batches; one expunged by
+/// another session, not yet announced, is left out (RFC 9051 §7.5.1) and
+/// the others come in order, whichever items are asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_in_batches_skips_unannounced_expunges() {
+    let f = fixture().await;
+    for n in 0..300 {
+        let raw = format!("Subject: m{n}\r\nFrom: a@x.example\r\n\r\nbody {n}\r\n");
+        deliver(&f.store, f.alice, "INBOX", raw.as_bytes()).await;
+    }
+    let mut c = Client::login(&f.ctx, ALICE).await;
+    let r = c.ok("SELECT INBOX").await;
+    assert_eq!(r[0], "303 EXISTS");
+    let inbox = f.store.mailbox(f.alice, "INBOX").await.unwrap().unwrap().id;
+    let gone = [
+        mailgate_store::Uid::new(2).unwrap(),
+        mailgate_store::Uid::new(200).unwrap(),
+    ];
+    f.store.expunge(inbox, &gone).await.unwrap();
+    for items in [
+        "BODY.PEEK[]",
+        "(ENVELOPE BODYSTRUCTURE)",
+        "(UID BODY.PEEK[HEADER])",
+    ] {
+        let r = c.ok(&format!("FETCH 1:* {items}")).await;
+        let seqs: Vec<u32> = r
+            .iter()
+            .filter_map(|l| l.split_once(" FETCH ("))
+            .map(|(n, _)| n.parse().unwrap())
+            .collect();
+        let want: Vec<u32> = (1..=303).filter(|&n| n != 2 && n != 200).collect();
+        assert_eq!(seqs, want, "{items}");
+        let last = r.iter().find(|l| l.starts_with("303 FETCH")).unwrap();
+        assert!(
+            last.contains("m299") || last.contains("body 299"),
+            "{items}: {last}"
+        );
+    }
+}

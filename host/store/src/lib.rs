@@ -133,6 +133,51 @@ pub trait MailStore: Send + Sync {
         mailbox: MailboxId,
         uid: Uid,
     ) -> StoreResult<Option<MessageStructure>>;
+    /// Several messages at once (IMAP FETCH and SEARCH): for each UID of
+    /// `uids` that exists, in the order given, `raw` (nothing, the header
+    /// block, or the whole message) and the saved structure if
+    /// `structure`; UIDs that do not exist are left out. The default asks
+    /// [`MailStore::message_raw`] and [`MailStore::message_structure`] per
+    /// message; a backend should answer the whole batch in one round trip,
+    /// and a header block without reading the body.
+    async fn fetch_messages(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        raw: RawPart,
+        structure: bool,
+    ) -> StoreResult<Vec<FetchedMessage>> {
+        let mut out = Vec::with_capacity(uids.len());
+        for &uid in uids {
+            let r = if raw == RawPart::None {
+                None
+            } else {
+                match self.message_raw(mailbox, uid).await? {
+                    Some(mut r) => {
+                        if raw == RawPart::Header {
+                            r.truncate(structure::header_block_len(&r));
+                        }
+                        Some(r)
+                    }
+                    None => continue,
+                }
+            };
+            let st = if structure {
+                match self.message_structure(mailbox, uid).await? {
+                    Some(st) => Some(st),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            out.push(FetchedMessage {
+                uid,
+                raw: r,
+                structure: st,
+            });
+        }
+        Ok(out)
+    }
     /// Changes the flags of some messages; returns the new state of each
     /// message that exists.
     async fn store_flags(
@@ -141,6 +186,23 @@ pub trait MailStore: Send + Sync {
         uids: &[Uid],
         change: FlagChange,
     ) -> StoreResult<Vec<MessageMeta>>;
+    /// Changes flags like [`MailStore::store_flags`], but only of the
+    /// messages whose MODSEQ is at most `unchanged_since` (RFC 7162
+    /// §3.1.3 UNCHANGEDSINCE): the check and the change are one atomic
+    /// operation, so a change by another session cannot fall between
+    /// them. Returns the new state of each message that passed and the
+    /// UIDs of those that failed the check (for `[MODIFIED]`). UIDs that
+    /// do not exist are in neither list.
+    async fn store_flags_unchanged_since(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        change: FlagChange,
+        unchanged_since: u64,
+    ) -> StoreResult<(Vec<MessageMeta>, Vec<Uid>)> {
+        let _ = (mailbox, uids, change, unchanged_since);
+        Err(unsupported("store_flags_unchanged_since"))
+    }
     /// Removes messages from a mailbox, durably. A body no mailbox refers
     /// to any more is deleted. Returns the UIDs actually removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> StoreResult<Vec<Uid>>;
@@ -165,8 +227,10 @@ pub trait MailStore: Send + Sync {
         let _ = (account, from, to);
         Err(unsupported("rename_mailbox"))
     }
-    /// Marks a mailbox subscribed or not ([`StoreError::NotFound`] if it
-    /// does not exist).
+    /// Subscribes or unsubscribes a name. A name may stay subscribed
+    /// after its mailbox is deleted, and may be subscribed before it
+    /// exists (RFC 9051 §6.3.7); unsubscribing a name that is neither
+    /// subscribed nor a mailbox is [`StoreError::NotFound`].
     async fn set_subscribed(
         &self,
         account: AccountId,
@@ -175,6 +239,18 @@ pub trait MailStore: Send + Sync {
     ) -> StoreResult<()> {
         let _ = (account, name, subscribed);
         Err(unsupported("set_subscribed"))
+    }
+    /// The subscribed names of an account, sorted, whether or not a
+    /// mailbox has the name (RFC 5258 `\NonExistent`). By default the
+    /// subscribed mailboxes.
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        Ok(self
+            .list_mailboxes(account)
+            .await?
+            .into_iter()
+            .filter(|m| m.subscribed)
+            .map(|m| m.name)
+            .collect())
     }
     /// Stores one message in one mailbox with these flags (IMAP APPEND);
     /// the internal date is the message's. Returns its UID.
@@ -186,6 +262,19 @@ pub trait MailStore: Send + Sync {
     ) -> StoreResult<Uid> {
         let _ = (mailbox, message, flags);
         Err(unsupported("append"))
+    }
+    /// Stores several messages in one mailbox in one transaction (IMAP
+    /// MULTIAPPEND, RFC 3502 §6.3.11: "If the server fails to append any
+    /// message, none of the messages are appended"): either all are
+    /// stored, with consecutive UIDs in the order given, or none. Returns
+    /// their UIDs.
+    async fn append_many(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<(NewMessage, Vec<String>)>,
+    ) -> StoreResult<Vec<Uid>> {
+        let _ = (mailbox, messages);
+        Err(unsupported("append_many"))
     }
     /// Copies messages to another mailbox of the same account (the bodies
     /// are shared, flags and internal date kept). Returns `(source UID,

@@ -197,6 +197,32 @@ impl MessageMeta {
     }
 }
 
+/// How much of each message's bytes [`crate::MailStore::fetch_messages`]
+/// loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RawPart {
+    /// None.
+    None,
+    /// The header block: up to and including the first empty line
+    /// ([`crate::structure::header_block_len`]; the whole message if it
+    /// has none).
+    Header,
+    /// The whole message, as delivered.
+    Whole,
+}
+
+/// One message as [`crate::MailStore::fetch_messages`] returns it: what
+/// was asked for, `None` for what was not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMessage {
+    /// Its UID.
+    pub uid: Uid,
+    /// The raw bytes asked for (whole or the header block).
+    pub raw: Option<Vec<u8>>,
+    /// The structure saved at delivery.
+    pub structure: Option<MessageStructure>,
+}
+
 /// How [`crate::MailStore::store_flags`] changes flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlagChange {

@@ -77,15 +77,114 @@ async fn mailbox_operations() {
 
     s.set_subscribed(a, "Old", false).await.unwrap();
     assert!(!s.mailbox(a, "Old").await.unwrap().unwrap().subscribed);
+    // Names may be subscribed without a mailbox, and stay subscribed
+    // when theirs is deleted (RFC 9051 §6.3.7).
+    s.set_subscribed(a, "None", true).await.unwrap();
     assert!(matches!(
-        s.set_subscribed(a, "None", true).await,
+        s.set_subscribed(a, "Never", false).await,
         Err(StoreError::NotFound(_))
     ));
+    s.set_subscribed(a, "Old", true).await.unwrap();
     assert!(matches!(
         s.delete_mailbox(a, "INBOX").await,
         Err(StoreError::Invalid(_))
     ));
     s.delete_mailbox(a, "Old").await.unwrap();
     assert!(s.mailbox(a, "Old").await.unwrap().is_none());
+    let subs = s.subscriptions(a).await.unwrap();
+    assert!(subs.contains(&"Old".to_string()) && subs.contains(&"None".to_string()));
+    assert!(!s
+        .subscriptions(b)
+        .await
+        .unwrap()
+        .contains(&"None".to_string()));
+    // A subscription follows a renamed mailbox.
+    assert!(subs.contains(&"X/Y/Q".to_string()));
+    s.rename_mailbox(a, "X", "Z").await.unwrap();
+    let subs = s.subscriptions(a).await.unwrap();
+    assert!(subs.contains(&"Z/Y/Q".to_string()) && !subs.contains(&"X/Y/Q".to_string()));
+    s.set_subscribed(a, "Old", false).await.unwrap();
+    assert!(s.check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unchanged_since_is_checked_with_the_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let a = s.create_account("a@example.org", "hash").await.unwrap();
+    let inbox = s.mailbox(a, "INBOX").await.unwrap().unwrap();
+    let one = s.append(inbox.id, message("one"), &[]).await.unwrap();
+    let two = s.append(inbox.id, message("two"), &[]).await.unwrap();
+    let before = s.list_messages(inbox.id).await.unwrap();
+    let limit = before[1].modseq;
+    // Someone else changes message one.
+    s.store_flags(inbox.id, &[one], FlagChange::Add(vec!["\\Seen".into()]))
+        .await
+        .unwrap();
+    let missing = Uid::new(99).unwrap();
+    let (done, failed) = s
+        .store_flags_unchanged_since(
+            inbox.id,
+            &[one, two, missing],
+            FlagChange::Add(vec!["\\Flagged".into()]),
+            limit,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed, [one]);
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].uid, &done[0].flags[..]),
+        (two, &["\\Flagged".to_string()][..])
+    );
+    let now = s.list_messages(inbox.id).await.unwrap();
+    assert_eq!(now[0].flags, ["\\Seen"]);
+    // UNCHANGEDSINCE 0 fails for every message (RFC 7162 §3.1.3).
+    let (done, failed) = s
+        .store_flags_unchanged_since(inbox.id, &[one, two], FlagChange::Set(vec![]), 0)
+        .await
+        .unwrap();
+    assert!(done.is_empty());
+    assert_eq!(failed, [one, two]);
+}
+
+#[tokio::test]
+async fn append_many_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let a = s.create_account("a@example.org", "hash").await.unwrap();
+    let inbox = s.mailbox(a, "INBOX").await.unwrap().unwrap();
+    let uids = s
+        .append_many(
+            inbox.id,
+            vec![
+                (message("one"), vec!["\\Seen".into()]),
+                (message("two"), vec![]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(uids.iter().map(|u| u.get()).collect::<Vec<_>>(), [1, 2]);
+    let metas = s.list_messages(inbox.id).await.unwrap();
+    assert_eq!(metas.len(), 2);
+    assert_eq!(metas[0].flags, ["\\Seen"]);
+    // The second message cannot get a UID (UIDs are 32 bits): the first,
+    // which could, is not stored either.
+    let db = rusqlite::Connection::open(dir.path().join("mailgate.db")).unwrap();
+    db.execute(
+        "UPDATE mailboxes SET uid_next = 4294967295 WHERE id = ?1",
+        [inbox.id],
+    )
+    .unwrap();
+    assert!(s
+        .append_many(
+            inbox.id,
+            vec![(message("x"), vec![]), (message("y"), vec![])]
+        )
+        .await
+        .is_err());
+    assert_eq!(s.list_messages(inbox.id).await.unwrap().len(), 2);
+    let after = s.mailbox(a, "INBOX").await.unwrap().unwrap();
+    assert_eq!(after.uid_next, 4294967295);
     assert!(s.check().await.unwrap().is_empty());
 }

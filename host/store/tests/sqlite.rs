@@ -247,3 +247,86 @@ async fn reopening_keeps_everything() {
         .unwrap()
         .ends_with(b"persist\r\n"));
 }
+
+#[tokio::test]
+async fn batched_fetch_and_header_blocks() {
+    let (dir, s) = open().await;
+    let a = s.create_account("a@x.org", "h").await.unwrap();
+    let mut uids = Vec::new();
+    let mut mailbox = 0;
+    for body in ["one", "two", "three"] {
+        let d = s.deliver(message(body), &[inbox(a)]).await.unwrap();
+        mailbox = d[0].mailbox;
+        uids.push(d[0].uid);
+    }
+    // Asked out of order with a UID that does not exist: the order is
+    // kept, the missing one left out.
+    let missing = Uid::new(99).unwrap();
+    let asked = [uids[2], missing, uids[0]];
+    let got = s
+        .fetch_messages(mailbox, &asked, RawPart::Whole, true)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].uid, uids[2]);
+    assert_eq!(
+        got[0].raw.as_deref(),
+        s.message_raw(mailbox, uids[2]).await.unwrap().as_deref()
+    );
+    assert_eq!(
+        got[1].structure,
+        s.message_structure(mailbox, uids[0]).await.unwrap()
+    );
+    let only_structure = s
+        .fetch_messages(mailbox, &uids, RawPart::None, true)
+        .await
+        .unwrap();
+    assert!(only_structure
+        .iter()
+        .all(|m| m.raw.is_none() && m.structure.is_some()));
+    let neither = s
+        .fetch_messages(mailbox, &asked, RawPart::None, false)
+        .await
+        .unwrap();
+    assert_eq!(neither.len(), 2);
+
+    let header = b"Subject: test\r\nFrom: a@b.example\r\n\r\n".to_vec();
+    let headers = s
+        .fetch_messages(mailbox, &asked, RawPart::Header, true)
+        .await
+        .unwrap();
+    assert_eq!(headers.len(), 2);
+    assert_eq!(headers[0].uid, uids[2]);
+    assert_eq!(headers[0].raw.as_deref(), Some(&header[..]));
+    assert_eq!(headers[1].raw.as_deref(), Some(&header[..]));
+    assert!(headers[1].structure.is_some());
+    assert!(s.check().await.unwrap().is_empty());
+
+    // A body stored without its header block (by an older version) is
+    // read whole and cut.
+    let c = rusqlite::Connection::open(dir.path().join("mailgate.db")).unwrap();
+    c.execute("DELETE FROM blob_headers", []).unwrap();
+    drop(c);
+    let headers = s
+        .fetch_messages(mailbox, &uids[..1], RawPart::Header, false)
+        .await
+        .unwrap();
+    assert_eq!(headers[0].raw.as_deref(), Some(&header[..]));
+
+    // Expunging removes the header block with the body.
+    s.deliver(message("four"), &[inbox(a)]).await.unwrap();
+    let all: Vec<Uid> = s
+        .list_messages(mailbox)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    s.expunge(mailbox, &all).await.unwrap();
+    let c = rusqlite::Connection::open(dir.path().join("mailgate.db")).unwrap();
+    let left: i64 = c
+        .query_row("SELECT count(*) FROM blob_headers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(s.check().await.unwrap().is_empty());
+}

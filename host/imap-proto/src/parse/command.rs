@@ -358,33 +358,62 @@ fn status_item(c: &mut Cursor<'_>) -> R<StatusItem> {
 }
 
 /// ```abnf
-/// append          = "APPEND" SP mailbox [SP flag-list] [SP date-time]
-///                   SP literal
+/// append          = "APPEND" SP mailbox 1*append-message      ; RFC 3502
+/// append-message  = append-opts SP append-data
+/// append-opts     = [SP flag-list] [SP date-time]
+/// append-data     = literal / literal8                        ; RFC 3516
+/// append-data     =/ "UTF8" SP "(" literal8 ")"               ; RFC 6855
 /// ```
+///
+/// At most [`MAX_APPEND_MESSAGES`] messages per command.
 fn append(c: &mut Cursor<'_>) -> R<CommandBody> {
     c.sp()?;
     let mailbox = c.mailbox()?;
-    c.sp()?;
-    let mut flags = Vec::new();
-    let mut date = None;
-    if c.peek() == Some(b'(') {
-        flags = c.flag_list()?;
-        c.sp()?;
+    let mut messages = Vec::new();
+    while c.eat(b' ') {
+        if messages.len() >= MAX_APPEND_MESSAGES {
+            return Err("too many messages in one APPEND".into());
+        }
+        let mut flags = Vec::new();
+        let mut date = None;
+        if c.peek() == Some(b'(') {
+            flags = c.flag_list()?;
+            c.sp()?;
+        }
+        if c.peek() == Some(b'"') {
+            let d = c.quoted()?;
+            let d = std::str::from_utf8(&d).map_err(|_| "invalid date-time".to_string())?;
+            date = Some(super::parse_date_time(d).ok_or("invalid date-time")?);
+            c.sp()?;
+        }
+        let utf8 = c.eat_word("UTF8");
+        let message = if utf8 {
+            c.sp()?;
+            c.expect(b'(', "'('")?;
+            if c.peek() != Some(b'~') {
+                return Err("UTF8 needs a literal8 (~{n})".into());
+            }
+            let m = c.literal()?.to_vec();
+            c.expect(b')', "')'")?;
+            m
+        } else {
+            c.literal()?.to_vec()
+        };
+        messages.push(AppendMessage {
+            flags,
+            date,
+            message,
+            utf8,
+        });
     }
-    if c.peek() == Some(b'"') {
-        let d = c.quoted()?;
-        let d = std::str::from_utf8(&d).map_err(|_| "invalid date-time".to_string())?;
-        date = Some(super::parse_date_time(d).ok_or("invalid date-time")?);
-        c.sp()?;
+    if messages.is_empty() {
+        return Err("expected a message".into());
     }
-    let message = c.literal()?.to_vec();
-    Ok(CommandBody::Append {
-        mailbox,
-        flags,
-        date,
-        message,
-    })
+    Ok(CommandBody::Append { mailbox, messages })
 }
+
+/// The most messages one APPEND (MULTIAPPEND) may carry.
+pub const MAX_APPEND_MESSAGES: usize = 1000;
 
 /// ```abnf
 /// fetch           = "FETCH" SP sequence-set SP ("ALL" / "FULL" / "FAST" /

@@ -22,7 +22,7 @@ mod date;
 mod fetch;
 mod search;
 
-pub use command::parse_command;
+pub use command::{parse_command, MAX_APPEND_MESSAGES};
 pub use date::{format_date_time, parse_date_text, parse_date_time};
 
 /// Why a command could not be parsed: answered with `tag BAD message`

@@ -114,11 +114,66 @@ fn mailbox_commands() {
         ok("a APPEND saved-messages (\\Seen) \" 7-Feb-1994 21:52:25 -0800\" {3+}\r\nabc"),
         CommandBody::Append {
             mailbox: b"saved-messages".to_vec(),
-            flags: vec!["\\Seen".into()],
-            date: Some(760_686_745),
-            message: b"abc".to_vec()
+            messages: vec![AppendMessage {
+                flags: vec!["\\Seen".into()],
+                date: Some(760_686_745),
+                message: b"abc".to_vec(),
+                utf8: false,
+            }]
         }
     );
+}
+
+#[test]
+fn multiappend_and_utf8_append() {
+    // RFC 3502 §6.3.11: several messages, each with its own options.
+    let CommandBody::Append { mailbox, messages } = ok(
+        "a APPEND Drafts (\\Seen) {3}\r\nabc \" 7-Feb-1994 21:52:25 -0800\" {2+}\r\nde {1}\r\nf",
+    ) else {
+        panic!()
+    };
+    assert_eq!(mailbox, b"Drafts");
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0].flags, ["\\Seen"]);
+    assert_eq!(messages[0].message, b"abc");
+    assert_eq!(messages[1].flags, Vec::<String>::new());
+    assert_eq!(messages[1].date, Some(760_686_745));
+    assert_eq!(messages[1].message, b"de");
+    assert_eq!(
+        (messages[2].date, &messages[2].message[..]),
+        (None, &b"f"[..])
+    );
+    // RFC 6855 §4: UTF8 (literal8); RFC 3516: a bare literal8.
+    let CommandBody::Append { messages, .. } =
+        ok("a APPEND INBOX (\\Seen) UTF8 (~{4+}\r\n\u{e9}\u{e9}) ~{2}\r\nxy")
+    else {
+        panic!()
+    };
+    assert!(messages[0].utf8);
+    assert_eq!(messages[0].message, "\u{e9}\u{e9}".as_bytes());
+    assert!(!messages[1].utf8);
+    assert_eq!(messages[1].message, b"xy");
+    for s in [
+        &b"a APPEND INBOX UTF8 ({3}\r\nabc)"[..],
+        b"a APPEND INBOX UTF8 (~{3}\r\nabc",
+        b"a APPEND INBOX UTF8 ~{3}\r\nabc",
+        b"a APPEND INBOX {3}\r\nabc ",
+        b"a APPEND INBOX {3}\r\nabc  {1}\r\nx",
+        b"a APPEND INBOX {3}\r\nabc(\\Seen) {1}\r\nx",
+        b"a APPEND INBOX {3}\r\nabc \"bad date\" {1}\r\nx",
+    ] {
+        assert_eq!(
+            bad(s).tag.as_deref(),
+            Some("a"),
+            "{:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+    let many = format!(
+        "a APPEND INBOX{}",
+        " {1}\r\nx".repeat(MAX_APPEND_MESSAGES + 1)
+    );
+    bad(many.as_bytes());
 }
 
 #[test]
@@ -234,6 +289,7 @@ fn never_panics() {
         b"a UID SEARCH RETURN (MIN) OR FROM x (NOT SEEN) UID 1:* HEADER X y SENTON 1-Jan-2000",
         b"a LIST (SUBSCRIBED) \"\" (% *) RETURN (STATUS (MESSAGES))",
         b"a APPEND INBOX (\\Seen) \"1-Jan-2000 00:00:00 +0000\" {3}\r\nabc",
+        b"a APPEND INBOX (\\Seen) {3}\r\nabc UTF8 (~{2}\r\nxy) \"1-Jan-2000 00:00:00 +0000\" ~{1+}\r\nz",
         b"a SELECT x (QRESYNC (1 2 1:3 (1 2)))",
         b"a STORE 1 (UNCHANGEDSINCE 3) -FLAGS.SILENT (\\Seen)",
     ];

@@ -16,36 +16,80 @@
 //! messages and sets `\Seen`, then each [`FetchJob::step`] writes
 //! messages until [`OUTPUT_CHUNK`] bytes are pending, and the network
 //! loop sends them before the next step. So `FETCH 1:* BODY[]` on a large
-//! mailbox never holds more than about one chunk plus one message;
-//! a message's bytes are loaded once and copied once, into the output
-//! (sections are slices of the loaded message, not copies).
+//! mailbox never holds more than about two chunks; a message's bytes are
+//! loaded once and copied once, into the output (sections are slices of
+//! the loaded message, not copies).
+//!
+//! Messages are loaded in batches (`BATCH`, and with bodies about one
+//! chunk's worth), one store call each ([`MailStore::fetch_messages`]):
+//! one hop to the store's blocking thread and one read transaction per
+//! batch, not per message. Only what the items need is read: nothing
+//! for FLAGS/UID/sizes, the saved structure for ENVELOPE/BODYSTRUCTURE
+//! (no body), the header block for the message's own header sections
+//! (`BODY[HEADER]`, `HEADER.FIELDS`, `RFC822.HEADER`), and the whole
+//! message, without the structure, for `BODY[]` and `RFC822`.
+//!
+//! [`MailStore::fetch_messages`]: mailgate_store::MailStore::fetch_messages
 
 mod section;
 mod structure;
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use mailgate_imap_proto::response::{write_literal, write_string};
 use mailgate_imap_proto::{
     format_date_time, format_set, FetchAttr, Section, SectionSpec, SequenceSet,
 };
-use mailgate_store::{FlagChange, MailboxId, MessageMeta, MessageStructure, Uid};
+use mailgate_store::{
+    FetchedMessage, FlagChange, MailboxId, MessageMeta, MessageStructure, RawPart, Uid,
+};
 
 use super::flag_list;
 use crate::session::{CmdError, Done, Session};
 use section::BinaryError;
 
-/// Whether the item needs the raw message / the saved structure.
-fn needs(item: &FetchAttr) -> (bool, bool) {
+/// How much of the raw message the item needs, and whether it needs the
+/// saved structure.
+fn needs(item: &FetchAttr) -> (RawPart, bool) {
     match item {
-        FetchAttr::Rfc822 | FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => (true, true),
-        FetchAttr::Section { .. } | FetchAttr::Binary { .. } | FetchAttr::BinarySize(_) => {
-            (true, true)
+        // The whole message: no structure needed to slice it.
+        FetchAttr::Rfc822 => (RawPart::Whole, false),
+        FetchAttr::Section { section, .. } if whole(section) => (RawPart::Whole, false),
+        // The message's own header (not a part's): its header block,
+        // which the store reads without the body.
+        FetchAttr::Rfc822Header => (RawPart::Header, true),
+        FetchAttr::Section { section, .. }
+            if section.part.is_empty()
+                && matches!(
+                    section.text,
+                    Some(SectionSpec::Header | SectionSpec::HeaderFields { .. })
+                ) =>
+        {
+            (RawPart::Header, true)
         }
-        FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => (false, true),
-        _ => (false, false),
+        FetchAttr::Rfc822Text
+        | FetchAttr::Section { .. }
+        | FetchAttr::Binary { .. }
+        | FetchAttr::BinarySize(_) => (RawPart::Whole, true),
+        FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => (RawPart::None, true),
+        _ => (RawPart::None, false),
     }
+}
+
+/// Whether a message loaded with its header block only holds all of the
+/// header range of its saved structure.
+fn header_loaded(msg: &FetchedMessage) -> bool {
+    match (&msg.raw, &msg.structure) {
+        (Some(raw), Some(st)) => st.root.header.end <= raw.len() as u64,
+        _ => false,
+    }
+}
+
+/// Whether the section is the whole message (`BODY[]`).
+fn whole(section: &Section) -> bool {
+    section.part.is_empty() && section.text.is_none()
 }
 
 /// Whether fetching the item sets `\Seen` (RFC 9051 §6.4.5: BODY[...],
@@ -65,6 +109,12 @@ fn sets_seen(item: &FetchAttr) -> bool {
 /// loop write it.
 pub const OUTPUT_CHUNK: usize = 256 * 1024;
 
+/// Most messages loaded from the store in one call (fewer when their
+/// bodies are wanted and their sizes add up to [`OUTPUT_CHUNK`]): one
+/// trip to the store's blocking thread and one read transaction per
+/// batch instead of per message.
+const BATCH: usize = 256;
+
 /// A FETCH in progress: the messages still to answer.
 #[derive(Debug)]
 pub(crate) struct FetchJob {
@@ -75,7 +125,7 @@ pub(crate) struct FetchJob {
     indexes: Vec<usize>,
     next: usize,
     seen_now: Vec<Uid>,
-    want_raw: bool,
+    want_raw: RawPart,
     want_structure: bool,
     mailbox: MailboxId,
 }
@@ -113,7 +163,7 @@ pub(crate) async fn start(
     let (want_raw, want_structure) = items
         .iter()
         .map(needs)
-        .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1));
+        .fold((RawPart::None, false), |a, b| (a.0.max(b.0), a.1 || b.1));
     let store = Arc::clone(&s.ctx.store);
     let sel = s
         .selected
@@ -185,16 +235,57 @@ impl FetchJob {
             .selected
             .as_ref()
             .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+        let load = self.want_raw != RawPart::None || self.want_structure;
         while self.next < self.indexes.len() {
             if out.len() >= OUTPUT_CHUNK {
                 return Ok(None);
             }
-            let i = self.indexes[self.next];
-            self.next += 1;
-            let Some(meta) = sel.msgs.get(i) else {
+            if !load {
+                let i = self.indexes[self.next];
+                self.next += 1;
+                if let Some(meta) = sel.msgs.get(i) {
+                    self.one(i, meta, None, utf8, out)?;
+                }
                 continue;
-            };
-            self.one(store.as_ref(), i, meta, utf8, out).await?;
+            }
+            // The next batch: up to BATCH messages, and with bodies no
+            // more than about what fits before the output is written.
+            let room = OUTPUT_CHUNK.saturating_sub(out.len()) as u64;
+            let mut batch: Vec<(usize, &MessageMeta)> = Vec::new();
+            let mut bytes = 0u64;
+            while self.next < self.indexes.len() && batch.len() < BATCH {
+                if self.want_raw == RawPart::Whole && !batch.is_empty() && bytes >= room {
+                    break;
+                }
+                let i = self.indexes[self.next];
+                self.next += 1;
+                if let Some(meta) = sel.msgs.get(i) {
+                    bytes += meta.size;
+                    batch.push((i, meta));
+                }
+            }
+            let uids: Vec<Uid> = batch.iter().map(|(_, m)| m.uid).collect();
+            let loaded = store
+                .fetch_messages(self.mailbox, &uids, self.want_raw, self.want_structure)
+                .await?;
+            // In the order asked; a message expunged by another session,
+            // not yet announced, is missing: RFC 9051 §7.5.1 lets us send
+            // nothing for it.
+            let mut loaded = loaded.into_iter().peekable();
+            for (i, meta) in batch {
+                let Some(mut msg) = loaded.next_if(|m| m.uid == meta.uid) else {
+                    continue;
+                };
+                if self.want_raw == RawPart::Header && !header_loaded(&msg) {
+                    // The saved header range goes past the header block
+                    // (damaged input): the whole message then.
+                    match store.message_raw(self.mailbox, meta.uid).await? {
+                        Some(raw) => msg.raw = Some(raw),
+                        None => continue,
+                    }
+                }
+                self.one(i, meta, Some(&msg), utf8, out)?;
+            }
         }
         Ok(Some(Done::ok(if self.uid {
             "UID FETCH completed"
@@ -203,51 +294,34 @@ impl FetchJob {
         })))
     }
 
-    async fn one(
+    fn one(
         &self,
-        store: &dyn mailgate_store::Store,
         i: usize,
         meta: &MessageMeta,
+        msg: Option<&FetchedMessage>,
         utf8: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), CmdError> {
-        let (mailbox, items, seen_now) = (self.mailbox, &self.items, &self.seen_now);
-        let (want_raw, want_structure) = (self.want_raw, self.want_structure);
-        let raw = if want_raw {
-            match store.message_raw(mailbox, meta.uid).await? {
-                Some(raw) => Some(raw),
-                // Expunged by another session, not yet announced: RFC 9051
-                // §7.5.1 lets us send nothing for it.
-                None => return Ok(()),
-            }
-        } else {
-            None
-        };
-        let st = if want_structure {
-            match store.message_structure(mailbox, meta.uid).await? {
-                Some(st) => Some(st),
-                None => return Ok(()),
-            }
-        } else {
-            None
-        };
+        let (items, seen_now) = (&self.items, &self.seen_now);
+        let raw = msg.and_then(|m| m.raw.as_deref());
+        let st = msg.and_then(|m| m.structure.as_ref());
         // Written straight into `out`; taken back if an item fails.
         let rollback = out.len();
-        out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+        let _ = write!(out, "* {} FETCH (", i + 1);
         let mut flags_sent = false;
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
                 out.push(b' ');
             }
             flags_sent |= *item == FetchAttr::Flags;
-            if let Err(e) = write_item(out, item, meta, raw.as_deref(), st.as_ref(), utf8) {
+            if let Err(e) = write_item(out, item, meta, raw, st, utf8) {
                 out.truncate(rollback);
                 return Err(e);
             }
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
         if !flags_sent && seen_now.contains(&meta.uid) {
-            out.extend_from_slice(format!(" FLAGS ({})", flag_list(&meta.flags)).as_bytes());
+            let _ = write!(out, " FLAGS ({})", flag_list(&meta.flags));
         }
         out.extend_from_slice(b")\r\n");
         Ok(())
@@ -369,10 +443,7 @@ fn write_item(
             partial: p,
             ..
         } => {
-            let (raw, st) = (
-                raw.ok_or_else(|| missing("message"))?,
-                st.ok_or_else(|| missing("structure"))?,
-            );
+            let raw = raw.ok_or_else(|| missing("message"))?;
             out.extend_from_slice(b"BODY[");
             out.extend_from_slice(&section_name(section));
             out.push(b']');
@@ -380,7 +451,12 @@ fn write_item(
                 out.extend_from_slice(format!("<{origin}>").as_bytes());
             }
             out.push(b' ');
-            let bytes = section::body_section(raw, st, section).unwrap_or_default();
+            let bytes = if whole(section) {
+                Cow::Borrowed(raw)
+            } else {
+                section::body_section(raw, st.ok_or_else(|| missing("structure"))?, section)
+                    .unwrap_or_default()
+            };
             write_literal(out, partial(&bytes, *p));
         }
         FetchAttr::Binary {
@@ -431,5 +507,51 @@ fn binary<'a>(
             "UNKNOWN-CTE",
             "Unknown content transfer encoding",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(part: &[u32], text: Option<SectionSpec>) -> FetchAttr {
+        FetchAttr::Section {
+            section: Section {
+                part: part.to_vec(),
+                text,
+            },
+            partial: None,
+            peek: true,
+        }
+    }
+
+    #[test]
+    fn what_each_item_loads() {
+        let fields = SectionSpec::HeaderFields {
+            not: false,
+            fields: vec!["Subject".into()],
+        };
+        for (item, want) in [
+            (FetchAttr::Flags, (RawPart::None, false)),
+            (FetchAttr::Envelope, (RawPart::None, true)),
+            (FetchAttr::BodyStructure, (RawPart::None, true)),
+            (FetchAttr::Rfc822, (RawPart::Whole, false)),
+            (section(&[], None), (RawPart::Whole, false)),
+            (FetchAttr::Rfc822Header, (RawPart::Header, true)),
+            (
+                section(&[], Some(SectionSpec::Header)),
+                (RawPart::Header, true),
+            ),
+            (section(&[], Some(fields.clone())), (RawPart::Header, true)),
+            (
+                section(&[], Some(SectionSpec::Text)),
+                (RawPart::Whole, true),
+            ),
+            (section(&[1], None), (RawPart::Whole, true)),
+            (section(&[1], Some(fields)), (RawPart::Whole, true)),
+            (FetchAttr::Rfc822Text, (RawPart::Whole, true)),
+        ] {
+            assert_eq!(needs(&item), want, "{item:?}");
+        }
     }
 }

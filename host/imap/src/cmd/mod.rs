@@ -59,12 +59,7 @@ pub(crate) async fn dispatch(s: &mut Session, body: CommandBody, out: &mut Vec<u
         CommandBody::List(args) => list::list(s, args, out).await,
         CommandBody::Lsub { reference, pattern } => list::lsub(s, &reference, &pattern, out).await,
         CommandBody::Status { mailbox, items } => status::status(s, &mailbox, &items, out).await,
-        CommandBody::Append {
-            mailbox,
-            flags,
-            date,
-            message,
-        } => append::append(s, &mailbox, &flags, date, message).await,
+        CommandBody::Append { mailbox, messages } => append::append(s, &mailbox, messages).await,
         CommandBody::Expunge { uids } => expunge::expunge(s, uids.as_ref(), out).await,
         CommandBody::Search { uid, ret, key } => {
             search::search(s, uid, ret.as_deref(), &key, out).await

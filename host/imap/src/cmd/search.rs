@@ -5,10 +5,18 @@
 //! and text keys load the raw message. Text matching is a case-insensitive
 //! substring match (RFC 9051 §6.4.4: "In all search keys that use
 //! strings, a message matches the key if the string is a substring of the
-//! associated text"), on the bytes as stored and, for header fields that
-//! hold RFC 2047 encoded words, on their decoded text too (decoded by
-//! `mail-parser`), so `SUBJECT café` finds `=?UTF-8?Q?caf=C3=A9?=`.
-//! Transfer encodings of bodies are not decoded yet.
+//! associated text"), on decoded text, as Dovecot does:
+//! - header fields on the bytes as stored and, where they hold RFC 2047
+//!   encoded words, on their decoded text too, so `SUBJECT café` finds
+//!   `=?UTF-8?Q?caf=C3=A9?=`;
+//! - BODY and TEXT on the text parts after content-transfer decoding
+//!   (base64, quoted-printable) and conversion of their charset to UTF-8,
+//!   both by `mail-parser`. Most mail needs neither (7bit/8bit, UTF-8 or
+//!   US-ASCII), and for it the body is matched as stored without being
+//!   parsed: a quick scan of the folded bytes for a transfer encoding or a
+//!   charset that needs decoding chooses the path (`needs_decoding`).
+//!   On the decoding path only text parts (and the headers of attached
+//!   messages) are searched, not binary attachments.
 //!
 //! `RETURN (SAVE)` (RFC 5182) keeps the result, as UIDs, for `$`.
 
@@ -77,14 +85,136 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return true;
     }
-    let (h, n) = (fold(haystack), fold(needle));
-    h.windows(n.len()).any(|w| w == n.as_slice())
+    find_folded(&fold(haystack), &fold(needle))
+}
+
+/// Whether folded `needle` occurs in folded `haystack`.
+fn find_folded(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+/// Whether a message's body must be decoded before it can be searched:
+/// `folded` (the whole message, lower-cased) names a content transfer
+/// encoding other than 7bit/8bit/binary, or a charset other than UTF-8
+/// and US-ASCII, anywhere (so in the header of any MIME part; a mention
+/// in the text only costs the slower path). Bytes that are not UTF-8
+/// need a charset conversion too.
+fn needs_decoding(folded: &[u8], utf8: bool) -> bool {
+    if !utf8 {
+        return true;
+    }
+    let value_after = |at: usize| {
+        let rest = &folded[at..];
+        let start = rest
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'\r' | b'\n'))
+            .unwrap_or(rest.len());
+        let rest = &rest[start..];
+        let end = rest
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    };
+    let occurrences = |marker: &'static [u8]| {
+        memchr::memmem::find_iter(folded, marker).map(move |i| i + marker.len())
+    };
+    let odd_encoding = occurrences(b"content-transfer-encoding:")
+        .any(|at| !matches!(value_after(at), b"7bit" | b"8bit" | b"binary" | b""));
+    let odd_charset = occurrences(b"charset=").any(|at| {
+        !matches!(
+            value_after(at),
+            b"utf-8" | b"utf8" | b"us-ascii" | b"ascii" | b""
+        )
+    });
+    odd_encoding || odd_charset
+}
+
+/// The searchable text of a message's body when it needs decoding: each
+/// text part decoded to UTF-8 (and, for an attached message, its header
+/// too), each piece folded, pieces separated by a line end.
+fn decoded_body(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(message) = mail_parser::MessageParser::default().parse(raw) {
+        body_text(&message, true, &mut out);
+    }
+    out
+}
+
+fn body_text(message: &mail_parser::Message<'_>, top: bool, out: &mut Vec<u8>) {
+    if !top {
+        // An attached message's header is part of the enclosing body.
+        let root = message.root_part();
+        let raw = message.raw_message();
+        let header = raw
+            .get(root.offset_header as usize..root.offset_body as usize)
+            .unwrap_or_default();
+        out.extend_from_slice(&fold(header));
+        for h in &root.headers {
+            if let Some(t) = h.value().as_text() {
+                out.extend_from_slice(&fold(t.as_bytes()));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    for part in &message.parts {
+        match &part.body {
+            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
+                out.extend_from_slice(&fold(t.as_bytes()));
+                out.extend_from_slice(b"\r\n");
+            }
+            mail_parser::PartType::Message(inner) => body_text(inner, false, out),
+            _ => {}
+        }
+    }
+}
+
+/// What BODY and TEXT search in one message, computed once per message
+/// whatever the number of keys, the decoded text only when a body is
+/// searched and needs it.
+struct BodyText<'a> {
+    raw: &'a [u8],
+    /// The whole message, folded.
+    folded: Vec<u8>,
+    /// Where the body starts in `folded`.
+    body_start: usize,
+    /// The decoded body text, folded; `None`: the body as stored is its
+    /// text (the fast path).
+    decoded: std::cell::OnceCell<Option<Vec<u8>>>,
+}
+
+impl<'a> BodyText<'a> {
+    fn new(raw: &'a [u8]) -> BodyText<'a> {
+        let folded = fold(raw);
+        let body_start = header_end(&folded);
+        BodyText {
+            raw,
+            folded,
+            body_start,
+            decoded: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn body_contains(&self, needle: &[u8]) -> bool {
+        let decoded = self.decoded.get_or_init(|| {
+            let utf8 = std::str::from_utf8(self.raw).is_ok();
+            needs_decoding(&self.folded, utf8).then(|| decoded_body(self.raw))
+        });
+        match decoded {
+            Some(d) => find_folded(d, needle),
+            None => find_folded(&self.folded[self.body_start..], needle),
+        }
+    }
+
+    fn header_contains(&self, needle: &[u8]) -> bool {
+        find_folded(&self.folded[..self.body_start], needle)
+    }
 }
 
 /// Where the header ends (after the blank line).
 fn header_end(raw: &[u8]) -> usize {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = memchr::memmem::find(raw, b"\r\n\r\n").map(|p| p + 4);
+    let lf = memchr::memmem::find(raw, b"\n\n").map(|p| p + 2);
     match (crlf, lf) {
         (Some(a), Some(b)) => a.min(b),
         (Some(a), None) | (None, Some(a)) => a,
@@ -114,6 +244,16 @@ struct Ctx<'a> {
     largest_uid: u32,
     meta: &'a MessageMeta,
     raw: Option<&'a [u8]>,
+    /// BODY/TEXT haystacks, made on first use.
+    text: std::cell::OnceCell<Option<BodyText<'a>>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn text(&self) -> Option<&BodyText<'a>> {
+        self.text
+            .get_or_init(|| self.raw.map(BodyText::new))
+            .as_ref()
+    }
 }
 
 fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
@@ -144,14 +284,14 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
                 .iter()
                 .any(|f| f.is(name) && field_contains(f.value, needle))
         }),
-        SearchKey::Body(needle) => c
-            .raw
-            .is_some_and(|raw| contains(&raw[header_end(raw)..], needle)),
-        SearchKey::Text(needle) => c.raw.is_some_and(|raw| {
-            contains(raw, needle)
-                || header_fields(&raw[..header_end(raw)])
-                    .iter()
-                    .any(|f| decoded(f.value).is_some_and(|d| contains(d.as_bytes(), needle)))
+        SearchKey::Body(needle) => c.text().is_some_and(|t| t.body_contains(&fold(needle))),
+        SearchKey::Text(needle) => c.raw.zip(c.text()).is_some_and(|(raw, t)| {
+            let needle = fold(needle);
+            t.header_contains(&needle)
+                || t.body_contains(&needle)
+                || header_fields(&raw[..header_end(raw)]).iter().any(|f| {
+                    decoded(f.value).is_some_and(|d| find_folded(&fold(d.as_bytes()), &needle))
+                })
         }),
     }
 }
@@ -188,6 +328,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
             largest_uid,
             meta,
             raw: raw.as_deref(),
+            text: std::cell::OnceCell::new(),
         };
         if matches(key, &c) {
             found.push(i);

@@ -16,8 +16,32 @@ use super::search::matching;
 use crate::session::{CmdError, CmdResult, Done, Session};
 
 /// The base subject of RFC 5256 §2.1, lower-cased for comparison.
-/// Encoded words are not decoded yet (step 1).
 pub(crate) fn base_subject(subject: &str) -> String {
+    base_subject_reply(subject).0
+}
+
+/// Step 1 of RFC 5256 §2.1: encoded words (RFC 2047) decoded to UTF-8.
+fn decode_words(subject: &str) -> std::borrow::Cow<'_, str> {
+    if !subject.contains("=?") {
+        return subject.into();
+    }
+    let mut v = subject.as_bytes().to_vec();
+    v.extend_from_slice(b"\r\n");
+    match mail_parser::parsers::MessageStream::new(&v).parse_unstructured() {
+        mail_parser::HeaderValue::Text(t) => t.into_owned().into(),
+        mail_parser::HeaderValue::TextList(l) => l.join(" ").into(),
+        _ => subject.into(),
+    }
+}
+
+/// The base subject of RFC 5256 §2.1 (lower-cased for comparison), and
+/// whether the subject is a reply or forward: whether extracting it
+/// removed a `re:`/`fw:`/`fwd:` leader, a `(fwd)` trailer or a
+/// `[fwd: ...]` wrapper (RFC 5256 §2.1, last paragraph; blobs alone do
+/// not count).
+pub(crate) fn base_subject_reply(subject: &str) -> (String, bool) {
+    let subject = decode_words(subject);
+    let mut reply = false;
     let mut s: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
     loop {
         let before = s.clone();
@@ -27,6 +51,7 @@ pub(crate) fn base_subject(subject: &str) -> String {
             let lower = t.to_ascii_lowercase();
             if lower.ends_with("(fwd)") {
                 s = t[..t.len() - 5].to_string();
+                reply = true;
             } else {
                 s = t.to_string();
                 break;
@@ -36,10 +61,13 @@ pub(crate) fn base_subject(subject: &str) -> String {
         // leading blobs that leave something behind.
         loop {
             let t = s.trim_start().to_string();
-            let rest = strip_refwd(&t).or_else(|| {
-                let after = strip_blob(&t)?;
-                (!after.trim().is_empty()).then_some(after)
-            });
+            let rest = match strip_refwd(&t) {
+                Some(r) => {
+                    reply = true;
+                    Some(r)
+                }
+                None => strip_blob(&t).filter(|after| !after.trim().is_empty()),
+            };
             match rest {
                 Some(r) => s = r.to_string(),
                 None => {
@@ -52,9 +80,10 @@ pub(crate) fn base_subject(subject: &str) -> String {
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("[fwd:") && s.ends_with(']') {
             s = s[5..s.len() - 1].to_string();
+            reply = true;
         }
         if s == before {
-            return s.to_lowercase();
+            return (s.trim().to_lowercase(), reply);
         }
     }
 }
@@ -225,8 +254,22 @@ mod tests {
             ("[only blob]", "[only blob]"),
             ("Re[2]: x", "x"),
             ("", ""),
+            ("=?UTF-8?Q?Re:_Gr=C3=BC=C3=9Fe?=", "grüße"),
+            ("[fwd: Re: hi]", "hi"),
         ] {
             assert_eq!(base_subject(s), want, "{s:?}");
+        }
+        // Replies and forwards (RFC 5256 §2.1); a blob alone is not one.
+        for (s, reply) in [
+            ("Re: x", true),
+            ("x (fwd)", true),
+            ("[fwd: x]", true),
+            ("FWD: x", true),
+            ("[list] x", false),
+            ("x", false),
+            ("Rebecca: x", false),
+        ] {
+            assert_eq!(base_subject_reply(s).1, reply, "{s:?}");
         }
     }
 

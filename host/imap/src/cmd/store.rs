@@ -9,7 +9,8 @@ use crate::session::{CmdError, CmdResult, Done, Session};
 /// `store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags`.
 /// Untagged FETCH FLAGS for each message unless `.SILENT` (RFC 9051
 /// §6.4.6). With UNCHANGEDSINCE, messages changed after that MODSEQ are
-/// left alone and listed in `[MODIFIED]`.
+/// left alone and listed in `[MODIFIED]`; the store checks and changes
+/// in one transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn store(
     s: &mut Session,
@@ -37,28 +38,38 @@ pub(crate) async fn store(
         return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
     }
     let indexes = sel.resolve(set, uid)?;
-    let mut modified = Vec::new();
-    let mut targets: Vec<Uid> = Vec::new();
-    for &i in &indexes {
-        let m = &sel.msgs[i];
-        match unchanged_since {
-            Some(limit) if m.modseq > limit => {
-                modified.push(if uid { m.uid.get() } else { i as u32 + 1 })
-            }
-            _ => targets.push(m.uid),
-        }
-    }
+    let targets: Vec<Uid> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
     let flags = flags.to_vec();
     let change = match mode {
         StoreMode::Replace => FlagChange::Set(flags),
         StoreMode::Add => FlagChange::Add(flags),
         StoreMode::Remove => FlagChange::Remove(flags),
     };
-    let updated = if targets.is_empty() {
-        Vec::new()
-    } else {
-        store.store_flags(sel.id, &targets, change).await?
+    // With UNCHANGEDSINCE the MODSEQ check is made by the store in the
+    // transaction that changes the flags (RFC 7162 §3.1.3), against the
+    // current MODSEQ, not the one this session last saw.
+    let (updated, failed) = match (targets.is_empty(), unchanged_since) {
+        (true, _) => (Vec::new(), Vec::new()),
+        (false, None) => (
+            store.store_flags(sel.id, &targets, change).await?,
+            Vec::new(),
+        ),
+        (false, Some(limit)) => {
+            store
+                .store_flags_unchanged_since(sel.id, &targets, change, limit)
+                .await?
+        }
     };
+    let modified: Vec<u32> = failed
+        .iter()
+        .filter_map(|&u| {
+            if uid {
+                Some(u.get())
+            } else {
+                sel.index_of(u).map(|i| i as u32 + 1)
+            }
+        })
+        .collect();
     for meta in &updated {
         sel.note_flags(&meta.flags);
     }

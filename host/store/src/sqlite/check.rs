@@ -22,6 +22,10 @@ const CHECKS: &[&str] = &[
        FROM blobs WHERE size != length(data)",
     "SELECT 'mailbox ' || m.mailbox || ' uid ' || m.uid || ': size ' || m.size || ' differs from its body''s ' || b.size
        FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.size != b.size",
+    // A saved header block is the start of its body.
+    "SELECT 'body ' || h.blob || ': saved header block differs from the body''s start'
+       FROM blob_headers h JOIN blobs b ON b.id = h.blob
+      WHERE substr(b.data, 1, length(h.header)) != h.header",
     // UIDs stay below UIDNEXT, MODSEQs at or below HIGHESTMODSEQ.
     "SELECT 'mailbox ' || mb.id || ' (' || mb.name || '): uid ' || max(m.uid) || ' is not below UIDNEXT ' || mb.uid_next
        FROM mailboxes mb JOIN messages m ON m.mailbox = mb.id GROUP BY mb.id HAVING max(m.uid) >= mb.uid_next",
@@ -70,6 +74,7 @@ mod tests {
              INSERT INTO mailboxes (id, account, name, uid_validity, uid_next, highest_modseq) VALUES (1, 1, 'Sent', 1, 2, 1);
              INSERT INTO blobs (id, size, structure, data) VALUES (1, 5, 'not json', x'00');
              INSERT INTO blobs (id, size, structure, data) VALUES (2, 1, '{}', x'00');
+             INSERT INTO blob_headers (blob, header) VALUES (1, x'01');
              INSERT INTO messages (mailbox, uid, blob, internal_date, size, modseq) VALUES (1, 2, 1, 0, 4, 9);
              INSERT INTO messages (mailbox, uid, blob, internal_date, size, modseq) VALUES (1, 1, 7, 0, 1, 1);",
         )
@@ -85,6 +90,7 @@ mod tests {
             "MODSEQ 9 above HIGHESTMODSEQ 1",
             "account a@x has no INBOX",
             "body 1: saved structure does not decode",
+            "body 1: saved header block differs",
         ] {
             assert!(
                 found.contains(expected),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::mailstore::{
-    account_of, append_entry, bump_modseq, create_mailbox_in, meta_from_row,
+    account_of, append_entry, bump_modseq, create_mailbox_in, insert_blob, meta_from_row,
     normalize_mailbox_name, META_SELECT,
 };
 use crate::{AccountId, MailboxId, NewMessage, StoreError, StoreEvent, StoreResult, Uid};
@@ -160,10 +160,29 @@ pub(super) fn rename_mailbox(
             "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
             params![id, new_name],
         )?;
+        // A subscription follows its mailbox (as in Dovecot).
+        let moved = c.execute(
+            "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
+            params![account, name],
+        )?;
+        if moved > 0 {
+            c.execute(
+                "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+                params![account, new_name],
+            )?;
+        }
     }
     Ok(((), events))
 }
 
+/// Subscribes or unsubscribes a name. Subscriptions are names, kept
+/// apart from the mailboxes (RFC 9051 §6.3.7: a server "SHOULD NOT
+/// unilaterally remove an existing mailbox name from the subscription
+/// list even if a mailbox by that name no longer exists"), so a name may
+/// be subscribed whether or not a mailbox has it, as in Dovecot.
+/// Unsubscribing a name that is neither subscribed nor a mailbox is
+/// [`StoreError::NotFound`]. The `mailboxes.subscribed` column is kept
+/// in step for older versions reading the same database.
 pub(super) fn set_subscribed(
     c: &Connection,
     account: AccountId,
@@ -171,14 +190,71 @@ pub(super) fn set_subscribed(
     subscribed: bool,
 ) -> Written<()> {
     let name = normalize_mailbox_name(name)?;
-    let n = c.execute(
+    if subscribed {
+        c.execute(
+            "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+            params![account, name],
+        )?;
+    } else {
+        let removed = c.execute(
+            "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
+            params![account, name],
+        )?;
+        if removed == 0 && find(c, account, &name)?.is_none() {
+            return Err(StoreError::NotFound(format!("mailbox {name}")));
+        }
+    }
+    c.execute(
         "UPDATE mailboxes SET subscribed = ?3 WHERE account = ?1 AND name = ?2",
         params![account, name, subscribed],
     )?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("mailbox {name}")));
-    }
     Ok(((), vec![StoreEvent::MailboxesChanged { account }]))
+}
+
+/// The subscribed names of an account, sorted.
+pub(super) fn subscriptions(c: &Connection, account: AccountId) -> StoreResult<Vec<String>> {
+    let mut st =
+        c.prepare_cached("SELECT name FROM subscriptions WHERE account = ?1 ORDER BY name")?;
+    let rows = st.query_map([account], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Creates the `subscriptions` table of a store that has none yet and
+/// fills it from `mailboxes.subscribed`, in one transaction (a store
+/// opened by an older version gets it on its next open with this one).
+pub(crate) fn migrate_subscriptions(c: &Connection) -> StoreResult<()> {
+    c.execute_batch("SAVEPOINT subscriptions_migration")?;
+    let result = (|| -> StoreResult<()> {
+        let exists: i64 = c.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'subscriptions'",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists == 0 {
+            c.execute_batch(
+                "CREATE TABLE subscriptions (
+                     account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+                     name TEXT NOT NULL,
+                     PRIMARY KEY (account, name)
+                 ) WITHOUT ROWID;
+                 INSERT OR IGNORE INTO subscriptions (account, name)
+                     SELECT account, name FROM mailboxes WHERE subscribed != 0;",
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            c.execute_batch("RELEASE subscriptions_migration")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = c.execute_batch(
+                "ROLLBACK TO subscriptions_migration; RELEASE subscriptions_migration",
+            );
+            Err(e)
+        }
+    }
 }
 
 pub(super) fn append(
@@ -190,11 +266,7 @@ pub(super) fn append(
 ) -> Written<Uid> {
     let account = account_of(c, mailbox)?;
     let size = message.raw.len() as u64;
-    c.execute(
-        "INSERT INTO blobs (size, structure, data) VALUES (?1, ?2, ?3)",
-        params![size as i64, structure, message.raw.as_slice()],
-    )?;
-    let blob = c.last_insert_rowid();
+    let blob = insert_blob(c, &message.raw, structure)?;
     let uid = append_entry(c, mailbox, blob, flags, message.internal_date, size)?;
     Ok((
         uid,

@@ -8,9 +8,9 @@ use tokio::sync::broadcast;
 
 use super::SqliteStore;
 use crate::{
-    AccountId, Delivered, DeliveryTarget, FlagChange, MailStore, MailboxId, MailboxInfo,
-    MessageMeta, MessageStructure, NewMessage, SpecialUse, StoreError, StoreEvent, StoreResult,
-    Uid,
+    AccountId, Delivered, DeliveryTarget, FetchedMessage, FlagChange, MailStore, MailboxId,
+    MailboxInfo, MessageMeta, MessageStructure, NewMessage, RawPart, SpecialUse, StoreError,
+    StoreEvent, StoreResult, Uid,
 };
 
 /// The system flags of RFC 9051 §2.3.2, in their canonical spelling.
@@ -121,10 +121,18 @@ pub(super) fn create_mailbox_in(
         "INSERT INTO mailboxes (account, name, special_use, uid_validity) VALUES (?1, ?2, ?3, ?4)",
         params![account, name, special_use_text(special_use), validity],
     )?;
-    Ok(c.last_insert_rowid())
+    let id = c.last_insert_rowid();
+    // New mailboxes start subscribed (as they always have here).
+    c.execute(
+        "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+        params![account, name],
+    )?;
+    Ok(id)
 }
 
-const MAILBOX_SELECT: &str = "SELECT mb.id, mb.account, mb.name, mb.special_use, mb.subscribed, mb.uid_validity,
+const MAILBOX_SELECT: &str = "SELECT mb.id, mb.account, mb.name, mb.special_use,
+        EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = mb.account AND s.name = mb.name),
+        mb.uid_validity,
         mb.uid_next, mb.highest_modseq,
         (SELECT count(*) FROM messages m WHERE m.mailbox = mb.id),
         (SELECT count(*) FROM messages m WHERE m.mailbox = mb.id AND instr(' ' || m.flags || ' ', ' \\Seen ') = 0),
@@ -186,6 +194,18 @@ pub(super) fn account_of(c: &Connection, mailbox: MailboxId) -> StoreResult<Acco
     .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
 }
 
+/// Stores one body with its saved structure (JSON) and its header block
+/// (inside the transaction); returns the blob id.
+pub(super) fn insert_blob(c: &Connection, raw: &[u8], structure: &str) -> StoreResult<i64> {
+    c.prepare_cached("INSERT INTO blobs (size, structure, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![raw.len() as i64, structure, raw])?;
+    let blob = c.last_insert_rowid();
+    let header = &raw[..crate::structure::header_block_len(raw)];
+    c.prepare_cached("INSERT INTO blob_headers (blob, header) VALUES (?1, ?2)")?
+        .execute(params![blob, header])?;
+    Ok(blob)
+}
+
 /// Inserts one stored message into one mailbox (inside the transaction).
 pub(super) fn append_entry(
     c: &Connection,
@@ -206,6 +226,69 @@ pub(super) fn append_entry(
         params![mailbox, uid, blob, flags_to_text(flags), internal_date, size as i64, modseq],
     )?;
     Uid::new(uid).ok_or_else(|| StoreError::Corrupt(format!("mailbox {mailbox} has uid_next 0")))
+}
+
+/// What [`store_flags_in`] returns: the new state of the messages that
+/// passed the UNCHANGEDSINCE check, and the UIDs of those that failed it.
+pub(super) type FlagsStored = (Vec<MessageMeta>, Vec<Uid>);
+
+/// Changes the flags of some messages inside the writer's transaction.
+/// With `unchanged_since` (RFC 7162 §3.1.3 UNCHANGEDSINCE), a message whose
+/// MODSEQ is above it is left alone and its UID returned in the second
+/// list; the check and the update happen in the same transaction, so no
+/// other change can slip in between. Returns the state of every message
+/// that exists and passed the check, and the events to announce.
+pub(super) fn store_flags_in(
+    c: &Connection,
+    mailbox: MailboxId,
+    uids: &[Uid],
+    change: &FlagChange,
+    unchanged_since: Option<u64>,
+) -> StoreResult<(FlagsStored, Vec<StoreEvent>)> {
+    let account = account_of(c, mailbox)?;
+    let mut out = Vec::with_capacity(uids.len());
+    let mut modified = Vec::new();
+    let mut changed = Vec::new();
+    for &uid in uids {
+        let Some(mut meta) = c
+            .prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"))?
+            .query_row(params![mailbox, uid.get()], meta_from_row)
+            .optional()?
+        else {
+            continue;
+        };
+        if unchanged_since.is_some_and(|limit| meta.modseq > limit) {
+            modified.push(uid);
+            continue;
+        }
+        let old: BTreeSet<String> = meta.flags.iter().cloned().collect();
+        let new = match change {
+            FlagChange::Set(f) => canonical_set(f),
+            FlagChange::Add(f) => old.union(&canonical_set(f)).cloned().collect(),
+            FlagChange::Remove(f) => old.difference(&canonical_set(f)).cloned().collect(),
+        };
+        if new != old {
+            let modseq = bump_modseq(c, mailbox)?;
+            c.execute(
+                "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox = ?1 AND uid = ?2",
+                params![mailbox, uid.get(), flags_to_text(&new), modseq as i64],
+            )?;
+            meta.flags = new.into_iter().collect();
+            meta.modseq = modseq;
+            changed.push(uid);
+        }
+        out.push(meta);
+    }
+    let events = if changed.is_empty() {
+        vec![]
+    } else {
+        vec![StoreEvent::FlagsChanged {
+            account,
+            mailbox,
+            uids: changed,
+        }]
+    };
+    Ok(((out, modified), events))
 }
 
 #[async_trait]
@@ -259,11 +342,7 @@ impl MailStore for SqliteStore {
             .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
         self.write(move |c| {
             let size = message.raw.len() as u64;
-            c.execute(
-                "INSERT INTO blobs (size, structure, data) VALUES (?1, ?2, ?3)",
-                params![size as i64, structure, message.raw.as_slice()],
-            )?;
-            let blob = c.last_insert_rowid();
+            let blob = insert_blob(c, &message.raw, &structure)?;
             let mut delivered = Vec::with_capacity(targets.len());
             let mut events = Vec::new();
             for t in &targets {
@@ -347,6 +426,74 @@ impl MailStore for SqliteStore {
         .transpose()
     }
 
+    async fn fetch_messages(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        raw: RawPart,
+        structure: bool,
+    ) -> StoreResult<Vec<FetchedMessage>> {
+        let uids = uids.to_vec();
+        // One trip to a blocking thread for the whole batch, one indexed
+        // lookup per message, the structure decoded there too. Columns not
+        // asked for are not read: a body's overflow pages stay unread
+        // unless it is wanted whole (a header block is a small row of its
+        // own).
+        let (data, header_join) = match raw {
+            RawPart::None => ("NULL", ""),
+            RawPart::Header => ("h.header", " LEFT JOIN blob_headers h ON h.blob = m.blob"),
+            RawPart::Whole => ("b.data", ""),
+        };
+        let join_blobs = structure || raw == RawPart::Whole;
+        let sql = format!(
+            "SELECT m.blob, {data}, {} FROM messages m{}{header_join} WHERE m.mailbox = ?1 AND m.uid = ?2",
+            if structure { "b.structure" } else { "NULL" },
+            if join_blobs { " JOIN blobs b ON b.id = m.blob" } else { "" },
+        );
+        self.read(move |c| {
+            // One read transaction for the batch: the WAL read lock is
+            // taken once, not per message.
+            let tx = c.unchecked_transaction()?;
+            let mut st = tx.prepare_cached(&sql)?;
+            let mut out = Vec::with_capacity(uids.len());
+            for uid in uids {
+                let row = st
+                    .query_row(params![mailbox, uid.get()], |r| {
+                        let blob: i64 = r.get(0)?;
+                        let data: Option<Vec<u8>> = r.get(1)?;
+                        let parsed = r
+                            .get_ref(2)?
+                            .as_str_or_null()?
+                            .map(serde_json::from_str::<MessageStructure>)
+                            .transpose();
+                        Ok((blob, data, parsed))
+                    })
+                    .optional()?;
+                let Some((blob, mut data, parsed)) = row else {
+                    continue;
+                };
+                if raw == RawPart::Header && data.is_none() {
+                    // Stored without its header block (before they were
+                    // kept, or by an older version): read it all, cut it.
+                    let mut whole: Vec<u8> = tx
+                        .prepare_cached("SELECT data FROM blobs WHERE id = ?1")?
+                        .query_row([blob], |r| r.get(0))?;
+                    whole.truncate(crate::structure::header_block_len(&whole));
+                    data = Some(whole);
+                }
+                let parsed =
+                    parsed.map_err(|e| StoreError::Corrupt(format!("message structure: {e}")))?;
+                out.push(FetchedMessage {
+                    uid,
+                    raw: data,
+                    structure: parsed,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn store_flags(
         &self,
         mailbox: MailboxId,
@@ -355,43 +502,22 @@ impl MailStore for SqliteStore {
     ) -> StoreResult<Vec<MessageMeta>> {
         let uids = uids.to_vec();
         self.write(move |c| {
-            let account = account_of(c, mailbox)?;
-            let mut out = Vec::with_capacity(uids.len());
-            let mut changed = Vec::new();
-            for uid in uids {
-                let Some(mut meta) = c
-                    .prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"))?
-                    .query_row(params![mailbox, uid.get()], meta_from_row)
-                    .optional()?
-                else {
-                    continue;
-                };
-                let old: BTreeSet<String> = meta.flags.iter().cloned().collect();
-                let new = match &change {
-                    FlagChange::Set(f) => canonical_set(f),
-                    FlagChange::Add(f) => old.union(&canonical_set(f)).cloned().collect(),
-                    FlagChange::Remove(f) => old.difference(&canonical_set(f)).cloned().collect(),
-                };
-                if new != old {
-                    let modseq = bump_modseq(c, mailbox)?;
-                    c.execute(
-                        "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox = ?1 AND uid = ?2",
-                        params![mailbox, uid.get(), flags_to_text(&new), modseq as i64],
-                    )?;
-                    meta.flags = new.into_iter().collect();
-                    meta.modseq = modseq;
-                    changed.push(uid);
-                }
-                out.push(meta);
-            }
-            let events = if changed.is_empty() {
-                vec![]
-            } else {
-                vec![StoreEvent::FlagsChanged { account, mailbox, uids: changed }]
-            };
+            let ((out, _), events) = store_flags_in(c, mailbox, &uids, &change, None)?;
             Ok((out, events))
         })
         .await
+    }
+
+    async fn store_flags_unchanged_since(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        change: FlagChange,
+        unchanged_since: u64,
+    ) -> StoreResult<(Vec<MessageMeta>, Vec<Uid>)> {
+        let uids = uids.to_vec();
+        self.write(move |c| store_flags_in(c, mailbox, &uids, &change, Some(unchanged_since)))
+            .await
     }
 
     async fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> StoreResult<Vec<Uid>> {
@@ -454,6 +580,11 @@ impl MailStore for SqliteStore {
             .await
     }
 
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        self.read(move |c| super::imap::subscriptions(c, account))
+            .await
+    }
+
     async fn append(
         &self,
         mailbox: MailboxId,
@@ -465,6 +596,32 @@ impl MailStore for SqliteStore {
         let flags = canonical_set(flags);
         self.write(move |c| super::imap::append(c, mailbox, &message, &structure, &flags))
             .await
+    }
+
+    async fn append_many(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<(NewMessage, Vec<String>)>,
+    ) -> StoreResult<Vec<Uid>> {
+        let mut prepared = Vec::with_capacity(messages.len());
+        for (message, flags) in messages {
+            let structure = serde_json::to_string(&message.structure)
+                .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
+            prepared.push((message, structure, canonical_set(&flags)));
+        }
+        // One writer job: it runs in one savepoint, so a failure of any
+        // message rolls back all of them.
+        self.write(move |c| {
+            let mut uids = Vec::with_capacity(prepared.len());
+            let mut events = Vec::new();
+            for (message, structure, flags) in &prepared {
+                let (uid, evs) = super::imap::append(c, mailbox, message, structure, flags)?;
+                uids.push(uid);
+                events.extend(evs);
+            }
+            Ok((uids, events))
+        })
+        .await
     }
 
     async fn copy_messages(

@@ -57,6 +57,22 @@ pub struct MessageStructure {
     pub root: BodyPart,
 }
 
+/// The length of a message's header block as header searches see it: up
+/// to and including the first empty line (`CRLF CRLF` or `LF LF`,
+/// whichever comes first), or the whole message if there is none. This
+/// is what the store saves beside each body for header searches, so that
+/// they need not read bodies. (The MIME parser's header range can be
+/// shorter on damaged input, e.g. a first line that is no header field.)
+pub fn header_block_len(raw: &[u8]) -> usize {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => raw.len(),
+    }
+}
+
 /// A half-open range `start..end` of byte offsets into the raw message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ByteRange {
