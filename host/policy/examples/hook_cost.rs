@@ -70,19 +70,12 @@ async fn data_cost(wasm: &std::path::Path, session: &SessionInfo) {
     let mut settings: mailgate_policy::PluginSettings =
         toml::from_str("name = \"content_filter\"\ngrants = [\"config\"]").expect("settings");
     settings.enabled = true;
-    let (manager, report) = PolicyManager::with_parts(
-        PolicyConfig {
-            plugins: PluginsConfig::new(dir.path()),
-            plugin: vec![settings],
-        },
-        None,
-        Arc::new(FileKv::in_memory()),
-        None,
-        Arc::new(StaticResolver::default()),
+    let manager = manager(
+        PluginsConfig::new(dir.path()),
+        vec![settings],
+        "content_filter",
     )
-    .await
-    .expect("runtime");
-    assert_eq!(report.loaded, vec!["content_filter"], "{report:?}");
+    .await;
     let chain = manager.snapshot();
     let mut raw = String::from(
         "Received: from bench by mailgate.test\r\nFrom: <bench-sender@client.test>\r\n\
@@ -149,19 +142,7 @@ async fn template_cost(wasm: &std::path::Path, dir: &std::path::Path, reuse: boo
     let mut plugins = PluginsConfig::new(dir);
     plugins.max_instances = 64;
     plugins.reuse_instances = reuse;
-    let (manager, report) = PolicyManager::with_parts(
-        PolicyConfig {
-            plugins,
-            plugin: vec![],
-        },
-        None,
-        Arc::new(FileKv::in_memory()),
-        None,
-        Arc::new(StaticResolver::default()),
-    )
-    .await
-    .expect("runtime");
-    assert_eq!(report.loaded, vec!["template"], "{report:?}");
+    let manager = manager(plugins, vec![], "template").await;
     println!(
         "component: {} ({} bytes), pooling allocator: {}, {}",
         wasm.display(),
@@ -232,4 +213,23 @@ async fn template_cost(wasm: &std::path::Path, dir: &std::path::Path, reuse: boo
         "stats: calls {} errors {} p50 <= {} µs p90 <= {} µs p99 <= {} µs",
         s.calls, s.errors, s.p50_us, s.p90_us, s.p99_us
     );
+}
+
+/// A policy manager over `plugins` that must load exactly `expect`.
+async fn manager(
+    plugins: PluginsConfig,
+    plugin: Vec<mailgate_policy::PluginSettings>,
+    expect: &str,
+) -> Arc<PolicyManager> {
+    let (manager, report) = PolicyManager::with_parts(
+        PolicyConfig { plugins, plugin },
+        None,
+        Arc::new(FileKv::in_memory()),
+        None,
+        Arc::new(StaticResolver::default()),
+    )
+    .await
+    .expect("runtime");
+    assert_eq!(report.loaded, vec![expect], "{report:?}");
+    manager
 }

@@ -678,12 +678,18 @@ async fn check_reports_hooks_and_imports() {
 
 /// A manager over a directory holding the one component file `path`.
 async fn setup_file(path: &Path, stem: &str, grants: &[Grant]) -> Setup {
+    setup_file_with(path, stem, grants, true).await
+}
+
+/// [`setup_file`] with `[plugins] reuse_instances` set.
+async fn setup_file_with(path: &Path, stem: &str, grants: &[Grant], reuse: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let plugins_dir = dir.path().join("plugins");
     std::fs::create_dir(&plugins_dir).unwrap();
     std::fs::copy(path, plugins_dir.join(format!("{stem}.wasm"))).unwrap();
     let mut plugins = PluginsConfig::new(&plugins_dir);
     plugins.max_instances = 8;
+    plugins.reuse_instances = reuse;
     let config = PolicyConfig {
         plugins,
         plugin: vec![settings(stem, grants, serde_json::json!({}))],
@@ -842,27 +848,9 @@ async fn instances_are_reused_until_one_fails() {
 /// `[plugins] reuse_instances = false`: every call has a fresh instance.
 #[tokio::test]
 async fn reuse_can_be_turned_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let plugins_dir = dir.path().join("plugins");
-    std::fs::create_dir(&plugins_dir).unwrap();
-    std::fs::copy(artifact("probe"), plugins_dir.join("probe.wasm")).unwrap();
-    let mut plugins = PluginsConfig::new(&plugins_dir);
-    plugins.max_instances = 8;
-    plugins.reuse_instances = false;
-    let config = PolicyConfig {
-        plugins,
-        plugin: vec![settings("probe", &[Grant::Config], serde_json::json!({}))],
-    };
-    let (manager, _) = PolicyManager::with_parts(
-        config,
-        None,
-        Arc::new(FileKv::in_memory()),
-        None,
-        Arc::new(StaticResolver::default()),
-    )
-    .await
-    .unwrap();
-    let chain = manager.snapshot();
+    let s = setup_file_with(&artifact("probe"), "probe", &[Grant::Config], false).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
     for _ in 0..3 {
         let mut session = session();
         session.helo = Some("count.x".into());
