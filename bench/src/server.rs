@@ -177,18 +177,30 @@ struct Plugins<'a> {
 struct PluginEntry {
     name: String,
     grants: [&'static str; 2],
+    /// From `<stem>.config.toml` beside the component, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<toml::Value>,
 }
 
-/// The `[[plugin]]` entries for the components in `dir`.
+/// The `[[plugin]]` entries for the components in `dir`; a file
+/// `<stem>.config.toml` beside `<stem>.wasm` is that plugin's `config`.
 fn plugin_entries(dir: &Path) -> Result<Vec<PluginEntry>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) == Some("wasm") {
             if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                let config_file = dir.join(format!("{stem}.config.toml"));
+                let config = match std::fs::read_to_string(&config_file) {
+                    Ok(text) => Some(toml::from_str::<toml::Value>(&text).map_err(|e| {
+                        std::io::Error::other(format!("{}: {e}", config_file.display()))
+                    })?),
+                    Err(_) => None,
+                };
                 out.push(PluginEntry {
                     name: stem.to_string(),
                     grants: ["config", "log"],
+                    config,
                 });
             }
         }
