@@ -499,3 +499,16 @@ def make_message(subject="test", body="hello\r\n", from_addr="sender@remote.test
             "Message-ID: <" + subject.replace(" ", ".") + "@remote.test>"]
     hdrs += list(extra_headers)
     return ("\r\n".join(hdrs) + "\r\n\r\n" + body).encode("utf-8")
+
+
+def with_probe(srv: "Server", wasm_dir: Path) -> "Server":
+    """`srv` (not started) running the `probe` fixture plugin
+    (host/policy/tests/fixtures/probe, built into `wasm_dir`) with the
+    `config` grant."""
+    pdir = srv.workdir / "plugins"
+    pdir.mkdir()
+    shutil.copy(wasm_dir / "probe.wasm", pdir / "probe.wasm")
+    with open(srv.config, "a", encoding="utf-8") as f:
+        f.write(f'\n[plugins]\ndir = "{pdir}"\npoll_ms = 200\n'
+                '\n[[plugin]]\nname = "probe"\ngrants = ["config"]\n')
+    return srv

@@ -20,23 +20,12 @@ host/smtp/src/verify.rs with a message sealed there.
 
 from __future__ import annotations
 
-import shutil
-
-from test_plugins import BUILD, NEEDED, wasm  # noqa: F401  (fixture)
+from harness import with_probe
+from test_plugins import wasm  # noqa: F401  (fixture)
 from test_relay import (  # noqa: F401  (fixture)
     ALICE, ALICE_PW, A_IP, B_IP, BOB, BOB_PW, FAST, FORGED, auth_results, forge, header,
     submit, wait_messages, world,
 )
-
-
-def with_probe(srv, wasm_dir):
-    pdir = srv.workdir / "plugins"
-    pdir.mkdir()
-    shutil.copy(wasm_dir / "probe.wasm", pdir / "probe.wasm")
-    with open(srv.config, "a", encoding="utf-8") as f:
-        f.write(f'\n[plugins]\ndir = "{pdir}"\npoll_ms = 200\n'
-                '\n[[plugin]]\nname = "probe"\ngrants = ["config"]\n')
-    return srv
 
 
 def unfolded(raw: bytes, name: str) -> list[str]:

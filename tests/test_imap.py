@@ -618,6 +618,16 @@ def test_search_save_and_dollar(srv):
     r.close()
 
 
+def utf8_search(m, key, value):
+    """SEARCH CHARSET UTF-8 `key` with `value` (a UTF-8 literal) on
+    imaplib session `m`: the message numbers found."""
+    m._encoding = "utf-8"
+    typ, data = m._simple_command("SEARCH", "CHARSET", "UTF-8", key,
+                                  "{%d+}\r\n%s" % (len(value.encode()), value))
+    assert typ == "OK", data
+    return m.untagged_responses.pop("SEARCH")[-1].split()
+
+
 def test_search_decodes_encoded_words(srv):
     """RFC 9051 §6.4.4: SUBJECT/FROM/TEXT match the decoded text of
     RFC 2047 encoded words, in any case."""
@@ -627,19 +637,11 @@ def test_search_decodes_encoded_words(srv):
     deliver(srv, make_message("plain resume"))
     m = imap(srv)
     ok(m.select("INBOX"))
-    m._encoding = "utf-8"
-
-    def search(key, value):
-        typ, data = m._simple_command("SEARCH", "CHARSET", "UTF-8", key,
-                                      "{%d+}\r\n%s" % (len(value.encode()), value))
-        assert typ == "OK", data
-        return m.untagged_responses.pop("SEARCH")[-1].split()
-
-    assert search("SUBJECT", "RÉSUMÉ") == [b"1"]
-    assert search("SUBJECT", "resume") == [b"2"]
-    assert search("CC", "josé") == [b"1"]
-    assert search("TEXT", "attaché") == [b"1"]
-    assert search("SUBJECT", "nothing") == []
+    assert utf8_search(m, "SUBJECT", "RÉSUMÉ") == [b"1"]
+    assert utf8_search(m, "SUBJECT", "resume") == [b"2"]
+    assert utf8_search(m, "CC", "josé") == [b"1"]
+    assert utf8_search(m, "TEXT", "attaché") == [b"1"]
+    assert utf8_search(m, "SUBJECT", "nothing") == []
     m.logout()
 
 
@@ -731,23 +733,15 @@ def test_search_body_decodes_transfer_encodings_and_charsets(srv):
               "--b\r\nContent-Type: application/octet-stream\r\n"
               "Content-Transfer-Encoding: base64\r\n\r\nU2VjcmV0V29yZA==\r\n--b--\r\n"))))
     ok(m.select("Decoded"))
-    m._encoding = "utf-8"
-
-    def search(key, value):
-        typ, data = m._simple_command("SEARCH", "CHARSET", "UTF-8", key,
-                                      "{%d+}\r\n%s" % (len(value.encode()), value))
-        assert typ == "OK", data
-        return m.untagged_responses.pop("SEARCH")[-1].split()
-
-    assert search("BODY", "GRÜẞE AUS KÖLN") == [b"1"]
-    assert search("BODY", "R3LDvMOf") == []
-    assert search("TEXT", "crème brûlée") == [b"2"]
-    assert search("BODY", "caf=C3") == []
-    assert search("BODY", "müller") == [b"3"]
-    assert search("BODY", "secretword") == []
-    assert search("BODY", "SEE ATTACHMENT") == [b"4"]
-    assert search("TEXT", "LATIN1") == [b"3"]
-    assert search("BODY", "latin1") == []
+    assert utf8_search(m, "BODY", "GRÜẞE AUS KÖLN") == [b"1"]
+    assert utf8_search(m, "BODY", "R3LDvMOf") == []
+    assert utf8_search(m, "TEXT", "crème brûlée") == [b"2"]
+    assert utf8_search(m, "BODY", "caf=C3") == []
+    assert utf8_search(m, "BODY", "müller") == [b"3"]
+    assert utf8_search(m, "BODY", "secretword") == []
+    assert utf8_search(m, "BODY", "SEE ATTACHMENT") == [b"4"]
+    assert utf8_search(m, "TEXT", "LATIN1") == [b"3"]
+    assert utf8_search(m, "BODY", "latin1") == []
     m.logout()
 
 

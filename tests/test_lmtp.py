@@ -16,12 +16,14 @@ the real binary.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import sqlite3
 
 import pytest
 
-from harness import DOMAIN, USERS
+from harness import DOMAIN, USERS, with_probe
+from test_plugins import wasm  # noqa: F401  (fixture)
 
 ALICE, BOB, CAROL = (f"{u}@{DOMAIN}" for u in ("alice", "bob", "carol"))
 LISTEN = {"smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0", "lmtp": "127.0.0.1:0"}
@@ -35,6 +37,21 @@ def message(subject: str, body: str = "Hello over LMTP.\r\n") -> bytes:
 def lmtp(srv) -> smtplib.LMTP:
     host, port = srv.ports["lmtp"]
     return smtplib.LMTP(host, port, local_hostname="mta.test", timeout=30)
+
+
+@contextlib.contextmanager
+def lmtp_transaction(srv, rcpts):
+    """An LMTP session (closed at the end) in a transaction from
+    sender@remote.test with `rcpts` all accepted."""
+    s = lmtp(srv)
+    try:
+        s.ehlo()
+        assert s.mail("sender@remote.test")[0] == 250
+        for rcpt in rcpts:
+            assert s.rcpt(rcpt)[0] == 250, rcpt
+        yield s
+    finally:
+        s.quit()
 
 
 def set_quota(srv, address: str, quota_bytes: int | None):
@@ -80,12 +97,7 @@ def test_lhlo_greeting_and_helo_ehlo_refused(lmtp_server):
 
 
 def test_one_reply_per_recipient_in_rcpt_order(lmtp_server):
-    s = lmtp(lmtp_server)
-    try:
-        s.ehlo()
-        assert s.mail("sender@remote.test")[0] == 250
-        for rcpt in (ALICE, CAROL, BOB, ALICE):
-            assert s.rcpt(rcpt)[0] == 250, rcpt
+    with lmtp_transaction(lmtp_server, (ALICE, CAROL, BOB, ALICE)) as s:
         # No relaying: refused at RCPT, and owed no reply later.
         code, text = s.rcpt("someone@elsewhere.test")
         assert code == 550 and text.startswith(b"5.7.1"), (code, text)
@@ -99,8 +111,6 @@ def test_one_reply_per_recipient_in_rcpt_order(lmtp_server):
         # The session goes on: a second transaction on the same connection.
         s.rset()
         assert s.noop()[0] == 250
-    finally:
-        s.quit()
     # Alice got one copy (not two for the duplicate RCPT), bob one, carol none.
     assert subjects(lmtp_server, ALICE) == ["per recipient"]
     assert subjects(lmtp_server, BOB) == ["per recipient"]
@@ -121,32 +131,20 @@ def test_single_recipient_sendmail(lmtp_server):
 def test_bdat_chunks_then_per_recipient_replies(lmtp_server):
     msg = message("chunked", body="part one\r\npart two\r\n")
     a, b = msg[:40], msg[40:]
-    s = lmtp(lmtp_server)
-    try:
-        s.ehlo()
-        assert s.mail("sender@remote.test")[0] == 250
-        assert s.rcpt(CAROL)[0] == 250
-        assert s.rcpt(ALICE)[0] == 250
+    with lmtp_transaction(lmtp_server, (CAROL, ALICE)) as s:
         s.send(b"BDAT %d\r\n" % len(a) + a)
         code, text = s.getreply()
         assert code == 250, text
         s.send(b"BDAT %d LAST\r\n" % len(b) + b)
         replies = [s.getreply(), s.getreply()]
         assert [c for c, _ in replies] == [452, 250], replies
-    finally:
-        s.quit()
     got = lmtp_server.messages(ALICE, USERS[ALICE])
     assert len(got) == 1 and got[0].endswith(b"part one\r\npart two\r\n")
     assert subjects(lmtp_server, CAROL) == []
 
 
 def test_a_refused_message_gets_one_refusal_per_recipient(lmtp_server):
-    s = lmtp(lmtp_server)
-    try:
-        s.ehlo()
-        s.mail("sender@remote.test")
-        s.rcpt(ALICE)
-        s.rcpt(BOB)
+    with lmtp_transaction(lmtp_server, (ALICE, BOB)) as s:
         # A bare LF is refused after the data (smuggling rule), for each.
         code, text = s.docmd("DATA")
         assert code == 354
@@ -154,51 +152,28 @@ def test_a_refused_message_gets_one_refusal_per_recipient(lmtp_server):
         replies = [s.getreply(), s.getreply()]
         assert [c for c, _ in replies] == [550, 550], replies
         assert s.noop()[0] == 250  # still in step
-    finally:
-        s.quit()
     assert subjects(lmtp_server, ALICE) == [] and subjects(lmtp_server, BOB) == []
 
 
 # ---- with policy plugins -------------------------------------------------------
 
 @pytest.fixture
-def lmtp_probe(server_factory):
+def lmtp_probe(server_factory, wasm):  # noqa: F811
     """An LMTP server running the `probe` fixture plugin (see test_plugins.py)."""
-    from test_plugins import BUILD, NEEDED
-    import shutil
-    import subprocess
-    from harness import REPO_ROOT
-    if not all((BUILD / f"{n}.wasm").is_file() for n in NEEDED):
-        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
-                       capture_output=True, timeout=900)
-    srv = server_factory(listen=LISTEN, start=False)
-    pdir = srv.workdir / "plugins"
-    pdir.mkdir()
-    shutil.copy(BUILD / "probe.wasm", pdir / "probe.wasm")
-    with open(srv.config, "a", encoding="utf-8") as f:
-        f.write(f'\n[plugins]\ndir = "{pdir}"\npoll_ms = 200\n'
-                '\n[[plugin]]\nname = "probe"\ngrants = ["config"]\n')
-    return srv.start()
+    return with_probe(server_factory(listen=LISTEN, start=False), wasm).start()
 
 
 def test_plugins_see_lmtp_and_route_refusals_answer_one_recipient(lmtp_probe):
     """The probe refuses `+bounce` (5xx) and defers `+defer` (4xx) at route:
     on LMTP only those recipients' replies say so; the others get 250 and
     their copy. The plugins see the listener as "lmtp"."""
-    s = lmtp(lmtp_probe)
-    try:
-        s.ehlo()
-        assert s.mail("sender@remote.test")[0] == 250
-        rcpts = [f"alice+bounce@{DOMAIN}", BOB, f"carol+defer@{DOMAIN}", ALICE]
-        for rcpt in rcpts:
-            assert s.rcpt(rcpt)[0] == 250, rcpt
+    rcpts = [f"alice+bounce@{DOMAIN}", BOB, f"carol+defer@{DOMAIN}", ALICE]
+    with lmtp_transaction(lmtp_probe, rcpts) as s:
         first = s.data(message("route per recipient"))
         replies = [first] + [s.getreply() for _ in range(3)]
         assert [c for c, _ in replies] == [550, 250, 451, 250], replies
         assert b"route refused" in replies[0][1] and b"route deferred" in replies[2][1]
         assert s.noop()[0] == 250  # still in step
-    finally:
-        s.quit()
     assert subjects(lmtp_probe, BOB) == ["route per recipient"]
     assert subjects(lmtp_probe, ALICE) == ["route per recipient"]  # not the +bounce copy
     assert subjects(lmtp_probe, CAROL) == []
@@ -208,16 +183,9 @@ def test_plugins_see_lmtp_and_route_refusals_answer_one_recipient(lmtp_probe):
 
 
 def test_a_data_refusal_on_lmtp_answers_every_recipient(lmtp_probe):
-    s = lmtp(lmtp_probe)
-    try:
-        s.ehlo()
-        s.mail("sender@remote.test")
-        s.rcpt(ALICE)
-        s.rcpt(BOB)
+    with lmtp_transaction(lmtp_probe, (ALICE, BOB)) as s:
         first = s.data(message("[reject] at data"))
         replies = [first, s.getreply()]
         assert [c for c, _ in replies] == [554, 554], replies
         assert all(b"message refused" in t for _, t in replies)
-    finally:
-        s.quit()
     assert subjects(lmtp_probe, ALICE) == [] and subjects(lmtp_probe, BOB) == []

@@ -188,6 +188,20 @@ def deferred_twice(a, what):
     return qid, queue_show(a, qid)
 
 
+def deferred_under_enforce(world, sts, mx, subject, what, **b_options):  # noqa: F811
+    """A and B (made with `b_options`) started under an enforce policy
+    naming `mx`; a message from ALICE to BOB with `subject` deferred on
+    two attempts (`what`) and never delivered. Returns A, B and the
+    queue entry as `queue show` tells it."""
+    sts.policy = policy("enforce", *mx)
+    a = make_a(world).start()
+    b = make_b(world, **b_options).start()
+    submit(a, ALICE, ALICE_PW, BOB, subject)
+    _, shown = deferred_twice(a, what)
+    assert messages(b, BOB, BOB_PW) == []
+    return a, b, shown
+
+
 # ------------------------------------------------------------------ tests
 def test_enforce_with_a_matching_mx_and_valid_certificate_delivers_over_tls(world, sts):  # noqa: F811
     sts.policy = policy("enforce", "mx.b.test", "*.backup.b.test")
@@ -212,47 +226,35 @@ def test_enforce_with_a_matching_mx_and_valid_certificate_delivers_over_tls(worl
 
 
 def test_enforce_with_no_matching_mx_defers_and_says_why(world, sts):  # noqa: F811
-    sts.policy = policy("enforce", "mx.elsewhere.test", "*.b2.test")
-    a = make_a(world).start()
-    b = make_b(world).start()
-
-    submit(a, ALICE, ALICE_PW, BOB, "sts enforce no mx")
-    qid, shown = deferred_twice(a, "two attempts refused by the policy")
+    a, _, shown = deferred_under_enforce(
+        world, sts, ["mx.elsewhere.test", "*.b2.test"], "sts enforce no mx",
+        "two attempts refused by the policy")
     assert f"recipient: <{BOB}> pending (451 4.7.5 MTA-STS policy of b.test (enforce)" in shown, \
         shown
     assert "mx.b.test" in shown and "mx.elsewhere.test" in shown, shown
-    assert messages(b, BOB, BOB_PW) == []
     log = a.stderr_tail(40000)
     assert "MTA-STS (enforce): MX host not in the policy" in log, log
 
 
 def test_enforce_never_falls_back_to_plain_text(world, sts):  # noqa: F811
-    sts.policy = policy("enforce", "mx.b.test")
-    a = make_a(world).start()
-    b = make_b(world, starttls=False).start()
+    _, b, shown = deferred_under_enforce(
+        world, sts, ["mx.b.test"], "sts enforce plain", "two attempts without STARTTLS",
+        starttls=False)
+    assert "does not offer STARTTLS" in shown, shown
+    assert "MTA-STS policy of b.test: enforce" in shown, shown
     # B really offers no STARTTLS.
     with b.smtp() as s:
         s.ehlo("client.test")
         assert not s.has_extn("starttls")
 
-    submit(a, ALICE, ALICE_PW, BOB, "sts enforce plain")
-    qid, shown = deferred_twice(a, "two attempts without STARTTLS")
-    assert "does not offer STARTTLS" in shown, shown
-    assert "MTA-STS policy of b.test: enforce" in shown, shown
-    assert messages(b, BOB, BOB_PW) == []
-
 
 def test_enforce_refuses_a_certificate_not_valid_for_the_mx(world, sts):  # noqa: F811
-    sts.policy = policy("enforce", "mx.b.test")
-    a = make_a(world).start()
-    # From the trusted CA, but for another name.
-    b = make_b(world, cert_name="smtp.elsewhere.test").start()
-
-    submit(a, ALICE, ALICE_PW, BOB, "sts enforce bad cert")
-    qid, shown = deferred_twice(a, "two attempts with a certificate for another name")
+    # B's certificate is from the trusted CA, but for another name.
+    a, _, shown = deferred_under_enforce(
+        world, sts, ["mx.b.test"], "sts enforce bad cert",
+        "two attempts with a certificate for another name", cert_name="smtp.elsewhere.test")
     assert "TLS handshake failed" in shown and "not valid for name" in shown, shown
     assert "MTA-STS policy of b.test: enforce" in shown, shown
-    assert messages(b, BOB, BOB_PW) == []
     log = a.stderr_tail(40000)
     assert "not sent in plain text" in log, log
 

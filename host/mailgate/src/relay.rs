@@ -260,26 +260,11 @@ impl OutboundQueue for RelayQueue {
     async fn enqueue(
         &self,
         mail_from: &str,
-        recipients: &[String],
-        data: &[u8],
-    ) -> Result<QueueId, QueueError> {
-        // `Relay::submit` wakes the runner itself (through its
-        // `OutboundQueue::enqueue`).
-        let id = self
-            .0
-            .submit(mail_from, recipients, data)
-            .await
-            .map_err(|e| QueueError(e.to_string()))?;
-        tracing::info!(queue_id = id, from = %mail_from, rcpts = ?recipients, "relay: queued");
-        Ok(QueueId(id.to_string()))
-    }
-
-    async fn enqueue_routed(
-        &self,
-        mail_from: &str,
         recipients: &[(String, Option<String>)],
         data: &[u8],
     ) -> Result<QueueId, QueueError> {
+        // `Relay::submit_routed` wakes the runner itself (through its
+        // `OutboundQueue::enqueue`).
         let id = self
             .0
             .submit_routed(mail_from, recipients, data)

@@ -10,12 +10,8 @@ use std::time::Duration;
 use common::*;
 use mailgate_relay::testing::peer::{self_signed_tls, PeerScript, ScriptedPeer};
 use mailgate_relay::testing::TestDnsServer;
-use mailgate_relay::{Dns, HickoryDns, ManualClock};
+use mailgate_relay::{Dns, ManualClock};
 use mailgate_store::queue::{OutboundQueue, QueueStore, RecipientStatus};
-
-fn domains(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
 
 #[tokio::test]
 async fn hickory_resolver_reads_the_test_zone() {
@@ -26,7 +22,7 @@ async fn hickory_resolver_reads_the_test_zone() {
     dns.add_mx("null.test", 0, ".");
     dns.add_ip("plain.test", "127.0.0.4".parse().unwrap());
     dns.fail("broken.test", true);
-    let r = HickoryDns::new(&[dns.addr()], Duration::from_secs(2)).unwrap();
+    let r = resolver(&dns);
     let mx = r.mx("b.test").await.unwrap();
     assert_eq!(
         (mx[0].preference, mx[0].exchange.as_str()),

@@ -2,10 +2,13 @@
 //! with a certificate for `mta-sts.b.test`) and the TXT lookup through
 //! hickory and the in-process DNS server.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_relay::client::tls::TlsClients;
+use common::resolver;
+use mailgate_relay::client::tls::{CertificateDer, TlsClients};
 use mailgate_relay::mta_sts::{HttpsFetcher, MtaSts, PolicyFetcher};
 use mailgate_relay::testing::peer::self_signed_tls;
 use mailgate_relay::testing::TestDnsServer;
@@ -56,25 +59,40 @@ fn ok_response(content_type: &str, body: &str) -> Vec<u8> {
 
 const POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.b.test\r\nmax_age: 600\r\n";
 
+/// The DNS server with `mta-sts.b.test` at 127.0.0.1, and a fetcher
+/// through it trusting `roots` that connects to `port`.
+async fn fetcher_to(
+    port: u16,
+    roots: &[CertificateDer<'static>],
+    timeout: Duration,
+) -> (HttpsFetcher, Arc<HickoryDns>, TestDnsServer) {
+    let dns = TestDnsServer::start().await.unwrap();
+    dns.add_ip("mta-sts.b.test", "127.0.0.1".parse().unwrap());
+    let resolver = Arc::new(resolver(&dns));
+    let tls = TlsClients::new(roots, false).unwrap();
+    let fetcher = HttpsFetcher::new(resolver.clone(), tls.verified.clone(), port, timeout);
+    (fetcher, resolver, dns)
+}
+
+/// A fetcher for b.test's policy served as `response` over HTTPS with a
+/// certificate for `cert_names`, trusted or not.
 async fn fetcher_for(
     response: Vec<u8>,
     cert_names: &[&str],
     trust: bool,
 ) -> (HttpsFetcher, Arc<HickoryDns>, TestDnsServer) {
     let (port, cert) = https_server(cert_names, response).await;
-    let dns = TestDnsServer::start().await.unwrap();
-    dns.add_ip("mta-sts.b.test", "127.0.0.1".parse().unwrap());
-    dns.add_txt("_mta-sts.b.test", "v=STSv1; id=abc123;");
-    let resolver = Arc::new(HickoryDns::new(&[dns.addr()], Duration::from_secs(2)).unwrap());
     let roots = if trust { vec![cert] } else { Vec::new() };
-    let tls = TlsClients::new(&roots, false).unwrap();
-    let fetcher = HttpsFetcher::new(
-        resolver.clone(),
-        tls.verified.clone(),
-        port,
-        Duration::from_secs(5),
-    );
+    let (fetcher, resolver, dns) = fetcher_to(port, &roots, Duration::from_secs(5)).await;
+    dns.add_txt("_mta-sts.b.test", "v=STSv1; id=abc123;");
     (fetcher, resolver, dns)
+}
+
+/// The error fetching b.test's policy served as `response` by a trusted
+/// `mta-sts.b.test`.
+async fn trusted_fetch_error(response: Vec<u8>) -> String {
+    let (fetcher, _r, _dns) = fetcher_for(response, &["mta-sts.b.test"], true).await;
+    fetcher.fetch("b.test").await.unwrap_err()
 }
 
 #[tokio::test]
@@ -119,27 +137,21 @@ async fn refuses_untrusted_or_misnamed_certificates() {
 #[tokio::test]
 async fn refuses_redirects_other_types_and_huge_bodies() {
     let redirect = b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://evil.test/\r\nContent-Length: 0\r\n\r\n".to_vec();
-    let (fetcher, _r, _dns) = fetcher_for(redirect, &["mta-sts.b.test"], true).await;
-    let e = fetcher.fetch("b.test").await.unwrap_err();
+    let e = trusted_fetch_error(redirect).await;
     assert!(e.contains("301"), "{e}");
 
-    let (fetcher, _r, _dns) =
-        fetcher_for(ok_response("text/html", POLICY), &["mta-sts.b.test"], true).await;
-    let e = fetcher.fetch("b.test").await.unwrap_err();
+    let e = trusted_fetch_error(ok_response("text/html", POLICY)).await;
     assert!(e.contains("text/plain"), "{e}");
 
     let huge = "mx: a.test\n".repeat(10_000); // 110 000 bytes
-    let (fetcher, _r, _dns) =
-        fetcher_for(ok_response("text/plain", &huge), &["mta-sts.b.test"], true).await;
-    let e = fetcher.fetch("b.test").await.unwrap_err();
+    let e = trusted_fetch_error(ok_response("text/plain", &huge)).await;
     assert!(e.contains("reading the policy"), "{e}");
 
     // A body without Content-Length, read until the close, still limited.
     let mut chunked =
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n".to_vec();
     chunked.extend_from_slice(huge.as_bytes());
-    let (fetcher, _r, _dns) = fetcher_for(chunked, &["mta-sts.b.test"], true).await;
-    assert!(fetcher.fetch("b.test").await.is_err());
+    trusted_fetch_error(chunked).await;
 }
 
 #[tokio::test]
@@ -152,16 +164,7 @@ async fn a_silent_server_times_out() {
             held.push(tcp); // accepts, never answers the TLS hello
         }
     });
-    let dns = TestDnsServer::start().await.unwrap();
-    dns.add_ip("mta-sts.b.test", "127.0.0.1".parse().unwrap());
-    let resolver = Arc::new(HickoryDns::new(&[dns.addr()], Duration::from_secs(2)).unwrap());
-    let tls = TlsClients::new(&[], false).unwrap();
-    let fetcher = HttpsFetcher::new(
-        resolver,
-        tls.verified.clone(),
-        port,
-        Duration::from_millis(500),
-    );
+    let (fetcher, _r, _dns) = fetcher_to(port, &[], Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
     let e = fetcher.fetch("b.test").await.unwrap_err();
     assert!(e.contains("timed out"), "{e}");

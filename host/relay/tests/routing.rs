@@ -9,71 +9,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mailgate_relay::dkim::DkimSigner;
-use mailgate_relay::testing::peer::{self_signed_tls, PeerScript, ScriptedPeer};
-use mailgate_relay::testing::TestDnsServer;
-use mailgate_relay::ManualClock;
-use mailgate_store::queue::{NewQueued, OutboundQueue, QueueStore, RecipientStatus};
-
-fn domains(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-fn routed(sender: &str, rcpts: &[(&str, Option<&str>)], created: i64) -> NewQueued {
-    let addrs: Vec<&str> = rcpts.iter().map(|(a, _)| *a).collect();
-    let mut m = message(sender, &addrs, created);
-    for (r, (_, hop)) in m.recipients.iter_mut().zip(rcpts) {
-        r.next_hop = hop.map(String::from);
-    }
-    m
-}
+use mailgate_relay::testing::peer::{PeerScript, ScriptedPeer};
+use mailgate_store::queue::{OutboundQueue, QueueStore};
 
 #[tokio::test]
 async fn next_hops_replace_mx_routing_with_tls_and_dkim() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "a.test", &["alice@a.test", "local@a.test"]).await;
-    let (tls, _) = self_signed_tls(&["relay.internal"]);
+    let (_dir, store) = sender_store(&["alice@a.test", "local@a.test"]).await;
     // The plugin's next hop, an address literal with a port.
-    let hop = ScriptedPeer::start(
-        "127.0.0.5",
-        PeerScript {
-            tls: Some(tls),
-            ..PeerScript::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (hop, _) = tls_peer("127.0.0.5", &["relay.internal"]).await;
     // A next hop by name with MX lookup: relay.test's MX is 127.0.0.6.
-    let by_mx = ScriptedPeer::start("127.0.0.6", PeerScript::default())
-        .await
-        .unwrap();
+    let by_mx = peer("127.0.0.6", PeerScript::default()).await;
     // b.test's own MX (plain MX routing for the recipient without a hop).
-    let mx = ScriptedPeer::start("127.0.0.3", PeerScript::default())
-        .await
-        .unwrap();
-    let dns = TestDnsServer::start().await.unwrap();
-    dns.add_mx("b.test", 10, "mx.b.test");
-    dns.add_ip("mx.b.test", "127.0.0.3".parse().unwrap());
-    dns.add_mx("relay.test", 10, "mx.relay.test");
-    dns.add_ip("mx.relay.test", "127.0.0.6".parse().unwrap());
+    let mx = peer("127.0.0.3", PeerScript::default()).await;
+    let dns = dns_with_mx(&[("b.test", "127.0.0.3"), ("relay.test", "127.0.0.6")]).await;
     // c.test and d.test do not exist in DNS: only the next hop can reach them.
-    let key = mailgate_relay::dkim::generate("a.test", "s1", 1024).unwrap();
-    let mut signer = DkimSigner::new();
-    signer
-        .add_pem("a.test", "s1", key.private_pem.as_bytes())
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let relay = relay_with_dkim(
-        store.clone(),
-        &domains(&["a.test"]),
-        &dns,
-        mx.addr().port(),
-        clock,
-        Vec::new(),
-        Some(Arc::new(signer)),
-        |_| {},
-    );
-    let hop_text = format!("[127.0.0.5]:{}", hop.addr().port());
+    let (_, signer) = dkim_signer("a.test", "s1");
+    let (relay, _) = sender_relay(&store, &dns, mx.addr().port(), Some(signer), |_| {});
+    let hop_text = hop_to(&hop);
     let mx_text = format!("relay.test:{}", by_mx.addr().port());
     let id = relay
         .enqueue(routed(
@@ -116,77 +68,37 @@ async fn next_hops_replace_mx_routing_with_tls_and_dkim() {
 
 #[tokio::test]
 async fn unreachable_next_hop_is_retried_not_rerouted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "a.test", &["alice@a.test"]).await;
-    let mx = ScriptedPeer::start("127.0.0.3", PeerScript::default())
-        .await
-        .unwrap();
-    let dns = TestDnsServer::start().await.unwrap();
-    dns.add_mx("b.test", 10, "mx.b.test");
-    dns.add_ip("mx.b.test", "127.0.0.3".parse().unwrap());
-    let clock = Arc::new(ManualClock::new(T0));
-    let relay = relay(
-        store.clone(),
-        &domains(&["a.test"]),
-        &dns,
-        mx.addr().port(),
-        clock,
-        Vec::new(),
-        |_| {},
-    );
+    let (_dir, store) = sender_store(&["alice@a.test"]).await;
+    let mx = peer("127.0.0.3", PeerScript::default()).await;
+    let dns = dns_with_mx(&[("b.test", "127.0.0.3")]).await;
+    let (relay, _) = sender_relay(&store, &dns, mx.addr().port(), None, |_| {});
     // Nothing listens at the hop: the recipient waits, b.test's MX (which
     // would take it) is not used instead.
-    let id = relay
-        .enqueue(routed(
-            "alice@a.test",
-            &[("bob@b.test", Some("[127.0.0.9]:9"))],
-            T0,
-        ))
-        .await
-        .unwrap();
-    relay.run_once().await.unwrap();
+    let id = send(
+        &relay,
+        routed("alice@a.test", &[("bob@b.test", Some("[127.0.0.9]:9"))], T0),
+    )
+    .await;
     assert!(mx.messages().is_empty());
-    let e = store.queue_entry(id).await.unwrap().unwrap();
-    assert_eq!(e.recipients[0].status, RecipientStatus::Pending);
-    let reply = e.recipients[0].last_reply.clone().unwrap();
+    let reply = pending_reply(&store, id, 0).await;
     assert!(reply.starts_with("451 4.4.1 127.0.0.9"), "{reply}");
 }
 
 #[tokio::test]
 async fn failed_handshake_is_retried_in_plain_text_unless_tls_is_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "a.test", &["alice@a.test"]).await;
-    let peer = ScriptedPeer::start(
-        "127.0.0.3",
-        PeerScript {
-            broken_tls: true,
-            ..PeerScript::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dns = TestDnsServer::start().await.unwrap();
-    dns.add_mx("b.test", 10, "mx.b.test");
-    dns.add_ip("mx.b.test", "127.0.0.3".parse().unwrap());
+    let (_dir, store) = sender_store(&["alice@a.test"]).await;
+    let script = PeerScript {
+        broken_tls: true,
+        ..PeerScript::default()
+    };
+    let peer = peer("127.0.0.3", script).await;
+    let dns = dns_with_mx(&[("b.test", "127.0.0.3")]).await;
     dns.add_mx("bank.test", 10, "mx.b.test");
-    let clock = Arc::new(ManualClock::new(T0));
-    let relay = relay(
-        store.clone(),
-        &domains(&["a.test"]),
-        &dns,
-        peer.addr().port(),
-        clock,
-        Vec::new(),
-        |c| {
-            c.require_tls.insert("bank.test".into());
-            c.idle_reuse = Duration::ZERO;
-        },
-    );
-    relay
-        .enqueue(message("alice@a.test", &["bob@b.test"], T0))
-        .await
-        .unwrap();
-    relay.run_once().await.unwrap();
+    let (relay, _) = sender_relay(&store, &dns, peer.addr().port(), None, |c| {
+        c.require_tls.insert("bank.test".into());
+        c.idle_reuse = Duration::ZERO;
+    });
+    send(&relay, message("alice@a.test", &["bob@b.test"], T0)).await;
     let msgs = peer.messages();
     assert_eq!(msgs.len(), 1, "delivered on the second connection");
     assert!(!msgs[0].tls);
@@ -196,16 +108,10 @@ async fn failed_handshake_is_retried_in_plain_text_unless_tls_is_required() {
 
     // TLS required: never in plain text, deferred.
     let before = peer.connections();
-    let id = relay
-        .enqueue(message("alice@a.test", &["teller@bank.test"], T0))
-        .await
-        .unwrap();
-    relay.run_once().await.unwrap();
+    let id = send(&relay, message("alice@a.test", &["teller@bank.test"], T0)).await;
     assert_eq!(peer.messages().len(), 1, "nothing more was sent");
     assert_eq!(peer.connections(), before + 1, "one connection, no retry");
-    let e = store.queue_entry(id).await.unwrap().unwrap();
-    assert_eq!(e.recipients[0].status, RecipientStatus::Pending);
-    let reply = e.recipients[0].last_reply.clone().unwrap();
+    let reply = pending_reply(&store, id, 0).await;
     assert!(
         reply.starts_with("451 4.4.1") && reply.contains("TLS handshake failed"),
         "{reply}"
@@ -219,28 +125,17 @@ async fn domains_of_one_message_go_out_at_once_within_the_limits() {
         ..PeerScript::default()
     };
     for (max_concurrent, concurrent) in [(32, true), (1, false)] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with(dir.path(), "a.test", &["alice@a.test"]).await;
+        let (_dir, store) = sender_store(&["alice@a.test"]).await;
         let peers = [
-            ScriptedPeer::start("127.0.0.3", slow()).await.unwrap(),
-            ScriptedPeer::start("127.0.0.4", slow()).await.unwrap(),
-            ScriptedPeer::start("127.0.0.5", slow()).await.unwrap(),
+            peer("127.0.0.3", slow()).await,
+            peer("127.0.0.4", slow()).await,
+            peer("127.0.0.5", slow()).await,
         ];
-        let dns = TestDnsServer::start().await.unwrap();
-        let clock = Arc::new(ManualClock::new(T0));
-        let relay = relay(
-            store.clone(),
-            &domains(&["a.test"]),
-            &dns,
-            25,
-            clock,
-            Vec::new(),
-            |c| c.max_concurrent = max_concurrent,
-        );
-        let hops: Vec<String> = peers
-            .iter()
-            .map(|p| format!("[{}]:{}", p.addr().ip(), p.addr().port()))
-            .collect();
+        let dns = dns_with_mx(&[]).await;
+        let (relay, _) = sender_relay(&store, &dns, 25, None, |c| {
+            c.max_concurrent = max_concurrent
+        });
+        let hops: Vec<String> = peers.iter().map(hop_to).collect();
         relay
             .enqueue(routed(
                 "alice@a.test",
@@ -273,65 +168,39 @@ async fn domains_of_one_message_go_out_at_once_within_the_limits() {
 
 #[tokio::test]
 async fn permanent_failures_bounce_at_the_attempt_not_after_the_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), "a.test", &["alice@a.test"]).await;
-    let refusing = ScriptedPeer::start(
-        "127.0.0.3",
-        PeerScript {
-            rcpt: Arc::new(|_| "550 5.1.1 No such user".into()),
-            ..PeerScript::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (_dir, store) = sender_store(&["alice@a.test"]).await;
+    let refusing = PeerScript {
+        rcpt: Arc::new(|_| "550 5.1.1 No such user".into()),
+        ..PeerScript::default()
+    };
+    let refusing = peer("127.0.0.3", refusing).await;
     let accept = Arc::new(AtomicBool::new(false));
     let flag = accept.clone();
-    let later = ScriptedPeer::start(
-        "127.0.0.4",
-        PeerScript {
-            rcpt: Arc::new(move |a: &str| {
-                if a.starts_with("gone") {
-                    "550 5.1.1 Gone".into()
-                } else if flag.load(Ordering::SeqCst) {
-                    "250 2.1.5 Ok".into()
-                } else {
-                    "451 4.2.0 Try later".into()
-                }
-            }),
-            ..PeerScript::default()
-        },
-    )
-    .await
-    .unwrap();
-    let dns = TestDnsServer::start().await.unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let relay = relay(
-        store.clone(),
-        &domains(&["a.test"]),
-        &dns,
-        25,
-        clock.clone(),
-        Vec::new(),
-        |_| {},
-    );
-    let to_refusing = format!("[127.0.0.3]:{}", refusing.addr().port());
-    let to_later = format!("[127.0.0.4]:{}", later.addr().port());
-    let id = relay
-        .enqueue(routed(
-            "alice@a.test",
-            &[
-                ("bad@b.test", Some(&to_refusing)),
-                ("slow@c.test", Some(&to_later)),
-                ("gone@c.test", Some(&to_later)),
-            ],
-            T0,
-        ))
-        .await
-        .unwrap();
-    relay.run_once().await.unwrap();
+    let later = PeerScript {
+        rcpt: Arc::new(move |a: &str| {
+            if a.starts_with("gone") {
+                "550 5.1.1 Gone".into()
+            } else if flag.load(Ordering::SeqCst) {
+                "250 2.1.5 Ok".into()
+            } else {
+                "451 4.2.0 Try later".into()
+            }
+        }),
+        ..PeerScript::default()
+    };
+    let later = peer("127.0.0.4", later).await;
+    let dns = dns_with_mx(&[]).await;
+    let (relay, clock) = sender_relay(&store, &dns, 25, None, |_| {});
+    let to_refusing = hop_to(&refusing);
+    let to_later = hop_to(&later);
+    let rcpts = [
+        ("bad@b.test", Some(to_refusing.as_str())),
+        ("slow@c.test", Some(to_later.as_str())),
+        ("gone@c.test", Some(to_later.as_str())),
+    ];
+    let id = send(&relay, routed("alice@a.test", &rcpts, T0)).await;
     // bad@ and gone@ failed for good; slow@ waits. The DSN is out now.
-    let e = store.queue_entry(id).await.unwrap().unwrap();
-    assert_eq!(e.recipients[1].status, RecipientStatus::Pending);
+    pending_reply(&store, id, 1).await;
     relay.run_once().await.unwrap(); // delivers the DSN locally
     let mail = inbox(&store, "alice@a.test").await;
     assert_eq!(mail.len(), 1, "{mail:?}");
@@ -350,21 +219,10 @@ async fn permanent_failures_bounce_at_the_attempt_not_after_the_retries() {
     assert_eq!(inbox(&store, "alice@a.test").await.len(), 1);
     assert!(store.queue_list().await.unwrap().is_empty());
 
-    // A second message: two attempts with permanent failures give two
-    // DSNs, each about its own recipients.
+    // A second message (bad@ and slow@ only): two attempts with
+    // permanent failures give two DSNs, each about its own recipients.
     accept.store(false, Ordering::SeqCst);
-    let id = relay
-        .enqueue(routed(
-            "alice@a.test",
-            &[
-                ("bad@b.test", Some(&to_refusing)),
-                ("slow@c.test", Some(&to_later)),
-            ],
-            T0 + 60,
-        ))
-        .await
-        .unwrap();
-    relay.run_once().await.unwrap();
+    let id = send(&relay, routed("alice@a.test", &rcpts[..2], T0 + 60)).await;
     relay.run_once().await.unwrap();
     assert_eq!(inbox(&store, "alice@a.test").await.len(), 2);
     clock.advance(601); // past max_age: the temporary failure becomes final

@@ -24,31 +24,13 @@ pub struct QueueId(pub String);
 #[async_trait]
 pub trait OutboundQueue: Send + Sync {
     /// Takes `data` (the message with our `Received:` header) from
-    /// `mail_from` (empty for `<>`) for the remote `recipients`. Must
-    /// return only once the message is durable.
+    /// `mail_from` (empty for `<>`) for the remote `recipients`, each with
+    /// the next hop a routing plugin chose (`relay(host)`), or `None` for
+    /// MX routing. Must return only once the message is durable.
     async fn enqueue(
-        &self,
-        mail_from: &str,
-        recipients: &[String],
-        data: &[u8],
-    ) -> Result<QueueId, QueueError>;
-
-    /// Like [`OutboundQueue::enqueue`], each recipient with the next hop a
-    /// routing plugin chose (`relay(host)`), or `None` for MX routing.
-    /// A queue that cannot route by next hop refuses such recipients (the
-    /// message is deferred, never sent elsewhere).
-    async fn enqueue_routed(
         &self,
         mail_from: &str,
         recipients: &[(String, Option<String>)],
         data: &[u8],
-    ) -> Result<QueueId, QueueError> {
-        if recipients.iter().any(|(_, hop)| hop.is_some()) {
-            return Err(QueueError(
-                "this outbound queue cannot route to a named next hop".into(),
-            ));
-        }
-        let plain: Vec<String> = recipients.iter().map(|(a, _)| a.clone()).collect();
-        self.enqueue(mail_from, &plain, data).await
-    }
+    ) -> Result<QueueId, QueueError>;
 }

@@ -237,24 +237,22 @@ impl Session {
             let Some(queue) = &self.ctx.outbound else {
                 return Err("remote recipients but no outbound queue".into());
             };
-            let queued = if plan.relayed.is_empty() {
-                queue.enqueue(from, &plan.remote, data).await
-            } else {
-                // One queue entry: MX-routed recipients and those a
-                // plugin relays through a named next hop.
-                let routed: Vec<(String, Option<String>)> = plan
-                    .remote
-                    .iter()
-                    .map(|a| (a.clone(), None))
-                    .chain(
-                        plan.relayed
-                            .iter()
-                            .map(|(a, h)| (a.clone(), Some(h.clone()))),
-                    )
-                    .collect();
-                queue.enqueue_routed(from, &routed, data).await
-            };
-            queued.map_err(|e| e.to_string())?;
+            // One queue entry: MX-routed recipients and those a plugin
+            // relays through a named next hop.
+            let routed: Vec<(String, Option<String>)> = plan
+                .remote
+                .iter()
+                .map(|a| (a.clone(), None))
+                .chain(
+                    plan.relayed
+                        .iter()
+                        .map(|(a, h)| (a.clone(), Some(h.clone()))),
+                )
+                .collect();
+            queue
+                .enqueue(from, &routed, data)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(copies)
     }
