@@ -513,3 +513,49 @@ async fn fetch_in_batches_skips_unannounced_expunges() {
         );
     }
 }
+
+/// Header searches read header blocks in batches, body searches whole
+/// messages; the results are the same as message by message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_and_body_searches_in_batches() {
+    let f = fixture().await;
+    for n in 0..600 {
+        let raw = format!(
+            "Subject: =?UTF-8?Q?caf=C3=A9?= m{n}\r\nFrom: S{n} <s{n}@x.example>\r\nDate: 7 Feb 1994 21:52:25 -0800\r\n\r\nbody {n} Subject: m{n}x\r\n"
+        );
+        deliver(&f.store, f.alice, "INBOX", raw.as_bytes()).await;
+    }
+    let mut c = Client::login(&f.ctx, ALICE).await;
+    c.ok("SELECT INBOX").await;
+    // The fixture's three messages come first: m{n} is sequence n + 4.
+    let seqs = |ns: &[u32]| {
+        let s: Vec<String> = ns.iter().map(|n| (n + 4).to_string()).collect();
+        format!("SEARCH {}", s.join(" "))
+    };
+    assert_eq!(
+        c.ok("SEARCH SUBJECT m59").await[0],
+        seqs(&[59, 590, 591, 592, 593, 594, 595, 596, 597, 598, 599])
+    );
+    assert_eq!(c.ok("SEARCH FROM \"s300@\"").await[0], seqs(&[300]));
+    assert_eq!(c.ok("SEARCH HEADER From S599").await[0], seqs(&[599]));
+    // Decoded encoded words; the body's "Subject:" line is not a header.
+    assert_eq!(
+        c.ok("SEARCH CHARSET UTF-8 SUBJECT \"café m42\"").await[0],
+        seqs(&[42, 420, 421, 422, 423, 424, 425, 426, 427, 428, 429])
+    );
+    assert_eq!(c.ok("SEARCH SUBJECT m7x").await[0], "SEARCH");
+    assert_eq!(c.ok("SEARCH BODY m7x").await[0], seqs(&[7]));
+    assert_eq!(
+        c.ok("SEARCH OR SUBJECT m511 BODY \"body 512 \"").await[0],
+        seqs(&[511, 512])
+    );
+    let not = c.ok("SEARCH NOT FROM x.example").await;
+    assert!(
+        !not[0].contains(" 4 ") && !not[0].ends_with(" 603"),
+        "{not:?}"
+    );
+    assert_eq!(
+        c.ok("SEARCH SENTON 7-Feb-1994 FROM s1@").await[0],
+        seqs(&[1])
+    );
+}

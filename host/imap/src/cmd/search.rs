@@ -2,7 +2,9 @@
 //! (RFC 4731, and the only form IMAP4rev2 has) and RFC 7162 MODSEQ.
 //!
 //! Flags, sizes, dates and sets are matched against the snapshot; header
-//! and text keys load the raw message. Text matching is a case-insensitive
+//! keys (and SENT*) load only the message's header block, which the store
+//! keeps apart from the body; BODY and TEXT load the raw message. Both
+//! load in batches, one store call per batch. Text matching is a case-insensitive
 //! substring match (RFC 9051 §6.4.4: "In all search keys that use
 //! strings, a message matches the key if the string is a substring of the
 //! associated text"), on decoded text, as Dovecot does:
@@ -24,7 +26,7 @@ use std::sync::Arc;
 
 use mailgate_imap_proto::{format_set, DateOp, SearchKey, SearchReturn};
 use mailgate_store::structure::header_fields;
-use mailgate_store::MessageMeta;
+use mailgate_store::{MessageMeta, RawPart, Uid};
 
 use crate::session::{CmdError, CmdResult, Done, Session};
 
@@ -313,28 +315,74 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         .as_ref()
         .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
     let load = needs_raw(key);
+    // Header keys (and SENT*) read only the header block, which the
+    // store keeps apart from the body; BODY and TEXT need the message.
+    let headers_only = load && only_headers(key);
     let count = sel.msgs.len() as u32;
     let largest_uid = sel.largest_uid();
     let mut found = Vec::new();
-    for (i, meta) in sel.msgs.iter().enumerate() {
-        let raw = if load {
-            store.message_raw(sel.id, meta.uid).await?
+    let mut next = 0;
+    while next < sel.msgs.len() {
+        // A batch per store call: up to LOAD_BATCH messages, and whole
+        // messages only up to about LOAD_BYTES.
+        let start = next;
+        let mut bytes = 0u64;
+        while next < sel.msgs.len() && next - start < LOAD_BATCH {
+            if load && !headers_only && next > start && bytes >= LOAD_BYTES {
+                break;
+            }
+            bytes += sel.msgs[next].size;
+            next += 1;
+        }
+        let metas = &sel.msgs[start..next];
+        let loaded = if !load {
+            Vec::new()
         } else {
-            None
+            let part = if headers_only {
+                RawPart::Header
+            } else {
+                RawPart::Whole
+            };
+            let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
+            store.fetch_messages(sel.id, &uids, part, false).await?
         };
-        let c = Ctx {
-            seq: i as u32 + 1,
-            count,
-            largest_uid,
-            meta,
-            raw: raw.as_deref(),
-            text: std::cell::OnceCell::new(),
-        };
-        if matches(key, &c) {
-            found.push(i);
+        // In the order asked; one expunged meanwhile is missing and is
+        // matched without its bytes, as before.
+        let mut loaded = loaded.into_iter().peekable();
+        for (n, meta) in metas.iter().enumerate() {
+            let raw = loaded.next_if(|m| m.uid == meta.uid).and_then(|m| m.raw);
+            let i = start + n;
+            let c = Ctx {
+                seq: i as u32 + 1,
+                count,
+                largest_uid,
+                meta,
+                raw: raw.as_deref(),
+                text: std::cell::OnceCell::new(),
+            };
+            if matches(key, &c) {
+                found.push(i);
+            }
         }
     }
     Ok(found)
+}
+
+/// Messages loaded from the store per call while searching.
+const LOAD_BATCH: usize = 256;
+/// Bytes of whole messages loaded per call (at least one message).
+const LOAD_BYTES: u64 = 1 << 20;
+
+/// Whether every key that needs the message's bytes reads only its
+/// header block (HEADER, SUBJECT, FROM, TO, CC, BCC, SENT*).
+fn only_headers(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Body(_) | SearchKey::Text(_) => false,
+        SearchKey::And(keys) => keys.iter().all(only_headers),
+        SearchKey::Not(k) => only_headers(k),
+        SearchKey::Or(a, b) => only_headers(a) && only_headers(b),
+        _ => true,
+    }
 }
 
 /// `search = "SEARCH" [search-return-opts] SP search-program`
