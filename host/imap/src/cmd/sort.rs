@@ -10,7 +10,10 @@ use std::cmp::Ordering;
 
 use mailgate_imap_proto::{SearchKey, SortKey};
 use mailgate_store::structure::Address;
-use mailgate_store::MessageStructure;
+use mailgate_store::{MessageStructure, RawPart};
+
+/// Messages whose structures one store call loads for SORT and THREAD.
+pub(crate) const STRUCTURE_BATCH: usize = 512;
 
 use super::search::matching;
 use crate::session::{CmdError, CmdResult, Done, Session};
@@ -201,16 +204,30 @@ pub(crate) async fn sort(
         .as_ref()
         .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
     let mut rows = Vec::with_capacity(indexes.len());
-    for i in indexes {
-        let m = &sel.msgs[i];
-        let Some(st) = s.ctx.store.message_structure(sel.id, m.uid).await? else {
-            continue;
-        };
-        let values: Vec<Value> = criteria
-            .iter()
-            .map(|&(_, k)| value(k, &st, m.internal_date, m.size))
+    // The structures in batches, one store call and read transaction each.
+    for chunk in indexes.chunks(STRUCTURE_BATCH) {
+        let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs[i].uid).collect();
+        let fetched = s
+            .ctx
+            .store
+            .fetch_messages(sel.id, &uids, RawPart::None, true)
+            .await?;
+        let by_uid: std::collections::HashMap<_, _> = fetched
+            .into_iter()
+            .filter_map(|f| Some((f.uid, f.structure?)))
             .collect();
-        rows.push((i, values));
+        for &i in chunk {
+            let m = &sel.msgs[i];
+            // Gone (expunged by another session): not sorted.
+            let Some(st) = by_uid.get(&m.uid) else {
+                continue;
+            };
+            let values: Vec<Value> = criteria
+                .iter()
+                .map(|&(_, k)| value(k, st, m.internal_date, m.size))
+                .collect();
+            rows.push((i, values));
+        }
     }
     rows.sort_by(|a, b| {
         for (n, &(reverse, _)) in criteria.iter().enumerate() {

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use mailgate_imap_proto::{SearchKey, ThreadAlgorithm};
 use mailgate_store::structure::header_fields;
+use mailgate_store::RawPart;
 
 use super::search::matching;
 use super::sort::{base_subject_reply, sent_date};
@@ -448,16 +449,37 @@ pub(crate) async fn thread(
         .as_ref()
         .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
     let mut msgs = Vec::with_capacity(indexes.len());
+    // Structures (and for REFERENCES the header blocks) in batches, one
+    // store call and read transaction each.
+    let raw_part = if algorithm == ThreadAlgorithm::References {
+        RawPart::Header
+    } else {
+        RawPart::None
+    };
+    let mut loaded = HashMap::new();
+    for chunk in indexes.chunks(super::sort::STRUCTURE_BATCH) {
+        let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs[i].uid).collect();
+        let fetched = s
+            .ctx
+            .store
+            .fetch_messages(sel.id, &uids, raw_part, true)
+            .await?;
+        for f in fetched {
+            if let Some(st) = f.structure {
+                loaded.insert(f.uid, (st, f.raw));
+            }
+        }
+    }
     for i in indexes {
         let m = &sel.msgs[i];
-        let Some(st) = s.ctx.store.message_structure(sel.id, m.uid).await? else {
+        // Gone (expunged by another session): not threaded.
+        let Some((st, header)) = loaded.get(&m.uid) else {
             continue;
         };
         let e = &st.envelope;
         let mut references = Vec::new();
         if algorithm == ThreadAlgorithm::References {
-            if let Some(raw) = s.ctx.store.message_raw(sel.id, m.uid).await? {
-                let header = st.root.header.slice(&raw);
+            if let Some(header) = header {
                 for f in header_fields(header).iter().filter(|f| f.is("References")) {
                     references.extend(msg_ids(&String::from_utf8_lossy(f.value)));
                 }
