@@ -62,16 +62,21 @@ async fn setup(
     let mut plugins = PluginsConfig::new(&plugins_dir);
     plugins.max_instances = 32;
     plugins.poll_ms = 100;
-    let config = PolicyConfig { plugins, plugin };
-    let (manager, report) = PolicyManager::with_parts(
-        config,
-        Some(dir.path().join("cache")),
-        Arc::new(FileKv::in_memory()),
-        None,
-        resolver,
-    )
-    .await
-    .unwrap();
+    let cache = dir.path().join("cache");
+    start(dir, PolicyConfig { plugins, plugin }, Some(cache), resolver).await
+}
+
+/// A manager for `config`, owning `dir`.
+async fn start(
+    dir: tempfile::TempDir,
+    config: PolicyConfig,
+    cache: Option<PathBuf>,
+    resolver: Arc<dyn Resolver>,
+) -> Setup {
+    let (manager, report) =
+        PolicyManager::with_parts(config, cache, Arc::new(FileKv::in_memory()), None, resolver)
+            .await
+            .unwrap();
     Setup {
         manager,
         report,
@@ -694,20 +699,7 @@ async fn setup_file_with(path: &Path, stem: &str, grants: &[Grant], reuse: bool)
         plugins,
         plugin: vec![settings(stem, grants, serde_json::json!({}))],
     };
-    let (manager, report) = PolicyManager::with_parts(
-        config,
-        None,
-        Arc::new(FileKv::in_memory()),
-        None,
-        Arc::new(StaticResolver::default()),
-    )
-    .await
-    .unwrap();
-    Setup {
-        manager,
-        report,
-        dir,
-    }
+    start(dir, config, None, Arc::new(StaticResolver::default())).await
 }
 
 /// `message.auth-results` (WIT 0.1.1): the probe writes what it read into
