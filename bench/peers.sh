@@ -26,6 +26,7 @@
 # stopped and the dir removed on every way out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO="$PWD"
 
 what="${1:-all}"
 case "$what" in all | smtp | imap) ;; *)
@@ -196,33 +197,8 @@ cat >"$PF/etc/vmailbox" <<EOF
 pop@$DOMAIN $DOMAIN/pop/
 imap@$DOMAIN $DOMAIN/imap/
 EOF
-cat >"$PF/etc/master.cf" <<EOF
-127.0.0.1:$SMTP_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+# The master.cf the tests' private Postfix uses too.
+sed "s/@LISTEN@/127.0.0.1:$SMTP_PORT/" "$REPO/tests/postfix-master.cf" >"$PF/etc/master.cf"
 export MAIL_CONFIG="$PF/etc"
 postmap -c "$PF/etc" "hash:$PF/etc/vmailbox"
 postfix -c "$PF/etc" check

@@ -38,34 +38,8 @@ import pytest
 CMD_TIMEOUT = 60.0  # seconds for one postfix/postmap/postqueue command
 STOP_TIMEOUT = 20.0  # seconds for the master to exit after `postfix stop`
 
-MASTER_CF = """\
-# service type  private unpriv  chroot  wakeup  maxproc command
-{listen} inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+# The master.cf shared with bench/peers.sh; @LISTEN@ is the SMTP listener.
+MASTER_CF = (Path(__file__).parent / "postfix-master.cf").read_text()
 
 
 def unavailable(reason: str):
@@ -230,7 +204,7 @@ class Postfix:
     def write_config(self):
         (self.etc / "main.cf").write_text(
             "".join(f"{k} = {v}\n" for k, v in self.main.items()))
-        (self.etc / "master.cf").write_text(MASTER_CF.format(listen=f"{self.ip}:{self.port}"))
+        (self.etc / "master.cf").write_text(MASTER_CF.replace("@LISTEN@", f"{self.ip}:{self.port}"))
         if self.virtual_domain:
             self.run("postmap", "-c", str(self.etc), f"hash:{self.etc / 'vmailbox'}")
 
