@@ -75,7 +75,7 @@ pub struct Runtime {
     resolver: Arc<dyn Resolver>,
     fuel: bool,
     pooling: bool,
-    reuse_instances: bool,
+    /// Warm instances kept per plugin; 0 when `reuse_instances` is off.
     max_warm: usize,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -168,10 +168,13 @@ impl Runtime {
             resolver: options.resolver,
             fuel: options.fuel,
             pooling,
-            reuse_instances: options.reuse_instances,
             // Warm instances hold pool slots: at most a sixteenth of the
             // pool per plugin, so calls of other plugins always find one.
-            max_warm: (options.max_instances as usize / 16).clamp(1, MAX_WARM),
+            max_warm: if options.reuse_instances {
+                (options.max_instances as usize / 16).clamp(1, MAX_WARM)
+            } else {
+                0
+            },
             ticker_stop,
         })
     }
@@ -232,7 +235,6 @@ impl Runtime {
                 started: Instant::now(),
             }),
             stats,
-            reuse: self.reuse_instances,
             max_warm: self.max_warm,
             warm: std::sync::Mutex::new(Vec::new()),
         };
@@ -319,9 +321,8 @@ pub struct LoadedPlugin {
     indices: HookIndices,
     env: Arc<PluginEnv>,
     stats: Arc<PluginStats>,
-    /// Whether instances are kept warm (`[plugins] reuse_instances`).
-    reuse: bool,
-    /// How many may wait warm.
+    /// How many instances may wait warm; 0 with `[plugins]
+    /// reuse_instances = false`.
     max_warm: usize,
     /// Instances that finished their last call cleanly, ready for the next.
     warm: std::sync::Mutex<Vec<Warm>>,
@@ -502,7 +503,7 @@ impl LoadedPlugin {
     pub(crate) async fn call(&self, call: Call) -> Result<Answer, PluginFailure> {
         let hook = call.hook();
         let started = Instant::now();
-        let keep = self.reuse && !matches!(call, Call::Describe | Call::SelfTest);
+        let keep = self.max_warm > 0 && !matches!(call, Call::Describe | Call::SelfTest);
         let reused = if keep { self.take_warm() } else { None };
         let (mut store, instance, calls) = match reused {
             Some(w) => (w.store, Some(w.instance), w.calls),
@@ -540,24 +541,22 @@ impl LoadedPlugin {
                 None => FailureKind::Trap(format!("{e:#}")),
             }),
         };
-        let outcome = match outcome {
-            Ok((answer, instance)) => {
-                let calls = calls + 1;
-                let limits = &store.data().limits;
-                let small = limits.grown_to.saturating_sub(limits.initial) <= MAX_WARM_MEMORY;
-                if keep && small && calls < MAX_CALLS_PER_INSTANCE {
-                    self.put_warm(Warm {
-                        store,
-                        instance,
-                        calls,
-                    });
-                }
-                Ok(answer)
+        // A clean call may leave its instance warm; a failed one (and its
+        // store) is dropped here: returning it to the pool is part of the
+        // call's cost.
+        let outcome = outcome.map(|(answer, instance)| {
+            let calls = calls + 1;
+            let limits = &store.data().limits;
+            let small = limits.grown_to.saturating_sub(limits.initial) <= MAX_WARM_MEMORY;
+            if keep && small && calls < MAX_CALLS_PER_INSTANCE {
+                self.put_warm(Warm {
+                    store,
+                    instance,
+                    calls,
+                });
             }
-            // A failed instance (and its store) is dropped here: returning
-            // it to the pool is part of the call's cost.
-            Err(kind) => Err(kind),
-        };
+            answer
+        });
         let elapsed = started.elapsed();
         let failed = outcome.is_err();
         let timeout = matches!(outcome, Err(FailureKind::Timeout));
