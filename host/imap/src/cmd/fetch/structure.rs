@@ -114,6 +114,17 @@ fn language(out: &mut Vec<u8>, lang: &[String], utf8: bool) {
     }
 }
 
+/// The extension data every part ends with in BODYSTRUCTURE (RFC 9051
+/// §7.5.2): ` disposition language location`.
+fn extension_tail(out: &mut Vec<u8>, part: &BodyPart, utf8: bool) {
+    out.push(b' ');
+    disposition(out, part.disposition.as_ref(), utf8);
+    out.push(b' ');
+    language(out, &part.language, utf8);
+    out.push(b' ');
+    nstr(out, part.location.as_deref(), utf8);
+}
+
 /// Writes BODY (`ext` false) or BODYSTRUCTURE (`ext` true) of a part.
 pub(super) fn body(out: &mut Vec<u8>, part: &BodyPart, ext: bool, utf8: bool) {
     out.push(b'(');
@@ -127,12 +138,7 @@ pub(super) fn body(out: &mut Vec<u8>, part: &BodyPart, ext: bool, utf8: bool) {
             if ext {
                 out.push(b' ');
                 params(out, &part.params, utf8);
-                out.push(b' ');
-                disposition(out, part.disposition.as_ref(), utf8);
-                out.push(b' ');
-                language(out, &part.language, utf8);
-                out.push(b' ');
-                nstr(out, part.location.as_deref(), utf8);
+                extension_tail(out, part, utf8);
             }
         }
         kind => {
@@ -160,12 +166,7 @@ pub(super) fn body(out: &mut Vec<u8>, part: &BodyPart, ext: bool, utf8: bool) {
             if ext {
                 out.push(b' ');
                 nstr(out, part.md5.as_deref(), utf8);
-                out.push(b' ');
-                disposition(out, part.disposition.as_ref(), utf8);
-                out.push(b' ');
-                language(out, &part.language, utf8);
-                out.push(b' ');
-                nstr(out, part.location.as_deref(), utf8);
+                extension_tail(out, part, utf8);
             }
         }
     }
