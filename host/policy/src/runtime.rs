@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Instance, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{Component, Instance, InstancePre, Linker, Resource, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
     Trap, UpdateDeadline,
@@ -684,8 +684,10 @@ impl LoadedPlugin {
                     .as_ref()
                     .ok_or_else(missing)?
                     .load(&mut *store, instance)?;
-                let handle = store.data_mut().table.push(MessageHandle(m))?;
-                Answer::Outcome(g.call_data(&mut *store, &s, &e, handle).await?)
+                let (handle, lent) = lend(store, m)?;
+                let answer = g.call_data(&mut *store, &s, &e, handle).await;
+                lent.take_back(store);
+                Answer::Outcome(answer?)
             }
             Call::Route(s, e, r, m, current) => {
                 let g = ix
@@ -693,13 +695,43 @@ impl LoadedPlugin {
                     .as_ref()
                     .ok_or_else(missing)?
                     .load(&mut *store, instance)?;
-                let handle = store.data_mut().table.push(MessageHandle(m))?;
-                Answer::Route(
-                    g.call_route(&mut *store, &s, &e, &r, handle, &current)
-                        .await?,
-                )
+                let (handle, lent) = lend(store, m)?;
+                let answer = g
+                    .call_route(&mut *store, &s, &e, &r, handle, &current)
+                    .await;
+                lent.take_back(store);
+                Answer::Route(answer?)
             }
         })
+    }
+}
+
+/// A message lent to one call (WIT `borrow<message>`): its entry in the
+/// store's resource table, which the guest can never drop itself.
+struct Lent(u32);
+
+/// Puts `view` into the store's resource table for one call.
+fn lend(
+    store: &mut Store<HostState>,
+    view: Arc<MessageView>,
+) -> wasmtime::Result<(Resource<MessageHandle>, Lent)> {
+    let handle = store.data_mut().table.push(MessageHandle(view))?;
+    let lent = Lent(handle.rep());
+    Ok((handle, lent))
+}
+
+impl Lent {
+    /// Removes the entry once the call returned. A warm instance's store
+    /// outlives the call: without this every message a warm instance was
+    /// lent (the whole received message, shared with the session) stayed
+    /// in memory until the instance was retired, up to
+    /// [`MAX_CALLS_PER_INSTANCE`] of them.
+    fn take_back(self, store: &mut Store<HostState>) {
+        // Fails only if the entry is already gone (nothing held then).
+        let _ = store
+            .data_mut()
+            .table
+            .delete(Resource::<MessageHandle>::new_own(self.0));
     }
 }
 

@@ -852,3 +852,44 @@ async fn reuse_can_be_turned_off() {
         }
     }
 }
+
+/// A warm instance keeps nothing of the messages it was lent: once `data`
+/// and `route` returned and the host let go of its view, the message's
+/// buffer has no other owner. (It used to stay in the warm instance's
+/// resource table until the instance was retired, 10,000 calls later.)
+#[tokio::test]
+async fn warm_instances_let_go_of_the_message() {
+    let s = setup(
+        &[("a-filter", "content-filter"), ("b-router", "router")],
+        vec![
+            settings("a-filter", &[Grant::Config], serde_json::json!({})),
+            settings("b-router", &[Grant::Config], serde_json::json!({})),
+        ],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let raw = Arc::new(HAM.to_vec());
+    for _ in 0..3 {
+        let mut view = MessageView::shared(raw.clone());
+        let d = chain.data(&session(), &mut envelope(), &mut view).await;
+        assert_eq!(d.verdict, Verdict::Accept);
+        assert_eq!(view.header("X-Spam-Score"), vec!["0.0"], "the filter ran");
+        let r = chain
+            .route(
+                &session(),
+                &envelope(),
+                &rcpt("alice@example.org", None),
+                &view,
+            )
+            .await;
+        assert!(matches!(&r.actions[..], [RouteAction::Deliver(_)]), "{r:?}");
+        drop(view);
+        assert_eq!(
+            Arc::strong_count(&raw),
+            1,
+            "a plugin instance still holds the message"
+        );
+    }
+}
