@@ -8,7 +8,7 @@
 //! into its memory. The edited message is built once, by
 //! [`MessageView::to_bytes`], when the host needs it.
 
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::sync::Arc;
 
 use crate::types::AuthResults;
@@ -16,14 +16,23 @@ use crate::types::AuthResults;
 /// Largest `raw` range handed out per call.
 pub const MAX_RAW_RANGE: u32 = 1 << 20;
 
-/// One header field as it is (or will be) written.
+/// One header field as it is (or will be) written: its name (empty for a
+/// malformed line, which no look-up matches) and the whole field (name,
+/// colon, value, folded lines, final CRLF).
+///
+/// Fields of the received header are ranges of the shared buffer, so
+/// parsing the header and copying the field list for an edit allocate
+/// nothing per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Field {
-    /// The name as written (empty for a malformed line, which no look-up
-    /// matches).
-    name: String,
-    /// The whole field: name, colon, value, folded lines, final CRLF.
-    raw: Vec<u8>,
+enum Field {
+    /// In the received bytes; the name range is valid UTF-8.
+    Shared {
+        name: Range<usize>,
+        raw: Range<usize>,
+    },
+    /// Added by a plugin, or received with a name that is not UTF-8
+    /// (kept as the lossy text, as before).
+    Owned { name: String, raw: Vec<u8> },
 }
 
 /// The received bytes, shared with the host.
@@ -88,18 +97,9 @@ impl MessageView {
                 break pos;
             }
             match (line[0], fields.last_mut()) {
-                (b' ' | b'\t', Some(last)) => last.raw.extend_from_slice(line),
-                _ => {
-                    let name = line
-                        .iter()
-                        .position(|&b| b == b':')
-                        .map(|c| String::from_utf8_lossy(&line[..c]).trim().to_string())
-                        .unwrap_or_default();
-                    fields.push(Field {
-                        name,
-                        raw: line.to_vec(),
-                    });
-                }
+                (b' ' | b'\t', Some(Field::Shared { raw, .. })) => raw.end = end,
+                (b' ' | b'\t', Some(Field::Owned { raw, .. })) => raw.extend_from_slice(line),
+                _ => fields.push(received_field(line, pos)),
             }
             pos = end;
         };
@@ -111,6 +111,13 @@ impl MessageView {
             trace: 0,
             auth: None,
         }
+    }
+
+    /// The pieces of the message as it would be delivered now: each
+    /// field, then the empty line and the body.
+    fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let body = &self.raw[self.body_start..];
+        self.fields.iter().map(|f| f.bytes(&self.raw)).chain([body])
     }
 
     /// Marks the first `n` fields as the host's own trace fields of this
@@ -137,10 +144,11 @@ impl MessageView {
     pub fn header(&self, name: &str) -> Vec<String> {
         self.fields
             .iter()
-            .filter(|f| !f.name.is_empty() && f.name.eq_ignore_ascii_case(name))
+            .filter(|f| f.is_named(&self.raw, name))
             .map(|f| {
-                let colon = f.raw.iter().position(|&b| b == b':').unwrap_or(0);
-                let value: Vec<u8> = f.raw[colon + 1..]
+                let raw = f.bytes(&self.raw);
+                let colon = raw.iter().position(|&b| b == b':').unwrap_or(0);
+                let value: Vec<u8> = raw[colon + 1..]
                     .iter()
                     .copied()
                     .filter(|&b| b != b'\r' && b != b'\n')
@@ -154,14 +162,15 @@ impl MessageView {
     pub fn header_names(&self) -> Vec<String> {
         self.fields
             .iter()
-            .filter(|f| !f.name.is_empty())
-            .map(|f| f.name.clone())
+            .map(|f| f.name(&self.raw))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
             .collect()
     }
 
     /// The size of the message as it would be delivered now.
     pub fn size(&self) -> u64 {
-        let header: usize = self.fields.iter().map(|f| f.raw.len()).sum();
+        let header: usize = self.fields.iter().map(|f| f.bytes(&self.raw).len()).sum();
         (header + self.raw.len() - self.body_start) as u64
     }
 
@@ -181,8 +190,7 @@ impl MessageView {
         // message.
         let mut out = Vec::with_capacity(len.min(64 * 1024));
         let mut offset = 0usize;
-        let body = &self.raw[self.body_start..];
-        for piece in self.fields.iter().map(|f| f.raw.as_slice()).chain([body]) {
+        for piece in self.pieces() {
             let end = offset + piece.len();
             if end > start && out.len() < len {
                 let from = start.saturating_sub(offset);
@@ -202,17 +210,19 @@ impl MessageView {
             (Raw::Slice(s), false) => s.clone(),
             (Raw::Vec(v), false) => Arc::from(v.as_slice()),
             (_, true) => {
-                let size = self.size() as usize;
-                let mut out = Arc::<[u8]>::from(vec![0u8; size]);
-                let buf = Arc::get_mut(&mut out).expect("fresh Arc is unique");
-                let mut at = 0;
-                let body = &self.raw[self.body_start..];
-                for piece in self.fields.iter().map(|f| f.raw.as_slice()).chain([body]) {
-                    buf[at..at + piece.len()].copy_from_slice(piece);
-                    at += piece.len();
-                }
-                out
+                let mut out = Vec::with_capacity(self.size() as usize);
+                self.write_to(&mut out);
+                Arc::from(out)
             }
+        }
+    }
+
+    /// Appends the message as it would be delivered now to `out`: how the
+    /// host stores an edited message without building it twice.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.size() as usize);
+        for piece in self.pieces() {
+            out.extend_from_slice(piece);
         }
     }
 
@@ -279,7 +289,7 @@ impl MessageView {
         raw.extend_from_slice(b"\r\n");
         Arc::make_mut(&mut self.fields).insert(
             self.trace,
-            Field {
+            Field::Owned {
                 name: name.to_string(),
                 raw,
             },
@@ -289,20 +299,64 @@ impl MessageView {
 
     /// Removes every field named `name`.
     pub(crate) fn remove_header(&mut self, name: &str) {
-        if !self
-            .fields
-            .iter()
-            .any(|f| f.name.eq_ignore_ascii_case(name))
-        {
+        if !self.fields.iter().any(|f| f.is_named(&self.raw, name)) {
             return;
         }
         let gone = self.fields[..self.trace]
             .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case(name))
+            .filter(|f| f.is_named(&self.raw, name))
             .count();
         self.trace -= gone;
-        Arc::make_mut(&mut self.fields).retain(|f| !f.name.eq_ignore_ascii_case(name));
+        let raw = &self.raw;
+        Arc::make_mut(&mut self.fields).retain(|f| !f.is_named(raw, name));
         self.edited = true;
+    }
+}
+
+impl Field {
+    /// The name as written; `raw` is the view's received bytes.
+    fn name<'a>(&'a self, raw: &'a [u8]) -> &'a str {
+        match self {
+            // Checked to be UTF-8 when parsed.
+            Field::Shared { name, .. } => std::str::from_utf8(&raw[name.clone()]).unwrap_or(""),
+            Field::Owned { name, .. } => name,
+        }
+    }
+
+    /// The whole field as written; `raw` is the view's received bytes.
+    fn bytes<'a>(&'a self, raw: &'a [u8]) -> &'a [u8] {
+        match self {
+            Field::Shared { raw: range, .. } => &raw[range.clone()],
+            Field::Owned { raw: own, .. } => own,
+        }
+    }
+
+    /// Whether the field is named `name` (ASCII case-insensitive).
+    fn is_named(&self, raw: &[u8], name: &str) -> bool {
+        let own = self.name(raw);
+        !own.is_empty() && own.eq_ignore_ascii_case(name)
+    }
+}
+
+/// The field starting with `line` at offset `at` of the received bytes.
+fn received_field(line: &[u8], at: usize) -> Field {
+    let raw = at..at + line.len();
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Field::Shared { name: at..at, raw };
+    };
+    match std::str::from_utf8(&line[..colon]) {
+        Ok(text) => {
+            let name = text.trim();
+            let start = at + (name.as_ptr() as usize - text.as_ptr() as usize);
+            Field::Shared {
+                name: start..start + name.len(),
+                raw,
+            }
+        }
+        Err(_) => Field::Owned {
+            name: String::from_utf8_lossy(&line[..colon]).trim().to_string(),
+            raw: line.to_vec(),
+        },
     }
 }
 
@@ -433,6 +487,26 @@ mod tests {
             );
         }
         assert_eq!(m.header("x-remove-me"), Vec::<String>::new());
+    }
+
+    /// Names that are not UTF-8 (kept as lossy text), lines without a
+    /// colon (no name; never matched) and names with white space before
+    /// the colon, before and after an edit, and `write_to`.
+    #[test]
+    fn odd_fields_keep_their_bytes() {
+        let raw: &[u8] = b"X-\xffBad: 1\r\n\tmore\r\nno colon here\r\nKey : v\r\n\r\nb\r\n";
+        let mut m = MessageView::new(raw);
+        assert_eq!(m.header_names(), vec!["X-\u{fffd}Bad", "Key"]);
+        assert_eq!(m.header("x-\u{fffd}bad"), vec!["1\tmore"]);
+        assert_eq!(m.header("key"), vec!["v"]);
+        assert_eq!(&*m.to_bytes(), raw);
+        m.add_header("A", "b");
+        m.remove_header("key");
+        let expected: &[u8] = b"A: b\r\nX-\xffBad: 1\r\n\tmore\r\nno colon here\r\n\r\nb\r\n";
+        assert_eq!(&*m.to_bytes(), expected);
+        let mut out = b"Return-Path: <>\r\n".to_vec();
+        m.write_to(&mut out);
+        assert_eq!(&out[17..], expected);
     }
 
     #[test]

@@ -114,6 +114,13 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> Config {
         // initial memory (mostly an untouched guest stack): the memset was
         // a fifth of a trivial hook call's CPU time. Elsewhere: as before.
         pool.pagemap_scan(wasmtime::Enabled::Auto);
+        // Reuse the most recently freed slots instead of cycling through a
+        // hundred "warm" ones (wasmtime's default): every hook call takes a
+        // fiber stack from the pool, and with the default each call ran on
+        // a stack last used a hundred calls earlier, long gone from the
+        // CPU caches. With 0 the slots in use are only as many as the calls
+        // and instances alive at once, and stay cached.
+        pool.max_unused_warm_slots(0);
         pool.table_keep_resident(64 << 10);
         pool.async_stack_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

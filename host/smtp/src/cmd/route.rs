@@ -40,7 +40,7 @@ pub(crate) const QUARANTINE_FLAG: &str = "$Quarantined";
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     /// The message with the plugins' header edits, if any.
-    pub(crate) edited: Option<Arc<[u8]>>,
+    pub(crate) edited: Option<Vec<u8>>,
     /// Local copies.
     pub(crate) local: Vec<Target>,
     /// Addresses for the outbound queue.
@@ -143,7 +143,9 @@ impl Session {
                 self.apply_recipient_edits(tx, &before, &after, "").await?;
             }
             if v.is_edited() {
-                plan.edited = Some(v.to_bytes());
+                let mut edited = Vec::new();
+                v.write_to(&mut edited);
+                plan.edited = Some(edited);
             }
             view = Some(v);
         }
