@@ -272,3 +272,22 @@ def test_testing_mode_delivers_and_logs_what_enforce_would_refuse(world, sts):  
     assert "MTA-STS (testing): MX host not in the policy" in log, log
     assert "MTA-STS (testing): enforce would refuse this session" in log, log
     assert "certificate not valid" in log, log
+
+
+def test_the_cached_policy_survives_a_restart(world, sts):  # noqa: F811
+    sts.policy = policy("enforce", "mx.b.test")
+    a = make_a(world).start()
+    b = make_b(world).start()
+    submit(a, ALICE, ALICE_PW, BOB, "sts before restart")
+    wait_messages(b, BOB, BOB_PW, 1)
+    assert len(sts.requests) == 1, sts.requests
+    assert (a.data_dir / "mta-sts-cache.json").exists(), "no cache file written"
+
+    # Restarted, A applies the cached policy (same TXT id) without
+    # fetching it again, and still delivers over verified TLS.
+    a.restart()
+    assert "MTA-STS policies loaded from the cache file" in a.stderr_tail(40000)
+    submit(a, ALICE, ALICE_PW, BOB, "sts after restart")
+    [got] = [m for m in wait_messages(b, BOB, BOB_PW, 2) if b"sts after restart" in m]
+    assert "with ESMTPS" in header(got, "Received")[0]
+    assert len(sts.requests) == 1, sts.requests

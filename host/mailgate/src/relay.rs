@@ -89,6 +89,10 @@ fn domains(list: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The file, in the data directory, that keeps MTA-STS policies across
+/// restarts.
+pub const MTA_STS_CACHE_FILE: &str = "mta-sts-cache.json";
+
 /// The relay's settings from `[relay]` and `[queue]`; anything not given
 /// keeps [`RelayConfig::default`]'s value.
 pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
@@ -117,6 +121,7 @@ pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
     if let Some(on) = r.mta_sts {
         out.mta_sts = on;
     }
+    out.mta_sts_cache = Some(config.data_dir.join(MTA_STS_CACHE_FILE));
     // Read here too, so a bad file stops the server at start.
     extra_roots(config)?;
     if let Some(s) = &r.smarthost {

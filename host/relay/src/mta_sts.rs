@@ -18,11 +18,15 @@
 //! fetch. §5.1: "if no 'live' policy can be discovered via DNS or fetched
 //! via HTTPS, but a valid (non-expired) policy exists in the sender's
 //! cache, the sender MUST apply that cached policy." A failed fetch is not
-//! repeated for [`FETCH_BACKOFF`] seconds. The cache is lost at restart
-//! (the next delivery fetches again); that costs one HTTPS request per
-//! domain and restart, and a domain whose policy server is down right
-//! after a restart is delivered to as if it had no policy, which RFC 8461
-//! §10.2 accepts for a first contact.
+//! repeated for [`FETCH_BACKOFF`] seconds.
+//!
+//! The cache survives restarts when the relay has a cache file (the
+//! server's `<data_dir>/mta-sts-cache.json`): it is rewritten (temporary
+//! file, then rename) after each policy fetched, and read at start, where
+//! every entry's policy text is parsed again and expired entries are
+//! dropped. So a domain's policy stays in force after a restart even while
+//! its policy server is unreachable, as §5.1 asks of a cached policy; an
+//! unreadable file is logged and the cache starts empty.
 //!
 //! # What the runner does with it
 //! `enforce`: only MX hosts matching an `mx` pattern are tried, over
@@ -34,6 +38,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -378,6 +383,17 @@ struct Cached {
     id: String,
     policy: Arc<Policy>,
     expires: i64,
+    /// The policy file as fetched, for the cache file.
+    text: String,
+}
+
+/// One entry of the cache file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    domain: String,
+    id: String,
+    expires: i64,
+    policy: String,
 }
 
 /// Policies of the destination domains: discovery, fetch, cache.
@@ -388,6 +404,8 @@ pub struct MtaSts {
     cache: Mutex<HashMap<String, Cached>>,
     /// Failed fetches: domain → (id, not again before).
     failed: Mutex<HashMap<String, (String, i64)>>,
+    /// Where the cache is kept across restarts, if anywhere.
+    file: Option<PathBuf>,
 }
 
 impl MtaSts {
@@ -399,6 +417,80 @@ impl MtaSts {
             clock,
             cache: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            file: None,
+        }
+    }
+
+    /// Keeps the cache in `path` across restarts: loads what it holds
+    /// now (unexpired entries whose policy still parses) and rewrites it
+    /// after every policy fetched.
+    pub fn with_cache_file(mut self, path: PathBuf) -> Self {
+        let now = self.clock.now();
+        let saved: Vec<Saved> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "relay: MTA-STS cache file unreadable; starting with an empty cache");
+                Vec::new()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "relay: cannot read the MTA-STS cache file; starting with an empty cache");
+                Vec::new()
+            }
+        };
+        let mut cache = HashMap::new();
+        for s in saved.into_iter().filter(|s| s.expires > now) {
+            match parse_policy(&s.policy) {
+                Ok(policy) => {
+                    cache.insert(
+                        s.domain,
+                        Cached {
+                            id: s.id,
+                            policy: Arc::new(policy),
+                            expires: s.expires,
+                            text: s.policy,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(domain = %s.domain, error = %e, "relay: MTA-STS cache entry dropped")
+                }
+            }
+        }
+        if !cache.is_empty() {
+            tracing::info!(path = %path.display(), policies = cache.len(), "relay: MTA-STS policies loaded from the cache file");
+        }
+        self.cache = Mutex::new(cache);
+        self.file = Some(path);
+        self
+    }
+
+    /// Rewrites the cache file, if there is one. A failure is logged: the
+    /// policies stay in force in memory.
+    fn save(&self) {
+        let Some(path) = &self.file else {
+            return;
+        };
+        let now = self.clock.now();
+        let saved: Vec<Saved> = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, c)| c.expires > now)
+            .map(|(domain, c)| Saved {
+                domain: domain.clone(),
+                id: c.id.clone(),
+                expires: c.expires,
+                policy: c.text.clone(),
+            })
+            .collect();
+        let tmp = path.with_extension("tmp");
+        let written = serde_json::to_vec_pretty(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(&tmp, json))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "relay: cannot write the MTA-STS cache file");
         }
     }
 
@@ -443,13 +535,12 @@ impl MtaSts {
                 }
             }
         }
-        let fetched = self
-            .fetcher
-            .fetch(&domain)
-            .await
-            .and_then(|text| parse_policy(&text).map_err(|e| e.to_string()));
+        let fetched = self.fetcher.fetch(&domain).await.and_then(|text| {
+            let policy = parse_policy(&text).map_err(|e| e.to_string())?;
+            Ok((policy, text))
+        });
         match fetched {
-            Ok(policy) => {
+            Ok((policy, text)) => {
                 tracing::info!(%domain, %id, mode = policy.mode.as_str(), mx = ?policy.mx, max_age = policy.max_age, "relay: MTA-STS policy fetched");
                 let policy = Arc::new(policy);
                 let expires = now.saturating_add(policy.max_age as i64);
@@ -459,12 +550,14 @@ impl MtaSts {
                         id,
                         policy: policy.clone(),
                         expires,
+                        text,
                     },
                 );
                 self.failed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&domain);
+                self.save();
                 Some(policy)
             }
             Err(e) => {
@@ -676,6 +769,49 @@ mod tests {
         clock.advance(FETCH_BACKOFF + 1);
         *fetcher.body.lock().unwrap() = Ok("version: STSv1\nmode: enforce\n".into());
         assert!(sts2.policy("b.test").await.is_none());
+    }
+
+    /// A restarted relay (a new `MtaSts` on the same cache file) applies
+    /// the policy fetched before the restart while the policy server is
+    /// down; expired entries and a damaged file are not used.
+    #[tokio::test]
+    async fn the_cache_file_outlives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mta-sts-cache.json");
+        let dns = Arc::new(StaticDns::new());
+        dns.txt("_mta-sts.d.test", "v=STSv1; id=5");
+        let fetcher = Arc::new(FakeFetcher::default());
+        *fetcher.body.lock().unwrap() = Ok(policy_text("enforce", "mx.d.test", 1000));
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let sts =
+            MtaSts::new(dns.clone(), fetcher.clone(), clock.clone()).with_cache_file(file.clone());
+        assert_eq!(sts.policy("d.test").await.unwrap().mode, Mode::Enforce);
+        drop(sts);
+
+        *fetcher.body.lock().unwrap() = Err("connection refused".into());
+        let restarted = |clock: Arc<ManualClock>| {
+            MtaSts::new(dns.clone(), fetcher.clone(), clock).with_cache_file(file.clone())
+        };
+        let sts = restarted(clock.clone());
+        let p = sts.policy("d.test").await.expect("the cached policy");
+        assert_eq!(
+            (p.mode, p.mx.clone()),
+            (Mode::Enforce, vec!["mx.d.test".to_string()])
+        );
+        assert_eq!(
+            *fetcher.count.lock().unwrap(),
+            1,
+            "same id: not fetched again"
+        );
+
+        clock.advance(1001);
+        assert!(
+            restarted(clock.clone()).policy("d.test").await.is_none(),
+            "expired"
+        );
+
+        std::fs::write(&file, b"{ not json").unwrap();
+        assert!(restarted(clock).policy("d.test").await.is_none());
     }
 
     #[tokio::test]

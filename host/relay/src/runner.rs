@@ -116,7 +116,11 @@ impl Relay {
                 parts.config.mta_sts_timeout,
             )
             .with_source_ip(parts.config.source_ip);
-            MtaSts::new(dns, Arc::new(fetcher), parts.clock.clone())
+            let sts = MtaSts::new(dns, Arc::new(fetcher), parts.clock.clone());
+            match &parts.config.mta_sts_cache {
+                Some(path) => sts.with_cache_file(path.clone()),
+                None => sts,
+            }
         });
         Arc::new(Relay {
             store: parts.store,
