@@ -71,9 +71,17 @@ pub struct HickoryDns {
 impl HickoryDns {
     /// A resolver asking `nameservers` (UDP, falling back to TCP for
     /// truncated answers), or the system's (`/etc/resolv.conf`) when the
-    /// list is empty.
+    /// list is empty. Without that file it asks 127.0.0.1 and ::1 on port
+    /// 53, as the C library's resolver does, and says so at WARN.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<HickoryDns, DnsError> {
         let provider = TokioRuntimeProvider::default();
+        let has_system_conf = std::path::Path::new(RESOLV_CONF).exists();
+        if nameservers.is_empty() && !has_system_conf {
+            tracing::warn!(
+                "relay: {RESOLV_CONF} not found and no [relay] nameservers set; asking 127.0.0.1 and ::1 (port 53), as the C library would"
+            );
+        }
+        let nameservers = effective_nameservers(nameservers, has_system_conf);
         let mut builder = if nameservers.is_empty() {
             TokioResolver::builder(provider).map_err(|e| DnsError::Temporary {
                 name: "/etc/resolv.conf".into(),
@@ -121,6 +129,22 @@ impl HickoryDns {
     pub fn authenticator(&self) -> mail_auth::MessageAuthenticator {
         mail_auth::MessageAuthenticator(self.resolver.clone())
     }
+}
+
+/// The system resolver's configuration file.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The name servers to ask: the configured ones; none (meaning the
+/// system's, from [`RESOLV_CONF`]) when there are none and the file
+/// exists; otherwise the C library's default, the local host.
+fn effective_nameservers(configured: &[SocketAddr], has_system_conf: bool) -> Vec<SocketAddr> {
+    if !configured.is_empty() || has_system_conf {
+        return configured.to_vec();
+    }
+    vec![
+        SocketAddr::from(([127, 0, 0, 1], 53)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 53)),
+    ]
 }
 
 /// `name` as an absolute name (a final dot), so no search list applies.
@@ -252,5 +276,30 @@ mod tests {
         assert!(absolute(".").is_err());
         assert!(absolute("a b").is_err());
         assert!(absolute("bücher.test").is_err());
+    }
+
+    /// Configured servers win; without them the system's file is used
+    /// (an empty list); without that file, the local host, like libc.
+    #[test]
+    fn name_servers_fall_back_like_the_c_library() {
+        let configured: SocketAddr = "192.0.2.53:5353".parse().unwrap();
+        assert_eq!(effective_nameservers(&[configured], true), vec![configured]);
+        assert_eq!(
+            effective_nameservers(&[configured], false),
+            vec![configured]
+        );
+        assert!(effective_nameservers(&[], true).is_empty());
+        let local: Vec<String> = effective_nameservers(&[], false)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(local, vec!["127.0.0.1:53", "[::1]:53"]);
+    }
+
+    /// Without `/etc/resolv.conf` the resolver still builds.
+    #[tokio::test]
+    async fn builds_with_the_local_fallback() {
+        let servers = effective_nameservers(&[], false);
+        assert!(HickoryDns::new(&servers, Duration::from_secs(1)).is_ok());
     }
 }
