@@ -5,8 +5,9 @@
 //! received (`Arc<Vec<u8>>` or `Arc<[u8]>`), each plugin gets a cheap clone
 //! of the view (two reference counts: the header fields are copied only
 //! when an edit changes them), and only what a plugin asks for is copied
-//! into its memory. The edited message is built once, by
-//! [`MessageView::to_bytes`], when the host needs it.
+//! into its memory. The edited message is built once, when the host
+//! needs it: written into the host's buffer by [`MessageView::write_to`]
+//! (or into a new one by [`MessageView::to_bytes`]).
 
 use std::ops::{Deref, Range};
 use std::sync::Arc;
@@ -210,7 +211,7 @@ impl MessageView {
             (Raw::Slice(s), false) => s.clone(),
             (Raw::Vec(v), false) => Arc::from(v.as_slice()),
             (_, true) => {
-                let mut out = Vec::with_capacity(self.size() as usize);
+                let mut out = Vec::new();
                 self.write_to(&mut out);
                 Arc::from(out)
             }

@@ -84,7 +84,7 @@ impl HickoryDns {
         let nameservers = effective_nameservers(nameservers, has_system_conf);
         let mut builder = if nameservers.is_empty() {
             TokioResolver::builder(provider).map_err(|e| DnsError::Temporary {
-                name: "/etc/resolv.conf".into(),
+                name: RESOLV_CONF.into(),
                 reason: e.to_string(),
             })?
         } else {
