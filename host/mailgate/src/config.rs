@@ -262,6 +262,18 @@ pub struct Limits {
     pub idle_timeout: u64,
     /// Protocol errors a session may make before it is closed.
     pub max_errors: u32,
+    /// Connections open at once, over the whole server; more are told
+    /// the server is busy and closed.
+    pub max_connections: usize,
+    /// Connections open at once from one client address, per listener
+    /// (IPv6 addresses counted per /64).
+    pub max_connections_per_ip: usize,
+    /// Seconds within which a command line must arrive whole, however
+    /// slowly its bytes trickle in.
+    pub command_timeout: u64,
+    /// Slowest accepted transfer of message data (DATA, BDAT, APPEND
+    /// literals), in bytes per second, measured after a grace period.
+    pub min_transfer_rate: u64,
 }
 
 impl Default for Limits {
@@ -273,6 +285,10 @@ impl Default for Limits {
             max_command_line: 2048,
             idle_timeout: 300,
             max_errors: 20,
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+            command_timeout: 300,
+            min_transfer_rate: 1024,
         }
     }
 }
@@ -296,6 +312,9 @@ pub struct AuthSettings {
     /// Accept passwords without TLS from loopback clients (the traffic
     /// never leaves the machine).
     pub trust_loopback: bool,
+    /// How long a verified password is remembered (keyed hash, in
+    /// memory), a duration such as `"1h"`; `"0"` turns the cache off.
+    pub cache_ttl: String,
 }
 
 impl Default for AuthSettings {
@@ -307,6 +326,7 @@ impl Default for AuthSettings {
             failure_window: 900,
             allow_plaintext: false,
             trust_loopback: false,
+            cache_ttl: "1h".into(),
         }
     }
 }
