@@ -4,22 +4,40 @@
 //! SMTP AUTH, POP3 USER/PASS and AUTH, IMAP LOGIN and AUTHENTICATE all end
 //! in [`Authenticator::authenticate`]. Keeping one authenticator for the
 //! whole process means one place that:
-//! - verifies Argon2id hashes off the async workers (they cost tens of
-//!   milliseconds of CPU each);
+//! - limits failed logins per client and per account, attempts still
+//!   being checked included, so that a burst of parallel guesses tests no
+//!   more passwords than a slow sequence would, and so that a stranger
+//!   cannot lock an account's owner out ([`limiter`]);
+//! - remembers verified credentials as keyed hashes, so that a repeated
+//!   login costs microseconds instead of an Argon2id hash ([`cache`]);
+//! - verifies Argon2id hashes off the async workers, at most one per core
+//!   at a time: a burst of logins queues instead of taking every thread;
 //! - costs the same for an unknown account as for a wrong password, and
-//!   answers both the same way, so nobody learns which accounts exist;
-//! - slows down failed attempts per client address and per account, with a
-//!   delay that doubles with each failure, and refuses for a while once too
-//!   many failures piled up.
+//!   answers both the same way, so nobody learns which accounts exist.
+//!
+//! # Order of a login
+//! 1. The limiter admits the attempt, refuses it, or makes it wait while
+//!    too many attempts from the same client or for the same account are
+//!    in flight. Nothing below runs for a refused attempt.
+//! 2. The account and its stored hash are read from the store (every time:
+//!    a password changed or an account removed by another process counts
+//!    at once).
+//! 3. The cache is asked; on a miss, Argon2id verifies (for an unknown
+//!    account, against a dummy hash, so it costs the same).
+//! 4. A success is cached and makes the client trusted for the account; a
+//!    failure is counted, and answered after the failure delay.
 //!
 //! # Layout
 //! - [`sasl`]: SASL PLAIN and LOGIN (RFC 4616): decoding and
 //!   [`sasl::SaslExchange`], the server side of one exchange.
-//! - [`limiter`]: the failure counters.
+//! - [`limiter`]: the failure counters, attempts in flight, trusted
+//!   clients.
+//! - [`cache`]: the verified-credential cache.
 //! - [`plaintext`]: [`PlaintextPolicy`], when a password may be sent
 //!   without TLS ([`Authenticator::plaintext_permitted`]).
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod limiter;
 pub mod plaintext;
 pub mod sasl;
@@ -29,9 +47,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_store::{password, Account, Store};
+use tokio::sync::Semaphore;
 
+pub use cache::CredentialCache;
 pub use limiter::{FailureLimiter, LimiterSettings};
 pub use plaintext::PlaintextPolicy;
+
+/// The credential cache's lifetime when none is configured (the
+/// configuration's default, `[auth] cache_ttl = "1h"`).
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3600);
 
 /// What an authentication attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +73,21 @@ pub enum AuthOutcome {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     limiter: FailureLimiter,
+    cache: CredentialCache,
+    /// One permit per Argon2id verification that may run at once.
+    hashing: Semaphore,
     plaintext: PlaintextPolicy,
 }
 
 impl Authenticator {
-    /// An authenticator over `store` with the given failure limits.
+    /// An authenticator over `store` with the given failure limits and a
+    /// credential cache of [`DEFAULT_CACHE_TTL`].
     pub fn new(store: Arc<dyn Store>, settings: LimiterSettings) -> Authenticator {
         Authenticator {
             store,
             limiter: FailureLimiter::new(settings),
+            cache: CredentialCache::new(DEFAULT_CACHE_TTL),
+            hashing: Semaphore::new(password::max_parallel_verifications()),
             plaintext: PlaintextPolicy::default(),
         }
     }
@@ -65,6 +95,13 @@ impl Authenticator {
     /// The same authenticator with another clear-text policy.
     pub fn with_plaintext_policy(mut self, policy: PlaintextPolicy) -> Authenticator {
         self.plaintext = policy;
+        self
+    }
+
+    /// The same authenticator remembering verified credentials for `ttl`
+    /// (zero: not at all).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Authenticator {
+        self.cache = CredentialCache::new(ttl);
         self
     }
 
@@ -85,10 +122,10 @@ impl Authenticator {
         client: IpAddr,
     ) -> AuthOutcome {
         let username = username.trim().to_ascii_lowercase();
-        if self.limiter.is_blocked(client, &username) {
-            tracing::warn!(client = %client, user = %username, "authentication refused: too many recent failures");
+        let Some(attempt) = self.limiter.admit(client, &username).await else {
+            tracing::warn!(client = %client, user = ?username, "authentication refused: too many recent failures");
             return AuthOutcome::Blocked;
-        }
+        };
         let account = match self.store.account(&username).await {
             Ok(a) => a,
             Err(e) => {
@@ -96,30 +133,54 @@ impl Authenticator {
                 None
             }
         };
-        let hash = account
-            .as_ref()
-            .map(|a| a.password_hash.clone())
-            .unwrap_or_else(|| password::dummy_hash().to_string());
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
+        let ok = match &account {
+            Some(a) if self.cache.contains(&username, &a.password_hash, password) => true,
+            Some(a) => {
+                let ok = self.verify(password, a.password_hash.clone()).await;
+                if ok {
+                    self.cache.insert(&username, &a.password_hash, password);
+                }
+                ok
+            }
+            None => {
+                self.verify(password, password::dummy_hash().to_string())
+                    .await;
+                false
+            }
+        };
         match account {
             Some(account) if ok => {
-                self.limiter.record_success(client, &username);
+                attempt.succeeded();
                 AuthOutcome::Success(account)
             }
             _ => {
-                let delay = self.limiter.record_failure(client, &username);
-                tracing::warn!(client = %client, user = %username, delay_ms = delay.as_millis() as u64, "authentication failed");
+                let delay = attempt.failed();
+                tracing::warn!(client = %client, user = ?username, delay_ms = delay.as_millis() as u64, "authentication failed");
                 tokio::time::sleep(delay).await;
                 AuthOutcome::Failed
             }
         }
     }
 
+    /// Verifies `password` against `hash` with Argon2id on a blocking
+    /// thread, once a hashing permit is free.
+    async fn verify(&self, password: &str, hash: String) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || password::verify_password(&password, &hash))
+            .await
+            .unwrap_or(false)
+    }
+
     /// The failure delay currently applied (for tests and logs).
     pub fn base_delay(&self) -> Duration {
         self.limiter.settings().base_delay
+    }
+
+    /// How long verified credentials are remembered (zero: not at all).
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache.ttl()
     }
 }

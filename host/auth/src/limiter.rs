@@ -1,15 +1,46 @@
-//! Counting failed authentications per client address and per account.
+//! Counting failed logins per client and per account, attempts in flight
+//! included, without letting a stranger lock an account's owner out.
 //!
-//! Each failure doubles the delay before the next answer (from
-//! `base_delay` up to `max_delay`); after `max_failures` failures within
-//! `window`, further attempts from that address or for that account are
-//! refused outright until the window has passed. A success clears the
-//! counters of that address and account.
+//! # The rules
+//! - **Per client.** A client is an IPv4 address, or the /64 network of an
+//!   IPv6 address (one customer's allocation: an attacker with a /64 has
+//!   2^64 addresses, not 2^64 chances). After `max_failures` failures
+//!   within `window` (counted from the first of them), every login from
+//!   that client is refused until the window has passed.
+//! - **Per account.** After `max_failures` failures for one account
+//!   within `window`, from any clients, logins to that account are refused
+//!   from every client *except* those where it logged in successfully
+//!   within [`TRUST_PERIOD`]. Guessing spread over many addresses is so
+//!   limited to `max_failures` passwords per window per account, while the
+//!   owner's usual devices keep working.
+//! - **Attempts in flight count.** An attempt is admitted only while the
+//!   failures plus the attempts still being checked stay below
+//!   `max_failures`, for the client and (unless trusted) the account; an
+//!   attempt that would go over waits until one in flight is decided. A
+//!   burst of parallel attempts can therefore never test more than
+//!   `max_failures` passwords per window.
+//! - **Delay.** Each failure is answered after a delay that doubles with
+//!   the failures already counted for the client or the account (the
+//!   larger), from `base_delay` up to `max_delay`.
+//! - **A success clears nothing.** Counters expire with their window. If a
+//!   success reset them, an attacker with an account of their own could
+//!   log into it between guesses and guess without end.
+//!
+//! # Bounds
+//! At most [`MAX_COUNTERS`] client counters and as many account counters
+//! exist; past that, expired counters are swept and then counters that do
+//! not refuse anything yet (fewer than `max_failures` failures, nothing in
+//! flight) are dropped. At most [`MAX_TRUSTED_PER_ACCOUNT`] trusted
+//! clients are kept per account (the most recent), for at most
+//! [`MAX_COUNTERS`] accounts. Everything is in memory: a restart forgets
+//! failures and trusted clients alike.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// Settings of the failure limiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +49,8 @@ pub struct LimiterSettings {
     pub base_delay: Duration,
     /// The delay never grows beyond this.
     pub max_delay: Duration,
-    /// Failures within `window` after which attempts are refused.
+    /// Failures within `window` after which attempts are refused (per
+    /// client; per account from clients it does not trust).
     pub max_failures: u32,
     /// How long failures are remembered.
     pub window: Duration,
@@ -35,34 +67,112 @@ impl Default for LimiterSettings {
     }
 }
 
+/// How long a client where an account logged in successfully stays
+/// trusted for that account (exempt from the per-account refusal).
+pub const TRUST_PERIOD: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Trusted clients kept per account; the oldest is forgotten first.
+pub const MAX_TRUSTED_PER_ACCOUNT: usize = 16;
+
+/// Counters of each kind (clients, accounts) kept before the ones that
+/// refuse nothing are dropped; also the number of accounts with trusted
+/// clients.
+pub const MAX_COUNTERS: usize = 100_000;
+
+/// Where attempts come from, as counted: an IPv4 address, or the /64
+/// network of an IPv6 address (IPv4-mapped IPv6 addresses count as IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// One IPv4 address.
+    V4(Ipv4Addr),
+    /// The upper 64 bits of an IPv6 address.
+    V6Net(u64),
+}
+
+impl ClientKey {
+    /// The key that counts for `ip`.
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => ClientKey::V4(a),
+            IpAddr::V6(a) => ClientKey::V6Net((u128::from(a) >> 64) as u64),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     failures: u32,
+    in_flight: u32,
     first: Instant,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Client(IpAddr),
-    Account(String),
+impl Counter {
+    fn new(now: Instant) -> Counter {
+        Counter {
+            failures: 0,
+            in_flight: 0,
+            first: now,
+        }
+    }
+
+    /// Starts a new window if the old one is over.
+    fn refresh(&mut self, now: Instant, window: Duration) {
+        if now.duration_since(self.first) >= window {
+            self.failures = 0;
+            self.first = now;
+        }
+    }
+
+    /// Whether the counter says nothing any more (can be dropped).
+    fn is_idle(&self, now: Instant, window: Duration) -> bool {
+        self.in_flight == 0 && (self.failures == 0 || now.duration_since(self.first) >= window)
+    }
+}
+
+/// What the counters say about a new attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Admit,
+    Wait,
+    Refuse,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    clients: HashMap<ClientKey, Counter>,
+    accounts: HashMap<String, Counter>,
+    /// Per account: clients with a successful login, and when.
+    trusted: HashMap<String, Vec<(ClientKey, Instant)>>,
 }
 
 /// Failure counters for the whole process.
 #[derive(Debug)]
 pub struct FailureLimiter {
     settings: LimiterSettings,
-    counters: Mutex<HashMap<Key, Counter>>,
+    state: Mutex<State>,
+    /// Signalled whenever an attempt in flight is decided.
+    decided: Notify,
 }
 
-/// How many counters are kept before stale ones are swept.
-const SWEEP_THRESHOLD: usize = 10_000;
+/// An admitted attempt, counted as in flight until it is decided with
+/// [`Attempt::succeeded`] or [`Attempt::failed`]. Dropped undecided (the
+/// task was cancelled, so nobody learnt the answer) it only stops
+/// counting as in flight.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limiter: &'a FailureLimiter,
+    client: ClientKey,
+    account: String,
+    decided: bool,
+}
 
 impl FailureLimiter {
     /// A limiter with these settings.
     pub fn new(settings: LimiterSettings) -> FailureLimiter {
         FailureLimiter {
             settings,
-            counters: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
+            decided: Notify::new(),
         }
     }
 
@@ -71,48 +181,90 @@ impl FailureLimiter {
         &self.settings
     }
 
-    fn failures(&self, map: &HashMap<Key, Counter>, key: &Key, now: Instant) -> u32 {
-        match map.get(key) {
-            Some(c) if now.duration_since(c.first) < self.settings.window => c.failures,
-            _ => 0,
-        }
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether attempts from `client` or for `account` are refused now.
-    pub fn is_blocked(&self, client: IpAddr, account: &str) -> bool {
-        let map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let worst = self
-            .failures(&map, &Key::Client(client), now)
-            .max(self.failures(&map, &Key::Account(account.to_string()), now));
-        worst >= self.settings.max_failures
-    }
-
-    /// Records a failure and returns how long to wait before answering.
-    pub fn record_failure(&self, client: IpAddr, account: &str) -> Duration {
-        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if map.len() > SWEEP_THRESHOLD {
-            let window = self.settings.window;
-            map.retain(|_, c| now.duration_since(c.first) < window);
-        }
-        let mut worst = 0;
-        for key in [Key::Client(client), Key::Account(account.to_string())] {
-            let c = map.entry(key).or_insert(Counter {
-                failures: 0,
-                first: now,
-            });
-            if now.duration_since(c.first) >= self.settings.window {
-                *c = Counter {
-                    failures: 0,
-                    first: now,
-                };
+    /// Admits an attempt from `client` for `account` (already normalised),
+    /// waiting while too many are in flight; `None` if the client or the
+    /// account is refused.
+    pub async fn admit(&self, client: IpAddr, account: &str) -> Option<Attempt<'_>> {
+        let key = ClientKey::of(client);
+        loop {
+            // Registered before the check, so that a decision between the
+            // check and the wait is not missed.
+            let decided = self.decided.notified();
+            tokio::pin!(decided);
+            decided.as_mut().enable();
+            match self.try_admit(key, account) {
+                Decision::Admit => {
+                    return Some(Attempt {
+                        limiter: self,
+                        client: key,
+                        account: account.to_string(),
+                        decided: false,
+                    })
+                }
+                Decision::Refuse => return None,
+                Decision::Wait => decided.await,
             }
-            c.failures += 1;
-            worst = worst.max(c.failures);
         }
+    }
+
+    fn try_admit(&self, key: ClientKey, account: &str) -> Decision {
+        let (max, window) = (self.settings.max_failures, self.settings.window);
+        let now = Instant::now();
+        let mut state = self.lock();
+        let trusted = state.is_trusted(account, key, now);
+        let client = state
+            .clients
+            .get(&key)
+            .copied()
+            .map(|mut c| {
+                c.refresh(now, window);
+                c
+            })
+            .unwrap_or(Counter::new(now));
+        let acct = state
+            .accounts
+            .get(account)
+            .copied()
+            .map(|mut c| {
+                c.refresh(now, window);
+                c
+            })
+            .unwrap_or(Counter::new(now));
+        let mut checked = vec![client];
+        if !trusted {
+            checked.push(acct);
+        }
+        if checked.iter().any(|c| c.failures >= max) {
+            return Decision::Refuse;
+        }
+        if checked
+            .iter()
+            .any(|c| c.failures.saturating_add(c.in_flight) >= max)
+        {
+            return Decision::Wait;
+        }
+        state.make_room(now, window, max);
+        let State {
+            clients, accounts, ..
+        } = &mut *state;
+        for c in [
+            clients.entry(key).or_insert(client),
+            accounts.entry(account.to_string()).or_insert(acct),
+        ] {
+            c.refresh(now, window);
+            c.in_flight += 1;
+        }
+        Decision::Admit
+    }
+
+    /// The delay after a failure, given the larger failure count.
+    fn delay(&self, failures: u32) -> Duration {
         let factor = 1u32
-            .checked_shl(worst.saturating_sub(1).min(16))
+            .checked_shl(failures.saturating_sub(1).min(16))
             .unwrap_or(u32::MAX);
         self.settings
             .base_delay
@@ -120,11 +272,133 @@ impl FailureLimiter {
             .min(self.settings.max_delay)
     }
 
-    /// Clears the counters of `client` and `account` after a success.
-    pub fn record_success(&self, client: IpAddr, account: &str) {
-        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&Key::Client(client));
-        map.remove(&Key::Account(account.to_string()));
+    /// Ends an attempt: no longer in flight; a failure is counted if
+    /// `failed`. Returns the larger failure count afterwards.
+    fn decide(&self, client: ClientKey, account: &str, failed: bool) -> u32 {
+        let window = self.settings.window;
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut worst = 0;
+        let State {
+            clients, accounts, ..
+        } = &mut *state;
+        if let Some(c) = clients.get_mut(&client) {
+            worst = worst.max(end(c, failed, now, window));
+            if c.is_idle(now, window) {
+                clients.remove(&client);
+            }
+        }
+        if let Some(c) = accounts.get_mut(account) {
+            worst = worst.max(end(c, failed, now, window));
+            if c.is_idle(now, window) {
+                accounts.remove(account);
+            }
+        }
+        drop(state);
+        self.decided.notify_waiters();
+        worst
+    }
+
+    fn trust(&self, client: ClientKey, account: &str) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if !state.trusted.contains_key(account) && state.trusted.len() >= MAX_COUNTERS {
+            state.trusted.retain(|_, list| {
+                list.iter()
+                    .any(|(_, t)| now.duration_since(*t) < TRUST_PERIOD)
+            });
+            if state.trusted.len() >= MAX_COUNTERS {
+                return;
+            }
+        }
+        let list = state.trusted.entry(account.to_string()).or_default();
+        list.retain(|(k, t)| *k != client && now.duration_since(*t) < TRUST_PERIOD);
+        if list.len() >= MAX_TRUSTED_PER_ACCOUNT {
+            list.remove(0);
+        }
+        list.push((client, now));
+    }
+
+    /// Whether attempts from `client` for `account` are refused now (the
+    /// limits are reached without counting attempts in flight).
+    pub fn is_blocked(&self, client: IpAddr, account: &str) -> bool {
+        let (max, window) = (self.settings.max_failures, self.settings.window);
+        let key = ClientKey::of(client);
+        let now = Instant::now();
+        let state = self.lock();
+        let live = |c: Option<&Counter>| match c {
+            Some(c) if now.duration_since(c.first) < window => c.failures,
+            _ => 0,
+        };
+        live(state.clients.get(&key)) >= max
+            || (!state.is_trusted(account, key, now) && live(state.accounts.get(account)) >= max)
+    }
+}
+
+/// Ends one attempt on counter `c`; returns its failures afterwards.
+fn end(c: &mut Counter, failed: bool, now: Instant, window: Duration) -> u32 {
+    c.in_flight = c.in_flight.saturating_sub(1);
+    c.refresh(now, window);
+    if failed {
+        c.failures = c.failures.saturating_add(1);
+    }
+    c.failures
+}
+
+impl State {
+    fn is_trusted(&self, account: &str, key: ClientKey, now: Instant) -> bool {
+        self.trusted.get(account).is_some_and(|list| {
+            list.iter()
+                .any(|(k, t)| *k == key && now.duration_since(*t) < TRUST_PERIOD)
+        })
+    }
+
+    /// Keeps each map below [`MAX_COUNTERS`]: first drops the counters
+    /// that say nothing any more, then the ones that refuse nothing yet.
+    fn make_room(&mut self, now: Instant, window: Duration, max: u32) {
+        fn shrink<K: std::hash::Hash + Eq>(
+            map: &mut HashMap<K, Counter>,
+            now: Instant,
+            window: Duration,
+            max: u32,
+        ) {
+            if map.len() < MAX_COUNTERS {
+                return;
+            }
+            map.retain(|_, c| !c.is_idle(now, window));
+            if map.len() >= MAX_COUNTERS {
+                map.retain(|_, c| c.in_flight > 0 || c.failures >= max);
+            }
+        }
+        shrink(&mut self.clients, now, window, max);
+        shrink(&mut self.accounts, now, window, max);
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was right: the client becomes trusted for the
+    /// account. Counters are not cleared (see the module doc).
+    pub fn succeeded(mut self) {
+        self.decided = true;
+        self.limiter.decide(self.client, &self.account, false);
+        self.limiter.trust(self.client, &self.account);
+    }
+
+    /// The password (or the account) was wrong: counts a failure for the
+    /// client and the account, and returns how long to wait before
+    /// answering.
+    pub fn failed(mut self) -> Duration {
+        self.decided = true;
+        let worst = self.limiter.decide(self.client, &self.account, true);
+        self.limiter.delay(worst)
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.decided {
+            self.limiter.decide(self.client, &self.account, false);
+        }
     }
 }
 
@@ -141,20 +415,167 @@ mod tests {
         }
     }
 
-    #[test]
-    fn delay_doubles_then_caps_then_blocks() {
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    async fn fail(l: &FailureLimiter, client: &str, account: &str) -> Duration {
+        l.admit(ip(client), account).await.unwrap().failed()
+    }
+
+    #[tokio::test]
+    async fn delay_doubles_then_caps_then_refuses() {
         let l = FailureLimiter::new(settings());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(l.record_failure(ip, "a@x"), Duration::from_millis(10));
-        assert_eq!(l.record_failure(ip, "a@x"), Duration::from_millis(20));
-        assert_eq!(l.record_failure(ip, "a@x"), Duration::from_millis(40));
-        assert!(!l.is_blocked(ip, "a@x"));
-        assert_eq!(l.record_failure(ip, "a@x"), Duration::from_millis(50));
-        assert!(l.is_blocked(ip, "a@x"));
-        // The account is blocked from any address, the address for any account.
-        assert!(l.is_blocked("127.0.0.2".parse().unwrap(), "a@x"));
-        assert!(l.is_blocked(ip, "b@x"));
-        l.record_success(ip, "a@x");
-        assert!(!l.is_blocked(ip, "a@x"));
+        assert_eq!(
+            fail(&l, "127.0.0.1", "a@x").await,
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            fail(&l, "127.0.0.1", "a@x").await,
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            fail(&l, "127.0.0.1", "a@x").await,
+            Duration::from_millis(40)
+        );
+        assert!(!l.is_blocked(ip("127.0.0.1"), "a@x"));
+        assert_eq!(
+            fail(&l, "127.0.0.1", "a@x").await,
+            Duration::from_millis(50)
+        );
+        assert!(l.is_blocked(ip("127.0.0.1"), "a@x"));
+        assert!(l.admit(ip("127.0.0.1"), "a@x").await.is_none());
+        // The client is refused for any account, the account from any
+        // client it does not trust.
+        assert!(l.admit(ip("127.0.0.1"), "b@x").await.is_none());
+        assert!(l.admit(ip("127.0.0.2"), "a@x").await.is_none());
+        // Another account from another client is not affected.
+        assert!(l.admit(ip("127.0.0.2"), "b@x").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_trusted_client_keeps_access_to_a_refused_account() {
+        let l = FailureLimiter::new(settings());
+        l.admit(ip("10.0.0.1"), "a@x").await.unwrap().succeeded();
+        for i in 0..4 {
+            fail(&l, &format!("10.0.1.{i}"), "a@x").await;
+        }
+        assert!(l.admit(ip("10.0.2.1"), "a@x").await.is_none());
+        assert!(l.is_blocked(ip("10.0.2.1"), "a@x"));
+        assert!(!l.is_blocked(ip("10.0.0.1"), "a@x"));
+        l.admit(ip("10.0.0.1"), "a@x").await.unwrap().succeeded();
+        // A success does not clear the counters.
+        assert!(l.admit(ip("10.0.2.1"), "a@x").await.is_none());
+        // Trust is per account.
+        for i in 0..4 {
+            fail(&l, &format!("10.0.3.{i}"), "b@x").await;
+        }
+        assert!(l.admit(ip("10.0.0.1"), "b@x").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn attempts_in_flight_count() {
+        let l = FailureLimiter::new(settings());
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(l.admit(ip("127.0.0.1"), "a@x").await.unwrap());
+        }
+        // A fifth attempt waits until one in flight is decided...
+        let fifth = l.admit(ip("127.0.0.1"), "a@x");
+        tokio::pin!(fifth);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), fifth.as_mut())
+                .await
+                .is_err(),
+            "admitted beyond the limit"
+        );
+        // ... and, once all four have failed, is refused.
+        for a in held.drain(..) {
+            a.failed();
+        }
+        assert!(fifth.await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_attempt_is_admitted_when_one_succeeds_or_is_dropped() {
+        let l = FailureLimiter::new(settings());
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(l.admit(ip("127.0.0.1"), "a@x").await.unwrap());
+        }
+        let waiting = l.admit(ip("127.0.0.1"), "b@x");
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), waiting.as_mut())
+                .await
+                .is_err()
+        );
+        held.pop().unwrap().succeeded();
+        held.push(waiting.await.unwrap());
+        let waiting = l.admit(ip("127.0.0.1"), "c@x");
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), waiting.as_mut())
+                .await
+                .is_err()
+        );
+        drop(held.pop());
+        assert!(waiting.await.is_some());
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_count_by_64_network() {
+        let l = FailureLimiter::new(settings());
+        for i in 0..4 {
+            fail(&l, &format!("2001:db8::{i}"), &format!("u{i}@x")).await;
+        }
+        assert!(l.admit(ip("2001:db8::ffff:1"), "z@x").await.is_none());
+        assert!(l.admit(ip("2001:db8:0:1::1"), "z@x").await.is_some());
+        assert_eq!(
+            ClientKey::of(ip("::ffff:192.0.2.1")),
+            ClientKey::of(ip("192.0.2.1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn counters_expire_with_the_window() {
+        let l = FailureLimiter::new(LimiterSettings {
+            window: Duration::from_millis(50),
+            ..settings()
+        });
+        for _ in 0..4 {
+            fail(&l, "127.0.0.1", "a@x").await;
+        }
+        assert!(l.admit(ip("127.0.0.1"), "a@x").await.is_none());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(l.admit(ip("127.0.0.1"), "a@x").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn successes_leave_no_counters_behind() {
+        let l = FailureLimiter::new(settings());
+        for i in 0..100u32 {
+            let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            l.admit(client, &format!("u{i}@x"))
+                .await
+                .unwrap()
+                .succeeded();
+        }
+        let state = l.lock();
+        assert!(state.clients.is_empty() && state.accounts.is_empty());
+        assert_eq!(state.trusted.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn trusted_clients_per_account_are_bounded() {
+        let l = FailureLimiter::new(settings());
+        for i in 0..(MAX_TRUSTED_PER_ACCOUNT as u32 + 5) {
+            let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            l.admit(client, "a@x").await.unwrap().succeeded();
+        }
+        let state = l.lock();
+        assert_eq!(state.trusted["a@x"].len(), MAX_TRUSTED_PER_ACCOUNT);
+        // The oldest went first.
+        assert!(!state.is_trusted("a@x", ClientKey::of(ip("10.0.0.0")), Instant::now()));
     }
 }

@@ -349,6 +349,13 @@ impl AuthSettings {
             window: Duration::from_secs(self.failure_window),
         }
     }
+
+    /// `cache_ttl` as a duration (zero: the credential cache is off).
+    pub fn cache_ttl(&self) -> Result<Duration, ConfigError> {
+        mailgate_relay::config::parse_duration(&self.cache_ttl).map_err(|e| {
+            ConfigError::Invalid(format!("auth.cache_ttl: {e}; \"0\" turns the cache off"))
+        })
+    }
 }
 
 impl Config {
@@ -428,6 +435,7 @@ impl Config {
                 "auth.max_failures must be at least 1".into(),
             ));
         }
+        self.auth.cache_ttl()?;
         // Converted once here so that a bad relay value stops the server at
         // start; the DKIM key files are read by `serve`.
         crate::relay::relay_config(self)?;
@@ -482,6 +490,22 @@ pop3 = "0.0.0.0:110"
         assert!(e.contains("smpt"), "{e}");
         let small = format!("{MINIMAL}\n[limits]\nmax_command_line = 100\n");
         assert!(Config::parse(&small, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn auth_cache_ttl() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(c.auth.cache_ttl().unwrap(), Duration::from_secs(3600));
+        for (value, secs) in [("0", 0), ("90s", 90), ("30m", 1800), ("2h", 7200)] {
+            let text = format!("{MINIMAL}\n[auth]\ncache_ttl = \"{value}\"\n");
+            let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+            assert_eq!(c.auth.cache_ttl().unwrap(), Duration::from_secs(secs));
+        }
+        for value in ["1 hour", "-1s", "", "forever"] {
+            let text = format!("{MINIMAL}\n[auth]\ncache_ttl = \"{value}\"\n");
+            let e = Config::parse(&text, Path::new("t.toml")).unwrap_err();
+            assert!(e.to_string().contains("auth.cache_ttl"), "{e}");
+        }
     }
 
     #[test]

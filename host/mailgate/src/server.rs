@@ -181,7 +181,14 @@ pub async fn run(
         policy: policy.clone(),
         auth: Arc::new(
             Authenticator::new(store.clone(), config.auth.limiter())
-                .with_plaintext_policy(config.auth.plaintext()),
+                .with_plaintext_policy(config.auth.plaintext())
+                // Checked by `Config::validate` when the file was read.
+                .with_cache_ttl(
+                    config
+                        .auth
+                        .cache_ttl()
+                        .unwrap_or(mailgate_auth::DEFAULT_CACHE_TTL),
+                ),
         ),
     });
     let certs = load_certificates(&config)?;

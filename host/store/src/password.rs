@@ -24,7 +24,8 @@ pub fn hash_password(password: &str) -> String {
 /// the allocator, every verification on another blocking thread grows that
 /// thread's heap by 19 MiB that glibc keeps (measured: 300 logins, 2.5 GB
 /// of resident memory that never came back). So Argon2 hashes are computed
-/// in working memory from a fixed pool of [`MEMORY_POOL_SIZE`] buffers,
+/// in working memory from a fixed pool of [`max_parallel_verifications`]
+/// buffers,
 /// so that the memory spent on verification is bounded whatever the login
 /// rate; other PHC algorithms fall back to the library's own verification.
 pub fn verify_password(password: &str, phc: &str) -> bool {
@@ -38,10 +39,25 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     })
 }
 
-/// At most this many Argon2 working-memory buffers ever exist; a
-/// verification that finds them all in use waits for one. More would not
-/// run faster (Argon2 is CPU-bound) and would only hold more memory.
-pub const MEMORY_POOL_SIZE: usize = 2;
+/// How many Argon2 verifications can usefully run at once: one per CPU
+/// core (Argon2 is CPU-bound; more at once would not finish sooner), at
+/// most [`MAX_PARALLEL_VERIFICATIONS`]. At most this many Argon2
+/// working-memory buffers (19 MiB each with the default parameters) ever
+/// exist; a verification that finds them all in use waits for one. The
+/// authenticator queues logins to the same number.
+pub fn max_parallel_verifications() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, MAX_PARALLEL_VERIFICATIONS)
+    })
+}
+
+/// The most verifications at once, whatever the number of cores (bounds
+/// the memory: 16 x 19 MiB).
+pub const MAX_PARALLEL_VERIFICATIONS: usize = 16;
 
 struct MemoryPool {
     free: Vec<Vec<argon2::Block>>,
@@ -65,7 +81,7 @@ fn take_memory(blocks: usize) -> Vec<argon2::Block> {
             }
             return m;
         }
-        if pool.created < MEMORY_POOL_SIZE {
+        if pool.created < max_parallel_verifications() {
             pool.created += 1;
             return vec![argon2::Block::default(); blocks];
         }
