@@ -5,7 +5,10 @@
 //! message 2, and so on" and "messages marked as deleted are not counted"
 //! in STAT and LIST. RFC 1939 §7 (UIDL): the unique-id "persists across
 //! sessions"; ours is `<uidvalidity>.<uid>` of the store entry, which only
-//! changes if the mailbox is recreated (and then must change).
+//! changes if the mailbox is recreated (and then must change). A message
+//! moved in from another server (`mailgate import`) keeps the unique-id it
+//! had there, so that clients leaving mail on the server do not download
+//! it again ([`Maildrop::with_uidls`]).
 
 use mailgate_store::{MailboxId, MessageMeta, Uid};
 
@@ -20,6 +23,8 @@ pub struct Entry {
     pub size: u64,
     /// Whether DELE marked it.
     pub deleted: bool,
+    /// The unique-id kept from another server, if any.
+    pub uidl: Option<String>,
 }
 
 /// Why a message number names no message the client may use.
@@ -57,6 +62,7 @@ impl Maildrop {
                 uid: m.uid,
                 size: m.size,
                 deleted: false,
+                uidl: None,
             })
             .collect();
         entries.sort_by_key(|e| e.uid);
@@ -66,6 +72,17 @@ impl Maildrop {
             uid_validity,
             entries,
         }
+    }
+
+    /// The maildrop with the unique-ids kept from another server
+    /// ([`mailgate_store::MailStore::pop3_uidls`]) served instead of ours.
+    pub fn with_uidls(mut self, uidls: Vec<(Uid, String)>) -> Maildrop {
+        for (uid, uidl) in uidls {
+            if let Ok(i) = self.entries.binary_search_by_key(&uid, |e| e.uid) {
+                self.entries[i].uidl = Some(uidl);
+            }
+        }
+        self
     }
 
     /// The INBOX's id.
@@ -119,10 +136,14 @@ impl Maildrop {
             .collect()
     }
 
-    /// The UIDL unique-id of an entry: `<uidvalidity>.<uid>` (RFC 1939 §7:
-    /// 1 to 70 characters in the range 0x21 to 0x7E).
+    /// The UIDL unique-id of an entry: the one kept from another server,
+    /// else `<uidvalidity>.<uid>` (RFC 1939 §7: 1 to 70 characters in the
+    /// range 0x21 to 0x7E; the store checks kept ones).
     pub fn unique_id(&self, e: &Entry) -> String {
-        format!("{}.{}", self.uid_validity, e.uid)
+        match &e.uidl {
+            Some(u) => u.clone(),
+            None => format!("{}.{}", self.uid_validity, e.uid),
+        }
     }
 
     fn entry(&self, n: u32) -> Option<&Entry> {

@@ -306,6 +306,51 @@ pub trait MailStore: Send + Sync {
         Err(unsupported("expunged_since"))
     }
 
+    /// Gives an empty mailbox the UIDVALIDITY it had on another server
+    /// (moving mail in, `mailgate import`), so that the UIDs kept by
+    /// [`MailStore::import_messages`] mean to clients what they meant
+    /// there. Atomic: either the mailbox holds no message and its
+    /// UIDVALIDITY becomes `uid_validity`, its UIDNEXT 1 and its
+    /// record of expunged UIDs and POP3 UIDLs is cleared, or
+    /// (it holds messages: [`StoreError::Invalid`]) nothing changes.
+    /// A mailbox with the same UIDVALIDITY already is left alone.
+    async fn adopt_uid_validity(&self, mailbox: MailboxId, uid_validity: u32) -> StoreResult<()> {
+        let _ = (mailbox, uid_validity);
+        Err(unsupported("adopt_uid_validity"))
+    }
+    /// Stores messages moved in from another server in one mailbox, all
+    /// or none (one transaction, shared with other writers through group
+    /// commit). A message whose `uid` is at least the mailbox's UIDNEXT
+    /// gets exactly that UID (UIDNEXT then moves past it); any other
+    /// message gets the next UID, as a delivery would. So messages given
+    /// in ascending UID order into a mailbox prepared by
+    /// [`MailStore::adopt_uid_validity`] keep their UIDs, gaps included.
+    /// POP3 UIDLs are kept with the entries ([`MailStore::pop3_uidls`]).
+    /// Returns the UIDs given, in the order of `messages`, and announces
+    /// them as one [`StoreEvent::Appended`], to other processes too.
+    async fn import_messages(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<ImportMessage>,
+    ) -> StoreResult<Vec<Uid>> {
+        let _ = (mailbox, messages);
+        Err(unsupported("import_messages"))
+    }
+    /// Raises a mailbox's UIDNEXT to at least `uid_next` (the old
+    /// server's, whose last messages may have been expunged); never
+    /// lowers it. Returns the UIDNEXT after the change.
+    async fn raise_uid_next(&self, mailbox: MailboxId, uid_next: u32) -> StoreResult<u32> {
+        let _ = (mailbox, uid_next);
+        Err(unsupported("raise_uid_next"))
+    }
+    /// The POP3 UIDLs kept by [`MailStore::import_messages`] for
+    /// entries of a mailbox, by UID; entries not listed use mailgate's
+    /// own. An entry's UIDL goes with the entry (expunge removes it).
+    async fn pop3_uidls(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, String)>> {
+        let _ = mailbox;
+        Ok(Vec::new())
+    }
+
     /// Change notifications: every committed change to any mailbox.
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
 

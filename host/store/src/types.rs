@@ -270,3 +270,30 @@ pub enum StoreEvent {
         account: AccountId,
     },
 }
+
+/// One message for [`crate::MailStore::import_messages`]: a message moved
+/// in from another server, with what its clients already know of it.
+#[derive(Debug, Clone)]
+pub struct ImportMessage {
+    /// The message (its internal date is the one the old server gave it).
+    pub message: NewMessage,
+    /// Flags and keywords, e.g. `\Seen`, `$Forwarded`.
+    pub flags: Vec<String>,
+    /// The UID it had on the old server, to be kept if it can be (see
+    /// [`crate::MailStore::import_messages`]).
+    pub uid: Option<Uid>,
+    /// The POP3 UIDL it had on the old server, served instead of
+    /// mailgate's own (`<uidvalidity>.<uid>`) so that POP3 clients which
+    /// "leave mail on the server" do not download it again. At most
+    /// [`MAX_POP3_UIDL`] printable ASCII characters (RFC 1939 §7).
+    pub pop3_uidl: Option<String>,
+}
+
+/// The longest POP3 unique-id (RFC 1939 §7: "one to 70 characters").
+pub const MAX_POP3_UIDL: usize = 70;
+
+/// Whether `s` can be a POP3 unique-id (RFC 1939 §7: 1 to 70 characters
+/// in the range 0x21 to 0x7E).
+pub fn valid_pop3_uidl(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_POP3_UIDL && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}

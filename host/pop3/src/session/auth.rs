@@ -236,7 +236,19 @@ impl Session {
                 return;
             }
         };
-        let maildrop = Maildrop::new(lock, mailbox.id, mailbox.uid_validity, &messages);
+        // Unique-ids kept from another server (`mailgate import`); without
+        // them a client leaving mail on the server would fetch it again,
+        // so failing to read them fails the login like the list above.
+        let uidls = match store.pop3_uidls(mailbox.id).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(user = %account.address, error = %e, "pop3: cannot read kept UIDLs");
+                self.err(out, Some(ResponseCode::SysTemp), "Unable to open maildrop");
+                return;
+            }
+        };
+        let maildrop =
+            Maildrop::new(lock, mailbox.id, mailbox.uid_validity, &messages).with_uidls(uidls);
         let (count, size) = maildrop.stat();
         tracing::info!(client = %client, user = %account.address, method, messages = count, "pop3 login");
         self.user = Some(account.address);

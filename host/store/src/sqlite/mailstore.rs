@@ -8,9 +8,9 @@ use tokio::sync::broadcast;
 
 use super::SqliteStore;
 use crate::{
-    AccountId, Delivered, DeliveryTarget, FetchedMessage, FlagChange, MailStore, MailboxId,
-    MailboxInfo, MessageMeta, MessageStructure, NewMessage, RawPart, SpecialUse, StoreError,
-    StoreEvent, StoreResult, Uid,
+    AccountId, Delivered, DeliveryTarget, FetchedMessage, FlagChange, ImportMessage, MailStore,
+    MailboxId, MailboxInfo, MessageMeta, MessageStructure, NewMessage, RawPart, SpecialUse,
+    StoreError, StoreEvent, StoreResult, Uid,
 };
 
 /// The system flags of RFC 9051 §2.3.2, in their canonical spelling.
@@ -651,8 +651,34 @@ impl MailStore for SqliteStore {
             .await
     }
 
+    async fn adopt_uid_validity(&self, mailbox: MailboxId, uid_validity: u32) -> StoreResult<()> {
+        self.write(move |c| super::import::adopt_uid_validity(c, mailbox, uid_validity))
+            .await
+    }
+
+    async fn import_messages(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<ImportMessage>,
+    ) -> StoreResult<Vec<Uid>> {
+        let prepared = super::import::prepare(messages)?;
+        // One writer job: one savepoint, so all or none.
+        self.write(move |c| super::import::import_messages(c, mailbox, &prepared))
+            .await
+    }
+
+    async fn raise_uid_next(&self, mailbox: MailboxId, uid_next: u32) -> StoreResult<u32> {
+        self.write(move |c| super::import::raise_uid_next(c, mailbox, uid_next))
+            .await
+    }
+
+    async fn pop3_uidls(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, String)>> {
+        self.read(move |c| super::import::pop3_uidls(c, mailbox))
+            .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.events.subscribe()
+        self.subscribe_events()
     }
 
     async fn check(&self) -> StoreResult<Vec<String>> {

@@ -22,18 +22,24 @@
 //!
 //! # Other processes
 //! The admin CLI opens the same database while the server runs; SQLite's
-//! file locks and a busy timeout serialise the two writers.
+//! file locks and a busy timeout serialise the two writers. A CLI store
+//! told to [`SqliteStore::announce_to_other_processes`] also leaves its
+//! change notifications in the database, where the server's store finds
+//! them ([`notify`]).
 
 mod check;
 mod directory;
 mod imap;
+mod import;
 mod mailstore;
+pub mod notify;
 mod queue;
 pub mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -56,6 +62,14 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     events: broadcast::Sender<StoreEvent>,
+    /// Names this store's rows in `store_events` ([`notify`]).
+    origin: String,
+    /// Whether writes also leave their events for other processes.
+    publish: AtomicBool,
+    /// Starts the watcher of other processes' events at the first subscriber.
+    watcher: Once,
+    /// Stops that watcher when the store is dropped.
+    watcher_stop: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -72,7 +86,32 @@ impl SqliteStore {
             writer,
             readers: Mutex::new(Vec::new()),
             events,
+            origin: notify::origin(),
+            publish: AtomicBool::new(false),
+            watcher: Once::new(),
+            watcher_stop: Arc::new(AtomicBool::new(false)),
         }))
+    }
+
+    /// From now on every change this store commits is also written to the
+    /// database for other processes (the running server) to announce to
+    /// their sessions; see [`notify`]. For the admin CLI.
+    pub fn announce_to_other_processes(&self) {
+        self.publish.store(true, Ordering::Relaxed);
+    }
+
+    /// The in-process change channel, with the watcher of other processes'
+    /// changes started on first use.
+    fn subscribe_events(&self) -> broadcast::Receiver<StoreEvent> {
+        self.watcher.call_once(|| {
+            notify::start_watcher(
+                self.path.clone(),
+                self.origin.clone(),
+                self.events.clone(),
+                Arc::clone(&self.watcher_stop),
+            )
+        });
+        self.events.subscribe()
     }
 
     /// Runs `f` on a read connection, off the async workers.
@@ -110,7 +149,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<(T, Vec<StoreEvent>)> + Send + 'static,
     {
-        self.writer.submit(f).await
+        if !self.publish.load(Ordering::Relaxed) {
+            return self.writer.submit(f).await;
+        }
+        let origin = self.origin.clone();
+        self.writer
+            .submit(move |c| {
+                let (value, events) = f(c)?;
+                notify::record(c, &origin, &events)?;
+                Ok((value, events))
+            })
+            .await
     }
 }
 
@@ -122,6 +171,7 @@ impl Drop for SqliteStore {
     /// the read connections are closed on a thread of their own (the
     /// writer thread closes its connection when its queue closes).
     fn drop(&mut self) {
+        self.watcher_stop.store(true, Ordering::Relaxed);
         let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
         if !readers.is_empty() {
             let spawned = std::thread::Builder::new()

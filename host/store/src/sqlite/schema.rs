@@ -25,6 +25,12 @@
 //!   the first empty line) for IMAP header searches, written with the
 //!   body (created on open where missing; bodies stored before, or by an
 //!   older version, have no row and are searched by reading them whole).
+//! - `pop3_uidls(mailbox, uid, uidl)`: POP3 UIDLs kept from another
+//!   server by `mailgate import` (see `import`); created on open where
+//!   missing.
+//! - `store_events(seq, origin, created, kind, account, mailbox, uids)`:
+//!   change notifications left for other processes ([`super::notify`]);
+//!   created on open where missing.
 //! - Version 3 adds `queue_rcpts.next_hop`: the next hop a routing plugin
 //!   chose for the recipient (`NULL`: MX routing). Older stores gain the
 //!   column empty, so their queued mail keeps MX routing.
@@ -165,6 +171,10 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     // version (older versions ignore the table; bodies they store have no
     // row, and searches then read the whole body).
     conn.execute_batch(BLOB_HEADERS)?;
+    // Imported POP3 UIDLs and other processes' change notifications;
+    // additive and idempotent likewise.
+    conn.execute_batch(super::import::POP3_UIDLS)?;
+    conn.execute_batch(super::notify::STORE_EVENTS)?;
     Ok(())
 }
 
