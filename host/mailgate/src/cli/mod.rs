@@ -234,13 +234,8 @@ async fn serve(config: Config, dev: bool) -> Result<(), String> {
 }
 
 /// Logs go to standard error; `RUST_LOG` overrides the default `info`.
+/// Every value is escaped and bounded by the formatter (`mailgate-log`),
+/// so nothing a client sends reaches a log line raw.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+    mailgate_log::init();
 }
