@@ -53,6 +53,10 @@ DEFAULT_LIMITS = {
     "max_command_line": 2048,
     "idle_timeout": 300,
     "max_errors": 20,
+    # Every test client connects from loopback, and test_concurrency.py
+    # holds 200 sessions from 127.0.0.1 at once: above the default 50.
+    # test_connection_limits.py sets its own.
+    "max_connections_per_ip": 1000,
 }
 DEFAULT_AUTH = {
     # Like the development profile: clients on loopback may log in without

@@ -10,12 +10,15 @@
 //!   `[[dkim]]`, and its hand-off from SMTP submission.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
+//! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
+//!   permits the accept loops hand each session.
 //! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`,
 //!   `queue`, `dkim`).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod dev;
 pub mod plugins;
 pub mod relay;

@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
+use crate::connections;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -220,13 +221,22 @@ pub async fn run(
     }
 
     let mut accept_loops = Vec::new();
+    let connections = connections::Server::new(config.limits.max_connections);
     for b in bound {
         let protocol = b.protocol;
         let serve = session_runner(protocol, &config, &services, certs.as_ref(), &shutdown_rx)?;
+        let limits = Limits {
+            listener: connections::Listener::new(
+                connections.clone(),
+                config.limits.max_connections_per_ip,
+            ),
+            refusal: refusal(protocol, &config.hostname),
+        };
         accept_loops.push(tokio::spawn(accept_loop(
             b.listener,
             protocol,
             tracker.clone(),
+            limits,
             shutdown_rx.clone(),
             serve,
         )));
@@ -462,11 +472,53 @@ fn imap_context(
     ctx
 }
 
-/// Accepts connections until shutdown, one task per session.
+/// A listener's connection limits and what it says over them.
+struct Limits {
+    listener: Arc<connections::Listener>,
+    /// The reply to a connection over a limit, before it is closed;
+    /// `None` on implicit-TLS listeners, which close at once.
+    refusal: Option<Vec<u8>>,
+}
+
+/// What a listener says to a connection over `max_connections` or
+/// `max_connections_per_ip` before closing it. An implicit-TLS listener
+/// (`submissions`, `pop3s`, `imaps`) says nothing: the reply would need
+/// the TLS handshake, whose cost is what the limits are there to spare,
+/// so the connection is closed before it (the client sees a failed
+/// handshake, and tries again later like after any network error).
+fn refusal(protocol: &str, hostname: &str) -> Option<Vec<u8>> {
+    let text = "Too many connections, try again later";
+    match protocol {
+        "submissions" | "pop3s" | "imaps" => None,
+        // RFC 3206 §4: SYS/TEMP, a problem on the server that may go away.
+        "pop3" => Some(format!("-ERR [SYS/TEMP] {text}\r\n")),
+        // RFC 9051 §7.1: UNAVAILABLE, a temporary failure of the server.
+        "imap" => Some(format!("* BYE [UNAVAILABLE] {text}\r\n")),
+        // RFC 5321 §3.1 and §4.2.3 (421 at the greeting), RFC 3463
+        // 4.7.0; LMTP (RFC 2033) answers the same.
+        _ => Some(format!("421 4.7.0 {hostname} {text}\r\n")),
+    }
+    .map(String::into_bytes)
+}
+
+/// Says `reply` (if any) to a connection that is refused and closes it.
+/// The reply is written once, without waiting: a fresh connection's send
+/// buffer is empty, and a client that does not read must not hold the
+/// accept loop or a task.
+fn refuse(stream: TcpStream, reply: Option<&[u8]>) {
+    use std::io::Write;
+    if let (Some(reply), Ok(stream)) = (reply, stream.into_std()) {
+        let _ = (&stream).write(reply);
+    }
+}
+
+/// Accepts connections until shutdown, one task per session, each
+/// holding a [`connections::Permit`] for as long as it runs.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     protocol: &'static str,
     tracker: Arc<SessionTracker>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     serve: F,
 ) where
@@ -478,12 +530,32 @@ async fn accept_loop<F, Fut>(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let client = connections::Client::of(peer.ip());
+                    let permit = match limits.listener.admit(client) {
+                        Ok(permit) => permit,
+                        Err(refused) => {
+                            refuse(stream, limits.refusal.as_deref());
+                            if let Some(unlogged) = limits.listener.server().log_refusal(client) {
+                                tracing::warn!(
+                                    protocol,
+                                    %client,
+                                    limit = refused.key(),
+                                    unlogged,
+                                    "connection refused: too many connections (logged once a minute per client)"
+                                );
+                            }
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let guard = tracker.enter();
                     let session = serve(stream, peer);
                     tokio::spawn(async move {
+                        // Both go when the task ends, whatever way it ends
+                        // (the permit also when the runtime drops it).
+                        let _permit = permit;
+                        let _guard = guard;
                         session.await;
-                        drop(guard);
                     });
                 }
                 Err(e) => {
