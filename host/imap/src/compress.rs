@@ -99,42 +99,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deflate<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            if this.input_pos < this.input.len() {
-                let before_in = this.inflate.total_in();
-                let before_out = this.inflate.total_out();
-                let status = this
-                    .inflate
-                    .decompress(
-                        &this.input[this.input_pos..],
-                        buf.initialize_unfilled(),
-                        FlushDecompress::None,
-                    )
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                let consumed = (this.inflate.total_in() - before_in) as usize;
-                let produced = (this.inflate.total_out() - before_out) as usize;
-                this.input_pos += consumed;
-                buf.advance(produced);
-                if status == Status::StreamEnd {
-                    this.eof = true;
-                }
-                if produced > 0 {
-                    return Poll::Ready(Ok(()));
-                }
-                if consumed > 0 {
-                    continue;
-                }
+            // Inflate even when all input was consumed: the inflater may
+            // still hold output that did not fit the caller's buffer last
+            // time, and it must come out before we wait for the client
+            // (who may be waiting for our answer to it).
+            let before_in = this.inflate.total_in();
+            let before_out = this.inflate.total_out();
+            let status = this
+                .inflate
+                .decompress(
+                    &this.input[this.input_pos..],
+                    buf.initialize_unfilled(),
+                    FlushDecompress::None,
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let consumed = (this.inflate.total_in() - before_in) as usize;
+            let produced = (this.inflate.total_out() - before_out) as usize;
+            this.input_pos += consumed;
+            buf.advance(produced);
+            if status == Status::StreamEnd {
+                this.eof = true;
             }
-            // Need more compressed input.
-            this.input.resize(READ_CHUNK, 0);
+            if produced > 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if consumed > 0 {
+                continue;
+            }
+            // Need more compressed input; keep what was not consumed.
+            this.input.drain(..this.input_pos);
             this.input_pos = 0;
-            let mut raw = ReadBuf::new(&mut this.input);
+            let kept = this.input.len();
+            this.input.resize(kept + READ_CHUNK, 0);
+            let mut raw = ReadBuf::new(&mut this.input[kept..]);
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut raw);
             let n = raw.filled().len();
-            this.input.truncate(n);
+            this.input.truncate(kept + n);
             ready!(polled)?;
             if n == 0 {
                 this.eof = true;
@@ -169,5 +176,35 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deflate<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.as_mut().poll_flush(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Found by the imap_compress fuzz target: when one read's worth of
+    /// input inflated to more than the caller's buffer, the rest stayed in
+    /// the inflater until the client sent more, which it would not do
+    /// while waiting for our answer (and at end of input it was lost).
+    #[tokio::test]
+    async fn output_larger_than_the_read_buffer_is_all_delivered() {
+        let text = b"a1 NOOP\r\n".repeat(200);
+        let mut c = Compress::new(Compression::default(), false);
+        let mut wire = Vec::with_capacity(text.len() + 64);
+        c.compress_vec(&text, &mut wire, FlushCompress::Sync)
+            .unwrap();
+        let mut stream = Deflate::new(&wire[..], Vec::new());
+        let mut got = Vec::new();
+        let mut buf = [0u8; 17];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, text);
     }
 }
