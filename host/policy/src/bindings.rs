@@ -52,6 +52,8 @@ pub(crate) struct PluginEnv {
     pub(crate) kv: Arc<dyn caps::KvStore>,
     pub(crate) resolver: Arc<dyn caps::Resolver>,
     pub(crate) started: Instant,
+    /// `mailgate plugin run`: log lines are also kept here, (level, text).
+    pub(crate) captured: std::sync::Mutex<Option<Vec<(&'static str, String)>>>,
 }
 
 /// A memory/table limiter that remembers whether it refused, so a trap
@@ -171,6 +173,21 @@ impl log::Host for HostState {
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
         let plugin = self.env.name.as_str();
+        if let Some(lines) = self
+            .env
+            .captured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let name = match level {
+                log::Level::Debug => "debug",
+                log::Level::Info => "info",
+                log::Level::Warn => "warn",
+                log::Level::Error => "error",
+            };
+            lines.push((name, text.clone()));
+        }
         match level {
             log::Level::Debug => tracing::debug!(plugin, "{text}"),
             log::Level::Info => tracing::info!(plugin, "{text}"),

@@ -84,11 +84,13 @@ impl PluginsConfig {
     }
 }
 
-/// `[[plugin]]`: settings for one plugin file.
+/// `[[plugin]]`: settings for one plugin file. See [`plugin_key`] for
+/// which file an entry is for.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSettings {
-    /// The file name without `.wasm`.
+    /// The plugin's name: the file name without `.wasm`, an ordering
+    /// prefix and the `-`/`_` difference ([`plugin_key`]).
     pub name: String,
     /// `false` leaves the file unloaded.
     #[serde(default = "yes")]
@@ -123,17 +125,38 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// The settings for file stem `name` (defaults if it has no entry).
+    /// The settings for file stem `name` (defaults if it has no entry):
+    /// the entry named exactly so, else the one with the same
+    /// [`plugin_key`].
     pub fn settings_for(&self, name: &str) -> PluginSettings {
-        self.plugin
-            .iter()
-            .find(|p| p.name == name)
+        self.entry_for(name)
             .cloned()
             .unwrap_or_else(|| PluginSettings {
                 name: name.to_string(),
                 enabled: true,
                 ..PluginSettings::default()
             })
+    }
+
+    /// The `[[plugin]]` entry for file stem `stem`, if any (see
+    /// [`PolicyConfig::settings_for`]).
+    pub fn entry_for(&self, stem: &str) -> Option<&PluginSettings> {
+        let key = plugin_key(stem);
+        self.plugin
+            .iter()
+            .find(|p| p.name == stem)
+            .or_else(|| self.plugin.iter().find(|p| plugin_key(&p.name) == key))
+    }
+
+    /// The `[[plugin]]` entries that match none of `stems` (the files of
+    /// the plugin directory): logged as a warning at start and reload.
+    pub fn unmatched<'a>(&'a self, stems: &[&str]) -> Vec<&'a str> {
+        let keys: Vec<String> = stems.iter().map(|s| plugin_key(s)).collect();
+        self.plugin
+            .iter()
+            .filter(|p| !keys.contains(&plugin_key(&p.name)))
+            .map(|p| p.name.as_str())
+            .collect()
     }
 
     /// The limits for `settings`, defaults filled in and bounded.
@@ -211,6 +234,20 @@ impl Grant {
             Grant::Config => "config",
         }
     }
+}
+
+/// The name a plugin file or a `[[plugin]] name` stands for: without an
+/// ordering prefix (digits then `-` or `_`, as in `20-greylist`), with `-`
+/// read as `_`, so `20-greylist.wasm` is `greylist` and `noreply-guard`
+/// is the `noreply_guard.wasm` cargo writes.
+pub fn plugin_key(name: &str) -> String {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = &name[digits..];
+    let name = match rest.strip_prefix(['-', '_']) {
+        Some(r) if digits > 0 && !r.is_empty() => r,
+        _ => name,
+    };
+    name.replace('-', "_")
 }
 
 fn yes() -> bool {
@@ -311,6 +348,39 @@ mod tests {
         assert_eq!(l.timeout, Duration::from_millis(100));
         assert_eq!(l.failure, FailureMode::FailClosed);
         assert_eq!(l.fuel, None);
+    }
+
+    #[test]
+    fn names_match_files() {
+        assert_eq!(plugin_key("20-greylist"), "greylist");
+        assert_eq!(plugin_key("20_greylist"), "greylist");
+        assert_eq!(plugin_key("noreply-guard"), "noreply_guard");
+        assert_eq!(plugin_key("2024"), "2024");
+        assert_eq!(plugin_key("20-"), "20_");
+        assert_eq!(plugin_key("v2-filter"), "v2_filter");
+        let c = PolicyConfig {
+            plugins: PluginsConfig::new("/p"),
+            plugin: vec![
+                PluginSettings {
+                    name: "greylist".into(),
+                    grants: vec![Grant::Kv],
+                    ..Default::default()
+                },
+                PluginSettings {
+                    name: "noreply-guard".into(),
+                    grants: vec![Grant::Log],
+                    ..Default::default()
+                },
+                PluginSettings {
+                    name: "typo".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        assert_eq!(c.settings_for("20-greylist").grants, vec![Grant::Kv]);
+        assert_eq!(c.settings_for("noreply_guard").grants, vec![Grant::Log]);
+        assert!(c.settings_for("other").grants.is_empty());
+        assert_eq!(c.unmatched(&["20-greylist", "noreply_guard"]), vec!["typo"]);
     }
 
     #[test]

@@ -38,6 +38,7 @@
 //! - [`runtime`]: engine, cache, [`LoadedPlugin`] and the per-call limits.
 //! - [`chain`]: the chain semantics.
 //! - [`manager`]: [`PolicyManager`], reload, watcher, status, `check_file`.
+//! - [`run`]: one hook on one message outside a server (`plugin run`).
 //! - [`stats`]: counters and latency percentiles.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -49,16 +50,20 @@ pub mod config;
 pub mod error;
 pub mod manager;
 pub mod message;
+pub mod run;
 pub mod runtime;
 pub mod stats;
 pub mod types;
 
 pub use caps::{DnsError, FileKv, KvStore, RecordType, Resolver, StaticResolver, SystemResolver};
 pub use chain::{Chain, DataDecision, Decision, RouteDecision};
-pub use config::{FailureMode, Grant, Limits, PluginSettings, PluginsConfig, PolicyConfig};
+pub use config::{
+    plugin_key, FailureMode, Grant, Limits, PluginSettings, PluginsConfig, PolicyConfig,
+};
 pub use error::{FailureKind, LoadError, PluginFailure, PolicyError};
 pub use manager::{check_file, CheckReport, PluginStatus, PolicyManager, ReloadReport, StatusFile};
 pub use message::MessageView;
+pub use run::{run_file, CallReport, RunError, RunInput, RunReport};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeOptions, EPOCH_TICK};
 pub use stats::StatsSnapshot;
 pub use types::{

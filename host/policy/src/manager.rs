@@ -169,6 +169,14 @@ impl PolicyManager {
                 return report;
             }
         };
+        let stems: Vec<&str> = found.keys().map(String::as_str).collect();
+        for name in config.unmatched(&stems) {
+            tracing::warn!(
+                plugin = %name,
+                dir = %config.plugins.dir.display(),
+                "[[plugin]] entry matches no file in the plugin directory (names match without an ordering prefix such as 20-, and with - read as _)"
+            );
+        }
         let mut changed = false;
         // Removed or disabled.
         let gone: Vec<String> = files

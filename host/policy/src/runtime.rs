@@ -240,10 +240,12 @@ impl Runtime {
                 kv: self.kv.clone(),
                 resolver: self.resolver.clone(),
                 started: Instant::now(),
+                captured: std::sync::Mutex::new(None),
             }),
             stats,
             max_warm: self.max_warm,
             warm: std::sync::Mutex::new(Vec::new()),
+            last_memory: std::sync::atomic::AtomicUsize::new(0),
         };
         let info = match plugin.call(Call::Describe).await {
             Ok(Answer::Info(info)) => info,
@@ -333,6 +335,9 @@ pub struct LoadedPlugin {
     max_warm: usize,
     /// Instances that finished their last call cleanly, ready for the next.
     warm: std::sync::Mutex<Vec<Warm>>,
+    /// The linear memory the last call's instance had grown to, bytes
+    /// (for `mailgate plugin run`).
+    last_memory: std::sync::atomic::AtomicUsize,
 }
 
 /// An instance of a plugin with the store it lives in, between calls.
@@ -458,6 +463,29 @@ impl LoadedPlugin {
         self.hooks.contains(hook)
     }
 
+    /// The linear memory the last call's instance had grown to, in bytes.
+    pub fn last_memory(&self) -> usize {
+        self.last_memory.load(Ordering::Relaxed)
+    }
+
+    /// Starts keeping this plugin's log lines for [`LoadedPlugin::take_logs`]
+    /// (`mailgate plugin run`); they still go to the log too.
+    pub fn capture_logs(&self) {
+        *self.env.captured.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// The log lines (level, text) kept since the last call of this, if
+    /// [`LoadedPlugin::capture_logs`] was called.
+    pub fn take_logs(&self) -> Vec<(&'static str, String)> {
+        self.env
+            .captured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// What a failure means under this plugin's failure mode.
     pub fn failure_mode(&self) -> FailureMode {
         self.limits.failure
@@ -537,6 +565,8 @@ impl LoadedPlugin {
         let grace = self.limits.timeout + 2 * EPOCH_TICK;
         let result = tokio::time::timeout(grace, self.run(&mut store, instance, call)).await;
         let limit_hit = store.data().limits.hit;
+        self.last_memory
+            .store(store.data().limits.grown_to, Ordering::Relaxed);
         let outcome = match result {
             Ok(Ok(done)) => Ok(done),
             Err(_) => Err(FailureKind::Timeout),

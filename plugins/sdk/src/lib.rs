@@ -26,7 +26,16 @@
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` in
 //! `target/wasm32-wasip2/release/` is the component to put in the host's
-//! plugin directory.
+//! plugin directory. `mailgate plugin new NAME` writes a crate that does
+//! all of this, with a copy of this SDK and of the WIT in it.
+//!
+//! Several hooks: `const HOOKS: Hooks = hooks!(MAIL_FROM | RCPT_TO);` (or
+//! `Hooks::MAIL_FROM.union(Hooks::RCPT_TO)`; the `|` operator is not
+//! `const`, so it cannot be used for the constant).
+//!
+//! Unit tests: the hooks are plain functions; [`testing`] builds their
+//! arguments (a message from an `.eml`) and serves the capabilities off
+//! WebAssembly, so `cargo test` runs on the build machine.
 //!
 //! Only the capabilities a plugin actually calls end up as imports of the
 //! component, and the host refuses a plugin importing one it was not
@@ -48,8 +57,21 @@ pub mod bindings {
 pub use bindings::exports::mailgate::policy::metadata::Hooks;
 pub use bindings::exports::mailgate::policy::on_route::{Action, Delivery};
 pub use bindings::mailgate::policy::message::{
-    AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, Message, SpfCheck, TextPart,
+    AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck, TextPart,
 };
+pub use message::Message;
+
+mod message;
+pub mod testing;
+
+/// The union of hooks, usable in a `const`:
+/// `const HOOKS: Hooks = hooks!(MAIL_FROM | RCPT_TO);`.
+#[macro_export]
+macro_rules! hooks {
+    ($($hook:ident)|+) => {
+        $crate::Hooks::from_bits_retain(0 $(| $crate::Hooks::$hook.bits())+)
+    };
+}
 pub use bindings::mailgate::policy::types::{
     AuthAttempt, Edit, Envelope, Outcome, Param, Recipient, Reply, Session, Verdict,
 };
@@ -57,9 +79,9 @@ pub use bindings::mailgate::policy::types::{
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        export_plugin, Action, AuthAttempt, AuthResult, AuthResults, Delivery, DmarcPolicy, Edit,
-        Envelope, Hooks, Message, Outcome, Param, Plugin, Recipient, Reply, Session, TextPart,
-        Verdict,
+        export_plugin, hooks, Action, AuthAttempt, AuthResult, AuthResults, Delivery, DmarcPolicy,
+        Edit, Envelope, Hooks, Message, Outcome, Param, Plugin, Recipient, Reply, Session,
+        TextPart, Verdict,
     };
 }
 
@@ -175,7 +197,7 @@ macro_rules! export_plugin {
                     e: __i::types::Envelope,
                     m: &__i::message::Message,
                 ) -> __i::types::Outcome {
-                    <$ty as $crate::Plugin>::data(&s, &e, m)
+                    <$ty as $crate::Plugin>::data(&s, &e, &$crate::Message::host(m))
                 }
             }
             impl __e::on_route::Guest for $ty {
@@ -186,7 +208,7 @@ macro_rules! export_plugin {
                     m: &__i::message::Message,
                     c: Vec<__e::on_route::Action>,
                 ) -> Option<Vec<__e::on_route::Action>> {
-                    <$ty as $crate::Plugin>::route(&s, &e, &r, m, &c)
+                    <$ty as $crate::Plugin>::route(&s, &e, &r, &$crate::Message::host(m), &c)
                 }
             }
         };
@@ -275,29 +297,6 @@ impl Delivery {
     }
 }
 
-impl Message {
-    /// The first value of header `name`, if any.
-    pub fn first_header(&self, name: &str) -> Option<String> {
-        self.header(name).into_iter().next()
-    }
-    /// The host's SPF/DKIM/DMARC/ARC results (`auth_results`); `None` when
-    /// the host did not verify (submission, LMTP, verification off). Trust
-    /// these, not `Authentication-Results:` fields in the message.
-    pub fn auth(&self) -> Option<AuthResults> {
-        self.auth_results()
-    }
-    /// All decoded text, at most `max_bytes`, parts joined by newlines.
-    pub fn text(&self, max_bytes: u32) -> String {
-        let parts = self.text_parts(max_bytes);
-        let mut out = String::new();
-        for p in parts {
-            out.push_str(&p.text);
-            out.push('\n');
-        }
-        out
-    }
-}
-
 impl AuthResult {
     /// The RFC 8601 word, as in `Authentication-Results:` ("pass",
     /// "softfail", ...).
@@ -367,10 +366,24 @@ impl AuthResults {
     }
 }
 
-/// Capability "log" (grant `log`).
+/// Capability "log" (grant `log`). Off WebAssembly (unit tests) the lines
+/// are collected for [`testing::logs`].
 pub mod log {
-    use crate::bindings::mailgate::policy::log::write;
     pub use crate::bindings::mailgate::policy::log::Level;
+    fn write(level: Level, text: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::mailgate::policy::log::write(level, text);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::log(
+            match level {
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            },
+            text,
+        );
+    }
     /// A debug line.
     pub fn debug(text: &str) {
         write(Level::Debug, text)
@@ -389,14 +402,72 @@ pub mod log {
     }
 }
 
-/// Capability "dns" (grant `dns`).
+/// Capability "dns" (grant `dns`). Off WebAssembly (unit tests) it answers
+/// what [`testing::set_dns`] was given.
 pub mod dns {
-    pub use crate::bindings::mailgate::policy::dns::{lookup, DnsError, RecordType};
+    pub use crate::bindings::mailgate::policy::dns::{DnsError, RecordType};
+
+    /// The records of `kind` at `name`, as text.
+    pub fn lookup(name: &str, kind: RecordType) -> Result<Vec<String>, DnsError> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::mailgate::policy::dns::lookup(name, kind);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let kind = match kind {
+                RecordType::A => "a",
+                RecordType::Aaaa => "aaaa",
+                RecordType::Mx => "mx",
+                RecordType::Txt => "txt",
+                RecordType::Ptr => "ptr",
+            };
+            crate::testing::dns(name, kind).ok_or(DnsError::NotFound)
+        }
+    }
 }
 
-/// Capability "kv" (grant `kv`).
+/// Capability "kv" (grant `kv`). Off WebAssembly (unit tests) an in-memory
+/// map per test thread (time-to-live ignored).
 pub mod kv {
-    pub use crate::bindings::mailgate::policy::kv::{delete, get, increment, set, KvError};
+    #[cfg(target_arch = "wasm32")]
+    use crate::bindings::mailgate::policy::kv as host;
+    pub use crate::bindings::mailgate::policy::kv::KvError;
+
+    /// The value at `key`, if any.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        #[cfg(target_arch = "wasm32")]
+        return host::get(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::kv_get(key)
+    }
+    /// Sets `key`, expiring after `ttl_seconds` if given.
+    pub fn set(key: &str, value: &[u8], ttl_seconds: Option<u64>) -> Result<(), KvError> {
+        #[cfg(target_arch = "wasm32")]
+        return host::set(key, value, ttl_seconds);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = ttl_seconds;
+            crate::testing::kv_set(key, value);
+            Ok(())
+        }
+    }
+    /// Removes `key`.
+    pub fn delete(key: &str) {
+        #[cfg(target_arch = "wasm32")]
+        host::delete(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::kv_delete(key)
+    }
+    /// Adds `delta` to the integer at `key` (0 when absent), returns the
+    /// new value.
+    pub fn increment(key: &str, delta: i64, ttl_seconds: Option<u64>) -> Result<i64, KvError> {
+        #[cfg(target_arch = "wasm32")]
+        return host::increment(key, delta, ttl_seconds);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = ttl_seconds;
+            crate::testing::kv_increment(key, delta).map_err(KvError::Unavailable)
+        }
+    }
 
     /// The value at `key` as an integer (0 when absent or not an integer).
     pub fn get_i64(key: &str) -> i64 {
@@ -407,16 +478,34 @@ pub mod kv {
     }
 }
 
-/// Capability "clock" (grant `clock`).
+/// Capability "clock" (grant `clock`). Off WebAssembly (unit tests) it
+/// reads [`testing::set_clock`]'s time.
 pub mod clock {
-    pub use crate::bindings::mailgate::policy::clock::{monotonic_ms, now};
+    /// Unix time, seconds.
+    pub fn now() -> u64 {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::mailgate::policy::clock::now();
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::now().0
+    }
+    /// Milliseconds since the plugin was loaded.
+    pub fn monotonic_ms() -> u64 {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::mailgate::policy::clock::monotonic_ms();
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::now().1
+    }
 }
 
-/// Capability "config" (grant `config`).
+/// Capability "config" (grant `config`). Off WebAssembly (unit tests) it
+/// returns what [`testing::set_config`] set.
 pub mod config {
     /// The plugin's `config` table as JSON text.
     pub fn json() -> String {
-        crate::bindings::mailgate::policy::config::get()
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::mailgate::policy::config::get();
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::config_json()
     }
     /// The plugin's `config` table deserialised into `T`.
     pub fn get<T: serde::de::DeserializeOwned>() -> Result<T, String> {

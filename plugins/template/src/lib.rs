@@ -1,14 +1,13 @@
-//! The smallest useful plugin: copy this directory to start a new one.
+//! The `template` policy plugin of mailgate.
 //!
-//! It asks for the `rcpt-to` hook only and accepts every recipient; it
-//! imports no capability, so it needs no grant. It is also the "trivial
-//! plugin" the host's per-hook cost benchmark calls.
+//! Its name, in `describe()`, the `.wasm` file and `[[plugin]] name`,
+//! is the crate's name with `-` written `_`: `template`.
 use mailgate_plugin_sdk::prelude::*;
 
-struct Template;
+pub struct Template;
 
 impl Plugin for Template {
-    const NAME: &'static str = "template";
+    const NAME: &'static str = env!("CARGO_CRATE_NAME");
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     // Name only the hooks you implement: the host never calls the others.
     const HOOKS: Hooks = Hooks::RCPT_TO;
@@ -19,3 +18,23 @@ impl Plugin for Template {
 }
 
 export_plugin!(Template);
+
+// `cargo test` runs these on the build machine (no server, no
+// WebAssembly): the hooks are plain functions, and
+// mailgate_plugin_sdk::testing builds their arguments.
+#[cfg(test)]
+mod tests {
+    use super::Template as T;
+    use mailgate_plugin_sdk::prelude::*;
+    #[allow(unused_imports)]
+    use mailgate_plugin_sdk::testing::{envelope, recipient, session};
+
+    #[test]
+    fn accepts_the_sample() {
+        #[allow(unused_variables)]
+        let env = envelope("alice@remote.test", &["bob@example.org"]);
+        #[allow(unused_variables)]
+        let message = Message::from_eml(include_bytes!("../tests/sample.eml").to_vec());
+        assert!(T::rcpt_to(&session(), &env, &recipient("bob@example.org")).is_accept());
+    }
+}
