@@ -13,26 +13,36 @@
 //! out as one buffer in which every literal keeps its `{n}` marker,
 //! followed by CRLF and its bytes, which is what [`crate::parse`] reads.
 //!
-//! Limits: one line (outside literals) may hold [`Limits::max_line`]
-//! bytes; a literal of an APPEND [`Limits::max_append`] bytes, any other
-//! literal [`Limits::max_literal`] bytes; a whole APPEND (several messages
-//! with MULTIAPPEND) [`MULTIAPPEND_FACTOR`] times `max_append`. A refused
-//! synchronizing literal
-//! is never sent by the client (it waits for `+`), so the command simply
-//! ends; a refused non-synchronizing literal is read and thrown away.
+//! Limits ([`Limits`]) bound the whole command, not one line or one
+//! literal: its text outside literals, all its lines together, may hold
+//! [`Limits::max_line`] bytes; the literals of a command other than
+//! APPEND [`Limits::max_literal`] bytes together; one literal of an APPEND
+//! (a message) [`Limits::max_append`] bytes, and all of an APPEND's
+//! literals (several messages with MULTIAPPEND) [`MULTIAPPEND_FACTOR`]
+//! times that. So a command never holds more than `max_line +
+//! max_literal` bytes (an APPEND `max_line + MULTIAPPEND_FACTOR *
+//! max_append`), however its lines and literals are cut. The session
+//! changes the limits at login ([`Framer::set_limits`]).
+//!
+//! A refused synchronizing literal is never sent by the client (it waits
+//! for `+`), so the command simply ends; a refused non-synchronizing
+//! literal is read and thrown away, as is the rest of its command, without
+//! being kept.
 
 /// An APPEND command with several messages (RFC 3502 MULTIAPPEND) may
 /// hold up to this many times [`Limits::max_append`] bytes in all.
 pub const MULTIAPPEND_FACTOR: u64 = 4;
 
-/// Size limits of the framer.
+/// Size limits of the framer, for one whole command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest line outside literals, CRLF included.
+    /// The command's text outside literals: all its lines together, CRLFs
+    /// included.
     pub max_line: usize,
-    /// Largest literal in commands other than APPEND.
+    /// All literals of a command other than APPEND, together.
     pub max_literal: u64,
-    /// Largest literal in APPEND (the message); also APPENDLIMIT.
+    /// One literal of an APPEND (the message); also APPENDLIMIT. All
+    /// literals of one APPEND together: [`MULTIAPPEND_FACTOR`] times this.
     pub max_append: u64,
 }
 
@@ -63,7 +73,8 @@ pub enum Frame {
         /// Whether the literal was synchronizing.
         sync: bool,
     },
-    /// A line longer than [`Limits::max_line`]; the command is dropped.
+    /// The command's text (its lines, outside literals) is longer than
+    /// [`Limits::max_line`]; the command is dropped.
     LineTooLong {
         /// The tag of the command, if one could be read.
         tag: Option<String>,
@@ -74,8 +85,8 @@ pub enum Frame {
 enum State {
     /// Reading a line of the command.
     Line,
-    /// Reading the bytes of a literal.
-    Literal { remaining: u64 },
+    /// Reading the bytes of a literal; `message`: an APPEND's message.
+    Literal { remaining: u64, message: bool },
     /// Throwing away the rest of an overlong line.
     SkipLine,
     /// Throwing away a refused non-synchronizing literal, then the rest
@@ -92,6 +103,13 @@ pub struct Framer {
     buf: Vec<u8>,
     /// Where the current line starts in `buf`.
     line_start: usize,
+    /// Bytes of the command's lines before the current one (outside
+    /// literals, line ends included).
+    text: usize,
+    /// Bytes of literals the command announced and had accepted so far.
+    literals: u64,
+    /// Bytes of APPEND message literals received so far in this command.
+    message_bytes: u64,
     /// Set while the rest of a refused command is being discarded: the
     /// command ends silently (its error was already reported).
     discarding: bool,
@@ -105,6 +123,9 @@ impl Framer {
             state: State::Line,
             buf: Vec::new(),
             line_start: 0,
+            text: 0,
+            literals: 0,
+            message_bytes: 0,
             discarding: false,
         }
     }
@@ -112,6 +133,18 @@ impl Framer {
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Changes the limits (at login), from the next line or literal on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// While the bytes being read are an APPEND's message literal: how
+    /// many bytes of message literals this command has received so far
+    /// (the network loop measures the transfer rate with it).
+    pub fn message_progress(&self) -> Option<u64> {
+        matches!(self.state, State::Literal { message: true, .. }).then_some(self.message_bytes)
     }
 
     /// Whether a command has been started but not finished.
@@ -126,18 +159,21 @@ impl Framer {
         while used < data.len() {
             let rest = &data[used..];
             match self.state {
-                State::Literal { remaining } => {
+                State::Literal { remaining, message } => {
                     let take = usize::try_from(remaining)
                         .unwrap_or(usize::MAX)
                         .min(rest.len());
                     self.buf.extend_from_slice(&rest[..take]);
                     used += take;
+                    if message {
+                        self.message_bytes += take as u64;
+                    }
                     let remaining = remaining - take as u64;
                     self.state = if remaining == 0 {
                         self.line_start = self.buf.len();
                         State::Line
                     } else {
-                        State::Literal { remaining }
+                        State::Literal { remaining, message }
                     };
                 }
                 State::SkipLiteral { remaining } => {
@@ -165,20 +201,18 @@ impl Framer {
                         Some(i) => (i + 1, true),
                         None => (rest.len(), false),
                     };
-                    let line_len = self.buf.len() - self.line_start + n;
-                    if line_len > self.limits.max_line {
+                    // The whole command's text, not only this line.
+                    let text_len = self.text + (self.buf.len() - self.line_start) + n;
+                    if text_len > self.limits.max_line {
                         // The tag may still be in `rest` only.
                         let keep = self.buf.len();
                         self.buf.extend_from_slice(&rest[..n.min(65)]);
                         let tag = self.tag();
                         self.buf.truncate(keep);
                         let discarding = self.discarding;
-                        self.buf.clear();
-                        self.line_start = 0;
-                        self.discarding = false;
+                        self.reset();
                         if found {
                             used += n;
-                            self.state = State::Line;
                         } else {
                             used += rest.len();
                             self.state = State::SkipLine;
@@ -205,6 +239,7 @@ impl Framer {
     /// A line is complete in `buf` (LF included): either the command ends
     /// or a literal follows.
     fn end_of_line(&mut self) -> Option<Frame> {
+        let line_len = self.buf.len() - self.line_start;
         // Accept a bare LF as well as CRLF (as Dovecot does); normalise
         // to CRLF so the parser sees one form.
         self.buf.pop();
@@ -222,39 +257,46 @@ impl Framer {
                 // The client had its answer; it will not send this literal.
                 self.reset();
             } else {
+                // Its lines are bounded one by one; nothing is kept.
+                self.buf.clear();
+                self.line_start = 0;
+                self.text = 0;
                 self.state = State::SkipLiteral { remaining: size };
             }
             return None;
         }
+        self.text += line_len;
         let append = self.is_append();
-        let limit = if append {
-            self.limits.max_append
-        } else {
-            self.limits.max_literal
-        };
+        let in_total = self.literals.saturating_add(size);
         // A MULTIAPPEND (RFC 3502) holds several messages in one command,
-        // all of which are buffered: the whole command is bounded too.
-        let too_big_in_total = append
-            && (self.buf.len() as u64).saturating_add(size)
-                > self.limits.max_append.saturating_mul(MULTIAPPEND_FACTOR);
-        if size > limit || too_big_in_total {
+        // all of which are buffered: its literals are bounded together
+        // too, and any other command's literals are bounded together.
+        let too_big = if append {
+            size > self.limits.max_append
+                || in_total > self.limits.max_append.saturating_mul(MULTIAPPEND_FACTOR)
+        } else {
+            in_total > self.limits.max_literal
+        };
+        if too_big {
             let tag = self.tag();
-            if sync {
-                self.reset();
-            } else {
-                self.buf.clear();
-                self.line_start = 0;
+            let discard = !sync;
+            self.reset();
+            if discard {
                 self.discarding = true;
                 self.state = State::SkipLiteral { remaining: size };
             }
             return Some(Frame::TooBig { tag, sync });
         }
+        self.literals = in_total;
         self.buf.extend_from_slice(b"\r\n");
         self.line_start = self.buf.len();
         self.state = if size == 0 {
             State::Line
         } else {
-            State::Literal { remaining: size }
+            State::Literal {
+                remaining: size,
+                message: append,
+            }
         };
         sync.then_some(Frame::Continue)
     }
@@ -262,6 +304,9 @@ impl Framer {
     fn reset(&mut self) {
         self.buf.clear();
         self.line_start = 0;
+        self.text = 0;
+        self.literals = 0;
+        self.message_bytes = 0;
         self.state = State::Line;
         self.discarding = false;
     }
@@ -433,8 +478,10 @@ mod tests {
             max_append: 10,
             ..Limits::default()
         });
+        // MULTIAPPEND_FACTOR messages of max_append bytes fit; one more
+        // does not.
         let mut input = b"a APPEND INBOX {10+}\r\n0123456789".to_vec();
-        for _ in 0..3 {
+        for _ in 0..MULTIAPPEND_FACTOR {
             input.extend_from_slice(b" {10+}\r\n0123456789");
         }
         input.extend_from_slice(b"\r\n");
@@ -479,6 +526,93 @@ mod tests {
         );
         let frames = feed_all(&mut f, b"4567\r\nt4 NOOP\r\n");
         assert_eq!(frames, [Frame::Command(b"t4 NOOP".to_vec())]);
+    }
+
+    /// Many small literals, each within any per-literal limit, add up:
+    /// the command is refused once they pass `max_literal` together, and
+    /// nothing more of it is kept.
+    #[test]
+    fn literals_are_bounded_together() {
+        let mut f = Framer::new(Limits {
+            max_literal: 100,
+            ..Limits::default()
+        });
+        let mut input = b"a ID (".to_vec();
+        for _ in 0..10 {
+            input.extend_from_slice(b"{30+}\r\n");
+            input.extend_from_slice(&[b'x'; 30]);
+            input.push(b' ');
+        }
+        input.extend_from_slice(b")\r\nb NOOP\r\n");
+        let frames = feed_all(&mut f, &input);
+        assert_eq!(
+            frames,
+            [
+                Frame::TooBig {
+                    tag: Some("a".into()),
+                    sync: false
+                },
+                Frame::Command(b"b NOOP".to_vec())
+            ]
+        );
+        assert!(f.buf.capacity() <= 256, "{}", f.buf.capacity());
+    }
+
+    /// Short lines joined by empty literals add up too: the command's
+    /// text is bounded as a whole.
+    #[test]
+    fn lines_are_bounded_together() {
+        let mut f = Framer::new(Limits {
+            max_line: 64,
+            ..Limits::default()
+        });
+        let mut input = b"a LOGIN ".to_vec();
+        for _ in 0..20 {
+            input.extend_from_slice(b"{0+}\r\n ");
+        }
+        input.extend_from_slice(b"x\r\nb NOOP\r\n");
+        let frames = feed_all(&mut f, &input);
+        let (first, last) = (frames.first(), frames.last());
+        assert_eq!(
+            first,
+            Some(&Frame::LineTooLong {
+                tag: Some("a".into())
+            })
+        );
+        assert_eq!(last, Some(&Frame::Command(b"b NOOP".to_vec())));
+    }
+
+    #[test]
+    fn limits_change_between_commands() {
+        let mut f = Framer::new(Limits {
+            max_literal: 4,
+            ..Limits::default()
+        });
+        assert!(matches!(
+            feed_all(&mut f, b"a LOGIN {5}\r\n")[..],
+            [Frame::TooBig { .. }]
+        ));
+        f.set_limits(Limits::default());
+        assert_eq!(feed_all(&mut f, b"a LOGIN {5}\r\n"), [Frame::Continue]);
+    }
+
+    #[test]
+    fn message_progress_counts_append_literals_only() {
+        let mut f = Framer::new(Limits::default());
+        feed_all(&mut f, b"a LOGIN {3+}\r\nab");
+        assert_eq!(f.message_progress(), None);
+        feed_all(&mut f, b"c x\r\n");
+        feed_all(&mut f, b"b APPEND INBOX {4+}\r\nab");
+        assert_eq!(f.message_progress(), Some(2));
+        feed_all(&mut f, b"cd {3+}\r\nx");
+        assert_eq!(f.message_progress(), Some(5));
+        assert_eq!(
+            feed_all(&mut f, b"yz\r\n"),
+            [Frame::Command(
+                b"b APPEND INBOX {4+}\r\nabcd {3+}\r\nxyz".to_vec()
+            )]
+        );
+        assert_eq!(f.message_progress(), None);
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! # Invariants
 //! - Nothing here panics on any input: the framer and the parser are
 //!   bounds-checked throughout and tested with pseudo-random input.
-//! - Memory is bounded by [`Limits`]: one line, one literal, nesting of
-//!   search keys (32 levels).
+//! - Memory is bounded by [`Limits`]: one whole command, its lines and
+//!   its literals together; nesting of search keys (32 levels).
+//! - An ordinary literal never carries NUL ([`response::write_literal`]);
+//!   only a `literal8` does.
 //! - Mailbox names stay bytes here; whether they are UTF-8 or modified
 //!   UTF-7 ([`mutf7`]) depends on what the session enabled.
 //!

@@ -95,10 +95,47 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     }
 }
 
-/// Writes a literal `{n}CRLF` + bytes.
+/// What an ordinary literal carries in place of a NUL byte.
+///
+/// RFC 9051 §4.3: "CHAR8 = %x01-ff ; any OCTET except NUL, %x00", so a
+/// `{n}` literal can never carry NUL. A message holding NUL is shown with
+/// each NUL replaced by this byte, as Dovecot does; the size stays the
+/// same. Only a `literal8` (`~{n}`, RFC 3516 BINARY) carries NUL as it is.
+pub const NUL_REPLACEMENT: u8 = 0x80;
+
+/// Writes a literal `{n}CRLF` + bytes, NUL replaced by
+/// [`NUL_REPLACEMENT`].
 pub fn write_literal(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    write_literal_start(out, s.len() as u64, false);
+    write_literal_data(out, s);
+}
+
+/// Writes a `literal8` (RFC 3516 §4.2) `~{n}CRLF` + bytes, NUL included.
+pub fn write_literal8(out: &mut Vec<u8>, s: &[u8]) {
+    write_literal_start(out, s.len() as u64, true);
     out.extend_from_slice(s);
+}
+
+/// Writes the announcement of a literal of `len` bytes, `{n}CRLF` (or
+/// `~{n}CRLF` if `binary`); its bytes follow, possibly in parts, through
+/// [`write_literal_data`] (or as they are for a `literal8`).
+pub fn write_literal_start(out: &mut Vec<u8>, len: u64, binary: bool) {
+    if binary {
+        out.push(b'~');
+    }
+    out.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
+}
+
+/// Writes bytes of an ordinary literal, NUL replaced by
+/// [`NUL_REPLACEMENT`].
+pub fn write_literal_data(out: &mut Vec<u8>, s: &[u8]) {
+    let mut rest = s;
+    while let Some(i) = rest.iter().position(|&b| b == 0) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(NUL_REPLACEMENT);
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
 }
 
 /// Writes `nstring`: NIL or a string.
@@ -130,6 +167,24 @@ mod tests {
         o.clear();
         write_nstring(&mut o, None, true);
         assert_eq!(o, b"NIL");
+    }
+
+    #[test]
+    fn literals_never_carry_nul() {
+        let mut o = Vec::new();
+        write_literal(&mut o, b"a\0b\0");
+        assert_eq!(o, b"{4}\r\na\x80b\x80");
+        o.clear();
+        write_string(&mut o, b"x\0y", true);
+        assert_eq!(o, b"{3}\r\nx\x80y");
+        o.clear();
+        write_literal8(&mut o, b"a\0");
+        assert_eq!(o, b"~{2}\r\na\0");
+        o.clear();
+        write_literal_start(&mut o, 3, false);
+        write_literal_data(&mut o, b"\0");
+        write_literal_data(&mut o, b"z\0");
+        assert_eq!(o, b"{3}\r\n\x80z\x80");
     }
 
     #[test]

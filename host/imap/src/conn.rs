@@ -5,7 +5,11 @@
 //! continuation request (`+` for a synchronizing literal) is flushed at
 //! once, as the client waits for it. RFC 9051 §5.4: the autologout timer
 //! is [`crate::ImapContext::idle_timeout`] (at least 30 minutes) once
-//! logged in, shorter before. Stream upgrades (STARTTLS, COMPRESS) hook
+//! logged in, shorter before; a command must also arrive whole within
+//! [`crate::ImapContext::command_timeout`] and an APPEND message at
+//! [`crate::ImapContext::min_transfer_rate`] (the clocks are in
+//! [`crate::clock`]). The framing limits change at login
+//! ([`Session::frame_limits`]). Stream upgrades (STARTTLS, COMPRESS) hook
 //! in here: the loop owns the stream and swaps it between commands.
 
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use mailgate_imap_proto::{Frame, Framer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 
+use crate::clock::{after, Clocks};
 use crate::compress::Deflate;
 use crate::session::{Flow, Session, StateKind, Upgrade};
 use crate::ImapContext;
@@ -166,13 +171,13 @@ enum End {
     Upgrade(Upgrade, Vec<u8>),
 }
 
-fn deadline(session: &Session, ctx: &ImapContext) -> Instant {
-    let wait = if session.state() == StateKind::NotAuthenticated {
+/// How long the session may stay silent in its state.
+fn idle_wait(session: &Session, ctx: &ImapContext) -> Duration {
+    if session.state() == StateKind::NotAuthenticated {
         ctx.login_timeout
     } else {
         ctx.idle_timeout
-    };
-    Instant::now() + wait
+    }
 }
 
 /// The loop proper over one stream. `out` holds answers not yet sent,
@@ -192,15 +197,17 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = leftover;
     let (mut start, mut end) = (0, buf.len());
     let mut streaming = false;
-    let mut until = deadline(session, ctx);
+    let mut clocks = Clocks::new(after(Instant::now(), idle_wait(session, ctx)));
     loop {
         while start < end {
+            framer.set_limits(session.frame_limits());
             let (used, frame) = framer.feed(&buf[start..end]);
             start += used;
+            clocks.observe(framer, ctx, idle_wait(session, ctx), Instant::now());
             let Some(frame) = frame else { continue };
             let urgent = frame == Frame::Continue;
-            until = deadline(session, ctx);
             let mut flow = session.handle_frame(frame, &mut out).await;
+            clocks.restart_idle(after(Instant::now(), idle_wait(session, ctx)));
             // A long answer (FETCH) comes in parts: each is written
             // before the next is made, so the whole never sits in memory.
             while session.has_more_output() {
@@ -246,6 +253,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         if buf.len() != want {
             buf = vec![0u8; want];
         }
+        let (until, expiry) = clocks.next(ctx);
         tokio::select! {
             read = stream.read(&mut buf) => match read {
                 Ok(0) => return End::Closed("connection closed without LOGOUT"),
@@ -259,9 +267,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 session.idle_update(&mut out).await;
             }
             () = sleep_until(until) => {
-                write_untagged(&mut out, "BYE Autologout; idle for too long");
+                let (bye, reason) = expiry.bye();
+                write_untagged(&mut out, bye);
                 let _ = flush(stream, &mut out, ctx).await;
-                return End::Closed("idle timeout");
+                return End::Closed(reason);
             }
             changed = shutdown.changed(), if shutdown_live => match changed {
                 Ok(()) if *shutdown.borrow_and_update() => {

@@ -28,11 +28,13 @@
 //! - [`cmd`]: one handler per command.
 //! - [`names`]: mailbox names (UTF-8 / modified UTF-7, validation, LIST
 //!   patterns).
-//! - [`conn`]: [`serve_connection`]: framing, literals, IDLE, timeouts,
-//!   and stream upgrades ([`compress`] for COMPRESS=DEFLATE).
+//! - [`conn`]: [`serve_connection`]: framing, literals, IDLE, timeouts
+//!   (`clock.rs`: idle, command and transfer-rate clocks), and stream
+//!   upgrades ([`compress`] for COMPRESS=DEFLATE).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
 pub mod cmd;
 pub mod compress;
 pub mod conn;
@@ -59,6 +61,41 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Before login a silent client is dropped sooner.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one command may take to arrive, from its first byte to its
+/// last, APPEND message literals not counted (`[limits] command_timeout`).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Slowest accepted APPEND message literal, in bytes per second
+/// (`[limits] min_transfer_rate`); 0 turns the check off.
+pub const DEFAULT_MIN_TRANSFER_RATE: u64 = 1024;
+
+/// The transfer rate of an APPEND literal is checked only once this long
+/// has passed since its first byte was expected, and then averaged over
+/// the whole time.
+pub const TRANSFER_GRACE: Duration = Duration::from_secs(30);
+
+/// The framing limits before login: a command may hold 4 KiB of text
+/// (LOGIN with its strings, or an AUTHENTICATE line with its initial
+/// response; each SASL response line is a command of its own) and 4 KiB
+/// of literals, 8 KiB in all; APPEND is not possible yet, so it gets no
+/// literal at all. An unauthenticated client can make the server hold no
+/// more than this per connection.
+pub const LOGIN_LIMITS: Limits = Limits {
+    max_line: 4 * 1024,
+    max_literal: 4 * 1024,
+    max_append: 0,
+};
+
+/// The framing limits after login for commands other than APPEND: 64 KiB
+/// of text (long UID sets) and 64 KiB of literals. APPEND literals get
+/// `[limits] max_message_size` each (set by the caller in
+/// [`ImapContext::limits`]).
+pub const COMMAND_LIMITS: Limits = Limits {
+    max_line: 64 * 1024,
+    max_literal: 64 * 1024,
+    max_append: 50 * 1024 * 1024,
+};
+
 /// After this many BAD answers in a row the session is closed: a client
 /// that gets nothing right is broken or probing.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 20;
@@ -78,8 +115,20 @@ pub struct ImapContext {
     pub idle_timeout: Duration,
     /// How long to wait for a command before login.
     pub login_timeout: Duration,
-    /// Framing limits; `max_append` is also announced as APPENDLIMIT.
+    /// Framing limits after login; `max_append` is also announced as
+    /// APPENDLIMIT.
     pub limits: Limits,
+    /// Framing limits before login.
+    pub login_limits: Limits,
+    /// How long one command may take to arrive (its lines and small
+    /// literals; APPEND messages are bound by `min_transfer_rate`); zero:
+    /// no limit.
+    pub command_timeout: Duration,
+    /// Slowest accepted APPEND message literal in bytes per second,
+    /// averaged once [`ImapContext::transfer_grace`] has passed; 0: off.
+    pub min_transfer_rate: u64,
+    /// See [`TRANSFER_GRACE`].
+    pub transfer_grace: Duration,
     /// Becomes `true` when the server stops: sessions say BYE.
     pub shutdown: watch::Receiver<bool>,
     /// STARTTLS (RFC 9051 §6.2.1), implicit TLS (IMAPS, RFC 8314) or
@@ -101,7 +150,11 @@ impl ImapContext {
             auth,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
-            limits: Limits::default(),
+            limits: COMMAND_LIMITS,
+            login_limits: LOGIN_LIMITS,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            min_transfer_rate: DEFAULT_MIN_TRANSFER_RATE,
+            transfer_grace: TRANSFER_GRACE,
             shutdown,
             tls: TlsMode::None,
         }

@@ -456,7 +456,7 @@ async fn two_sessions_and_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input() {
-    let f = fixture_with(|ctx| ctx.limits.max_literal = 100).await;
+    let f = fixture_with(|ctx| ctx.login_limits.max_literal = 100).await;
     let (mut c, _) = Client::connect(&f.ctx).await;
     // A refused synchronizing literal: no continuation, NO [TOOBIG].
     c.send("x1 LOGIN {1000}").await;

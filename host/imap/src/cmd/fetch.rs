@@ -13,12 +13,24 @@
 //! delivery; sections are slices of the raw message by its byte ranges.
 //!
 //! The answer is made in parts ([`FetchJob`]): [`start`] resolves the
-//! messages and sets `\Seen`, then each [`FetchJob::step`] writes
-//! messages until [`OUTPUT_CHUNK`] bytes are pending, and the network
-//! loop sends them before the next step. So `FETCH 1:* BODY[]` on a large
-//! mailbox never holds more than about two chunks; a message's bytes are
-//! loaded once and copied once, into the output (sections are slices of
-//! the loaded message, not copies).
+//! messages and sets `\Seen`, then each [`FetchJob::step`] writes until
+//! [`OUTPUT_CHUNK`] bytes are pending, and the network loop sends them
+//! before the next step. A step stops between messages, between the
+//! items of one message, and inside a literal, so the pending answer never
+//! grows past `OUTPUT_CHUNK` plus one item's text (an ENVELOPE, a
+//! BODYSTRUCTURE), whatever the command repeats: `FETCH 1:* BODY[]` on a
+//! large mailbox and `FETCH 1 (BODY.PEEK[] BODY.PEEK[] ...)` on a large
+//! message alike. A message's bytes are loaded once and copied once, a
+//! chunk at a time, into the output (sections are ranges of the loaded
+//! message, not copies); bytes made for one item (HEADER.FIELDS, decoded
+//! BINARY) are made when that item is written and dropped after it.
+//!
+//! RFC 9051 §4.3: a `{n}` literal never carries NUL; one in a message is
+//! sent as 0x80 ([`NUL_REPLACEMENT`], as Dovecot does), in every item,
+//! and SEARCH matches the message as FETCH shows it. BINARY sends a part
+//! holding NUL as a `literal8` with its NULs (RFC 3516 §4.2).
+//!
+//! [`NUL_REPLACEMENT`]: mailgate_imap_proto::response::NUL_REPLACEMENT
 //!
 //! Messages are loaded in batches (`BATCH`, and with bodies about one
 //! chunk's worth), one store call each ([`MailStore::fetch_messages`]):
@@ -34,11 +46,11 @@
 mod section;
 mod structure;
 
-use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use mailgate_imap_proto::response::{write_literal, write_string};
+use mailgate_imap_proto::response::{write_literal_data, write_literal_start, write_string};
 use mailgate_imap_proto::{
     format_date_time, format_set, FetchAttr, Section, SectionSpec, SequenceSet,
 };
@@ -48,7 +60,7 @@ use mailgate_store::{
 
 use super::flag_list;
 use crate::session::{CmdError, Done, Session};
-use section::BinaryError;
+use section::{BinaryError, Data};
 
 /// How much of the raw message the item needs, and whether it needs the
 /// saved structure.
@@ -121,13 +133,43 @@ pub(crate) struct FetchJob {
     /// UID FETCH.
     pub(crate) uid: bool,
     items: Vec<FetchAttr>,
-    /// Indexes into the snapshot, in order; `next` is the first not done.
+    /// Indexes into the snapshot, in order; `next` is the first not
+    /// loaded.
     indexes: Vec<usize>,
     next: usize,
+    /// Messages loaded and not yet begun: snapshot index and what was
+    /// loaded (nothing when the items need nothing).
+    loaded: VecDeque<(usize, Option<FetchedMessage>)>,
+    /// The message whose answer is being written.
+    current: Option<Current>,
     seen_now: Vec<Uid>,
     want_raw: RawPart,
     want_structure: bool,
     mailbox: MailboxId,
+}
+
+/// One message's `* n FETCH (...)`, partly written.
+#[derive(Debug)]
+struct Current {
+    /// Index into the snapshot.
+    index: usize,
+    msg: Option<FetchedMessage>,
+    /// The next item to write.
+    item: usize,
+    flags_sent: bool,
+    /// The literal being written, if one is.
+    literal: Option<Literal>,
+}
+
+/// A literal whose announcement `{n}` is written and whose bytes follow a
+/// chunk at a time.
+#[derive(Debug)]
+struct Literal {
+    data: Data,
+    /// Bytes written so far.
+    done: usize,
+    /// A `literal8` (`~{n}`): NUL is sent as it is.
+    binary: bool,
 }
 
 /// `fetch = "FETCH" SP sequence-set SP (...) [fetch-modifiers]`: checks
@@ -214,6 +256,8 @@ pub(crate) async fn start(
         items,
         indexes,
         next: 0,
+        loaded: VecDeque::new(),
+        current: None,
         seen_now,
         want_raw,
         want_structure,
@@ -235,17 +279,45 @@ impl FetchJob {
             .selected
             .as_ref()
             .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
-        let load = self.want_raw != RawPart::None || self.want_structure;
-        while self.next < self.indexes.len() {
+        loop {
             if out.len() >= OUTPUT_CHUNK {
                 return Ok(None);
             }
-            if !load {
-                let i = self.indexes[self.next];
-                self.next += 1;
-                if let Some(meta) = sel.msgs.get(i) {
-                    self.one(i, meta, None, utf8, out)?;
+            if let Some(index) = self.current.as_ref().map(|c| c.index) {
+                let Some(meta) = sel.msgs.get(index) else {
+                    // The snapshot does not change during a FETCH.
+                    return Err(CmdError::Server("message left the snapshot".into()));
+                };
+                if self.write_some(meta, out, utf8) {
+                    self.current = None;
                 }
+                continue;
+            }
+            if let Some((index, msg)) = self.loaded.pop_front() {
+                if sel.msgs.get(index).is_none() {
+                    continue;
+                }
+                if let Some(msg) = &msg {
+                    // Anything that can fail is found before a byte of
+                    // this message's answer is written.
+                    check_items(&self.items, msg)?;
+                }
+                let _ = write!(out, "* {} FETCH (", index + 1);
+                self.current = Some(Current {
+                    index,
+                    msg,
+                    item: 0,
+                    flags_sent: false,
+                    literal: None,
+                });
+                continue;
+            }
+            if self.next >= self.indexes.len() {
+                break;
+            }
+            if self.want_raw == RawPart::None && !self.want_structure {
+                self.loaded.push_back((self.indexes[self.next], None));
+                self.next += 1;
                 continue;
             }
             // The next batch: up to BATCH messages, and with bodies no
@@ -284,7 +356,7 @@ impl FetchJob {
                         None => continue,
                     }
                 }
-                self.one(i, meta, Some(&msg), utf8, out)?;
+                self.loaded.push_back((i, Some(msg)));
             }
         }
         Ok(Some(Done::ok(if self.uid {
@@ -294,38 +366,72 @@ impl FetchJob {
         })))
     }
 
-    fn one(
-        &self,
-        i: usize,
-        meta: &MessageMeta,
-        msg: Option<&FetchedMessage>,
-        utf8: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<(), CmdError> {
-        let (items, seen_now) = (&self.items, &self.seen_now);
-        let raw = msg.and_then(|m| m.raw.as_deref());
-        let st = msg.and_then(|m| m.structure.as_ref());
-        // Written straight into `out`; taken back if an item fails.
-        let rollback = out.len();
-        let _ = write!(out, "* {} FETCH (", i + 1);
-        let mut flags_sent = false;
-        for (n, item) in items.iter().enumerate() {
-            if n > 0 {
+    /// Writes the next piece of the current message's answer: a chunk of
+    /// the literal under way, one item, or the end. Returns whether the
+    /// message is done.
+    fn write_some(&mut self, meta: &MessageMeta, out: &mut Vec<u8>, utf8: bool) -> bool {
+        let Some(cur) = self.current.as_mut() else {
+            return true;
+        };
+        let raw = cur
+            .msg
+            .as_ref()
+            .and_then(|m| m.raw.as_deref())
+            .unwrap_or_default();
+        if let Some(lit) = cur.literal.as_mut() {
+            let bytes = lit.data.bytes(raw);
+            let room = OUTPUT_CHUNK.saturating_sub(out.len()).max(1);
+            let end = lit.done.saturating_add(room).min(bytes.len());
+            let chunk = bytes.get(lit.done..end).unwrap_or_default();
+            if lit.binary {
+                out.extend_from_slice(chunk);
+            } else {
+                write_literal_data(out, chunk);
+            }
+            lit.done = end;
+            if end >= bytes.len() {
+                cur.literal = None;
+            }
+            return false;
+        }
+        if let Some(item) = self.items.get(cur.item) {
+            if cur.item > 0 {
                 out.push(b' ');
             }
-            flags_sent |= *item == FetchAttr::Flags;
-            if let Err(e) = write_item(out, item, meta, raw, st, utf8) {
-                out.truncate(rollback);
-                return Err(e);
-            }
+            cur.item += 1;
+            cur.flags_sent |= *item == FetchAttr::Flags;
+            let st = cur.msg.as_ref().and_then(|m| m.structure.as_ref());
+            cur.literal = write_item(out, item, meta, raw, st, utf8);
+            return false;
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
-        if !flags_sent && seen_now.contains(&meta.uid) {
+        if !cur.flags_sent && self.seen_now.contains(&meta.uid) {
             let _ = write!(out, " FLAGS ({})", flag_list(&meta.flags));
         }
         out.extend_from_slice(b")\r\n");
-        Ok(())
+        true
     }
+}
+
+/// Checks that every item can be answered from what was loaded, so that a
+/// message's answer, once begun, is always finished. `NO` for a BINARY
+/// part that does not exist or cannot be decoded (RFC 3516 §4.3).
+fn check_items(items: &[FetchAttr], msg: &FetchedMessage) -> Result<(), CmdError> {
+    for item in items {
+        let (raw, structure) = needs(item);
+        if raw != RawPart::None && msg.raw.is_none() {
+            return Err(missing("message"));
+        }
+        let st = msg.structure.as_ref();
+        if structure && st.is_none() {
+            return Err(missing("structure"));
+        }
+        if let (FetchAttr::Binary { part, .. } | FetchAttr::BinarySize(part), Some(st)) = (item, st)
+        {
+            section::binary_check(st, part).map_err(binary_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// The section spec as echoed in the response (`1.HEADER.FIELDS (A B)`).
@@ -364,33 +470,45 @@ fn section_name(section: &Section) -> Vec<u8> {
     name.join(".").into_bytes()
 }
 
-fn partial(bytes: &[u8], partial: Option<(u64, u64)>) -> &[u8] {
-    match partial {
-        None => bytes,
-        Some((origin, count)) => {
-            let start = usize::try_from(origin)
-                .unwrap_or(usize::MAX)
-                .min(bytes.len());
-            let end = start
-                .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
-                .min(bytes.len());
-            &bytes[start..end]
-        }
-    }
-}
-
 fn missing(what: &str) -> CmdError {
     CmdError::Server(format!("{what} not loaded"))
 }
 
+fn binary_error(e: BinaryError) -> CmdError {
+    match e {
+        BinaryError::Missing => CmdError::No(None, "No such body part".into()),
+        BinaryError::UnknownEncoding => {
+            CmdError::no("UNKNOWN-CTE", "Unknown content transfer encoding")
+        }
+    }
+}
+
+/// Announces a literal of `data` and returns it, for its bytes to follow
+/// in chunks. `binary`: a `literal8` if the bytes hold NUL (BINARY).
+fn literal(out: &mut Vec<u8>, data: Data, raw: &[u8], binary: bool) -> Option<Literal> {
+    let bytes = data.bytes(raw);
+    // RFC 3516 §4.2: literal8 when the data holds NUL.
+    let binary = binary && bytes.contains(&0);
+    write_literal_start(out, bytes.len() as u64, binary);
+    Some(Literal {
+        data,
+        done: 0,
+        binary,
+    })
+}
+
+/// Writes one item, or its name and the announcement of its literal,
+/// whose bytes the caller writes from what is returned. What an item
+/// needs was checked ([`check_items`]); should it still be missing, the
+/// item comes out empty rather than half-written.
 fn write_item(
     out: &mut Vec<u8>,
     item: &FetchAttr,
     meta: &MessageMeta,
-    raw: Option<&[u8]>,
+    raw: &[u8],
     st: Option<&MessageStructure>,
     utf8: bool,
-) -> Result<(), CmdError> {
+) -> Option<Literal> {
     match item {
         FetchAttr::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
         FetchAttr::Flags => {
@@ -405,7 +523,10 @@ fn write_item(
         FetchAttr::Modseq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
         FetchAttr::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
-            structure::envelope(out, &st.ok_or_else(|| missing("structure"))?.envelope, utf8);
+            match st {
+                Some(st) => structure::envelope(out, &st.envelope, utf8),
+                None => out.extend_from_slice(b"NIL"),
+            }
         }
         FetchAttr::Body | FetchAttr::BodyStructure => {
             let ext = *item == FetchAttr::BodyStructure;
@@ -414,36 +535,33 @@ fn write_item(
             } else {
                 b"BODY "
             });
-            structure::body(
-                out,
-                &st.ok_or_else(|| missing("structure"))?.root,
-                ext,
-                utf8,
-            );
+            match st {
+                Some(st) => structure::body(out, &st.root, ext, utf8),
+                None => out.extend_from_slice(b"NIL"),
+            }
         }
         FetchAttr::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            write_literal(out, raw.ok_or_else(|| missing("message"))?);
+            return literal(out, Data::Range(0..raw.len()), raw, false);
         }
         FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
-            let (raw, st) = (
-                raw.ok_or_else(|| missing("message"))?,
-                st.ok_or_else(|| missing("structure"))?,
-            );
-            let (name, range) = if *item == FetchAttr::Rfc822Header {
-                ("RFC822.HEADER ", st.root.header)
+            let header = *item == FetchAttr::Rfc822Header;
+            out.extend_from_slice(if header {
+                b"RFC822.HEADER " as &[u8]
             } else {
-                ("RFC822.TEXT ", st.root.body)
+                b"RFC822.TEXT "
+            });
+            let data = match st {
+                Some(st) => Data::of(if header { st.root.header } else { st.root.body }, raw),
+                None => Data::Owned(Vec::new()),
             };
-            out.extend_from_slice(name.as_bytes());
-            write_literal(out, range.slice(raw));
+            return literal(out, data, raw, false);
         }
         FetchAttr::Section {
             section,
             partial: p,
             ..
         } => {
-            let raw = raw.ok_or_else(|| missing("message"))?;
             out.extend_from_slice(b"BODY[");
             out.extend_from_slice(&section_name(section));
             out.push(b']');
@@ -451,63 +569,37 @@ fn write_item(
                 out.extend_from_slice(format!("<{origin}>").as_bytes());
             }
             out.push(b' ');
-            let bytes = if whole(section) {
-                Cow::Borrowed(raw)
+            let data = if whole(section) {
+                Some(Data::Range(0..raw.len()))
             } else {
-                section::body_section(raw, st.ok_or_else(|| missing("structure"))?, section)
-                    .unwrap_or_default()
+                st.and_then(|st| section::body_section(raw, st, section))
             };
-            write_literal(out, partial(&bytes, *p));
+            let data = data.unwrap_or(Data::Owned(Vec::new()));
+            return literal(out, data.partial(*p), raw, false);
         }
         FetchAttr::Binary {
             part, partial: p, ..
         } => {
-            let (raw, st) = (
-                raw.ok_or_else(|| missing("message"))?,
-                st.ok_or_else(|| missing("structure"))?,
-            );
-            let bytes = binary(raw, st, part)?;
             let name: Vec<String> = part.iter().map(u32::to_string).collect();
             out.extend_from_slice(format!("BINARY[{}]", name.join(".")).as_bytes());
             if let Some((origin, _)) = p {
                 out.extend_from_slice(format!("<{origin}>").as_bytes());
             }
             out.push(b' ');
-            let bytes = partial(&bytes, *p);
-            // RFC 3516 §4.2: literal8 when the data holds NUL.
-            if bytes.contains(&0) {
-                out.push(b'~');
-            }
-            write_literal(out, bytes);
+            let data = st
+                .and_then(|st| section::binary_section(raw, st, part).ok())
+                .unwrap_or(Data::Owned(Vec::new()));
+            return literal(out, data.partial(*p), raw, true);
         }
         FetchAttr::BinarySize(part) => {
-            let (raw, st) = (
-                raw.ok_or_else(|| missing("message"))?,
-                st.ok_or_else(|| missing("structure"))?,
-            );
-            let bytes = binary(raw, st, part)?;
+            let size = st
+                .and_then(|st| section::binary_section(raw, st, part).ok())
+                .map_or(0, |d| d.bytes(raw).len());
             let name: Vec<String> = part.iter().map(u32::to_string).collect();
-            out.extend_from_slice(
-                format!("BINARY.SIZE[{}] {}", name.join("."), bytes.len()).as_bytes(),
-            );
+            out.extend_from_slice(format!("BINARY.SIZE[{}] {size}", name.join(".")).as_bytes());
         }
     }
-    Ok(())
-}
-
-fn binary<'a>(
-    raw: &'a [u8],
-    st: &MessageStructure,
-    part: &[u32],
-) -> Result<Cow<'a, [u8]>, CmdError> {
-    match section::binary_section(raw, st, part) {
-        Ok(b) => Ok(b),
-        Err(BinaryError::Missing) => Err(CmdError::No(None, "No such body part".into())),
-        Err(BinaryError::UnknownEncoding) => Err(CmdError::no(
-            "UNKNOWN-CTE",
-            "Unknown content transfer encoding",
-        )),
-    }
+    None
 }
 
 #[cfg(test)]

@@ -20,10 +20,16 @@
 //!   On the decoding path only text parts (and the headers of attached
 //!   messages) are searched, not binary attachments.
 //!
+//! A message is searched as FETCH shows it: a NUL byte, which a literal
+//! cannot carry (RFC 9051 §4.3), is searched as the byte FETCH sends in
+//! its place ([`NUL_REPLACEMENT`]), so a search string holding NUL
+//! matches nothing and a search never finds what FETCH does not show.
+//!
 //! `RETURN (SAVE)` (RFC 5182) keeps the result, as UIDs, for `$`.
 
 use std::sync::Arc;
 
+use mailgate_imap_proto::response::NUL_REPLACEMENT;
 use mailgate_imap_proto::{format_set, DateOp, SearchKey, SearchReturn};
 use mailgate_store::structure::header_fields;
 use mailgate_store::{MessageMeta, RawPart, Uid};
@@ -350,7 +356,10 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         // matched without its bytes, as before.
         let mut loaded = loaded.into_iter().peekable();
         for (n, meta) in metas.iter().enumerate() {
-            let raw = loaded.next_if(|m| m.uid == meta.uid).and_then(|m| m.raw);
+            let mut raw = loaded.next_if(|m| m.uid == meta.uid).and_then(|m| m.raw);
+            if let Some(raw) = raw.as_mut() {
+                as_fetch_shows(raw);
+            }
             let i = start + n;
             let c = Ctx {
                 seq: i as u32 + 1,
@@ -366,6 +375,15 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         }
     }
     Ok(found)
+}
+
+/// Replaces each NUL as FETCH does.
+fn as_fetch_shows(raw: &mut [u8]) {
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(0, &raw[at..]) {
+        raw[at + i] = NUL_REPLACEMENT;
+        at += i + 1;
+    }
 }
 
 /// Messages loaded from the store per call while searching.

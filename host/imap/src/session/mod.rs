@@ -288,6 +288,16 @@ impl Session {
         self.state
     }
 
+    /// The framing limits for the next command: small before login
+    /// ([`crate::LOGIN_LIMITS`]), larger after.
+    pub fn frame_limits(&self) -> mailgate_imap_proto::Limits {
+        if self.state == StateKind::NotAuthenticated {
+            self.ctx.login_limits
+        } else {
+            self.ctx.limits
+        }
+    }
+
     /// Whether the session is in IDLE (the loop then also waits for store
     /// events).
     pub fn is_idling(&self) -> bool {
@@ -377,7 +387,13 @@ impl Session {
                     }
                 }
                 Pending::None => match parse_command(&line) {
-                    Ok(command) => self.command(command, out).await,
+                    Ok(command) => {
+                        // The parsed command holds its own copy of the
+                        // literals (an APPEND's messages): the frame goes
+                        // now, so a message is held once while it is stored.
+                        drop(line);
+                        self.command(command, out).await
+                    }
                     Err(e) => {
                         let tag = e.tag.as_deref();
                         let (code, text) = split_code(&e.message);
