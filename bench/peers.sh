@@ -4,12 +4,15 @@
 # session), with the same client code (mailgate-bench) and the same
 # messages. See bench/README.md ("Peers: bench/peers.sh").
 #
-#   bench/peers.sh            both runs: SMTP + POP3, then IMAP
+#   bench/peers.sh            all runs: SMTP + POP3, IMAP, then logins
 #   bench/peers.sh smtp       SMTP + POP3 only
 #   bench/peers.sh imap       IMAP only
+#   bench/peers.sh logins     repeated logins only (IMAP LOGIN, the IMAP
+#                             login mix, POP3 sessions)
 #
 # Environment: MESSAGES (SMTP/POP3 run, default 5000), CLIENTS (50),
 # SIZE (10240), IMAP_MESSAGES (10000), IMAP_IDLE (3000), IMAP_REPEAT (3),
+# LOGIN_CLIENTS (10), LOGIN_SECS (10),
 # BIN_DIR (target/release; mailgate and mailgate-bench are built there
 # with `cargo build --release` if missing), TMPDIR (where the servers keep
 # their data: a real disk, not a tmpfs, or syncs cost nothing),
@@ -29,8 +32,8 @@ cd "$(dirname "$0")/.."
 REPO="$PWD"
 
 what="${1:-all}"
-case "$what" in all | smtp | imap) ;; *)
-    echo "usage: bench/peers.sh [all|smtp|imap]" >&2
+case "$what" in all | smtp | imap | logins) ;; *)
+    echo "usage: bench/peers.sh [all|smtp|imap|logins]" >&2
     exit 2
     ;;
 esac
@@ -40,6 +43,8 @@ SIZE="${SIZE:-10240}"
 IMAP_MESSAGES="${IMAP_MESSAGES:-10000}"
 IMAP_IDLE="${IMAP_IDLE:-3000}"
 IMAP_REPEAT="${IMAP_REPEAT:-3}"
+LOGIN_CLIENTS="${LOGIN_CLIENTS:-10}"
+LOGIN_SECS="${LOGIN_SECS:-10}"
 BIN_DIR="${BIN_DIR:-target/release}"
 PEER_ONLY="${PEER_ONLY:-}"
 BENCH_USER=mgbench
@@ -210,7 +215,10 @@ postfix -c "$PF/etc" start >&2
 # sessions (one imap process each).
 DC="$ROOT/dovecot"
 mkdir -p "$DC/run" "$DC/state"
-for u in pop imap; do
+# login0..loginN: one POP3 account per client of the login run.
+login_users=()
+for i in $(seq 0 $((LOGIN_CLIENTS - 1))); do login_users+=("login$i"); done
+for u in pop imap "${login_users[@]}"; do
     echo "$u@$DOMAIN:{PLAIN}$PASSWORD:$MUID:$MGID::$ROOT/vmail/$DOMAIN/$u::"
 done >"$DC/users"
 chmod 640 "$DC/users"
@@ -317,16 +325,22 @@ only=()
 [ -z "$PEER_ONLY" ] || only=(--peer-only)
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# Postfix $(postconf -d -h mail_version 2>/dev/null), Dovecot $(dovecot --version | cut -d' ' -f1), TMPDIR ${TMPDIR:-/tmp} on $(df --output=fstype "${TMPDIR:-/tmp}" | tail -1)"
-if [ "$what" != imap ]; then
+if [ "$what" = all ] || [ "$what" = smtp ]; then
     "$BENCH" --bin "$BIN_DIR/mailgate" --messages "$MESSAGES" --clients "$CLIENTS" --size "$SIZE" \
         --peer-smtp "127.0.0.1:$SMTP_PORT" --peer-pop3 "127.0.0.1:$POP3_PORT" \
         --peer-user "pop@$DOMAIN" --peer-name postfix_dovecot "${only[@]}"
     echo "# load average after the SMTP/POP3 run: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
-if [ "$what" != smtp ]; then
+if [ "$what" = all ] || [ "$what" = imap ]; then
     "$BENCH" --bin "$BIN_DIR/mailgate" --imap --clients "$CLIENTS" --size "$SIZE" \
         --imap-messages "$IMAP_MESSAGES" --imap-idle "$IMAP_IDLE" --imap-repeat "$IMAP_REPEAT" \
         --peer-smtp "127.0.0.1:$SMTP_PORT" --peer-imap "127.0.0.1:$IMAP_PORT" --peer-pid "$DOVECOT_PID" \
         --peer-user "imap@$DOMAIN" --peer-name dovecot "${only[@]}"
     echo "# load average after the IMAP run: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
+if [ "$what" = all ] || [ "$what" = logins ]; then
+    "$BENCH" --bin "$BIN_DIR/mailgate" --logins --login-clients "$LOGIN_CLIENTS" --login-secs "$LOGIN_SECS" \
+        --peer-smtp "127.0.0.1:$SMTP_PORT" --peer-imap "127.0.0.1:$IMAP_PORT" --peer-pop3 "127.0.0.1:$POP3_PORT" \
+        --peer-user "imap@$DOMAIN" --peer-name dovecot "${only[@]}"
+    echo "# load average after the login run: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi

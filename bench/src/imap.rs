@@ -329,7 +329,7 @@ fn status_messages(line: &str) -> Option<u64> {
     None
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod imap;
+mod logins;
 mod message;
 mod pop3;
 mod procmem;
@@ -116,6 +117,22 @@ struct Args {
     /// Runs of each timed IMAP command (the median is reported).
     #[arg(long, default_value_t = 3, requires = "imap")]
     imap_repeat: usize,
+    /// Run the repeated-login benchmark instead: IMAP LOGIN+LOGOUT, the
+    /// IMAP login mix (LOGIN, SELECT, LOGOUT) and POP3 sessions, each in a
+    /// loop (with --peer-imap and --peer-pop3, against the peer too; its
+    /// POP3 accounts are login0..loginN at --peer-user's domain).
+    #[arg(long, conflicts_with = "imap")]
+    logins: bool,
+    /// Concurrent clients in each --logins phase.
+    #[arg(long, default_value_t = 10, requires = "logins")]
+    login_clients: usize,
+    /// Seconds each --logins phase runs.
+    #[arg(long, default_value_t = 10, requires = "logins")]
+    login_secs: u64,
+    /// mailgate's `[auth] cache_ttl` (e.g. "0" to measure logins without
+    /// the credential cache); the server's default ("1h") if not given.
+    #[arg(long, value_name = "DURATION")]
+    auth_cache_ttl: Option<String>,
 }
 
 /// One server under test, as the client code sees it.
@@ -173,6 +190,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if let Some(ttl) = &args.auth_cache_ttl {
+        let _ = server::AUTH_CACHE_TTL.set(ttl.clone());
+    }
     let params = Params {
         messages: args.messages,
         clients: args.clients.min(args.messages as usize),
@@ -201,6 +221,9 @@ fn run(args: &Args) -> Result<()> {
     let mut interrupts = runtime.block_on(async { Interrupts::new() })?;
     if args.imap {
         return run_imap(args, &params, &runtime, &mut interrupts);
+    }
+    if args.logins {
+        return run_logins(args, &params, &runtime, &mut interrupts);
     }
     let peer = peer_target(args)?;
     if !args.peer_only {
@@ -331,6 +354,67 @@ fn run_imap(
     if let [(ml, mo), (pl, po)] = &results[..] {
         imap::compare((ml, mo), (pl, po));
     }
+    Ok(())
+}
+
+/// `--logins`: start mailgate with the accounts the POP3 phase needs,
+/// run the login loops, then the same against the peer, and compare.
+fn run_logins(
+    args: &Args,
+    params: &Params,
+    runtime: &tokio::runtime::Runtime,
+    interrupts: &mut Interrupts,
+) -> Result<()> {
+    let peer = peer_target(args)?;
+    let clients = args.login_clients.max(1);
+    let duration = Duration::from_secs(args.login_secs.max(1));
+    let mut results = Vec::new();
+    if !args.peer_only {
+        let bin = server::resolve_binary(&args.bin);
+        eprintln!("mailgate-bench: starting {}", bin.display());
+        let mut mailgate = server::Mailgate::start(&bin, 50 << 20, args.plugins.as_deref())?;
+        let pop3_users = logins::pop3_users(server::DOMAIN, clients);
+        mailgate.add_users(&pop3_users)?;
+        let load = logins::Load {
+            name: "mailgate".into(),
+            imap: mailgate.imap,
+            pop3: mailgate.pop3,
+            user: server::USER.into(),
+            password: server::PASSWORD.into(),
+            pop3_users,
+            clients,
+            duration,
+            timeout: params.timeout,
+        };
+        let phases = runtime
+            .block_on(interrupts.guard(logins::run(&load)))
+            .map_err(|e| match mailgate.log_tail(20) {
+                log if log.is_empty() => e,
+                log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
+            })?;
+        mailgate.stop()?;
+        results.push(("mailgate".to_string(), phases));
+    }
+    if let Some(peer) = &peer {
+        let (Some(imap), Some(pop3)) = (peer.imap, peer.pop3) else {
+            return err("--logins with a peer needs --peer-imap and --peer-pop3");
+        };
+        let domain = peer.user.rsplit_once('@').map_or("", |(_, d)| d);
+        let load = logins::Load {
+            name: peer.name.clone(),
+            imap,
+            pop3,
+            user: peer.user.clone(),
+            password: peer.password.clone(),
+            pop3_users: logins::pop3_users(domain, clients),
+            clients,
+            duration,
+            timeout: params.timeout,
+        };
+        let phases = runtime.block_on(interrupts.guard(logins::run(&load)))?;
+        results.push((peer.name.clone(), phases));
+    }
+    logins::print(&results, clients, duration);
     Ok(())
 }
 

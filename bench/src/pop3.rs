@@ -198,6 +198,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.multi_line_into(out).await
     }
 
+    /// STAT; the answer must be `+OK`.
+    pub async fn stat(&mut self) -> Result<String> {
+        self.conn.write_all(b"STAT\r\n").await?;
+        self.expect_ok("STAT").await
+    }
+
     /// QUIT, answer unchecked: the measurement is over.
     pub async fn quit(mut self) {
         if self.conn.write_all(b"QUIT\r\n").await.is_ok() {

@@ -17,7 +17,12 @@ use crate::wire::{err, Error, Result};
 pub const USER: &str = "bench@bench.test";
 /// Its password (the server listens on loopback only, in a temp dir).
 pub const PASSWORD: &str = "bench-password-1";
-const DOMAIN: &str = "bench.test";
+/// The benchmark's mail domain.
+pub const DOMAIN: &str = "bench.test";
+
+/// `[auth] cache_ttl` for every server the run starts (`--auth-cache-ttl`);
+/// unset: the server's default.
+pub static AUTH_CACHE_TTL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// How long SIGTERM gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -164,6 +169,9 @@ struct Auth {
     /// High, so that thousands of logins in a row (the IMAP idle phase)
     /// can never be throttled.
     max_failures: u32,
+    /// `--auth-cache-ttl`; the server's default when not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_ttl: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -275,6 +283,7 @@ impl Mailgate {
             auth: Auth {
                 trust_loopback: true,
                 max_failures: 1_000_000,
+                cache_ttl: AUTH_CACHE_TTL.get().cloned(),
             },
             inbound: Inbound { verify: false },
             plugins: plugins.map(|dir| Plugins { dir }),
@@ -284,7 +293,7 @@ impl Mailgate {
             toml::to_string(&config).map_err(|e| Error(format!("cannot write the config: {e}")))?;
         std::fs::write(&config_path, text)?;
 
-        add_user(&bin, &config_path)?;
+        add_user(&bin, &config_path, USER, PASSWORD)?;
 
         let stderr_path = dir.path().join("serve.stderr");
         let child = Command::new(&bin)
@@ -332,6 +341,19 @@ impl Mailgate {
         Ok(self.guard.stop()?)
     }
 
+    /// Creates more accounts (with the CLI, while the server runs), all
+    /// with [`PASSWORD`].
+    pub fn add_users(&self, users: &[String]) -> Result<()> {
+        let (bin, config) = (
+            self.dir.path().join("mailgate"),
+            self.dir.path().join("mailgate.toml"),
+        );
+        for user in users {
+            add_user(&bin, &config, user, PASSWORD)?;
+        }
+        Ok(())
+    }
+
     /// The end of the server's log, for error reports.
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.dir.path().join("serve.stderr"), lines)
@@ -339,9 +361,9 @@ impl Mailgate {
 }
 
 /// `mailgate user add USER --password-stdin`, with a deadline.
-fn add_user(bin: &Path, config: &Path) -> Result<()> {
+fn add_user(bin: &Path, config: &Path, user: &str, password: &str) -> Result<()> {
     let mut child = Command::new(bin)
-        .args(["user", "add", USER, "--password-stdin", "--config"])
+        .args(["user", "add", user, "--password-stdin", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
@@ -355,7 +377,7 @@ fn add_user(bin: &Path, config: &Path) -> Result<()> {
         child.stderr.take().expect("piped"),
     );
     let mut guard = ChildGuard::new(child);
-    stdin.write_all(format!("{PASSWORD}\n").as_bytes())?;
+    stdin.write_all(format!("{password}\n").as_bytes())?;
     drop(stdin);
     let Some(status) = guard.wait_timeout(CLI_TIMEOUT)? else {
         return err(format!(
@@ -368,7 +390,7 @@ fn add_user(bin: &Path, config: &Path) -> Result<()> {
     let _ = stderr.read_to_string(&mut output);
     if !status.success() {
         return err(format!(
-            "`mailgate user add {USER}` failed ({status}): {}",
+            "`mailgate user add {user}` failed ({status}): {}",
             output.trim()
         ));
     }
@@ -541,6 +563,7 @@ mod tests {
             auth: Auth {
                 trust_loopback: true,
                 max_failures: 1_000_000,
+                cache_ttl: Some("0".into()),
             },
             inbound: Inbound { verify: false },
             plugins: None,
@@ -551,5 +574,6 @@ mod tests {
         assert_eq!(back["data_dir"].as_str(), Some("/tmp/x \"y\"/data"));
         assert_eq!(back["listen"]["smtp"].as_str(), Some("127.0.0.1:0"));
         assert_eq!(back["limits"]["max_recipients"].as_integer(), Some(100));
+        assert_eq!(back["auth"]["cache_ttl"].as_str(), Some("0"));
     }
 }
