@@ -453,7 +453,9 @@ fn pop3_context(
 }
 
 /// The IMAP settings from the configuration: APPEND takes messages up
-/// to `limits.max_message_size` (announced as APPENDLIMIT). The
+/// to `limits.max_message_size` (announced as APPENDLIMIT), a command
+/// must arrive within `limits.command_timeout` and an APPEND message at
+/// `limits.min_transfer_rate`. The
 /// autologout timer stays at the crate's 30 minutes (RFC 9051 §5.4 asks
 /// for at least that), whatever `idle_timeout` says.
 fn imap_context(
@@ -469,6 +471,8 @@ fn imap_context(
     );
     ctx.limits.max_append = config.limits.max_message_size;
     ctx.idle_timeout = ctx.idle_timeout.max(config.idle_timeout());
+    ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
+    ctx.min_transfer_rate = config.limits.min_transfer_rate;
     ctx
 }
 
