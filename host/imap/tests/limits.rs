@@ -2,7 +2,8 @@
 //! trickles in is cut at `command_timeout`; an APPEND message that comes
 //! too slowly is cut by `min_transfer_rate`, and one that comes fast
 //! enough may take longer than `command_timeout`. Small values so that
-//! the tests take about a second each.
+//! the tests take about a second each. And a FETCH that repeats a large
+//! body comes out in bounded parts.
 
 mod common;
 
@@ -80,4 +81,49 @@ async fn an_append_fast_enough_may_outlast_command_timeout() {
     c.send_raw(b"\r\n").await;
     let r = c.until_tagged("a").await;
     assert!(r.last().unwrap().starts_with("OK [APPENDUID"), "{r:?}");
+}
+
+/// The session alone, fed frames: a FETCH repeating a large message's
+/// body 40 times comes out in parts none of which is much larger than
+/// OUTPUT_CHUNK, and the parts add up to the whole answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_answers_in_bounded_parts_whatever_it_repeats() {
+    use mailgate_imap::cmd::fetch::OUTPUT_CHUNK;
+    use mailgate_imap::Session;
+    use mailgate_imap_proto::Frame;
+
+    let f = fixture().await;
+    let body: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("line {i:06} of a large message\r\n").into_bytes())
+        .collect();
+    let mut msg = b"Subject: big\r\n\r\n".to_vec();
+    msg.extend_from_slice(&body);
+    deliver(&f.store, f.alice, "INBOX", &msg).await;
+    let mut s = Session::new(f.ctx.clone(), peer());
+    let mut out = Vec::new();
+    for cmd in [
+        format!("a LOGIN {ALICE} \"{PASSWORD}\""),
+        "b SELECT INBOX".to_string(),
+    ] {
+        s.handle_frame(Frame::Command(cmd.into_bytes()), &mut out)
+            .await;
+    }
+    assert!(out.ends_with(b"b OK [READ-WRITE] SELECT completed\r\n"));
+    out.clear();
+    let items = vec!["BODY.PEEK[]"; 40].join(" ");
+    let cmd = format!("c FETCH 4 ({items} BODY.PEEK[TEXT])");
+    s.handle_frame(Frame::Command(cmd.into_bytes()), &mut out)
+        .await;
+    let (mut largest, mut total, mut parts) = (out.len(), out.len(), 1);
+    while s.has_more_output() {
+        out.clear();
+        s.resume(&mut out).await;
+        largest = largest.max(out.len());
+        total += out.len();
+        parts += 1;
+    }
+    assert!(out.ends_with(b"c OK FETCH completed\r\n"));
+    assert!(largest <= OUTPUT_CHUNK + 1024, "a part of {largest} bytes");
+    assert!(total > 40 * msg.len() + body.len(), "{total}");
+    assert!(parts >= total / (OUTPUT_CHUNK + 1024), "{parts} parts");
 }
