@@ -147,9 +147,11 @@ impl Framer {
         matches!(self.state, State::Literal { message: true, .. }).then_some(self.message_bytes)
     }
 
-    /// Whether a command has been started but not finished.
+    /// Whether a command has been started but not finished (a refused
+    /// one being thrown away included: it is still one command, for the
+    /// time it may take).
     pub fn in_command(&self) -> bool {
-        !self.buf.is_empty() || self.state != State::Line
+        !self.buf.is_empty() || self.state != State::Line || self.discarding
     }
 
     /// Consumes bytes from `data`; returns how many were used and a frame
@@ -556,6 +558,16 @@ mod tests {
             ]
         );
         assert!(f.buf.capacity() <= 256, "{}", f.buf.capacity());
+        // Between the thrown-away literals the command is still going on.
+        let mut f = Framer::new(Limits {
+            max_literal: 100,
+            ..Limits::default()
+        });
+        feed_all(&mut f, b"a ID ({200+}\r\n");
+        feed_all(&mut f, &[b'x'; 200]);
+        assert!(f.in_command());
+        feed_all(&mut f, b")\r\n");
+        assert!(!f.in_command());
     }
 
     /// Short lines joined by empty literals add up too: the command's
