@@ -5,10 +5,15 @@
 
 mod admin;
 mod dkim;
+mod imap_source;
+mod import;
+mod maildir;
+mod mbox;
 mod plugin;
 mod queue;
 
 pub use dkim::DkimCommand;
+pub use import::{ExportCommand, ImportCommand};
 pub use queue::QueueCommand;
 
 use std::io::Write;
@@ -64,6 +69,13 @@ pub enum Command {
     /// Policy plugins: list what runs, check a component, reload.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Move an account's mail in from another server (Maildir, mbox),
+    /// keeping UIDs, flags and dates so that clients do not notice.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Write an account's mail out as Maildir or mbox (the way back out).
+    #[command(subcommand)]
+    Export(ExportCommand),
 }
 
 /// `mailgate user ...`
@@ -194,6 +206,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c),
             Command::Plugin(c) => plugin::run(&config, c).await,
+            Command::Import(c) => import::run_import(&config, c).await,
+            Command::Export(c) => import::run_export(&config, c).await,
         }
     });
     // Sessions still open after the shutdown grace period are dropped
