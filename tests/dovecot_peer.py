@@ -71,12 +71,13 @@ def check_prerequisites():
 class Dovecot:
     """One private Dovecot with one user; `start()` it, `stop()` it."""
 
-    def __init__(self, user: str, password: str, ip: str = "127.0.0.1"):
+    def __init__(self, user: str, password: str, ip: str = "127.0.0.1", tls: bool = False):
         self.binary = check_prerequisites()
         self.ip = ip
         self.user = user
         self.password = password
         self.imap_port = free_port(ip)
+        self.imaps_port = free_port(ip) if tls else 0
         self.pop3_port = free_port(ip)
         self.root = Path(tempfile.mkdtemp(prefix="mailgate-dovecot-"))
         self.root.chmod(0o755)
@@ -96,6 +97,21 @@ class Dovecot:
         specials = "".join(
             f"  mailbox {name} {{\n    auto = subscribe\n    special_use = {use}\n  }}\n"
             for name, use in SPECIAL.items())
+        # With `tls`: a self-signed certificate for the address (IMAPS on
+        # imaps_port, STARTTLS on imap_port); `self.cert` is its PEM.
+        ssl = "ssl = no"
+        if tls:
+            self.cert = self.conf_dir / "cert.pem"
+            key = self.conf_dir / "key.pem"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                 str(self.cert), "-days", "2", "-subj", f"/CN={ip}",
+                 "-addext", f"subjectAltName=IP:{ip}",
+                 # An end-entity certificate (webpki refuses a CA as one).
+                 "-addext", "basicConstraints=critical,CA:FALSE"],
+                check=True, capture_output=True, timeout=60)
+            ssl = f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{key}"
         self.conf = self.conf_dir / "dovecot.conf"
         self.conf.write_text(f"""instance_name = mailgate-test-{os.getpid()}-{self.imap_port}
 base_dir = {self.conf_dir}/run
@@ -103,7 +119,7 @@ state_dir = {self.conf_dir}/state
 log_path = {self.log}
 protocols = imap pop3
 listen = {ip}
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = dovecot
@@ -132,7 +148,8 @@ service imap-login {{
     port = {self.imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {ip}
+    port = {self.imaps_port}
   }}
 }}
 service pop3-login {{

@@ -208,7 +208,7 @@ def pop3_uidls(host: str, port: int, user: str, password: str):
 
 @pytest.fixture(scope="module")
 def dovecot():
-    d = Dovecot(OLD_USER, OLD_PW)
+    d = Dovecot(OLD_USER, OLD_PW, tls=True)
     try:
         d.start()
         fill_dovecot(d)
@@ -471,3 +471,21 @@ def test_imap_import_wrong_password_is_refused(dovecot, srv, tmp_path):
     assert res.returncode == 1
     assert "refused the user name or password" in res.stderr_text, res.stderr_text
     assert "wrong" not in res.stderr_text
+
+
+@pytest.mark.parametrize("mode", ["--tls", "--starttls"])
+def test_imap_import_over_tls(dovecot, srv, tmp_path, mode):
+    """IMAPS and STARTTLS, the old server's certificate verified against
+    --tls-ca-file (and refused without it)."""
+    pw = tmp_path / "password"
+    pw.write_text(OLD_PW + "\n")
+    port = dovecot.imaps_port if mode == "--tls" else dovecot.imap_port
+    args = ["imap", ALICE, "--host", "127.0.0.1", "--port", str(port), mode,
+            "--user", OLD_USER, "--password-file", str(pw), "--folders", "Work/Projects"]
+    res = import_cli(srv, *args, check=False)
+    assert res.returncode == 1
+    assert "TLS with 127.0.0.1" in res.stderr_text, res.stderr_text
+    res = import_cli(srv, *args, "--tls-ca-file", str(dovecot.cert))
+    assert "Work/Projects: 2 imported" in res.stdout_text, res.stdout_text
+    got = mg_snapshot(srv)["Work/Projects"]
+    assert got["messages"] == dovecot.snapshot["Work/Projects"]["messages"]
