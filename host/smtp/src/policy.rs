@@ -29,7 +29,6 @@ use mailgate_policy::{
 use mailgate_smtp_proto::{EnhancedCode, MailParams, RcptParams, Reply, ReversePath};
 
 use crate::context::{Role, TlsMode};
-use crate::received::new_queue_id;
 use crate::session::{Session, Transaction};
 
 /// A message accepted but kept from its recipients.
@@ -66,8 +65,6 @@ impl Hold {
 pub(crate) struct SessionPolicy {
     /// The chain for connect, helo and auth.
     chain: Arc<Chain>,
-    /// The id plugins see (`session-id`), also in our log lines.
-    id: String,
     /// A discard or quarantine decided at connect, helo or auth.
     pub(crate) hold: Option<Hold>,
 }
@@ -176,11 +173,8 @@ impl Session {
             helo: self.hello.as_ref().map(|h| h.name.clone()),
             auth_user: self.user.as_ref().map(|u| u.address.clone()),
             listener: listener.into(),
-            session_id: self
-                .policy
-                .as_ref()
-                .map(|p| p.id.clone())
-                .unwrap_or_default(),
+            // The id in the `smtp{session=...}` span of our log lines.
+            session_id: self.id.clone(),
         }
     }
 
@@ -214,7 +208,6 @@ impl Session {
         let chain = manager.snapshot();
         self.policy = Some(SessionPolicy {
             chain: chain.clone(),
-            id: new_queue_id(),
             hold: None,
         });
         if !chain.wants(Hook::Connect) {

@@ -66,7 +66,8 @@ pub enum Command {
     /// DKIM signing keys for outgoing mail.
     #[command(subcommand)]
     Dkim(DkimCommand),
-    /// Policy plugins: list what runs, check a component, reload.
+    /// Policy plugins: list what runs, check or run a component, write a
+    /// new plugin crate, reload.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Move an account's mail in from another server (Maildir, mbox),
@@ -185,6 +186,37 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => fail(&format!("mailgate: {e}")),
         };
     }
+    // `plugin check`, `run` and `new` need no configuration file: without
+    // --config and with nothing at the default path they go on without one.
+    if matches!(cli.command, Command::Plugin(_)) {
+        let path = cli.config.clone();
+        let config = if !cli.dev && path.is_none() && !std::path::Path::new(DEFAULT_CONFIG).exists()
+        {
+            None
+        } else {
+            match load_config(&cli) {
+                Ok(c) => Some(c),
+                Err(e) => return fail(&format!("mailgate: {e}")),
+            }
+        };
+        let shown = path.or_else(|| config.as_ref().map(|_| PathBuf::from(DEFAULT_CONFIG)));
+        let Command::Plugin(c) = cli.command else {
+            return fail("mailgate: internal error: not a plugin command");
+        };
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return fail(&format!("mailgate: cannot start the runtime: {e}")),
+        };
+        let result = runtime.block_on(plugin::run(config.as_ref(), shown.as_deref(), c));
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("mailgate: {e}")),
+        };
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => return fail(&format!("mailgate: {e}")),
@@ -205,7 +237,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Store(c) => admin::store(&config, c).await,
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c),
-            Command::Plugin(c) => plugin::run(&config, c).await,
+            Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
             Command::Export(c) => import::run_export(&config, c).await,
         }
