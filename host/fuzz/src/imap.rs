@@ -16,14 +16,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::input::{split_points, Input};
 
 /// Small limits chosen by the fuzzer (so that it reaches them), or the
-/// defaults.
+/// defaults. A line limit stays above 128 bytes: a command is refused as
+/// soon as its text passes the limit, with the tag read so far, so below
+/// the longest tag (64 bytes) the tag reported would depend on how the
+/// input is cut (the server's minimum is far above that).
 fn limits(inp: &mut Input<'_>) -> Limits {
     let sel = inp.byte();
     if sel & 1 == 0 {
         return Limits::default();
     }
     Limits {
-        max_line: usize::from(inp.byte()),
+        max_line: 128 + usize::from(inp.byte()),
         max_literal: u64::from(inp.byte()),
         max_append: u64::from(inp.u16()),
     }
@@ -78,12 +81,22 @@ fn check_frame(limits: Limits, frame: &Frame) {
         }
         Frame::TooBig { tag, .. } | Frame::LineTooLong { tag } => {
             if let Some(tag) = tag {
-                assert!(!tag.is_empty() && tag.len() <= 64);
-                assert!(tag.bytes().all(mailgate_imap_proto::parse::is_tag_char));
+                check_tag(tag);
             }
         }
         Frame::Continue => {}
     }
+}
+
+/// A tag as the session echoes it: at most 64 bytes as sent (8-bit bytes
+/// are let through and become U+FFFD, 3 bytes each), nothing that could
+/// end or split the response line.
+fn check_tag(tag: &str) {
+    assert!(!tag.is_empty() && tag.len() <= 64 * 3, "{tag:?}");
+    assert!(
+        !tag.contains(|c: char| c.is_ascii_control() || c == ' '),
+        "{tag:?}"
+    );
 }
 
 /// `imap_framer`: a command stream (lines, synchronizing and
@@ -108,12 +121,12 @@ pub fn framer(bytes: &[u8]) {
 pub fn command(bytes: &[u8]) {
     match parse_command(bytes) {
         Ok(cmd) => {
-            assert!(!cmd.tag.is_empty() && cmd.tag.len() <= 64);
+            check_tag(&cmd.tag);
             let _ = cmd.body.name();
         }
         Err(e) => {
             if let Some(tag) = &e.tag {
-                assert!(!tag.is_empty() && tag.len() <= 64);
+                check_tag(tag);
             }
             assert!(
                 !e.message.contains(['\r', '\n']),
@@ -182,7 +195,9 @@ pub fn compress(bytes: &[u8]) {
     let (inflated, failed) = read_all(Deflate::new(inner, leftover), read_size);
     let reference = reference_inflate(data);
     if failed {
-        assert!(reference.starts_with(&inflated));
+        // flate2 drops the output of the call that fails, and the two
+        // inflate in different steps: one is a prefix of the other.
+        assert!(reference.starts_with(&inflated) || inflated.starts_with(&reference));
     } else {
         assert_eq!(inflated, reference);
     }

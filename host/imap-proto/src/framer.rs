@@ -245,7 +245,9 @@ impl Framer {
         // Accept a bare LF as well as CRLF (as Dovecot does); normalise
         // to CRLF so the parser sees one form.
         self.buf.pop();
-        if self.buf.last() == Some(&b'\r') {
+        // Only a CR of this line: after a literal, an empty line's LF may
+        // follow a CR that is the literal's last byte.
+        if self.buf.len() > self.line_start && self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
         let Some((size, sync)) = literal_marker(&self.buf[self.line_start..]) else {
@@ -684,5 +686,28 @@ mod fuzz {
                 pos += n;
             }
         }
+    }
+
+    /// Found by the imap_framer fuzz target: a literal ending in CR, then
+    /// the command's end as a bare LF. The CR is the literal's, not a line
+    /// end to strip (it used to be stripped, and the framer then sliced
+    /// before the line's start and panicked).
+    #[test]
+    fn literal_ending_in_cr_then_bare_lf() {
+        let mut f = Framer::new(Limits::default());
+        let mut data = &b"a LOGIN {1+}\r\n\r\nb NOOP\r\n"[..];
+        let mut frames = Vec::new();
+        while !data.is_empty() {
+            let (n, frame) = f.feed(data);
+            data = &data[n..];
+            frames.extend(frame);
+        }
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Command(b"a LOGIN {1+}\r\n\r".to_vec()),
+                Frame::Command(b"b NOOP".to_vec())
+            ]
+        );
     }
 }
