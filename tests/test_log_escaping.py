@@ -24,8 +24,9 @@ FORGED_SMTP = (f"{TS}  INFO mailgate_smtp::cmd::auth: smtp: authenticated client
                " user=bob@example.test method=\"PLAIN\" tls=false")
 TERMINAL = "\x1b[2J\x1b]0;owned\x07\u009b31m\u202eevil"
 # A line the server wrote as the message of an event: timestamp, level,
-# target, message.
-EVENT = re.compile(r"^\S+\s+(TRACE|DEBUG|INFO|WARN|ERROR)\s+[\w:]+: (.*)$")
+# the spans it is in (`smtp{session=...}:`), target, message.
+EVENT = re.compile(r"^\S+\s+(TRACE|DEBUG|INFO|WARN|ERROR)\s+(?:[\w-]+(?:\{[^}]*\})?:)*\s*"
+                   r"[\w:]+: (.*)$")
 MAX_LINE = 4096  # far above a legitimate line, far below 60 KB
 
 

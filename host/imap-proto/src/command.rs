@@ -14,6 +14,10 @@ pub struct Command {
     pub body: CommandBody,
 }
 
+/// The fields of an ID command (RFC 2971), as the client's bytes: each
+/// name with its value (`None` for NIL).
+pub type IdParams = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// The commands, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandBody {
@@ -41,8 +45,10 @@ pub enum CommandBody {
     },
     /// ENABLE capability... (RFC 5161)
     Enable(Vec<String>),
-    /// ID (params) or ID NIL (RFC 2971)
-    Id(Option<Vec<(String, Option<String>)>>),
+    /// ID (params) or ID NIL (RFC 2971). The fields are kept as the
+    /// client's bytes: they are only logged, and the log writes bytes
+    /// that are not UTF-8 as `\xNN`.
+    Id(Option<IdParams>),
     /// NAMESPACE (RFC 2342)
     Namespace,
     /// SELECT / EXAMINE

@@ -94,10 +94,7 @@ fn body(c: &mut Cursor<'_>) -> R<CommandBody> {
                         c.sp()?;
                         let v = c.nstring("a field value")?;
                         if params.len() < 30 {
-                            params.push((
-                                String::from_utf8_lossy(&k).into_owned(),
-                                v.map(|v| String::from_utf8_lossy(&v).into_owned()),
-                            ));
+                            params.push((k, v));
                         }
                         if c.eat(b')') {
                             break;

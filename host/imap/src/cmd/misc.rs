@@ -49,13 +49,18 @@ pub(crate) fn starttls(s: &mut Session) -> CmdResult {
 /// NIL"; we name ourselves and only log what the client says.
 pub(crate) fn id(
     s: &Session,
-    params: Option<Vec<(String, Option<String>)>>,
+    params: Option<mailgate_imap_proto::IdParams>,
     out: &mut Vec<u8>,
 ) -> CmdResult {
     if let Some(params) = params {
+        // Bytes that are not UTF-8 as \xNN (control characters are the
+        // log formatter's to escape).
         let text: Vec<String> = params
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NIL")))
+            .map(|(k, v)| {
+                let v = v.as_deref().unwrap_or(b"NIL".as_slice());
+                format!("{}={}", mailgate_log::bytes(k), mailgate_log::bytes(v))
+            })
             .collect();
         tracing::debug!(client = %s.peer.ip(), id = %text.join(" "), "imap client id");
     }
