@@ -256,3 +256,37 @@ def test_plugin_run_refuses_what_it_cannot_do(mailgate_bin, wasm, tmp_path):
               "--rcpt", ALICE)
     assert f"{ALICE}: accept" in res.stdout
     assert time.monotonic() - start < 30
+
+
+# ---- logs: session id and queue id on plugin lines --------------------------------
+
+def test_plugin_log_lines_carry_session_and_queue_id(server_factory, wasm):
+    edits = BUILD / "edits.wasm"
+    if not edits.is_file():
+        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
+                       capture_output=True, timeout=900)
+    srv, _ = plugins_server(server_factory, {"edits.wasm": edits},
+                            '\n[[plugin]]\nname = "edits"\ngrants = ["log"]\n')
+    wait_until(lambda: "plugin loaded" in srv.stderr_tail(20000), what="plugin loaded")
+    with srv.smtp() as s:
+        s.ehlo()
+        s.mail("sender@remote.test")
+        s.rcpt(ALICE)
+        code, text = s.data(make_message(subject="logs"))
+    assert code == 250
+    queue_id = text.decode().rsplit(" ", 1)[-1]
+
+    def lines():
+        log = srv.stderr_tail(40000).splitlines()
+        return ([l for l in log if "rcpt alice@example.test" in l],
+                [l for l in log if "data seen" in l],
+                [l for l in log if "message accepted" in l])
+
+    wait_until(lambda: all(lines()), what="the plugin's and the host's lines")
+    [rcpt], [data], [accepted] = lines()
+    session = rcpt.split("smtp{session=", 1)[1].split("}", 1)[0]
+    assert session
+    assert f"smtp{{session={session}}}" in data
+    assert f"message{{queue_id={queue_id}}}" in data
+    assert "mailgate_policy::bindings" in data and "edits" in data
+    assert f"session={session}" in accepted and queue_id in accepted
