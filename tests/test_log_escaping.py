@@ -19,7 +19,8 @@ from harness import wait_until
 
 LISTEN = {"smtp": "127.0.0.1:0", "submission": "127.0.0.1:0", "imap": "127.0.0.1:0"}
 TS = "2026-12-07T11:00:00.000000Z"
-FORGED_IMAP = f"{TS}  INFO mailgate_imap::cmd::auth: imap login client=127.0.0.1 user=bob@example.test"
+FORGED_IMAP = (f"{TS}  INFO mailgate_imap::cmd::auth: imap login client=127.0.0.1"
+               " user=bob@example.test")
 FORGED_SMTP = (f"{TS}  INFO mailgate_smtp::cmd::auth: smtp: authenticated client=127.0.0.1"
                " user=bob@example.test method=\"PLAIN\" tls=false")
 TERMINAL = "\x1b[2J\x1b]0;owned\x07\u009b31m\u202eevil"
