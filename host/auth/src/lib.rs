@@ -184,3 +184,124 @@ impl Authenticator {
         self.cache.ttl()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailgate_store::sqlite::SqliteStore;
+
+    const USER: &str = "alice@example.org";
+
+    async fn fixture(
+        settings: LimiterSettings,
+    ) -> (tempfile::TempDir, Arc<dyn Store>, Authenticator) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = SqliteStore::open(dir.path()).unwrap();
+        store.add_domain("example.org").await.unwrap();
+        store
+            .create_account(USER, &password::hash_password("right"))
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store.clone(), settings);
+        (dir, store, auth)
+    }
+
+    fn fast(max_failures: u32) -> LimiterSettings {
+        LimiterSettings {
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_failures,
+            window: Duration::from_secs(60),
+        }
+    }
+
+    fn client(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, n])
+    }
+
+    #[tokio::test]
+    async fn the_cache_follows_the_stored_hash() {
+        let (_dir, store, auth) = fixture(fast(100)).await;
+        assert!(matches!(
+            auth.authenticate(USER, "right", client(1)).await,
+            AuthOutcome::Success(_)
+        ));
+        assert_eq!(auth.cache.len(), 1);
+        assert!(matches!(
+            auth.authenticate("Alice@Example.org", "right", client(1))
+                .await,
+            AuthOutcome::Success(_)
+        ));
+        assert_eq!(
+            auth.authenticate(USER, "wrong", client(1)).await,
+            AuthOutcome::Failed
+        );
+        // A new password (set by another process, say): the old one fails
+        // at once, the new one works.
+        store
+            .set_password_hash(USER, &password::hash_password("new"))
+            .await
+            .unwrap();
+        assert_eq!(
+            auth.authenticate(USER, "right", client(1)).await,
+            AuthOutcome::Failed
+        );
+        assert!(matches!(
+            auth.authenticate(USER, "new", client(1)).await,
+            AuthOutcome::Success(_)
+        ));
+        store.delete_account(USER).await.unwrap();
+        assert_eq!(
+            auth.authenticate(USER, "new", client(1)).await,
+            AuthOutcome::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn no_cache_with_a_zero_ttl() {
+        let (_dir, _store, auth) = fixture(fast(100)).await;
+        let auth = auth.with_cache_ttl(Duration::ZERO);
+        for _ in 0..2 {
+            assert!(matches!(
+                auth.authenticate(USER, "right", client(1)).await,
+                AuthOutcome::Success(_)
+            ));
+        }
+        assert!(auth.cache.is_empty());
+        assert_eq!(auth.cache_ttl(), Duration::ZERO);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parallel_burst_tests_no_more_than_the_limit() {
+        let (_dir, _store, auth) = fixture(fast(3)).await;
+        let auth = Arc::new(auth);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let auth = auth.clone();
+            tasks.spawn(async move { auth.authenticate(USER, "wrong", client(9)).await });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(o) = tasks.join_next().await {
+            outcomes.push(o.unwrap());
+        }
+        let failed = outcomes
+            .iter()
+            .filter(|o| **o == AuthOutcome::Failed)
+            .count();
+        let blocked = outcomes
+            .iter()
+            .filter(|o| **o == AuthOutcome::Blocked)
+            .count();
+        assert_eq!((failed, blocked), (3, 17), "{outcomes:?}");
+        assert_eq!(
+            auth.authenticate(USER, "right", client(9)).await,
+            AuthOutcome::Blocked
+        );
+        // The account, too, is refused from an address it never logged in
+        // from.
+        assert_eq!(
+            auth.authenticate(USER, "right", client(10)).await,
+            AuthOutcome::Blocked
+        );
+    }
+}
