@@ -421,6 +421,9 @@ fn smtp_context(
         max_data_line: l.max_line_length,
         idle_timeout: config.idle_timeout(),
         max_errors: l.max_errors,
+        command_timeout: Duration::from_secs(l.command_timeout),
+        min_transfer_rate: l.min_transfer_rate,
+        transfer_grace: mailgate_smtp::context::TRANSFER_GRACE,
     };
     let mut ctx = SmtpContext::new(
         config.hostname.clone(),
@@ -449,6 +452,7 @@ fn pop3_context(
         shutdown,
     );
     ctx.idle_timeout = config.idle_timeout().max(Duration::from_secs(600));
+    ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
     ctx
 }
 

@@ -4,6 +4,11 @@
 //! without waiting; we answer everything already received before writing,
 //! so a pipelined batch goes back in one write.
 //!
+//! Time bounds: the idle timeout runs from the last complete command
+//! line (a client trickling bytes resets nothing), and a command line
+//! must arrive whole within `command_timeout` of its first byte; either
+//! ends the session with `-ERR` (no UPDATE state).
+//!
 //! RFC 1939 §3: "If a session is terminated for some reason other than a
 //! client-issued QUIT command, the POP3 session does NOT enter the UPDATE
 //! state and MUST not remove any messages from the maildrop." That holds
@@ -140,11 +145,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     // Reset by each complete line, not by each read, so a client
     // trickling one byte at a time cannot hold the session forever.
     let mut deadline = Instant::now() + ctx.idle_timeout;
+    // When the first byte of the command line being received arrived.
+    let mut line_started: Option<Instant> = None;
     loop {
         // Answer every complete line already received.
         while start < end {
             let (used, frame) = framer.feed(&buf[start..end]);
             start += used;
+            if framer.has_partial() {
+                line_started.get_or_insert_with(Instant::now);
+            } else {
+                line_started = None;
+            }
             let Some(frame) = frame else { continue };
             deadline = Instant::now() + ctx.idle_timeout;
             match session.handle_frame(frame, &mut out).await {
@@ -176,6 +188,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         if *shutdown.borrow() {
             return End::Closed(say_shutdown(stream, &mut out, ctx).await);
         }
+        let line_deadline = line_started.map(|s| s + ctx.command_timeout);
+        if line_deadline.is_some_and(|d| d <= Instant::now()) {
+            return End::Closed(say_too_slow(stream, &mut out, ctx).await);
+        }
         tokio::select! {
             read = stream.read(&mut buf) => match read {
                 Ok(0) => return End::Closed("connection closed without QUIT"),
@@ -189,6 +205,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = flush(stream, &mut out, ctx).await;
                 return End::Closed("idle timeout");
             }
+            () = sleep_until(line_deadline.unwrap_or(deadline)), if line_deadline.is_some() => {
+                return End::Closed(say_too_slow(stream, &mut out, ctx).await);
+            }
             changed = shutdown.changed(), if shutdown_live => match changed {
                 Ok(()) if *shutdown.borrow_and_update() => return End::Closed(say_shutdown(stream, &mut out, ctx).await),
                 Ok(()) => {}
@@ -197,6 +216,17 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     }
+}
+
+/// A command line took longer than `command_timeout`.
+async fn say_too_slow<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    ctx: &Pop3Context,
+) -> &'static str {
+    write_err(out, None, "Command line too slow, closing connection");
+    let _ = flush(stream, out, ctx).await;
+    "command line too slow"
 }
 
 async fn say_shutdown<S: AsyncWrite + Unpin>(

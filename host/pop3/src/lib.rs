@@ -59,6 +59,10 @@ pub use session::{Flow, Session};
 /// Such a timer MUST be of at least 10 minutes' duration."
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A command line must arrive whole within this of its first byte
+/// (`[limits] command_timeout`), however slowly its bytes trickle in.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// After this many `-ERR` answers in a row the session is closed: a client
 /// that gets nothing right is broken or probing.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 10;
@@ -75,6 +79,9 @@ pub struct Pop3Context {
     pub locks: Arc<MaildropLocks>,
     /// How long to wait for a command (and for a write) before closing.
     pub idle_timeout: Duration,
+    /// How long one command line may take from its first byte to its
+    /// end; slower: `-ERR` and close.
+    pub command_timeout: Duration,
     /// Becomes `true` when the server stops: idle sessions say goodbye.
     pub shutdown: watch::Receiver<bool>,
     /// STLS, implicit TLS (POP3S) or none.
@@ -95,6 +102,7 @@ impl Pop3Context {
             auth,
             locks: Arc::new(MaildropLocks::new()),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
             shutdown,
             tls: TlsMode::None,
         }

@@ -52,6 +52,12 @@ impl BdatReceiver {
         self.chunks = self.chunks.saturating_add(1);
     }
 
+    /// The client announced the message's size (`MAIL ... SIZE=`): see
+    /// [`crate::DataReceiver::expect_size`].
+    pub fn expect_size(&mut self, size: u64) {
+        self.sink.reserve(size);
+    }
+
     /// Bytes of the current chunk still to come.
     pub fn remaining(&self) -> u64 {
         self.remaining

@@ -68,6 +68,19 @@ impl DataReceiver {
         }
     }
 
+    /// The client announced the message's size (`MAIL ... SIZE=`): the
+    /// buffer is allocated once for it (up to the size limit), with room
+    /// for the trace header fields, instead of growing by doubling.
+    pub fn expect_size(&mut self, size: u64) {
+        self.sink.reserve(size);
+    }
+
+    /// Bytes of message received so far (after dot-unstuffing), kept or
+    /// not.
+    pub fn size(&self) -> u64 {
+        self.sink.msg.size
+    }
+
     /// Whether the terminator was seen.
     pub fn is_complete(&self) -> bool {
         self.state == State::Done

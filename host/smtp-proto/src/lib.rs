@@ -50,4 +50,6 @@ pub use framer::{FramedLine, LineFramer, DEFAULT_MAX_COMMAND_LINE};
 pub use params::{decode_xtext, is_xtext, Body, MailParams, Notify, Orcpt, RcptParams, Ret};
 pub use reply::{EnhancedCode, Reply};
 pub use request::{Request, Verb};
-pub use sink::{DataLimits, ReceivedMessage, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_MESSAGE_SIZE};
+pub use sink::{
+    DataLimits, ReceivedMessage, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_MESSAGE_SIZE, TRACE_HEADROOM,
+};

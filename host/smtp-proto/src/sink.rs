@@ -7,6 +7,12 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
 /// (RFC 5321 §4.5.3.1.6).
 pub const DEFAULT_MAX_DATA_LINE: usize = 1000;
 
+/// Room kept free at the end of a buffer allocated for an announced
+/// size, for the trace header fields (`Received:`,
+/// `Authentication-Results:`) the server inserts in front of the message
+/// without copying it to a new buffer.
+pub const TRACE_HEADROOM: usize = 4096;
+
 /// Limits on one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataLimits {
@@ -71,6 +77,19 @@ impl Sink {
 
     pub(crate) fn flag_bare(&mut self) {
         self.msg.bare_line_ending = true;
+    }
+
+    /// Allocates the buffer for a message of `size` bytes (at most the
+    /// size limit) plus [`TRACE_HEADROOM`], before any byte arrives.
+    pub(crate) fn reserve(&mut self, size: u64) {
+        if !self.msg.data.is_empty() || self.msg.too_large {
+            return;
+        }
+        let size = size.min(self.limits.max_message_size);
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        self.msg
+            .data
+            .reserve_exact(size.saturating_add(TRACE_HEADROOM));
     }
 
     /// Appends message bytes.

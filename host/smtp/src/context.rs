@@ -29,9 +29,24 @@ pub struct SmtpLimits {
     pub max_data_line: usize,
     /// How long a client may stay silent before `421 4.4.2`.
     pub idle_timeout: Duration,
-    /// Error replies tolerated before `421 4.7.0` and close.
+    /// Protocol errors tolerated before `421 4.7.0` and close (refusals
+    /// for policy or resource reasons do not count, see `Session::refuse`).
     pub max_errors: u32,
+    /// A command line must arrive whole within this of its first byte;
+    /// slower: `421 4.4.2` and close (see `crate::pace`).
+    pub command_timeout: Duration,
+    /// Slowest accepted message transfer (DATA, BDAT), in bytes per
+    /// second averaged from its start, once `transfer_grace` has passed;
+    /// slower: `421 4.4.2` and close. `0` turns the check off.
+    pub min_transfer_rate: u64,
+    /// How long a transfer may be slower than `min_transfer_rate` at its
+    /// start (the binary uses [`TRANSFER_GRACE`]).
+    pub transfer_grace: Duration,
 }
+
+/// The grace before `min_transfer_rate` applies: a transfer is measured
+/// from its start, but judged only after this.
+pub const TRANSFER_GRACE: Duration = Duration::from_secs(30);
 
 impl Default for SmtpLimits {
     fn default() -> Self {
@@ -42,6 +57,9 @@ impl Default for SmtpLimits {
             max_data_line: DEFAULT_MAX_DATA_LINE,
             idle_timeout: Duration::from_secs(300),
             max_errors: 20,
+            command_timeout: Duration::from_secs(300),
+            min_transfer_rate: 1024,
+            transfer_grace: TRANSFER_GRACE,
         }
     }
 }

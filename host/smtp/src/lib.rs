@@ -61,6 +61,7 @@
 mod cmd;
 pub mod context;
 mod lmtp;
+mod pace;
 pub mod outbound;
 mod policy;
 pub mod received;

@@ -101,13 +101,13 @@ impl Session {
     }
 
     /// Sends `reply` once per reply owed (the same answer for every
-    /// recipient).
-    /// An error among them counts once towards `max_errors`.
+    /// recipient). It is the message's outcome (refused for its content
+    /// or by policy, or delivered), never a protocol error: not counted
+    /// towards `max_errors`.
     pub(crate) fn reply_each(&mut self, reply: Reply) {
-        for _ in 1..self.replies_owed() {
-            self.write(&reply);
+        for _ in 0..self.replies_owed() {
+            self.refuse(reply.clone());
         }
-        self.reply(reply);
     }
 
     /// The address of each accepted RCPT, in order (LMTP; empty on SMTP),
@@ -204,7 +204,7 @@ impl Session {
         }
         if order.is_empty() {
             // Cannot happen (DATA needs a recipient); answer once anyway.
-            return self.reply(Reply::local_error());
+            return self.refuse(Reply::local_error());
         }
         // Outcomes of delivery, not protocol errors: not counted towards
         // `max_errors`, so many full mailboxes cannot cut the replies short.

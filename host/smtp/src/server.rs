@@ -1,6 +1,13 @@
 //! The network side: a thin loop that moves bytes between a stream and a
-//! [`Session`], with the idle timeout and the shutdown signal; and an
+//! [`Session`], with the idle timeout, the session's slow-client
+//! deadline ([`Session::deadline`]) and the shutdown signal; and an
 //! accept loop for the binary.
+//!
+//! Time bounds of one connection: silence between reads is at most
+//! `idle_timeout`; a command line arrives whole within `command_timeout`
+//! of its first byte; message data averages `min_transfer_rate` after
+//! the grace; a write of our replies completes within `idle_timeout`
+//! (a client that does not read cannot hold the session either).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +28,14 @@ const READ_BUFFER: usize = 64 * 1024;
 async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|&stop| stop).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Sleeps until `deadline`; for ever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -128,7 +143,8 @@ where
 }
 
 async fn close<S: AsyncWrite + Unpin>(mut stream: S, peer: SocketAddr) -> std::io::Result<()> {
-    let _ = stream.shutdown().await;
+    // A TLS close_notify is a write: bounded like the handshake.
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.shutdown()).await;
     tracing::debug!(client = %peer, "smtp: connection closed");
     Ok(())
 }
@@ -148,8 +164,17 @@ where
     loop {
         let out = session.take_output();
         if !out.is_empty() {
-            stream.write_all(&out).await?;
-            stream.flush().await?;
+            let write = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(ctx.limits.idle_timeout, write).await {
+                Ok(written) => written?,
+                Err(_elapsed) => {
+                    tracing::info!(client = %peer, "smtp: write timed out");
+                    return Ok(Next::Closed);
+                }
+            }
         }
         if session.is_closed() {
             return Ok(Next::Closed);
@@ -157,8 +182,13 @@ where
         if session.starttls_pending() {
             return Ok(Next::StartTls);
         }
+        let deadline = session.deadline();
         let read = tokio::select! {
             read = tokio::time::timeout(ctx.limits.idle_timeout, stream.read(&mut buf)) => read,
+            _ = sleep_until_some(deadline) => {
+                session.check_pace();
+                continue;
+            }
             _ = shutdown_signalled(&mut shutdown), if !session.shutdown_requested() => {
                 session.request_shutdown();
                 continue;

@@ -15,8 +15,10 @@ use mailgate_smtp_proto::{
     BdatReceiver, ChunkStatus, DataReceiver, DataStatus, LineFramer, MailParams, Reply, ReversePath,
 };
 use mailgate_store::Account;
+use tokio::time::Instant;
 
 use crate::context::SmtpContext;
+use crate::pace::Pace;
 use crate::policy::{SessionPolicy, TxPolicy};
 use crate::state::State;
 
@@ -89,6 +91,8 @@ pub struct Session {
     /// runs the handshake and then calls [`Session::tls_started`].
     starttls_pending: bool,
     errors: u32,
+    /// Deadlines for slow command lines and transfers.
+    pub(crate) pace: Pace,
     /// Replies queued for the client (LMTP reads the last one).
     pub(crate) out: Vec<u8>,
     /// LMTP: the recipient (index into the transaction's) of each
@@ -117,6 +121,7 @@ impl Session {
             policy: None,
             starttls_pending: false,
             errors: 0,
+            pace: Pace::default(),
             out: Vec::new(),
             lmtp_rcpts: Vec::new(),
             closed: false,
@@ -166,6 +171,7 @@ impl Session {
     pub(crate) fn begin_starttls(&mut self) {
         self.starttls_pending = true;
         self.framer = LineFramer::new(self.ctx.limits.max_command_line);
+        self.pace.line(false, Instant::now());
     }
 
     /// The TLS handshake after STARTTLS succeeded. RFC 3207 §4.2: "The
@@ -179,6 +185,7 @@ impl Session {
         self.user = None;
         self.input = Input::Commands;
         self.framer = LineFramer::new(self.ctx.limits.max_command_line);
+        self.pace.line(false, Instant::now());
         self.reset_transaction();
     }
 
@@ -237,6 +244,29 @@ impl Session {
         }
     }
 
+    /// When the client will be too slow if nothing more arrives: the end
+    /// of `command_timeout` for a command line under way, or the point
+    /// where a message transfer falls below `min_transfer_rate` (see
+    /// `crate::pace`). `None` when neither runs. The caller calls
+    /// [`Session::check_pace`] at that moment.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pace.deadline(&self.ctx.limits)
+    }
+
+    /// Closes the session with `421 4.4.2` if the client is too slow now
+    /// (a command line older than `command_timeout`, or a transfer below
+    /// `min_transfer_rate`).
+    pub fn check_pace(&mut self) {
+        if self.closed {
+            return;
+        }
+        if let Some(why) = self.pace.too_slow(&self.ctx.limits, Instant::now()) {
+            tracing::info!(client = %self.peer.ip(), reason = why, "smtp: client too slow");
+            let r = Reply::idle_timeout(&self.ctx.hostname);
+            self.close_with(&r);
+        }
+    }
+
     /// Takes the reply bytes queued so far.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
@@ -256,6 +286,7 @@ impl Session {
             let consumed = self.step(rest).await;
             rest = &rest[consumed..];
         }
+        self.check_pace();
     }
 
     fn chunk_or_discard_done(&self) -> bool {
@@ -268,9 +299,13 @@ impl Session {
 
     /// Handles one piece of input; returns the bytes consumed.
     async fn step(&mut self, input: &[u8]) -> usize {
+        let drain_limit = self.drain_limit();
         match &mut self.input {
             Input::Commands => {
                 let (n, line) = self.framer.next_line(input);
+                self.pace.received(n);
+                self.pace
+                    .line(self.framer.has_partial_line(), Instant::now());
                 if let Some(line) = line {
                     self.command(line).await;
                     self.close_if_shutting_down();
@@ -279,6 +314,8 @@ impl Session {
             }
             Input::Sasl(_) => {
                 let (n, line) = self.framer.next_line(input);
+                self.pace
+                    .line(self.framer.has_partial_line(), Instant::now());
                 if let Some(line) = line {
                     self.sasl_line(line).await;
                     self.close_if_shutting_down();
@@ -287,6 +324,14 @@ impl Session {
             }
             Input::Data(rx) => {
                 let (n, status) = rx.ingest(input);
+                self.pace.received(n);
+                if status == DataStatus::NeedMore && rx.size() > drain_limit {
+                    // Past the size limit the data is only read to hear
+                    // its end; not for ever.
+                    tracing::info!(client = %self.peer.ip(), "smtp: DATA far over the size limit");
+                    self.close_with(&Reply::message_too_large());
+                    return n;
+                }
                 if status == DataStatus::Complete {
                     if let Input::Data(rx) = std::mem::replace(&mut self.input, Input::Commands) {
                         self.data_complete(rx.finish()).await;
@@ -304,6 +349,7 @@ impl Session {
                     return 0;
                 };
                 let (n, status) = rx.ingest(input);
+                self.pace.received(n);
                 if status == ChunkStatus::ChunkComplete {
                     self.input = Input::Commands;
                     self.chunk_complete(last).await;
@@ -316,7 +362,9 @@ impl Session {
                     .unwrap_or(usize::MAX)
                     .min(input.len());
                 *remaining -= take as u64;
+                self.pace.received(take);
                 if *remaining == 0 {
+                    self.pace.end_transfer();
                     if let Input::Discard { reply, .. } =
                         std::mem::replace(&mut self.input, Input::Commands)
                     {
@@ -329,8 +377,19 @@ impl Session {
         }
     }
 
-    /// Queues a reply. Error replies count towards `max_errors`; at the
-    /// limit the session ends with `421 4.7.0`.
+    /// How many bytes of DATA are read, at most, before a message over
+    /// `max_message_size` is refused with `552 5.3.4` and the session
+    /// closed: twice the limit, so that a client that did not announce
+    /// SIZE hears the `552` after its end rather than a dropped
+    /// connection, but cannot keep the server reading for ever.
+    pub(crate) fn drain_limit(&self) -> u64 {
+        self.ctx.limits.max_message_size.saturating_mul(2)
+    }
+
+    /// Queues a reply. Error replies count towards `max_errors` (they
+    /// are protocol errors: syntax, sequence, unknown users, relaying);
+    /// at the limit the session ends with `421 4.7.0`. Refusals for
+    /// policy or resource reasons go through [`Session::refuse`].
     pub(crate) fn reply(&mut self, reply: Reply) {
         self.write(&reply);
         if reply.is_error() && reply.code() != 421 {
@@ -341,6 +400,17 @@ impl Session {
                 self.close_with(&r);
             }
         }
+    }
+
+    /// Queues a refusal that is not the client's protocol error, so not
+    /// counted towards `max_errors`: a limit reached (`452 4.5.3` too
+    /// many recipients, `552` too large), a policy verdict (plugins,
+    /// sender checks, DMARC, the message's content) or our own fault
+    /// (`451 4.3.0`). RFC 5321 §4.5.3.1.10: a client told `452` for
+    /// recipients past the limit sends them in a later transaction; the
+    /// transaction it has must not be lost for it.
+    pub(crate) fn refuse(&mut self, reply: Reply) {
+        self.write(&reply);
     }
 
     /// Queues a reply without counting it towards `max_errors` (LMTP's
@@ -368,6 +438,7 @@ impl Session {
     pub(crate) fn reset_transaction(&mut self) {
         self.tx = None;
         self.bdat = None;
+        self.pace.end_transfer();
         self.state = if self.hello.is_some() {
             State::Greeted
         } else {

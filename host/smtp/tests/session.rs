@@ -195,13 +195,31 @@ async fn bdat_too_large() {
     let mut c = start(&h).await;
     c.cmd("MAIL FROM:<a@remote.example>").await;
     c.cmd("RCPT TO:<bob@example.org>").await;
+    // The chunk that would go past the limit is refused on its BDAT
+    // line, unread, and the session ends.
     c.send(b"BDAT 8\r\n12345678BDAT 8\r\n12345678BDAT 2 LAST\r\n12NOOP\r\n")
         .await;
-    assert_eq!(short(&c.reply().await), "250 2.0.0");
-    assert_eq!(short(&c.reply().await), "552 5.3.4");
-    assert_eq!(short(&c.reply().await), "552 5.3.4");
-    assert_eq!(short(&c.reply().await), "250 2.0.0");
+    assert_eq!(
+        all_replies(&mut c).await,
+        vec!["250 2.0.0".to_string(), "552 5.3.4".to_string()]
+    );
     assert!(h.store.messages().is_empty());
+
+    // The largest chunk size there is, in and out of a transaction.
+    for before in [
+        "",
+        "MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.org>\r\n",
+    ] {
+        let mut c = start(&h).await;
+        c.send(format!("{before}BDAT 18446744073709551615\r\nxyz").as_bytes())
+            .await;
+        let replies = all_replies(&mut c).await;
+        assert_eq!(
+            replies.last().map(String::as_str),
+            Some("552 5.3.4"),
+            "{replies:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -428,6 +446,38 @@ async fn idle_timeout_closes() {
     let mut c = h.connect().await;
     c.expect("421 4.4.2").await;
     c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn slow_command_line_and_slow_transfer_get_421() {
+    let limits = SmtpLimits {
+        command_timeout: Duration::from_millis(300),
+        min_transfer_rate: 1000,
+        transfer_grace: Duration::from_millis(300),
+        ..SmtpLimits::default()
+    };
+    // Half a command line, then nothing: the line's deadline, not the
+    // (default, 300 s) idle timeout, ends it.
+    let h = Harness::with_limits(limits);
+    let mut c = start(&h).await;
+    c.send(b"NOOP").await;
+    c.expect("421 4.4.2").await;
+    c.expect_closed().await;
+
+    // Whole lines slower than that are fine.
+    let mut c = start(&h).await;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(c.cmd("NOOP").await.starts_with("250"));
+    }
+    // A message at 10 bytes in 300 ms: far below 1000 B/s after the grace.
+    c.cmd("MAIL FROM:<a@remote.example>").await;
+    c.cmd("RCPT TO:<bob@example.org>").await;
+    c.cmd("DATA").await;
+    c.send(b"Subject: \r\n").await;
+    c.expect("421 4.4.2").await;
+    c.expect_closed().await;
+    assert!(h.store.messages().is_empty());
 }
 
 #[tokio::test]

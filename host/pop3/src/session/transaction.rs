@@ -152,7 +152,6 @@ impl Session {
             return self.sign_off(out, "");
         };
         let (mailbox, marked) = (m.mailbox(), m.marked());
-        let left = m.stat().0;
         if !marked.is_empty() {
             match self.ctx.store.expunge(mailbox, &marked).await {
                 Ok(removed) => self.deleted = u32::try_from(removed.len()).unwrap_or(u32::MAX),
@@ -172,6 +171,16 @@ impl Session {
                 }
             }
         }
-        self.sign_off(out, &format!(" ({left} messages left)"));
+        // What is left is counted in the store, after the removal: the
+        // snapshot does not know what another session (IMAP EXPUNGE)
+        // removed, nor what arrived since the login.
+        let left = match self.ctx.store.list_messages(mailbox).await {
+            Ok(left) => format!(" ({} messages left)", left.len()),
+            Err(e) => {
+                tracing::warn!(user = self.user.as_deref().unwrap_or("-"), error = %e, "pop3: could not count the messages left");
+                String::new()
+            }
+        };
+        self.sign_off(out, &left);
     }
 }

@@ -15,7 +15,12 @@ use crate::session::{Input, Session};
 impl Session {
     /// Starts receiving the body.
     pub(crate) fn data(&mut self) {
-        self.input = Input::Data(Box::new(DataReceiver::new(self.ctx.limits.data_limits())));
+        let mut rx = DataReceiver::new(self.ctx.limits.data_limits());
+        if let Some(size) = self.tx.as_ref().and_then(|tx| tx.params.size) {
+            rx.expect_size(size);
+        }
+        self.input = Input::Data(Box::new(rx));
+        self.pace.start_transfer(tokio::time::Instant::now());
         self.reply(Reply::start_data());
     }
 

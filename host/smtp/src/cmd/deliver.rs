@@ -128,12 +128,12 @@ impl Session {
         let auth_results = verification
             .as_ref()
             .map(|v| std::sync::Arc::new(v.results.clone()));
-        let received = stripped.as_deref().unwrap_or(&message.data);
-        let mut data = Vec::with_capacity(header.len() + received.len());
-        data.extend_from_slice(header.as_bytes());
-        data.extend_from_slice(received);
-        drop(stripped);
-        drop(message);
+        // The trace fields go in front of the message in its own buffer
+        // (one move of the bytes, into the room the receiver kept when the
+        // size was announced): never a second copy of the message.
+        let mut data = stripped.unwrap_or(message.data);
+        data.reserve_exact(header.len());
+        data.splice(0..0, header.bytes());
         // Shared with the plugins' message view, never copied for them.
         let data = std::sync::Arc::new(data);
 

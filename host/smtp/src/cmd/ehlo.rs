@@ -48,7 +48,7 @@ impl Session {
             // The command is refused: as if it had not been sent.
             self.hello = None;
             self.reset_transaction();
-            return self.reply(refusal);
+            return self.refuse(refusal);
         }
         let greeting = format!(
             "{} Hello {} {}",

@@ -22,7 +22,7 @@ impl Session {
             return self.reply(Reply::with_code(530, 5, 7, 0, "Authentication required"));
         }
         if let Some(reply) = self.check_sender(&from).await {
-            return self.reply(reply);
+            return self.refuse(reply);
         }
         // RFC 1870 §6.3: refuse early what we would refuse after DATA.
         if params
@@ -30,7 +30,7 @@ impl Session {
             .is_some_and(|s| s > self.ctx.limits.max_message_size)
         {
             tracing::info!(%client, from = %from.address(), size = params.size, "smtp: MAIL rejected: too large");
-            return self.reply(Reply::message_too_large());
+            return self.refuse(Reply::message_too_large());
         }
         // We do not advertise BINARYMIME (the store serves messages as
         // text), so the client may not use it (RFC 3030 §3).
@@ -59,7 +59,7 @@ impl Session {
         // beyond the SMTP replies themselves.
         let policy = match self.policy_mail(&from, &params).await {
             Ok(policy) => policy,
-            Err(refusal) => return self.reply(refusal),
+            Err(refusal) => return self.refuse(refusal),
         };
         self.tx = Some(Transaction {
             from,

@@ -34,6 +34,11 @@ impl Session {
                 return self.reply(e.reply());
             }
         };
+        if let Request::Bdat { size, .. } = request {
+            if self.bdat_too_large(size) {
+                return;
+            }
+        }
         let allowed = if self.ctx.lmtp {
             crate::lmtp::check(request.verb(), self.state)
         } else {
@@ -48,6 +53,7 @@ impl Session {
                     remaining: size,
                     reply,
                 };
+                self.pace.start_transfer(tokio::time::Instant::now());
                 return;
             }
             return self.reply(reply);

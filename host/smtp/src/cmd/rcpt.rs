@@ -26,7 +26,7 @@ impl Session {
         let client = self.peer.ip();
         if self.ctx.outbound.is_none() {
             tracing::info!(%client, rcpt = %address, "smtp: RCPT refused: no outbound queue yet");
-            return self.reply(Reply::with_code(
+            return self.refuse(Reply::with_code(
                 550,
                 5,
                 3,
@@ -37,7 +37,7 @@ impl Session {
             ));
         }
         if let Err(refusal) = self.policy_rcpt(&address, params, None).await {
-            return self.reply(refusal);
+            return self.refuse(refusal);
         }
         if let Some(tx) = self.tx.as_mut() {
             if !tx.remote.contains(&address) {
@@ -57,9 +57,10 @@ impl Session {
             return self.reply(Reply::bad_sequence());
         };
         // RFC 5321 §4.5.3.1.8: at least 100 must be accepted; past our
-        // limit a temporary error lets the client send the rest later.
+        // limit a temporary error lets the client send the rest later
+        // (§4.5.3.1.10). Not a protocol error: the transaction goes on.
         if tx.recipients.len() + tx.remote.len() >= self.ctx.limits.max_recipients {
-            return self.reply(Reply::with_code(452, 4, 5, 3, "Error: too many recipients"));
+            return self.refuse(Reply::with_code(452, 4, 5, 3, "Error: too many recipients"));
         }
         if !to.is_ascii() && !tx.params.smtputf8 {
             return self.reply(Reply::with_code(
@@ -80,7 +81,7 @@ impl Session {
             Ok(RecipientCheck::Local(recipient)) => {
                 let address = recipient.address.clone();
                 if let Err(refusal) = self.policy_rcpt(&address, &params, Some(&recipient)).await {
-                    return self.reply(refusal);
+                    return self.refuse(refusal);
                 }
                 if let Some(tx) = self.tx.as_mut() {
                     if !tx.recipients.iter().any(|r| r.address == recipient.address) {
@@ -115,7 +116,7 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!(%client, rcpt = %address, error = %e, "smtp: recipient check failed");
-                self.reply(Reply::local_error());
+                self.refuse(Reply::local_error());
             }
         }
     }
