@@ -326,3 +326,62 @@ def test_commands_before_login_refused(server):
     p = server.pop3(ALICE)
     assert p.stat()[0] == 1
     p.quit()
+
+
+# ------------------------------------------------------- issue 10 bounds
+def test_quit_counts_what_another_session_expunged(server_factory):
+    """5 messages; IMAP expunges one while POP3 holds its snapshot; POP3
+    deletes one: QUIT says 3 left (the store's count), not 4 (the snapshot's)."""
+    import imaplib
+
+    srv = server_factory(listen={"smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0",
+                                 "imap": "127.0.0.1:0"})
+    deliver(srv, 5)
+    p = login_retry(srv)
+    try:
+        assert p.stat()[0] == 5
+        m = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+        m.login(ALICE, ALICE_PW)
+        m.select("INBOX")
+        m.store("1", "+FLAGS", "(\\Deleted)")
+        assert m.expunge()[0] == "OK"
+        m.logout()
+        assert p.dele(5).startswith(b"+OK")
+    finally:
+        resp = p.quit()
+    assert b"(3 messages left)" in resp, resp
+    assert len(srv.messages(ALICE)) == 3
+
+
+def test_trickled_command_line_closed_before_login(server_factory):
+    """One byte a second never completes a line within command_timeout = 3:
+    -ERR and close after about 3 s (today: the session stays open)."""
+    srv = server_factory(limits={"command_timeout": 3})
+    with srv.raw_pop3() as c:
+        assert c.status().startswith(b"+OK")
+        t0 = time.monotonic()
+        closed = False
+        for b in b"USER " + b"u" * 40 + b"\r\n":
+            if time.monotonic() - t0 > 12:
+                break
+            try:
+                c.send(bytes([b]))
+            except OSError:
+                closed = True
+                break
+            c.sock.settimeout(1.0)
+            try:
+                chunk = c.sock.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                c.buf += chunk
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+                break
+        took = time.monotonic() - t0
+        assert closed, "session still open"
+        assert 2.5 < took < 7, took
+        assert c.buf.startswith(b"-ERR"), c.buf
