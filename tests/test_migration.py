@@ -489,3 +489,69 @@ def test_imap_import_over_tls(dovecot, srv, tmp_path, mode):
     assert "Work/Projects: 2 imported" in res.stdout_text, res.stdout_text
     got = mg_snapshot(srv)["Work/Projects"]
     assert got["messages"] == dovecot.snapshot["Work/Projects"]["messages"]
+
+
+def test_oversized_maildir_file_is_skipped_unread(dovecot, srv, tmp_path):
+    """A message over the 256 MB an import takes is reported and skipped
+    (a sparse file: its size is checked before it is read)."""
+    copy = tmp_path / "Maildir"
+    shutil.copytree(dovecot.maildir, copy)
+    big = copy / "cur" / "1700000002.M3P3.host:2,S"
+    with open(big, "wb") as f:
+        f.write(b"Subject: big\n\n")
+        f.truncate(256 * 1024 * 1024 + 1)
+    res = import_cli(srv, "maildir", ALICE, str(copy), check=False)
+    assert res.returncode == 1
+    assert f"skipped {big}: 268435457 bytes, more than the 268435456 an import takes" \
+        in res.stderr_text, res.stderr_text
+    assert sorted(mg_snapshot(srv)["INBOX"]["messages"]) == [1, 2, 4, 5, 6, 7]
+
+
+def hostile_imap(replies):
+    """A one-shot IMAP server on loopback that greets, then answers each
+    command line with the next of `replies` (bytes; `{tag}` replaced)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+
+    def serve():
+        c, _ = ls.accept()
+        with c:
+            c.sendall(b"* OK hostile ready\r\n")
+            f = c.makefile("rb")
+            tag = b"*"
+            for reply in replies:
+                line = f.readline()
+                if not line:
+                    return
+                if b" " in line.strip():  # a command; else the AUTHENTICATE answer
+                    tag = line.split(b" ")[0]
+                try:
+                    c.sendall(reply.replace(b"{tag}", tag))
+                except OSError:
+                    return
+            time.sleep(1)
+        ls.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return ls.getsockname()[1]
+
+
+@pytest.mark.parametrize("reply,error", [
+    (b"* LIST () \"/\" " + b"x" * (1024 * 1024 + 10) + b"\r\n", "a response line longer than 1048576 bytes"),
+    (b"* LIST () \"/\" {300000000}\r\n", "more than the 268435456 an import takes"),
+    (b"* LIST (\\Noselect \"/\" \"\r\n{tag} OK done\r\n", None),
+])
+def test_imap_import_hostile_server(srv, tmp_path, reply, error):
+    """The old server's responses are bounded and parsed without trust."""
+    pw = tmp_path / "password"
+    pw.write_text("pw\n")
+    port = hostile_imap([b"+ \r\n", b"{tag} OK logged in\r\n", reply,
+                         b"{tag} OK lsub done\r\n", b"{tag} OK bye\r\n"])
+    res = import_cli(srv, "imap", ALICE, "--host", "127.0.0.1", "--port", str(port),
+                     "--user", "u", "--password-file", str(pw), check=False)
+    if error:
+        assert res.returncode == 1
+        assert error in res.stderr_text, res.stderr_text
+    else:
+        assert res.returncode == 0, res.stderr_text
+        assert "imported 0 messages in 0 folders" in res.stdout_text

@@ -37,6 +37,8 @@ pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// Messages asked for in one UID FETCH of bodies.
 pub const FETCH_CHUNK: usize = 100;
+/// How a refused command's error reads (`LIST refused: NO ...`).
+const REFUSED: &str = " refused: ";
 /// Messages read ahead of the store.
 pub const CHANNEL_MESSAGES: usize = 256;
 
@@ -185,7 +187,7 @@ impl Conn {
                     return Ok(untagged);
                 }
                 let verb = command.split(' ').next().unwrap_or(command);
-                return Err(format!("{verb} refused: {}", printable(&rest)));
+                return Err(format!("{verb}{REFUSED}{}", printable(&rest)));
             }
             untagged.push(r);
         }
@@ -345,7 +347,7 @@ async fn login(conn: &mut Conn, user: &str, password: &str) -> Result<(), String
             .finish(&tag, "AUTHENTICATE")
             .await
             .map(|_| ())
-            .map_err(|_| "the old server refused the user name or password".to_string());
+            .map_err(refused);
     }
     if user
         .chars()
@@ -357,7 +359,18 @@ async fn login(conn: &mut Conn, user: &str, password: &str) -> Result<(), String
     conn.command(&format!("LOGIN {} {}", quote(user), quote(password)))
         .await
         .map(|_| ())
-        .map_err(|_| "the old server refused the user name or password".to_string())
+        .map_err(refused)
+}
+
+/// A refusal of the login says so (without the server's words, which
+/// may echo the user name); other errors (timeouts, a broken connection)
+/// are told as they are.
+fn refused(e: String) -> String {
+    if e.contains(REFUSED) {
+        "the old server refused the user name or password".into()
+    } else {
+        e
+    }
 }
 
 /// A folder as the old server names it.
