@@ -10,9 +10,10 @@ use mailgate::config::Config;
 /// with an error whose message can be printed; an accepted configuration
 /// passed its own checks, and parsing is deterministic.
 pub fn config(bytes: &[u8]) {
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return;
-    };
+    // Lossy, so that a flipped bit still gives a file to parse (reading
+    // a file that is not UTF-8 fails before parsing).
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.as_ref();
     let path = Path::new("fuzz.toml");
     match Config::parse(text, path) {
         Ok(c) => {
