@@ -407,6 +407,9 @@ impl Config {
             || l.max_message_size < 1024
             || l.idle_timeout < 1
             || l.max_errors < 1
+            || l.max_connections < 1
+            || l.max_connections_per_ip < 1
+            || l.command_timeout < 1
         {
             return Err(ConfigError::Invalid(
                 "limits must be positive (and max_message_size at least 1024)".into(),
@@ -490,6 +493,11 @@ pop3 = "0.0.0.0:110"
         assert!(e.contains("smpt"), "{e}");
         let small = format!("{MINIMAL}\n[limits]\nmax_command_line = 100\n");
         assert!(Config::parse(&small, Path::new("t.toml")).is_err());
+        // A zero here would refuse every connection or close every session.
+        for key in ["max_connections", "max_connections_per_ip", "command_timeout"] {
+            let zero = format!("{MINIMAL}\n[limits]\n{key} = 0\n");
+            assert!(Config::parse(&zero, Path::new("t.toml")).is_err(), "{key}");
+        }
     }
 
     #[test]
