@@ -227,6 +227,10 @@ struct Listen<'a> {
 struct Limits {
     max_recipients: u32,
     max_message_size: u64,
+    /// Every benchmark client comes from 127.0.0.1 (thousands of idle
+    /// IMAP sessions in the memory phase): the per-address cap is lifted
+    /// to the server-wide one.
+    max_connections_per_ip: usize,
 }
 
 /// A running `mailgate serve` in its own temp dir.
@@ -279,6 +283,7 @@ impl Mailgate {
             limits: Limits {
                 max_recipients: 100,
                 max_message_size,
+                max_connections_per_ip: 10_000,
             },
             auth: Auth {
                 trust_loopback: true,
