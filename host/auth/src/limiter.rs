@@ -27,10 +27,11 @@
 //!   log into it between guesses and guess without end.
 //!
 //! # Bounds
-//! At most [`MAX_COUNTERS`] client counters and as many account counters
-//! exist; past that, expired counters are swept and then counters that do
-//! not refuse anything yet (fewer than `max_failures` failures, nothing in
-//! flight) are dropped. At most [`MAX_TRUSTED_PER_ACCOUNT`] trusted
+//! When [`MAX_COUNTERS`] client counters (or as many account counters)
+//! exist, expired counters are swept and then counters that do not refuse
+//! anything yet (fewer than `max_failures` failures, nothing in flight)
+//! are dropped. A counter that refuses is kept until its window ends:
+//! more than [`MAX_COUNTERS`] of them take as many attacking addresses. At most [`MAX_TRUSTED_PER_ACCOUNT`] trusted
 //! clients are kept per account (the most recent), for at most
 //! [`MAX_COUNTERS`] accounts. Everything is in memory: a restart forgets
 //! failures and trusted clients alike.
