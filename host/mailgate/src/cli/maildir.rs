@@ -25,7 +25,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use mailgate_store::{MailboxInfo, MessageMeta};
 
-use super::import::{Body, Broken, DateSource, ExportWriter, Source, SourceFolder, SourceMessage};
+use super::export::ExportWriter;
+use super::import::{Body, Broken, DateSource, Source, SourceFolder, SourceMessage};
 
 /// The dovecot-uidlist of a folder, if it has one this code understands.
 #[derive(Debug, Default, PartialEq, Eq)]

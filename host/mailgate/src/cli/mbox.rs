@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime};
 use mailgate_store::{MailboxInfo, MessageMeta};
 
-use super::import::{Body, Broken, ExportWriter, Source, SourceFolder, SourceMessage};
+use super::export::ExportWriter;
+use super::import::{Body, Broken, Source, SourceFolder, SourceMessage};
 
 /// Header fields that carry the old server's state, not the message's.
 const STATE_FIELDS: &[&str] = &[

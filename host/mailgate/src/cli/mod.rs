@@ -5,6 +5,7 @@
 
 mod admin;
 mod dkim;
+mod export;
 mod imap_source;
 mod import;
 mod maildir;
@@ -13,7 +14,8 @@ mod plugin;
 mod queue;
 
 pub use dkim::DkimCommand;
-pub use import::{ExportCommand, ImportCommand};
+pub use export::ExportCommand;
+pub use import::ImportCommand;
 pub use queue::QueueCommand;
 
 use std::io::Write;
@@ -239,7 +241,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dkim(c) => dkim::dkim(&c),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
-            Command::Export(c) => import::run_export(&config, c).await,
+            Command::Export(c) => export::run_export(&config, c).await,
         }
     });
     // Sessions still open after the shutdown grace period are dropped
