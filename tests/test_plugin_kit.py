@@ -290,3 +290,30 @@ def test_plugin_log_lines_carry_session_and_queue_id(server_factory, wasm):
     assert f"message{{queue_id={queue_id}}}" in data
     assert "mailgate_policy::bindings" in data and "edits" in data
     assert f"session={session}" in accepted and queue_id in accepted
+
+
+def test_plugin_run_matches_the_server_greylist_and_forwarder(mailgate_bin, server_factory,
+                                                              wasm, tmp_path):
+    grey = BUILD / "greylist.wasm"
+    fwd = BUILD / "forwarder.wasm"
+    # greylist: the first attempt of a triplet is deferred, in plugin run
+    # (a fresh in-memory store every run) as in the server
+    res = run(mailgate_bin, "plugin", "run", grey, "--hook", "rcpt-to", "--grant", "kv",
+              "--grant", "clock", "--grant", "config", "--client", "127.0.0.1",
+              "--from", "sender@remote.test", "--rcpt", ALICE, "--json")
+    [call] = json.loads(res.stdout)["calls"]
+    assert call["verdict"] == "tempfail" and call["reply"].startswith("451 4.7.1"), call
+    srv, _ = plugins_server(server_factory, {"greylist.wasm": grey},
+                            '\n[[plugin]]\nname = "greylist"\ngrants = ["kv", "clock", "config"]\n')
+    wait_until(lambda: "plugin loaded" in srv.stderr_tail(20000), what="plugin loaded")
+    assert smtp_code(srv, make_message(subject="grey")) == 451
+    # forwarder: a listed address is forwarded, the others delivered
+    conf = '{"forward": {"alice@example.test": ["ann@example.net"]}}'
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(make_message(subject="fwd"))
+    res = run(mailgate_bin, "plugin", "run", fwd, "--hook", "route", "--grant", "config",
+              "--config-json", conf, "--rcpt", ALICE, "--rcpt", "bob@example.test", "--json",
+              eml)
+    calls = json.loads(res.stdout)["calls"]
+    assert calls[0]["route"] == ["forward ann@example.net"], calls
+    assert calls[1]["route"] == ["deliver"]
