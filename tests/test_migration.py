@@ -555,3 +555,20 @@ def test_imap_import_hostile_server(srv, tmp_path, reply, error):
     else:
         assert res.returncode == 0, res.stderr_text
         assert "imported 0 messages in 0 folders" in res.stdout_text
+
+
+def test_maildir_mail_dovecot_has_not_numbered_yet(dovecot, srv, tmp_path):
+    """A message delivered to new/ that Dovecot has not seen yet (not in
+    dovecot-uidlist) gets the UID Dovecot would have given it: its UIDNEXT."""
+    copy = tmp_path / "Maildir"
+    shutil.copytree(dovecot.maildir, copy)
+    fresh = copy / "new" / "1700000003.M4P4.host"
+    fresh.write_bytes(message(99, "fresh").replace(b"\r\n", b"\n"))
+    import_cli(srv, "maildir", ALICE, str(copy))
+    inbox = mg_snapshot(srv)["INBOX"]
+    assert sorted(inbox["messages"]) == [1, 2, 4, 5, 6, 7, 9]
+    assert inbox["messages"][9]["bytes"] == message(99, "fresh")
+    assert inbox["messages"][9]["flags"] == []
+    assert inbox["uidnext"] == 10
+    for uid, want in dovecot.snapshot["INBOX"]["messages"].items():
+        assert inbox["messages"][uid] == want
