@@ -572,3 +572,20 @@ def test_maildir_mail_dovecot_has_not_numbered_yet(dovecot, srv, tmp_path):
     assert inbox["uidnext"] == 10
     for uid, want in dovecot.snapshot["INBOX"]["messages"].items():
         assert inbox["messages"][uid] == want
+
+
+def test_mbox_damaged_file_and_message_are_reported(srv, tmp_path):
+    not_mbox = tmp_path / "notes.txt"
+    not_mbox.write_bytes(b"just some notes\nnot mail\n")
+    res = import_cli(srv, "mbox", ALICE, str(not_mbox), check=False)
+    assert res.returncode == 1
+    assert f"skipped {not_mbox}: not an mbox file" in res.stderr_text, res.stderr_text
+    mixed = tmp_path / "mixed"
+    mixed.write_bytes(b"From a@b Mon Dec  7 11:29:53 2026\nSubject: good\n\nok\n\n"
+                      b"From a@b Mon Dec  7 11:29:54 2026\n\x00\x01\x02garbage\n\n"
+                      b"From a@b Mon Dec  7 11:29:55 2026\nSubject: also good\n\nok\n")
+    res = import_cli(srv, "mbox", ALICE, str(mixed), "--mailbox", "Mixed", check=False)
+    assert res.returncode == 1
+    assert f"skipped {mixed} message 2: NUL byte in the header" in res.stderr_text, res.stderr_text
+    assert "Mixed: 2 imported, 0 already present, 1 broken" in res.stdout_text
+    assert len(mg_snapshot(srv)["Mixed"]["messages"]) == 2
