@@ -12,6 +12,7 @@
 //!   and shuts down on SIGTERM.
 //! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
 //!   permits the accept loops hand each session.
+//! - [`wake`]: the socket through which `queue flush` wakes the server.
 //! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`,
 //!   `queue`, `dkim`).
 #![forbid(unsafe_code)]
@@ -23,3 +24,4 @@ pub mod dev;
 pub mod plugins;
 pub mod relay;
 pub mod server;
+pub mod wake;

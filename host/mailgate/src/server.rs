@@ -249,6 +249,8 @@ pub async fn run(
     }
     // The relay starts with the listeners: mail queued before a restart
     // goes out now, and submissions from here on are woken at once.
+    // `mailgate queue flush` wakes it through <data_dir>/queue.sock.
+    crate::wake::listen(&config.data_dir, relay.clone(), shutdown_rx.clone());
     let relay_task = tokio::spawn(relay.run(shutdown_rx.clone()));
     if let Some(policy) = &policy {
         crate::plugins::watch(policy, &config, shutdown_rx.clone());

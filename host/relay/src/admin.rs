@@ -1,4 +1,5 @@
-//! What `mailgate queue list|show|flush|delete|hold|release` do, as
+//! What `mailgate queue list|show|flush|delete|hold|release` do (and
+//! their `--json` documents), as
 //! functions over the store, so the CLI only parses arguments and prints.
 
 use std::fmt::Write;
@@ -135,6 +136,164 @@ pub async fn flush(store: &dyn QueueStore, id: Option<QueueId>, now: i64) -> Sto
     store.queue_flush(id, now).await
 }
 
+/// Which messages `queue delete` removes besides a single id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Every message, held or not (`postsuper -d ALL`).
+    All,
+    /// The messages matching every criterion given.
+    Matching {
+        /// The envelope sender, compared without regard to case; `<>` (or
+        /// an empty string) selects bounces.
+        from: Option<String>,
+        /// A recipient domain (no subdomains), without regard to case: a
+        /// message matches when every recipient still pending is in it.
+        to_domain: Option<String>,
+    },
+}
+
+/// What [`Selector::check`] says about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selected {
+    /// Delete it.
+    Yes,
+    /// Not selected.
+    No,
+    /// The sender matches and some pending recipients are in the domain,
+    /// but others are not: left alone (deleting it would drop those).
+    Mixed,
+}
+
+fn normal_domain(d: &str) -> String {
+    d.trim()
+        .trim_start_matches('@')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+impl Selector {
+    /// Whether `e` is selected.
+    pub fn check(&self, e: &QueueEntry) -> Selected {
+        let Selector::Matching { from, to_domain } = self else {
+            return Selected::Yes;
+        };
+        if let Some(from) = from {
+            let want = from.trim();
+            let want = if want == "<>" { "" } else { want };
+            let want = want
+                .strip_prefix('<')
+                .and_then(|w| w.strip_suffix('>'))
+                .unwrap_or(want);
+            if !e.sender.eq_ignore_ascii_case(want) {
+                return Selected::No;
+            }
+        }
+        if let Some(domain) = to_domain {
+            let domain = normal_domain(domain);
+            let (mut inside, mut outside) = (0, 0);
+            for r in e.pending() {
+                if normal_domain(&r.domain) == domain {
+                    inside += 1;
+                } else {
+                    outside += 1;
+                }
+            }
+            return match (inside, outside) {
+                (0, _) => Selected::No,
+                (_, 0) => Selected::Yes,
+                _ => Selected::Mixed,
+            };
+        }
+        Selected::Yes
+    }
+}
+
+/// What `queue delete --all|--from|--to-domain` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteReport {
+    /// The messages removed.
+    pub deleted: Vec<QueueId>,
+    /// Selected by sender but with pending recipients outside the domain
+    /// as well: not removed.
+    pub mixed: Vec<QueueId>,
+}
+
+/// Deletes every message in the queue when called that `selector` picks,
+/// without any bounce. A message that finished meanwhile is not counted.
+pub async fn delete_matching(
+    store: &dyn QueueStore,
+    selector: &Selector,
+) -> StoreResult<DeleteReport> {
+    let mut report = DeleteReport::default();
+    for e in store.queue_list().await? {
+        match selector.check(&e) {
+            Selected::Yes => {
+                if store.queue_delete(e.id).await? {
+                    report.deleted.push(e.id);
+                }
+            }
+            Selected::Mixed => report.mixed.push(e.id),
+            Selected::No => {}
+        }
+    }
+    Ok(report)
+}
+
+/// A time as `queue list --json` gives it (UTC, what jq's `fromdate`
+/// reads).
+fn json_time(secs: i64) -> serde_json::Value {
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(d) => d.format("%Y-%m-%dT%H:%M:%SZ").to_string().into(),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// One message as a JSON object (`queue list --json`, `queue show --json`);
+/// the field names are documented in docs/operations.md and stable.
+pub fn entry_json(e: &QueueEntry) -> serde_json::Value {
+    let recipients: Vec<serde_json::Value> = e
+        .recipients
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "address": r.address,
+                "domain": r.domain,
+                "status": r.status.as_str(),
+                "last_reply": r.last_reply,
+                "remote_host": r.remote_host,
+                "next_hop": r.next_hop,
+                "updated": r.updated.map(json_time),
+                "orcpt": r.orcpt,
+                "notify": r.notify,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "id": e.id,
+        "sender": e.sender,
+        "size": e.size,
+        "arrived": json_time(e.created),
+        "next_attempt": json_time(e.next_attempt),
+        "attempts": e.attempts,
+        "held": e.held,
+        "delay_warning_sent": e.warned,
+        "envid": e.envid,
+        "ret": e.ret_full.map(|full| if full { "FULL" } else { "HDRS" }),
+        "smtputf8": e.smtputf8,
+        "eight_bit": e.eight_bit,
+        "recipients": recipients,
+    })
+}
+
+/// `queue list --json`: one document, `{"count", "total_size", "messages"}`.
+pub fn list_json(entries: &[QueueEntry]) -> serde_json::Value {
+    serde_json::json!({
+        "count": entries.len(),
+        "total_size": entries.iter().map(|e| e.size).sum::<u64>(),
+        "messages": entries.iter().map(entry_json).collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +339,100 @@ mod tests {
         assert!(out.contains("bob@b.test via [127.0.0.3]:2525"), "{out}");
         assert_eq!(parse_id(" 12 ").unwrap(), 12);
         assert!(parse_id("x").is_err());
+    }
+
+    fn entry(id: QueueId, sender: &str, rcpts: &[(&str, RecipientStatus)]) -> QueueEntry {
+        QueueEntry {
+            id,
+            sender: sender.into(),
+            size: 10,
+            created: 0,
+            next_attempt: 0,
+            attempts: 0,
+            held: false,
+            warned: false,
+            envid: None,
+            ret_full: Some(false),
+            smtputf8: false,
+            eight_bit: false,
+            recipients: rcpts
+                .iter()
+                .enumerate()
+                .map(|(i, (a, status))| QueuedRecipient {
+                    index: i as u32,
+                    address: a.to_string(),
+                    domain: a.rsplit('@').next().unwrap().to_ascii_lowercase(),
+                    orcpt: None,
+                    notify: None,
+                    status: *status,
+                    last_reply: None,
+                    remote_host: None,
+                    updated: None,
+                    next_hop: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn selectors_match_sender_and_domain() {
+        use RecipientStatus::*;
+        let to = |d: &str| Selector::Matching {
+            from: None,
+            to_domain: Some(d.into()),
+        };
+        let from = |f: &str| Selector::Matching {
+            from: Some(f.into()),
+            to_domain: None,
+        };
+        let one = entry(1, "Alice@A.test", &[("bob@B.test", Pending)]);
+        let bounce = entry(2, "", &[("x@c.test", Pending)]);
+        let mixed = entry(
+            3,
+            "alice@a.test",
+            &[("bob@b.test", Pending), ("x@c.test", Pending)],
+        );
+        let done_elsewhere = entry(
+            4,
+            "z@a.test",
+            &[("bob@b.test", Pending), ("x@c.test", Delivered)],
+        );
+        assert_eq!(Selector::All.check(&mixed), Selected::Yes);
+        assert_eq!(to("b.test").check(&one), Selected::Yes);
+        assert_eq!(to("@B.TEST.").check(&one), Selected::Yes);
+        assert_eq!(to("test").check(&one), Selected::No);
+        assert_eq!(to("sub.b.test").check(&one), Selected::No);
+        assert_eq!(to("b.test").check(&mixed), Selected::Mixed);
+        assert_eq!(to("b.test").check(&done_elsewhere), Selected::Yes);
+        assert_eq!(to("c.test").check(&done_elsewhere), Selected::No);
+        assert_eq!(from("alice@a.test").check(&one), Selected::Yes);
+        assert_eq!(from("<alice@a.test>").check(&one), Selected::Yes);
+        assert_eq!(from("alice@a.test").check(&bounce), Selected::No);
+        assert_eq!(from("<>").check(&bounce), Selected::Yes);
+        assert_eq!(from("").check(&bounce), Selected::Yes);
+        assert_eq!(from("<>").check(&one), Selected::No);
+        let both = Selector::Matching {
+            from: Some("alice@a.test".into()),
+            to_domain: Some("c.test".into()),
+        };
+        assert_eq!(both.check(&one), Selected::No);
+        assert_eq!(both.check(&mixed), Selected::Mixed);
+        assert_eq!(both.check(&bounce), Selected::No);
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let e = entry(7, "", &[("bob@b.test", RecipientStatus::Failed)]);
+        let v = list_json(std::slice::from_ref(&e));
+        assert_eq!(v["count"], 1);
+        assert_eq!(v["total_size"], 10);
+        let m = &v["messages"][0];
+        assert_eq!(m["id"], 7);
+        assert_eq!(m["sender"], "");
+        assert_eq!(m["arrived"], "1970-01-01T00:00:00Z");
+        assert_eq!(m["ret"], "HDRS");
+        assert_eq!(m["held"], false);
+        assert_eq!(m["recipients"][0]["status"], "failed");
+        assert_eq!(m["recipients"][0]["last_reply"], serde_json::Value::Null);
     }
 }

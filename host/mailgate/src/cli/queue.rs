@@ -1,9 +1,8 @@
 //! `mailgate queue ...`: look at and steer the outbound queue.
 //!
-//! These commands change the store only; the running server's relay sees
-//! the change at its next look at the queue (at most `[queue]
-//! poll_interval` later), so they work the same whether or not a server
-//! runs. The formatting lives in `mailgate_relay::admin`.
+//! These commands change the store, so they work the same whether or not
+//! a server runs; `queue flush` then wakes the running server through its
+//! socket (`crate::wake`). The formatting lives in `mailgate_relay::admin`.
 
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use mailgate_store::queue::QueueStore;
 use mailgate_store::SqliteStore;
 
 use crate::config::Config;
+use crate::wake::{self, Poke};
 
 /// `mailgate queue ...`
 #[derive(Debug, Subcommand)]
@@ -20,7 +20,12 @@ pub enum QueueCommand {
     /// List the messages waiting for delivery to other domains (like
     /// `mailq`): id (`!` after it when held), size, arrival, sender, and
     /// each recipient still pending with the last reply about it.
-    List,
+    List {
+        /// One JSON document instead (`count`, `total_size`, `messages`;
+        /// every recipient with its status; fields in docs/operations.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one message: its state, every recipient's status and last
     /// reply, and the message header (`--body`: the whole message).
     Show {
@@ -29,19 +34,42 @@ pub enum QueueCommand {
         /// Print the whole message, not only its header.
         #[arg(long)]
         body: bool,
+        /// One JSON document instead: the fields of `queue list --json`
+        /// plus `header` (and `body` with --body), as text.
+        #[arg(long)]
+        json: bool,
     },
     /// Try now: make one message (or every message not held) due at once,
-    /// ignoring the retry schedule. The server picks it up within
-    /// `[queue] poll_interval`.
+    /// ignoring the retry schedule, and wake the running server, which
+    /// starts delivering at once (without a server: at its next start).
     Flush {
         /// The queue id; without it, every message not held.
         id: Option<String>,
     },
-    /// Remove a message from the queue for good, without telling the
-    /// sender.
+    /// Remove messages from the queue for good (like `postsuper -d`): no
+    /// bounce is sent, the sender is not told. A message being delivered
+    /// at that moment is not stopped: that attempt ends (the remote server
+    /// may get the message), but its outcome is not recorded, no further
+    /// attempt is made and no bounce is sent. Held messages are included.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)
+        .args(["id", "all", "from", "to_domain"])))]
     Delete {
         /// The queue id.
-        id: String,
+        #[arg(conflicts_with_all = ["all", "from", "to_domain"])]
+        id: Option<String>,
+        /// Every message in the queue (`postsuper -d ALL`).
+        #[arg(long, conflicts_with_all = ["from", "to_domain"])]
+        all: bool,
+        /// The messages from this envelope sender (any case; `<>` for
+        /// bounces). With --to-domain: messages matching both.
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+        /// The messages whose recipients still pending are all in this
+        /// domain (exactly; not its subdomains). A message that also has
+        /// pending recipients elsewhere is left alone and named, so that no
+        /// other recipient's copy is dropped: delete it by id if you mean to.
+        #[arg(long, value_name = "DOMAIN")]
+        to_domain: Option<String>,
     },
     /// Stop delivery attempts for a message until `queue release` (it
     /// keeps its age: once released, a failure past `[queue] max_age`
@@ -83,14 +111,28 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
     let store = open(config)?;
     let id = |s: &str| admin::parse_id(s).map_err(|e| e.to_string());
     match command {
-        QueueCommand::List => {
+        QueueCommand::List { json } => {
             let entries = store.queue_list().await.map_err(|e| e.to_string())?;
-            print!("{}", admin::format_list(&entries));
+            if json {
+                println!("{:#}", admin::list_json(&entries));
+            } else {
+                print!("{}", admin::format_list(&entries));
+            }
         }
-        QueueCommand::Show { id: i, body } => {
+        QueueCommand::Show { id: i, body, json } => {
             let (entry, raw) = admin::show(store.as_ref(), id(&i)?)
                 .await
                 .map_err(|e| e.to_string())?;
+            if json {
+                let mut doc = admin::entry_json(&entry);
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                doc["header"] = text(header_part(&raw)).into();
+                if body {
+                    doc["body"] = text(&raw).into();
+                }
+                println!("{doc:#}");
+                return Ok(());
+            }
             print!("{}", admin::format_entry(&entry));
             println!();
             let shown = if body { &raw[..] } else { header_part(&raw) };
@@ -105,17 +147,60 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
             if let (Some(i), 0) = (target, n) {
                 return Err(format!("queue entry {i} does not exist or is held"));
             }
-            println!(
-                "{n} message{} due now; the server delivers within [queue] poll_interval",
-                if n == 1 { "" } else { "s" }
-            );
+            let plural = if n == 1 { "" } else { "s" };
+            match wake::poke(&config.data_dir) {
+                Ok(Poke::Woken) => {
+                    println!("{n} message{plural} due now; the server is delivering")
+                }
+                Ok(Poke::NotRunning) => println!(
+                    "{n} message{plural} due now; no server is running: they go when it starts"
+                ),
+                Err(e) => println!(
+                    "{n} message{plural} due now; {e}: the server delivers within [queue] poll_interval"
+                ),
+            }
         }
-        QueueCommand::Delete { id: i } => {
+        QueueCommand::Delete { id: Some(i), .. } => {
             let i = id(&i)?;
             admin::delete(store.as_ref(), i)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("deleted {i}");
+        }
+        QueueCommand::Delete {
+            id: None,
+            all,
+            from,
+            to_domain,
+        } => {
+            let selector = if all {
+                admin::Selector::All
+            } else {
+                admin::Selector::Matching { from, to_domain }
+            };
+            let report = admin::delete_matching(store.as_ref(), &selector)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ids = |v: &[i64]| {
+                v.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            match report.deleted.len() {
+                0 => println!("deleted 0 messages"),
+                n => println!(
+                    "deleted {n} message{}: {}",
+                    if n == 1 { "" } else { "s" },
+                    ids(&report.deleted)
+                ),
+            }
+            if !report.mixed.is_empty() {
+                println!(
+                    "left alone (also pending for other domains; delete by id if you mean to): {}",
+                    ids(&report.mixed)
+                );
+            }
         }
         QueueCommand::Hold { id: i } => {
             let i = id(&i)?;
