@@ -188,7 +188,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         if *shutdown.borrow() {
             return End::Closed(say_shutdown(stream, &mut out, ctx).await);
         }
-        let line_deadline = line_started.map(|s| s + ctx.command_timeout);
+        let line_deadline = line_started
+            .filter(|_| !ctx.command_timeout.is_zero())
+            .map(|s| s + ctx.command_timeout);
         if line_deadline.is_some_and(|d| d <= Instant::now()) {
             return End::Closed(say_too_slow(stream, &mut out, ctx).await);
         }

@@ -80,7 +80,7 @@ pub struct Pop3Context {
     /// How long to wait for a command (and for a write) before closing.
     pub idle_timeout: Duration,
     /// How long one command line may take from its first byte to its
-    /// end; slower: `-ERR` and close.
+    /// end; slower: `-ERR` and close. Zero turns the check off.
     pub command_timeout: Duration,
     /// Becomes `true` when the server stops: idle sessions say goodbye.
     pub shutdown: watch::Receiver<bool>,

@@ -33,7 +33,8 @@ pub struct SmtpLimits {
     /// for policy or resource reasons do not count, see `Session::refuse`).
     pub max_errors: u32,
     /// A command line must arrive whole within this of its first byte;
-    /// slower: `421 4.4.2` and close (see `crate::pace`).
+    /// slower: `421 4.4.2` and close (see `crate::pace`). Zero turns
+    /// the check off.
     pub command_timeout: Duration,
     /// Slowest accepted message transfer (DATA, BDAT), in bytes per
     /// second averaged from its start, once `transfer_grace` has passed;

@@ -71,7 +71,10 @@ impl Pace {
     /// The moment at which the client is too slow if nothing more
     /// arrives; `None` when no deadline runs.
     pub(crate) fn deadline(&self, limits: &SmtpLimits) -> Option<Instant> {
-        let line = self.line_started.map(|s| s + limits.command_timeout);
+        let line = self
+            .line_started
+            .filter(|_| !limits.command_timeout.is_zero())
+            .map(|s| s + limits.command_timeout);
         let transfer = self
             .transfer
             .filter(|_| limits.min_transfer_rate > 0)
@@ -94,7 +97,9 @@ impl Pace {
             return None;
         }
         Some(match self.line_started {
-            Some(s) if s + limits.command_timeout <= now => "command line too slow",
+            Some(s) if !limits.command_timeout.is_zero() && s + limits.command_timeout <= now => {
+                "command line too slow"
+            }
             _ => "transfer too slow",
         })
     }
@@ -172,7 +177,8 @@ mod tests {
         p.line(true, t0 + Duration::from_secs(1));
         assert_eq!(p.deadline(&l), Some(t0 + Duration::from_secs(11)));
         l.min_transfer_rate = 0;
-        p.line(false, t0);
+        assert_eq!(p.deadline(&l), Some(t0 + Duration::from_secs(11)));
+        l.command_timeout = Duration::ZERO;
         assert_eq!(p.deadline(&l), None);
     }
 }
