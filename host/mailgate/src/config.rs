@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The server's name: used in greetings, `Received:` and EHLO.
@@ -94,7 +94,7 @@ fn default_shutdown_timeout() -> u64 {
 }
 
 /// `[listen]`: one address (`ip:port`) per listener.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// SMTP, the MX role (port 25).
@@ -116,7 +116,7 @@ pub struct Listen {
 }
 
 /// `[inbound]`: verification of mail arriving on the `smtp` listener.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InboundSettings {
     /// Check SPF, DKIM and DMARC and add `Authentication-Results:`.
@@ -152,7 +152,7 @@ impl InboundSettings {
 
 /// `[tls]`: the server's certificate chain and private key, PEM files.
 /// Reloaded when they change and on SIGHUP.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// The certificate chain: the server certificate first, then any
@@ -169,7 +169,7 @@ pub struct TlsSettings {
 
 /// `[relay]`: how mail for other domains leaves (see `crate::relay`).
 /// Absent keys keep the relay crate's defaults.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelaySettings {
     /// The name in EHLO; the top-level `hostname` when absent.
@@ -204,7 +204,7 @@ pub struct RelaySettings {
 
 /// `[queue]`: retries and concurrency of the outbound queue. Durations are
 /// strings such as `"30s"`, `"15m"`, `"4h"`, `"5d"`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSettings {
     /// Waits between attempts; the last one repeats.
@@ -223,7 +223,7 @@ pub struct QueueSettings {
 }
 
 /// One `[[dkim]]` table: the signing key of one domain.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DkimKey {
     /// The domain whose mail (by its `From:` address) is signed.
@@ -235,7 +235,7 @@ pub struct DkimKey {
 }
 
 /// `[submission]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SubmissionSettings {
     /// Save a copy of each submitted message in the sender's `Sent`
@@ -247,7 +247,7 @@ pub struct SubmissionSettings {
 }
 
 /// `[limits]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest message accepted, in bytes (advertised as SIZE).
@@ -294,7 +294,7 @@ impl Default for Limits {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// Delay after a failed login in milliseconds; doubles with each

@@ -4,6 +4,7 @@
 //! runs (the store serialises the two processes' writes).
 
 mod admin;
+mod config_check;
 mod dkim;
 mod export;
 mod imap_source;
@@ -13,6 +14,7 @@ mod mbox;
 mod plugin;
 mod queue;
 
+pub use config_check::ConfigCommand;
 pub use dkim::DkimCommand;
 pub use export::ExportCommand;
 pub use import::ImportCommand;
@@ -79,6 +81,10 @@ pub enum Command {
     /// Write an account's mail out as Maildir or mbox (the way back out).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Check the configuration file and print the effective configuration
+    /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 /// `mailgate user ...`
@@ -180,6 +186,17 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
 /// Runs a parsed command line; the exit code says how it went.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
+    // `config check` reads the file itself, to report its problems with
+    // the file and line.
+    if let Command::Config(c) = &cli.command {
+        return match config_check::run(cli.config.as_deref(), cli.dev, c) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("mailgate: {e}")),
+        };
+    }
     // Making a DKIM key needs no configuration (it comes before the
     // `[[dkim]]` table that names the key).
     if let Command::Dkim(c) = &cli.command {
@@ -240,6 +257,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
+            Command::Config(_) => Err("config commands are run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
             Command::Export(c) => export::run_export(&config, c).await,
         }
