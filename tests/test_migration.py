@@ -589,3 +589,35 @@ def test_mbox_damaged_file_and_message_are_reported(srv, tmp_path):
     assert f"skipped {mixed} message 2: NUL byte in the header" in res.stderr_text, res.stderr_text
     assert "Mixed: 2 imported, 0 already present, 1 broken" in res.stdout_text
     assert len(mg_snapshot(srv)["Mixed"]["messages"]) == 2
+
+
+def test_maildir_folder_name_with_control_character(dovecot, srv, tmp_path):
+    """A folder whose name has a control character is reported (shown
+    with `?`) and skipped; the other folders are imported."""
+    copy = tmp_path / "Maildir"
+    shutil.copytree(dovecot.maildir, copy)
+    bad = copy / ".bad\x01name"
+    (bad / "cur").mkdir(parents=True)
+    (bad / "cur" / "1700000004.M5P5.host:2,S").write_bytes(b"Subject: x\n\nbody\n")
+    res = import_cli(srv, "maildir", ALICE, str(copy), check=False)
+    assert res.returncode == 1
+    assert f"skipped {copy}/.bad?name: folder name is not valid modified UTF-7" \
+        in res.stderr_text, res.stderr_text
+    assert "\x01" not in res.stderr_text + res.stdout_text
+    assert sorted(mg_snapshot(srv)["INBOX"]["messages"]) == [1, 2, 4, 5, 6, 7]
+
+
+def test_imap_folder_mailgate_cannot_hold_is_skipped(srv, tmp_path):
+    """An IMAP folder named with an empty level (`a//b`) cannot be a
+    mailgate folder: it is reported and skipped, and the import goes on."""
+    pw = tmp_path / "password"
+    pw.write_text("pw\n")
+    port = hostile_imap([
+        b"+ \r\n", b"{tag} OK logged in\r\n",
+        b'* LIST () "/" "a//b"\r\n{tag} OK\r\n', b"{tag} OK\r\n",
+        b'* STATUS "a//b" (UIDVALIDITY 5 UIDNEXT 3 MESSAGES 0)\r\n{tag} OK\r\n',
+        b"{tag} OK\r\n", b"{tag} OK\r\n"])
+    res = import_cli(srv, "imap", ALICE, "--host", "127.0.0.1", "--port", str(port),
+                     "--user", "u", "--password-file", str(pw), check=False)
+    assert res.returncode == 1
+    assert "skipped folder a//b (0 messages)" in res.stderr_text, res.stderr_text

@@ -285,11 +285,12 @@ pub async fn import(
         let name = folder.name.clone();
         let r = import_folder(&store, account, folder, dry_run, &mut progress)
             .await
-            .map_err(|e| format!("{name}: {e}"))?;
+            .map_err(|e| format!("{}: {e}", shown(&name)))?;
         progress.clear();
         let verb = if dry_run { "to import" } else { "imported" };
         println!(
-            "{name}: {} {verb}, {} already present, {} broken{}",
+            "{}: {} {verb}, {} already present, {} broken{}",
+            shown(&name),
             r.imported,
             r.present,
             r.broken,
@@ -321,7 +322,42 @@ pub async fn import(
 }
 
 fn report_broken(b: &Broken) {
-    eprintln!("mailgate: skipped {}: {}", b.origin, b.reason);
+    eprintln!(
+        "mailgate: skipped {}: {}",
+        shown(&b.origin),
+        shown(&b.reason)
+    );
+}
+
+/// A name or path from the source, fit for a terminal: control
+/// characters (which a file or folder name may hold) become `?`.
+pub fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Reports a folder that cannot be created and consumes its messages (a
+/// network source waits for them to be taken); returns how many.
+async fn skip_folder(folder: SourceFolder, why: &str, progress: &mut Progress) -> usize {
+    let mut n = folder.messages.len();
+    if let Some(mut rx) = folder.stream {
+        while let Some(item) = rx.recv().await {
+            if matches!(item, Item::Fatal(_)) {
+                break;
+            }
+            n += 1;
+        }
+    }
+    for _ in 0..n {
+        progress.tick();
+    }
+    eprintln!(
+        "mailgate: skipped folder {} ({n} messages): {}",
+        shown(&folder.name),
+        shown(why)
+    );
+    n.max(1)
 }
 
 /// The names the folders of other servers use for the special-use
@@ -439,10 +475,12 @@ async fn import_folder(
                     usage = None;
                 }
             }
-            store
-                .create_mailbox(account, &folder.name, usage)
-                .await
-                .map_err(|e| e.to_string())?;
+            if let Err(e) = store.create_mailbox(account, &folder.name, usage).await {
+                // A name mailgate cannot hold (an empty level, a control
+                // character): the folder is skipped, the rest goes on.
+                report.broken = skip_folder(folder, &e.to_string(), progress).await;
+                return Ok(report);
+            }
             store
                 .mailbox(account, &folder.name)
                 .await
