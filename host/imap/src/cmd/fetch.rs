@@ -33,7 +33,8 @@
 //! [`NUL_REPLACEMENT`]: mailgate_imap_proto::response::NUL_REPLACEMENT
 //!
 //! Messages are loaded in batches (`BATCH`, and with bodies about one
-//! chunk's worth), one store call each ([`MailStore::fetch_messages`]):
+//! chunk's worth, with header blocks messages of `HEADER_BATCH_BYTES` in
+//! all), one store call each ([`MailStore::fetch_messages`]):
 //! one hop to the store's blocking thread and one read transaction per
 //! batch, not per message. Only what the items need is read: nothing
 //! for FLAGS/UID/sizes, the saved structure for ENVELOPE/BODYSTRUCTURE
@@ -126,6 +127,11 @@ pub const OUTPUT_CHUNK: usize = 256 * 1024;
 /// trip to the store's blocking thread and one read transaction per
 /// batch instead of per message.
 const BATCH: usize = 256;
+
+/// Header blocks are loaded in batches of messages whose sizes add up to
+/// at most this (at least one message): a header block can be as large
+/// as its message.
+const HEADER_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A FETCH in progress: the messages still to answer.
 #[derive(Debug)]
@@ -326,7 +332,14 @@ impl FetchJob {
             let mut batch: Vec<(usize, &MessageMeta)> = Vec::new();
             let mut bytes = 0u64;
             while self.next < self.indexes.len() && batch.len() < BATCH {
-                if self.want_raw == RawPart::Whole && !batch.is_empty() && bytes >= room {
+                let budget = match self.want_raw {
+                    RawPart::Whole => room,
+                    // A header block is at most its message's size; most
+                    // are small, so the budget is larger.
+                    RawPart::Header => HEADER_BATCH_BYTES,
+                    RawPart::None => u64::MAX,
+                };
+                if !batch.is_empty() && bytes >= budget {
                     break;
                 }
                 let i = self.indexes[self.next];

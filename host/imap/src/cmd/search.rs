@@ -329,12 +329,18 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
     let mut found = Vec::new();
     let mut next = 0;
     while next < sel.msgs.len() {
-        // A batch per store call: up to LOAD_BATCH messages, and whole
-        // messages only up to about LOAD_BYTES.
+        // A batch per store call: up to LOAD_BATCH messages, whole
+        // messages only up to about LOAD_BYTES, header blocks of
+        // messages up to about HEADER_LOAD_BYTES.
         let start = next;
         let mut bytes = 0u64;
         while next < sel.msgs.len() && next - start < LOAD_BATCH {
-            if load && !headers_only && next > start && bytes >= LOAD_BYTES {
+            let budget = if headers_only {
+                HEADER_LOAD_BYTES
+            } else {
+                LOAD_BYTES
+            };
+            if load && next > start && bytes >= budget {
                 break;
             }
             bytes += sel.msgs[next].size;
@@ -390,6 +396,9 @@ fn as_fetch_shows(raw: &mut [u8]) {
 const LOAD_BATCH: usize = 256;
 /// Bytes of whole messages loaded per call (at least one message).
 const LOAD_BYTES: u64 = 1 << 20;
+/// Header blocks loaded per call: of messages whose sizes add up to this
+/// (a header block can be as large as its message; most are small).
+const HEADER_LOAD_BYTES: u64 = 16 << 20;
 
 /// Whether every key that needs the message's bytes reads only its
 /// header block (HEADER, SUBJECT, FROM, TO, CC, BCC, SENT*).
