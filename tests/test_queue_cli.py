@@ -69,6 +69,7 @@ def test_flush_wakes_the_running_server_at_once(world):
     [got] = wait_messages(b, BOB, BOB_PW, 1, timeout=10)
     took = time.monotonic() - start
     assert b"Subject: woken" in got
+    print(f"flush to delivery: {took:.2f}s")
     # Before: the next poll, up to [queue] poll_interval (here 10 minutes).
     assert took < 3, f"delivered {took:.1f}s after the flush"
     wait_until(lambda: queue_ids(a) == {}, what="A's queue to empty")
