@@ -31,7 +31,16 @@
 //!   into two; legitimate senders use CRLF.
 //! - The session state machine ([`Session`]) does no I/O and never
 //!   panics on input; garbage gets an error reply, and after
-//!   `max_errors` error replies the session ends with `421 4.7.0`.
+//!   `max_errors` protocol errors the session ends with `421 4.7.0`
+//!   (refusals for policy or resource reasons, such as `452 4.5.3` past
+//!   `max_recipients`, do not count).
+//! - Memory: a command line is at most `max_command_line`; a message is
+//!   held once, up to `max_message_size` (a BDAT chunk that would pass it
+//!   is refused unread and the session closed; DATA is read to at most
+//!   twice the limit).
+//! - Time: a command line arrives whole within `command_timeout` of its
+//!   first byte, and message data averages `min_transfer_rate` after a
+//!   grace (`pace.rs`); otherwise `421 4.4.2` and close.
 //! - Replies to pipelined commands go out in order, flushed before the
 //!   next read (RFC 2920).
 //! - Shutdown: an idle session gets `421 4.3.2` and closes; a session in
@@ -52,6 +61,7 @@
 //! - [`received`]: the `Received:` header and queue ids.
 //! - [`verify`]: SPF, DKIM and DMARC of inbound MX mail, the
 //!   `Authentication-Results:` header.
+//! - `pace.rs`: the slow-client deadlines (command lines, transfers).
 //! - `lmtp.rs`: LMTP (RFC 2033) on the same session: LHLO, one reply per
 //!   recipient after the message.
 //! - [`server`]: [`serve_connection`] and the accept loop [`serve`].
@@ -61,8 +71,8 @@
 mod cmd;
 pub mod context;
 mod lmtp;
-mod pace;
 pub mod outbound;
+mod pace;
 mod policy;
 pub mod received;
 pub mod sender;
