@@ -116,3 +116,21 @@ async fn another_process_hears_of_an_import() {
         }
     );
 }
+
+#[tokio::test]
+async fn an_adopted_uidvalidity_is_never_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let a = s.create_account("a@example.org", "hash").await.unwrap();
+    let inbox = s.mailbox(a, "INBOX").await.unwrap().unwrap();
+    // A source server whose UIDVALIDITYs run ahead of the clock.
+    let adopted = u32::MAX - 10;
+    s.adopt_uid_validity(inbox.id, adopted).await.unwrap();
+    s.create_mailbox(a, "Later", None).await.unwrap();
+    let created = s.mailbox(a, "Later").await.unwrap().unwrap();
+    assert!(
+        created.uid_validity > adopted,
+        "{} must be above the adopted {adopted}",
+        created.uid_validity
+    );
+}

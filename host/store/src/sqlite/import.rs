@@ -59,6 +59,14 @@ pub(super) fn adopt_uid_validity(
     )?;
     c.execute("DELETE FROM expunged WHERE mailbox = ?1", [mailbox])?;
     c.execute("DELETE FROM pop3_uidls WHERE mailbox = ?1", [mailbox])?;
+    // UIDVALIDITYs the store hands out later stay above every one it
+    // adopted, so a mailbox deleted and created again never reuses one.
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('last_uid_validity', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = ?1
+         WHERE CAST(value AS INTEGER) < CAST(?1 AS INTEGER)",
+        [uid_validity.to_string()],
+    )?;
     Ok(((), vec![StoreEvent::MailboxesChanged { account }]))
 }
 
