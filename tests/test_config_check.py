@@ -63,6 +63,11 @@ def test_good_file_prints_effective_configuration(mailgate_bin, tmp_path):
     assert conf["auth"]["allow_plaintext"] is False
     assert conf["inbound"]["verify"] is True
     assert conf["shutdown_timeout"] == 30
+    # [relay] and [queue] keys left out get the values the relay uses.
+    assert conf["relay"]["port"] == 25
+    assert conf["relay"]["mta_sts"] is True
+    assert conf["queue"]["retry"] and conf["queue"]["max_age"]
+    assert conf["queue"]["max_concurrent"] >= 1
     # Nothing was created by checking.
     assert not (tmp_path / "data").exists()
 
@@ -171,3 +176,7 @@ def test_the_example_configuration_checks(mailgate_bin):
     res = check(mailgate_bin, "config", "check", str(EXAMPLE))
     assert res.returncode == 0, res.stderr
     assert "[limits]" in res.stdout
+    # The example writes some relay defaults out (port = 25): not shown.
+    res = check(mailgate_bin, "config", "check", "--non-default", str(EXAMPLE))
+    assert res.returncode == 0, res.stderr
+    assert "relay" not in tomllib.loads(res.stdout), res.stdout

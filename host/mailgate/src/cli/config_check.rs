@@ -93,9 +93,50 @@ fn load(path: &Path) -> Result<Config, String> {
     }
 }
 
+/// `config` with the `[relay]` and `[queue]` keys that are absent set to
+/// the values the relay uses then, so that they are printed. Left absent:
+/// `relay.hostname` (the top-level `hostname`), `source_ip`, `smarthost*`,
+/// `tls_ca_file` and `queue.delay_warning` (absent means none/never).
+fn filled(config: &Config) -> Result<Config, String> {
+    let relay = crate::relay::relay_config(config).map_err(|e| e.to_string())?;
+    let mut c = config.clone();
+    let r = &mut c.relay;
+    r.port.get_or_insert(relay.port);
+    r.mta_sts.get_or_insert(relay.mta_sts);
+    r.connect_timeout
+        .get_or_insert_with(|| duration(relay.connect_timeout));
+    r.command_timeout
+        .get_or_insert_with(|| duration(relay.command_timeout));
+    let q = &mut c.queue;
+    q.retry
+        .get_or_insert_with(|| relay.retry.steps.iter().map(|d| duration(*d)).collect());
+    q.max_age
+        .get_or_insert_with(|| duration(relay.retry.max_age));
+    q.max_per_destination
+        .get_or_insert(relay.max_per_destination);
+    q.max_concurrent.get_or_insert(relay.max_concurrent);
+    q.poll_interval
+        .get_or_insert_with(|| duration(relay.poll_interval));
+    Ok(c)
+}
+
+/// A duration as the configuration writes it, in the largest unit that
+/// divides it (`"5d"`, `"4h"`, `"15m"`, `"90s"`).
+fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 /// The whole configuration as a TOML table, secrets hidden.
 fn effective(config: &Config) -> Result<toml::Table, String> {
-    let mut table = toml::Table::try_from(config)
+    let config = filled(config)?;
+    let mut table = toml::Table::try_from(&config)
         .map_err(|e| format!("cannot print the configuration: {e}"))?;
     hide_secrets(&mut table);
     Ok(table)
@@ -113,9 +154,9 @@ fn non_default_keys(config: &Config) -> Result<toml::Table, String> {
     let defaults: Config = base
         .try_into()
         .map_err(|e| format!("cannot build the defaults: {e}"))?;
-    let defaults = toml::Table::try_from(&defaults)
+    let defaults = toml::Table::try_from(&filled(&defaults)?)
         .map_err(|e| format!("cannot print the configuration: {e}"))?;
-    let actual = toml::Table::try_from(config)
+    let actual = toml::Table::try_from(&filled(config)?)
         .map_err(|e| format!("cannot print the configuration: {e}"))?;
     let mut out = difference(&actual, &defaults);
     for key in ["hostname", "data_dir"] {
@@ -256,17 +297,19 @@ smarthost_password = "s3cret"
         let config = parse(FILE);
         let text = render(&effective(&config).unwrap()).unwrap();
         assert!(text.contains("max_errors = 20"), "{text}");
+        assert!(text.contains("port = 25"), "{text}");
+        assert!(text.contains("poll_interval = \"30s\""), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("smarthost_password = \"<hidden>\""), "{text}");
         let mut again = parse(&text);
         again.relay.smarthost_password = config.relay.smarthost_password.clone();
-        assert_eq!(again, config);
+        assert_eq!(again, filled(&config).unwrap());
         let example = include_str!("../../../../config/mailgate.example.toml");
         let config = parse(example);
         let text = render(&effective(&config).unwrap()).unwrap();
         let mut again = parse(&text);
         again.relay.smarthost_password = config.relay.smarthost_password.clone();
-        assert_eq!(again, config);
+        assert_eq!(again, filled(&config).unwrap());
     }
 
     #[test]
