@@ -147,13 +147,17 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
             if let (Some(i), 0) = (target, n) {
                 return Err(format!("queue entry {i} does not exist or is held"));
             }
+            if n == 0 {
+                println!("0 messages due now");
+                return Ok(());
+            }
             let plural = if n == 1 { "" } else { "s" };
             match wake::poke(&config.data_dir) {
                 Ok(Poke::Woken) => {
                     println!("{n} message{plural} due now; the server is delivering")
                 }
                 Ok(Poke::NotRunning) => println!(
-                    "{n} message{plural} due now; no server is running: they go when it starts"
+                    "{n} message{plural} due now; no server is running: delivered when it starts"
                 ),
                 Err(e) => println!(
                     "{n} message{plural} due now; {e}: the server delivers within [queue] poll_interval"
