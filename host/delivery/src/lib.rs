@@ -182,7 +182,17 @@ impl LocalDelivery {
             let mut any = false;
             for target in targets {
                 let target = target.to_lowercase();
-                any |= self.expand(&target, depth + 1, out, seen).await?;
+                let reached = self.expand(&target, depth + 1, out, seen).await?;
+                if !reached {
+                    // `mailgate user del` refuses this; data from before
+                    // that, or a loop, still must not fail silently.
+                    tracing::warn!(
+                        alias = %address,
+                        target = %target,
+                        "delivery: alias target reaches no account (deleted, missing or a loop); no copy for it"
+                    );
+                }
+                any |= reached;
             }
             Ok(any)
         })

@@ -22,6 +22,7 @@ pub mod config;
 pub mod connections;
 pub mod dev;
 pub mod plugins;
+pub mod private;
 pub mod relay;
 pub mod server;
 pub mod wake;

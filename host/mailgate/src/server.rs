@@ -120,7 +120,8 @@ pub struct Services {
 /// Takes the data directory's lock file so that two servers never share
 /// one store. Held for the life of the returned file.
 fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    mailgate_store::sqlite::create_private_dir(&config.data_dir)?;
+    crate::private::tighten_and_log(config);
     let path = config.data_dir.join("serve.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

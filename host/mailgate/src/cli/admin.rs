@@ -61,6 +61,11 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
     let store = open(config)?;
     match command {
         UserCommand::Add { address, .. } => {
+            if domain_of(&address).is_empty() || address.starts_with('@') {
+                return Err(format!(
+                    "{address:?} is not an address: give the account as user@domain"
+                ));
+            }
             let password = read_password()?;
             let domain = domain_of(&address);
             if !is_local(config, &store, &domain).await? {
@@ -102,7 +107,28 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
             }
             println!("password changed for {}", address.to_lowercase());
         }
-        UserCommand::Del { address } => {
+        UserCommand::Del { address, force } => {
+            let address = address.trim().to_lowercase();
+            if store
+                .account(&address)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("no account {address}"));
+            }
+            let refs = references(&store, &address).await?;
+            if !refs.is_empty() && !force {
+                let names: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+                return Err(format!(
+                    "{address} is still a target of {}; mail sent there would be lost. \
+                     Change those first, or use --force to remove {address} from them",
+                    names.join(", ")
+                ));
+            }
+            for r in &refs {
+                println!("{}", unlink(&store, r, &address).await?);
+            }
             if !store
                 .delete_account(&address)
                 .await
@@ -148,6 +174,17 @@ pub async fn alias(config: &Config, command: AliasCommand) -> Result<(), String>
     let store = open(config)?;
     match command {
         AliasCommand::Add { alias, targets } => {
+            let alias = alias.trim().to_lowercase();
+            let domain = domain_of(&alias);
+            if domain.is_empty() || !is_local(config, &store, &domain).await? {
+                return Err(format!(
+                    "{alias}: {domain:?} is not a local domain; add it with `mailgate domain add`"
+                ));
+            }
+            for t in &targets {
+                check_target(config, &store, t).await?;
+            }
+            check_loop(&store, &alias, &targets).await?;
             store
                 .set_alias(&alias, &targets)
                 .await
@@ -181,15 +218,46 @@ pub async fn alias(config: &Config, command: AliasCommand) -> Result<(), String>
 pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), String> {
     let store = open(config)?;
     match command {
-        DomainCommand::Add { domain, catch_all } => {
+        DomainCommand::Add {
+            domain,
+            catch_all,
+            no_catch_all,
+        } => {
+            let remove = no_catch_all || catch_all.as_deref().is_some_and(is_none);
+            let target = catch_all.filter(|t| !is_none(t));
+            if let Some(t) = &target {
+                check_target(config, &store, t).await?;
+            }
             store.add_domain(&domain).await.map_err(|e| e.to_string())?;
-            if let Some(target) = &catch_all {
+            if target.is_some() || remove {
                 store
-                    .set_catch_all(&domain, Some(target))
+                    .set_catch_all(&domain, target.as_deref())
                     .await
                     .map_err(|e| e.to_string())?;
             }
             println!("added {}", domain.to_lowercase());
+        }
+        DomainCommand::CatchAll { domain, target } => {
+            let domain = domain.trim().to_lowercase();
+            if !is_local(config, &store, &domain).await? {
+                return Err(format!(
+                    "no domain {domain}; add it with `mailgate domain add {domain}`"
+                ));
+            }
+            if is_none(&target) {
+                store
+                    .set_catch_all(&domain, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("catch-all of {domain} removed");
+            } else {
+                check_target(config, &store, &target).await?;
+                store
+                    .set_catch_all(&domain, Some(&target))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("catch-all of {domain} -> {}", target.trim().to_lowercase());
+            }
         }
         DomainCommand::List => {
             let stored = store.list_domains().await.map_err(|e| e.to_string())?;
@@ -230,11 +298,177 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
     Ok(())
 }
 
+/// Whether a catch-all argument means "no catch-all".
+fn is_none(target: &str) -> bool {
+    let t = target.trim();
+    t.is_empty() || t.eq_ignore_ascii_case("none")
+}
+
+/// Something that delivers to an account: an alias listing it, or a
+/// domain's catch-all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ref {
+    Alias(String),
+    CatchAll(String),
+}
+
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ref::Alias(a) => write!(f, "alias {a}"),
+            Ref::CatchAll(d) => write!(f, "the catch-all of {d}"),
+        }
+    }
+}
+
+/// Whether `target` names `address` (itself, or a plus-address of it).
+fn names(target: &str, address: &str) -> bool {
+    let target = target.trim().to_lowercase();
+    if target == address {
+        return true;
+    }
+    match (target.rsplit_once('@'), address.rsplit_once('@')) {
+        (Some((tl, td)), Some((al, ad))) => {
+            td == ad && tl.split_once('+').is_some_and(|(base, _)| base == al)
+        }
+        _ => false,
+    }
+}
+
+/// The aliases and catch-alls that point at `address`.
+async fn references(store: &Arc<dyn Store>, address: &str) -> Result<Vec<Ref>, String> {
+    let mut out = Vec::new();
+    for a in store.list_aliases().await.map_err(|e| e.to_string())? {
+        if a.targets.iter().any(|t| names(t, address)) {
+            out.push(Ref::Alias(a.alias));
+        }
+    }
+    for d in store.list_domains().await.map_err(|e| e.to_string())? {
+        if d.catch_all.as_deref().is_some_and(|c| names(c, address)) {
+            out.push(Ref::CatchAll(d.name));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes `address` from `r`; returns the line saying what was done.
+async fn unlink(store: &Arc<dyn Store>, r: &Ref, address: &str) -> Result<String, String> {
+    match r {
+        Ref::Alias(alias) => {
+            let targets = store
+                .alias(alias)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            let rest: Vec<String> = targets.into_iter().filter(|t| !names(t, address)).collect();
+            if rest.is_empty() {
+                store.delete_alias(alias).await.map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "alias {alias} deleted: {address} was its only target"
+                ))
+            } else {
+                store
+                    .set_alias(alias, &rest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "removed {address} from alias {alias} (now -> {})",
+                    rest.join(", ")
+                ))
+            }
+        }
+        Ref::CatchAll(domain) => {
+            store
+                .set_catch_all(domain, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("catch-all of {domain} removed (it was {address})"))
+        }
+    }
+}
+
+/// Checks an alias or catch-all target: a local domain, and an account or
+/// alias that exists (directly or as the base of a plus-address).
+async fn check_target(config: &Config, store: &Arc<dyn Store>, target: &str) -> Result<(), String> {
+    let target = target.trim().to_lowercase();
+    let (local, domain) = match target.rsplit_once('@') {
+        Some((l, d)) if !l.is_empty() && !d.is_empty() => (l, d),
+        _ => return Err(format!("{target:?} is not an address")),
+    };
+    if !is_local(config, store, domain).await? {
+        return Err(format!(
+            "{target}: {domain} is not a local domain. Forwarding to other domains \
+             needs SRS (sender rewriting), which mailgate does not have yet"
+        ));
+    }
+    let mut candidates = vec![target.clone()];
+    if let Some((base, _)) = local.split_once('+') {
+        if !base.is_empty() {
+            candidates.push(format!("{base}@{domain}"));
+        }
+    }
+    for c in &candidates {
+        if store.account(c).await.map_err(|e| e.to_string())?.is_some()
+            || store.alias(c).await.map_err(|e| e.to_string())?.is_some()
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{target} does not exist: there is no account or alias by that name \
+         (create it first with `mailgate user add` or `mailgate alias add`)"
+    ))
+}
+
+/// Refuses `alias -> targets` if following the targets through the stored
+/// aliases leads back to `alias`.
+async fn check_loop(store: &Arc<dyn Store>, alias: &str, targets: &[String]) -> Result<(), String> {
+    // Depth-first, each path kept to name the loop.
+    let mut stack: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| vec![alias.to_string(), t.trim().to_lowercase()])
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(path) = stack.pop() {
+        let last = path.last().cloned().unwrap_or_default();
+        if last == alias {
+            return Err(format!("alias loop refused: {}", path.join(" -> ")));
+        }
+        if !seen.insert(last.clone()) {
+            continue;
+        }
+        if store
+            .account(&last)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            continue;
+        }
+        for t in store
+            .alias(&last)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default()
+        {
+            let mut next = path.clone();
+            next.push(t.to_lowercase());
+            stack.push(next);
+        }
+    }
+    Ok(())
+}
+
 /// `mailgate store check`
 pub async fn store(config: &Config, command: StoreCommand) -> Result<(), String> {
+    // Before opening: opening creates nothing looser, but looks are first.
+    let loose = crate::private::loose(config);
     let store = open(config)?;
     match command {
         StoreCommand::Check => {
+            for l in &loose {
+                println!("warning: {l}");
+            }
             let problems = store.check().await.map_err(|e| e.to_string())?;
             if problems.is_empty() {
                 println!("store ok: {}", config.data_dir.display());

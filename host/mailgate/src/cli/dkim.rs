@@ -1,8 +1,9 @@
 //! `mailgate dkim generate DOMAIN`: a new DKIM signing key and the DNS
-//! record to publish for it. Needs no configuration file.
+//! record to publish for it. Needs no `[[dkim]]` table; the key goes to
+//! `<data_dir>/dkim/` unless `--out` says where.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use mailgate_relay::dkim;
@@ -26,15 +27,18 @@ pub enum DkimCommand {
         /// receivers accept (RFC 8301).
         #[arg(long, default_value_t = 2048)]
         bits: usize,
-        /// Where to write the private key (never overwritten); default
-        /// `<domain>.<selector>.dkim.pem` in the current directory.
+        /// Where to write the private key (never overwritten, created
+        /// 0600); default `<data_dir>/dkim/<domain>.<selector>.pem`, the
+        /// data directory of the configuration file (`--config`, or
+        /// /etc/mailgate/mailgate.toml). Without a configuration file,
+        /// `--out` is needed.
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
 }
 
 /// Runs one `dkim` command.
-pub fn dkim(command: &DkimCommand) -> Result<(), String> {
+pub fn dkim(command: &DkimCommand, data_dir: Option<&Path>) -> Result<(), String> {
     let DkimCommand::Generate {
         domain,
         selector,
@@ -56,10 +60,23 @@ pub fn dkim(command: &DkimCommand) -> Result<(), String> {
     if !(1024..=4096).contains(&bits) {
         return Err("--bits must be between 1024 and 4096".into());
     }
+    let path = match (out, data_dir) {
+        (Some(p), _) => p.clone(),
+        (None, Some(data)) => {
+            let dir = data.join(crate::private::DKIM_DIR);
+            mailgate_store::sqlite::create_private_dir(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            dir.join(format!("{domain}.{selector}.pem"))
+        }
+        (None, None) => {
+            return Err(format!(
+                "no configuration file ({}) to find the data directory in: \
+                 give --config PATH, or --out PATH for the key",
+                super::DEFAULT_CONFIG
+            ))
+        }
+    };
     let key = dkim::generate(&domain, selector, bits).map_err(|e| e.to_string())?;
-    let path = out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{domain}.{selector}.dkim.pem")));
     write_private(&path, key.private_pem.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let shown = std::fs::canonicalize(&path).unwrap_or(path);

@@ -117,10 +117,16 @@ pub enum UserCommand {
         /// `none` to remove it.
         limit: String,
     },
-    /// Delete an account with all its mail.
+    /// Delete an account with all its mail. Refused while an alias or a
+    /// domain's catch-all points at it (mail would be lost without a word).
     Del {
         /// The account's address.
         address: String,
+        /// Also remove the address from the aliases that list it (an alias
+        /// left with no target is deleted) and clear the catch-alls that
+        /// point at it; each change is printed.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -128,6 +134,9 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum AliasCommand {
     /// Create (or replace) an alias delivering to one or more addresses.
+    /// Each target must be an account or alias that exists in a local
+    /// domain; loops are refused; addresses in other domains are refused
+    /// (forwarding there needs SRS, which mailgate does not have yet).
     Add {
         /// The alias address, e.g. team@example.org.
         alias: String,
@@ -151,9 +160,21 @@ pub enum DomainCommand {
     Add {
         /// The domain, e.g. example.org.
         domain: String,
-        /// Deliver mail for unknown addresses in the domain to this address.
+        /// Deliver mail for unknown addresses in the domain to this address
+        /// (an existing local account or alias; `none` removes it).
         #[arg(long, value_name = "ADDRESS")]
         catch_all: Option<String>,
+        /// Remove the domain's catch-all.
+        #[arg(long, conflicts_with = "catch_all")]
+        no_catch_all: bool,
+    },
+    /// Set or remove a domain's catch-all: `domain catch-all example.org
+    /// postmaster@example.org`, or `none` to remove it.
+    CatchAll {
+        /// The domain.
+        domain: String,
+        /// An existing local account or alias, or `none`.
+        target: String,
     },
     /// List the local domains: those of the configuration file and those added here.
     List,
@@ -197,10 +218,20 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => fail(&format!("mailgate: {e}")),
         };
     }
-    // Making a DKIM key needs no configuration (it comes before the
-    // `[[dkim]]` table that names the key).
+    // Making a DKIM key needs no `[[dkim]]` table (it comes before the
+    // table that names the key); the configuration, if there is one, says
+    // where the data directory is (keys go to <data_dir>/dkim/).
     if let Command::Dkim(c) = &cli.command {
-        return match dkim::dkim(c) {
+        let data_dir =
+            if !cli.dev && cli.config.is_none() && !std::path::Path::new(DEFAULT_CONFIG).exists() {
+                None
+            } else {
+                match load_config(&cli) {
+                    Ok(config) => Some(config.data_dir),
+                    Err(e) => return fail(&format!("mailgate: {e}")),
+                }
+            };
+        return match dkim::dkim(c, data_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("mailgate: {e}")),
         };
@@ -255,7 +286,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Domain(c) => admin::domain(&config, c).await,
             Command::Store(c) => admin::store(&config, c).await,
             Command::Queue(c) => queue::queue(&config, c).await,
-            Command::Dkim(c) => dkim::dkim(&c),
+            Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Config(_) => Err("config commands are run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,

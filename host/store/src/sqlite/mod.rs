@@ -2,7 +2,8 @@
 //!
 //! # Disk layout
 //! `<data_dir>/mailgate.db` (plus SQLite's `-wal` and `-shm` files) holds
-//! everything: domains, accounts, aliases, mailboxes, message entries and
+//! everything (the directory is created 0700 and the database 0600 whatever
+//! the umask; SQLite gives `-wal` and `-shm` the database's mode): domains, accounts, aliases, mailboxes, message entries and
 //! message bodies (see [`schema`] for the tables). Bodies are stored once
 //! per delivery in `blobs`; each mailbox entry in `messages` points at one.
 //! A blob that no entry points at any more is deleted in the same
@@ -75,8 +76,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> StoreResult<Arc<SqliteStore>> {
-        std::fs::create_dir_all(data_dir)?;
+        create_private_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        create_private_file(&path)?;
         let conn = open_connection(&path, false)?;
         schema::migrate(&conn)?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
@@ -200,6 +202,37 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Creates `dir` (and missing parents) readable by its owner only (0700),
+/// whatever the umask. An existing directory is left as it is; the server
+/// tightens its data directory at start (`mailgate serve`).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates the database file empty with mode 0600 if it does not exist,
+/// so that SQLite (which would create it 0644 less the umask) opens ours;
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Lower-cases an address or domain for storage and lookup.

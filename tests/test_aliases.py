@@ -1,0 +1,112 @@
+"""No silent drop through aliases (issue 19): `user del` refuses while an
+alias or catch-all points at the account (`--force` unlinks, saying what);
+`alias add` and catch-alls check their targets (exist, local, no loop);
+`domain catch-all DOMAIN none` removes a catch-all; an alias target that
+reaches no account is logged at WARN."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from harness import make_message
+
+SENDER = "sender@remote.test"
+
+
+def lines(res):
+    return [ln.strip() for ln in res.stdout_text.splitlines() if ln.strip()]
+
+
+def rcpt(server, address):
+    with server.raw_smtp() as c:
+        c.reply()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>")[0] == 250
+        return c.cmd(f"RCPT TO:<{address}>")
+
+
+def test_user_del_refused_while_alias_points_at_it(server):
+    server.cli("alias", "add", "team@example.test", "bob@example.test", "carol@example.test",
+               check=True)
+    res = server.cli("user", "del", "carol@example.test")
+    assert res.returncode != 0
+    assert "alias team@example.test" in res.stderr_text and "--force" in res.stderr_text
+    assert "carol@example.test" in server.cli("user", "list", check=True).stdout_text
+    res = server.cli("user", "del", "carol@example.test", "--force", check=True)
+    assert "removed carol@example.test from alias team@example.test" in res.stdout_text
+    assert "team@example.test -> bob@example.test" in lines(server.cli("alias", "list", check=True))
+    assert "carol@example.test" not in server.cli("user", "list", check=True).stdout_text
+
+
+def test_user_del_force_deletes_alias_left_empty_and_clears_catch_all(server):
+    server.cli("alias", "add", "solo@example.test", "carol@example.test", check=True)
+    server.cli("domain", "add", "catch.test", "--catch-all", "carol@example.test", check=True)
+    res = server.cli("user", "del", "carol@example.test")
+    assert res.returncode != 0
+    assert "catch-all of catch.test" in res.stderr_text
+    res = server.cli("user", "del", "carol@example.test", "--force", check=True)
+    assert "alias solo@example.test deleted" in res.stdout_text
+    assert "catch-all of catch.test removed" in res.stdout_text
+    assert not any("solo@" in ln for ln in lines(server.cli("alias", "list", check=True)))
+    assert "catch-all" not in server.cli("domain", "list", check=True).stdout_text
+
+
+def test_alias_add_checks_targets(server):
+    res = server.cli("alias", "add", "x@example.test", "nobody@example.test")
+    assert res.returncode != 0 and "does not exist" in res.stderr_text
+    res = server.cli("alias", "add", "x@example.test", "someone@elsewhere.test")
+    assert res.returncode != 0 and "SRS" in res.stderr_text
+    server.cli("alias", "add", "a@example.test", "bob@example.test", check=True)
+    server.cli("alias", "add", "b@example.test", "a@example.test", check=True)
+    res = server.cli("alias", "add", "a@example.test", "b@example.test")
+    assert res.returncode != 0 and "loop" in res.stderr_text
+    assert "a@example.test -> b@example.test -> a@example.test" in res.stderr_text
+    res = server.cli("alias", "add", "self@example.test", "self@example.test")
+    assert res.returncode != 0
+    # a plus-address of an existing account is a fine target
+    server.cli("alias", "add", "news@example.test", "bob+news@example.test", check=True)
+    listed = lines(server.cli("alias", "list", check=True))
+    assert "a@example.test -> bob@example.test" in listed
+    assert not any(ln.startswith("x@") for ln in listed)
+
+
+def test_catch_all_checked_and_removable(server):
+    res = server.cli("domain", "add", "catch.test", "--catch-all", "ghost@example.test")
+    assert res.returncode != 0 and "does not exist" in res.stderr_text
+    server.cli("domain", "add", "catch.test", "--catch-all", "alice@example.test", check=True)
+    assert rcpt(server, "whoever@catch.test")[0] == 250
+    res = server.cli("domain", "catch-all", "catch.test", "none", check=True)
+    assert "catch-all of catch.test removed" in res.stdout_text
+    code, text = rcpt(server, "whoever@catch.test")
+    assert code == 550 and "5.1.1" in text
+    server.cli("domain", "catch-all", "catch.test", "alice@example.test", check=True)
+    assert rcpt(server, "whoever@catch.test")[0] == 250
+    server.cli("domain", "add", "catch.test", "--no-catch-all", check=True)
+    assert "catch-all" not in server.cli("domain", "list", check=True).stdout_text
+    res = server.cli("domain", "catch-all", "never.test", "none")
+    assert res.returncode != 0 and "no domain never.test" in res.stderr_text
+
+
+def test_user_add_without_domain_has_no_empty_warning(server):
+    res = server.cli("user", "add", "bob", "--password-stdin", input="pw-Secret-9\n")
+    assert res.returncode != 0
+    assert "warning" not in res.stderr_text, res.stderr_text
+    assert "user@domain" in res.stderr_text
+
+
+def test_alias_target_gone_is_logged_at_warn(server):
+    server.cli("alias", "add", "team@example.test", "bob@example.test", "carol@example.test",
+               check=True)
+    # Data from before `user del` refused: an alias naming a deleted account.
+    db = sqlite3.connect(server.data_dir / "mailgate.db", timeout=10)
+    db.execute("UPDATE aliases SET targets = ? WHERE alias = ?",
+               (json.dumps(["bob@example.test", "gone@example.test"]), "team@example.test"))
+    db.commit()
+    db.close()
+    msg = make_message("team", "hello team\r\n", to_addr="team@example.test")
+    assert server.send(SENDER, ["team@example.test"], msg) == {}
+    log = server.stderr_path.read_text(errors="replace")
+    warn = [ln for ln in log.splitlines() if "alias target reaches no account" in ln]
+    assert warn and "WARN" in warn[0] and "gone@example.test" in warn[0], log[-3000:]
+    assert len(server.messages("bob@example.test")) == 1
