@@ -180,3 +180,16 @@ def test_the_example_configuration_checks(mailgate_bin):
     res = check(mailgate_bin, "config", "check", "--non-default", str(EXAMPLE))
     assert res.returncode == 0, res.stderr
     assert "relay" not in tomllib.loads(res.stdout), res.stdout
+
+
+def test_an_error_on_a_password_line_does_not_quote_the_password(mailgate_bin, tmp_path):
+    path = good_file(tmp_path)
+    # A wrong type, and a misspelt key: the parser quotes the line.
+    for bad in ("smarthost_password = 98765432123", 'smarthost_pasword = "Very-Secret-Relay-Pw"'):
+        path.write_text(GOOD.format(data=tmp_path / "data").replace(
+            'smarthost_password = "Very-Secret-Relay-Pw"', bad))
+        res = check(mailgate_bin, "config", "check", str(path))
+        assert res.returncode != 0
+        assert "line 14" in res.stderr and str(path) in res.stderr, res.stderr
+        assert "98765432123" not in res.stderr and "Very-Secret" not in res.stderr, res.stderr
+        assert "<hidden>" in res.stderr

@@ -88,7 +88,12 @@ fn load(path: &Path) -> Result<Config, String> {
             }
         }
         // Read and parse errors already name the file, and parse errors
-        // the line and column.
+        // the line and column; they quote the line, which may hold a
+        // password.
+        Err(e @ ConfigError::Parse { .. }) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            Err(hide_quoted_secret(&e.to_string(), &text))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -220,6 +225,42 @@ fn hide_in(value: &mut toml::Value) {
     }
 }
 
+/// `message` (a TOML parse error, which quotes the line `at line N` and
+/// may repeat its value) with the value hidden when that line sets a secret
+/// key, or a key that may be a misspelt one (it contains `pas`, `pw`,
+/// `secr` or `tok`).
+fn hide_quoted_secret(message: &str, text: &str) -> String {
+    let line = message
+        .split_once("at line ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| text.lines().nth(n.checked_sub(1)?));
+    let Some((key, value)) = line.and_then(|l| l.split_once('=')) else {
+        return message.to_string();
+    };
+    let key = key.trim().trim_matches('"');
+    let key = key
+        .rsplit('.')
+        .next()
+        .unwrap_or(key)
+        .trim()
+        .trim_matches('"');
+    let value = value.trim();
+    let lower = key.to_ascii_lowercase();
+    let looks_secret = ["pas", "pw", "secr", "tok"]
+        .iter()
+        .any(|s| lower.contains(s));
+    if value.is_empty() || !(is_secret_key(key) || looks_secret) {
+        return message.to_string();
+    }
+    let mut out = message.replace(value, HIDDEN);
+    let inner = value.trim_matches(|c| c == '"' || c == '\'');
+    if !inner.is_empty() {
+        out = out.replace(inner, HIDDEN);
+    }
+    out
+}
+
 fn render(table: &toml::Table) -> Result<String, String> {
     toml::to_string(table).map_err(|e| format!("cannot print the configuration: {e}"))
 }
@@ -338,6 +379,30 @@ smarthost_password = "s3cret"
         for k in ["smarthost_username", "key", "dir", "cert", "require_tls"] {
             assert!(!is_secret_key(k), "{k}");
         }
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_a_password() {
+        let text = "hostname = \"h\"\n[relay]\nsmarthost_password = 12345678\nsmarthost_pasword = \"Pw-9\"\n";
+        for t in [text.to_string(), text.replace("12345678", "\"x\"")] {
+            let e = Config::parse(&t, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            let shown = hide_quoted_secret(&e, &t);
+            assert!(
+                !shown.contains("12345678") && !shown.contains("Pw-9"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("<hidden>") && shown.contains("t.toml"),
+                "{shown}"
+            );
+        }
+        let typo = "hostname = \"h\"\n[limits]\nmax_erors = 5\n";
+        let e = Config::parse(typo, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(hide_quoted_secret(&e, typo), e);
     }
 
     #[test]
