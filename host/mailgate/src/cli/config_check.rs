@@ -156,9 +156,15 @@ fn non_default_keys(config: &Config) -> Result<toml::Table, String> {
         "data_dir".into(),
         config.data_dir.display().to_string().into(),
     );
-    let defaults: Config = base
+    let mut defaults: Config = base
         .try_into()
         .map_err(|e| format!("cannot build the defaults: {e}"))?;
+    // `[plugins]` is compared with its defaults for the same directory; the
+    // directory is always printed (it is what turns plugins on).
+    defaults.plugins = config
+        .plugins
+        .as_ref()
+        .map(|p| mailgate_policy::PluginsConfig::new(p.dir.clone()));
     let defaults = toml::Table::try_from(&filled(&defaults)?)
         .map_err(|e| format!("cannot print the configuration: {e}"))?;
     let actual = toml::Table::try_from(&filled(config)?)
@@ -167,6 +173,16 @@ fn non_default_keys(config: &Config) -> Result<toml::Table, String> {
     for key in ["hostname", "data_dir"] {
         if let Some(v) = actual.get(key) {
             out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(toml::Value::Table(plugins)) = actual.get("plugins") {
+        if let Some(dir) = plugins.get("dir") {
+            let entry = out
+                .entry("plugins")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert("dir".into(), dir.clone());
+            }
         }
     }
     hide_secrets(&mut out);
@@ -362,6 +378,14 @@ smarthost_password = "s3cret"
         assert!(!text.contains("[auth]"), "{text}");
         assert!(text.contains("smarthost_password = \"<hidden>\""), "{text}");
         parse(&text);
+        let plugins = format!("{FILE}\n[plugins]\ndir = \"/p\"\ntimeout_ms = 5\n");
+        let out = non_default_keys(&parse(&plugins)).unwrap();
+        let want: toml::Table = toml::from_str("dir = \"/p\"\ntimeout_ms = 5").unwrap();
+        assert_eq!(out["plugins"], toml::Value::Table(want));
+        let plugins = format!("{FILE}\n[plugins]\ndir = \"/p\"\n");
+        let out = non_default_keys(&parse(&plugins)).unwrap();
+        let want: toml::Table = toml::from_str("dir = \"/p\"").unwrap();
+        assert_eq!(out["plugins"], toml::Value::Table(want));
     }
 
     #[test]
