@@ -94,6 +94,8 @@ def test_config_flag_and_environment_name_the_file(mailgate_bin, tmp_path):
     both = check(mailgate_bin, "--config", str(other), "config", "check", str(path))
     assert both.returncode != 0
     assert "give one" in both.stderr
+    dev = check(mailgate_bin, "--dev", "config", "check", str(path))
+    assert dev.returncode != 0 and "give one" in dev.stderr
 
 
 def test_non_default_prints_only_what_the_file_changed(mailgate_bin, tmp_path):
@@ -193,3 +195,12 @@ def test_an_error_on_a_password_line_does_not_quote_the_password(mailgate_bin, t
         assert "line 14" in res.stderr and str(path) in res.stderr, res.stderr
         assert "98765432123" not in res.stderr and "Very-Secret" not in res.stderr, res.stderr
         assert "<hidden>" in res.stderr
+
+
+def test_dev_profile(mailgate_bin, tmp_path):
+    """--dev prints the development profile and creates nothing."""
+    res = subprocess.run([str(mailgate_bin), "--dev", "config", "check", "--non-default"],
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert tomllib.loads(res.stdout)["domains"] == ["mailgate.test"]
+    assert list(tmp_path.iterdir()) == []

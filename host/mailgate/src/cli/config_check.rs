@@ -50,6 +50,12 @@ pub fn run(config: Option<&Path>, dev: bool, command: &ConfigCommand) -> Result<
                 c.display()
             ))
         }
+        (Some(p), _) if dev => {
+            return Err(format!(
+                "--dev and a file ({}) given; give one",
+                p.display()
+            ))
+        }
         (Some(p), _) | (None, Some(p)) => (load(p)?, p.display().to_string()),
         (None, None) if dev => (
             crate::dev::config(PathBuf::from("dev-data")),
