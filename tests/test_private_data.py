@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -86,3 +87,19 @@ def test_store_check_warns_and_serve_tightens(mailgate_bin, tmp_path, umask022):
     assert "private data: mode tightened" in log, log[-3000:]
     res = srv.cli("store", "check", check=True)
     assert "warning" not in res.stdout_text, res.stdout_text
+
+
+def test_dkim_generate_with_out_needs_no_config(mailgate_bin, tmp_path, umask022):
+    key = tmp_path / "k.pem"
+    res = subprocess.run([str(mailgate_bin), "dkim", "generate", "example.test", "--bits", "1024",
+                          "--out", str(key), "--config", str(tmp_path / "not-yet.toml")],
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert mode(key) == 0o600
+    # without --out and without any configuration it says what to do
+    res = subprocess.run([str(mailgate_bin), "dkim", "generate", "example.test", "--bits", "1024"],
+                         capture_output=True, timeout=60, cwd=tmp_path,
+                         env={k: v for k, v in os.environ.items() if k != "MAILGATE_CONFIG"})
+    if not os.path.exists("/etc/mailgate/mailgate.toml"):
+        assert res.returncode != 0 and b"--out" in res.stderr, res.stderr
+        assert not list(tmp_path.glob("example.test*"))

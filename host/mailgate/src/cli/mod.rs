@@ -222,15 +222,18 @@ pub fn run(cli: Cli) -> ExitCode {
     // table that names the key); the configuration, if there is one, says
     // where the data directory is (keys go to <data_dir>/dkim/).
     if let Command::Dkim(c) = &cli.command {
-        let data_dir =
-            if !cli.dev && cli.config.is_none() && !std::path::Path::new(DEFAULT_CONFIG).exists() {
-                None
-            } else {
-                match load_config(&cli) {
-                    Ok(config) => Some(config.data_dir),
-                    Err(e) => return fail(&format!("mailgate: {e}")),
-                }
-            };
+        let no_config =
+            !cli.dev && cli.config.is_none() && !std::path::Path::new(DEFAULT_CONFIG).exists();
+        // With --out the configuration is not read at all (it may not
+        // exist yet: the key comes first).
+        let data_dir = if no_config || matches!(c, DkimCommand::Generate { out: Some(_), .. }) {
+            None
+        } else {
+            match load_config(&cli) {
+                Ok(config) => Some(config.data_dir),
+                Err(e) => return fail(&format!("mailgate: {e}")),
+            }
+        };
         return match dkim::dkim(c, data_dir.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("mailgate: {e}")),
