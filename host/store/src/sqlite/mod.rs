@@ -2,9 +2,10 @@
 //!
 //! # Disk layout
 //! `<data_dir>/mailgate.db` (plus SQLite's `-wal` and `-shm` files) holds
-//! everything (the directory is created 0700 and the database 0600 whatever
-//! the umask; SQLite gives `-wal` and `-shm` the database's mode): domains, accounts, aliases, mailboxes, message entries and
-//! message bodies (see [`schema`] for the tables). Bodies are stored once
+//! everything: domains, accounts, aliases, mailboxes, message entries and
+//! message bodies (see [`schema`] for the tables). The directory is created
+//! 0700 and the database 0600 whatever the umask; SQLite gives `-wal` and
+//! `-shm` the database's mode. Bodies are stored once
 //! per delivery in `blobs`; each mailbox entry in `messages` points at one.
 //! A blob that no entry points at any more is deleted in the same
 //! transaction that removed its last entry.
