@@ -166,6 +166,12 @@ def test_bad_value_names_file_and_line(mailgate_bin, tmp_path):
     assert res.stdout == ""
     assert f"{path}:10:" in res.stderr, res.stderr
     assert "max_command_line" in res.stderr
+    # A rule about a whole table: the line of its header.
+    path.write_text(good_file(tmp_path).read_text().replace(
+        "max_recipients = 7", "max_recipients = 0"))
+    res = check(mailgate_bin, "config", "check", str(path))
+    assert res.returncode != 0
+    assert f"{path}:8:" in res.stderr, res.stderr
 
 
 def test_missing_file(mailgate_bin, tmp_path):

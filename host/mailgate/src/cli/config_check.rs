@@ -295,12 +295,17 @@ fn named_key(message: &str) -> Option<(&str, &str)> {
     match word.split_once('.') {
         Some((table, key)) if !table.is_empty() && !key.is_empty() => Some((table, key)),
         _ if word == "hostname" => Some(("", word)),
+        // A whole table (`limits must be positive`, `[[plugin]] entries
+        // need ...`): its header's line.
+        None => Some((word, "")),
         _ => None,
     }
 }
 
 /// The 1-based line on which `key` is set inside `[table]` (`""`: at the
-/// top, before any table), if the file has it there.
+/// top, before any table), if the file has it there. A key ending in `_`
+/// (from `smarthost_*`) matches every key it begins; an empty key matches
+/// the table's first header.
 fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
     let mut current = String::new();
     for (i, line) in text.lines().enumerate() {
@@ -312,6 +317,12 @@ fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
                 .next()
                 .unwrap_or("");
             current = name.trim().to_string();
+            if key.is_empty() && current == table {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if key.is_empty() {
             continue;
         }
         let Some((k, _)) = l.split_once('=') else {
@@ -323,7 +334,9 @@ fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
             Some((t, rest)) if current.is_empty() => Some((t.trim(), rest.trim())),
             _ => None,
         };
-        if (current == table && k == key) || k_table_key == Some((table, key)) {
+        let same = |k: &str| k == key || (key.ends_with('_') && k.starts_with(key));
+        let in_table = current == table && same(k);
+        if in_table || k_table_key.is_some_and(|(t, k)| t == table && same(k)) {
             return Some(i + 1);
         }
     }
@@ -449,6 +462,16 @@ smarthost_password = "s3cret"
             Some(1)
         );
         assert_eq!(line_of(text, "auth", "max_errors"), None);
-        assert_eq!(named_key("[[plugin]] entries need"), None);
+        assert_eq!(named_key("[[plugin]] entries need"), Some(("plugin", "")));
+        assert_eq!(named_key("limits must be positive"), Some(("limits", "")));
+        assert_eq!(line_of(text, "limits", ""), Some(2));
+        assert_eq!(
+            line_of("a = 1\n[[plugin]]\nname = \"x\"\n", "plugin", ""),
+            Some(2)
+        );
+        assert_eq!(line_of(text, "cannot", ""), None);
+        let relay = "[relay]\nport = 25\nsmarthost_username = \"u\"\n";
+        let (t, k) = named_key("relay.smarthost_* keys need relay.smarthost").unwrap();
+        assert_eq!(line_of(relay, t, k), Some(3));
     }
 }
