@@ -110,3 +110,11 @@ def test_alias_target_gone_is_logged_at_warn(server):
     warn = [ln for ln in log.splitlines() if "alias target reaches no account" in ln]
     assert warn and "WARN" in warn[0] and "gone@example.test" in warn[0], log[-3000:]
     assert len(server.messages("bob@example.test")) == 1
+
+
+def test_catch_all_in_the_domain_being_added(server):
+    server.add_user("postmaster@fresh.test", "pm-Secret-7")  # warns: not local yet
+    res = server.cli("domain", "add", "fresh.test", "--catch-all", "ghost@fresh.test")
+    assert res.returncode != 0 and "does not exist" in res.stderr_text
+    server.cli("domain", "add", "fresh.test", "--catch-all", "postmaster@fresh.test", check=True)
+    assert rcpt(server, "anyone@fresh.test")[0] == 250

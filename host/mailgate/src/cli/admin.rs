@@ -226,7 +226,13 @@ pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), Strin
             let remove = no_catch_all || catch_all.as_deref().is_some_and(is_none);
             let target = catch_all.filter(|t| !is_none(t));
             if let Some(t) = &target {
-                check_target(config, &store, t).await?;
+                // The domain being added counts as local for its own catch-all.
+                let adding = domain.trim().trim_end_matches('.').to_lowercase();
+                if domain_of(t) != adding {
+                    check_target(config, &store, t).await?;
+                } else {
+                    check_exists(&store, t).await?;
+                }
             }
             store.add_domain(&domain).await.map_err(|e| e.to_string())?;
             if target.is_some() || remove {
@@ -391,7 +397,7 @@ async fn unlink(store: &Arc<dyn Store>, r: &Ref, address: &str) -> Result<String
 /// alias that exists (directly or as the base of a plus-address).
 async fn check_target(config: &Config, store: &Arc<dyn Store>, target: &str) -> Result<(), String> {
     let target = target.trim().to_lowercase();
-    let (local, domain) = match target.rsplit_once('@') {
+    let (_, domain) = match target.rsplit_once('@') {
         Some((l, d)) if !l.is_empty() && !d.is_empty() => (l, d),
         _ => return Err(format!("{target:?} is not an address")),
     };
@@ -401,6 +407,17 @@ async fn check_target(config: &Config, store: &Arc<dyn Store>, target: &str) -> 
              needs SRS (sender rewriting), which mailgate does not have yet"
         ));
     }
+    check_exists(store, &target).await
+}
+
+/// Checks that `target` is an account or alias (directly or as the base of
+/// a plus-address).
+async fn check_exists(store: &Arc<dyn Store>, target: &str) -> Result<(), String> {
+    let target = target.trim().to_lowercase();
+    let (local, domain) = match target.rsplit_once('@') {
+        Some((l, d)) if !l.is_empty() && !d.is_empty() => (l, d),
+        _ => return Err(format!("{target:?} is not an address")),
+    };
     let mut candidates = vec![target.clone()];
     if let Some((base, _)) = local.split_once('+') {
         if !base.is_empty() {
