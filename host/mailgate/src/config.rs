@@ -494,7 +494,11 @@ pop3 = "0.0.0.0:110"
         let small = format!("{MINIMAL}\n[limits]\nmax_command_line = 100\n");
         assert!(Config::parse(&small, Path::new("t.toml")).is_err());
         // A zero here would refuse every connection or close every session.
-        for key in ["max_connections", "max_connections_per_ip", "command_timeout"] {
+        for key in [
+            "max_connections",
+            "max_connections_per_ip",
+            "command_timeout",
+        ] {
             let zero = format!("{MINIMAL}\n[limits]\n{key} = 0\n");
             assert!(Config::parse(&zero, Path::new("t.toml")).is_err(), "{key}");
         }
