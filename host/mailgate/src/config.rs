@@ -372,9 +372,10 @@ impl Config {
 
     /// Parses and checks configuration text; `path` is only for messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // A parse error quotes the line, which may hold a password.
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.to_string(),
+            message: hide_quoted_secret(&e.to_string(), text),
         })?;
         config.domains = config
             .domains
@@ -461,6 +462,60 @@ impl Config {
     }
 }
 
+// Secrets in what the configuration shows: `config check`'s output and
+// the parse errors of every command, `serve` and SIGHUP included.
+
+/// What a secret's value is printed as.
+pub const HIDDEN: &str = "<hidden>";
+
+/// Whether a key's value is a secret: its name contains `password`,
+/// `passwd`, `secret` or `token`, or ends in `api_key`/`apikey`
+/// (case-insensitive; also inside a plugin's `config` table).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|s| k.contains(s))
+        || k.ends_with("api_key")
+        || k.ends_with("apikey")
+}
+
+/// `message` (a TOML parse error, which quotes the line `at line N` and
+/// may repeat its value) with the value hidden when that line sets a secret
+/// key, or a key that may be a misspelt one (it contains `pas`, `pw`,
+/// `secr` or `tok`).
+pub fn hide_quoted_secret(message: &str, text: &str) -> String {
+    let line = message
+        .split_once("at line ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| text.lines().nth(n.checked_sub(1)?));
+    let Some((key, value)) = line.and_then(|l| l.split_once('=')) else {
+        return message.to_string();
+    };
+    let key = key.trim().trim_matches('"');
+    let key = key
+        .rsplit('.')
+        .next()
+        .unwrap_or(key)
+        .trim()
+        .trim_matches('"');
+    let value = value.trim();
+    let lower = key.to_ascii_lowercase();
+    let looks_secret = ["pas", "pw", "secr", "tok"]
+        .iter()
+        .any(|s| lower.contains(s));
+    if value.is_empty() || !(is_secret_key(key) || looks_secret) {
+        return message.to_string();
+    }
+    let mut out = message.replace(value, HIDDEN);
+    let inner = value.trim_matches(|c| c == '"' || c == '\'');
+    if !inner.is_empty() {
+        out = out.replace(inner, HIDDEN);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +557,15 @@ pop3 = "0.0.0.0:110"
             let zero = format!("{MINIMAL}\n[limits]\n{key} = 0\n");
             assert!(Config::parse(&zero, Path::new("t.toml")).is_err(), "{key}");
         }
+    }
+
+    #[test]
+    fn a_parse_error_does_not_quote_a_password() {
+        let text = format!("{MINIMAL}\n[relay]\nsmarthost_password = \"Sw0rdfish-77\" extra\n");
+        let e = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml") && !e.contains("Sw0rdfish-77"), "{e}");
     }
 
     #[test]

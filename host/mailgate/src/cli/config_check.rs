@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::config::{Config, ConfigError};
-
-/// What a secret's value is printed as.
-pub const HIDDEN: &str = "<hidden>";
+use crate::config::{is_secret_key, Config, ConfigError, HIDDEN};
 
 /// `mailgate config ...`
 #[derive(Debug, Subcommand)]
@@ -94,12 +91,7 @@ fn load(path: &Path) -> Result<Config, String> {
             }
         }
         // Read and parse errors already name the file, and parse errors
-        // the line and column; they quote the line, which may hold a
-        // password.
-        Err(e @ ConfigError::Parse { .. }) => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            Err(hide_quoted_secret(&e.to_string(), &text))
-        }
+        // the line and column (with a secret's value hidden by the parser).
         Err(e) => Err(e.to_string()),
     }
 }
@@ -216,18 +208,6 @@ fn difference(actual: &toml::Table, defaults: &toml::Table) -> toml::Table {
     out
 }
 
-/// Whether a key's value is a secret: its name contains `password`,
-/// `passwd`, `secret` or `token`, or ends in `api_key`/`apikey`
-/// (case-insensitive; also inside a plugin's `config` table).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token"]
-        .iter()
-        .any(|s| k.contains(s))
-        || k.ends_with("api_key")
-        || k.ends_with("apikey")
-}
-
 /// Replaces the value of every secret key, at any depth, with [`HIDDEN`].
 fn hide_secrets(table: &mut toml::Table) {
     for (key, value) in table.iter_mut() {
@@ -245,42 +225,6 @@ fn hide_in(value: &mut toml::Value) {
         toml::Value::Array(a) => a.iter_mut().for_each(hide_in),
         _ => {}
     }
-}
-
-/// `message` (a TOML parse error, which quotes the line `at line N` and
-/// may repeat its value) with the value hidden when that line sets a secret
-/// key, or a key that may be a misspelt one (it contains `pas`, `pw`,
-/// `secr` or `tok`).
-fn hide_quoted_secret(message: &str, text: &str) -> String {
-    let line = message
-        .split_once("at line ")
-        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse::<usize>().ok())
-        .and_then(|n| text.lines().nth(n.checked_sub(1)?));
-    let Some((key, value)) = line.and_then(|l| l.split_once('=')) else {
-        return message.to_string();
-    };
-    let key = key.trim().trim_matches('"');
-    let key = key
-        .rsplit('.')
-        .next()
-        .unwrap_or(key)
-        .trim()
-        .trim_matches('"');
-    let value = value.trim();
-    let lower = key.to_ascii_lowercase();
-    let looks_secret = ["pas", "pw", "secr", "tok"]
-        .iter()
-        .any(|s| lower.contains(s));
-    if value.is_empty() || !(is_secret_key(key) || looks_secret) {
-        return message.to_string();
-    }
-    let mut out = message.replace(value, HIDDEN);
-    let inner = value.trim_matches(|c| c == '"' || c == '\'');
-    if !inner.is_empty() {
-        out = out.replace(inner, HIDDEN);
-    }
-    out
 }
 
 fn render(table: &toml::Table) -> Result<String, String> {
@@ -346,6 +290,7 @@ fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::hide_quoted_secret;
 
     const FILE: &str = r#"
 hostname = "mx.example.org"
