@@ -15,6 +15,7 @@ import imaplib
 import mailbox
 import os
 import poplib
+import pty
 import re
 import shutil
 import socket
@@ -621,3 +622,29 @@ def test_imap_folder_mailgate_cannot_hold_is_skipped(srv, tmp_path):
                      "--user", "u", "--password-file", str(pw), check=False)
     assert res.returncode == 1
     assert "skipped folder a//b (0 messages)" in res.stderr_text, res.stderr_text
+
+
+def test_progress_bar_on_a_terminal(srv, tmp_path):
+    """On a terminal the import draws a bar with counts and rate; piped
+    output (every other test) gets the per-folder lines only."""
+    path = tmp_path / "tty-mbox"
+    python_mbox(path)
+    cmd = [str(srv.binary), "import", "mbox", ALICE, str(path), "--mailbox", "Tty",
+           "--config", str(srv.config)]
+    main, child = pty.openpty()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=child, stderr=child)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert proc.wait(timeout=60) == 0, out
+    text = out.decode("utf-8", "replace")
+    assert re.search(r"\r\[#+ *\] \d+/4 messages, \d+/s", text), text
+    assert "Tty: 4 imported" in text, text
