@@ -3,19 +3,13 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use mailgate_store::{password, SqliteStore, Store};
+use mailgate_store::{password, Store};
 
 use super::{AliasCommand, DomainCommand, StoreCommand, UserCommand};
 use crate::config::Config;
 
 fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
-    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
-    Ok(store)
+    Ok(super::open_store(config)?)
 }
 
 fn read_password() -> Result<String, String> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Subcommand;
-use mailgate_store::{MailboxInfo, RawPart, SqliteStore, Store, Uid};
+use mailgate_store::{MailboxInfo, RawPart, Store, Uid};
 
 use super::{maildir, mbox};
 use crate::config::Config;
@@ -39,12 +39,7 @@ pub enum ExportCommand {
 
 /// `mailgate export ...`
 pub async fn run_export(config: &Config, command: ExportCommand) -> Result<(), String> {
-    let store: std::sync::Arc<dyn Store> = SqliteStore::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    let store: std::sync::Arc<dyn Store> = super::open_store(config)?;
     let (address, dir, maildir) = match command {
         ExportCommand::Maildir { account, dir } => (account, dir, true),
         ExportCommand::Mbox { account, dir } => (account, dir, false),

@@ -205,6 +205,17 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
 }
 
 /// Runs a parsed command line; the exit code says how it went.
+/// Opens the store of `config` for an admin command (the server may be
+/// running on it at the same time: SQLite's locking makes that safe).
+fn open_store(config: &Config) -> Result<std::sync::Arc<mailgate_store::SqliteStore>, String> {
+    mailgate_store::SqliteStore::open(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot open the store in {}: {e}",
+            config.data_dir.display()
+        )
+    })
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
     // `config check` reads the file itself, to report its problems with

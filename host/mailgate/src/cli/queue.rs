@@ -9,7 +9,6 @@ use std::sync::Arc;
 use clap::Subcommand;
 use mailgate_relay::admin;
 use mailgate_store::queue::QueueStore;
-use mailgate_store::SqliteStore;
 
 use crate::config::Config;
 use crate::wake::{self, Poke};
@@ -87,13 +86,7 @@ pub enum QueueCommand {
 }
 
 fn open(config: &Config) -> Result<Arc<dyn QueueStore>, String> {
-    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
-    Ok(store)
+    Ok(super::open_store(config)?)
 }
 
 /// The message's header section (up to and including the blank line).
