@@ -7,7 +7,7 @@
 //! [`import`] then writes each folder through the store in batches, so
 //! that it works while the server runs: the store's group commit shares
 //! each fsync with the server's deliveries, and the server's IMAP sessions
-//! are told of the new mail ([`SqliteStore::announce_to_other_processes`]).
+//! are told of the new mail ([`mailgate_store::SqliteStore::announce_to_other_processes`]).
 //!
 //! What clients must not notice: when a target mailbox is empty and the
 //! source knows its UIDVALIDITY, the mailbox takes that UIDVALIDITY and
@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Subcommand, ValueEnum};
 use mailgate_store::{
-    AccountId, ImportMessage, MailboxInfo, MessageStructure, NewMessage, RawPart, SpecialUse,
-    SqliteStore, Store, Uid,
+    AccountId, ImportMessage, MessageStructure, NewMessage, RawPart, SpecialUse, Store, Uid,
 };
 use sha2::{Digest, Sha256};
 
@@ -240,12 +239,7 @@ pub async fn run_import(config: &Config, command: ImportCommand) -> Result<(), S
 }
 
 fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
-    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    let store = super::open_store(config)?;
     // The running server's IMAP sessions hear of what we import.
     store.announce_to_other_processes();
     Ok(store)
@@ -506,9 +500,7 @@ async fn import_folder(
     }
     report.uids_kept = keep_uids;
 
-    let mut batch: Vec<ImportMessage> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut pending: Option<tokio::task::JoinHandle<Result<usize, String>>> = None;
+    let mut writer = Writer::new(store, mailbox.as_ref().map(|m| m.id));
     let mut raised = false;
     let mut listed = folder.messages.into_iter();
     let mut stream = folder.stream;
@@ -527,16 +519,7 @@ async fn import_folder(
                         continue;
                     }
                     Some(Item::Fatal(e)) => {
-                        flush(
-                            store,
-                            &mailbox,
-                            &mut batch,
-                            &mut batch_bytes,
-                            &mut pending,
-                            &mut report,
-                        )
-                        .await?;
-                        wait(&mut pending, &mut report).await?;
+                        writer.finish().await?;
                         return Err(e);
                     }
                 },
@@ -547,16 +530,7 @@ async fn import_folder(
         // UIDNEXT, as they would have there.
         if msg.uid.is_none() && keep_uids && !raised && !dry_run {
             raised = true;
-            flush(
-                store,
-                &mailbox,
-                &mut batch,
-                &mut batch_bytes,
-                &mut pending,
-                &mut report,
-            )
-            .await?;
-            wait(&mut pending, &mut report).await?;
+            writer.finish().await?;
             if let (Some(mb), Some(n)) = (&mailbox, folder.uid_next) {
                 store
                     .raise_uid_next(mb.id, n)
@@ -583,46 +557,28 @@ async fn import_folder(
             report.imported += 1;
             continue;
         }
-        batch_bytes += raw.len();
         let raw = Arc::new(raw);
-        batch.push(ImportMessage {
-            message: NewMessage {
-                structure: MessageStructure::default(),
-                internal_date: msg
-                    .internal_date
-                    .unwrap_or_else(|| chrono::Utc::now().timestamp()),
-                raw,
-            },
-            flags: msg.flags,
-            uid: if keep_uids {
-                msg.uid.and_then(Uid::new)
-            } else {
-                None
-            },
-            pop3_uidl: if keep_uids { msg.pop3_uidl } else { None },
-        });
-        if batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
-            flush(
-                store,
-                &mailbox,
-                &mut batch,
-                &mut batch_bytes,
-                &mut pending,
-                &mut report,
-            )
+        writer
+            .push(ImportMessage {
+                message: NewMessage {
+                    structure: MessageStructure::default(),
+                    internal_date: msg
+                        .internal_date
+                        .unwrap_or_else(|| chrono::Utc::now().timestamp()),
+                    raw,
+                },
+                flags: msg.flags,
+                uid: if keep_uids {
+                    msg.uid.and_then(Uid::new)
+                } else {
+                    None
+                },
+                pop3_uidl: if keep_uids { msg.pop3_uidl } else { None },
+            })
             .await?;
-        }
     }
-    flush(
-        store,
-        &mailbox,
-        &mut batch,
-        &mut batch_bytes,
-        &mut pending,
-        &mut report,
-    )
-    .await?;
-    wait(&mut pending, &mut report).await?;
+    writer.finish().await?;
+    report.imported += writer.imported;
     if let (Some(mb), true, false, Some(n)) = (&mailbox, keep_uids, dry_run, folder.uid_next) {
         if !raised {
             store
@@ -646,59 +602,89 @@ async fn import_folder(
     Ok(report)
 }
 
-/// Sends the batch to the store; the previous batch is waited for first,
-/// so one batch is parsed and written while the next is read.
-async fn flush(
-    store: &Arc<dyn Store>,
-    mailbox: &Option<MailboxInfo>,
-    batch: &mut Vec<ImportMessage>,
-    batch_bytes: &mut usize,
-    pending: &mut Option<tokio::task::JoinHandle<Result<usize, String>>>,
-    report: &mut FolderReport,
-) -> Result<(), String> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let Some(mb) = mailbox else {
-        batch.clear();
-        return Ok(());
-    };
-    let messages = std::mem::take(batch);
-    *batch_bytes = 0;
-    wait(pending, report).await?;
-    let store = Arc::clone(store);
-    let id = mb.id;
-    *pending = Some(tokio::spawn(async move {
-        // Parsing costs CPU: off the async workers, in parallel with the
-        // reading of the next batch.
-        let messages = tokio::task::spawn_blocking(move || {
-            messages
-                .into_iter()
-                .map(|mut m| {
-                    m.message.structure = MessageStructure::parse(&m.message.raw);
-                    m
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let uids = store
-            .import_messages(id, messages)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(uids.len())
-    }));
-    Ok(())
+/// The messages of one folder on their way to the store, in batches of
+/// at most [`BATCH_MESSAGES`] messages or [`BATCH_BYTES`] bytes. A batch is
+/// parsed and written while the next is read: each send waits for the
+/// previous batch first. Without a mailbox (a dry run of a folder that
+/// does not exist yet) batches are dropped.
+struct Writer<'a> {
+    store: &'a Arc<dyn Store>,
+    mailbox: Option<mailgate_store::MailboxId>,
+    batch: Vec<ImportMessage>,
+    bytes: usize,
+    pending: Option<tokio::task::JoinHandle<Result<usize, String>>>,
+    /// Messages the store has taken.
+    imported: usize,
 }
 
-async fn wait(
-    pending: &mut Option<tokio::task::JoinHandle<Result<usize, String>>>,
-    report: &mut FolderReport,
-) -> Result<(), String> {
-    if let Some(p) = pending.take() {
-        report.imported += p.await.map_err(|e| e.to_string())??;
+impl<'a> Writer<'a> {
+    fn new(store: &'a Arc<dyn Store>, mailbox: Option<mailgate_store::MailboxId>) -> Self {
+        Writer {
+            store,
+            mailbox,
+            batch: Vec::new(),
+            bytes: 0,
+            pending: None,
+            imported: 0,
+        }
     }
-    Ok(())
+
+    /// Adds a message; sends the batch once it is full.
+    async fn push(&mut self, message: ImportMessage) -> Result<(), String> {
+        self.bytes += message.message.raw.len();
+        self.batch.push(message);
+        if self.batch.len() >= BATCH_MESSAGES || self.bytes >= BATCH_BYTES {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is batched and waits until the store has taken all of it.
+    async fn finish(&mut self) -> Result<(), String> {
+        self.send().await?;
+        self.wait().await
+    }
+
+    async fn send(&mut self) -> Result<(), String> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let messages = std::mem::take(&mut self.batch);
+        self.bytes = 0;
+        let Some(id) = self.mailbox else {
+            return Ok(());
+        };
+        self.wait().await?;
+        let store = Arc::clone(self.store);
+        self.pending = Some(tokio::spawn(async move {
+            // Parsing costs CPU: off the async workers, in parallel with the
+            // reading of the next batch.
+            let messages = tokio::task::spawn_blocking(move || {
+                messages
+                    .into_iter()
+                    .map(|mut m| {
+                        m.message.structure = MessageStructure::parse(&m.message.raw);
+                        m
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let uids = store
+                .import_messages(id, messages)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(uids.len())
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<(), String> {
+        if let Some(p) = self.pending.take() {
+            self.imported += p.await.map_err(|e| e.to_string())??;
+        }
+        Ok(())
+    }
 }
 
 /// The digests of every message in a mailbox (for "already present").
