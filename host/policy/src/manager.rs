@@ -459,20 +459,46 @@ pub struct CheckReport {
 /// and `self-test`, with an in-memory key-value store and a resolver that
 /// finds nothing. For `mailgate plugin check`.
 pub async fn check_file(path: &Path, settings: &PluginSettings) -> Result<CheckReport, LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
     let mut plugins = crate::config::PluginsConfig::new(path.parent().unwrap_or(Path::new(".")));
     plugins.max_instances = 4;
     let config = PolicyConfig {
         plugins,
         plugin: vec![settings.clone()],
     };
+    let resolver = Arc::new(StaticResolver::default());
+    let (_runtime, plugin) = load_standalone(path, settings, &config, false, resolver).await?;
+    Ok(CheckReport {
+        plugin_name: plugin.plugin_name().to_string(),
+        version: plugin.version().to_string(),
+        hash: plugin.hash().to_string(),
+        hooks: plugin
+            .hooks()
+            .iter()
+            .map(|h| h.name().to_string())
+            .collect(),
+        imports: plugin.imports().to_vec(),
+    })
+}
+
+/// Loads one component file on its own, outside a running server, for
+/// `plugin check` and `plugin run`: a runtime of its own (returned with
+/// the plugin, which needs it alive) with a fresh instance per call, an
+/// in-memory key-value store, `resolver`, and `config`'s limits.
+pub(crate) async fn load_standalone(
+    path: &Path,
+    settings: &PluginSettings,
+    config: &PolicyConfig,
+    fuel: bool,
+    resolver: Arc<dyn Resolver>,
+) -> Result<(Runtime, LoadedPlugin), LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
     let runtime = Runtime::new(RuntimeOptions {
         max_instances: 4,
         reuse_instances: false,
-        fuel: false,
+        fuel,
         cache_dir: None,
         kv: Arc::new(FileKv::in_memory()),
-        resolver: Arc::new(StaticResolver::default()),
+        resolver,
     })
     .map_err(|e| LoadError::Compile(e.to_string()))?;
     let name = path
@@ -489,15 +515,5 @@ pub async fn check_file(path: &Path, settings: &PluginSettings) -> Result<CheckR
             Arc::default(),
         )
         .await?;
-    Ok(CheckReport {
-        plugin_name: plugin.plugin_name().to_string(),
-        version: plugin.version().to_string(),
-        hash: plugin.hash().to_string(),
-        hooks: plugin
-            .hooks()
-            .iter()
-            .map(|h| h.name().to_string())
-            .collect(),
-        imports: plugin.imports().to_vec(),
-    })
+    Ok((runtime, plugin))
 }

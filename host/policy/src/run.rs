@@ -1,6 +1,6 @@
 //! One hook of one plugin on one message, outside a server: what
 //! `mailgate plugin run` does. The plugin is loaded by the same
-//! [`Runtime`] the server uses (same limits, same capability checks, the
+//! [`Runtime`](crate::runtime::Runtime) the server uses (same limits, same capability checks, the
 //! resolver the caller gives), its hook called as a session would call it,
 //! and the answer reported with what the server would make of it (the
 //! host's validation of edits and plans, the failure mode).
@@ -12,12 +12,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::bindings::{self, on_route, RawOutcome};
-use crate::caps::{FileKv, Resolver};
+use crate::caps::Resolver;
 use crate::chain::{validate_edits, validate_plan};
 use crate::config::{FailureMode, PluginSettings, PolicyConfig};
 use crate::error::LoadError;
 use crate::message::MessageView;
-use crate::runtime::{Answer, Call, LoadedPlugin, Runtime, RuntimeOptions};
+use crate::runtime::{Answer, Call, LoadedPlugin};
 use crate::types::{
     AuthAttempt, Edit, Envelope, Hook, RecipientInfo, Reply, RouteAction, SessionInfo, Verdict,
 };
@@ -112,30 +112,9 @@ pub async fn run_file(
     resolver: Arc<dyn Resolver>,
     input: RunInput,
 ) -> Result<RunReport, RunError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read(e.to_string()))?;
-    let runtime = Runtime::new(RuntimeOptions {
-        max_instances: 4,
-        reuse_instances: false,
-        fuel: config.plugins.fuel,
-        cache_dir: None,
-        kv: Arc::new(FileKv::in_memory()),
-        resolver,
-    })
-    .map_err(|e| LoadError::Compile(e.to_string()))?;
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin")
-        .to_string();
-    let plugin = runtime
-        .load(
-            &name,
-            bytes,
-            settings,
-            config.limits_for(settings),
-            Arc::default(),
-        )
-        .await?;
+    let (_runtime, plugin) =
+        crate::manager::load_standalone(path, settings, config, config.plugins.fuel, resolver)
+            .await?;
     let hook = input.hook;
     if !plugin.wants(hook) {
         return Err(RunError::NotWanted {
