@@ -71,6 +71,9 @@ pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             println!("created {}", address.to_lowercase());
         }
+        UserCommand::Show { address, json } => {
+            super::mailbox::user_show(&store, &address, json).await?;
+        }
         UserCommand::List => {
             for a in store.list_accounts().await.map_err(|e| e.to_string())? {
                 println!("{}", a.address);
@@ -322,7 +325,7 @@ impl std::fmt::Display for Ref {
 }
 
 /// Whether `target` names `address` (itself, or a plus-address of it).
-fn names(target: &str, address: &str) -> bool {
+pub(super) fn names(target: &str, address: &str) -> bool {
     let target = target.trim().to_lowercase();
     if target == address {
         return true;

@@ -9,6 +9,7 @@ mod dkim;
 mod export;
 mod imap_source;
 mod import;
+mod mailbox;
 mod maildir;
 mod mbox;
 mod plugin;
@@ -18,6 +19,7 @@ pub use config_check::ConfigCommand;
 pub use dkim::DkimCommand;
 pub use export::ExportCommand;
 pub use import::ImportCommand;
+pub use mailbox::MailboxCommand;
 pub use queue::QueueCommand;
 
 use std::io::Write;
@@ -61,6 +63,10 @@ pub enum Command {
     /// Manage local domains (besides those in the configuration file).
     #[command(subcommand)]
     Domain(DomainCommand),
+    /// An account's mailboxes: list, create, delete, rename, expunge
+    /// (like `doveadm mailbox` and `doveadm expunge`).
+    #[command(subcommand)]
+    Mailbox(MailboxCommand),
     /// Maintain the store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -100,6 +106,18 @@ pub enum UserCommand {
     },
     /// List the accounts, one address per line.
     List,
+    /// Show an account (like `doveadm user` and `doveadm quota get`):
+    /// quota and usage, message count, its mailboxes, last login, and the
+    /// aliases (directly or through other aliases) and catch-alls that
+    /// deliver to it.
+    Show {
+        /// The account's address.
+        address: String,
+        /// One JSON object instead: address, quota_bytes, used_bytes,
+        /// messages, last_login, mailboxes, aliases, catch_alls.
+        #[arg(long)]
+        json: bool,
+    },
     /// Change an account's password.
     Passwd {
         /// The account's address.
@@ -298,6 +316,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::User(c) => admin::user(&config, c).await,
             Command::Alias(c) => admin::alias(&config, c).await,
             Command::Domain(c) => admin::domain(&config, c).await,
+            Command::Mailbox(c) => mailbox::run(&config, c).await,
             Command::Store(c) => admin::store(&config, c).await,
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
