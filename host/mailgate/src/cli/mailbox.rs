@@ -118,7 +118,13 @@ pub async fn run(config: &Config, command: MailboxCommand) -> Result<(), String>
                 println!("{:#}", serde_json::Value::Array(list));
             } else {
                 for m in &boxes {
-                    println!("{}\t{}\t{}\t{}", m.name, m.messages, m.unseen, m.size);
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        printable(&m.name),
+                        m.messages,
+                        m.unseen,
+                        m.size
+                    );
                 }
             }
         }
@@ -202,6 +208,21 @@ pub async fn run(config: &Config, command: MailboxCommand) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// A mailbox name (chosen by an IMAP client) for a terminal: control
+/// characters (a tab, an escape sequence) are escaped, so that they can
+/// neither break the columns nor drive the terminal.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn mailbox_json(m: &MailboxInfo) -> serde_json::Value {
@@ -288,7 +309,12 @@ pub async fn user_show(store: &Arc<dyn Store>, address: &str, json: bool) -> Res
     println!("last login: not recorded");
     println!("mailboxes:");
     for m in &boxes {
-        println!("  {}\t{} messages\t{} bytes", m.name, m.messages, m.size);
+        println!(
+            "  {}\t{} messages\t{} bytes",
+            printable(&m.name),
+            m.messages,
+            m.size
+        );
     }
     println!(
         "aliases: {}",
@@ -348,7 +374,13 @@ async fn reached_by(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_day;
+    use super::{parse_day, printable};
+
+    #[test]
+    fn names_for_a_terminal() {
+        assert_eq!(printable("Sent/2024 ünï"), "Sent/2024 ünï");
+        assert_eq!(printable("a\tb\x1b[2J"), "a\\tb\\u{1b}[2J");
+    }
 
     #[test]
     fn days() {
