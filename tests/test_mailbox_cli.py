@@ -51,6 +51,17 @@ def fails(srv, *args):
 LIST_RE = re.compile(rb'^\((?P<attrs>[^)]*)\) "(?P<sep>[^"]*)" (?P<name>.+)$')
 
 
+def imap_special_use(m):
+    typ, data = m.list()
+    out = {}
+    for line in data:
+        g = LIST_RE.match(line)
+        uses = [a for a in g.group("attrs").decode().split()
+                if a in ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")]
+        out[g.group("name").decode().strip('"')] = uses[0] if uses else None
+    return out
+
+
 def imap_names(m, cmd="LIST"):
     typ, data = m.list() if cmd == "LIST" else m.lsub()
     assert typ == "OK"
@@ -140,6 +151,7 @@ def test_mailbox_list_matches_imap(srv):
         names = imap_names(m)
         status = {n: imap_status(m, n) for n in names}
         sizes = {n: sum(imap_sizes(m, n)) for n in names}
+        uses = imap_special_use(m)
     finally:
         m.logout()
     listed = json.loads(cli(srv, "mailbox", "list", ALICE, "--json"))
@@ -147,6 +159,8 @@ def test_mailbox_list_matches_imap(srv):
     for b in listed:
         assert (b["messages"], b["unseen"]) == status[b["name"]], b
         assert b["size"] == sizes[b["name"]]
+        assert b["special_use"] == uses[b["name"]], b
+    assert uses["Sent"] == "\\Sent"
     rows = [ln.split("\t") for ln in cli(srv, "mailbox", "list", ALICE).splitlines()]
     assert ["INBOX", "2", "1", str(sizes["INBOX"])] in rows
     assert sorted(r[0] for r in rows) == names

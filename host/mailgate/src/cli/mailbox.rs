@@ -23,7 +23,8 @@ pub enum MailboxCommand {
         /// The account's address.
         account: String,
         /// One JSON array instead: objects with name, messages, unseen,
-        /// size, special_use and subscribed.
+        /// size, special_use (the RFC 6154 attribute, e.g. `\Sent`) and
+        /// subscribed.
         #[arg(long)]
         json: bool,
     },
@@ -231,7 +232,7 @@ fn mailbox_json(m: &MailboxInfo) -> serde_json::Value {
         "messages": m.messages,
         "unseen": m.unseen,
         "size": m.size,
-        "special_use": m.special_use.map(|s| format!("{s:?}")),
+        "special_use": m.special_use.map(|s| s.attribute()),
         "subscribed": m.subscribed,
     })
 }
