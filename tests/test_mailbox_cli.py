@@ -249,3 +249,30 @@ def test_mailbox_expunge_selectors_seen_by_open_session(srv):
         assert doc["messages"] == 0 and doc["used_bytes"] == 0
     finally:
         m.logout()
+
+
+# ------------------------------------------------------------- bad input
+@pytest.mark.parametrize("name", ["", " ", "a//b", "/x", "x/", "inbox", "x" * 5000,
+                                  "tab\there", "ctl\x1b[2J"])
+def test_mailbox_create_bad_names_refused(srv, name):
+    """Names the store cannot hold (empty, empty levels, too long, control
+    characters) or that exist (INBOX in any case) are refused with a
+    reason, and nothing is created."""
+    before = cli(srv, "mailbox", "list", ALICE)
+    res = srv.cli("mailbox", "create", ALICE, name)
+    assert res.returncode == 1, res.stdout_text
+    assert res.stderr_text.strip() and "panicked" not in res.stderr_text
+    assert "\x1b" not in res.stderr_text
+    assert cli(srv, "mailbox", "list", ALICE) == before
+
+
+def test_mailbox_odd_but_valid_name_listed_like_imap(srv):
+    name = "Trash/../Ünï 2024"
+    cli(srv, "mailbox", "create", ALICE, name)
+    listed = [b["name"] for b in json.loads(cli(srv, "mailbox", "list", ALICE, "--json"))]
+    assert name in listed
+    m = imap(srv)
+    try:
+        assert imap_status(m, name.replace("Ü", "&ANw-").replace("ï", "&AO8-")) == (0, 0)
+    finally:
+        m.logout()
