@@ -564,6 +564,7 @@ mod tests {
             limits: Limits {
                 max_recipients: 100,
                 max_message_size: 1000,
+                max_connections_per_ip: 10_000,
             },
             auth: Auth {
                 trust_loopback: true,
