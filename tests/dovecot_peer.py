@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
+from harness import free_port, peer_unavailable
 
 START_TIMEOUT = 20.0  # seconds for the banners to appear
 STOP_TIMEOUT = 15.0  # seconds for the master to exit after SIGTERM
@@ -39,17 +39,8 @@ SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "
 
 
 def unavailable(reason: str):
-    msg = f"DOVECOT UNAVAILABLE: {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(msg + " (CI is set: the migration tests must run; install the Debian"
-                    " packages dovecot-imapd and dovecot-pop3d and run as root)", pytrace=False)
-    pytest.skip(msg + " (set CI=1 to make this a failure)")
-
-
-def free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+    peer_unavailable("DOVECOT", reason, "the migration tests must run; install the Debian"
+                     " packages dovecot-imapd and dovecot-pop3d and run as root")
 
 
 def check_prerequisites():

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOSTNAME = "mx.test.example"
 DOMAIN = "example.test"
@@ -516,3 +518,23 @@ def with_probe(srv: "Server", wasm_dir: Path) -> "Server":
         f.write(f'\n[plugins]\ndir = "{pdir}"\npoll_ms = 200\n'
                 '\n[[plugin]]\nname = "probe"\ngrants = ["config"]\n')
     return srv
+
+
+# ---- peers (Postfix, Dovecot) --------------------------------------------------
+
+
+def peer_unavailable(peer: str, reason: str, needs: str):
+    """A peer program cannot be used here: a failure under CI (`CI` set),
+    where every test must run, and a loud skip elsewhere. `needs` says what
+    to install or how to run."""
+    msg = f"{peer} UNAVAILABLE: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg} (CI is set: {needs})", pytrace=False)
+    pytest.skip(msg + " (set CI=1 to make this a failure)")
+
+
+def free_port(ip: str) -> int:
+    """A TCP port free on `ip` at the time of asking."""
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return sock.getsockname()[1]

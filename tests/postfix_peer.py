@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
+from harness import free_port, peer_unavailable
 
 CMD_TIMEOUT = 60.0  # seconds for one postfix/postmap/postqueue command
 STOP_TIMEOUT = 20.0  # seconds for the master to exit after `postfix stop`
@@ -44,17 +44,8 @@ MASTER_CF = (Path(__file__).parent / "postfix-master.cf").read_text()
 
 def unavailable(reason: str):
     """Postfix cannot be used here: a failure under CI, a loud skip elsewhere."""
-    msg = f"POSTFIX UNAVAILABLE: {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(msg + " (CI is set: the Postfix interop tests must run;"
-                    " install the Debian package `postfix` and run as root)", pytrace=False)
-    pytest.skip(msg + " (set CI=1 to make this a failure)")
-
-
-def free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+    peer_unavailable("POSTFIX", reason, "the Postfix interop tests must run;"
+                     " install the Debian package `postfix` and run as root")
 
 
 def check_prerequisites():
