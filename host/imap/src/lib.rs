@@ -40,6 +40,7 @@ pub mod compress;
 pub mod conn;
 pub mod names;
 pub mod session;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;

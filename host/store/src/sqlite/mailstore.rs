@@ -651,6 +651,15 @@ impl MailStore for SqliteStore {
             .await
     }
 
+    async fn changes_since(
+        &self,
+        mailbox: MailboxId,
+        modseq: u64,
+    ) -> StoreResult<crate::MailboxChanges> {
+        self.read(move |c| super::imap::changes_since(c, mailbox, modseq))
+            .await
+    }
+
     async fn adopt_uid_validity(&self, mailbox: MailboxId, uid_validity: u32) -> StoreResult<()> {
         self.write(move |c| super::import::adopt_uid_validity(c, mailbox, uid_validity))
             .await
