@@ -135,6 +135,10 @@ pub struct ImapContext {
     /// STARTTLS (RFC 9051 §6.2.1), implicit TLS (IMAPS, RFC 8314) or
     /// none.
     pub tls: TlsMode,
+    /// The shared views of the selected mailboxes ([`view`]); one
+    /// registry for every listener of a server, so that a mailbox is held
+    /// once whether its sessions came in on 143 or 993.
+    pub views: Arc<view::MailboxViews>,
 }
 
 impl ImapContext {
@@ -158,6 +162,7 @@ impl ImapContext {
             transfer_grace: TRANSFER_GRACE,
             shutdown,
             tls: TlsMode::None,
+            views: Arc::new(view::MailboxViews::new()),
         }
     }
 

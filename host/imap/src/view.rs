@@ -556,16 +556,25 @@ impl MailboxViews {
             dirty: AtomicBool::new(false),
             refreshing: tokio::sync::Mutex::new(()),
         });
-        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
         // Another session may have made one meanwhile: use that one.
-        if let Some(v) = views.get(&id).and_then(Weak::upgrade) {
-            drop(views);
-            v.refresh(store, true).await?;
-            return Ok(v);
+        let existing = {
+            let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+            match views.get(&id).and_then(Weak::upgrade) {
+                Some(v) => Some(v),
+                None => {
+                    views.retain(|_, w| w.strong_count() > 0);
+                    views.insert(id, Arc::downgrade(&view));
+                    None
+                }
+            }
+        };
+        match existing {
+            Some(v) => {
+                v.refresh(store, true).await?;
+                Ok(v)
+            }
+            None => Ok(view),
         }
-        views.retain(|_, w| w.strong_count() > 0);
-        views.insert(id, Arc::downgrade(&view));
-        Ok(view)
     }
 
     fn lookup(&self, id: MailboxId) -> Option<Arc<SharedView>> {

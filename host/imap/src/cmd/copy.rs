@@ -59,8 +59,8 @@ pub(crate) async fn copy(
     );
     if is_move {
         write_untagged(out, &format!("OK [{code}] Moved"));
-        if let Some(sel) = s.selected.as_mut() {
-            sel.dirty = true;
+        if let Some(sel) = s.selected.as_ref() {
+            sel.view.mark_dirty();
         }
         Ok(Done::ok("MOVE completed"))
     } else {

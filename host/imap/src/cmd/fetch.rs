@@ -241,20 +241,21 @@ pub(crate) async fn start(
     if !sel.read_only && items.iter().any(sets_seen) {
         let unseen: Vec<Uid> = indexes
             .iter()
-            .map(|&i| &sel.msgs[i])
+            .filter_map(|&i| sel.msgs.get(i))
             .filter(|m| !m.has_flag("\\Seen"))
             .map(|m| m.uid)
             .collect();
         if !unseen.is_empty() {
-            for meta in store
+            let updated = store
                 .store_flags(sel.id, &unseen, FlagChange::Add(vec!["\\Seen".into()]))
-                .await?
-            {
-                if let Some(i) = sel.index_of(meta.uid) {
-                    seen_now.push(meta.uid);
-                    sel.msgs[i] = meta;
-                }
-            }
+                .await?;
+            seen_now.extend(
+                updated
+                    .iter()
+                    .filter(|m| sel.index_of(m.uid).is_some())
+                    .map(|m| m.uid),
+            );
+            sel.note_own(&updated);
         }
     }
     Ok(FetchJob {

@@ -334,6 +334,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         // messages up to about HEADER_LOAD_BYTES.
         let start = next;
         let mut bytes = 0u64;
+        let mut sizes = sel.msgs.iter_from(start).map(|m| m.size);
         while next < sel.msgs.len() && next - start < LOAD_BATCH {
             let budget = if headers_only {
                 HEADER_LOAD_BYTES
@@ -343,10 +344,10 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
             if load && next > start && bytes >= budget {
                 break;
             }
-            bytes += sel.msgs[next].size;
+            bytes += sizes.next().unwrap_or(0);
             next += 1;
         }
-        let metas = &sel.msgs[start..next];
+        let metas: Vec<&MessageMeta> = sel.msgs.iter_from(start).take(next - start).collect();
         let loaded = if !load {
             Vec::new()
         } else {

@@ -33,18 +33,12 @@ pub(crate) async fn select(
     }
     let name = mailbox_name(s, raw)?;
     let info = find_mailbox(s, &name).await?;
-    let msgs = s.ctx.store.list_messages(info.id).await?;
-
-    let mut keywords: Vec<&str> = msgs
-        .iter()
-        .flat_map(|m| m.flags.iter())
-        .filter(|f| !f.starts_with('\\'))
-        .map(String::as_str)
-        .collect();
-    keywords.sort_unstable();
-    keywords.dedup();
+    // The mailbox's shared view (read from the store only if no other
+    // session has it selected): no copy of the list is made.
+    let view = s.ctx.views.open(s.ctx.store.as_ref(), info.id).await?;
+    let msgs = view.snapshot();
     let mut flags = SYSTEM_FLAGS.to_string();
-    for k in &keywords {
+    for k in msgs.keywords().iter() {
         flags.push(' ');
         flags.push_str(k);
     }
@@ -121,17 +115,14 @@ pub(crate) async fn select(
             }
         }
     }
-    let keywords = keywords.into_iter().map(str::to_string).collect();
-    s.selected = Some(Box::new(Selected {
-        id: info.id,
-        name: info.name,
+    s.selected = Some(Box::new(Selected::new(
+        info.id,
+        info.name,
         read_only,
-        uid_validity: info.uid_validity,
+        info.uid_validity,
+        view,
         msgs,
-        dirty: false,
-        keywords,
-        keywords_changed: false,
-    }));
+    )));
     s.state = StateKind::Selected;
     Ok(if read_only {
         Done::with_code("READ-ONLY", "EXAMINE completed")
@@ -146,12 +137,10 @@ pub(crate) async fn select(
 pub(crate) async fn close(s: &mut Session) -> CmdResult {
     if let Some(sel) = s.selected.take() {
         if !sel.read_only {
-            let uids: Vec<Uid> = s
-                .ctx
-                .store
-                .list_messages(sel.id)
-                .await?
-                .into_iter()
+            // The current flags (another session may have set \Deleted).
+            let current = sel.view.refresh(s.ctx.store.as_ref(), true).await?;
+            let uids: Vec<Uid> = current
+                .iter()
                 .filter(|m| m.has_flag("\\Deleted"))
                 .map(|m| m.uid)
                 .collect();

@@ -70,9 +70,8 @@ pub(crate) async fn store(
             }
         })
         .collect();
-    for meta in &updated {
-        sel.note_flags(&meta.flags);
-    }
+    // The client learns these entries now: its version takes them.
+    sel.note_own(&updated);
     // RFC 9051 §7.3.5: a new keyword is announced before it is used.
     sel.announce_keywords(out);
     for meta in updated {
@@ -90,7 +89,6 @@ pub(crate) async fn store(
             line.push_str(")\r\n");
             out.extend_from_slice(line.as_bytes());
         }
-        sel.msgs[i] = meta;
     }
     if modified.is_empty() {
         Ok(Done::ok("STORE completed"))
