@@ -469,3 +469,42 @@ def test_qresync_and_condstore_after_changes_while_disconnected(srv):
     a.check(truth)
     a.close()
     c.close()
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise KeyError("VmRSS")
+
+
+def test_sessions_on_a_large_mailbox_share_its_list(srv):
+    """60 sessions select a 4,000-message INBOX: the server grows by far
+    less than 60 copies of the message list (each at least 64 bytes a
+    message, 250 KiB here; a session's own state is a few KiB)."""
+    n, sessions = 4000, 60
+    first = Client(srv, "f")
+    body = b"Subject: s\r\n\r\nx\r\n"
+    for start in range(0, n, 500):
+        parts = [b"(\\Seen) {%d+}\r\n" % len(body) + body for _ in range(start, min(n, start + 500))]
+        lines = first.cmd(b"APPEND INBOX " + b" ".join(parts))
+        assert lines[-1].split(b" ")[1] == b"OK", lines[-1]
+    first.ok(b"SELECT INBOX")  # the list is read once, before measuring
+    time.sleep(0.3)
+    before = rss_kib(srv.proc.pid)
+    clients = []
+    for i in range(sessions):
+        c = Client(srv, f"c{i}")
+        lines = c.ok(b"SELECT INBOX")
+        assert b"* %d EXISTS" % n in lines, lines[:2]
+        clients.append(c)
+    time.sleep(0.3)
+    grown = rss_kib(srv.proc.pid) - before
+    assert grown < sessions * 64, f"{grown} KiB for {sessions} sessions"
+    # And they all still follow changes.
+    first.ok(b"STORE 1 +FLAGS.SILENT (\\Flagged)")
+    for c in clients[::15]:
+        lines = c.ok(b"NOOP")
+        assert any(ln.startswith(b"* 1 FETCH (") and b"\\Flagged" in ln for ln in lines), lines
+    for c in clients + [first]:
+        c.close()
