@@ -32,7 +32,6 @@
 //! session holds it and is dropped with the last one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Index;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -43,7 +42,72 @@ use mailgate_store::{MailStore, MailboxChanges, MailboxId, MessageMeta, StoreRes
 /// import keeping old UIDs) may grow past it until the next rebuild.
 pub const CHUNK: usize = 512;
 
-type Chunk = Arc<Vec<MessageMeta>>;
+type Chunk = Arc<Vec<Entry>>;
+
+/// One message in a view: 32 bytes. Its flags are an index into the
+/// snapshot's table of distinct flag lists ([`FlagTable`]): a mailbox has
+/// few distinct combinations, so a message's flags cost 4 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    uid: Uid,
+    flags: u32,
+    modseq: u64,
+    internal_date: i64,
+    size: u64,
+}
+
+/// The distinct flag lists of a view, each held once. Append-only along a
+/// line of versions, so an index keeps its meaning in later versions of
+/// the same line; a session's own version ([`Snapshot::with_entries`])
+/// may add lists of its own, so versions of different lines compare
+/// flags by their text.
+#[derive(Debug, Clone, Default)]
+struct FlagTable {
+    lists: Vec<Arc<[String]>>,
+    index: HashMap<Arc<[String]>, u32>,
+}
+
+impl FlagTable {
+    /// The index of `flags` (sorted, no duplicates, as the store keeps
+    /// them), added if new.
+    fn intern(table: &mut Arc<FlagTable>, flags: &[String]) -> u32 {
+        if let Some(&i) = table.index.get(flags) {
+            return i;
+        }
+        let t = Arc::make_mut(table);
+        let list: Arc<[String]> = flags.into();
+        let i = t.lists.len() as u32;
+        t.lists.push(Arc::clone(&list));
+        t.index.insert(list, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &[String] {
+        self.lists.get(i as usize).map_or(&[], |l| &l[..])
+    }
+}
+
+/// A message of a snapshot as commands read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta<'a> {
+    /// Its UID.
+    pub uid: Uid,
+    /// Flags and keywords, sorted, no duplicates.
+    pub flags: &'a [String],
+    /// Arrival time, seconds since the Unix epoch.
+    pub internal_date: i64,
+    /// Size in bytes of the raw message.
+    pub size: u64,
+    /// The MODSEQ of the last change to it.
+    pub modseq: u64,
+}
+
+impl Meta<'_> {
+    /// Whether the message carries this flag (case-insensitive).
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+    }
+}
 
 /// One version of a mailbox's message list, in UID order (sequence
 /// number n is index n - 1).
@@ -59,6 +123,7 @@ pub struct Snapshot {
     /// The index of each chunk's first message.
     starts: Vec<usize>,
     len: usize,
+    flags: Arc<FlagTable>,
     highest_modseq: u64,
     uid_validity: u32,
     /// Every keyword seen on a message of this view (never shrinks: RFC
@@ -85,6 +150,7 @@ impl Snapshot {
             bounds: Vec::new(),
             starts: Vec::new(),
             len: 0,
+            flags: Arc::new(FlagTable::default()),
             highest_modseq,
             uid_validity,
             keywords: Arc::new(keywords),
@@ -93,13 +159,38 @@ impl Snapshot {
         s
     }
 
+    fn entry(&mut self, m: &MessageMeta) -> Entry {
+        Entry {
+            uid: m.uid,
+            flags: FlagTable::intern(&mut self.flags, &m.flags),
+            modseq: m.modseq,
+            internal_date: m.internal_date,
+            size: m.size,
+        }
+    }
+
+    fn meta(&self, e: &Entry) -> Meta<'_> {
+        Meta {
+            uid: e.uid,
+            flags: self.flags.get(e.flags),
+            internal_date: e.internal_date,
+            size: e.size,
+            modseq: e.modseq,
+        }
+    }
+
     /// Lays `msgs` out in fresh chunks.
     fn fill(&mut self, msgs: Vec<MessageMeta>) {
+        let entries: Vec<Entry> = msgs.iter().map(|m| self.entry(m)).collect();
+        self.fill_entries(entries);
+    }
+
+    fn fill_entries(&mut self, entries: Vec<Entry>) {
         self.chunks.clear();
         self.bounds.clear();
-        let mut it = msgs.into_iter().peekable();
+        let mut it = entries.into_iter().peekable();
         while it.peek().is_some() {
-            let chunk: Vec<MessageMeta> = it.by_ref().take(CHUNK).collect();
+            let chunk: Vec<Entry> = it.by_ref().take(CHUNK).collect();
             self.bounds.push(if self.chunks.is_empty() {
                 1
             } else {
@@ -146,7 +237,21 @@ impl Snapshot {
     }
 
     /// The message at `index` (sequence number - 1).
-    pub fn get(&self, index: usize) -> Option<&MessageMeta> {
+    pub fn get(&self, index: usize) -> Option<Meta<'_>> {
+        self.entry_at(index).map(|e| self.meta(e))
+    }
+
+    /// The message at `index`, which must be below [`Snapshot::len`] (an
+    /// index from [`crate::session::Selected::resolve`] or a search of
+    /// this snapshot).
+    pub fn at(&self, index: usize) -> Meta<'_> {
+        match self.get(index) {
+            Some(m) => m,
+            None => panic!("message index {index} out of range ({} messages)", self.len),
+        }
+    }
+
+    fn entry_at(&self, index: usize) -> Option<&Entry> {
         if index >= self.len {
             return None;
         }
@@ -175,7 +280,7 @@ impl Snapshot {
     /// The index (sequence number - 1) of a UID, if present.
     pub fn index_of(&self, uid: Uid) -> Option<usize> {
         let i = self.lower_bound(uid.get());
-        (self.get(i)?.uid == uid).then_some(i)
+        (self.entry_at(i)?.uid == uid).then_some(i)
     }
 
     /// The largest UID, 0 if empty.
@@ -188,19 +293,27 @@ impl Snapshot {
     }
 
     /// The messages in sequence order.
-    pub fn iter(&self) -> impl Iterator<Item = &MessageMeta> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Meta<'_>> + '_ {
+        self.entries().map(|e| self.meta(e))
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.chunks.iter().flat_map(|c| c.iter())
     }
 
     /// The messages from index `start` on, in sequence order.
-    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &MessageMeta> + '_ {
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Meta<'_>> + '_ {
         let c = if start >= self.len {
             self.chunks.len()
         } else {
             self.starts.partition_point(|&s| s <= start) - 1
         };
         let skip = start.saturating_sub(self.starts.get(c).copied().unwrap_or(0));
-        self.chunks[c..].iter().flat_map(|c| c.iter()).skip(skip)
+        self.chunks[c..]
+            .iter()
+            .flat_map(|c| c.iter())
+            .skip(skip)
+            .map(|e| self.meta(e))
     }
 
     /// The chunk index that holds (or would hold) `uid`.
@@ -240,17 +353,18 @@ impl Snapshot {
             }
         }
         for m in &changes.changed {
+            let e = next.entry(m);
             let largest = next.largest_uid();
             if m.uid.get() > largest {
                 match next.chunks.last_mut() {
-                    Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(m.clone()),
+                    Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(e),
                     _ => {
                         next.bounds.push(if next.chunks.is_empty() {
                             1
                         } else {
                             m.uid.get()
                         });
-                        next.chunks.push(Arc::new(vec![m.clone()]));
+                        next.chunks.push(Arc::new(vec![e]));
                     }
                 }
                 continue;
@@ -258,18 +372,18 @@ impl Snapshot {
             let c = next.chunk_of(m.uid.get());
             let chunk = &mut next.chunks[c];
             match chunk.binary_search_by_key(&m.uid, |e| e.uid) {
-                Ok(i) if chunk[i] != *m => Arc::make_mut(chunk)[i] = m.clone(),
+                Ok(i) if chunk[i] != e => Arc::make_mut(chunk)[i] = e,
                 Ok(_) => {}
-                Err(i) => Arc::make_mut(chunk).insert(i, m.clone()),
+                Err(i) => Arc::make_mut(chunk).insert(i, e),
             }
         }
         next.reindex();
         // Many emptied or overfull chunks: lay the list out again.
         let wanted = next.len.div_ceil(CHUNK);
         if next.chunks.len() > 2 * wanted + 8 || next.chunks.iter().any(|c| c.len() > 2 * CHUNK) {
-            let all: Vec<MessageMeta> = next.iter().cloned().collect();
+            let all: Vec<Entry> = next.entries().copied().collect();
             next.layout = self.layout + 1;
-            next.fill(all);
+            next.fill_entries(all);
         }
         next
     }
@@ -289,12 +403,13 @@ impl Snapshot {
         let mut keywords: Option<BTreeSet<String>> = None;
         for m in metas {
             let c = next.chunk_of(m.uid.get());
-            let Some(chunk) = next.chunks.get_mut(c) else {
+            if c >= next.chunks.len() {
                 continue;
-            };
-            if let Ok(i) = chunk.binary_search_by_key(&m.uid, |e| e.uid) {
-                if chunk[i] != *m {
-                    Arc::make_mut(chunk)[i] = m.clone();
+            }
+            if let Ok(i) = next.chunks[c].binary_search_by_key(&m.uid, |e| e.uid) {
+                let e = next.entry(m);
+                if next.chunks[c][i] != e {
+                    Arc::make_mut(&mut next.chunks[c])[i] = e;
                 }
                 if m.flags
                     .iter()
@@ -314,17 +429,6 @@ impl Snapshot {
     }
 }
 
-impl Index<usize> for Snapshot {
-    type Output = MessageMeta;
-
-    fn index(&self, index: usize) -> &MessageMeta {
-        match self.get(index) {
-            Some(m) => m,
-            None => panic!("message index {index} out of range ({} messages)", self.len),
-        }
-    }
-}
-
 fn add_keywords(set: &mut BTreeSet<String>, flags: &[String]) {
     for f in flags.iter().filter(|f| !f.starts_with('\\')) {
         if !set.contains(f) {
@@ -338,9 +442,9 @@ fn add_keywords(set: &mut BTreeSet<String>, flags: &[String]) {
 pub struct Difference<'a> {
     /// Messages gone: their index in the old version and UID, ascending.
     pub expunged: Vec<(usize, Uid)>,
-    /// Messages in both whose entry changed: index in the new version
-    /// and the new entry, ascending.
-    pub changed: Vec<(usize, &'a MessageMeta)>,
+    /// Messages in both whose flags or MODSEQ changed: index in the new
+    /// version, the old entry and the new one, ascending.
+    pub changed: Vec<(usize, Meta<'a>, Meta<'a>)>,
     /// Messages only in the new version.
     pub added: usize,
 }
@@ -348,45 +452,33 @@ pub struct Difference<'a> {
 /// Compares `old` with `new`, skipping the chunks they share: in
 /// proportion to the chunks changed between them, unless the newer one
 /// was laid out again (then to the mailbox, once).
-pub fn diff<'a>(old: &Snapshot, new: &'a Snapshot) -> Difference<'a> {
+pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Difference<'a> {
     let mut d = Difference::default();
     if old.layout == new.layout {
         for c in 0..old.chunks.len().max(new.chunks.len()) {
             match (old.chunks.get(c), new.chunks.get(c)) {
                 (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
                 (a, b) => merge(
-                    a.map_or(&[][..], |a| &a[..]),
+                    (old, a.map_or(&[][..], |a| &a[..])),
                     old.starts.get(c).copied().unwrap_or(old.len),
-                    b.map_or(&[][..], |b| &b[..]),
+                    (new, b.map_or(&[][..], |b| &b[..])),
                     new.starts.get(c).copied().unwrap_or(new.len),
                     &mut d,
                 ),
             }
         }
     } else {
-        let a: Vec<&MessageMeta> = old.iter().collect();
-        let b: Vec<&'a MessageMeta> = new.iter().collect();
-        merge_refs(&a, 0, &b, 0, &mut d);
+        let a: Vec<Entry> = old.entries().copied().collect();
+        let b: Vec<Entry> = new.entries().copied().collect();
+        merge((old, &a), 0, (new, &b), 0, &mut d);
     }
     d
 }
 
 fn merge<'a>(
-    a: &[MessageMeta],
+    (sa, a): (&'a Snapshot, &[Entry]),
     a0: usize,
-    b: &'a [MessageMeta],
-    b0: usize,
-    d: &mut Difference<'a>,
-) {
-    let a: Vec<&MessageMeta> = a.iter().collect();
-    let b: Vec<&'a MessageMeta> = b.iter().collect();
-    merge_refs(&a, a0, &b, b0, d);
-}
-
-fn merge_refs<'a>(
-    a: &[&MessageMeta],
-    a0: usize,
-    b: &[&'a MessageMeta],
+    (sb, b): (&'a Snapshot, &[Entry]),
     b0: usize,
     d: &mut Difference<'a>,
 ) {
@@ -394,8 +486,9 @@ fn merge_refs<'a>(
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) if x.uid == y.uid => {
+                let (x, y) = (sa.meta(x), sb.meta(y));
                 if x != y {
-                    d.changed.push((b0 + j, y));
+                    d.changed.push((b0 + j, x, y));
                 }
                 i += 1;
                 j += 1;

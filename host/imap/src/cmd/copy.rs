@@ -28,8 +28,8 @@ pub(crate) async fn copy(
         return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
     }
     let indexes = sel.resolve(set, uid)?;
-    let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
-    let bytes: u64 = indexes.iter().map(|&i| sel.msgs[i].size).sum();
+    let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
+    let bytes: u64 = indexes.iter().map(|&i| sel.msgs.at(i).size).sum();
     let source = sel.id;
     let target = find_mailbox(s, &name)
         .await

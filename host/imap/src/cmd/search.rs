@@ -32,9 +32,10 @@ use std::sync::Arc;
 use mailgate_imap_proto::response::NUL_REPLACEMENT;
 use mailgate_imap_proto::{format_set, DateOp, SearchKey, SearchReturn};
 use mailgate_store::structure::header_fields;
-use mailgate_store::{MessageMeta, RawPart, Uid};
+use mailgate_store::{RawPart, Uid};
 
 use crate::session::{CmdError, CmdResult, Done, Session};
+use crate::view::Meta;
 
 /// Whether evaluating the key needs the message's bytes.
 fn needs_raw(key: &SearchKey) -> bool {
@@ -250,7 +251,7 @@ struct Ctx<'a> {
     seq: u32,
     count: u32,
     largest_uid: u32,
-    meta: &'a MessageMeta,
+    meta: Meta<'a>,
     raw: Option<&'a [u8]>,
     /// BODY/TEXT haystacks, made on first use.
     text: std::cell::OnceCell<Option<BodyText<'a>>>,
@@ -347,7 +348,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
             bytes += sizes.next().unwrap_or(0);
             next += 1;
         }
-        let metas: Vec<&MessageMeta> = sel.msgs.iter_from(start).take(next - start).collect();
+        let metas: Vec<Meta<'_>> = sel.msgs.iter_from(start).take(next - start).collect();
         let loaded = if !load {
             Vec::new()
         } else {
@@ -372,7 +373,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
                 seq: i as u32 + 1,
                 count,
                 largest_uid,
-                meta,
+                meta: *meta,
                 raw: raw.as_deref(),
                 text: std::cell::OnceCell::new(),
             };
@@ -438,7 +439,7 @@ pub(crate) async fn search(
     let found: Vec<(u32, u64)> = indexes
         .iter()
         .map(|&i| {
-            let m = &sel.msgs[i];
+            let m = sel.msgs.at(i);
             (if uid { m.uid.get() } else { i as u32 + 1 }, m.modseq)
         })
         .collect();
@@ -453,7 +454,7 @@ pub(crate) async fn search(
             || !r
                 .iter()
                 .any(|o| matches!(o, SearchReturn::Min | SearchReturn::Max));
-        let uids: Vec<_> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+        let uids: Vec<_> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
         let kept = if whole {
             uids
         } else {

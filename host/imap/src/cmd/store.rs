@@ -38,7 +38,7 @@ pub(crate) async fn store(
         return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
     }
     let indexes = sel.resolve(set, uid)?;
-    let targets: Vec<Uid> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+    let targets: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
     let flags = flags.to_vec();
     let change = match mode {
         StoreMode::Replace => FlagChange::Set(flags),

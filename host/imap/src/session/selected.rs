@@ -157,7 +157,8 @@ impl Selected {
         if Arc::ptr_eq(&current, &self.msgs) {
             return Ok(());
         }
-        let d = diff(&self.msgs, &current);
+        let old = Arc::clone(&self.msgs);
+        let d = diff(&old, &current);
         if !d.expunged.is_empty() && !allow_expunge {
             return Ok(());
         }
@@ -174,12 +175,13 @@ impl Selected {
             }
         }
         let known = self.msgs.len() - d.expunged.len();
-        let old = std::mem::replace(&mut self.msgs, Arc::clone(&current));
+        self.msgs = Arc::clone(&current);
         // Flag changes, written after any new keyword is announced.
         self.announce_keywords(out);
-        for (i, m) in d.changed {
-            let before = old.index_of(m.uid).map(|j| &old[j]);
-            if before.is_some_and(|b| b.flags == m.flags || b.modseq > m.modseq) {
+        for (i, before, m) in d.changed {
+            // Same flags (another MODSEQ only), or this session knows a
+            // newer entry of its own making: nothing to tell.
+            if before.flags == m.flags || before.modseq > m.modseq {
                 continue;
             }
             let modseq = if condstore {

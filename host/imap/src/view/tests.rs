@@ -14,6 +14,16 @@ fn meta(uid: u32, modseq: u64, flags: &[&str]) -> MessageMeta {
     }
 }
 
+fn as_meta(m: &MessageMeta) -> Meta<'_> {
+    Meta {
+        uid: m.uid,
+        flags: &m.flags,
+        internal_date: m.internal_date,
+        size: m.size,
+        modseq: m.modseq,
+    }
+}
+
 fn uids(s: &Snapshot) -> Vec<u32> {
     s.iter().map(|m| m.uid.get()).collect()
 }
@@ -34,12 +44,12 @@ fn indexes_and_lookups_across_chunks() {
     let s = Snapshot::new(msgs, 5, 7);
     assert_eq!(s.len(), n);
     for i in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, n - 1] {
-        assert_eq!(s[i].uid.get(), (i as u32 + 1) * 2);
-        assert_eq!(s.index_of(s[i].uid), Some(i));
-        assert_eq!(s.lower_bound(s[i].uid.get()), i);
-        assert_eq!(s.lower_bound(s[i].uid.get() - 1), i);
-        assert_eq!(s.index_of(Uid::new(s[i].uid.get() + 1).unwrap()), None);
-        assert_eq!(s.iter_from(i).next().map(|m| m.uid), Some(s[i].uid));
+        assert_eq!(s.at(i).uid.get(), (i as u32 + 1) * 2);
+        assert_eq!(s.index_of(s.at(i).uid), Some(i));
+        assert_eq!(s.lower_bound(s.at(i).uid.get()), i);
+        assert_eq!(s.lower_bound(s.at(i).uid.get() - 1), i);
+        assert_eq!(s.index_of(Uid::new(s.at(i).uid.get() + 1).unwrap()), None);
+        assert_eq!(s.iter_from(i).next().map(|m| m.uid), Some(s.at(i).uid));
     }
     assert!(s.get(n).is_none());
     assert_eq!(s.lower_bound(u32::MAX), n);
@@ -70,7 +80,7 @@ fn apply_matches_a_plain_list_and_copies_only_touched_chunks() {
         uids(&s1),
         model.iter().map(|m| m.uid.get()).collect::<Vec<_>>()
     );
-    assert!(s1.iter().eq(model.iter()));
+    assert!(s1.iter().eq(model.iter().map(as_meta)));
     assert_eq!(s1.highest_modseq(), 3);
     assert!(s1.keywords().contains("$Work"));
     // Chunk 0 untouched: shared with the old version.
@@ -78,7 +88,7 @@ fn apply_matches_a_plain_list_and_copies_only_touched_chunks() {
     assert!(!Arc::ptr_eq(&s0.chunks[1], &s1.chunks[1]));
     // The old version is unchanged.
     assert_eq!(s0.len(), n);
-    assert_eq!(s0[CHUNK + 2].uid.get(), CHUNK as u32 + 3);
+    assert_eq!(s0.at(CHUNK + 2).uid.get(), CHUNK as u32 + 3);
 
     let d = diff(&s0, &s1);
     assert_eq!(
@@ -90,7 +100,8 @@ fn apply_matches_a_plain_list_and_copies_only_touched_chunks() {
     );
     assert_eq!(d.changed.len(), 1);
     assert_eq!(d.changed[0].0, i);
-    assert_eq!(d.changed[0].1, &flagged);
+    assert_eq!(d.changed[0].2, as_meta(&flagged));
+    assert_eq!(d.changed[0].1.flags, &[] as &[String]);
     assert_eq!(d.added, 3);
     assert_eq!(diff(&s1, &s1), Difference::default());
 }
@@ -116,7 +127,7 @@ fn own_changes_keep_numbers() {
     let s0 = Snapshot::new(msgs, 1, 7);
     let s1 = s0.with_entries(&[meta(4, 9, &["\\Seen"]), meta(99, 9, &[])]);
     assert_eq!(s1.len(), 10);
-    assert_eq!(s1[3].flags, vec!["\\Seen".to_string()]);
+    assert_eq!(s1.at(3).flags, &["\\Seen".to_string()][..]);
     assert_eq!(s1.highest_modseq(), 9);
     // The shared version with the same change: no difference to announce.
     let shared = s0.apply(&changes(9, vec![meta(4, 9, &["\\Seen"])], &[]));
@@ -136,4 +147,22 @@ fn empty_and_growing_from_nothing() {
     assert_eq!(diff(&s0, &s1).added, CHUNK + 1);
     let s2 = s1.apply(&changes(3, Vec::new(), &[1, CHUNK as u32 + 1]));
     assert_eq!(uids(&s2), (2..=CHUNK as u32).collect::<Vec<_>>());
+}
+
+#[test]
+fn flag_lists_are_held_once() {
+    let msgs: Vec<_> = (1..=3000)
+        .map(|u| meta(u, 1, if u % 2 == 0 { &["\\Seen"] } else { &[] }))
+        .collect();
+    let s0 = Snapshot::new(msgs, 1, 7);
+    assert_eq!(s0.flags.lists.len(), 2);
+    assert_eq!(std::mem::size_of::<Entry>(), 32);
+    // A session's own version adds a list of its own; the shared one
+    // another at the same index: compared by text, not by index.
+    let own = s0.with_entries(&[meta(1, 5, &["$A"])]);
+    let shared = s0.apply(&changes(5, vec![meta(1, 5, &["$B"])], &[]));
+    let d = diff(&own, &shared);
+    assert_eq!(d.changed.len(), 1);
+    assert_eq!(d.changed[0].1.flags, &["$A".to_string()][..]);
+    assert_eq!(d.changed[0].2.flags, &["$B".to_string()][..]);
 }
