@@ -419,7 +419,7 @@ impl FetchJob {
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
         if !cur.flags_sent && self.seen_now.contains(&meta.uid) {
-            let _ = write!(out, " FLAGS ({})", flag_list(&meta.flags));
+            let _ = write!(out, " FLAGS ({})", flag_list(meta.flags));
         }
         out.extend_from_slice(b")\r\n");
         true
@@ -525,7 +525,7 @@ fn write_item(
     match item {
         FetchAttr::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
         FetchAttr::Flags => {
-            out.extend_from_slice(format!("FLAGS ({})", flag_list(&meta.flags)).as_bytes())
+            out.extend_from_slice(format!("FLAGS ({})", flag_list(meta.flags)).as_bytes())
         }
         FetchAttr::InternalDate => out.extend_from_slice(
             format!("INTERNALDATE \"{}\"", format_date_time(meta.internal_date)).as_bytes(),

@@ -108,7 +108,7 @@ pub(crate) async fn select(
                         "{} FETCH (UID {} FLAGS ({}) MODSEQ ({}))",
                         i + 1,
                         m.uid,
-                        flag_list(&m.flags),
+                        flag_list(m.flags),
                         m.modseq
                     ),
                 );
