@@ -13,18 +13,22 @@
 //! - A session sees only its own account: every mailbox is looked up by
 //!   (account, name) in the store, names are validated ([`names`]) before
 //!   they reach it, and the store never maps a name to a file.
-//! - The selected mailbox is a snapshot (sequence numbers ↔ UIDs) that
-//!   changes only at the moments RFC 9051 §7.5.1 allows: no EXPUNGE is
-//!   sent during FETCH, STORE or SEARCH by sequence number; new mail and
-//!   flag changes by other sessions are announced after any command, and
-//!   during IDLE as soon as the store reports them.
+//! - A session sees the selected mailbox as a version of its message list
+//!   (sequence numbers ↔ UIDs) that changes only at the moments RFC 9051
+//!   §7.5.1 allows: no EXPUNGE is sent during FETCH, STORE or SEARCH by
+//!   sequence number; new mail and flag changes by other sessions are
+//!   announced after any command, and during IDLE as soon as the store
+//!   reports them. The list itself is held once per mailbox and shared by
+//!   every session that has it selected ([`view`]).
 //! - Client errors are tagged `BAD` (syntax) or `NO` (refused); our own
 //!   failures are `NO [SERVERBUG]` with the detail only in the log.
 //!
 //! # Layout
 //! - [`session`]: the state machine, its table of which command is legal
-//!   in which state, and the selected-mailbox snapshot
+//!   in which state, and what a session keeps of its selected mailbox
 //!   (`session/selected.rs`).
+//! - [`view`]: the mailbox views shared by sessions: versions of a message
+//!   list, their MODSEQ deltas and differences.
 //! - [`cmd`]: one handler per command.
 //! - [`names`]: mailbox names (UTF-8 / modified UTF-7, validation, LIST
 //!   patterns).

@@ -328,6 +328,23 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
     let count = sel.msgs.len() as u32;
     let largest_uid = sel.largest_uid();
     let mut found = Vec::new();
+    if !load {
+        // Flags, sizes, dates, sets: one pass over the list, no store.
+        for (i, meta) in sel.msgs.iter().enumerate() {
+            let c = Ctx {
+                seq: i as u32 + 1,
+                count,
+                largest_uid,
+                meta,
+                raw: None,
+                text: std::cell::OnceCell::new(),
+            };
+            if matches(key, &c) {
+                found.push(i);
+            }
+        }
+        return Ok(found);
+    }
     let mut next = 0;
     while next < sel.msgs.len() {
         // A batch per store call: up to LOAD_BATCH messages, whole

@@ -379,12 +379,19 @@ pub(super) fn changes_since(
     else {
         return Ok(MailboxChanges::default());
     };
-    let changed = tx
-        .prepare_cached(&format!(
-            "{META_SELECT} WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid"
-        ))?
-        .query_map(params![mailbox, modseq as i64], meta_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    // From MODSEQ 0 (a whole view; every entry has a MODSEQ above 0): the
+    // table in key order. Otherwise the few rows above `modseq` through
+    // the MODSEQ index, then sorted by UID.
+    let mut changed = if modseq == 0 {
+        tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 ORDER BY uid"))?
+            .query_map(params![mailbox], meta_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND modseq > ?2"))?
+            .query_map(params![mailbox, modseq as i64], meta_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    changed.sort_unstable_by_key(|m| m.uid);
     let expunged = expunged_since(&tx, mailbox, modseq)?;
     tx.finish()?;
     Ok(MailboxChanges {
