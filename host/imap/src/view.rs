@@ -385,6 +385,7 @@ impl Snapshot {
             next.layout = self.layout + 1;
             next.fill_entries(all);
         }
+        next.bound_flag_lists();
         next
     }
 
@@ -425,8 +426,44 @@ impl Snapshot {
         if let Some(k) = keywords {
             next.keywords = Arc::new(k);
         }
+        next.bound_flag_lists();
         next
     }
+
+    /// Keeps the table of flag lists (and the keywords) in proportion to
+    /// the messages: a client storing ever new keyword combinations adds
+    /// a list each time, and lists no message uses any more stay in the
+    /// table. Past [`max_flag_lists`] lists, the table is made again from
+    /// the lists in use and the keywords from their keywords (the next
+    /// FLAGS response then lists fewer), in a new layout.
+    fn bound_flag_lists(&mut self) {
+        if self.flags.lists.len() <= max_flag_lists(self.len) {
+            return;
+        }
+        let old = std::mem::take(&mut self.flags);
+        let mut keywords = BTreeSet::new();
+        let entries: Vec<Entry> = self
+            .entries()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|mut e| {
+                let flags = old.get(e.flags);
+                add_keywords(&mut keywords, flags);
+                e.flags = FlagTable::intern(&mut self.flags, flags);
+                e
+            })
+            .collect();
+        self.keywords = Arc::new(keywords);
+        self.layout += 1;
+        self.fill_entries(entries);
+    }
+}
+
+/// The most flag lists a view's table holds before it is made again from
+/// the lists in use: twice the messages, and 64.
+pub fn max_flag_lists(messages: usize) -> usize {
+    2 * messages + 64
 }
 
 fn add_keywords(set: &mut BTreeSet<String>, flags: &[String]) {

@@ -305,6 +305,17 @@ pub trait MailStore: Send + Sync {
         let _ = (mailbox, modseq);
         Err(unsupported("expunged_since"))
     }
+    /// A mailbox by name like [`MailStore::mailbox`], without its
+    /// counters (`messages`, `unseen` and `size` are 0): what SELECT,
+    /// APPEND and COPY need, read without going through the mailbox's
+    /// messages. The default asks [`MailStore::mailbox`].
+    async fn mailbox_state(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<MailboxInfo>> {
+        self.mailbox(account, name).await
+    }
     /// What changed in a mailbox after MODSEQ `modseq`, read in one
     /// transaction: the entries whose MODSEQ is higher (new ones and
     /// changed flags), the UIDs expunged with a higher MODSEQ, and the

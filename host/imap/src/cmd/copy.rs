@@ -4,7 +4,7 @@ use mailgate_imap_proto::response::write_untagged;
 use mailgate_imap_proto::{format_set, SequenceSet};
 use mailgate_store::Uid;
 
-use super::{find_mailbox, mailbox_name, quota};
+use super::{find_mailbox_state, mailbox_name, quota};
 use crate::session::{CmdError, CmdResult, Done, Session};
 
 /// `copy = "COPY" SP sequence-set SP mailbox`; `move` likewise. A missing
@@ -31,7 +31,7 @@ pub(crate) async fn copy(
     let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
     let bytes: u64 = indexes.iter().map(|&i| sel.msgs.at(i).size).sum();
     let source = sel.id;
-    let target = find_mailbox(s, &name)
+    let target = find_mailbox_state(s, &name)
         .await
         .map_err(|_| CmdError::no("TRYCREATE", "No such mailbox"))?;
     let verb = if is_move { "MOVE" } else { "COPY" };

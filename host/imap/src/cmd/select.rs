@@ -5,7 +5,7 @@ use mailgate_imap_proto::response::write_untagged;
 use mailgate_imap_proto::{format_set, QresyncParams};
 use mailgate_store::Uid;
 
-use super::{find_mailbox, flag_list, mailbox_name, write_mailbox, SYSTEM_FLAGS};
+use super::{find_mailbox_state, flag_list, mailbox_name, write_mailbox, SYSTEM_FLAGS};
 use crate::session::{CmdError, CmdResult, Done, Selected, Session, StateKind};
 
 /// `select = "SELECT" SP mailbox [select-params]`; `examine` likewise.
@@ -32,7 +32,7 @@ pub(crate) async fn select(
         s.condstore = true;
     }
     let name = mailbox_name(s, raw)?;
-    let info = find_mailbox(s, &name).await?;
+    let info = find_mailbox_state(s, &name).await?;
     // The mailbox's shared view (read from the store only if no other
     // session has it selected): no copy of the list is made.
     let view = s.ctx.views.open(s.ctx.store.as_ref(), info.id).await?;

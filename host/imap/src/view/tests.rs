@@ -166,3 +166,19 @@ fn flag_lists_are_held_once() {
     assert_eq!(d.changed[0].1.flags, &["$A".to_string()][..]);
     assert_eq!(d.changed[0].2.flags, &["$B".to_string()][..]);
 }
+
+#[test]
+fn flag_lists_stay_in_proportion_to_messages() {
+    let msgs: Vec<_> = (1..=10).map(|u| meta(u, 1, &[])).collect();
+    let mut s = Snapshot::new(msgs, 1, 7);
+    // A client stores a new keyword on message 1 again and again.
+    for i in 0..500u64 {
+        let k = format!("$k{i}");
+        s = s.apply(&changes(2 + i, vec![meta(1, 2 + i, &[k.as_str()])], &[]));
+        assert!(s.flags.lists.len() <= max_flag_lists(10));
+        assert!(s.keywords().len() <= max_flag_lists(10));
+        assert_eq!(s.at(0).flags, &[k][..]);
+    }
+    assert_eq!(s.len(), 10);
+    assert!(s.iter().skip(1).all(|m| m.flags.is_empty()));
+}
