@@ -232,8 +232,19 @@ def main():
             # One APPEND must reach an idling session of the account.
             m = message(a.messages)
             main_c.cmd(b"APPEND INBOX {%d+}\r\n" % len(m) + m)
-            idle[0].sock.settimeout(10)
-            verified = any(idle[0].line().endswith(b" EXISTS") for _ in range(3))
+            idle[0].sock.settimeout(30)
+            t1 = time.monotonic()
+            verified = False
+            try:
+                for _ in range(5):
+                    ln = idle[0].line()
+                    print(f"{a.name}: idle session read {ln!r} after "
+                          f"{time.monotonic() - t1:.2f} s", file=sys.stderr)
+                    if ln.endswith(b" EXISTS"):
+                        verified = True
+                        break
+            except TimeoutError:
+                print(f"{a.name}: no EXISTS within 30 s", file=sys.stderr)
             for c in idle:
                 c.close()
             main_c.close()

@@ -316,6 +316,13 @@ impl Snapshot {
             .map(|e| self.meta(e))
     }
 
+    /// The distinct flag lists of this version, and for each message, in
+    /// sequence order, the index of its list: a search that reads only
+    /// flags decides once per list, not once per message.
+    pub fn flag_lists(&self) -> (&[Arc<[String]>], impl Iterator<Item = usize> + '_) {
+        (&self.flags.lists, self.entries().map(|e| e.flags as usize))
+    }
+
     /// The chunk index that holds (or would hold) `uid`.
     fn chunk_of(&self, uid: u32) -> usize {
         self.bounds.partition_point(|&b| b <= uid).saturating_sub(1)

@@ -328,6 +328,37 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
     let count = sel.msgs.len() as u32;
     let largest_uid = sel.largest_uid();
     let mut found = Vec::new();
+    if flags_only(key) {
+        // Decided once per distinct flag list of the mailbox.
+        let (lists, ids) = sel.msgs.flag_lists();
+        let verdict: Vec<bool> = lists
+            .iter()
+            .map(|flags| {
+                let meta = Meta {
+                    uid: Uid(std::num::NonZeroU32::MIN),
+                    flags,
+                    internal_date: 0,
+                    size: 0,
+                    modseq: 0,
+                };
+                let c = Ctx {
+                    seq: 1,
+                    count,
+                    largest_uid,
+                    meta,
+                    raw: None,
+                    text: std::cell::OnceCell::new(),
+                };
+                matches(key, &c)
+            })
+            .collect();
+        found.extend(
+            ids.enumerate()
+                .filter(|&(_, id)| verdict.get(id).copied().unwrap_or(false))
+                .map(|(i, _)| i),
+        );
+        return Ok(found);
+    }
     if !load {
         // Flags, sizes, dates, sets: one pass over the list, no store.
         for (i, meta) in sel.msgs.iter().enumerate() {
@@ -418,6 +449,22 @@ const LOAD_BYTES: u64 = 1 << 20;
 /// Header blocks loaded per call: of messages whose sizes add up to this
 /// (a header block can be as large as its message; most are small).
 const HEADER_LOAD_BYTES: u64 = 16 << 20;
+
+/// Whether the key reads nothing but the message's flags.
+fn flags_only(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Flag(_)
+        | SearchKey::NotFlag(_)
+        | SearchKey::All
+        | SearchKey::Old
+        | SearchKey::New
+        | SearchKey::Recent => true,
+        SearchKey::And(keys) => keys.iter().all(flags_only),
+        SearchKey::Not(k) => flags_only(k),
+        SearchKey::Or(a, b) => flags_only(a) && flags_only(b),
+        _ => false,
+    }
+}
 
 /// Whether every key that needs the message's bytes reads only its
 /// header block (HEADER, SUBJECT, FROM, TO, CC, BCC, SENT*).
