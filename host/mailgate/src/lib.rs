@@ -28,6 +28,8 @@ pub mod connections;
 pub mod dev;
 pub mod notify;
 pub mod plugins;
+pub mod mailbox_events;
+pub mod monitoring;
 pub mod private;
 pub mod privileges;
 pub mod proxy_protocol;
