@@ -43,6 +43,7 @@ mod check;
 mod directory;
 mod imap;
 mod import;
+mod logins;
 mod mailstore;
 pub mod notify;
 mod queue;
