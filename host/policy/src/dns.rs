@@ -7,7 +7,10 @@
 //! (time-out, SERVFAIL, no server reachable), so a plugin can tell "listed
 //! nowhere" from "could not ask". At most [`MAX_ANSWERS`] answers are
 //! returned; the number of look-ups in one hook call is bounded by
-//! [`MAX_LOOKUPS_PER_CALL`] (checked in the capability).
+//! [`MAX_LOOKUPS_PER_CALL`] (checked in the capability), and one look-up
+//! that takes longer than [`LOOKUP_TIMEOUT`] answers `temporary` (the
+//! resolver's own time-out, 5 s with two attempts, is made for the relay,
+//! not for a hook waiting in an SMTP session).
 
 use std::net::IpAddr;
 
@@ -21,6 +24,8 @@ use crate::caps::{DnsError, RecordType, Resolver};
 pub const MAX_ANSWERS: usize = 64;
 /// Most look-ups in one hook call; more answer `temporary`.
 pub const MAX_LOOKUPS_PER_CALL: u32 = 32;
+/// Longest wait for one look-up.
+pub const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// [`Resolver`] on a hickory [`TokioResolver`].
 pub struct HickoryResolver {
@@ -83,6 +88,18 @@ fn text(data: &RData) -> Option<String> {
 #[async_trait::async_trait]
 impl Resolver for HickoryResolver {
     async fn lookup(&self, name: &str, kind: RecordType) -> Result<Vec<String>, DnsError> {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.ask(name, kind)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(DnsError::Temporary(format!(
+                "no answer within {} ms",
+                LOOKUP_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+}
+
+impl HickoryResolver {
+    async fn ask(&self, name: &str, kind: RecordType) -> Result<Vec<String>, DnsError> {
         let answers: Vec<RData> = match kind {
             RecordType::Ptr => {
                 let ip: IpAddr = name.parse().map_err(|_| DnsError::InvalidName)?;
