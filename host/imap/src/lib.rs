@@ -42,6 +42,7 @@ mod clock;
 pub mod cmd;
 pub mod compress;
 pub mod conn;
+pub mod mailbox_events;
 pub mod names;
 pub mod session;
 pub mod view;
@@ -143,6 +144,9 @@ pub struct ImapContext {
     /// registry for every listener of a server, so that a mailbox is held
     /// once whether its sessions came in on 143 or 993.
     pub views: Arc<view::MailboxViews>,
+    /// Where messages filed into or out of Junk are reported (the
+    /// `mailbox-event` plugin hook); none: nowhere.
+    pub mailbox_events: Option<Arc<dyn mailbox_events::MailboxEvents>>,
 }
 
 impl ImapContext {
@@ -167,6 +171,7 @@ impl ImapContext {
             shutdown,
             tls: TlsMode::None,
             views: Arc::new(view::MailboxViews::new()),
+            mailbox_events: None,
         }
     }
 

@@ -50,6 +50,9 @@ pub enum LoadError {
     /// `self-test` failed.
     #[error("self-test failed: {0}")]
     SelfTest(String),
+    /// Its `[[plugin]]` entry is unusable (an `http_allow` entry).
+    #[error("bad settings: {0}")]
+    Config(String),
 }
 
 /// Why a call failed.
