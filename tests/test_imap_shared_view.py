@@ -500,6 +500,7 @@ def test_sessions_on_a_large_mailbox_share_its_list(srv):
         clients.append(c)
     time.sleep(0.3)
     grown = rss_kib(srv.proc.pid) - before
+    print(f"60 sessions on {n} messages: {grown} KiB")
     assert grown < sessions * 64, f"{grown} KiB for {sessions} sessions"
     # And they all still follow changes.
     first.ok(b"STORE 1 +FLAGS.SILENT (\\Flagged)")
