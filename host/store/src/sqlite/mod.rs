@@ -41,6 +41,7 @@
 
 mod check;
 mod directory;
+mod health;
 mod imap;
 mod import;
 mod logins;
