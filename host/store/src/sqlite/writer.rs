@@ -96,6 +96,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
             }
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let (started, count) = (std::time::Instant::now(), batch.len());
         let mut jobs = batch.into_iter();
         'transaction: loop {
             if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -142,6 +143,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
                 completions.push(completion);
             }
             let committed = conn.execute_batch("COMMIT").map_err(commit_error);
+            mailgate_metrics::store_commit(started.elapsed(), count, committed.is_ok());
             if committed.is_err() && !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
