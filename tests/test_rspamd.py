@@ -257,3 +257,15 @@ def test_rspamd_stopped_then_on_error_applies(mx, rspamd):
     send(accept, message("while down", "Hello.", "down2"))
     [got] = accept.messages(ALICE, USERS[ALICE])
     assert b"X-Spam-Score" not in got.split(b"\r\n\r\n", 1)[0]
+    # Learning fails too; the IMAP command does not.
+    imap = imaplib.IMAP4(*accept.ports["imap"], timeout=30)
+    try:
+        imap.login(ALICE, USERS[ALICE])
+        imap.select("INBOX")
+        typ, data = imap.uid("MOVE", "1:*", "Junk")
+        assert typ == "OK", data
+        assert imap.select("Junk")[1] == [b"1"]
+    finally:
+        imap.logout()
+    wait_until(lambda: "mailbox-event answered an error" in accept.stderr_tail(20000),
+               timeout=30, what="the failed learn to be logged")
