@@ -330,6 +330,15 @@ pub struct Limits {
     /// The proxies (addresses or CIDR ranges) whose PROXY protocol
     /// headers are believed, on the listeners of `[listen.proxy]`.
     pub proxy_from: Vec<String>,
+    /// Free space (bytes) the data directory's file system keeps for new
+    /// mail: below it SMTP/LMTP MAIL gets `452 4.3.1` and IMAP APPEND and
+    /// COPY `NO`. Bytes or a string with K, M, G or T; `None`: the
+    /// smaller of 1 GiB and 5 % of the file system; 0: only a full disk.
+    #[serde(
+        deserialize_with = "byte_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_free_space: Option<u64>,
 }
 
 impl Default for Limits {
@@ -346,8 +355,60 @@ impl Default for Limits {
             command_timeout: 300,
             min_transfer_rate: 1024,
             proxy_from: Vec::new(),
+            min_free_space: None,
         }
     }
+}
+
+impl Limits {
+    /// `min_free_space` as the store takes it.
+    pub fn min_free_space(&self) -> mailgate_store::space::MinFreeSpace {
+        use mailgate_store::space::MinFreeSpace;
+        self.min_free_space
+            .map_or(MinFreeSpace::Default, MinFreeSpace::Bytes)
+    }
+}
+
+/// A size in bytes: an integer, or a string of digits with an optional
+/// unit K, M, G or T (powers of 1024, any case), e.g. `"500M"`.
+fn byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Number(n) => return Ok(Some(n)),
+        Raw::Text(t) => t,
+    };
+    parse_byte_size(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `"500M"` → 524288000; see [`byte_size`].
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size: use bytes, or a number with K, M, G or T"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{text:?} is not a size: use bytes, or a number with K, M, G or T"))
 }
 
 /// `[auth]`.
@@ -767,6 +828,31 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let group_only = format!("group = \"mail\"\n{MINIMAL}");
         assert!(Config::parse(&group_only, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn min_free_space_takes_bytes_or_units() {
+        use mailgate_store::space::MinFreeSpace;
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(c.limits.min_free_space(), MinFreeSpace::Default);
+        for (value, bytes) in [
+            ("0", 0),
+            ("4096", 4096),
+            ("\"64M\"", 64 << 20),
+            ("\"2g\"", 2 << 30),
+        ] {
+            let text = format!("{MINIMAL}\n[limits]\nmin_free_space = {value}\n");
+            let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+            assert_eq!(
+                c.limits.min_free_space(),
+                MinFreeSpace::Bytes(bytes),
+                "{value}"
+            );
+        }
+        for bad in ["\"5X\"", "\"-1\"", "\"\"", "\"99999999999T\"", "-3"] {
+            let text = format!("{MINIMAL}\n[limits]\nmin_free_space = {bad}\n");
+            assert!(Config::parse(&text, Path::new("t.toml")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -124,8 +124,9 @@ pub struct Services {
 }
 
 /// Takes the data directory's lock file so that two servers never share
-/// one store. Held for the life of the returned file.
-fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
+/// one store. Held for the life of the returned file (also by `mailgate
+/// store restore`, which must not run under a server).
+pub(crate) fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
     mailgate_store::sqlite::create_private_dir(&config.data_dir)?;
     crate::private::tighten_and_log(config);
     let path = config.data_dir.join("serve.lock");
@@ -222,6 +223,7 @@ pub async fn run(
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
     let policy = crate::plugins::start(&config).await?;
     let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
+    store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));

@@ -16,6 +16,7 @@ mod plugin;
 mod queue;
 pub mod sendmail;
 mod sieve;
+mod store;
 
 pub use config_check::ConfigCommand;
 pub use dkim::DkimCommand;
@@ -23,6 +24,7 @@ pub use export::ExportCommand;
 pub use import::ImportCommand;
 pub use mailbox::MailboxCommand;
 pub use queue::QueueCommand;
+pub use store::StoreCommand;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,7 +78,8 @@ pub enum Command {
     /// (like `doveadm mailbox` and `doveadm expunge`).
     #[command(subcommand)]
     Mailbox(MailboxCommand),
-    /// Maintain the store.
+    /// Maintain the store: check it, back it up while the server runs,
+    /// restore a backup.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Look at and steer the outbound queue (mail to other domains).
@@ -229,13 +232,6 @@ pub enum DomainCommand {
     },
 }
 
-/// `mailgate store ...`
-#[derive(Debug, Subcommand)]
-pub enum StoreCommand {
-    /// Verify the store's integrity; exits 1 and lists every problem found.
-    Check,
-}
-
 /// The configuration the command line asks for.
 pub fn load_config(cli: &Cli) -> Result<Config, String> {
     if cli.dev {
@@ -252,12 +248,14 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
 /// Opens the store of `config` for an admin command (the server may be
 /// running on it at the same time: SQLite's locking makes that safe).
 fn open_store(config: &Config) -> Result<std::sync::Arc<mailgate_store::SqliteStore>, String> {
-    mailgate_store::SqliteStore::open(&config.data_dir).map_err(|e| {
+    let store = mailgate_store::SqliteStore::open(&config.data_dir).map_err(|e| {
         format!(
             "cannot open the store in {}: {e}",
             config.data_dir.display()
         )
-    })
+    })?;
+    store.set_min_free_space(config.limits.min_free_space());
+    Ok(store)
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -366,7 +364,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Alias(c) => admin::alias(&config, c).await,
             Command::Domain(c) => admin::domain(&config, c).await,
             Command::Mailbox(c) => mailbox::run(&config, c).await,
-            Command::Store(c) => admin::store(&config, c).await,
+            Command::Store(c) => store::run(&config, c).await,
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
