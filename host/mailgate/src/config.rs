@@ -81,6 +81,9 @@ pub struct Config {
     /// SPF, DKIM and DMARC checks of mail arriving on `smtp` (`[inbound]`).
     #[serde(default)]
     pub inbound: InboundSettings,
+    /// `[log]`: the log's format and level.
+    #[serde(default)]
+    pub log: LogSettings,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
@@ -121,6 +124,9 @@ pub struct Listen {
     pub imaps: Option<String>,
     /// LMTP (RFC 2033), local delivery from another mail system.
     pub lmtp: Option<String>,
+    /// The monitoring endpoint (HTTP: `/metrics`, `/healthz/live`,
+    /// `/healthz/ready`); docs/monitoring.md.
+    pub metrics: Option<String>,
     /// `[listen.proxy]`: the listeners whose connections start with a
     /// PROXY protocol header (from the addresses of `limits.proxy_from`).
     #[serde(default)]
@@ -164,6 +170,46 @@ impl ListenProxy {
             "imaps" => self.imaps,
             "lmtp" => self.lmtp,
             _ => false,
+        }
+    }
+}
+
+/// `[log]`: how the server writes its log (to standard error).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (the default) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A level (`info`) or filter directives (`info,mailgate_relay=debug`);
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormat> for mailgate_log::Format {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => mailgate_log::Format::Text,
+            LogFormat::Json => mailgate_log::Format::Json,
         }
     }
 }
@@ -558,6 +604,15 @@ impl Config {
             ));
         }
         self.auth.cache_ttl()?;
+        mailgate_log::check_level(&self.log.level)
+            .map_err(|e| ConfigError::Invalid(format!("log.level: {e}")))?;
+        if let Some(m) = &self.listen.metrics {
+            m.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "listen.metrics {m:?} is not an address with a port, e.g. \"127.0.0.1:9925\""
+                ))
+            })?;
+        }
         self.check_proxy_and_user()?;
         // Converted once here so that a bad relay value stops the server at
         // start; the DKIM key files are read by `serve`.

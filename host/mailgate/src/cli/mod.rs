@@ -7,6 +7,7 @@ mod admin;
 mod config_check;
 mod dkim;
 mod export;
+mod healthcheck;
 mod imap_source;
 mod import;
 mod mailbox;
@@ -99,6 +100,10 @@ pub enum Command {
     /// Write an account's mail out as Maildir or mbox (the way back out).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Ask the running server whether it is ready (`/healthz/ready` of
+    /// `[listen] metrics`): exit 0 if so, 1 if not or if it does not
+    /// answer. For a container's HEALTHCHECK; needs no curl.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Check the configuration file and print the effective configuration
     /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
     #[command(subcommand)]
@@ -259,7 +264,10 @@ fn open_store(config: &Config) -> Result<std::sync::Arc<mailgate_store::SqliteSt
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    init_logging(&cli);
+    if let Command::Healthcheck(args) = &cli.command {
+        return healthcheck::run(&cli, args);
+    }
     // `config check` reads the file itself, to report its problems with
     // the file and line.
     if let Command::Config(c) = &cli.command {
@@ -370,6 +378,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Config(_) => Err("config commands are run above".into()),
             Command::Sieve(_) => Err("sieve commands are run above".into()),
+            Command::Healthcheck(_) => Err("healthcheck is run above".into()),
             Command::Sendmail { .. } => Err("sendmail is run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
             Command::Export(c) => export::run_export(&config, c).await,
@@ -412,9 +421,17 @@ async fn serve(config: Config, dev: bool) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// Logs go to standard error; `RUST_LOG` overrides the default `info`.
+/// Logs go to standard error in the `[log]` format and level of the
+/// configuration, if one can be read (else text at `info`; its errors
+/// are reported by the command itself); `RUST_LOG` overrides the level.
 /// Every value is escaped and bounded by the formatter (`mailgate-log`),
 /// so nothing a client sends reaches a log line raw.
-fn init_logging() {
-    mailgate_log::init();
+fn init_logging(cli: &Cli) {
+    let explicit = cli.dev || cli.config.is_some();
+    let log = if explicit || std::path::Path::new(DEFAULT_CONFIG).exists() {
+        load_config(cli).map(|c| c.log).unwrap_or_default()
+    } else {
+        crate::config::LogSettings::default()
+    };
+    mailgate_log::init_with(log.format.into(), &log.level);
 }
