@@ -3,7 +3,7 @@ full disk, and recovery without a restart.
 
 The server's data directory is a size-limited tmpfs the test mounts itself
 (tests run as root); a filler file takes every free byte. Then:
-- SMTP MAIL gets `452 4.3.1 Insufficient system storage`;
+- SMTP and LMTP MAIL get `452 4.3.1 Insufficient system storage`;
 - IMAP APPEND and COPY get `NO [OVERQUOTA] Not enough disk space`
   (Dovecot's answer), never `[SERVERBUG]`;
 - POP3 DELE + QUIT, IMAP STORE \\Deleted + EXPUNGE and `mailgate user del`
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import USERS, Server, make_message, retr_bytes, wait_until
+from harness import USERS, RawSMTP, Server, make_message, retr_bytes, wait_until
 
 FS_SIZE = "40m"
 MIN_FREE = "6M"
@@ -85,7 +85,7 @@ def full_disk_server(mailgate_bin, template_data, tmp_path):
         srv = Server(binary=mailgate_bin, workdir=workdir,
                      limits={"min_free_space": MIN_FREE},
                      listen={"smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0",
-                             "imap": "127.0.0.1:0"})
+                             "imap": "127.0.0.1:0", "lmtp": "127.0.0.1:0"})
         yield srv
     finally:
         try:
@@ -121,6 +121,14 @@ def test_full_disk_refuses_new_mail_keeps_deleting_and_recovers(full_disk_server
             code, text = c.cmd("MAIL FROM:<sender@remote.test>")
             assert code == 452, text
             assert "4.3.1" in text and "Insufficient system storage" in text, text
+
+    # LMTP: the same at MAIL.
+    with RawSMTP(srv.ports["lmtp"]) as c:
+        c.reply()
+        code, text = c.cmd("LHLO client.test")
+        assert code == 250, text
+        code, text = c.cmd("MAIL FROM:<sender@remote.test>")
+        assert code == 452 and "4.3.1" in text, text
 
     # IMAP: APPEND and COPY refused, temporary, not a server bug.
     m = imap_login(srv, bob)
@@ -160,6 +168,9 @@ def test_full_disk_refuses_new_mail_keeps_deleting_and_recovers(full_disk_server
     assert len(warnings) == 1, warnings
     assert "WARN" in warnings[0], warnings[0]
     assert "corrupt" not in log.lower()
+    # The deletes found room because the reserve file was given up.
+    assert "released the reserve file" in log
+    assert not (srv.data_dir / RESERVE_FILE).exists()
 
     # Space returns: mail is accepted again, no restart.
     filler.unlink()
