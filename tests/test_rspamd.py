@@ -64,11 +64,20 @@ class Rspamd:
         (o / "logging.inc").write_text(
             f'type = "file";\nfilename = "{self.workdir}/rspamd.log";\nlevel = "info";\n')
         (o / "redis.conf").write_text("enabled = false;\n")
+        # A test rule: a Subject with JUNKME scores 8 (over "add header", 6).
+        (self.workdir / "junk.map").write_text("/JUNKME/\n")
+        local = self.workdir / "conf" / "local.d"
+        local.mkdir()
+        (local / "multimap.conf").write_text(
+            'JUNK_TEST { type = "header"; header = "Subject"; regexp = true;'
+            f' map = "{self.workdir}/junk.map"; score = 8.0; }}\n')
         db = self.workdir / "db"
         (o / "classifier-bayes.conf").write_text(
             'backend = "sqlite3";\nmin_learns = 1;\n'
             f'statfile {{ symbol = "BAYES_HAM"; spam = false; path = "{db}/bayes.ham.sqlite"; }}\n'
-            f'statfile {{ symbol = "BAYES_SPAM"; spam = true; path = "{db}/bayes.spam.sqlite"; }}\n')
+            f'statfile {{ symbol = "BAYES_SPAM"; spam = true; path = "{db}/bayes.spam.sqlite"; }}\n'
+            # The learn cache too (its default is /var/lib/rspamd).
+            f'cache {{ type = "sqlite3"; path = "{db}/learn_cache.sqlite"; }}\n')
 
     def start(self):
         exe = shutil.which("rspamd")
@@ -212,6 +221,23 @@ def test_a_plain_message_is_delivered_with_the_score_header(mx, rspamd):
     assert rspamd.stat()["scanned"] == scanned + 1
 
 
+def test_add_header_files_the_message_into_junk_with_the_spam_headers(mx):
+    srv = mx()
+    send(srv, message("JUNKME offer", "An offer you should not take.", "junk1"))
+    assert srv.messages(ALICE, USERS[ALICE]) == []  # POP3 shows INBOX only
+    imap = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+    try:
+        imap.login(ALICE, USERS[ALICE])
+        typ, data = imap.select("Junk")
+        assert (typ, data) == ("OK", [b"1"]), data
+        typ, data = imap.fetch("1", "(BODY.PEEK[HEADER])")
+        header = data[0][1]
+    finally:
+        imap.logout()
+    assert b"X-Spam: Yes\r\n" in header, header
+    assert b"X-Spam-Score: " in header, header
+
+
 def test_a_message_over_the_size_limit_is_not_checked(mx, rspamd):
     # on_error = tempfail: had the plugin asked (rspamd closes the
     # connection on a message over its max_message), the client would get 451.
@@ -226,8 +252,9 @@ def test_a_message_over_the_size_limit_is_not_checked(mx, rspamd):
 
 def test_a_message_moved_into_junk_is_learned_as_spam(mx, rspamd):
     srv = mx()
+    token = os.urandom(8).hex()  # a message rspamd has never seen
     send(srv, message("Cheap pills now", "Buy cheap pills now, best offer online today, click"
-                      " here for your discount.", "learn1"))
+                      f" here for your discount {token}.", "learn1"))
     learned = rspamd.stat()["learned"]
     imap = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
     try:
@@ -257,3 +284,15 @@ def test_rspamd_stopped_then_on_error_applies(mx, rspamd):
     send(accept, message("while down", "Hello.", "down2"))
     [got] = accept.messages(ALICE, USERS[ALICE])
     assert b"X-Spam-Score" not in got.split(b"\r\n\r\n", 1)[0]
+    # Learning fails too; the IMAP command does not.
+    imap = imaplib.IMAP4(*accept.ports["imap"], timeout=30)
+    try:
+        imap.login(ALICE, USERS[ALICE])
+        imap.select("INBOX")
+        typ, data = imap.uid("MOVE", "1:*", "Junk")
+        assert typ == "OK", data
+        assert imap.select("Junk")[1] == [b"1"]
+    finally:
+        imap.logout()
+    wait_until(lambda: "mailbox-event answered an error" in accept.stderr_tail(20000),
+               timeout=30, what="the failed learn to be logged")

@@ -127,13 +127,42 @@ impl Authenticator {
 
     /// Checks `username` (a full address) and `password` for a client at
     /// `client`. On failure this waits out the failure delay before it
-    /// returns, so the caller can answer at once.
+    /// returns, so the caller can answer at once. Counted in
+    /// `mailgate_auth_attempts_total` with protocol and mechanism
+    /// `unknown`: [`Authenticator::authenticate_via`] names them.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
         client: IpAddr,
     ) -> AuthOutcome {
+        let via = (None, mailgate_metrics::Mechanism::Unknown);
+        self.authenticate_via(via, username, password, client).await
+    }
+
+    /// [`Authenticator::authenticate`], counted under the protocol and
+    /// mechanism the client used.
+    pub async fn authenticate_via(
+        &self,
+        (protocol, mechanism): (
+            Option<mailgate_metrics::Protocol>,
+            mailgate_metrics::Mechanism,
+        ),
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> AuthOutcome {
+        let outcome = self.check(username, password, client).await;
+        let result = match &outcome {
+            AuthOutcome::Success(_) => mailgate_metrics::AuthResult::Success,
+            AuthOutcome::Failed => mailgate_metrics::AuthResult::Failure,
+            AuthOutcome::Blocked => mailgate_metrics::AuthResult::Blocked,
+        };
+        mailgate_metrics::auth_attempt(protocol, mechanism, result);
+        outcome
+    }
+
+    async fn check(&self, username: &str, password: &str, client: IpAddr) -> AuthOutcome {
         let username = username.trim().to_ascii_lowercase();
         let Some(attempt) = self.limiter.admit(client, &username).await else {
             tracing::warn!(client = %client, user = ?username, "authentication refused: too many recent failures");

@@ -71,6 +71,20 @@ pub enum FailureKind {
     InvalidAnswer(String),
 }
 
+impl FailureKind {
+    /// The `result` label of `mailgate_plugin_calls_total`.
+    pub fn metric(&self) -> mailgate_metrics::PluginResult {
+        use mailgate_metrics::PluginResult as R;
+        match self {
+            FailureKind::Timeout => R::Timeout,
+            FailureKind::Memory => R::Memory,
+            FailureKind::Fuel => R::FuelExhausted,
+            FailureKind::Trap(_) => R::Trap,
+            FailureKind::InvalidAnswer(_) => R::InvalidAnswer,
+        }
+    }
+}
+
 impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mailgate_metrics::PluginResult;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Instance, InstancePre, Linker, Resource, ResourceTable};
 use wasmtime::{
@@ -637,6 +638,10 @@ impl LoadedPlugin {
         let failed = outcome.is_err();
         let timeout = matches!(outcome, Err(FailureKind::Timeout));
         self.stats.record(elapsed, failed, timeout);
+        let result = outcome
+            .as_ref()
+            .map_or_else(FailureKind::metric, |_| PluginResult::Ok);
+        mailgate_metrics::plugin_call(&self.name, hook.name(), result, elapsed);
         outcome.map_err(|kind| self.failure(hook, kind, elapsed))
     }
 
@@ -680,6 +685,12 @@ impl LoadedPlugin {
     /// Records an answer the host refused (invalid edits) as a failure.
     pub(crate) fn invalid_answer(&self, hook: Hook, why: String) -> PluginFailure {
         self.stats.record(Duration::ZERO, true, false);
+        mailgate_metrics::plugin_call(
+            &self.name,
+            hook.name(),
+            PluginResult::InvalidAnswer,
+            Duration::ZERO,
+        );
         self.failure(hook, FailureKind::InvalidAnswer(why), Duration::ZERO)
     }
 

@@ -15,9 +15,9 @@ mod maildir;
 mod mbox;
 mod plugin;
 mod queue;
+pub mod sendmail;
 mod sieve;
 mod store;
-pub mod sendmail;
 
 pub use config_check::ConfigCommand;
 pub use dkim::DkimCommand;
