@@ -28,6 +28,10 @@
 //! process's change announced through the store's `store_events` polling,
 //! or, later, another node's change log.
 //!
+//! A message is a 32-byte entry; its flags are an index into the
+//! version's table of distinct flag lists (kept at most
+//! [`max_flag_lists`] long), so flags cost 4 bytes a message.
+//!
 //! [`MailboxViews`] is the registry: the view of a mailbox exists while a
 //! session holds it and is dropped with the last one.
 
