@@ -923,3 +923,120 @@ async fn a_plugin_built_against_wit_0_1_1_still_runs() {
     assert_eq!(d.folder.as_deref(), Some("Old"));
     assert_eq!(view.header("X-Probe").len(), 1);
 }
+
+/// Serves one HTTP/1.1 request on `listener` with `answer`; returns the
+/// request's bytes (head and body).
+async fn serve_one(listener: tokio::net::TcpListener, answer: &'static str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut conn, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the whole request");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    conn.write_all(reply.as_bytes()).await.unwrap();
+    got
+}
+
+/// The rspamd plugin's learning hook through the `http` capability: the
+/// plugin wants `mailbox-event`, its request reaches the allowed
+/// controller with the message as the body; a plugin without the
+/// destination in `http_allow` is refused before any connection.
+#[tokio::test]
+async fn mailbox_event_reaches_the_allowed_controller_only() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(serve_one(listener, r#"{"success":true}"#));
+    let controller = format!("http://127.0.0.1:{port}");
+    let mut allowed = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({ "controller_url": controller }),
+    );
+    allowed.http_allow = vec![format!("{controller}/")];
+    allowed.timeout_ms = Some(5000);
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![allowed],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    assert!(chain.wants(mailgate_policy::Hook::MailboxEvent));
+    let event = mailgate_policy::MailboxEvent {
+        account: "alice@example.org".into(),
+        direction: mailgate_policy::Direction::Spam,
+        operation: "move".into(),
+        source: Some("INBOX".into()),
+        target: "Junk".into(),
+    };
+    let raw = b"Subject: cheap pills\r\n\r\nBuy now.\r\n";
+    let failed = chain
+        .mailbox_event(&event, Arc::new(MessageView::new(&raw[..])))
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let request = String::from_utf8(server.await.unwrap()).unwrap();
+    assert!(
+        request.starts_with("POST /learnspam HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.ends_with("\r\n\r\nSubject: cheap pills\r\n\r\nBuy now.\r\n"));
+    assert_eq!(chain.plugins()[0].stats().snapshot().http_requests, 1);
+
+    // The same plugin with another destination in its list: refused.
+    let mut elsewhere = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({ "controller_url": controller }),
+    );
+    elsewhere.http_allow = vec!["http://127.0.0.1:1/".into()];
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![elsewhere],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let failed = chain
+        .mailbox_event(&event, Arc::new(MessageView::new(&raw[..])))
+        .await;
+    assert_eq!(failed, vec!["rspamd".to_string()]);
+    let stats = chain.plugins()[0].stats().snapshot();
+    assert_eq!((stats.http_requests, stats.http_errors), (1, 1));
+}
+
+/// A malformed `http_allow` entry refuses the plugin at load.
+#[tokio::test]
+async fn a_bad_http_allow_entry_refuses_the_plugin() {
+    let mut bad = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({}),
+    );
+    bad.http_allow = vec!["ftp://127.0.0.1/".into()];
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![bad],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert_eq!(s.report.refused.len(), 1, "{:?}", s.report.refused);
+    assert!(s.manager.snapshot().plugins().is_empty());
+}
