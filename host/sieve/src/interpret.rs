@@ -22,6 +22,9 @@ use crate::Script;
 
 type R<T> = Result<T, RuntimeError>;
 
+/// Compiled regular expressions kept for reuse within one run.
+const REGEX_CACHE: usize = 16;
+
 /// How a block ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
@@ -368,6 +371,18 @@ impl<'a> Run<'a> {
                     return Err(RuntimeError::InvalidArgument(format!(
                         "addheader: the field is longer than {} bytes",
                         self.settings.editheader_max_header_size
+                    )));
+                }
+                let added = self
+                    .out
+                    .header_edits
+                    .iter()
+                    .filter(|e| matches!(e, HeaderEdit::Add { .. }))
+                    .count();
+                if added >= self.settings.editheader_max_added {
+                    return Err(RuntimeError::InvalidArgument(format!(
+                        "addheader: more than {} headers added",
+                        self.settings.editheader_max_added
                     )));
                 }
                 if !editheader::protected(&name) {
@@ -811,6 +826,10 @@ impl<'a> Run<'a> {
                     period,
                     last: *last,
                 };
+                self.charge_len(check.id.len() + check.handle.len())?;
+                if let Some((_, seen)) = self.out.duplicates.iter().find(|(c, _)| *c == check) {
+                    return Ok(*seen);
+                }
                 let seen = self.env.seen_before(&check);
                 self.out.duplicates.push((check, seen));
                 seen
@@ -978,9 +997,12 @@ impl<'a> Run<'a> {
         self.charge_len(pattern.len() * 4)?;
         let re = matching::build_regex(pattern, ci, self.settings.max_regex_size)
             .map_err(RuntimeError::InvalidArgument)?;
-        if self.regexes.len() < 256 {
-            self.regexes.insert(key, re.clone());
+        // At most REGEX_CACHE compiled expressions (each up to
+        // max_regex_size) are held at once.
+        if self.regexes.len() >= REGEX_CACHE {
+            self.regexes.clear();
         }
+        self.regexes.insert(key, re.clone());
         Ok(re)
     }
 }
