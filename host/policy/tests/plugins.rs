@@ -1040,3 +1040,80 @@ async fn a_bad_http_allow_entry_refuses_the_plugin() {
     assert_eq!(s.report.refused.len(), 1, "{:?}", s.report.refused);
     assert!(s.manager.snapshot().plugins().is_empty());
 }
+
+/// At most `http::MAX_CONCURRENT_PER_PLUGIN` requests of one plugin are
+/// under way at once; the others fail at once (`busy`), and the plugin's
+/// `on_error` applies to them.
+#[tokio::test]
+async fn http_requests_of_one_plugin_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Answers each request after 2 s (every call has started by then).
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = 0;
+                while !String::from_utf8_lossy(&buf[..got]).contains("Buy now.") {
+                    let n = conn.read(&mut buf[got..]).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got += n;
+                }
+                tokio::time::sleep(Duration::from_millis(2000)).await;
+                let body = r#"{"action":"no action","score":0,"required_score":15}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let mut s = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({ "url": url }),
+    );
+    s.http_allow = vec![format!("{url}/")];
+    s.timeout_ms = Some(5000);
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![s],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let n = mailgate_policy::http::MAX_CONCURRENT_PER_PLUGIN + 4;
+    let calls = (0..n).map(|_| {
+        let chain = chain.clone();
+        async move {
+            let mut view = MessageView::new(&b"Subject: x\r\n\r\nBuy now.\r\n"[..]);
+            chain.data(&session(), &mut envelope(), &mut view).await
+        }
+    });
+    let decisions = futures_join_all(calls).await;
+    assert!(decisions.iter().all(|d| d.verdict == Verdict::Accept));
+    let stats = chain.plugins()[0].stats().snapshot();
+    assert_eq!(stats.http_requests, n as u64);
+    assert_eq!(stats.http_errors, 4, "{stats:?}");
+}
+
+/// Runs futures concurrently on the current runtime (no extra crate).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
