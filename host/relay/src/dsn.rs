@@ -403,7 +403,7 @@ fn render(
             addr_type(r.address),
             one_line(r.address)
         ));
-        if let Some(orig) = r.orcpt.and_then(params::original_recipient) {
+        if let Some(orig) = r.orcpt.and_then(|o| params::original_recipient(o, global)) {
             m.push_str(&format!("Original-Recipient: {orig}\r\n"));
         }
         m.push_str(&format!("Action: {action}\r\nStatus: {status}\r\n"));

@@ -15,7 +15,24 @@ use crate::config::Config;
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Verify the store's integrity; exits 1 and lists every problem found.
-    Check,
+    ///
+    /// With --repair, first repairs what can be repaired without losing
+    /// anything a user sees (like `doveadm force-resync`): bodies no
+    /// message refers to are deleted, recorded sizes, UIDNEXT and
+    /// HIGHESTMODSEQ are set from the messages, stale header blocks and
+    /// undecodable structures are derived again, a missing INBOX is
+    /// created, private files too widely readable are set back to their
+    /// mode; each repair is printed. Then it checks as without --repair.
+    /// What cannot be repaired safely (SQLite page damage, a message
+    /// whose body is gone) is reported: restore those from a backup.
+    Check {
+        /// Repair what can be repaired safely (see above).
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: print what would be repaired, change nothing.
+        #[arg(long, requires = "repair")]
+        dry_run: bool,
+    },
     /// Copy the store to a new directory while the server runs.
     ///
     /// The database is copied as one consistent moment (SQLite's online
@@ -44,7 +61,15 @@ pub enum StoreCommand {
 /// Runs a `store` subcommand.
 pub async fn run(config: &Config, command: StoreCommand) -> Result<(), String> {
     match command {
-        StoreCommand::Check => check(config).await,
+        StoreCommand::Check { repair, dry_run } => {
+            if repair {
+                run_repair(config, dry_run).await?;
+                if dry_run {
+                    return Ok(());
+                }
+            }
+            check(config).await
+        }
         StoreCommand::Backup { path } => run_backup(config, &path).await,
         StoreCommand::Restore { path } => restore(config, &path).await,
     }
@@ -68,6 +93,42 @@ async fn check(config: &Config) -> Result<(), String> {
         }
         Err(format!("{} problem(s) found in the store", problems.len()))
     }
+}
+
+/// `mailgate store check --repair [--dry-run]`: prints one line per
+/// repair (`repaired: ...`, or `would repair: ...`).
+async fn run_repair(config: &Config, dry_run: bool) -> Result<(), String> {
+    let word = if dry_run { "would repair" } else { "repaired" };
+    let mut count = 0;
+    for l in crate::private::loose(config)
+        .into_iter()
+        .filter(|l| l.in_data_dir)
+    {
+        count += 1;
+        if dry_run {
+            println!("{word}: {l}");
+        }
+    }
+    if !dry_run {
+        for (l, result) in crate::private::tighten(config) {
+            match result {
+                Ok(()) => println!("{word}: {} set to mode {:04o}", l.path.display(), l.want),
+                Err(e) => println!("cannot repair: {l}: {e}"),
+            }
+        }
+    }
+    let store = super::open_store(config)?;
+    let repairs = store.repair(dry_run).await.map_err(|e| e.to_string())?;
+    for r in &repairs {
+        println!("{word}: {}", r.what);
+    }
+    count += repairs.len();
+    if count == 0 {
+        println!("nothing to repair");
+    } else if dry_run {
+        println!("{count} repair(s) to make; run again without --dry-run to make them");
+    }
+    Ok(())
 }
 
 /// `mailgate store backup PATH`
