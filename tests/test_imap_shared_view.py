@@ -181,7 +181,8 @@ class Client:
         """Fills the UIDs and flags of entries learned by EXISTS, as a
         client does after EXISTS (RFC 9051 §7.4.1), and checks the whole
         list against the truth by asking the server for every number."""
-        lines = self.ok(b"FETCH 1:* (UID FLAGS)", by_seq=True) if self.model else []
+        if self.model:
+            self.ok(b"FETCH 1:* (UID FLAGS)", by_seq=True)
         assert self.model_uids() == truth.uids(), (self.name, self.model_uids(), truth.uids())
 
     def caught_up(self, truth: Truth) -> bool:
