@@ -11,7 +11,8 @@
 #                             login mix, POP3 sessions)
 #
 # Environment: MESSAGES (SMTP/POP3 run, default 5000), CLIENTS (50),
-# SIZE (10240), IMAP_MESSAGES (10000), IMAP_IDLE (3000), IMAP_REPEAT (3),
+# SIZE (10240), IMAP_MESSAGES (10000), IMAP_IDLE (3000), IMAP_INBOX_IDLE (10:
+# idle sessions on the filled INBOX, the large-mailbox rows), IMAP_REPEAT (3),
 # LOGIN_CLIENTS (10), LOGIN_SECS (10),
 # BIN_DIR (target/release; mailgate and mailgate-bench are built there
 # with `cargo build --release` if missing), TMPDIR (where the servers keep
@@ -42,6 +43,7 @@ CLIENTS="${CLIENTS:-50}"
 SIZE="${SIZE:-10240}"
 IMAP_MESSAGES="${IMAP_MESSAGES:-10000}"
 IMAP_IDLE="${IMAP_IDLE:-3000}"
+IMAP_INBOX_IDLE="${IMAP_INBOX_IDLE:-10}"
 IMAP_REPEAT="${IMAP_REPEAT:-3}"
 LOGIN_CLIENTS="${LOGIN_CLIENTS:-10}"
 LOGIN_SECS="${LOGIN_SECS:-10}"
@@ -201,6 +203,7 @@ EOF
 cat >"$PF/etc/vmailbox" <<EOF
 pop@$DOMAIN $DOMAIN/pop/
 imap@$DOMAIN $DOMAIN/imap/
+imapbig@$DOMAIN $DOMAIN/imapbig/
 EOF
 # The master.cf the tests' private Postfix uses too.
 sed "s/@LISTEN@/127.0.0.1:$SMTP_PORT/" "$REPO/tests/postfix-master.cf" >"$PF/etc/master.cf"
@@ -218,7 +221,7 @@ mkdir -p "$DC/run" "$DC/state"
 # login0..loginN: one POP3 account per client of the login run.
 login_users=()
 for i in $(seq 0 $((LOGIN_CLIENTS - 1))); do login_users+=("login$i"); done
-for u in pop imap "${login_users[@]}"; do
+for u in pop imap imapbig "${login_users[@]}"; do
     echo "$u@$DOMAIN:{PLAIN}$PASSWORD:$MUID:$MGID::$ROOT/vmail/$DOMAIN/$u::"
 done >"$DC/users"
 chmod 640 "$DC/users"
@@ -337,6 +340,16 @@ if [ "$what" = all ] || [ "$what" = imap ]; then
         --peer-smtp "127.0.0.1:$SMTP_PORT" --peer-imap "127.0.0.1:$IMAP_PORT" --peer-pid "$DOVECOT_PID" \
         --peer-user "imap@$DOMAIN" --peer-name dovecot "${only[@]}"
     echo "# load average after the IMAP run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # The large-mailbox rows (issue 17): idle sessions with the filled
+    # INBOX selected, IMAP_INBOX_IDLE of them (10: Dovecot's default
+    # mail_max_userip_connections, so both are compared per session as
+    # Dovecot ships), on an account of their own.
+    "$BENCH" --bin "$BIN_DIR/mailgate" --imap --clients "$CLIENTS" --size "$SIZE" \
+        --imap-messages "$IMAP_MESSAGES" --imap-idle "$IMAP_INBOX_IDLE" --imap-idle-mailbox INBOX \
+        --imap-repeat "$IMAP_REPEAT" \
+        --peer-smtp "127.0.0.1:$SMTP_PORT" --peer-imap "127.0.0.1:$IMAP_PORT" --peer-pid "$DOVECOT_PID" \
+        --peer-user "imapbig@$DOMAIN" --peer-name dovecot_inbox "${only[@]}"
+    echo "# load average after the IMAP INBOX run: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 if [ "$what" = all ] || [ "$what" = logins ]; then
     "$BENCH" --bin "$BIN_DIR/mailgate" --logins --login-clients "$LOGIN_CLIENTS" --login-secs "$LOGIN_SECS" \

@@ -261,11 +261,16 @@ pub struct Outcome {
 
 impl Outcome {
     /// Server memory per idle session, in bytes, (PSS, RSS), from the warm
-    /// reading to the end (one-time costs of the first logins excluded).
+    /// reading to the end (one-time costs of the first logins excluded);
+    /// with no more than [`WARM_SESSIONS`] sessions (the large-mailbox
+    /// rows of `peers.sh`: 10), over all of them.
     pub fn bytes_per_idle_session(&self) -> (f64, f64) {
         let n = self
             .idle_sessions
             .saturating_sub(WARM_SESSIONS.min(self.idle_sessions));
+        if n == 0 {
+            return self.bytes_per_idle_session_all();
+        }
         procmem::per_session(self.idle_warm, self.idle_end, n)
     }
 

@@ -13,18 +13,22 @@
 //! - A session sees only its own account: every mailbox is looked up by
 //!   (account, name) in the store, names are validated ([`names`]) before
 //!   they reach it, and the store never maps a name to a file.
-//! - The selected mailbox is a snapshot (sequence numbers ↔ UIDs) that
-//!   changes only at the moments RFC 9051 §7.5.1 allows: no EXPUNGE is
-//!   sent during FETCH, STORE or SEARCH by sequence number; new mail and
-//!   flag changes by other sessions are announced after any command, and
-//!   during IDLE as soon as the store reports them.
+//! - A session sees the selected mailbox as a version of its message list
+//!   (sequence numbers ↔ UIDs) that changes only at the moments RFC 9051
+//!   §7.5.1 allows: no EXPUNGE is sent during FETCH, STORE or SEARCH by
+//!   sequence number; new mail and flag changes by other sessions are
+//!   announced after any command, and during IDLE as soon as the store
+//!   reports them. The list itself is held once per mailbox and shared by
+//!   every session that has it selected ([`view`]).
 //! - Client errors are tagged `BAD` (syntax) or `NO` (refused); our own
 //!   failures are `NO [SERVERBUG]` with the detail only in the log.
 //!
 //! # Layout
 //! - [`session`]: the state machine, its table of which command is legal
-//!   in which state, and the selected-mailbox snapshot
+//!   in which state, and what a session keeps of its selected mailbox
 //!   (`session/selected.rs`).
+//! - [`view`]: the mailbox views shared by sessions: versions of a message
+//!   list, their MODSEQ deltas and differences.
 //! - [`cmd`]: one handler per command.
 //! - [`names`]: mailbox names (UTF-8 / modified UTF-7, validation, LIST
 //!   patterns).
@@ -41,6 +45,7 @@ pub mod conn;
 pub mod mailbox_events;
 pub mod names;
 pub mod session;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +140,10 @@ pub struct ImapContext {
     /// STARTTLS (RFC 9051 §6.2.1), implicit TLS (IMAPS, RFC 8314) or
     /// none.
     pub tls: TlsMode,
+    /// The shared views of the selected mailboxes ([`view`]); one
+    /// registry for every listener of a server, so that a mailbox is held
+    /// once whether its sessions came in on 143 or 993.
+    pub views: Arc<view::MailboxViews>,
     /// Where messages filed into or out of Junk are reported (the
     /// `mailbox-event` plugin hook); none: nowhere.
     pub mailbox_events: Option<Arc<dyn mailbox_events::MailboxEvents>>,
@@ -161,6 +170,7 @@ impl ImapContext {
             transfer_grace: TRANSFER_GRACE,
             shutdown,
             tls: TlsMode::None,
+            views: Arc::new(view::MailboxViews::new()),
             mailbox_events: None,
         }
     }

@@ -121,6 +121,9 @@ pub struct Services {
     pub outbound: Arc<dyn mailgate_smtp::OutboundQueue>,
     /// The policy plugins (`None` without `[plugins]`).
     pub policy: Option<Arc<mailgate_policy::PolicyManager>>,
+    /// The IMAP mailbox views, one registry for every IMAP listener (a
+    /// mailbox is held once whether its sessions came in on 143 or 993).
+    pub imap_views: Arc<mailgate_imap::view::MailboxViews>,
 }
 
 /// Takes the data directory's lock file so that two servers never share
@@ -238,6 +241,7 @@ pub async fn run(
         delivery,
         outbound: Arc::new(crate::relay::RelayQueue(relay.clone())),
         policy: policy.clone(),
+        imap_views: Arc::new(mailgate_imap::view::MailboxViews::new()),
         auth: Arc::new(
             Authenticator::new(store.clone(), config.auth.limiter())
                 .with_plaintext_policy(config.auth.plaintext())
@@ -538,6 +542,7 @@ fn imap_context(
     ctx.idle_timeout = ctx.idle_timeout.max(config.idle_timeout());
     ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
     ctx.min_transfer_rate = config.limits.min_transfer_rate;
+    ctx.views = services.imap_views.clone();
     ctx.mailbox_events = crate::mailbox_events::sink(services.policy.as_ref(), &services.store);
     ctx
 }

@@ -324,6 +324,40 @@ pub trait MailStore: Send + Sync {
         let _ = (mailbox, modseq);
         Err(unsupported("expunged_since"))
     }
+    /// A mailbox by name like [`MailStore::mailbox`], without its
+    /// counters (`messages`, `unseen` and `size` are 0): what SELECT,
+    /// APPEND and COPY need, read without going through the mailbox's
+    /// messages. The default asks [`MailStore::mailbox`].
+    async fn mailbox_state(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<MailboxInfo>> {
+        self.mailbox(account, name).await
+    }
+    /// What changed in a mailbox after MODSEQ `modseq`, read in one
+    /// transaction: the entries whose MODSEQ is higher (new ones and
+    /// changed flags), the UIDs expunged with a higher MODSEQ, and the
+    /// mailbox's HIGHESTMODSEQ and UIDVALIDITY at that moment (0 if it no
+    /// longer exists). IMAP's shared mailbox views are brought up to date
+    /// with it (a view at MODSEQ m applies the changes after m). The
+    /// default reads the whole list ([`MailStore::list_messages`]) and
+    /// reports no UIDVALIDITY, so a view reloads; a store with an index on
+    /// MODSEQ answers in proportion to the changes.
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> StoreResult<MailboxChanges> {
+        let all = self.list_messages(mailbox).await?;
+        let expunged = self
+            .expunged_since(mailbox, modseq)
+            .await
+            .unwrap_or_default();
+        let highest_modseq = all.iter().map(|m| m.modseq).max().unwrap_or(0).max(modseq);
+        Ok(MailboxChanges {
+            highest_modseq,
+            uid_validity: 0,
+            changed: all.into_iter().filter(|m| m.modseq > modseq).collect(),
+            expunged,
+        })
+    }
 
     /// Gives an empty mailbox the UIDVALIDITY it had on another server
     /// (moving mail in, `mailgate import`), so that the UIDs kept by

@@ -306,3 +306,21 @@ pub const MAX_POP3_UIDL: usize = 70;
 pub fn valid_pop3_uidl(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_POP3_UIDL && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
+
+/// What changed in a mailbox after a MODSEQ
+/// ([`crate::MailStore::changes_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxChanges {
+    /// The mailbox's HIGHESTMODSEQ when the changes were read: applying
+    /// them brings a view up to exactly this MODSEQ.
+    pub highest_modseq: u64,
+    /// The mailbox's UIDVALIDITY; 0 if the mailbox no longer exists. A
+    /// view made under another UIDVALIDITY cannot apply the changes and
+    /// reloads the whole list.
+    pub uid_validity: u32,
+    /// Entries with a higher MODSEQ (appended, or flags changed),
+    /// ascending by UID.
+    pub changed: Vec<MessageMeta>,
+    /// UIDs expunged with a higher MODSEQ, ascending.
+    pub expunged: Vec<Uid>,
+}

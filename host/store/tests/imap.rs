@@ -188,3 +188,62 @@ async fn append_many_is_all_or_nothing() {
     assert_eq!(after.uid_next, 4294967295);
     assert!(s.check().await.unwrap().is_empty());
 }
+
+/// `changes_since`: what a view at MODSEQ m must apply to reach
+/// HIGHESTMODSEQ, read in one transaction.
+#[tokio::test]
+async fn changes_since_is_the_modseq_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let a = s.create_account("a@example.org", "hash").await.unwrap();
+    let inbox = s.mailbox(a, "INBOX").await.unwrap().unwrap();
+    let mut uids = Vec::new();
+    for i in 0..5 {
+        uids.push(
+            s.append(inbox.id, message(&format!("m{i}")), &[])
+                .await
+                .unwrap(),
+        );
+    }
+    let all = s.changes_since(inbox.id, 0).await.unwrap();
+    assert_eq!(all.changed.iter().map(|m| m.uid).collect::<Vec<_>>(), uids);
+    assert_eq!(all.uid_validity, inbox.uid_validity);
+    assert!(all.expunged.is_empty());
+    let m = all.highest_modseq;
+    assert_eq!(
+        m,
+        s.mailbox(a, "INBOX").await.unwrap().unwrap().highest_modseq
+    );
+
+    // Nothing since m.
+    let none = s.changes_since(inbox.id, m).await.unwrap();
+    assert!(none.changed.is_empty() && none.expunged.is_empty());
+    assert_eq!(none.highest_modseq, m);
+
+    // A flag change, an expunge, an append: exactly those, by UID.
+    s.store_flags(
+        inbox.id,
+        &[uids[3]],
+        FlagChange::Add(vec!["\\Flagged".into()]),
+    )
+    .await
+    .unwrap();
+    s.expunge(inbox.id, &[uids[1]]).await.unwrap();
+    let new = s.append(inbox.id, message("new"), &[]).await.unwrap();
+    let d = s.changes_since(inbox.id, m).await.unwrap();
+    assert_eq!(
+        d.changed.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [uids[3], new]
+    );
+    assert_eq!(d.changed[0].flags, ["\\Flagged"]);
+    assert_eq!(d.expunged, [uids[1]]);
+    assert!(d.highest_modseq > m);
+    assert_eq!(
+        d.highest_modseq,
+        s.mailbox(a, "INBOX").await.unwrap().unwrap().highest_modseq
+    );
+
+    // A mailbox that is gone: UIDVALIDITY 0.
+    let gone = s.changes_since(9_999, 0).await.unwrap();
+    assert_eq!(gone, MailboxChanges::default());
+}

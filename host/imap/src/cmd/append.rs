@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mailgate_imap_proto::{format_set, AppendMessage};
 use mailgate_store::{MessageStructure, NewMessage};
 
-use super::{find_mailbox, mailbox_name, quota};
+use super::{find_mailbox_state, mailbox_name, quota};
 use crate::session::{CmdError, CmdResult, Done, Session};
 
 /// `append = "APPEND" SP mailbox 1*append-message`. "If the destination
@@ -23,7 +23,7 @@ use crate::session::{CmdError, CmdResult, Done, Session};
 /// header fields as they are).
 pub(crate) async fn append(s: &mut Session, raw: &[u8], messages: Vec<AppendMessage>) -> CmdResult {
     let name = mailbox_name(s, raw)?;
-    let info = find_mailbox(s, &name)
+    let info = find_mailbox_state(s, &name)
         .await
         .map_err(|_| CmdError::no("TRYCREATE", "No such mailbox"))?;
     let mut total: u64 = 0;

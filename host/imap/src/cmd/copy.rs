@@ -4,7 +4,7 @@ use mailgate_imap_proto::response::write_untagged;
 use mailgate_imap_proto::{format_set, SequenceSet};
 use mailgate_store::Uid;
 
-use super::{find_mailbox, mailbox_name, quota};
+use super::{find_mailbox_state, mailbox_name, quota};
 use crate::session::{CmdError, CmdResult, Done, Session};
 
 /// `copy = "COPY" SP sequence-set SP mailbox`; `move` likewise. A missing
@@ -28,10 +28,10 @@ pub(crate) async fn copy(
         return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
     }
     let indexes = sel.resolve(set, uid)?;
-    let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
-    let bytes: u64 = indexes.iter().map(|&i| sel.msgs[i].size).sum();
+    let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
+    let bytes: u64 = indexes.iter().map(|&i| sel.msgs.at(i).size).sum();
     let source = sel.id;
-    let target = find_mailbox(s, &name)
+    let target = find_mailbox_state(s, &name)
         .await
         .map_err(|_| CmdError::no("TRYCREATE", "No such mailbox"))?;
     let verb = if is_move { "MOVE" } else { "COPY" };
@@ -60,8 +60,8 @@ pub(crate) async fn copy(
     );
     if is_move {
         write_untagged(out, &format!("OK [{code}] Moved"));
-        if let Some(sel) = s.selected.as_mut() {
-            sel.dirty = true;
+        if let Some(sel) = s.selected.as_ref() {
+            sel.view.mark_dirty();
         }
         Ok(Done::ok("MOVE completed"))
     } else {

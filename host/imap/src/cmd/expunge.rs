@@ -23,14 +23,11 @@ pub(crate) async fn expunge(
     }
     let id = sel.id;
     let largest = sel.largest_uid();
-    // The store's flags, not the snapshot's: another session may have set
-    // \Deleted since our last sync.
-    let doomed: Vec<Uid> = s
-        .ctx
-        .store
-        .list_messages(id)
-        .await?
-        .into_iter()
+    // The mailbox's current flags, not the client's version: another
+    // session may have set \Deleted since our last sync.
+    let current = sel.view.refresh(s.ctx.store.as_ref(), true).await?;
+    let doomed: Vec<Uid> = current
+        .iter()
         .filter(|m| m.has_flag("\\Deleted"))
         .filter(|m| uids.is_none_or(|set| set.contains(m.uid.get(), largest)))
         .map(|m| m.uid)
@@ -38,8 +35,8 @@ pub(crate) async fn expunge(
     if !doomed.is_empty() {
         s.ctx.store.expunge(id, &doomed).await?;
     }
-    if let Some(sel) = s.selected.as_mut() {
-        sel.dirty = true;
+    if let Some(sel) = s.selected.as_ref() {
+        sel.view.mark_dirty();
     }
     Ok(Done::ok("EXPUNGE completed"))
 }

@@ -55,12 +55,11 @@ use mailgate_imap_proto::response::{write_literal_data, write_literal_start, wri
 use mailgate_imap_proto::{
     format_date_time, format_set, FetchAttr, Section, SectionSpec, SequenceSet,
 };
-use mailgate_store::{
-    FetchedMessage, FlagChange, MailboxId, MessageMeta, MessageStructure, RawPart, Uid,
-};
+use mailgate_store::{FetchedMessage, FlagChange, MailboxId, MessageStructure, RawPart, Uid};
 
 use super::flag_list;
 use crate::session::{CmdError, Done, Session};
+use crate::view::Meta;
 use section::{BinaryError, Data};
 
 /// How much of the raw message the item needs, and whether it needs the
@@ -219,7 +218,7 @@ pub(crate) async fn start(
         .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
     let mut indexes = sel.resolve(set, uid)?;
     if let Some(cs) = changed_since {
-        indexes.retain(|&i| sel.msgs[i].modseq > cs);
+        indexes.retain(|&i| sel.msgs.at(i).modseq > cs);
         if vanished {
             let largest = sel.largest_uid();
             let gone: Vec<u32> = store
@@ -241,20 +240,21 @@ pub(crate) async fn start(
     if !sel.read_only && items.iter().any(sets_seen) {
         let unseen: Vec<Uid> = indexes
             .iter()
-            .map(|&i| &sel.msgs[i])
+            .filter_map(|&i| sel.msgs.get(i))
             .filter(|m| !m.has_flag("\\Seen"))
             .map(|m| m.uid)
             .collect();
         if !unseen.is_empty() {
-            for meta in store
+            let updated = store
                 .store_flags(sel.id, &unseen, FlagChange::Add(vec!["\\Seen".into()]))
-                .await?
-            {
-                if let Some(i) = sel.index_of(meta.uid) {
-                    seen_now.push(meta.uid);
-                    sel.msgs[i] = meta;
-                }
-            }
+                .await?;
+            seen_now.extend(
+                updated
+                    .iter()
+                    .filter(|m| sel.index_of(m.uid).is_some())
+                    .map(|m| m.uid),
+            );
+            sel.note_own(&updated);
         }
     }
     Ok(FetchJob {
@@ -329,7 +329,7 @@ impl FetchJob {
             // The next batch: up to BATCH messages, and with bodies no
             // more than about what fits before the output is written.
             let room = OUTPUT_CHUNK.saturating_sub(out.len()) as u64;
-            let mut batch: Vec<(usize, &MessageMeta)> = Vec::new();
+            let mut batch: Vec<(usize, Meta<'_>)> = Vec::new();
             let mut bytes = 0u64;
             while self.next < self.indexes.len() && batch.len() < BATCH {
                 let budget = match self.want_raw {
@@ -382,7 +382,7 @@ impl FetchJob {
     /// Writes the next piece of the current message's answer: a chunk of
     /// the literal under way, one item, or the end. Returns whether the
     /// message is done.
-    fn write_some(&mut self, meta: &MessageMeta, out: &mut Vec<u8>, utf8: bool) -> bool {
+    fn write_some(&mut self, meta: Meta<'_>, out: &mut Vec<u8>, utf8: bool) -> bool {
         let Some(cur) = self.current.as_mut() else {
             return true;
         };
@@ -419,7 +419,7 @@ impl FetchJob {
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
         if !cur.flags_sent && self.seen_now.contains(&meta.uid) {
-            let _ = write!(out, " FLAGS ({})", flag_list(&meta.flags));
+            let _ = write!(out, " FLAGS ({})", flag_list(meta.flags));
         }
         out.extend_from_slice(b")\r\n");
         true
@@ -517,7 +517,7 @@ fn literal(out: &mut Vec<u8>, data: Data, raw: &[u8], binary: bool) -> Option<Li
 fn write_item(
     out: &mut Vec<u8>,
     item: &FetchAttr,
-    meta: &MessageMeta,
+    meta: Meta<'_>,
     raw: &[u8],
     st: Option<&MessageStructure>,
     utf8: bool,
@@ -525,7 +525,7 @@ fn write_item(
     match item {
         FetchAttr::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
         FetchAttr::Flags => {
-            out.extend_from_slice(format!("FLAGS ({})", flag_list(&meta.flags)).as_bytes())
+            out.extend_from_slice(format!("FLAGS ({})", flag_list(meta.flags)).as_bytes())
         }
         FetchAttr::InternalDate => out.extend_from_slice(
             format!("INTERNALDATE \"{}\"", format_date_time(meta.internal_date)).as_bytes(),

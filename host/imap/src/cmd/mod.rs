@@ -115,6 +115,18 @@ pub(crate) async fn find_mailbox(s: &Session, name: &str) -> Result<MailboxInfo,
         .ok_or_else(|| CmdError::no("NONEXISTENT", "No such mailbox"))
 }
 
+/// Like [`find_mailbox`], without the counters (messages, unseen, size
+/// are 0): for SELECT, APPEND and COPY, which do not need them, so that
+/// they do not read every message of a large mailbox.
+pub(crate) async fn find_mailbox_state(s: &Session, name: &str) -> Result<MailboxInfo, CmdError> {
+    let account = account(s)?.id;
+    s.ctx
+        .store
+        .mailbox_state(account, name)
+        .await?
+        .ok_or_else(|| CmdError::no("NONEXISTENT", "No such mailbox"))
+}
+
 /// Writes a mailbox name as a string in the client's encoding.
 pub(crate) fn write_mailbox(out: &mut Vec<u8>, s: &Session, name: &str) {
     write_string(out, &names::encode(name, s.utf8), s.utf8);

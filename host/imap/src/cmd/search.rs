@@ -32,9 +32,10 @@ use std::sync::Arc;
 use mailgate_imap_proto::response::NUL_REPLACEMENT;
 use mailgate_imap_proto::{format_set, DateOp, SearchKey, SearchReturn};
 use mailgate_store::structure::header_fields;
-use mailgate_store::{MessageMeta, RawPart, Uid};
+use mailgate_store::{RawPart, Uid};
 
 use crate::session::{CmdError, CmdResult, Done, Session};
+use crate::view::Meta;
 
 /// Whether evaluating the key needs the message's bytes.
 fn needs_raw(key: &SearchKey) -> bool {
@@ -250,7 +251,7 @@ struct Ctx<'a> {
     seq: u32,
     count: u32,
     largest_uid: u32,
-    meta: &'a MessageMeta,
+    meta: Meta<'a>,
     raw: Option<&'a [u8]>,
     /// BODY/TEXT haystacks, made on first use.
     text: std::cell::OnceCell<Option<BodyText<'a>>>,
@@ -327,6 +328,54 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
     let count = sel.msgs.len() as u32;
     let largest_uid = sel.largest_uid();
     let mut found = Vec::new();
+    if flags_only(key) {
+        // Decided once per distinct flag list of the mailbox.
+        let (lists, ids) = sel.msgs.flag_lists();
+        let verdict: Vec<bool> = lists
+            .iter()
+            .map(|flags| {
+                let meta = Meta {
+                    uid: Uid(std::num::NonZeroU32::MIN),
+                    flags,
+                    internal_date: 0,
+                    size: 0,
+                    modseq: 0,
+                };
+                let c = Ctx {
+                    seq: 1,
+                    count,
+                    largest_uid,
+                    meta,
+                    raw: None,
+                    text: std::cell::OnceCell::new(),
+                };
+                matches(key, &c)
+            })
+            .collect();
+        found.extend(
+            ids.enumerate()
+                .filter(|&(_, id)| verdict.get(id).copied().unwrap_or(false))
+                .map(|(i, _)| i),
+        );
+        return Ok(found);
+    }
+    if !load {
+        // Flags, sizes, dates, sets: one pass over the list, no store.
+        for (i, meta) in sel.msgs.iter().enumerate() {
+            let c = Ctx {
+                seq: i as u32 + 1,
+                count,
+                largest_uid,
+                meta,
+                raw: None,
+                text: std::cell::OnceCell::new(),
+            };
+            if matches(key, &c) {
+                found.push(i);
+            }
+        }
+        return Ok(found);
+    }
     let mut next = 0;
     while next < sel.msgs.len() {
         // A batch per store call: up to LOAD_BATCH messages, whole
@@ -334,6 +383,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         // messages up to about HEADER_LOAD_BYTES.
         let start = next;
         let mut bytes = 0u64;
+        let mut sizes = sel.msgs.iter_from(start).map(|m| m.size);
         while next < sel.msgs.len() && next - start < LOAD_BATCH {
             let budget = if headers_only {
                 HEADER_LOAD_BYTES
@@ -343,10 +393,10 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
             if load && next > start && bytes >= budget {
                 break;
             }
-            bytes += sel.msgs[next].size;
+            bytes += sizes.next().unwrap_or(0);
             next += 1;
         }
-        let metas = &sel.msgs[start..next];
+        let metas: Vec<Meta<'_>> = sel.msgs.iter_from(start).take(next - start).collect();
         let loaded = if !load {
             Vec::new()
         } else {
@@ -371,7 +421,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
                 seq: i as u32 + 1,
                 count,
                 largest_uid,
-                meta,
+                meta: *meta,
                 raw: raw.as_deref(),
                 text: std::cell::OnceCell::new(),
             };
@@ -399,6 +449,22 @@ const LOAD_BYTES: u64 = 1 << 20;
 /// Header blocks loaded per call: of messages whose sizes add up to this
 /// (a header block can be as large as its message; most are small).
 const HEADER_LOAD_BYTES: u64 = 16 << 20;
+
+/// Whether the key reads nothing but the message's flags.
+fn flags_only(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Flag(_)
+        | SearchKey::NotFlag(_)
+        | SearchKey::All
+        | SearchKey::Old
+        | SearchKey::New
+        | SearchKey::Recent => true,
+        SearchKey::And(keys) => keys.iter().all(flags_only),
+        SearchKey::Not(k) => flags_only(k),
+        SearchKey::Or(a, b) => flags_only(a) && flags_only(b),
+        _ => false,
+    }
+}
 
 /// Whether every key that needs the message's bytes reads only its
 /// header block (HEADER, SUBJECT, FROM, TO, CC, BCC, SENT*).
@@ -437,7 +503,7 @@ pub(crate) async fn search(
     let found: Vec<(u32, u64)> = indexes
         .iter()
         .map(|&i| {
-            let m = &sel.msgs[i];
+            let m = sel.msgs.at(i);
             (if uid { m.uid.get() } else { i as u32 + 1 }, m.modseq)
         })
         .collect();
@@ -452,7 +518,7 @@ pub(crate) async fn search(
             || !r
                 .iter()
                 .any(|o| matches!(o, SearchReturn::Min | SearchReturn::Max));
-        let uids: Vec<_> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+        let uids: Vec<_> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
         let kept = if whole {
             uids
         } else {

@@ -5,7 +5,7 @@ use mailgate_imap_proto::response::write_untagged;
 use mailgate_imap_proto::{format_set, QresyncParams};
 use mailgate_store::Uid;
 
-use super::{find_mailbox, flag_list, mailbox_name, write_mailbox, SYSTEM_FLAGS};
+use super::{find_mailbox_state, flag_list, mailbox_name, write_mailbox, SYSTEM_FLAGS};
 use crate::session::{CmdError, CmdResult, Done, Selected, Session, StateKind};
 
 /// `select = "SELECT" SP mailbox [select-params]`; `examine` likewise.
@@ -32,19 +32,13 @@ pub(crate) async fn select(
         s.condstore = true;
     }
     let name = mailbox_name(s, raw)?;
-    let info = find_mailbox(s, &name).await?;
-    let msgs = s.ctx.store.list_messages(info.id).await?;
-
-    let mut keywords: Vec<&str> = msgs
-        .iter()
-        .flat_map(|m| m.flags.iter())
-        .filter(|f| !f.starts_with('\\'))
-        .map(String::as_str)
-        .collect();
-    keywords.sort_unstable();
-    keywords.dedup();
+    let info = find_mailbox_state(s, &name).await?;
+    // The mailbox's shared view (read from the store only if no other
+    // session has it selected): no copy of the list is made.
+    let view = s.ctx.views.open(s.ctx.store.as_ref(), info.id).await?;
+    let msgs = view.snapshot();
     let mut flags = SYSTEM_FLAGS.to_string();
-    for k in &keywords {
+    for k in msgs.keywords().iter() {
         flags.push(' ');
         flags.push_str(k);
     }
@@ -114,24 +108,21 @@ pub(crate) async fn select(
                         "{} FETCH (UID {} FLAGS ({}) MODSEQ ({}))",
                         i + 1,
                         m.uid,
-                        flag_list(&m.flags),
+                        flag_list(m.flags),
                         m.modseq
                     ),
                 );
             }
         }
     }
-    let keywords = keywords.into_iter().map(str::to_string).collect();
-    s.selected = Some(Box::new(Selected {
-        id: info.id,
-        name: info.name,
+    s.selected = Some(Box::new(Selected::new(
+        info.id,
+        info.name,
         read_only,
-        uid_validity: info.uid_validity,
+        info.uid_validity,
+        view,
         msgs,
-        dirty: false,
-        keywords,
-        keywords_changed: false,
-    }));
+    )));
     s.state = StateKind::Selected;
     Ok(if read_only {
         Done::with_code("READ-ONLY", "EXAMINE completed")
@@ -146,12 +137,10 @@ pub(crate) async fn select(
 pub(crate) async fn close(s: &mut Session) -> CmdResult {
     if let Some(sel) = s.selected.take() {
         if !sel.read_only {
-            let uids: Vec<Uid> = s
-                .ctx
-                .store
-                .list_messages(sel.id)
-                .await?
-                .into_iter()
+            // The current flags (another session may have set \Deleted).
+            let current = sel.view.refresh(s.ctx.store.as_ref(), true).await?;
+            let uids: Vec<Uid> = current
+                .iter()
                 .filter(|m| m.has_flag("\\Deleted"))
                 .map(|m| m.uid)
                 .collect();

@@ -206,7 +206,7 @@ pub(crate) async fn sort(
     let mut rows = Vec::with_capacity(indexes.len());
     // The structures in batches, one store call and read transaction each.
     for chunk in indexes.chunks(STRUCTURE_BATCH) {
-        let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs[i].uid).collect();
+        let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs.at(i).uid).collect();
         let fetched = s
             .ctx
             .store
@@ -217,7 +217,7 @@ pub(crate) async fn sort(
             .filter_map(|f| Some((f.uid, f.structure?)))
             .collect();
         for &i in chunk {
-            let m = &sel.msgs[i];
+            let m = sel.msgs.at(i);
             // Gone (expunged by another session): not sorted.
             let Some(st) = by_uid.get(&m.uid) else {
                 continue;
@@ -242,7 +242,7 @@ pub(crate) async fn sort(
     let mut line = String::from("* SORT");
     for (i, _) in rows {
         let n = if uid {
-            sel.msgs[i].uid.get()
+            sel.msgs.at(i).uid.get()
         } else {
             i as u32 + 1
         };

@@ -38,7 +38,7 @@ pub(crate) async fn store(
         return Err(CmdError::no("READ-ONLY", "Mailbox is read-only"));
     }
     let indexes = sel.resolve(set, uid)?;
-    let targets: Vec<Uid> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+    let targets: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
     let flags = flags.to_vec();
     let change = match mode {
         StoreMode::Replace => FlagChange::Set(flags),
@@ -70,9 +70,8 @@ pub(crate) async fn store(
             }
         })
         .collect();
-    for meta in &updated {
-        sel.note_flags(&meta.flags);
-    }
+    // The client learns these entries now: its version takes them.
+    sel.note_own(&updated);
     // RFC 9051 §7.3.5: a new keyword is announced before it is used.
     sel.announce_keywords(out);
     for meta in updated {
@@ -90,7 +89,6 @@ pub(crate) async fn store(
             line.push_str(")\r\n");
             out.extend_from_slice(line.as_bytes());
         }
-        sel.msgs[i] = meta;
     }
     if modified.is_empty() {
         Ok(Done::ok("STORE completed"))

@@ -458,7 +458,7 @@ pub(crate) async fn thread(
     };
     let mut loaded = HashMap::new();
     for chunk in indexes.chunks(super::sort::STRUCTURE_BATCH) {
-        let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs[i].uid).collect();
+        let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs.at(i).uid).collect();
         let fetched = s
             .ctx
             .store
@@ -471,7 +471,7 @@ pub(crate) async fn thread(
         }
     }
     for i in indexes {
-        let m = &sel.msgs[i];
+        let m = sel.msgs.at(i);
         // Gone (expunged by another session): not threaded.
         let Some((st, header)) = loaded.get(&m.uid) else {
             continue;

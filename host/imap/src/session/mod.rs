@@ -640,7 +640,7 @@ impl Session {
         }
     }
 
-    /// Marks the selected mailbox dirty for each event about it.
+    /// Tells the selected mailbox's view of each event about it.
     pub(crate) fn drain_events(&mut self) {
         let Some(rx) = self.events.as_mut() else {
             return;
@@ -655,8 +655,8 @@ impl Session {
             }
         }
         if lagged {
-            if let Some(sel) = self.selected.as_mut() {
-                sel.dirty = true;
+            if let Some(sel) = self.selected.as_ref() {
+                sel.view.mark_dirty();
             }
         }
         for ev in &events {
@@ -664,40 +664,42 @@ impl Session {
         }
     }
 
-    fn note_event(&mut self, ev: &StoreEvent) {
-        let Some(sel) = self.selected.as_mut() else {
-            return;
+    /// Tells the view of an event about the selected mailbox; whether it
+    /// was one.
+    fn note_event(&self, ev: &StoreEvent) -> bool {
+        let Some(sel) = self.selected.as_ref() else {
+            return false;
         };
-        let mailbox = match ev {
-            StoreEvent::Appended { mailbox, .. }
-            | StoreEvent::FlagsChanged { mailbox, .. }
-            | StoreEvent::Expunged { mailbox, .. } => *mailbox,
-            StoreEvent::MailboxesChanged { .. } => return,
-        };
-        if mailbox == sel.id {
-            sel.dirty = true;
+        match ev {
+            StoreEvent::Appended { mailbox, uids, .. } if *mailbox == sel.id => {
+                sel.view.note_appended(uids)
+            }
+            StoreEvent::Expunged { mailbox, uids, .. } if *mailbox == sel.id => {
+                sel.view.note_expunged(uids)
+            }
+            StoreEvent::FlagsChanged { mailbox, .. } if *mailbox == sel.id => sel.view.mark_dirty(),
+            _ => return false,
         }
+        true
     }
 
     /// Waits until the store reports a change to the selected mailbox
     /// (used while idling). Never returns without a selected mailbox.
     pub async fn changed(&mut self) {
         loop {
-            let (Some(rx), Some(sel)) = (self.events.as_mut(), self.selected.as_mut()) else {
+            let (Some(rx), Some(_)) = (self.events.as_mut(), self.selected.as_ref()) else {
                 return std::future::pending().await;
             };
             match rx.recv().await {
-                Ok(StoreEvent::Appended { mailbox, .. })
-                | Ok(StoreEvent::FlagsChanged { mailbox, .. })
-                | Ok(StoreEvent::Expunged { mailbox, .. })
-                    if mailbox == sel.id =>
-                {
-                    sel.dirty = true;
-                    return;
+                Ok(ev) => {
+                    if self.note_event(&ev) {
+                        return;
+                    }
                 }
-                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    sel.dirty = true;
+                    if let Some(sel) = self.selected.as_ref() {
+                        sel.view.mark_dirty();
+                    }
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => {

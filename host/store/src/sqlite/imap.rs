@@ -11,7 +11,18 @@ use super::mailstore::{
     account_of, append_entry, bump_modseq, create_mailbox_in, insert_blob, meta_from_row,
     normalize_mailbox_name, META_SELECT,
 };
-use crate::{AccountId, MailboxId, NewMessage, StoreError, StoreEvent, StoreResult, Uid};
+use crate::{
+    AccountId, MailboxChanges, MailboxId, NewMessage, StoreError, StoreEvent, StoreResult, Uid,
+};
+
+/// Indexes by MODSEQ, so that [`changes_since`] reads only what changed
+/// (IMAP's shared mailbox views catch up with it after every change).
+/// Additive and idempotent, no version: created on open where missing
+/// (on a large existing store, once, at the first open by this version).
+pub(crate) const CHANGE_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox, modseq);
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox, modseq);
+"#;
 
 type Written<T> = StoreResult<(T, Vec<StoreEvent>)>;
 
@@ -347,4 +358,46 @@ pub(super) fn expunged_since(
         out.extend(Uid::new(r?));
     }
     Ok(out)
+}
+
+/// What changed in `mailbox` after `modseq`, in one read transaction (so
+/// that the entries, the expunged UIDs and HIGHESTMODSEQ agree with each
+/// other). A mailbox that does not exist (deleted meanwhile) has
+/// UIDVALIDITY 0 and nothing changed.
+pub(super) fn changes_since(
+    c: &Connection,
+    mailbox: MailboxId,
+    modseq: u64,
+) -> StoreResult<MailboxChanges> {
+    let tx = c.unchecked_transaction()?;
+    let Some((highest_modseq, uid_validity)) = tx
+        .prepare_cached("SELECT highest_modseq, uid_validity FROM mailboxes WHERE id = ?1")?
+        .query_row([mailbox], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(MailboxChanges::default());
+    };
+    // From MODSEQ 0 (a whole view; every entry has a MODSEQ above 0): the
+    // table in key order. Otherwise the few rows above `modseq` through
+    // the MODSEQ index, then sorted by UID.
+    let mut changed = if modseq == 0 {
+        tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 ORDER BY uid"))?
+            .query_map(params![mailbox], meta_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND modseq > ?2"))?
+            .query_map(params![mailbox, modseq as i64], meta_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    changed.sort_unstable_by_key(|m| m.uid);
+    let expunged = expunged_since(&tx, mailbox, modseq)?;
+    tx.finish()?;
+    Ok(MailboxChanges {
+        highest_modseq: highest_modseq as u64,
+        uid_validity,
+        changed,
+        expunged,
+    })
 }

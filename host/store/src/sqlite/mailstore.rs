@@ -139,6 +139,12 @@ const MAILBOX_SELECT: &str = "SELECT mb.id, mb.account, mb.name, mb.special_use,
         (SELECT coalesce(sum(size), 0) FROM messages m WHERE m.mailbox = mb.id)
     FROM mailboxes mb";
 
+/// [`MAILBOX_SELECT`] without the counters, which read every message.
+const MAILBOX_STATE_SELECT: &str = "SELECT mb.id, mb.account, mb.name, mb.special_use,
+        EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = mb.account AND s.name = mb.name),
+        mb.uid_validity, mb.uid_next, mb.highest_modseq, 0, 0, 0
+    FROM mailboxes mb";
+
 fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
     Ok(MailboxInfo {
         id: r.get(0)?,
@@ -311,6 +317,24 @@ impl MailStore for SqliteStore {
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
                 "{MAILBOX_SELECT} WHERE mb.account = ?1 AND mb.name = ?2"
+            ))?
+            .query_row(params![account, name], mailbox_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn mailbox_state(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> StoreResult<Option<MailboxInfo>> {
+        let Ok(name) = normalize_mailbox_name(name) else {
+            return Ok(None);
+        };
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "{MAILBOX_STATE_SELECT} WHERE mb.account = ?1 AND mb.name = ?2"
             ))?
             .query_row(params![account, name], mailbox_from_row)
             .optional()?)
@@ -658,6 +682,15 @@ impl MailStore for SqliteStore {
 
     async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> StoreResult<Vec<Uid>> {
         self.read(move |c| super::imap::expunged_since(c, mailbox, modseq))
+            .await
+    }
+
+    async fn changes_since(
+        &self,
+        mailbox: MailboxId,
+        modseq: u64,
+    ) -> StoreResult<crate::MailboxChanges> {
+        self.read(move |c| super::imap::changes_since(c, mailbox, modseq))
             .await
     }
 
