@@ -26,6 +26,18 @@ use mailgate_store::{
     StoreResult,
 };
 
+mod envelope;
+mod outcome;
+mod plan;
+pub mod quota;
+mod room;
+
+pub use envelope::{Envelope, Recipient};
+pub use outcome::{Refusal, Report};
+pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
+pub use quota::{Limit, QuotaCheck};
+pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
+
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;
 
@@ -43,6 +55,10 @@ pub struct LocalRecipient {
     /// policy plugins see as the recipient's account), so that nobody needs
     /// to look it up again later in the transaction.
     pub account_address: Option<String>,
+    /// The accounts of `accounts` that have a storage quota, with their
+    /// address and limit, as resolution read them (so the quota check
+    /// costs no account look-up; accounts without a quota cost nothing).
+    pub limits: Vec<Limit>,
 }
 
 /// The verdict on one recipient address.
@@ -165,12 +181,12 @@ impl LocalDelivery {
         &'a self,
         address: &'a str,
         depth: usize,
-        out: &'a mut BTreeMap<AccountId, String>,
+        out: &'a mut BTreeMap<AccountId, (String, Option<u64>)>,
         seen: &'a mut BTreeSet<String>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<bool>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(account) = self.store.account(address).await? {
-                out.insert(account.id, account.address);
+                out.insert(account.id, (account.address, account.quota_bytes));
                 return Ok(true);
             }
             if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_string()) {
@@ -207,10 +223,10 @@ impl LocalDelivery {
         recipients: &[LocalRecipient],
         data: &[u8],
     ) -> StoreResult<Vec<Delivered>> {
-        let targets: Vec<Target> = recipients
+        let targets: Vec<DeliveryTarget> = recipients
             .iter()
             .flat_map(|r| r.accounts.iter().copied())
-            .map(Target::inbox)
+            .map(inbox)
             .collect();
         self.deliver_to(mail_from, &targets, data).await
     }
@@ -222,14 +238,14 @@ impl LocalDelivery {
     pub async fn deliver_to(
         &self,
         mail_from: &str,
-        targets: &[Target],
+        targets: &[DeliveryTarget],
         data: &[u8],
     ) -> StoreResult<Vec<Delivered>> {
         let mut merged: Vec<DeliveryTarget> = Vec::with_capacity(targets.len());
         for t in targets {
             let same = merged
                 .iter_mut()
-                .find(|m| m.account == t.account && m.mailbox.eq_ignore_ascii_case(&t.folder));
+                .find(|m| m.account == t.account && m.mailbox.eq_ignore_ascii_case(&t.mailbox));
             match same {
                 Some(m) => {
                     for f in &t.flags {
@@ -238,11 +254,7 @@ impl LocalDelivery {
                         }
                     }
                 }
-                None => merged.push(DeliveryTarget {
-                    account: t.account,
-                    mailbox: t.folder.clone(),
-                    flags: t.flags.clone(),
-                }),
+                None => merged.push(t.clone()),
             }
         }
         if merged.is_empty() {
@@ -286,38 +298,36 @@ impl LocalDelivery {
     }
 }
 
-/// Where one copy of a message goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The account.
-    pub account: AccountId,
-    /// The folder ("INBOX" by default); created if missing.
-    pub folder: String,
-    /// Initial flags (`\Seen`, `\Flagged`, keywords).
-    pub flags: Vec<String>,
-}
-
-impl Target {
-    /// The account's INBOX, no flags.
-    pub fn inbox(account: AccountId) -> Target {
-        Target {
-            account,
-            folder: "INBOX".into(),
-            flags: Vec::new(),
-        }
-    }
-}
-
 fn local_recipient(
     address: &str,
     tag: Option<String>,
-    accounts: BTreeMap<AccountId, String>,
+    accounts: BTreeMap<AccountId, (String, Option<u64>)>,
 ) -> RecipientCheck {
-    let account_address = accounts.values().next().cloned();
+    let account_address = accounts.values().next().map(|(a, _)| a.clone());
+    let limits = accounts
+        .iter()
+        .filter_map(|(&account, (address, quota))| {
+            quota.map(|bytes| Limit {
+                account,
+                address: address.clone(),
+                bytes,
+            })
+        })
+        .collect();
     RecipientCheck::Local(LocalRecipient {
         address: address.to_string(),
         tag,
         accounts: accounts.into_keys().collect(),
         account_address,
+        limits,
     })
+}
+
+/// The account's INBOX, no flags.
+pub fn inbox(account: AccountId) -> DeliveryTarget {
+    DeliveryTarget {
+        account,
+        mailbox: "INBOX".into(),
+        flags: Vec::new(),
+    }
 }
