@@ -36,7 +36,7 @@ pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
 pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
 pub use quota::{Limit, QuotaCheck};
-pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
+pub use room::{Arrival, Replies, Room, SuccessNotices, Trace, SENT_FOLDER};
 
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;

@@ -84,6 +84,27 @@ pub struct Arrival {
 pub struct Room {
     pub(crate) delivery: Arc<LocalDelivery>,
     pub(crate) outbound: Option<Arc<dyn OutboundQueue>>,
+    notices: Option<Arc<dyn SuccessNotices>>,
+}
+
+/// Builds the success notice (RFC 3464 `Action: delivered`) that local
+/// delivery owes a sender who asked for `NOTIFY=SUCCESS` (RFC 3461
+/// §4.1). The binary gives the relay's DSN builder; the room enqueues
+/// what it returns (a local sender gets it through the queue's local
+/// delivery, with the quota rule; a remote one by relay).
+pub trait SuccessNotices: Send + Sync {
+    /// The notice to the sender of `envelope` about `recipients` (each
+    /// with its `NOTIFY` and `ORCPT`), whose mailboxes here now hold
+    /// `message` (as stored, trace fields included), received at
+    /// `arrival` (seconds since the Unix epoch); `None` when none is
+    /// owed (a `<>` sender).
+    fn delivered(
+        &self,
+        envelope: &Envelope,
+        recipients: &[NewQueuedRecipient],
+        message: &[u8],
+        arrival: i64,
+    ) -> Option<NewQueued>;
 }
 
 /// The folder the Sent copy goes to.
@@ -93,7 +114,17 @@ impl Room {
     /// A room storing through `delivery` and queueing to `outbound`
     /// (`None`: mail for other domains is refused).
     pub fn new(delivery: Arc<LocalDelivery>, outbound: Option<Arc<dyn OutboundQueue>>) -> Room {
-        Room { delivery, outbound }
+        Room {
+            delivery,
+            outbound,
+            notices: None,
+        }
+    }
+
+    /// The same room, sending success notices built by `notices`.
+    pub fn with_notices(mut self, notices: Option<Arc<dyn SuccessNotices>>) -> Room {
+        self.notices = notices;
+        self
     }
 
     /// Plans, checks quotas, stores and queues one message; see the
@@ -247,7 +278,59 @@ impl Room {
         if let Some(account) = sent_copy {
             self.save_sent_copy(&account, &data[trace_len..]).await;
         }
+        self.notify_success(&envelope, &plan.copies, &report, body)
+            .await;
         report
+    }
+
+    /// The `delivered` notice for the recipients that asked for one
+    /// (`NOTIFY=SUCCESS`) and whose copies are stored now (not refused,
+    /// not waiting in the queue for room, not quarantined). A failure is
+    /// logged only: the message itself was delivered.
+    async fn notify_success(
+        &self,
+        envelope: &Envelope,
+        copies: &[crate::plan::Copy],
+        report: &Report,
+        message: &[u8],
+    ) {
+        let (Some(notices), Some(queue)) = (&self.notices, &self.outbound) else {
+            return;
+        };
+        if envelope.mail_from.is_empty() {
+            return;
+        }
+        let delivered: Vec<NewQueuedRecipient> = envelope
+            .recipients
+            .iter()
+            .filter(|r| r.wants_success() && report.refusal_of(&r.address).is_none())
+            .filter(|r| {
+                copies
+                    .iter()
+                    .any(|c| c.owner == r.address && c.target.mailbox != crate::QUARANTINE_FOLDER)
+            })
+            .map(|r| NewQueuedRecipient {
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify.clone(),
+                next_hop: None,
+            })
+            .collect();
+        if delivered.is_empty() {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let Some(dsn) = notices.delivered(envelope, &delivered, message, now) else {
+            return;
+        };
+        match queue.enqueue(dsn).await {
+            Ok(dsn_id) => {
+                tracing::info!(id = %report.id, dsn = dsn_id, to = %envelope.mail_from, "delivery: success notice queued")
+            }
+            Err(e) => {
+                tracing::warn!(id = %report.id, error = %e, "delivery: could not queue the success notice")
+            }
+        }
     }
 
     /// The accounts among `copies` that cannot take `size` more bytes.
