@@ -58,7 +58,7 @@ pub(crate) fn refusal_reply(why: &Refusal, address: Option<&str>) -> Reply {
 
 impl Session {
     /// Refuses or delivers a complete message, and ends the transaction.
-    pub(crate) async fn finish_message(&mut self, message: ReceivedMessage) {
+    pub(crate) async fn message_complete(&mut self, message: ReceivedMessage) {
         let tx = self.tx.take();
         let accepted = std::mem::take(&mut self.accepted_rcpts);
         self.reset_transaction();
