@@ -214,32 +214,31 @@ impl LocalDelivery {
         })
     }
 
-    /// Stores `data` (the message as received, trace headers included) once
-    /// for all `recipients`, each account's copy in INBOX, with a
-    /// `Return-Path:` for `mail_from` prepended. Durable when it returns.
-    pub async fn deliver(
-        &self,
-        mail_from: &str,
-        recipients: &[LocalRecipient],
-        data: &[u8],
-    ) -> StoreResult<Vec<Delivered>> {
-        let targets: Vec<DeliveryTarget> = recipients
-            .iter()
-            .flat_map(|r| r.accounts.iter().copied())
-            .map(inbox)
-            .collect();
-        self.deliver_to(mail_from, &targets, data).await
-    }
-
-    /// Like [`LocalDelivery::deliver`], with a folder and flags per copy
-    /// (policy routing): the body is stored once; a folder that does not
-    /// exist yet is created (like Sieve `fileinto :create`); the same
-    /// (account, folder) twice gets one copy with the flags of both.
+    /// Stores `data` (the message as received, trace fields included)
+    /// once for all `targets`, with a `Return-Path:` for `mail_from`
+    /// prepended (a copy of the bytes: [`LocalDelivery::deliver_prepared`]
+    /// avoids it). Durable when it returns.
     pub async fn deliver_to(
         &self,
         mail_from: &str,
         targets: &[DeliveryTarget],
         data: &[u8],
+    ) -> StoreResult<Vec<Delivered>> {
+        let mut raw = Vec::with_capacity(data.len() + mail_from.len() + 20);
+        raw.extend_from_slice(return_path(mail_from).as_bytes());
+        raw.extend_from_slice(data);
+        self.deliver_prepared(targets, Arc::new(raw)).await
+    }
+
+    /// Stores `raw`, which starts with its `Return-Path:` already, once
+    /// for all `targets` (the buffer itself, no copy): a folder that does
+    /// not exist yet is created (like Sieve `fileinto :create`); the same
+    /// (account, folder) twice gets one copy with the flags of both.
+    /// Durable when it returns.
+    pub async fn deliver_prepared(
+        &self,
+        targets: &[DeliveryTarget],
+        raw: Arc<Vec<u8>>,
     ) -> StoreResult<Vec<Delivered>> {
         let mut merged: Vec<DeliveryTarget> = Vec::with_capacity(targets.len());
         for t in targets {
@@ -264,10 +263,6 @@ impl LocalDelivery {
             self.ensure_mailbox(t.account, &t.mailbox).await?;
         }
         let targets = merged;
-        let mut raw = Vec::with_capacity(data.len() + mail_from.len() + 20);
-        raw.extend_from_slice(format!("Return-Path: <{mail_from}>\r\n").as_bytes());
-        raw.extend_from_slice(data);
-        let raw = Arc::new(raw);
         let structure = MessageStructure::parse_off_thread(raw.clone())
             .await
             .unwrap_or_default();
@@ -321,6 +316,11 @@ fn local_recipient(
         account_address,
         limits,
     })
+}
+
+/// The `Return-Path:` field final delivery adds (RFC 5321 §4.4).
+pub fn return_path(mail_from: &str) -> String {
+    format!("Return-Path: <{mail_from}>\r\n")
 }
 
 /// The account's INBOX, no flags.

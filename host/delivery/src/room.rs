@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 
-use mailgate_policy::{AuthResults, SessionInfo};
+use mailgate_policy::{AuthResults, Hook, SessionInfo};
 use mailgate_store::queue::{NewQueued, NewQueuedRecipient, OutboundQueue};
 use mailgate_store::{
     Account, AccountId, DeliveryTarget, MessageStructure, NewMessage, StoreError,
@@ -147,13 +147,25 @@ impl Room {
             .iter()
             .map(|r| r.address.clone())
             .collect();
-        let trace_len = trace.fields.len();
         // The trace fields go in front of the message in its own buffer
         // (one move of the bytes, into the room the receiver kept when the
-        // size was announced): never a second copy of the message.
+        // size was announced): never a second copy of the message. When
+        // no plugin reads the message, the `Return-Path:` of the local
+        // copies goes there too, and the store takes this very buffer;
+        // the queue and the Sent copy read past it.
+        let viewed = policy
+            .as_ref()
+            .is_some_and(|p| p.chain.wants(Hook::Data) || p.chain.wants(Hook::Route));
+        let return_path = if viewed {
+            String::new()
+        } else {
+            crate::return_path(&from)
+        };
+        let rp_len = return_path.len();
+        let trace_len = rp_len + trace.fields.len();
         let mut data = body;
         data.reserve_exact(trace_len);
-        data.splice(0..0, trace.fields.bytes());
+        data.splice(0..0, return_path.bytes().chain(trace.fields.bytes()));
         let data = Arc::new(data);
         let input = PlanInput {
             session: &session,
@@ -176,7 +188,13 @@ impl Room {
             tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "delivery: message discarded by policy");
             return Report::taken(id);
         }
-        let body: &[u8] = plan.edited.as_deref().unwrap_or(&data);
+        // What the queue gets (no `Return-Path:`), and what the store
+        // gets: the shared buffer itself when it holds one.
+        let body: &[u8] = plan.edited.as_deref().unwrap_or(&data[rp_len..]);
+        let stored = match plan.edited {
+            None if rp_len > 0 => Stored::Prepared(data.clone()),
+            _ => Stored::Plain(body),
+        };
         let mut report = Report::taken(id.clone());
         report.refused = std::mem::take(&mut plan.refused);
 
@@ -229,7 +247,7 @@ impl Room {
         if !plan.copies.is_empty() {
             let targets: Vec<DeliveryTarget> =
                 plan.copies.iter().map(|c| c.target.clone()).collect();
-            match self.delivery.deliver_to(&from, &targets, body).await {
+            match self.store_copies(&from, &targets, &stored).await {
                 Ok(d) => copies = d.len(),
                 Err(e) if replies == Replies::One => {
                     tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "delivery: delivery failed");
@@ -252,7 +270,7 @@ impl Room {
                             .filter(|c| c.owner == owner)
                             .map(|c| c.target.clone())
                             .collect();
-                        match self.delivery.deliver_to(&from, &targets, body).await {
+                        match self.store_copies(&from, &targets, &stored).await {
                             Ok(d) => copies += d.len(),
                             Err(e) => {
                                 tracing::error!(%id, rcpt = %owner, error = %e, outcome = "store error", "delivery: delivery failed");
@@ -330,6 +348,19 @@ impl Room {
             Err(e) => {
                 tracing::warn!(id = %report.id, error = %e, "delivery: could not queue the success notice")
             }
+        }
+    }
+
+    /// Stores the local copies from `stored`.
+    async fn store_copies(
+        &self,
+        from: &str,
+        targets: &[DeliveryTarget],
+        stored: &Stored<'_>,
+    ) -> mailgate_store::StoreResult<Vec<mailgate_store::Delivered>> {
+        match stored {
+            Stored::Prepared(raw) => self.delivery.deliver_prepared(targets, raw.clone()).await,
+            Stored::Plain(body) => self.delivery.deliver_to(from, targets, body).await,
         }
     }
 
@@ -445,6 +476,16 @@ impl Room {
             tracing::warn!(user = %account.address, error = %e, "delivery: could not save the Sent copy");
         }
     }
+}
+
+/// The bytes the local copies are made of.
+enum Stored<'a> {
+    /// The receiver's buffer, `Return-Path:` and trace fields included:
+    /// stored as it is.
+    Prepared(Arc<Vec<u8>>),
+    /// A message without `Return-Path:` (plugins read or edited it): the
+    /// field is added in a copy.
+    Plain(&'a [u8]),
 }
 
 /// What a store error means for one recipient.
