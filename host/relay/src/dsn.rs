@@ -1,5 +1,5 @@
-//! Delivery status notifications (RFC 3464) to the sender of a message
-//! that failed, or is delayed.
+//! Delivery status notifications (RFC 3464) to the sender of a message:
+//! failures, delays, and (when asked for) successes.
 //!
 //! RFC 3464 §2: a DSN is a `multipart/report` (RFC 6522) with
 //! `report-type=delivery-status` and three parts: a human-readable
@@ -9,10 +9,27 @@
 //!
 //! RFC 5321 §4.5.5 and §6.1: a DSN is sent with the null reverse-path
 //! `<>`, and no DSN is ever sent about a message whose reverse-path was
-//! null, so two servers can never bounce mail back and forth. RFC 3461
-//! §4.1: `NOTIFY=NEVER` wants nothing, otherwise only the listed kinds;
-//! without NOTIFY, failures and delays are reported. RFC 3461 §4.3:
-//! `RET=FULL` asks for the whole message; the default here is the headers.
+//! null, so two servers can never bounce mail back and forth.
+//!
+//! # Which reports (RFC 3461 §4.1, §5.2, §6)
+//! Each recipient's `NOTIFY` decides, so recipients of one message may get
+//! different treatment; each report covers the recipients of one message
+//! that reached the same event in the same attempt:
+//!
+//! | event | action | sent when NOTIFY |
+//! |---|---|---|
+//! | failed for good | `failed` | absent, or holds `FAILURE` |
+//! | still retried after `[queue] delay_warning` | `delayed` | absent, or holds `DELAY` |
+//! | accepted by a next hop that does not offer DSN | `relayed` | holds `SUCCESS` |
+//! | accepted by a next hop that offers DSN | — (the hop reports) | — |
+//! | stored in a local mailbox | `delivered` | holds `SUCCESS` |
+//!
+//! `NOTIFY=NEVER` gets none of them.
+//!
+//! # What is returned (RFC 3461 §4.3)
+//! `RET=FULL` returns the whole message in a `failed` report; every other
+//! report, and a failure without `RET` or with `RET=HDRS`, returns the
+//! headers only (as Postfix does).
 //!
 //! RFC 6533 (internationalised DSNs): about a message that needed SMTPUTF8,
 //! the report is `message/global-delivery-status`, and the returned
@@ -21,9 +38,13 @@
 //! not allow; a UTF-8 address is given with the `utf-8` address type
 //! (§3), and the DSN itself is sent with SMTPUTF8.
 
+pub mod params;
+
 use std::sync::Arc;
 
 use mailgate_store::queue::{NewQueued, NewQueuedRecipient, QueueEntry, QueuedRecipient};
+
+pub use params::Notify;
 
 /// What the DSN reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,40 +57,74 @@ pub enum DsnKind {
         /// When the message expires, seconds since the epoch.
         retry_until: i64,
     },
+    /// Recipients accepted by a next hop that does not offer DSN
+    /// (`Action: relayed`, RFC 3461 §5.2.2): no further report will come
+    /// from there.
+    Relayed,
+    /// Recipients whose mailbox here holds the message
+    /// (`Action: delivered`).
+    Delivered,
 }
 
-/// Whether a recipient's NOTIFY asks for this kind of report.
+impl DsnKind {
+    /// The `Action:` word (RFC 3464 §2.3.3).
+    pub fn action(self) -> &'static str {
+        match self {
+            DsnKind::Failure => "failed",
+            DsnKind::Delay { .. } => "delayed",
+            DsnKind::Relayed => "relayed",
+            DsnKind::Delivered => "delivered",
+        }
+    }
+
+    /// Whether a recipient with this `NOTIFY` wants this report.
+    pub fn wanted_by(self, notify: Notify) -> bool {
+        match self {
+            DsnKind::Failure => notify.failure,
+            DsnKind::Delay { .. } => notify.delay,
+            DsnKind::Relayed | DsnKind::Delivered => notify.success,
+        }
+    }
+}
+
+/// Whether a recipient's stored NOTIFY asks for this kind of report
+/// (`None`: the default, failures and delays; an invalid value counts as
+/// `None`).
 pub fn wants(notify: Option<&str>, kind: DsnKind) -> bool {
-    let Some(n) = notify else {
-        return true;
-    };
-    let word = match kind {
-        DsnKind::Failure => "FAILURE",
-        DsnKind::Delay { .. } => "DELAY",
-    };
-    n.split(',').any(|w| w.trim().eq_ignore_ascii_case(word))
+    kind.wanted_by(Notify::of(notify))
 }
 
 /// The enhanced status code in a reply text (`550 5.1.1 ...` gives
 /// `5.1.1`), or one derived from its class.
 pub fn status_of(reply: &str, permanent: bool) -> String {
+    status_in(reply).unwrap_or_else(|| if permanent { "5.0.0" } else { "4.0.0" }.into())
+}
+
+/// The enhanced status code of a reply, if it has one of its own class.
+fn status_in(reply: &str) -> Option<String> {
     let mut words = reply.split_ascii_whitespace();
-    let code = words.next().unwrap_or("");
-    if let Some(candidate) = words.next() {
-        let parts: Vec<&str> = candidate.split('.').collect();
-        let ok = parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-            && code.starts_with(parts[0]);
-        if ok {
-            return candidate.to_string();
-        }
-    }
-    if permanent {
-        "5.0.0".into()
-    } else {
-        "4.0.0".into()
+    let code = words.next()?;
+    let candidate = words.next()?;
+    let parts: Vec<&str> = candidate.split('.').collect();
+    let ok = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        && code.starts_with(parts[0]);
+    ok.then(|| candidate.to_string())
+}
+
+/// The status code for a recipient in a report of `kind`.
+fn status_for(kind: DsnKind, reply: &str) -> String {
+    let class_default = match kind {
+        DsnKind::Failure => "5.0.0",
+        DsnKind::Delay { .. } => "4.0.0",
+        DsnKind::Relayed => "2.0.0",
+        DsnKind::Delivered => return "2.0.0".into(),
+    };
+    match status_in(reply) {
+        Some(s) if s.starts_with(&class_default[..1]) => s,
+        _ => class_default.into(),
     }
 }
 
@@ -90,9 +145,93 @@ fn rfc5322_date(secs: i64) -> String {
         .to_rfc2822()
 }
 
-/// Builds the DSN for `entry` about `recipients` (already filtered by the
-/// caller), or `None` when none is owed: a null sender, or no recipient
-/// whose NOTIFY asks for it.
+/// Text for one line of a report: control characters (a line break in a
+/// remote reply, say) become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The message a report is about, as [`delivered`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Original<'a> {
+    /// The envelope sender (empty for `<>`: then no report is made).
+    pub sender: &'a str,
+    /// The DSN `ENVID` as received (xtext).
+    pub envid: Option<&'a str>,
+    /// The DSN `RET`: `Some(true)` for `FULL`.
+    pub ret_full: Option<bool>,
+    /// The message needed SMTPUTF8.
+    pub smtputf8: bool,
+    /// The body holds 8-bit data.
+    pub eight_bit: bool,
+    /// When it was received, seconds since the Unix epoch
+    /// (`Arrival-Date`).
+    pub arrival: i64,
+    /// The message as received (its headers are returned).
+    pub raw: &'a [u8],
+}
+
+/// One recipient's block in a report.
+struct Line<'a> {
+    address: &'a str,
+    orcpt: Option<&'a str>,
+    reply: Option<&'a str>,
+    remote_host: Option<&'a str>,
+    updated: Option<i64>,
+}
+
+/// Builds the `delivered` DSN (RFC 3464 `Action: delivered`,
+/// `Status: 2.0.0`) for recipients of `original` whose mailboxes here now
+/// hold it: the report local delivery owes a sender who asked for
+/// `NOTIFY=SUCCESS`.
+///
+/// Only the recipients whose `NOTIFY` holds `SUCCESS` are reported; each
+/// block carries `Original-Recipient` from its `ORCPT`, and the report
+/// `Original-Envelope-Id` from `ENVID`. The original's headers are
+/// returned (never the whole message, whatever `RET` says). The result is
+/// a [`NewQueued`] from `<>` to the original sender, created `now`, for
+/// the caller to enqueue (a local sender gets it through the queue's
+/// local delivery, a remote one by relay).
+///
+/// Returns `None` when no report is owed: the sender is `<>` (RFC 5321
+/// §6.1: never a report about a report), or no recipient asked for
+/// success notices.
+///
+/// `reporting_mta` is this server's host name (`Reporting-MTA: dns; ...`
+/// and the `From: MAILER-DAEMON@...` domain).
+pub fn delivered(
+    reporting_mta: &str,
+    original: &Original<'_>,
+    recipients: &[NewQueuedRecipient],
+    now: i64,
+) -> Option<NewQueued> {
+    let lines: Vec<Line<'_>> = recipients
+        .iter()
+        .filter(|r| wants(r.notify.as_deref(), DsnKind::Delivered))
+        .map(|r| Line {
+            address: &r.address,
+            orcpt: r.orcpt.as_deref(),
+            reply: None,
+            remote_host: None,
+            updated: Some(now),
+        })
+        .collect();
+    let token = format!("{:016x}", rand::random::<u64>());
+    render(
+        reporting_mta,
+        original,
+        &token,
+        &lines,
+        DsnKind::Delivered,
+        now,
+    )
+}
+
+/// Builds the DSN for `entry` about `recipients` (those that reached the
+/// event `kind` reports; the caller picks them), or `None` when none is
+/// owed: a null sender, or no recipient whose NOTIFY asks for it.
 pub fn build(
     reporting_mta: &str,
     entry: &QueueEntry,
@@ -101,41 +240,83 @@ pub fn build(
     kind: DsnKind,
     now: i64,
 ) -> Option<NewQueued> {
-    if entry.sender.is_empty() {
-        return None;
-    }
-    let reported: Vec<&QueuedRecipient> = recipients
+    let lines: Vec<Line<'_>> = recipients
         .iter()
-        .copied()
         .filter(|r| wants(r.notify.as_deref(), kind))
+        .map(|r| Line {
+            address: &r.address,
+            orcpt: r.orcpt.as_deref(),
+            reply: r.last_reply.as_deref(),
+            remote_host: r.remote_host.as_deref(),
+            updated: r.updated,
+        })
         .collect();
-    if reported.is_empty() {
+    let message = Original {
+        sender: &entry.sender,
+        envid: entry.envid.as_deref(),
+        ret_full: entry.ret_full,
+        smtputf8: entry.smtputf8,
+        eight_bit: entry.eight_bit,
+        arrival: entry.created,
+        raw: original,
+    };
+    render(
+        reporting_mta,
+        &message,
+        &entry.id.to_string(),
+        &lines,
+        kind,
+        now,
+    )
+}
+
+/// The report itself; `token` makes its boundary and Message-ID unique.
+fn render(
+    reporting_mta: &str,
+    entry: &Original<'_>,
+    token: &str,
+    reported: &[Line<'_>],
+    kind: DsnKind,
+    now: i64,
+) -> Option<NewQueued> {
+    if entry.sender.is_empty() || reported.is_empty() {
         return None;
     }
-    let boundary = format!("{}/{}.{}", entry.id, now, reporting_mta);
+    let boundary = format!("{token}/{now}.{reporting_mta}");
     let global = entry.smtputf8;
     let addr_type = |a: &str| if a.is_ascii() { "rfc822" } else { "utf-8" };
-    let (subject, intro, action) = match kind {
+    let (subject, intro) = match kind {
         DsnKind::Failure => (
             "Undelivered Mail Returned to Sender",
             "Your message could not be delivered to one or more recipients.\r\n\
              This is a permanent error; it will not be tried again.",
-            "failed",
         ),
         DsnKind::Delay { .. } => (
             "Delayed Mail (still being retried)",
             "Your message has not been delivered to one or more recipients yet.\r\n\
              It will be tried again; you need not send it again.",
-            "delayed",
+        ),
+        DsnKind::Relayed => (
+            "Successful Mail Delivery Report",
+            "Your message was passed on to the next mail server for the\r\n\
+             recipients below, as you asked. That server does not offer\r\n\
+             delivery notifications: you will not hear from it when the\r\n\
+             message reaches the mailbox, but may still hear of an error.",
+        ),
+        DsnKind::Delivered => (
+            "Successful Mail Delivery Report",
+            "Your message was delivered to the mailbox of the recipients\r\n\
+             below, as you asked.",
         ),
     };
+    let action = kind.action();
     let mut m = String::new();
     m.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>\r\n\
          To: <{sender}>\r\n\
          Subject: {subject}\r\n\
          Date: {date}\r\n\
-         Message-ID: <dsn.{id}.{now}@{reporting_mta}>\r\n\
+         Message-ID: <dsn.{token}.{now}@{reporting_mta}>\r\n\
          Auto-Submitted: auto-replied\r\n\
          MIME-Version: 1.0\r\n\
          Content-Type: multipart/report; report-type=delivery-status;\r\n\
@@ -150,16 +331,16 @@ pub fn build(
          \r\n\
          {intro}\r\n\
          \r\n",
-        sender = entry.sender,
+        sender = one_line(entry.sender),
         date = rfc5322_date(now),
-        id = entry.id,
     ));
-    for r in &reported {
-        m.push_str(&format!(
-            "<{}>: {}\r\n",
-            r.address,
-            r.last_reply.as_deref().unwrap_or("no reason recorded")
-        ));
+    for r in reported {
+        let why = match (r.reply, kind) {
+            (Some(reply), _) => one_line(reply),
+            (None, DsnKind::Delivered) => "delivered to the mailbox".into(),
+            (None, _) => "no reason recorded".into(),
+        };
+        m.push_str(&format!("<{}>: {why}\r\n", one_line(r.address)));
     }
     m.push_str(&format!(
         "\r\n--{boundary}\r\n\
@@ -168,29 +349,30 @@ pub fn build(
          Reporting-MTA: dns; {reporting_mta}\r\n",
         if global { "global-" } else { "" }
     ));
-    if let Some(envid) = &entry.envid {
-        m.push_str(&format!("Original-Envelope-Id: {envid}\r\n"));
+    if let Some(envid) = entry.envid {
+        m.push_str(&format!(
+            "Original-Envelope-Id: {}\r\n",
+            params::field_text(envid)
+        ));
     }
     m.push_str(&format!(
         "Arrival-Date: {}\r\n",
-        rfc5322_date(entry.created)
+        rfc5322_date(entry.arrival)
     ));
-    for r in &reported {
-        let reply = r.last_reply.as_deref().unwrap_or("");
-        let status = status_of(reply, kind == DsnKind::Failure);
+    for r in reported {
+        let reply = r.reply.map(one_line).unwrap_or_default();
+        let status = status_for(kind, &reply);
         m.push_str(&format!(
             "\r\nFinal-Recipient: {}; {}\r\n",
-            addr_type(&r.address),
-            r.address
+            addr_type(r.address),
+            one_line(r.address)
         ));
-        if let Some(orcpt) = &r.orcpt {
-            // ORCPT is `addr-type;xtext`; the field wants `addr-type; addr`.
-            let (t, a) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
-            m.push_str(&format!("Original-Recipient: {t}; {a}\r\n"));
+        if let Some(orig) = r.orcpt.and_then(params::original_recipient) {
+            m.push_str(&format!("Original-Recipient: {orig}\r\n"));
         }
         m.push_str(&format!("Action: {action}\r\nStatus: {status}\r\n"));
-        if let Some(host) = &r.remote_host {
-            m.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
+        if let Some(host) = r.remote_host {
+            m.push_str(&format!("Remote-MTA: dns; {}\r\n", one_line(host)));
         }
         if !reply.is_empty() {
             m.push_str(&format!("Diagnostic-Code: smtp; {reply}\r\n"));
@@ -205,7 +387,8 @@ pub fn build(
             ));
         }
     }
-    let full = entry.ret_full == Some(true);
+    // RFC 3461 §4.3: RET=FULL asks for the message in a "failed" DSN.
+    let full = kind == DsnKind::Failure && entry.ret_full == Some(true);
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: {}\r\n\r\n",
         match (full, global) {
@@ -217,9 +400,9 @@ pub fn build(
     ));
     let mut raw = m.into_bytes();
     if full {
-        raw.extend_from_slice(original);
+        raw.extend_from_slice(entry.raw);
     } else {
-        raw.extend_from_slice(header_section(original));
+        raw.extend_from_slice(header_section(entry.raw));
     }
     if !raw.ends_with(b"\r\n") {
         raw.extend_from_slice(b"\r\n");
@@ -228,7 +411,7 @@ pub fn build(
     let raw_is_ascii = raw.is_ascii();
     Some(NewQueued {
         sender: String::new(),
-        recipients: vec![NewQueuedRecipient::new(entry.sender.clone())],
+        recipients: vec![NewQueuedRecipient::new(entry.sender.to_string())],
         raw: Arc::new(raw),
         created: now,
         envid: None,
@@ -321,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn delay_and_full_return() {
+    fn full_return_only_in_a_failure_report() {
         let mut e = entry("a@a.test");
         e.ret_full = Some(true);
         e.recipients[0].last_reply = Some("451 4.4.1 no answer".into());
@@ -330,8 +513,111 @@ mod tests {
         let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
         assert!(text.contains("Action: delayed\r\nStatus: 4.4.1\r\n"));
         assert!(text.contains("Will-Retry-Until: "));
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: a@a.test"));
+        assert!(
+            !text.contains("secret body"),
+            "a delay report returns headers"
+        );
+        e.recipients[0].last_reply = Some("550 5.1.1 no such user".into());
+        let r = [&e.recipients[0]];
+        let dsn = build("mx", &e, ORIGINAL, &r, DsnKind::Failure, 1).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
         assert!(text.contains("Content-Type: message/rfc822\r\n\r\nFrom: a@a.test"));
-        assert!(text.contains("secret body"));
+        assert!(text.contains("secret body"), "RET=FULL: the whole message");
+        e.ret_full = Some(false);
+        let dsn = build("mx", &e, ORIGINAL, &r, DsnKind::Failure, 1).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n"));
+        assert!(!text.contains("secret body"), "RET=HDRS: headers only");
+    }
+
+    #[test]
+    fn relayed_report_only_for_notify_success() {
+        let mut e = entry("a@a.test");
+        e.recipients[0].notify = Some("SUCCESS,FAILURE".into());
+        e.recipients[0].last_reply = Some("250 2.0.0 Ok: queued as 12".into());
+        e.recipients[1].notify = Some("FAILURE".into());
+        let all: Vec<&QueuedRecipient> = e.recipients.iter().collect();
+        let dsn = build("mx.a.test", &e, ORIGINAL, &all, DsnKind::Relayed, 9).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Subject: Successful Mail Delivery Report\r\n"));
+        assert!(text.contains("Final-Recipient: rfc822; r0@b.test\r\n"));
+        assert!(text.contains("Action: relayed\r\nStatus: 2.0.0\r\n"));
+        assert!(text.contains("Remote-MTA: dns; mx.b.test\r\n"));
+        assert!(!text.contains("r1@b.test"), "r1 did not ask for SUCCESS");
+        // Without NOTIFY (the default), no success report.
+        let plain = entry("a@a.test");
+        let r = [&plain.recipients[0]];
+        assert!(build("mx", &plain, ORIGINAL, &r, DsnKind::Relayed, 9).is_none());
+        assert!(wants(None, DsnKind::Failure) && wants(None, DsnKind::Delay { retry_until: 0 }));
+        assert!(!wants(None, DsnKind::Relayed) && !wants(Some("NEVER"), DsnKind::Failure));
+    }
+
+    #[test]
+    fn delivered_report_for_local_recipients() {
+        let original = Original {
+            sender: "a@a.test",
+            envid: Some("QQ314159+2B1"),
+            ret_full: Some(true),
+            smtputf8: false,
+            eight_bit: false,
+            arrival: 1_700_000_000,
+            raw: ORIGINAL,
+        };
+        let mut wanted = NewQueuedRecipient::new("bob@b.test");
+        wanted.notify = Some("SUCCESS".into());
+        wanted.orcpt = Some("rfc822;Bob+2BBox@b.test".into());
+        let mut default = NewQueuedRecipient::new("carol@b.test");
+        default.notify = None;
+        let mut never = NewQueuedRecipient::new("dave@b.test");
+        never.notify = Some("NEVER".into());
+        let dsn = delivered(
+            "mx.b.test",
+            &original,
+            &[wanted.clone(), default.clone(), never],
+            1_700_000_100,
+        )
+        .expect("bob asked for SUCCESS");
+        assert_eq!(dsn.sender, "", "sent from <>");
+        assert_eq!(dsn.recipients.len(), 1);
+        assert_eq!(dsn.recipients[0].address, "a@a.test");
+        assert_eq!(dsn.recipients[0].notify, None);
+        assert_eq!(dsn.created, 1_700_000_100);
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("To: <a@a.test>\r\n"));
+        assert!(text.contains("Reporting-MTA: dns; mx.b.test\r\n"));
+        assert!(
+            text.contains("Original-Envelope-Id: QQ314159+1\r\n"),
+            "decoded from xtext"
+        );
+        assert!(text.contains("Final-Recipient: rfc822; bob@b.test\r\n"));
+        assert!(text.contains("Original-Recipient: rfc822; Bob+Box@b.test\r\n"));
+        assert!(text.contains("Action: delivered\r\nStatus: 2.0.0\r\n"));
+        assert!(!text.contains("carol@") && !text.contains("dave@"));
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: a@a.test"));
+        assert!(
+            !text.contains("secret body"),
+            "a success report returns headers only"
+        );
+        // Nobody asked, or the sender is <>: nothing.
+        assert!(delivered("mx", &original, &[default], 1).is_none());
+        let null = Original {
+            sender: "",
+            ..original
+        };
+        assert!(delivered("mx", &null, &[wanted], 1).is_none());
+    }
+
+    #[test]
+    fn client_text_cannot_add_lines_to_a_report() {
+        let mut e = entry("a@a.test");
+        e.envid = Some("x\r\nX-Evil: 1".into());
+        e.recipients[0].orcpt = Some("rfc822;a+0D+0AX-Evil:+202@b.test".into());
+        e.recipients[0].last_reply = Some("550 5.1.1 no\r\nX-Evil: 3".into());
+        let r = [&e.recipients[0]];
+        let dsn = build("mx", &e, ORIGINAL, &r, DsnKind::Failure, 1).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(!text.contains("\nX-Evil"), "{text}");
     }
 
     #[test]

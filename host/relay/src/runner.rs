@@ -49,6 +49,19 @@ use crate::route::{Hop, RouteError, Router};
 /// Messages taken from the store per look.
 const BATCH: usize = 256;
 
+/// Who reports the success of the recipients a destination accepted
+/// (RFC 3461 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acceptance {
+    /// Stored in a local mailbox: a `delivered` report is ours to send.
+    Local,
+    /// Accepted by a next hop that does not offer DSN: we send `relayed`.
+    HopWithoutDsn,
+    /// Accepted by a next hop that offers DSN (and got the parameters):
+    /// any success report is that hop's to send.
+    HopWithDsn,
+}
+
 /// What an idle session may be reused for: the same host and address,
 /// under the same TLS policy and with the same authentication (a session
 /// opened opportunistically, perhaps in plain text after a failed
@@ -261,17 +274,19 @@ impl Relay {
         for ((domain, next_hop, tls), rcpts) in groups {
             let (relay, entry, body) = (self.clone(), entry.clone(), body.clone());
             deliveries.spawn(async move {
-                let (outcomes, host) = relay
+                let (outcomes, host, acceptance) = relay
                     .deliver_domain(&entry, &body, &domain, next_hop.as_deref(), tls, &rcpts)
                     .await;
-                (rcpts, outcomes, host)
+                (rcpts, outcomes, host, acceptance)
             });
         }
         let mut updates = Vec::new();
+        let mut accepted_by: HashMap<u32, Acceptance> = HashMap::new();
         while let Some(done) = deliveries.join_next().await {
             match done {
-                Ok((rcpts, outcomes, host)) => {
+                Ok((rcpts, outcomes, host, acceptance)) => {
                     for (r, o) in rcpts.iter().zip(outcomes) {
+                        accepted_by.insert(r.index, acceptance);
                         updates.push(self.update_for(&entry, r, o, host.clone()));
                     }
                 }
@@ -288,38 +303,19 @@ impl Relay {
             + i64::try_from(self.config.retry.delay_after(attempts).as_secs())
                 .unwrap_or(i64::MAX / 2);
         let warn = self.delay_warning_due(&entry, &updates, now);
-        // The DSN for this attempt's permanent failures goes in with them:
-        // a recipient turns `failed` once, so it is reported exactly once,
-        // without waiting for the other destinations' retries.
+        // The reports this attempt owes go in with its outcomes, in one
+        // transaction: a recipient reaches each event once, so it is
+        // reported exactly once, without waiting for the other
+        // destinations' retries.
         let seen = applied(&entry, &updates, now);
-        let failed_now: Vec<&QueuedRecipient> = seen
-            .recipients
-            .iter()
-            .filter(|r| {
-                updates
-                    .iter()
-                    .any(|u| u.index == r.index && u.status == RecipientStatus::Failed)
-            })
-            .collect();
-        let bounce = if failed_now.is_empty() {
-            None
-        } else {
-            dsn::build(
-                &self.config.hostname,
-                &seen,
-                &body,
-                &failed_now,
-                DsnKind::Failure,
-                now,
-            )
-        };
-        let bounced = bounce.is_some();
+        let notices = self.notices(&seen, &body, &updates, &accepted_by, warn, now);
+        let reports = notices.len();
         let record = AttemptRecord {
             at: now,
             updates,
             next_attempt,
             warned: warn,
-            bounce,
+            notices,
         };
         let Some(after) = self.store.queue_record_attempt(entry.id, record).await? else {
             return Ok(());
@@ -328,31 +324,74 @@ impl Relay {
             queue_id = after.id,
             attempts = after.attempts,
             pending = after.pending().count(),
-            bounced,
+            reports,
             "relay: attempt recorded"
         );
-        if bounced {
+        if reports > 0 {
             self.wake();
         }
         if after.is_finished() {
             self.store.queue_complete(after.id, None).await?;
-        } else if warn {
-            let pending: Vec<&QueuedRecipient> = after.pending().collect();
-            let retry_until = after.created
-                + i64::try_from(self.config.retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
-            if let Some(warning) = dsn::build(
-                &self.config.hostname,
-                &after,
-                &body,
-                &pending,
-                DsnKind::Delay { retry_until },
-                now,
-            ) {
-                self.store.enqueue(warning).await?;
-                self.wake();
-            }
         }
         Ok(())
+    }
+
+    /// The DSNs owed after an attempt (`seen`: the entry with `updates`
+    /// applied), one per event, each about the recipients whose NOTIFY
+    /// asks for it (RFC 3461 §4.1, §5.2): `failed` for those that failed
+    /// for good now; `delivered` for those stored locally now; `relayed`
+    /// for those a next hop without DSN accepted now (a hop with DSN
+    /// reports success itself); `delayed` for those still pending when a
+    /// delay warning is due (`warn`).
+    fn notices(
+        &self,
+        seen: &QueueEntry,
+        body: &[u8],
+        updates: &[RecipientUpdate],
+        accepted_by: &HashMap<u32, Acceptance>,
+        warn: bool,
+        now: i64,
+    ) -> Vec<NewQueued> {
+        let now_in = |r: &QueuedRecipient, status: RecipientStatus| {
+            updates
+                .iter()
+                .any(|u| u.index == r.index && u.status == status)
+        };
+        let pick = |keep: &dyn Fn(&QueuedRecipient) -> bool| -> Vec<&QueuedRecipient> {
+            seen.recipients.iter().filter(|r| keep(r)).collect()
+        };
+        let accepted = |r: &QueuedRecipient, how: Acceptance| {
+            now_in(r, RecipientStatus::Delivered) && accepted_by.get(&r.index) == Some(&how)
+        };
+        let retry_until = seen.created
+            + i64::try_from(self.config.retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut events = vec![
+            (
+                DsnKind::Failure,
+                pick(&|r| now_in(r, RecipientStatus::Failed)),
+            ),
+            (
+                DsnKind::Delivered,
+                pick(&|r| accepted(r, Acceptance::Local)),
+            ),
+            (
+                DsnKind::Relayed,
+                pick(&|r| accepted(r, Acceptance::HopWithoutDsn)),
+            ),
+        ];
+        if warn {
+            events.push((
+                DsnKind::Delay { retry_until },
+                pick(&|r| r.status == RecipientStatus::Pending),
+            ));
+        }
+        events
+            .into_iter()
+            .filter(|(_, rcpts)| !rcpts.is_empty())
+            .filter_map(|(kind, rcpts)| {
+                dsn::build(&self.config.hostname, seen, body, &rcpts, kind, now)
+            })
+            .collect()
     }
 
     fn delay_warning_due(&self, entry: &QueueEntry, updates: &[RecipientUpdate], now: i64) -> bool {
@@ -409,7 +448,8 @@ impl Relay {
     /// Delivers to the recipients of one destination: `domain`'s, locally
     /// or through its hops, or the `next_hop` a routing plugin chose (then
     /// `domain` is unused), with the `tls` policy. Returns one outcome per
-    /// recipient and the host that gave them, if remote.
+    /// recipient, the host that gave them (if remote), and who reports
+    /// the successes among them.
     async fn deliver_domain(
         &self,
         entry: &QueueEntry,
@@ -418,14 +458,15 @@ impl Relay {
         next_hop: Option<&str>,
         tls: TlsPolicy,
         rcpts: &[QueuedRecipient],
-    ) -> (Vec<RcptOutcome>, Option<String>) {
-        let all = |o: RcptOutcome| (vec![o; rcpts.len()], None);
+    ) -> (Vec<RcptOutcome>, Option<String>, Acceptance) {
+        let all = |o: RcptOutcome| (vec![o; rcpts.len()], None, Acceptance::HopWithoutDsn);
         if let (Some(local), None) = (&self.local, next_hop) {
             match local.is_local_domain(domain).await {
                 Ok(true) => {
                     let _permit = self.all.acquire().await;
                     let addrs: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
-                    return (local.deliver(&entry.sender, &addrs, body).await, None);
+                    let outcomes = local.deliver(&entry.sender, &addrs, body).await;
+                    return (outcomes, None, Acceptance::Local);
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -536,7 +577,7 @@ impl Relay {
             tls_clients: self.tls.clone(),
             auth: smarthost.and_then(|s| s.auth.clone()),
         };
-        let (mut outcomes, host) = self
+        let (mut outcomes, host, hop_dsn) = self
             .deliver_hops(
                 &hops,
                 &params,
@@ -554,7 +595,12 @@ impl Relay {
                 }
             }
         }
-        (outcomes, host)
+        let acceptance = if hop_dsn {
+            Acceptance::HopWithDsn
+        } else {
+            Acceptance::HopWithoutDsn
+        };
+        (outcomes, host, acceptance)
     }
 
     /// Opens a session with `host` at `addr`. With opportunistic TLS, a
@@ -585,14 +631,15 @@ impl Relay {
     }
 
     /// Tries each address of each hop until one session opens, then sends
-    /// the message there.
+    /// the message there. Also says whether that hop offered DSN (and so
+    /// received the DSN parameters).
     async fn deliver_hops(
         &self,
         hops: &[Hop],
         params: &SessionParams,
         env: &Envelope<'_>,
         sts_testing: Option<&str>,
-    ) -> (Vec<RcptOutcome>, Option<String>) {
+    ) -> (Vec<RcptOutcome>, Option<String>, bool) {
         let mut last_error = String::from("no address to try");
         let mut permanent = false;
         for hop in hops {
@@ -621,10 +668,11 @@ impl Relay {
                         }
                     },
                 };
+                let hop_dsn = client.capabilities().dsn;
                 return match client.send_mail(env).await {
                     Ok(outcomes) => {
                         self.keep_idle(key, client);
-                        (outcomes, Some(hop.host.clone()))
+                        (outcomes, Some(hop.host.clone()), hop_dsn)
                     }
                     Err(e) => {
                         // The connection broke inside the transaction: not
@@ -633,7 +681,11 @@ impl Relay {
                         // later to a loss, but not a duplicate now).
                         tracing::info!(host = %hop.host, error = %e, "relay: session failed");
                         let t = RcptOutcome::Temporary(error_text(&hop.host, &e));
-                        (vec![t; env.recipients.len()], Some(hop.host.clone()))
+                        (
+                            vec![t; env.recipients.len()],
+                            Some(hop.host.clone()),
+                            hop_dsn,
+                        )
                     }
                 };
             }
@@ -643,7 +695,7 @@ impl Relay {
         } else {
             RcptOutcome::Temporary(last_error)
         };
-        (vec![o; env.recipients.len()], None)
+        (vec![o; env.recipients.len()], None, false)
     }
 
     fn take_idle(&self, key: &IdleKey) -> Option<SmtpClient> {

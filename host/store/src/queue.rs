@@ -37,8 +37,9 @@ pub struct NewQueuedRecipient {
     /// The DSN `ORCPT` parameter (RFC 3461 §4.2) as received, e.g.
     /// `rfc822;alice@example.org`.
     pub orcpt: Option<String>,
-    /// The DSN `NOTIFY` parameter (RFC 3461 §4.1) as received, e.g.
-    /// `FAILURE,DELAY`; `None` means the default (failures only).
+    /// The DSN `NOTIFY` parameter (RFC 3461 §4.1) as received: `NEVER`
+    /// or a comma list of `SUCCESS`, `FAILURE`, `DELAY`, e.g.
+    /// `FAILURE,DELAY`; `None` means the default (failures and delays).
     pub notify: Option<String>,
     /// The next hop a routing plugin chose instead of MX routing (see
     /// [`NextHop`] for the accepted forms); `None`: the recipient's
@@ -172,7 +173,8 @@ pub struct NewQueued {
     /// When it was accepted, seconds since the Unix epoch; also when its
     /// first attempt is due.
     pub created: i64,
-    /// The DSN `ENVID` (RFC 3461 §4.4), if the client gave one.
+    /// The DSN `ENVID` (RFC 3461 §4.4) as received (xtext, e.g.
+    /// `QQ314159+2B1`), if the client gave one.
     pub envid: Option<String>,
     /// The DSN `RET` (RFC 3461 §4.3): `true` for `FULL`, `false` for
     /// `HDRS`, `None` when not given.
@@ -228,7 +230,7 @@ pub struct QueuedRecipient {
     pub address: String,
     /// The domain part, lower-case (what MX routing uses).
     pub domain: String,
-    /// DSN `ORCPT`, as received.
+    /// DSN `ORCPT`, as received (`addr-type;xtext`).
     pub orcpt: Option<String>,
     /// DSN `NOTIFY`, as received.
     pub notify: Option<String>,
@@ -311,13 +313,14 @@ pub struct AttemptRecord {
     pub updates: Vec<RecipientUpdate>,
     /// When to try again (ignored once no recipient is pending).
     pub next_attempt: i64,
-    /// Set when a delay warning was sent with this attempt.
+    /// Set when a delay warning was due with this attempt (whether or
+    /// not a recipient's NOTIFY wanted it): none is sent again.
     pub warned: bool,
-    /// The DSN about the recipients that failed for good in this attempt,
-    /// enqueued in the same transaction as their status (so a recipient,
-    /// which turns `failed` only once, is reported exactly once). Not
-    /// enqueued if the message is gone.
-    pub bounce: Option<NewQueued>,
+    /// The DSNs this attempt owes (failures, successes, the delay
+    /// warning), enqueued in the same transaction as the recipients'
+    /// statuses, so each event of a recipient is reported exactly once.
+    /// Not enqueued if the message is gone.
+    pub notices: Vec<NewQueued>,
 }
 
 /// What the submission side needs: put a message in the queue, durably.

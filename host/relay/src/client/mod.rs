@@ -35,6 +35,7 @@ pub use ehlo::Capabilities;
 pub use reply::{ReplyParser, ServerReply};
 
 use crate::config::TlsPolicy;
+use crate::dsn::params as dsn_params;
 
 /// Longest reply line read; longer lines end the connection.
 const MAX_LINE: usize = 8192;
@@ -362,7 +363,7 @@ impl SmtpClient {
         let mut commands = Vec::new();
         commands.push(self.mail_command(env));
         for r in env.recipients {
-            commands.push(self.rcpt_command(r));
+            commands.push(self.rcpt_command(r, env));
         }
         let mut replies = Vec::with_capacity(commands.len());
         if self.caps.pipelining {
@@ -442,11 +443,16 @@ impl SmtpClient {
         if env.smtputf8 {
             cmd.push_str(" SMTPUTF8");
         }
+        // RFC 3461 §5.2.1: the DSN parameters go on only to a hop that
+        // offers DSN, as xtext; a value that cannot be sent is left out.
         if self.caps.dsn {
             if let Some(ret) = env.ret_full {
                 cmd.push_str(if ret { " RET=FULL" } else { " RET=HDRS" });
             }
-            if let Some(envid) = env.envid {
+            if let Some(envid) = env
+                .envid
+                .and_then(|e| dsn_param(dsn_params::envid_param(e)))
+            {
                 cmd.push_str(&format!(" ENVID={envid}"));
             }
         }
@@ -454,13 +460,20 @@ impl SmtpClient {
         cmd
     }
 
-    fn rcpt_command(&self, r: &OutRecipient) -> String {
+    fn rcpt_command(&self, r: &OutRecipient, env: &Envelope<'_>) -> String {
         let mut cmd = format!("RCPT TO:<{}>", r.address);
         if self.caps.dsn {
-            if let Some(n) = &r.notify {
-                cmd.push_str(&format!(" NOTIFY={n}"));
+            if let Some(n) = r.notify.as_deref() {
+                if let Some(n) = dsn_param(dsn_params::Notify::parse(Some(n))) {
+                    cmd.push_str(&format!(" NOTIFY={}", n.to_param()));
+                }
             }
-            if let Some(o) = &r.orcpt {
+            let utf8_session = env.smtputf8 && self.caps.smtputf8;
+            if let Some(o) = r
+                .orcpt
+                .as_deref()
+                .and_then(|o| dsn_param(dsn_params::orcpt_param(o, utf8_session)))
+            {
                 cmd.push_str(&format!(" ORCPT={o}"));
             }
         }
@@ -536,6 +549,18 @@ fn settle_accepted(outcomes: &mut [RcptOutcome], reply: &ServerReply) {
     for o in outcomes.iter_mut() {
         if matches!(o, RcptOutcome::Delivered(_)) {
             *o = RcptOutcome::from_reply(reply);
+        }
+    }
+}
+
+/// A DSN parameter that can be sent, or `None` (logged) if the stored
+/// value cannot.
+fn dsn_param<T>(value: Result<T, dsn_params::InvalidParam>) -> Option<T> {
+    match value {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "relay: a stored DSN parameter is not passed on");
+            None
         }
     }
 }

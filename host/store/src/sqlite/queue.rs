@@ -229,8 +229,8 @@ impl QueueStore for SqliteStore {
                     attempt.at
                 ])?;
             }
-            if let Some(bounce) = &attempt.bounce {
-                insert(c, bounce)?;
+            for notice in &attempt.notices {
+                insert(c, notice)?;
             }
             Ok((entry(c, id)?, vec![]))
         })
@@ -366,7 +366,7 @@ mod tests {
                     ],
                     next_attempt: 60,
                     warned: false,
-                    bounce: None,
+                    notices: Vec::new(),
                 },
             )
             .await
@@ -398,7 +398,7 @@ mod tests {
                     ],
                     next_attempt: 120,
                     warned: true,
-                    bounce: Some(message("", &["a@a.test"], 125)),
+                    notices: vec![message("", &["a@a.test"], 125)],
                 },
             )
             .await
