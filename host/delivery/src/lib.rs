@@ -230,11 +230,11 @@ impl LocalDelivery {
         self.deliver_prepared(targets, Arc::new(raw)).await
     }
 
-    /// Stores `raw`, which starts with its `Return-Path:` already, once
-    /// for all `targets` (the buffer itself, no copy): a folder that does
-    /// not exist yet is created (like Sieve `fileinto :create`); the same
-    /// (account, folder) twice gets one copy with the flags of both.
-    /// Durable when it returns.
+    /// Stores `raw` as it is (for delivered mail the room has put its
+    /// `Return-Path:` in it already) once for all `targets` (the buffer
+    /// itself, no copy): a folder that does not exist yet is created (like
+    /// Sieve `fileinto :create`); the same (account, folder) twice gets one
+    /// copy with the flags of both. Durable when it returns.
     pub async fn deliver_prepared(
         &self,
         targets: &[DeliveryTarget],

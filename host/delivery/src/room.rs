@@ -28,9 +28,7 @@ use std::sync::Arc;
 
 use mailgate_policy::{AuthResults, Hook, SessionInfo};
 use mailgate_store::queue::{NewQueued, NewQueuedRecipient, OutboundQueue};
-use mailgate_store::{
-    Account, AccountId, DeliveryTarget, MessageStructure, NewMessage, StoreError,
-};
+use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
 use crate::plan::{Outgoing, PlanInput};
 use crate::quota::{self, QuotaCheck};
@@ -458,21 +456,13 @@ impl Room {
                 }
             }
         }
-        let raw = Arc::new(submitted.to_vec());
-        let structure = MessageStructure::parse_off_thread(raw.clone())
-            .await
-            .unwrap_or_default();
-        let message = NewMessage {
-            raw,
-            internal_date: chrono::Utc::now().timestamp(),
-            structure,
-        };
         let target = DeliveryTarget {
             account: account.id,
             mailbox: SENT_FOLDER.into(),
             flags: vec!["\\Seen".into()],
         };
-        if let Err(e) = store.deliver(message, &[target]).await {
+        let raw = Arc::new(submitted.to_vec());
+        if let Err(e) = self.delivery.deliver_prepared(&[target], raw).await {
             tracing::warn!(user = %account.address, error = %e, "delivery: could not save the Sent copy");
         }
     }

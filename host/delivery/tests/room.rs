@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mailgate_delivery::{
-    Arrival, Envelope, LocalDelivery, Recipient, RecipientCheck, Refusal, Replies, Room,
+    Arrival, Envelope, LocalDelivery, Recipient, RecipientCheck, Refusal, Replies, Report, Room,
     SuccessNotices, Trace,
 };
 use mailgate_policy::SessionInfo;
@@ -129,6 +129,13 @@ impl World {
             .unwrap());
     }
 
+    /// Delivers a message of `size` bytes to `env` through the room.
+    async fn send(&self, env: Envelope, size: usize, replies: Replies) -> Report {
+        self.room()
+            .deliver(arrival(env, &message(size), replies))
+            .await
+    }
+
     fn queued(&self) -> Vec<NewQueued> {
         self.queue.0.lock().unwrap().clone()
     }
@@ -176,10 +183,7 @@ async fn every_local_recipient_gets_one_copy_with_the_trace_on_top() {
             &["alice@example.org", "bob@example.org"],
         )
         .await;
-    let report = w
-        .room()
-        .deliver(arrival(env, &message(100), Replies::One))
-        .await;
+    let report = w.send(env, 100, Replies::One).await;
     assert_eq!(report.whole, None);
     assert!(report.refused.is_empty());
     assert_eq!(w.count("alice", "INBOX").await, 1);
@@ -207,10 +211,7 @@ async fn one_reply_all_over_quota_refuses_the_whole_message() {
     let env = w
         .envelope("s@remote.test", &["bob@example.org", "carol@example.org"])
         .await;
-    let report = w
-        .room()
-        .deliver(arrival(env, &message(2000), Replies::One))
-        .await;
+    let report = w.send(env, 2000, Replies::One).await;
     assert_eq!(report.whole, Some(Refusal::MailboxFull));
     assert_eq!(w.count("bob", "INBOX").await, 0);
     assert!(w.queued().is_empty(), "nothing kept: the sender keeps it");
@@ -224,10 +225,7 @@ async fn one_reply_some_over_quota_keeps_their_copies_in_the_queue() {
         .envelope("s@remote.test", &["alice@example.org", "bob@example.org"])
         .await;
     env.recipients[1].notify = Some("FAILURE".into());
-    let report = w
-        .room()
-        .deliver(arrival(env, &message(2000), Replies::One))
-        .await;
+    let report = w.send(env, 2000, Replies::One).await;
     assert_eq!(report.whole, None);
     assert_eq!(w.count("alice", "INBOX").await, 1);
     assert_eq!(w.count("bob", "INBOX").await, 0);
@@ -249,10 +247,7 @@ async fn per_recipient_replies_refuse_only_the_full_one() {
     let env = w
         .envelope("s@remote.test", &["alice@example.org", "bob@example.org"])
         .await;
-    let report = w
-        .room()
-        .deliver(arrival(env, &message(2000), Replies::PerRecipient))
-        .await;
+    let report = w.send(env, 2000, Replies::PerRecipient).await;
     assert_eq!(report.whole, None);
     assert_eq!(report.refusal_of("alice@example.org"), None);
     assert_eq!(
@@ -271,10 +266,7 @@ async fn dsn_parameters_go_with_each_recipient_into_the_queue() {
     env.ret_full = Some(false);
     env.recipients[0].notify = Some("SUCCESS,FAILURE".into());
     env.recipients[0].orcpt = Some("rfc822;far@remote.test".into());
-    let report = w
-        .room()
-        .deliver(arrival(env, &message(10), Replies::One))
-        .await;
+    let report = w.send(env, 10, Replies::One).await;
     assert_eq!(report.whole, None);
     let [q] = w.queued().try_into().unwrap();
     assert_eq!(q.envid.as_deref(), Some("ENV+2B1"));
@@ -301,9 +293,7 @@ async fn notify_success_queues_a_delivered_notice_for_those_who_asked() {
         .await;
     env.recipients[0].notify = Some("SUCCESS".into());
     env.recipients[1].notify = Some("NEVER".into());
-    w.room()
-        .deliver(arrival(env, &message(10), Replies::One))
-        .await;
+    w.send(env, 10, Replies::One).await;
     let asked = w.notices.0.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].len(), 1);
@@ -315,9 +305,7 @@ async fn notify_success_queues_a_delivered_notice_for_those_who_asked() {
     // A null sender is never told anything.
     let mut env = w.envelope("", &["alice@example.org"]).await;
     env.recipients[0].notify = Some("SUCCESS".into());
-    w.room()
-        .deliver(arrival(env, &message(10), Replies::One))
-        .await;
+    w.send(env, 10, Replies::One).await;
     assert_eq!(w.notices.0.lock().unwrap().len(), 1);
 }
 
