@@ -8,7 +8,9 @@ arrives (docs/operations.md, "Quotas").
 - One over-quota recipient among others: the others get the message, the
   over-quota copy waits in the queue and is delivered once there is room
   (`queue flush`), never past the limit.
-- An alias reaching a full account only: `452 4.2.2`.
+- An alias, or a plugin's forward, reaching a full account only:
+  `452 4.2.2`; beside another recipient, the forwarded copy waits in the
+  queue.
 - Submission: a local recipient over quota gets `452 4.2.2`; the sender's
   Sent copy is not saved past the sender's own quota.
 - LMTP, with and without plugins: one reply per recipient, `452 4.2.2`
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import shutil
 import smtplib
 import time
 
@@ -162,6 +165,32 @@ def test_an_alias_to_a_full_account(srv):
     codes, (code, text) = send_without_size(srv, [f"team@{DOMAIN}"], big("to the team"))
     assert code == 452 and text.startswith(b"4.2.2"), (code, text)
     assert count(srv, BOB) == 0 and usage(srv, BOB)[0] <= 10
+
+
+def test_a_plugins_forward_to_a_full_local_account(server_factory, wasm):  # noqa: F811
+    """The example forwarder sends alice's mail to bob (no copy kept): bob
+    being full, the message is refused; with carol as another recipient
+    it is taken, and bob's forwarded copy waits in the queue."""
+    srv = server_factory(listen=LISTEN, start=False)
+    pdir = srv.workdir / "plugins"
+    pdir.mkdir()
+    shutil.copy(wasm / "forwarder.wasm", pdir / "forwarder.wasm")
+    with open(srv.config, "a", encoding="utf-8") as f:
+        f.write(f'\n[plugins]\ndir = "{pdir}"\n\n[[plugin]]\nname = "forwarder"\n'
+                'grants = ["config"]\n'
+                f'config = {{ keep_copy = false, forward = {{ "{ALICE}" = ["{BOB}"] }} }}\n')
+        f.write(relay_to_nowhere())
+    srv.start()
+    wait_until(lambda: "plugin loaded" in srv.stderr_tail(20000), what="plugin loaded")
+    quota(srv, BOB, "10K")
+    codes, (code, text) = send_without_size(srv, [ALICE], big("forwarded", to=ALICE))
+    assert code == 452 and text.startswith(b"4.2.2"), (code, text)
+    codes, (code, text) = send_without_size(srv, [ALICE, CAROL], big("forwarded too", to=ALICE))
+    assert code == 250, (code, text)
+    assert count(srv, CAROL) == 1 and count(srv, BOB) == 0 and count(srv, ALICE) == 0
+    [(_, _, rcpts)] = queued(srv)
+    assert rcpts == [BOB], rcpts
+    assert usage(srv, BOB)[0] <= 10
 
 
 # --------------------------------------------------------------- submission
