@@ -1,10 +1,32 @@
-//! Local delivery.
+//! Delivery: where every message ends.
 //!
 //! # Role
-//! Between a protocol that accepted a message (SMTP, LMTP, later a
-//! routing plugin or IMAP APPEND) and the store: decides whether an address
-//! is local and who it belongs to, and stores a message once for all its
-//! local recipients.
+//! Between a protocol that received a message (SMTP, LMTP) and the store
+//! and the outbound queue: decides whether an address is local and who it
+//! belongs to (at RCPT), and owns the end of a message ([`Room`]): the
+//! plugins' `data` and `route`, the quota rule, storing the message once
+//! for all its local recipients, queueing the rest, the Sent copy and the
+//! success notices. The protocols only turn bytes into [`Arrival`] and
+//! the [`Report`] into replies.
+//!
+//! # Invariants
+//! - [`Room::deliver`] returns only when what it reports as taken is
+//!   durable (stored, or in the queue); a refused message left nothing
+//!   behind.
+//! - No copy is stored past an account's quota (see [`quota`] for the
+//!   rule and its one race).
+//! - The body is not copied on the way: the trace fields (and, without
+//!   plugins reading the message, the `Return-Path:`) are written into
+//!   the receiver's buffer, which the plugins' view and the store share.
+//!
+//! # Layout
+//! - `lib.rs`: [`LocalDelivery`], recipient resolution and storing.
+//! - `envelope.rs`: [`Envelope`] and [`Recipient`] (with DSN parameters).
+//! - `room.rs`: [`Room`], [`Arrival`], [`Replies`], [`SuccessNotices`];
+//!   the queue's local hand-off (`LocalDelivery::deliver_each`).
+//! - `plan.rs`: the plan (`data`, `route`, quarantine), [`TxPolicy`].
+//! - [`quota`]: the quota rule.
+//! - `outcome.rs`: [`Refusal`] and [`Report`].
 //!
 //! # Recipient resolution, in order
 //! 1. The domain must be local (named in the config, or added with
