@@ -50,7 +50,7 @@ struct SafeVisitor<'w> {
 }
 
 /// The bound of a field's value.
-fn bound_of(name: &str) -> usize {
+pub(crate) fn bound_of(name: &str) -> usize {
     if name == "message" || name == "error" || name.ends_with("_error") {
         MAX_MESSAGE
     } else {

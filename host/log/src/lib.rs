@@ -25,27 +25,101 @@
 //! # Layout
 //! - [`escape`]: the escaping rules, the bounded writer, and [`bytes`].
 //! - [`format`]: the field formatter, [`SafeFields`].
+//! - [`json`]: `[log] format = "json"`, one JSON object per line, with
+//!   the same fields and bounds.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod escape;
 pub mod format;
+pub mod json;
 
 pub use escape::{bytes, LogBytes};
 pub use format::SafeFields;
+
+/// How log lines are written (`[log] format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `tracing-subscriber`'s text format with [`SafeFields`].
+    #[default]
+    Text,
+    /// One JSON object per line ([`json`]).
+    Json,
+}
 
 /// Installs the process's log subscriber: `tracing-subscriber`'s text
 /// format with [`SafeFields`], to standard error, filtered by `RUST_LOG`
 /// (default `info`), coloured only when standard error is a terminal.
 /// Does nothing if a subscriber is installed already.
 pub fn init() {
+    init_with(Format::Text, "info");
+}
+
+/// Installs the process's log subscriber in `format`, to standard error,
+/// filtered by `RUST_LOG` when it is set, else by `level` (an
+/// `EnvFilter` directive such as `info` or `info,mailgate_relay=debug`;
+/// `info` if it does not parse). Text is coloured only when standard
+/// error is a terminal. Does nothing if a subscriber is installed already.
+pub fn init_with(format: Format, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .fmt_fields(SafeFields)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+    let _ = match format {
+        Format::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            tracing_subscriber::fmt()
+                .fmt_fields(SafeFields)
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .try_init()
+        }
+        Format::Json => tracing_subscriber::fmt()
+            .fmt_fields(json::JsonFields)
+            .event_format(json::JsonEvents)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init(),
+    };
+}
+
+/// The level names `[log] level` takes.
+pub const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Whether `level` is a valid `[log] level`: a level name, or `EnvFilter`
+/// directives (`info,mailgate_relay=debug`). A bare word must be a level
+/// name (`EnvFilter` would take `infoo` for a module and log nothing
+/// else); the error says what is wrong.
+pub fn check_level(level: &str) -> Result<(), String> {
+    for directive in level.split(',').map(str::trim) {
+        let bare = !directive.contains(['=', '[', ':']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} is not a level (one of {}) nor a directive like \
+                 \"mailgate_relay=debug\"",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn levels_are_checked() {
+        for good in [
+            "info",
+            "DEBUG",
+            "warn,mailgate_relay=debug",
+            "mailgate_smtp=trace",
+        ] {
+            assert_eq!(super::check_level(good), Ok(()), "{good}");
+        }
+        for bad in ["infoo", "", "info,verbose", "x=loud"] {
+            assert!(super::check_level(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -46,6 +46,14 @@ pub struct Config {
     /// Local domains (more can be added with `mailgate domain add`).
     #[serde(default)]
     pub domains: Vec<String>,
+    /// The account `serve` runs as once its listeners are bound, when
+    /// started as root (a name or a uid); see `crate::privileges`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The group it runs as (a name or a gid); the user's primary group
+    /// when absent.
+    #[serde(default)]
+    pub group: Option<String>,
     /// Listening addresses; an absent key disables that listener.
     #[serde(default)]
     pub listen: Listen,
@@ -113,6 +121,51 @@ pub struct Listen {
     pub imaps: Option<String>,
     /// LMTP (RFC 2033), local delivery from another mail system.
     pub lmtp: Option<String>,
+    /// `[listen.proxy]`: the listeners whose connections start with a
+    /// PROXY protocol header (from the addresses of `limits.proxy_from`).
+    #[serde(default)]
+    pub proxy: ListenProxy,
+}
+
+/// `[listen.proxy]`: `true` for each listener behind a proxy that speaks
+/// the PROXY protocol (v1 or v2); see `crate::proxy_protocol`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenProxy {
+    /// The `smtp` listener.
+    pub smtp: bool,
+    /// The `submission` listener.
+    pub submission: bool,
+    /// The `submissions` listener.
+    pub submissions: bool,
+    /// The `pop3` listener.
+    pub pop3: bool,
+    /// The `pop3s` listener.
+    pub pop3s: bool,
+    /// The `imap` listener.
+    pub imap: bool,
+    /// The `imaps` listener.
+    pub imaps: bool,
+    /// The `lmtp` listener.
+    pub lmtp: bool,
+}
+
+impl ListenProxy {
+    /// Whether the listener `protocol` (`"smtp"`, `"imaps"`, ...) expects
+    /// a PROXY header.
+    pub fn enabled(&self, protocol: &str) -> bool {
+        match protocol {
+            "smtp" => self.smtp,
+            "submission" => self.submission,
+            "submissions" => self.submissions,
+            "pop3" => self.pop3,
+            "pop3s" => self.pop3s,
+            "imap" => self.imap,
+            "imaps" => self.imaps,
+            "lmtp" => self.lmtp,
+            _ => false,
+        }
+    }
 }
 
 /// `[inbound]`: verification of mail arriving on the `smtp` listener.
@@ -274,6 +327,9 @@ pub struct Limits {
     /// Slowest accepted transfer of message data (DATA, BDAT, APPEND
     /// literals), in bytes per second, measured after a grace period.
     pub min_transfer_rate: u64,
+    /// The proxies (addresses or CIDR ranges) whose PROXY protocol
+    /// headers are believed, on the listeners of `[listen.proxy]`.
+    pub proxy_from: Vec<String>,
 }
 
 impl Default for Limits {
@@ -289,6 +345,7 @@ impl Default for Limits {
             max_connections_per_ip: 50,
             command_timeout: 300,
             min_transfer_rate: 1024,
+            proxy_from: Vec::new(),
         }
     }
 }
@@ -440,6 +497,7 @@ impl Config {
             ));
         }
         self.auth.cache_ttl()?;
+        self.check_proxy_and_user()?;
         // Converted once here so that a bad relay value stops the server at
         // start; the DKIM key files are read by `serve`.
         crate::relay::relay_config(self)?;
@@ -454,6 +512,50 @@ impl Config {
             plugins: self.plugins.clone()?,
             plugin: self.plugin.clone(),
         })
+    }
+
+    /// `[listen.proxy]` names only configured listeners and comes with
+    /// `limits.proxy_from`; `group` comes with `user`.
+    fn check_proxy_and_user(&self) -> Result<(), ConfigError> {
+        let trusted = self.trusted_proxies()?;
+        let l = &self.listen;
+        for (name, address) in [
+            ("smtp", &l.smtp),
+            ("submission", &l.submission),
+            ("submissions", &l.submissions),
+            ("pop3", &l.pop3),
+            ("pop3s", &l.pop3s),
+            ("imap", &l.imap),
+            ("imaps", &l.imaps),
+            ("lmtp", &l.lmtp),
+        ] {
+            if !l.proxy.enabled(name) {
+                continue;
+            }
+            if address.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "listen.proxy.{name} is on but there is no listen.{name} listener"
+                )));
+            }
+            if trusted.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "listen.proxy.{name} is on but limits.proxy_from is empty: list the \
+                     addresses of the proxies whose PROXY headers are believed"
+                )));
+            }
+        }
+        if self.group.is_some() && self.user.is_none() {
+            return Err(ConfigError::Invalid(
+                "group is set without user: name the user to run as too".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `limits.proxy_from`, parsed.
+    pub fn trusted_proxies(&self) -> Result<crate::proxy_protocol::TrustedProxies, ConfigError> {
+        crate::proxy_protocol::TrustedProxies::parse(&self.limits.proxy_from)
+            .map_err(ConfigError::Invalid)
     }
 
     /// `idle_timeout` as a duration.
@@ -641,6 +743,30 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let typo = MINIMAL.replace("[listen]", "[inbound]\nverfy = true\n[listen]");
         assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn proxy_and_user_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert!(!c.listen.proxy.enabled("smtp") && c.user.is_none());
+        let on = format!(
+            "user = \"mail\"\ngroup = \"mail\"\n{MINIMAL}\n[listen.proxy]\nsmtp = true\n\n[limits]\nproxy_from = [\"10.0.0.0/8\", \"::1\"]\n"
+        );
+        let c = Config::parse(&on, Path::new("t.toml")).unwrap();
+        assert!(c.listen.proxy.enabled("smtp") && !c.listen.proxy.enabled("pop3"));
+        let trusted = c.trusted_proxies().unwrap();
+        assert!(trusted.contains("10.9.8.7".parse().unwrap()));
+        assert_eq!(c.user.as_deref(), Some("mail"));
+        let untrusted = format!("{MINIMAL}\n[listen.proxy]\nsmtp = true\n");
+        let e = Config::parse(&untrusted, Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("proxy_from"), "{e}");
+        let absent = on.replace("smtp = true", "imap = true");
+        let e = Config::parse(&absent, Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("listen.imap"), "{e}");
+        let bad = on.replace("10.0.0.0/8", "10.0.0.0/99");
+        assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
+        let group_only = format!("group = \"mail\"\n{MINIMAL}");
+        assert!(Config::parse(&group_only, Path::new("t.toml")).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub fn config(data_dir: PathBuf) -> Config {
         hostname: "localhost".into(),
         data_dir: data_dir.clone(),
         domains: vec![DOMAIN.into()],
+        user: None,
+        group: None,
         listen: Listen {
             smtp: Some("127.0.0.1:2525".into()),
             pop3: Some("127.0.0.1:2110".into()),
@@ -36,6 +38,7 @@ pub fn config(data_dir: PathBuf) -> Config {
             imap: Some("127.0.0.1:2143".into()),
             imaps: Some("127.0.0.1:2993".into()),
             lmtp: None,
+            proxy: Default::default(),
         },
         limits: Limits::default(),
         auth: AuthSettings {

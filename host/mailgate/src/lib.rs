@@ -13,6 +13,11 @@
 //! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
 //!   permits the accept loops hand each session.
 //! - [`wake`]: the socket through which `queue flush` wakes the server.
+//! - [`privileges`]: the `user` and `group` keys: dropping root once the
+//!   listeners are bound; the data directory's owner.
+//! - [`proxy_protocol`]: PROXY protocol v1/v2 headers from trusted proxies
+//!   (`[listen.proxy]`, `limits.proxy_from`).
+//! - [`notify`]: `READY=1` and `STOPPING=1` to systemd's `$NOTIFY_SOCKET`.
 //! - [`cli`]: the subcommands (`serve`, `user`, `alias`, `domain`, `store`,
 //!   `queue`, `dkim`).
 #![forbid(unsafe_code)]
@@ -21,8 +26,11 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod dev;
+pub mod notify;
 pub mod plugins;
 pub mod private;
+pub mod privileges;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod server;
 pub mod wake;

@@ -67,6 +67,12 @@ pub enum ServerError {
     /// Anything else from the operating system.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// `user`/`group`, or the data directory's owner (`crate::privileges`).
+    #[error("{0}")]
+    Privileges(#[from] crate::privileges::PrivilegeError),
+    /// A configuration value the file check did not see (built in code).
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Counts the sessions that are running, so shutdown can wait for them.
@@ -163,6 +169,41 @@ async fn bind(
     Ok(Some(Bound { protocol, listener }))
 }
 
+/// Binds every configured listener, in a fixed order.
+async fn bind_all(config: &Config) -> Result<Vec<Bound>, ServerError> {
+    let mut bound = Vec::new();
+    let l = &config.listen;
+    for (protocol, address) in [
+        ("smtp", &l.smtp),
+        ("submission", &l.submission),
+        ("submissions", &l.submissions),
+        ("pop3", &l.pop3),
+        ("pop3s", &l.pop3s),
+        ("imap", &l.imap),
+        ("imaps", &l.imaps),
+        ("lmtp", &l.lmtp),
+    ] {
+        if let Some(b) = bind(protocol, address).await? {
+            bound.push(b);
+        }
+    }
+    Ok(bound)
+}
+
+/// `user` and `group`: drops root now that the listeners are bound, then
+/// checks that the data directory belongs to whoever the server runs as.
+fn drop_privileges(
+    config: &Config,
+    addresses: &[(&'static str, SocketAddr)],
+) -> Result<(), ServerError> {
+    use crate::privileges::{check_data_dir, drop_after_bind, RunAs};
+    let run_as = RunAs::resolve(config.user.as_deref(), config.group.as_deref())?;
+    let bound: Vec<SocketAddr> = addresses.iter().map(|(_, a)| *a).collect();
+    drop_after_bind(run_as.as_ref(), &bound)?;
+    check_data_dir(&config.data_dir)?;
+    Ok(())
+}
+
 /// Runs the server until SIGTERM or SIGINT. `on_ready` is called with the
 /// bound addresses once every listener is open.
 pub async fn run(
@@ -170,6 +211,15 @@ pub async fn run(
     on_ready: impl FnOnce(&[(&'static str, SocketAddr)]),
 ) -> Result<(), ServerError> {
     let mut signals = StopSignals::install()?;
+    // The listeners are bound first, so that a server started as root has
+    // its privileged ports before it drops to `user`, and every file it
+    // opens or creates from here on belongs to that user.
+    let bound = bind_all(&config).await?;
+    let addresses: Vec<(&'static str, SocketAddr)> = bound
+        .iter()
+        .map(|b| Ok((b.protocol, b.listener.local_addr()?)))
+        .collect::<Result<_, std::io::Error>>()?;
+    drop_privileges(&config, &addresses)?;
     let _lock = lock_data_dir(&config)?;
     // For `mailgate plugin reload`; removed at exit.
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
@@ -203,26 +253,6 @@ pub async fn run(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(SessionTracker::default());
 
-    let mut bound = Vec::new();
-    let l = &config.listen;
-    for (protocol, address) in [
-        ("smtp", &l.smtp),
-        ("submission", &l.submission),
-        ("submissions", &l.submissions),
-        ("pop3", &l.pop3),
-        ("pop3s", &l.pop3s),
-        ("imap", &l.imap),
-        ("imaps", &l.imaps),
-        ("lmtp", &l.lmtp),
-    ] {
-        if let Some(b) = bind(protocol, address).await? {
-            bound.push(b);
-        }
-    }
-    let addresses: Vec<(&'static str, SocketAddr)> = bound
-        .iter()
-        .map(|b| Ok((b.protocol, b.listener.local_addr()?)))
-        .collect::<Result<_, std::io::Error>>()?;
     for (protocol, address) in &addresses {
         tracing::info!(protocol, %address, "listening");
     }
@@ -238,6 +268,12 @@ pub async fn run(
                 config.limits.max_connections_per_ip,
             ),
             refusal: refusal(protocol, &config.hostname),
+            proxy: config
+                .listen
+                .proxy
+                .enabled(protocol)
+                .then(|| config.trusted_proxies().map(Arc::new))
+                .transpose()?,
         };
         accept_loops.push(tokio::spawn(accept_loop(
             b.listener,
@@ -263,6 +299,7 @@ pub async fn run(
         crate::plugins::watch(policy, &config, shutdown_rx.clone());
     }
     on_ready(&addresses);
+    crate::notify::notify(crate::notify::State::Ready);
 
     let mut reload_plugins = crate::plugins::on_sighup(policy, config.source.clone());
     let hup_certs = certs.clone();
@@ -275,6 +312,7 @@ pub async fn run(
             reload_plugins();
         })
         .await;
+    crate::notify::notify(crate::notify::State::Stopping);
     tracing::info!(
         sessions = tracker.active.load(Ordering::SeqCst),
         "shutting down: no new connections"
@@ -493,6 +531,9 @@ struct Limits {
     /// The reply to a connection over a limit, before it is closed;
     /// `None` on implicit-TLS listeners, which close at once.
     refusal: Option<Vec<u8>>,
+    /// `[listen.proxy]` on for this listener: the addresses whose PROXY
+    /// header is read (`limits.proxy_from`); others are closed at once.
+    proxy: Option<Arc<crate::proxy_protocol::TrustedProxies>>,
 }
 
 /// What a listener says to a connection over `max_connections` or
@@ -540,39 +581,24 @@ async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let serve = Arc::new(serve);
+    let limits = Arc::new(limits);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let client = connections::Client::of(peer.ip());
-                    let permit = match limits.listener.admit(client) {
-                        Ok(permit) => permit,
-                        Err(refused) => {
-                            refuse(stream, limits.refusal.as_deref());
-                            if let Some(unlogged) = limits.listener.server().log_refusal(client) {
-                                tracing::warn!(
-                                    protocol,
-                                    %client,
-                                    limit = refused.key(),
-                                    unlogged,
-                                    "connection refused: too many connections (logged once a minute per client)"
-                                );
-                            }
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let guard = tracker.enter();
-                    let session = serve(stream, peer);
+                Ok((stream, peer)) if limits.proxy.is_some() => {
+                    // The real client is known only after the header: read
+                    // it in a task of its own (bounded in size and time),
+                    // then count the client against the limits.
+                    let (limits, tracker, serve) = (limits.clone(), tracker.clone(), serve.clone());
                     tokio::spawn(async move {
-                        // Both go when the task ends, whatever way it ends
-                        // (the permit also when the runtime drops it).
-                        let _permit = permit;
-                        let _guard = guard;
-                        session.await;
+                        if let Some((stream, client)) = proxied(stream, peer, protocol, &limits).await {
+                            start_session(stream, client, protocol, &limits, &tracker, &*serve);
+                        }
                     });
                 }
+                Ok((stream, peer)) => start_session(stream, peer, protocol, &limits, &tracker, &*serve),
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment
                     // rather than spin, and keep serving.
@@ -582,6 +608,85 @@ async fn accept_loop<F, Fut>(
             },
         }
     }
+}
+
+/// A connection on a `[listen.proxy]` listener: the client address its
+/// PROXY header names, or `None` (connection closed, logged) when it comes
+/// from an address outside `limits.proxy_from` or its header is wrong.
+async fn proxied(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    protocol: &'static str,
+    limits: &Limits,
+) -> Option<(TcpStream, SocketAddr)> {
+    let trusted = limits.proxy.as_ref()?;
+    if !trusted.contains(peer.ip()) {
+        // Logged once a minute per address, like the connection limits.
+        let client = connections::Client::of(peer.ip());
+        if let Some(unlogged) = limits.listener.server().log_refusal(client) {
+            tracing::warn!(
+                protocol,
+                %peer,
+                unlogged,
+                "connection refused: a PROXY protocol listener and the address is not in limits.proxy_from"
+            );
+        }
+        return None;
+    }
+    match crate::proxy_protocol::read_header(&mut stream).await {
+        Ok(Some(client)) => {
+            tracing::debug!(protocol, proxy = %peer, %client, "PROXY header read");
+            Some((stream, client))
+        }
+        // LOCAL or UNKNOWN: the proxy's own connection (a health check).
+        Ok(None) => Some((stream, peer)),
+        Err(e) => {
+            tracing::warn!(protocol, proxy = %peer, error = %e, "connection closed: bad PROXY protocol header");
+            None
+        }
+    }
+}
+
+/// Admits a connection from `peer` under the listener's limits and runs
+/// its session in a task of its own, or refuses it.
+fn start_session<F, Fut>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    protocol: &'static str,
+    limits: &Limits,
+    tracker: &Arc<SessionTracker>,
+    serve: &F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let client = connections::Client::of(peer.ip());
+    let permit = match limits.listener.admit(client) {
+        Ok(permit) => permit,
+        Err(refused) => {
+            refuse(stream, limits.refusal.as_deref());
+            if let Some(unlogged) = limits.listener.server().log_refusal(client) {
+                tracing::warn!(
+                    protocol,
+                    %client,
+                    limit = refused.key(),
+                    unlogged,
+                    "connection refused: too many connections (logged once a minute per client)"
+                );
+            }
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let guard = tracker.enter();
+    let session = serve(stream, peer);
+    tokio::spawn(async move {
+        // Both go when the task ends, whatever way it ends
+        // (the permit also when the runtime drops it).
+        let _permit = permit;
+        let _guard = guard;
+        session.await;
+    });
 }
 
 /// SIGTERM, SIGINT and SIGHUP, caught from the moment this is created.

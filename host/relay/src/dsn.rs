@@ -114,7 +114,9 @@ fn status_in(reply: &str) -> Option<String> {
     ok.then(|| candidate.to_string())
 }
 
-/// The status code for a recipient in a report of `kind`.
+/// The status code for a recipient in a report of `kind`: the one in the
+/// reply (a recipient that expired after `4.4.1` replies keeps `4.4.1`,
+/// as with Postfix), else one of the report's class.
 fn status_for(kind: DsnKind, reply: &str) -> String {
     let class_default = match kind {
         DsnKind::Failure => "5.0.0",
@@ -122,10 +124,7 @@ fn status_for(kind: DsnKind, reply: &str) -> String {
         DsnKind::Relayed => "2.0.0",
         DsnKind::Delivered => return "2.0.0".into(),
     };
-    match status_in(reply) {
-        Some(s) if s.starts_with(&class_default[..1]) => s,
-        _ => class_default.into(),
-    }
+    status_in(reply).unwrap_or_else(|| class_default.into())
 }
 
 /// The header part of a message: everything before the first empty line.
@@ -674,5 +673,14 @@ mod tests {
         assert_eq!(status_of("", false), "4.0.0");
         assert!(wants(Some("SUCCESS,FAILURE"), DsnKind::Failure));
         assert!(!wants(Some("SUCCESS"), DsnKind::Delay { retry_until: 0 }));
+        // A recipient that expired keeps the status of its last reply.
+        assert_eq!(
+            status_for(DsnKind::Failure, "451 4.4.1 gone (gave up)"),
+            "4.4.1"
+        );
+        assert_eq!(status_for(DsnKind::Failure, "connection refused"), "5.0.0");
+        assert_eq!(status_for(DsnKind::Relayed, "250 2.6.0 queued"), "2.6.0");
+        assert_eq!(status_for(DsnKind::Relayed, "250 Ok"), "2.0.0");
+        assert_eq!(status_for(DsnKind::Delivered, ""), "2.0.0");
     }
 }

@@ -26,6 +26,10 @@
 //! - A message leaves the queue only when every recipient is final, and in
 //!   the same transaction its DSN (if one is owed) enters the queue: a
 //!   crash can neither lose nor double a bounce.
+//! - The DSNs an attempt owes (failed, delayed, relayed, delivered, each
+//!   only for the recipients whose `NOTIFY` asks for it, see [`dsn`])
+//!   enter the queue in the same transaction as the attempt's outcomes:
+//!   each event of a recipient is reported exactly once.
 //! - No DSN is ever generated for a message with the null sender `<>`, and
 //!   DSNs are sent with `<>` (RFC 5321 §6.1): bounces cannot loop.
 //! - Only one attempt per message runs at a time (an in-flight set); at
@@ -40,7 +44,7 @@
 //! final and the sender gets a DSN. A permanent failure (5xx, null MX,
 //! non-existent domain, a needed extension missing at the hop) is final at
 //! once. With `delay_warning` set, the sender is told once when a message
-//! has waited that long.
+//! has waited that long (about the recipients whose `NOTIFY` wants delays).
 //!
 //! # Layout
 //! - [`config`]: settings and duration parsing.
@@ -48,7 +52,9 @@
 //! - [`dns`]: the [`dns::Dns`] trait and its hickory-resolver implementation.
 //! - [`route`]: MX ordering, implicit MX, null MX, smarthost hops.
 //! - [`client`]: the SMTP client (replies, EHLO, STARTTLS, pipelining).
-//! - [`dsn`]: RFC 3464 reports.
+//! - [`dsn`]: RFC 3464 reports as RFC 3461's `NOTIFY` asks, the public
+//!   builder of the local `delivered` report ([`dsn::delivered`]), and
+//!   the DSN parameters as stored and passed on ([`dsn::params`]).
 //! - [`local`]: local delivery of queued mail for our own domains.
 //! - [`mta_sts`]: MTA-STS (RFC 8461) policies: discovery, HTTPS fetch,
 //!   parsing, the in-memory cache.

@@ -29,11 +29,18 @@
 //!   kept by the same backend.
 //! - [`sqlite`]: the embedded backend (one SQLite database in WAL mode,
 //!   a single writer thread that groups concurrent commits).
+//! - [`space`]: free space on the data directory's file system
+//!   (`[limits] min_free_space`, the reserve file that keeps deleting
+//!   possible on a full disk).
+//! - [`backup`]: a consistent copy of the store taken while the server
+//!   runs, and putting one back.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod error;
 pub mod password;
 pub mod queue;
+pub mod space;
 pub mod sqlite;
 pub mod structure;
 pub mod types;
@@ -349,6 +356,17 @@ pub trait MailStore: Send + Sync {
     async fn pop3_uidls(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, String)>> {
         let _ = mailbox;
         Ok(Vec::new())
+    }
+
+    /// Whether new mail of about `incoming` bytes (0: unknown) may be
+    /// stored now: [`StoreError::NoSpace`] when the data directory's free
+    /// space would fall below `[limits] min_free_space` (see [`space`]).
+    /// Cheap enough for every SMTP MAIL: no I/O most of the time. The
+    /// store applies the same rule itself to deliveries, APPEND, COPY and
+    /// imports; deleting is never refused. By default always `Ok`.
+    fn check_space(&self, incoming: u64) -> StoreResult<()> {
+        let _ = incoming;
+        Ok(())
     }
 
     /// Change notifications: every committed change to any mailbox.

@@ -14,6 +14,7 @@ mod maildir;
 mod mbox;
 mod plugin;
 mod queue;
+pub mod sendmail;
 
 pub use config_check::ConfigCommand;
 pub use dkim::DkimCommand;
@@ -29,6 +30,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+
+/// The stack of every runtime thread (workers and the blocking pool):
+/// wasmtime's compiler recurses deeply when it compiles a plugin. Set
+/// here rather than left to tokio's default (2 MiB) so that the glibc and
+/// the static musl builds behave the same (musl's own default for C
+/// threads is only 128 KiB); untouched stack pages cost no memory.
+pub const WORKER_STACK_SIZE: usize = 8 << 20;
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/mailgate/mailgate.toml";
@@ -91,6 +99,20 @@ pub enum Command {
     /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Send one message read on standard input, like `sendmail` (also how
+    /// the binary behaves when started through a link named `sendmail`):
+    /// `mailgate sendmail -t -i < message`, `mailgate sendmail -f
+    /// cron@example.org admin@example.org < report`. Options: -t
+    /// (recipients from To/Cc/Bcc), -f/-r ADDR (sender), -F NAME, -i/-oi,
+    /// -N/-R/-V (DSN), -v. The message goes to the running server's smtp
+    /// listener; exit codes as sendmail's (0 sent, 64 usage, 65 bad
+    /// message, 67 recipient refused, 69 refused, 75 try again later).
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// Options and recipients, as for sendmail.
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
 }
 
 /// `mailgate user ...`
@@ -289,6 +311,7 @@ pub fn run(cli: Cli) -> ExitCode {
         };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            .thread_stack_size(WORKER_STACK_SIZE)
             .build()
         {
             Ok(r) => r,
@@ -303,15 +326,33 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     let config = match load_config(&cli) {
         Ok(c) => c,
-        Err(e) => return fail(&format!("mailgate: {e}")),
+        Err(e) => {
+            if matches!(cli.command, Command::Sendmail { .. }) {
+                eprintln!("sendmail: {e}");
+                return ExitCode::from(sendmail::EX_TEMPFAIL);
+            }
+            return fail(&format!("mailgate: {e}"));
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK_SIZE)
         .build()
     {
         Ok(r) => r,
         Err(e) => return fail(&format!("mailgate: cannot start the runtime: {e}")),
     };
+    if let Command::Sendmail { args } = &cli.command {
+        let result = runtime.block_on(sendmail::run(&config, args));
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sendmail: {e}");
+                ExitCode::from(e.code)
+            }
+        };
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve => serve(config, cli.dev).await,
@@ -324,6 +365,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Config(_) => Err("config commands are run above".into()),
+            Command::Sendmail { .. } => Err("sendmail is run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
             Command::Export(c) => export::run_export(&config, c).await,
         }

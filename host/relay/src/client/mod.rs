@@ -16,6 +16,13 @@
 //! lacks the extension (RFC 6531 §3.2, RFC 6152 §3): every recipient fails
 //! permanently with `5.6.7` / `5.6.3`, since no conversion is done here.
 //! A message larger than the hop's `SIZE` fails with `5.3.4`.
+//!
+//! # DSN parameters
+//! To a hop that offers DSN (RFC 3461 §5.2.1) the stored `RET` and
+//! `ENVID` go on `MAIL FROM`, `NOTIFY` and `ORCPT` on each `RCPT TO`, as
+//! valid xtext ([`crate::dsn::params`]); a hop without DSN gets none of
+//! them, and the runner then answers a `SUCCESS` request itself
+//! (`relayed`).
 
 pub mod ehlo;
 pub mod reply;

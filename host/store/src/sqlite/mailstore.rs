@@ -340,7 +340,8 @@ impl MailStore for SqliteStore {
         let targets = targets.to_vec();
         let structure = serde_json::to_string(&message.structure)
             .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
-        self.write(move |c| {
+        let incoming = message.raw.len() as u64;
+        self.write_new(incoming, move |c| {
             let size = message.raw.len() as u64;
             let blob = insert_blob(c, &message.raw, &structure)?;
             let mut delivered = Vec::with_capacity(targets.len());
@@ -594,8 +595,11 @@ impl MailStore for SqliteStore {
         let structure = serde_json::to_string(&message.structure)
             .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
         let flags = canonical_set(flags);
-        self.write(move |c| super::imap::append(c, mailbox, &message, &structure, &flags))
-            .await
+        let incoming = message.raw.len() as u64;
+        self.write_new(incoming, move |c| {
+            super::imap::append(c, mailbox, &message, &structure, &flags)
+        })
+        .await
     }
 
     async fn append_many(
@@ -609,9 +613,10 @@ impl MailStore for SqliteStore {
                 .map_err(|e| StoreError::Invalid(format!("message structure: {e}")))?;
             prepared.push((message, structure, canonical_set(&flags)));
         }
+        let incoming = prepared.iter().map(|(m, _, _)| m.raw.len() as u64).sum();
         // One writer job: it runs in one savepoint, so a failure of any
         // message rolls back all of them.
-        self.write(move |c| {
+        self.write_new(incoming, move |c| {
             let mut uids = Vec::with_capacity(prepared.len());
             let mut events = Vec::new();
             for (message, structure, flags) in &prepared {
@@ -631,8 +636,13 @@ impl MailStore for SqliteStore {
         to: MailboxId,
     ) -> StoreResult<Vec<(Uid, Uid)>> {
         let uids = uids.to_vec();
-        self.write(move |c| super::imap::copy_messages(c, from, &uids, to, false))
-            .await
+        // New entries only (the bodies are shared), but a copy is new mail
+        // to the target mailbox: refused while space is short. MOVE is
+        // not, since clients delete by moving to Trash.
+        self.write_new(0, move |c| {
+            super::imap::copy_messages(c, from, &uids, to, false)
+        })
+        .await
     }
 
     async fn move_messages(
@@ -661,10 +671,13 @@ impl MailStore for SqliteStore {
         mailbox: MailboxId,
         messages: Vec<ImportMessage>,
     ) -> StoreResult<Vec<Uid>> {
+        let incoming = messages.iter().map(|m| m.message.raw.len() as u64).sum();
         let prepared = super::import::prepare(messages)?;
         // One writer job: one savepoint, so all or none.
-        self.write(move |c| super::import::import_messages(c, mailbox, &prepared))
-            .await
+        self.write_new(incoming, move |c| {
+            super::import::import_messages(c, mailbox, &prepared)
+        })
+        .await
     }
 
     async fn raise_uid_next(&self, mailbox: MailboxId, uid_next: u32) -> StoreResult<u32> {
@@ -675,6 +688,10 @@ impl MailStore for SqliteStore {
     async fn pop3_uidls(&self, mailbox: MailboxId) -> StoreResult<Vec<(Uid, String)>> {
         self.read(move |c| super::import::pop3_uidls(c, mailbox))
             .await
+    }
+
+    fn check_space(&self, incoming: u64) -> StoreResult<()> {
+        self.space.check(incoming)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {

@@ -22,6 +22,16 @@
 //! Reads run on a small pool of read-only connections on tokio's blocking
 //! threads; WAL lets them proceed while the writer commits.
 //!
+//! # A full disk
+//! Below `[limits] min_free_space` the store refuses new mail itself
+//! (deliveries, APPEND, COPY, imports: [`StoreError::NoSpace`]) and keeps
+//! a reserve file it releases when the disk is really full, so that
+//! deleting still works; see [`crate::space`]. A write that fails for lack
+//! of space is rolled back by SQLite (the WAL frames of an unfinished
+//! transaction are ignored), so nothing committed before is harmed. The
+//! WAL file is never truncated: after a checkpoint SQLite writes it again
+//! from its start, in blocks the file system has already given it.
+//!
 //! # Other processes
 //! The admin CLI opens the same database while the server runs; SQLite's
 //! file locks and a busy timeout serialise the two writers. A CLI store
@@ -47,6 +57,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::broadcast;
 
+use crate::space::{MinFreeSpace, SpaceGuard};
 use crate::{StoreError, StoreEvent, StoreResult};
 use writer::Writer;
 
@@ -72,6 +83,8 @@ pub struct SqliteStore {
     watcher: Once,
     /// Stops that watcher when the store is dropped.
     watcher_stop: Arc<AtomicBool>,
+    /// Free space in the data directory and the reserve file.
+    space: SpaceGuard,
 }
 
 impl SqliteStore {
@@ -93,7 +106,19 @@ impl SqliteStore {
             publish: AtomicBool::new(false),
             watcher: Once::new(),
             watcher_stop: Arc::new(AtomicBool::new(false)),
+            space: SpaceGuard::new(data_dir),
         }))
+    }
+
+    /// Sets `[limits] min_free_space` (by default the smaller of 1 GiB and
+    /// 5 % of the file system): below it new mail is refused.
+    pub fn set_min_free_space(&self, min: MinFreeSpace) {
+        self.space.set_min_free(min);
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// From now on every change this store commits is also written to the
@@ -152,17 +177,34 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<(T, Vec<StoreEvent>)> + Send + 'static,
     {
-        if !self.publish.load(Ordering::Relaxed) {
-            return self.writer.submit(f).await;
+        self.space.before_write();
+        let result = if !self.publish.load(Ordering::Relaxed) {
+            self.writer.submit(f).await
+        } else {
+            let origin = self.origin.clone();
+            self.writer
+                .submit(move |c| {
+                    let (value, events) = f(c)?;
+                    notify::record(c, &origin, &events)?;
+                    Ok((value, events))
+                })
+                .await
+        };
+        if matches!(result, Err(StoreError::NoSpace)) {
+            self.space.on_full();
         }
-        let origin = self.origin.clone();
-        self.writer
-            .submit(move |c| {
-                let (value, events) = f(c)?;
-                notify::record(c, &origin, &events)?;
-                Ok((value, events))
-            })
-            .await
+        result
+    }
+
+    /// A write of new mail of `incoming` bytes: refused while free space
+    /// is short (see [`crate::space`]), otherwise [`SqliteStore::write`].
+    async fn write_new<T, F>(&self, incoming: u64, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<(T, Vec<StoreEvent>)> + Send + 'static,
+    {
+        self.space.check(incoming)?;
+        self.write(f).await
     }
 }
 
@@ -234,6 +276,12 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Every check of `store check` on one connection (for a backup's copy,
+/// which is not opened as a store); one line per problem.
+pub(crate) fn check_connection(c: &Connection) -> StoreResult<Vec<String>> {
+    check::run(c)
 }
 
 /// Lower-cases an address or domain for storage and lookup.
