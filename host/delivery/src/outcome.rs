@@ -16,6 +16,9 @@ pub enum Refusal {
     NoOutbound,
     /// A plugin named a malformed next hop (`451 4.3.5`).
     BadNextHop,
+    /// The data directory's disk is full (`452 4.3.1`, Postfix's answer
+    /// too); temporary, nothing was stored.
+    NoSpace,
     /// Our fault: the store or the queue failed (`451 4.3.0`); the detail
     /// is in the log only.
     LocalError,

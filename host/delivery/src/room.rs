@@ -247,9 +247,9 @@ impl Room {
                 plan.copies.iter().map(|c| c.target.clone()).collect();
             match self.store_copies(&from, &targets, &stored).await {
                 Ok(d) => copies = d.len(),
-                Err(e) if replies == Replies::One => {
+                Err(e) if replies == Replies::One || e.is_no_space() => {
                     tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "delivery: delivery failed");
-                    return Report::refused(id, Refusal::LocalError);
+                    return Report::refused(id, refusal_of(&e));
                 }
                 Err(e) => {
                     // Each recipient alone, so that one bad account does
@@ -283,9 +283,13 @@ impl Room {
         // The outbound queue: remote recipients, plugins' forwards and
         // relays, over-quota copies for redelivery.
         if !plan.outgoing.is_empty() {
-            if let Err(why) = self.enqueue(&envelope, &plan.outgoing, body).await {
-                tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %why, outcome = "queue error", "delivery: could not queue");
-                return Report::refused(id, Refusal::LocalError);
+            if let Err(e) = self.enqueue(&envelope, &plan.outgoing, body).await {
+                tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "queue error", "delivery: could not queue");
+                let why = match e {
+                    StoreError::NoSpace => Refusal::NoSpace,
+                    _ => Refusal::LocalError,
+                };
+                return Report::refused(id, why);
             }
         }
         let remote: Vec<&str> = plan.outgoing.iter().map(|o| o.address.as_str()).collect();
@@ -396,9 +400,11 @@ impl Room {
         envelope: &Envelope,
         outgoing: &[Outgoing],
         body: &[u8],
-    ) -> Result<i64, String> {
+    ) -> mailgate_store::StoreResult<i64> {
         let Some(queue) = &self.outbound else {
-            return Err("mail for the outbound queue but there is none".into());
+            return Err(StoreError::Invalid(
+                "mail for the outbound queue but there is none".into(),
+            ));
         };
         let recipients = outgoing
             .iter()
@@ -433,7 +439,7 @@ impl Room {
             smtputf8,
             eight_bit: envelope.eight_bit || !body.is_ascii(),
         };
-        let id = queue.enqueue(message).await.map_err(|e| e.to_string())?;
+        let id = queue.enqueue(message).await?;
         tracing::info!(queue_id = id, from = %envelope.mail_from, rcpts = ?outgoing.iter().map(|o| &o.address).collect::<Vec<_>>(), "delivery: queued");
         Ok(id)
     }
@@ -482,6 +488,7 @@ enum Stored<'a> {
 fn refusal_of(e: &StoreError) -> Refusal {
     match e {
         StoreError::NotFound(_) => Refusal::UnknownUser,
+        StoreError::NoSpace => Refusal::NoSpace,
         _ => Refusal::LocalError,
     }
 }

@@ -34,6 +34,9 @@ impl LocalHandoff for LocalDelivery {
                 Err(Refusal::MailboxFull) => {
                     RcptOutcome::Temporary("452 4.2.2 mailbox full".into())
                 }
+                Err(Refusal::NoSpace) => {
+                    RcptOutcome::Temporary("452 4.3.1 insufficient system storage".into())
+                }
                 Err(Refusal::UnknownUser) => {
                     RcptOutcome::Permanent("550 5.1.1 no such local user".into())
                 }

@@ -52,6 +52,7 @@ pub(crate) fn refusal_reply(why: &Refusal, address: Option<&str>) -> Reply {
         Refusal::BadNextHop => {
             Reply::with_code(451, 4, 3, 5, "next hop misconfigured; try again later")
         }
+        Refusal::NoSpace => Reply::with_code(452, 4, 3, 1, "Insufficient system storage"),
         Refusal::LocalError => Reply::local_error(),
     }
 }
