@@ -98,6 +98,8 @@ pub enum RecipientCheck {
 pub struct LocalDelivery {
     store: Arc<dyn Store>,
     config_domains: Vec<String>,
+    /// The quota check and the store as one step per account.
+    pub(crate) quota_locks: quota::QuotaLocks,
 }
 
 /// Splits `local@domain` at the last `@`, lower-casing the domain.
@@ -116,6 +118,7 @@ impl LocalDelivery {
         LocalDelivery {
             store,
             config_domains: config_domains.iter().map(|d| d.to_lowercase()).collect(),
+            quota_locks: quota::QuotaLocks::default(),
         }
     }
 

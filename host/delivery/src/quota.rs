@@ -5,12 +5,52 @@
 //!
 //! An account's usage is the sum of the sizes of its messages in all its
 //! mailboxes (what IMAP GETQUOTAROOT reports). A copy fits when usage
-//! plus its size stays at or under the limit. The check is made just
-//! before the store is asked, not inside its transaction: two deliveries
-//! racing for the last bytes can both pass, as with Dovecot's quota
-//! plugin; the overshoot is at most one message per concurrent delivery.
+//! plus its size stays at or under the limit.
+//!
+//! The check and the store are one step for the deliveries of this
+//! process: [`QuotaLocks`] holds each account with a quota from its check
+//! until its copy is stored, so two deliveries cannot both take the last
+//! bytes (deliveries to accounts without a quota take no lock and keep
+//! the store's group commit). IMAP APPEND and another process (`mailgate
+//! import`) check without it: there the overshoot is at most one message
+//! each, as with Dovecot's quota plugin.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use mailgate_store::{AccountId, Store, StoreResult};
+use tokio::sync::OwnedMutexGuard;
+
+/// One lock per account with a quota, held from the quota check until
+/// the copy is stored.
+#[derive(Default)]
+pub struct QuotaLocks(Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>);
+
+impl QuotaLocks {
+    /// Locks `accounts` (in id order, so that two deliveries never wait
+    /// for each other's second lock); released when the guards drop.
+    pub async fn lock(
+        &self,
+        accounts: impl IntoIterator<Item = AccountId>,
+    ) -> Vec<OwnedMutexGuard<()>> {
+        let mut ids: Vec<AccountId> = accounts.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let locks: Vec<_> = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget the locks nobody holds or waits for.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            ids.iter()
+                .map(|id| map.entry(*id).or_default().clone())
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(locks.len());
+        for l in locks {
+            guards.push(l.lock_owned().await);
+        }
+        guards
+    }
+}
 
 /// An account's quota, as recipient resolution found it.
 #[derive(Debug, Clone, PartialEq, Eq)]

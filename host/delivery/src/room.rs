@@ -196,7 +196,18 @@ impl Room {
         let mut report = Report::taken(id.clone());
         report.refused = std::mem::take(&mut plan.refused);
 
-        // Quotas.
+        // Quotas: each account with one stays locked from its check
+        // until its copy is stored (`quota::QuotaLocks`).
+        let quota_locks = self
+            .delivery
+            .quota_locks
+            .lock(
+                plan.copies
+                    .iter()
+                    .filter_map(|c| c.limit.as_ref())
+                    .map(|l| l.account),
+            )
+            .await;
         let full = match self.full_accounts(&plan.copies, body.len() as u64).await {
             Ok(full) => full,
             Err(e) => {
@@ -279,6 +290,10 @@ impl Room {
                 }
             }
         }
+
+        // Stored: the next delivery to these accounts may check now (and
+        // the Sent copy below may lock its sender, who may be among them).
+        drop(quota_locks);
 
         // The outbound queue: remote recipients, plugins' forwards and
         // relays, over-quota copies for redelivery.
@@ -449,6 +464,10 @@ impl Room {
     /// here is logged only: the message itself was accepted.
     async fn save_sent_copy(&self, account: &Account, submitted: &[u8]) {
         let store = self.delivery.store().as_ref();
+        let _lock = match account.quota_bytes {
+            Some(_) => self.delivery.quota_locks.lock([account.id]).await,
+            None => Vec::new(),
+        };
         if let Some(limit) = account.quota_bytes {
             match quota::check(store, account.id, limit, submitted.len() as u64).await {
                 Ok(QuotaCheck::Fits) => {}
@@ -525,6 +544,10 @@ impl LocalDelivery {
             }
         };
         let size = body.len() as u64;
+        let _lock = self
+            .quota_locks
+            .lock(local.limits.iter().map(|l| l.account))
+            .await;
         let mut targets = Vec::with_capacity(local.accounts.len());
         for &account in &local.accounts {
             if let Some(l) = local.limits.iter().find(|l| l.account == account) {

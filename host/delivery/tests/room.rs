@@ -353,3 +353,21 @@ async fn the_queue_hand_off_applies_the_quota_per_recipient() {
     assert_eq!(w.count("alice", "INBOX").await, 1);
     assert_eq!(w.count("bob", "INBOX").await, 0);
 }
+
+#[tokio::test]
+async fn two_deliveries_at_once_cannot_both_take_the_last_bytes() {
+    let w = World::new().await;
+    w.quota("bob", 1000).await;
+    let a = w.envelope("s@remote.test", &["bob@example.org"]).await;
+    let b = a.clone();
+    let (ra, rb) = tokio::join!(
+        w.send(a, 600, Replies::PerRecipient),
+        w.send(b, 600, Replies::PerRecipient)
+    );
+    let refused = [ra, rb]
+        .iter()
+        .filter(|r| r.refusal_of("bob@example.org") == Some(&Refusal::MailboxFull))
+        .count();
+    assert_eq!(refused, 1, "one fits, the other does not");
+    assert_eq!(w.count("bob", "INBOX").await, 1);
+}
