@@ -104,8 +104,8 @@ def test_notify_never_gets_no_bounce_when_the_message_fails(server_factory, tmp_
                           make_message("to nowhere", from_addr=ALICE,
                                        to_addr="friend@remote.test"),
                           rcpt_options=options) == {}
-    [(_, _, rcpts)] = queued(srv)
-    assert rcpts == ["friend@remote.test"]
+    # Its first attempt failed for now (or, on a slow machine, already
+    # after max_age); the next one gives up.
     time.sleep(1.5)
     srv.cli("queue", "flush", check=True)
     wait_until(lambda: queued(srv) == [], timeout=20, what="the message given up")

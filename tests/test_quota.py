@@ -271,12 +271,13 @@ def test_a_bounce_to_a_full_local_sender_waits_for_room(server_factory, tmp_path
     until she has room, then arrives."""
     sub = tls_server(server_factory, tmp_path,
                      extra=relay_to_nowhere() + 'max_age = "1s"\n')
+    # Full (a 1-byte quota) before she sends: sending is not storing.
+    quota(sub, ALICE, "1")
     with submitter(sub, "465") as s:
         assert s.sendmail(ALICE, ["friend@remote.test"],
                           make_message("to nowhere", from_addr=ALICE,
                                        to_addr="friend@remote.test")) == {}
-    # Fill her up (1 byte), then let the message give up at its next try.
-    quota(sub, ALICE, "1")
+    # The message gives up at its next try (max_age passed).
     time.sleep(1.5)
     sub.cli("queue", "flush", check=True)
 
