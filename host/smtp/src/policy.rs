@@ -25,7 +25,9 @@ use std::sync::Arc;
 
 use mailgate_delivery::{recipient_info, Hold, LocalRecipient, TxPolicy};
 use mailgate_policy::{AuthAttempt, Chain, Envelope, Hook, Param, SessionInfo, Verdict};
-use mailgate_smtp_proto::{EnhancedCode, MailParams, RcptParams, Reply, ReversePath};
+use mailgate_smtp_proto::{Body, EnhancedCode, MailParams, RcptParams, Reply, Ret, ReversePath};
+
+use crate::cmd::{notify_text, orcpt_text};
 
 use crate::context::{Role, TlsMode};
 use crate::session::{Session, Transaction};
@@ -68,13 +70,23 @@ fn mail_params(p: &MailParams) -> Vec<Param> {
         out.push(param("SIZE", Some(size.to_string())));
     }
     if let Some(body) = p.body {
-        out.push(param("BODY", Some(format!("{body:?}").to_uppercase())));
+        // As written on the wire (RFC 6152, RFC 3030).
+        let value = match body {
+            Body::SevenBit => "7BIT",
+            Body::EightBitMime => "8BITMIME",
+            Body::BinaryMime => "BINARYMIME",
+        };
+        out.push(param("BODY", Some(value.into())));
     }
     if p.smtputf8 {
         out.push(param("SMTPUTF8", None));
     }
     if let Some(ret) = p.ret {
-        out.push(param("RET", Some(format!("{ret:?}").to_uppercase())));
+        let value = match ret {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        };
+        out.push(param("RET", Some(value.into())));
     }
     if let Some(envid) = &p.envid {
         out.push(param("ENVID", Some(envid.clone())));
@@ -85,18 +97,19 @@ fn mail_params(p: &MailParams) -> Vec<Param> {
     out
 }
 
+/// The RCPT parameters as written on the wire (RFC 3461 §4.1, §4.2).
 fn rcpt_params(p: &RcptParams) -> Vec<Param> {
     let mut out = Vec::new();
-    if let Some(notify) = &p.notify {
+    if let Some(notify) = p.notify {
         out.push(Param {
             name: "NOTIFY".into(),
-            value: Some(format!("{notify:?}").to_uppercase()),
+            value: Some(notify_text(notify)),
         });
     }
     if let Some(orcpt) = &p.orcpt {
         out.push(Param {
             name: "ORCPT".into(),
-            value: Some(format!("{orcpt:?}")),
+            value: Some(orcpt_text(orcpt)),
         });
     }
     out
@@ -312,5 +325,47 @@ impl Session {
             .apply_edits(&self.ctx.delivery, outbound, &before, &after, address)
             .await
             .map_err(|why| crate::cmd::refusal_reply(&why, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailgate_smtp_proto::{Notify, Orcpt};
+
+    #[test]
+    fn plugins_see_parameters_as_written_on_the_wire() {
+        let mail = MailParams {
+            body: Some(Body::EightBitMime),
+            ret: Some(Ret::Hdrs),
+            ..MailParams::default()
+        };
+        let values: Vec<_> = mail_params(&mail)
+            .into_iter()
+            .map(|p| (p.name, p.value.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("BODY".into(), "8BITMIME".into()),
+                ("RET".into(), "HDRS".into())
+            ]
+        );
+        let rcpt = RcptParams {
+            notify: Some(Notify::On {
+                success: true,
+                failure: false,
+                delay: true,
+            }),
+            orcpt: Some(Orcpt {
+                addr_type: "rfc822".into(),
+                address: "a+2Bb@example.org".into(),
+            }),
+        };
+        let values: Vec<_> = rcpt_params(&rcpt)
+            .into_iter()
+            .map(|p| p.value.unwrap_or_default())
+            .collect();
+        assert_eq!(values, ["SUCCESS,DELAY", "rfc822;a+2Bb@example.org"]);
     }
 }

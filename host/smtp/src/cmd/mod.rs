@@ -5,13 +5,14 @@ mod auth;
 mod bdat;
 mod data;
 mod deliver;
-
-pub(crate) use deliver::refusal_reply;
 mod ehlo;
 mod mail;
 mod misc;
 mod rcpt;
 mod starttls;
+
+pub(crate) use deliver::refusal_reply;
+pub(crate) use rcpt::{notify_text, orcpt_text};
 
 use mailgate_smtp_proto::{FramedLine, Request};
 

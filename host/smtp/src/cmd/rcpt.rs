@@ -15,7 +15,7 @@
 
 use mailgate_delivery::quota::{self, QuotaCheck};
 use mailgate_delivery::{LocalRecipient, Recipient, RecipientCheck};
-use mailgate_smtp_proto::{ForwardPath, Notify, RcptParams, Reply};
+use mailgate_smtp_proto::{ForwardPath, Notify, Orcpt, RcptParams, Reply};
 
 use crate::session::Session;
 use crate::state::State;
@@ -175,8 +175,13 @@ pub(crate) fn mailbox_full(address: &str) -> Reply {
     Reply::with_code(452, 4, 2, 2, format!("<{address}>: Mailbox full"))
 }
 
+/// ORCPT as RFC 3461 §4.2 writes it (`rfc822;` and the xtext as sent).
+pub(crate) fn orcpt_text(o: &Orcpt) -> String {
+    format!("{};{}", o.addr_type, o.address)
+}
+
 /// NOTIFY as RFC 3461 §4.1 writes it.
-fn notify_text(n: Notify) -> String {
+pub(crate) fn notify_text(n: Notify) -> String {
     match n {
         Notify::Never => "NEVER".into(),
         Notify::On {
