@@ -25,10 +25,13 @@ parameters (587, STARTTLS, AUTH); her reports arrive in her mailbox on A.
   mailgate with NOTIFY=SUCCESS and the Postfix user gets mailgate's
   `delivered` report back through Postfix.
 
-All of these need the SMTP side of DSN (mailgate advertising DSN and
-putting the client's parameters into the queue), which is helper A's part
-of issue 11; until it is merged they are marked xfail (not strict). The
-relay side is also tested without it in host/relay/tests/dsn.rs.
+The first five run twice: `queued`, the message written into A's queue
+tables (server stopped) with its DSN parameters, which tests the relay
+side with the real binary today; and `submitted`, alice's client giving
+the parameters over SMTP, which also needs the SMTP side of DSN (mailgate
+advertising DSN and carrying the parameters into the queue; issue 11,
+helper A's branch). The `submitted` runs, the two-server test and the
+Postfix test are marked xfail (not strict) until that side is merged.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
+import sqlite3
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -56,6 +61,8 @@ FAST = {"retry": ["1s"], "max_age": "1h", "poll_interval": "1s"}
 
 needs_smtp_dsn = pytest.mark.xfail(
     reason="needs the SMTP side of DSN (issue 11, helper A's branch)", strict=False)
+HOW = [pytest.param("queued", id="queued"),
+       pytest.param("submitted", marks=needs_smtp_dsn, id="submitted")]
 
 
 class Peer:
@@ -176,9 +183,7 @@ def submit_dsn(srv, rcpts, subject, mail_options=(), user=ALICE, password=ALICE_
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    msg = (f"From: <{user}>\r\nTo: <{rcpts[0][0]}>\r\nSubject: {subject}\r\n"
-           f"Message-ID: <{subject.replace(' ', '.')}@test>\r\n"
-           f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nThe secret body text.\r\n").encode()
+    msg = message_text(subject, user, rcpts[0][0])
     with smtplib.SMTP(host, port, local_hostname="client.test", timeout=30) as s:
         s.ehlo()
         s.starttls(context=ctx)
@@ -192,6 +197,54 @@ def submit_dsn(srv, rcpts, subject, mail_options=(), user=ALICE, password=ALICE_
         code, reply = s.data(msg)
         assert code == 250, (code, reply)
     return msg
+
+
+def message_text(subject, sender, to):
+    return (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@test>\r\n"
+            f"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nThe secret body text.\r\n").encode()
+
+
+def enqueue_directly(srv, rcpts, subject, envid=None, ret=None, sender=ALICE):
+    """Writes one message into the stopped server's queue tables, as the
+    SMTP side stores it: rcpts = [(address, NOTIFY or None, ORCPT or
+    None)], ENVID as xtext, RET as "FULL"/"HDRS"/None."""
+    assert srv.proc is None, "the server must be stopped"
+    raw = message_text(subject, sender, rcpts[0][0])
+    db = sqlite3.connect(srv.data_dir / "mailgate.db")
+    try:
+        with db:
+            now = int(time.time())
+            cur = db.execute(
+                "INSERT INTO queue (sender, created, next_attempt, envid, ret_full, smtputf8,"
+                " eight_bit, size, data) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?)",
+                (sender, now, now, envid, None if ret is None else int(ret == "FULL"),
+                 len(raw), raw))
+            for i, (addr, notify, orcpt) in enumerate(rcpts):
+                db.execute("INSERT INTO queue_rcpts (queue, idx, address, domain, orcpt, notify)"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           (cur.lastrowid, i, addr, addr.rsplit("@", 1)[1].lower(), orcpt,
+                            notify))
+    finally:
+        db.close()
+
+
+def send_with_dsn(how, srv, rcpts, subject, envid=None, ret=None):
+    """Gets a message from alice with DSN parameters into `srv`'s queue,
+    `queued` (written while the server is stopped; started after) or
+    `submitted` (over SMTP; the server started first)."""
+    if how == "queued":
+        if srv.proc is not None:
+            srv.stop_clean()
+        enqueue_directly(srv, rcpts, subject, envid, ret)
+        srv.start()
+        return
+    if srv.proc is None:
+        srv.start()
+    mail_options = ([f"RET={ret}"] if ret else []) + ([f"ENVID={envid}"] if envid else [])
+    submit_dsn(srv, [(addr, ([f"NOTIFY={n}"] if n else []) + ([f"ORCPT={o}"] if o else []))
+                     for addr, n, o in rcpts],
+               subject, mail_options)
 
 
 def reports(srv, user=ALICE, password=ALICE_PW):
@@ -217,14 +270,14 @@ def queue_empty(srv):
 
 
 # --------------------------------------------------------------------- tests
-@needs_smtp_dsn
-def test_failure_report_carries_envid_and_orcpt_and_never_means_none(world, peer):
-    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST).start()
+@pytest.mark.parametrize("how", HOW)
+def test_failure_report_carries_envid_and_orcpt_and_never_means_none(world, peer, how):
+    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST)
     peer(dsn=False)
 
-    submit_dsn(a, [("bad-f@c.test", ["NOTIFY=FAILURE", "ORCPT=rfc822;Bad-F+2Bx@c.test"]),
-                   ("bad-n@c.test", ["NOTIFY=NEVER"])],
-               "two refused", mail_options=["RET=HDRS", "ENVID=QQ314159+2B1"])
+    send_with_dsn(how, a, [("bad-f@c.test", "FAILURE", "rfc822;Bad-F+2Bx@c.test"),
+                           ("bad-n@c.test", "NEVER", None)],
+                  "two refused", envid="QQ314159+2B1", ret="HDRS")
     queue_empty(a)
     [(actions, status, raw)] = reports(a)
     assert actions == ["failed"], status
@@ -237,19 +290,25 @@ def test_failure_report_carries_envid_and_orcpt_and_never_means_none(world, peer
     assert b"The secret body text." not in raw, "RET=HDRS: headers only"
 
     # Only a NEVER recipient: no report at all.
-    submit_dsn(a, [("bad-n@c.test", ["NOTIFY=NEVER"])], "never tell me")
+    send_with_dsn(how, a, [("bad-n@c.test", "NEVER", None)], "never tell me")
     queue_empty(a)
     assert len(reports(a)) == 1
 
+    # RET=FULL: the whole message comes back in a failure report.
+    send_with_dsn(how, a, [("bad-full@c.test", "FAILURE", None)], "all of it", ret="FULL")
+    queue_empty(a)
+    got = [r for r in reports(a) if "bad-full@c.test" in final_recipients(r[1])]
+    assert len(got) == 1 and b"The secret body text." in got[0][2]
 
-@needs_smtp_dsn
-def test_success_to_a_peer_without_dsn_is_reported_as_relayed(world, peer):
-    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST).start()
+
+@pytest.mark.parametrize("how", HOW)
+def test_success_to_a_peer_without_dsn_is_reported_as_relayed(world, peer, how):
+    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST)
     c = peer(dsn=False)
 
-    submit_dsn(a, [("carol@c.test", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;carol@c.test"]),
-                   ("dan@c.test", [])],
-               "relay me", mail_options=["RET=FULL", "ENVID=R1"])
+    send_with_dsn(how, a, [("carol@c.test", "SUCCESS,FAILURE", "rfc822;carol@c.test"),
+                           ("dan@c.test", None, None)],
+                  "relay me", envid="R1", ret="FULL")
     queue_empty(a)
     assert len(c.messages) == 1
     for line in c.commands:
@@ -260,35 +319,35 @@ def test_success_to_a_peer_without_dsn_is_reported_as_relayed(world, peer):
     assert final_recipients(status) == {"carol@c.test"}, "dan gave no NOTIFY: no success report"
     assert "Original-Envelope-Id: R1" in status
     assert "Remote-MTA: dns; mx.c.test" in status, status
+    assert re.search(r"^Status: 2\.0\.0", status, re.M), status
     assert b"The secret body text." not in raw, "a success report returns headers only"
 
 
-@needs_smtp_dsn
-def test_success_to_a_peer_with_dsn_is_left_to_the_peer(world, peer):
-    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST).start()
+@pytest.mark.parametrize("how", HOW)
+def test_success_to_a_peer_with_dsn_is_left_to_the_peer(world, peer, how):
+    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST)
     c = peer(dsn=True)
 
-    submit_dsn(a, [("carol@c.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;carol+2Bx@c.test"])],
-               "pass it on", mail_options=["RET=HDRS", "ENVID=QQ+2B2"])
+    send_with_dsn(how, a, [("carol@c.test", "SUCCESS", "rfc822;carol+2Bx@c.test")],
+                  "pass it on", envid="QQ+2B2", ret="HDRS")
     queue_empty(a)
     mail = [ln for ln in c.commands if ln.upper().startswith("MAIL FROM:")]
     rcpt = [ln for ln in c.commands if ln.upper().startswith("RCPT TO:")]
-    assert mail and " RET=HDRS" in mail[0] and " ENVID=QQ+2B2" in mail[0], mail
+    assert mail and mail[0].endswith(" RET=HDRS ENVID=QQ+2B2"), mail
     assert rcpt == ["RCPT TO:<carol@c.test> NOTIFY=SUCCESS ORCPT=rfc822;carol+2Bx@c.test"], rcpt
     assert len(c.messages) == 1
     assert reports(a) == [], "the peer offered DSN: the success report is its to send"
 
 
-@needs_smtp_dsn
-def test_delay_report_only_for_recipients_asking_for_delays(world, peer):
-    a = world.make("a.test", A_IP, ALICE, ALICE_PW,
-                   {**FAST, "delay_warning": "1s"}).start()
+@pytest.mark.parametrize("how", HOW)
+def test_delay_report_only_for_recipients_asking_for_delays(world, peer, how):
+    a = world.make("a.test", A_IP, ALICE, ALICE_PW, {**FAST, "delay_warning": "1s"})
     peer(dsn=False)
 
-    submit_dsn(a, [("slow-d@c.test", ["NOTIFY=DELAY"]),
-                   ("slow-f@c.test", ["NOTIFY=FAILURE"]),
-                   ("slow-x@c.test", [])],
-               "slow going", mail_options=["ENVID=D1"])
+    send_with_dsn(how, a, [("slow-d@c.test", "DELAY", None),
+                           ("slow-f@c.test", "FAILURE", None),
+                           ("slow-x@c.test", None, None)],
+                  "slow going", envid="D1")
     got = wait_until(lambda: (r := reports(a)) and r, timeout=DELIVERY_TIMEOUT, interval=0.3,
                      what="the delay report")
     [(actions, status, _)] = got
@@ -297,6 +356,29 @@ def test_delay_report_only_for_recipients_asking_for_delays(world, peer):
     assert "Will-Retry-Until:" in status and "Original-Envelope-Id: D1" in status
     assert re.search(r"^Status: 4\.2\.0", status, re.M), status
     assert len(queue_ids(a)) == 1, "still retried"
+    time.sleep(2.5)  # more attempts: the warning is not repeated
+    assert len(reports(a)) == 1
+
+
+def test_local_recipient_asking_for_success_gets_a_delivered_report(world):
+    """Queued mail for a local recipient (the queue's local delivery, as
+    for reports to local senders) with NOTIFY=SUCCESS: `delivered`."""
+    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST)
+    a.add_user("carol@a.test", "carol-Dsn-3")
+    a.add_user("dave@a.test", "dave-Dsn-4")
+    send_with_dsn("queued", a, [("carol@a.test", "SUCCESS", "rfc822;Carol@a.test"),
+                                ("dave@a.test", None, None)],
+                  "local success", envid="L+2B1")
+    queue_empty(a)
+    assert len(messages(a, "carol@a.test", "carol-Dsn-3")) == 1
+    assert len(messages(a, "dave@a.test", "dave-Dsn-4")) == 1
+    [(actions, status, raw)] = reports(a)
+    assert actions == ["delivered"], status
+    assert final_recipients(status) == {"carol@a.test"}, status
+    assert "Original-Recipient: rfc822; Carol@a.test" in status, status
+    assert "Original-Envelope-Id: L+1" in status, status
+    assert re.search(r"^Status: 2\.0\.0", status, re.M), status
+    assert header(raw, "Return-Path") == ["<>"]
 
 
 @needs_smtp_dsn

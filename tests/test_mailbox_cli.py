@@ -113,6 +113,7 @@ def test_user_show_matches_imap(srv):
     assert doc["quota_bytes"] == 1 << 20
     assert doc["messages"] == 3 == sum(len(s) for s in sizes.values())
     assert doc["used_bytes"] == sum(sum(s) for s in sizes.values()) > 0
+    # Nobody logged in as alice yet (deliveries are not logins).
     assert doc["last_login"] is None
     assert sorted(b["name"] for b in doc["mailboxes"]) == names
     for b in doc["mailboxes"]:
@@ -122,16 +123,24 @@ def test_user_show_matches_imap(srv):
     assert doc["aliases"] == ["staff@example.test", "team@example.test"]
     assert doc["catch_alls"] == ["example.test"]
 
+    # The IMAP login above is recorded (in the background: wait for it).
+    def after_login():
+        d = json.loads(cli(srv, "user", "show", ALICE, "--json"))
+        return d["last_login"]
+    login = wait_until(after_login, what="alice's IMAP login recorded")
+    assert login["client"] == "127.0.0.1", login
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", login["at"]), login
     text = cli(srv, "user", "show", ALICE)
     assert f"quota: {1 << 20} bytes, used {doc['used_bytes']} bytes" in text, text
     assert "messages: 3" in text
-    assert "last login: not recorded" in text
+    assert f"last login: {login['at']} from 127.0.0.1" in text, text
     assert re.search(rf"^  INBOX\t3 messages\t{sum(sizes['INBOX'])} bytes$", text, re.M), text
     assert "aliases: staff@example.test, team@example.test" in text
     assert "catch-all of: example.test" in text
 
     bob = json.loads(cli(srv, "user", "show", "BOB@example.test", "--json"))
     assert bob["quota_bytes"] is None and bob["messages"] == 0
+    assert bob["last_login"] is None
     assert bob["aliases"] == ["other@example.test", "staff@example.test", "team@example.test"]
     assert bob["catch_alls"] == []
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import smtplib
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -242,9 +243,13 @@ def test_plugin_run_route_plan_of_the_router(mailgate_bin, wasm, tmp_path):
 
 
 def test_plugin_run_refuses_what_it_cannot_do(mailgate_bin, wasm, tmp_path):
-    res = run(mailgate_bin, "plugin", "run", wasm / "template.wasm", "--hook", "mailbox-event",
+    res = run(mailgate_bin, "plugin", "run", wasm / "template.wasm", "--hook", "no-such-hook",
               check=False)
     assert res.returncode == 1 and "unknown hook" in res.stderr
+    # The template does not want the mailbox-event hook (WIT 0.1.2).
+    res = run(mailgate_bin, "plugin", "run", wasm / "template.wasm", "--hook", "mailbox-event",
+              check=False)
+    assert res.returncode == 1 and "does not ask for hook mailbox-event" in res.stderr
     res = run(mailgate_bin, "plugin", "run", wasm / "template.wasm", "--hook", "data",
               check=False)
     assert res.returncode == 1 and "does not ask for hook data" in res.stderr
@@ -317,3 +322,31 @@ def test_plugin_run_matches_the_server_greylist_and_forwarder(mailgate_bin, serv
     calls = json.loads(res.stdout)["calls"]
     assert calls[0]["route"] == ["forward ann@example.net"], calls
     assert calls[1]["route"] == ["deliver"]
+
+
+def test_plugin_run_calls_the_mailbox_event_hook(mailgate_bin, wasm, tmp_path):
+    """The rspamd plugin's learning hook on one message: with nothing
+    listening on its controller the call reports the plugin's error."""
+    if not (wasm / "rspamd.wasm").is_file():
+        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
+                       capture_output=True, timeout=900)
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@remote.test\r\nSubject: cheap pills\r\n\r\nBuy now.\r\n")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    config = json.dumps({"controller_url": f"http://127.0.0.1:{port}"})
+    res = run(mailgate_bin, "plugin", "run", wasm / "rspamd.wasm", "--hook", "mailbox-event",
+              "--direction", "spam", "--account", ALICE, "--grant", "http", "--grant", "config",
+              "--grant", "log", "--config-json", config, "--json", eml)
+    [call] = json.loads(res.stdout)["calls"]
+    # No http_allow on the command line: the plugin was refused the request.
+    assert call["verdict"] == "error", call
+    assert "NotAllowed" in call["reason"], call
+    res = run(mailgate_bin, "plugin", "run", wasm / "rspamd.wasm", "--hook", "mailbox-event",
+              "--direction", "ham", "--grant", "http", "--grant", "config", "--grant", "log",
+              "--http-allow", f"http://127.0.0.1:{port}/", "--config-json", config, "--json", eml)
+    [call] = json.loads(res.stdout)["calls"]
+    # Allowed: the request went out and found nothing listening.
+    assert call["verdict"] == "error" and "Connect" in call["reason"], call

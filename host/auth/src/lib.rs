@@ -26,6 +26,10 @@
 //!    account, against a dummy hash, so it costs the same).
 //! 4. A success is cached and makes the client trusted for the account; a
 //!    failure is counted, and answered after the failure delay.
+//! 5. A success is recorded as the account's last login (`mailgate user
+//!    show`), in the background and at most once per account per
+//!    [`LOGIN_RECORD_INTERVAL`], so that a client reconnecting in a loop
+//!    costs no store write per login.
 //!
 //! # Layout
 //! - [`sasl`]: SASL PLAIN and LOGIN (RFC 4616): decoding and
@@ -42,9 +46,10 @@ pub mod limiter;
 pub mod plaintext;
 pub mod sasl;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mailgate_store::{password, Account, Store};
 use tokio::sync::Semaphore;
@@ -52,6 +57,10 @@ use tokio::sync::Semaphore;
 pub use cache::CredentialCache;
 pub use limiter::{FailureLimiter, LimiterSettings};
 pub use plaintext::PlaintextPolicy;
+
+/// How often at most one account's last login is written to the store
+/// (`user show` is accurate to this).
+pub const LOGIN_RECORD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The credential cache's lifetime when none is configured (the
 /// configuration's default, `[auth] cache_ttl = "1h"`).
@@ -77,6 +86,9 @@ pub struct Authenticator {
     /// One permit per Argon2id verification that may run at once.
     hashing: Semaphore,
     plaintext: PlaintextPolicy,
+    /// When each account's last login was last written (bounded by the
+    /// number of accounts that log in).
+    logins_written: Mutex<HashMap<String, Instant>>,
 }
 
 impl Authenticator {
@@ -89,6 +101,7 @@ impl Authenticator {
             cache: CredentialCache::new(DEFAULT_CACHE_TTL),
             hashing: Semaphore::new(password::max_parallel_verifications()),
             plaintext: PlaintextPolicy::default(),
+            logins_written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -114,13 +127,42 @@ impl Authenticator {
 
     /// Checks `username` (a full address) and `password` for a client at
     /// `client`. On failure this waits out the failure delay before it
-    /// returns, so the caller can answer at once.
+    /// returns, so the caller can answer at once. Counted in
+    /// `mailgate_auth_attempts_total` with protocol and mechanism
+    /// `unknown`: [`Authenticator::authenticate_via`] names them.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
         client: IpAddr,
     ) -> AuthOutcome {
+        let via = (None, mailgate_metrics::Mechanism::Unknown);
+        self.authenticate_via(via, username, password, client).await
+    }
+
+    /// [`Authenticator::authenticate`], counted under the protocol and
+    /// mechanism the client used.
+    pub async fn authenticate_via(
+        &self,
+        (protocol, mechanism): (
+            Option<mailgate_metrics::Protocol>,
+            mailgate_metrics::Mechanism,
+        ),
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> AuthOutcome {
+        let outcome = self.check(username, password, client).await;
+        let result = match &outcome {
+            AuthOutcome::Success(_) => mailgate_metrics::AuthResult::Success,
+            AuthOutcome::Failed => mailgate_metrics::AuthResult::Failure,
+            AuthOutcome::Blocked => mailgate_metrics::AuthResult::Blocked,
+        };
+        mailgate_metrics::auth_attempt(protocol, mechanism, result);
+        outcome
+    }
+
+    async fn check(&self, username: &str, password: &str, client: IpAddr) -> AuthOutcome {
         let username = username.trim().to_ascii_lowercase();
         let Some(attempt) = self.limiter.admit(client, &username).await else {
             tracing::warn!(client = %client, user = ?username, "authentication refused: too many recent failures");
@@ -151,6 +193,7 @@ impl Authenticator {
         match account {
             Some(account) if ok => {
                 attempt.succeeded();
+                self.record_login(&account.address, client);
                 AuthOutcome::Success(account)
             }
             _ => {
@@ -160,6 +203,38 @@ impl Authenticator {
                 AuthOutcome::Failed
             }
         }
+    }
+
+    /// Writes the account's last login in the background, unless it was
+    /// written less than [`LOGIN_RECORD_INTERVAL`] ago. A failed write (a
+    /// full disk) is logged and forgotten: it never fails the login.
+    fn record_login(&self, address: &str, client: IpAddr) {
+        let now = Instant::now();
+        {
+            let Ok(mut written) = self.logins_written.lock() else {
+                return;
+            };
+            if written
+                .get(address)
+                .is_some_and(|t| now.duration_since(*t) < LOGIN_RECORD_INTERVAL)
+            {
+                return;
+            }
+            written.insert(address.to_string(), now);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        let address = address.to_string();
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        runtime.spawn(async move {
+            if let Err(e) = store.record_login(&address, at, &client.to_string()).await {
+                tracing::debug!(error = %e, "authentication: last login not recorded");
+            }
+        });
     }
 
     /// Verifies `password` against `hash` with Argon2id on a blocking

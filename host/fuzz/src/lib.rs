@@ -19,6 +19,7 @@
 //! - [`pop3`]: the line framer, the command and SASL parsers, RETR/TOP
 //!   output.
 //! - [`structure`]: the message-structure builder of the store.
+//! - [`sieve`]: the Sieve compiler, and a run of what compiles.
 //! - [`config`] (feature `config`): the configuration loader.
 //! - [`TARGETS`]: every target by name, for the replay tests and
 //!   `scripts/fuzz`.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod imap;
 mod input;
 pub mod pop3;
+pub mod sieve;
 pub mod smtp;
 pub mod structure;
 
@@ -81,6 +83,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "structure",
         run: structure::structure,
+    },
+    Target {
+        name: "sieve_compile",
+        run: sieve::compile,
     },
     #[cfg(feature = "config")]
     Target {

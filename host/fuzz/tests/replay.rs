@@ -138,6 +138,7 @@ fn every_target_has_a_replay_test() {
         "mutf7",
         "pop3",
         "structure",
+        "sieve_compile",
         "config",
     ];
     for t in TARGETS {
@@ -188,6 +189,11 @@ fn pop3() {
 #[test]
 fn structure() {
     replay("structure");
+}
+
+#[test]
+fn sieve_compile() {
+    replay("sieve_compile");
 }
 
 #[cfg(feature = "config")]

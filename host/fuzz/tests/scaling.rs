@@ -133,3 +133,23 @@ fn config() {
         b"]\n[listen]\nsmtp = \"127.0.0.1:25\"\n",
     );
 }
+
+#[test]
+fn sieve() {
+    check("sieve_compile", b"", b"keep; ", b"");
+    check(
+        "sieve_compile",
+        b"",
+        b"if header :contains \"subject\" \"x\" { keep; } ",
+        b"",
+    );
+    check("sieve_compile", b"if anyof(", b"true, ", b"true) {}");
+    check("sieve_compile", b"keep; # ", b"x", b"\n");
+    check("sieve_compile", b"keep; \"", b"\\\"", b"\";");
+    check(
+        "sieve_compile",
+        b"require \"variables\"; set \"a\" \"",
+        b"${a}x",
+        b"\";",
+    );
+}

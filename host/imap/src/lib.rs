@@ -38,6 +38,7 @@ mod clock;
 pub mod cmd;
 pub mod compress;
 pub mod conn;
+pub mod mailbox_events;
 pub mod names;
 pub mod session;
 
@@ -134,6 +135,9 @@ pub struct ImapContext {
     /// STARTTLS (RFC 9051 §6.2.1), implicit TLS (IMAPS, RFC 8314) or
     /// none.
     pub tls: TlsMode,
+    /// Where messages filed into or out of Junk are reported (the
+    /// `mailbox-event` plugin hook); none: nowhere.
+    pub mailbox_events: Option<Arc<dyn mailbox_events::MailboxEvents>>,
 }
 
 impl ImapContext {
@@ -157,6 +161,7 @@ impl ImapContext {
             transfer_grace: TRANSFER_GRACE,
             shutdown,
             tls: TlsMode::None,
+            mailbox_events: None,
         }
     }
 

@@ -81,6 +81,9 @@ pub struct Config {
     /// SPF, DKIM and DMARC checks of mail arriving on `smtp` (`[inbound]`).
     #[serde(default)]
     pub inbound: InboundSettings,
+    /// `[log]`: the log's format and level.
+    #[serde(default)]
+    pub log: LogSettings,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
@@ -121,6 +124,9 @@ pub struct Listen {
     pub imaps: Option<String>,
     /// LMTP (RFC 2033), local delivery from another mail system.
     pub lmtp: Option<String>,
+    /// The monitoring endpoint (HTTP: `/metrics`, `/healthz/live`,
+    /// `/healthz/ready`); docs/monitoring.md.
+    pub metrics: Option<String>,
     /// `[listen.proxy]`: the listeners whose connections start with a
     /// PROXY protocol header (from the addresses of `limits.proxy_from`).
     #[serde(default)]
@@ -164,6 +170,46 @@ impl ListenProxy {
             "imaps" => self.imaps,
             "lmtp" => self.lmtp,
             _ => false,
+        }
+    }
+}
+
+/// `[log]`: how the server writes its log (to standard error).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (the default) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A level (`info`) or filter directives (`info,mailgate_relay=debug`);
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormat> for mailgate_log::Format {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => mailgate_log::Format::Text,
+            LogFormat::Json => mailgate_log::Format::Json,
         }
     }
 }
@@ -330,6 +376,15 @@ pub struct Limits {
     /// The proxies (addresses or CIDR ranges) whose PROXY protocol
     /// headers are believed, on the listeners of `[listen.proxy]`.
     pub proxy_from: Vec<String>,
+    /// Free space (bytes) the data directory's file system keeps for new
+    /// mail: below it SMTP/LMTP MAIL gets `452 4.3.1` and IMAP APPEND and
+    /// COPY `NO`. Bytes or a string with K, M, G or T; `None`: the
+    /// smaller of 1 GiB and 5 % of the file system; 0: only a full disk.
+    #[serde(
+        deserialize_with = "byte_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_free_space: Option<u64>,
 }
 
 impl Default for Limits {
@@ -346,8 +401,60 @@ impl Default for Limits {
             command_timeout: 300,
             min_transfer_rate: 1024,
             proxy_from: Vec::new(),
+            min_free_space: None,
         }
     }
+}
+
+impl Limits {
+    /// `min_free_space` as the store takes it.
+    pub fn min_free_space(&self) -> mailgate_store::space::MinFreeSpace {
+        use mailgate_store::space::MinFreeSpace;
+        self.min_free_space
+            .map_or(MinFreeSpace::Default, MinFreeSpace::Bytes)
+    }
+}
+
+/// A size in bytes: an integer, or a string of digits with an optional
+/// unit K, M, G or T (powers of 1024, any case), e.g. `"500M"`.
+fn byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Number(n) => return Ok(Some(n)),
+        Raw::Text(t) => t,
+    };
+    parse_byte_size(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `"500M"` → 524288000; see [`byte_size`].
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size: use bytes, or a number with K, M, G or T"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{text:?} is not a size: use bytes, or a number with K, M, G or T"))
 }
 
 /// `[auth]`.
@@ -497,6 +604,15 @@ impl Config {
             ));
         }
         self.auth.cache_ttl()?;
+        mailgate_log::check_level(&self.log.level)
+            .map_err(|e| ConfigError::Invalid(format!("log.level: {e}")))?;
+        if let Some(m) = &self.listen.metrics {
+            m.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "listen.metrics {m:?} is not an address with a port, e.g. \"127.0.0.1:9925\""
+                ))
+            })?;
+        }
         self.check_proxy_and_user()?;
         // Converted once here so that a bad relay value stops the server at
         // start; the DKIM key files are read by `serve`.
@@ -767,6 +883,31 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let group_only = format!("group = \"mail\"\n{MINIMAL}");
         assert!(Config::parse(&group_only, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn min_free_space_takes_bytes_or_units() {
+        use mailgate_store::space::MinFreeSpace;
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(c.limits.min_free_space(), MinFreeSpace::Default);
+        for (value, bytes) in [
+            ("0", 0),
+            ("4096", 4096),
+            ("\"64M\"", 64 << 20),
+            ("\"2g\"", 2 << 30),
+        ] {
+            let text = format!("{MINIMAL}\n[limits]\nmin_free_space = {value}\n");
+            let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+            assert_eq!(
+                c.limits.min_free_space(),
+                MinFreeSpace::Bytes(bytes),
+                "{value}"
+            );
+        }
+        for bad in ["\"5X\"", "\"-1\"", "\"\"", "\"99999999999T\"", "-3"] {
+            let text = format!("{MINIMAL}\n[limits]\nmin_free_space = {bad}\n");
+            assert!(Config::parse(&text, Path::new("t.toml")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   and shuts down on SIGTERM.
 //! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
 //!   permits the accept loops hand each session.
+//! - [`monitoring`]: `[listen] metrics`: readiness, the queue gauges,
+//!   the accept loops' counts, `mailgate healthcheck`.
 //! - [`wake`]: the socket through which `queue flush` wakes the server.
 //! - [`privileges`]: the `user` and `group` keys: dropping root once the
 //!   listeners are bound; the data directory's owner.
@@ -28,6 +30,8 @@ pub mod connections;
 pub mod dev;
 pub mod notify;
 pub mod plugins;
+pub mod mailbox_events;
+pub mod monitoring;
 pub mod private;
 pub mod privileges;
 pub mod proxy_protocol;

@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mailgate_policy::{Grant, PluginSettings, PolicyError, PolicyManager, SystemResolver};
+use mailgate_policy::{
+    Grant, HickoryResolver, PluginSettings, PolicyConfig, PolicyError, PolicyManager, Resolver,
+    SystemResolver,
+};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -27,12 +30,12 @@ pub const DEV_PLUGINS: [&str; 2] = ["content_filter", "router"];
 /// Starts the policy runtime if `[plugins]` is configured: loads the
 /// directory and writes the status file. `None` without `[plugins]`.
 pub async fn start(config: &Config) -> Result<Option<Arc<PolicyManager>>, PolicyError> {
-    let Some(policy) = config.policy() else {
+    let Some(policy) = policy_config(config) else {
         return Ok(None);
     };
     let dir = policy.plugins.dir.clone();
     let (manager, report) =
-        PolicyManager::start(policy, &config.data_dir, Arc::new(SystemResolver)).await?;
+        PolicyManager::start(policy, &config.data_dir, plugin_resolver(config)).await?;
     let status = config.data_dir.join(STATUS_FILE);
     if let Err(e) = manager.write_status(&status) {
         tracing::warn!(path = %status.display(), error = %e, "cannot write plugin status");
@@ -44,6 +47,34 @@ pub async fn start(config: &Config) -> Result<Option<Arc<PolicyManager>>, Policy
         "plugins: policy runtime started"
     );
     Ok(Some(manager))
+}
+
+/// `[plugins]`/`[[plugin]]` with what the plugins' capabilities take from
+/// elsewhere: `[relay] tls_ca_file` as extra roots of capability `http`.
+fn policy_config(config: &Config) -> Option<PolicyConfig> {
+    let mut policy = config.policy()?;
+    policy.plugins.http_ca_file = config.relay.tls_ca_file.clone();
+    Some(policy)
+}
+
+/// The resolver behind capability `dns`: hickory asking the `[relay]
+/// nameservers` (the system's without them), with the relay's time-out.
+/// Falls back to the C library's resolver (A/AAAA only) with a warning if
+/// that cannot be set up.
+pub fn plugin_resolver(config: &Config) -> Arc<dyn Resolver> {
+    let hickory = crate::relay::relay_config(config)
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            mailgate_relay::HickoryDns::new(&r.nameservers, r.dns_timeout)
+                .map_err(|e| e.to_string())
+        });
+    match hickory {
+        Ok(dns) => Arc::new(HickoryResolver::new(dns.resolver().clone())),
+        Err(e) => {
+            tracing::warn!(error = %e, "plugins: no DNS resolver for capability dns; using the system's (A/AAAA only)");
+            Arc::new(SystemResolver)
+        }
+    }
 }
 
 /// Starts the watcher (hot reload, status file, key-value flushes) until
@@ -74,7 +105,7 @@ pub fn on_sighup(
 pub async fn reload(manager: &PolicyManager, config_path: Option<&Path>) {
     let fresh = config_path.map(Config::load);
     let report = match fresh {
-        Some(Ok(config)) => match config.policy() {
+        Some(Ok(config)) => match policy_config(&config) {
             Some(policy) => manager.set_config(policy).await,
             None => {
                 tracing::warn!(

@@ -127,8 +127,9 @@ pub struct Services {
 }
 
 /// Takes the data directory's lock file so that two servers never share
-/// one store. Held for the life of the returned file.
-fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
+/// one store. Held for the life of the returned file (also by `mailgate
+/// store restore`, which must not run under a server).
+pub(crate) fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
     mailgate_store::sqlite::create_private_dir(&config.data_dir)?;
     crate::private::tighten_and_log(config);
     let path = config.data_dir.join("serve.lock");
@@ -215,17 +216,23 @@ pub async fn run(
     // its privileged ports before it drops to `user`, and every file it
     // opens or creates from here on belongs to that user.
     let bound = bind_all(&config).await?;
-    let addresses: Vec<(&'static str, SocketAddr)> = bound
+    let metrics_listener = crate::monitoring::bind(config.listen.metrics.as_deref()).await?;
+    let mut addresses: Vec<(&'static str, SocketAddr)> = bound
         .iter()
         .map(|b| Ok((b.protocol, b.listener.local_addr()?)))
         .collect::<Result<_, std::io::Error>>()?;
+    if let Some(m) = &metrics_listener {
+        addresses.push(("metrics", m.local_addr()?));
+    }
     drop_privileges(&config, &addresses)?;
     let _lock = lock_data_dir(&config)?;
     // For `mailgate plugin reload`; removed at exit.
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
     let policy = crate::plugins::start(&config).await?;
     let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
+    store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
+    let probe_store = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
     let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
@@ -258,6 +265,7 @@ pub async fn run(
     }
 
     let mut accept_loops = Vec::new();
+    let mut accepting = Vec::new();
     let connections = connections::Server::new(config.limits.max_connections);
     for b in bound {
         let protocol = b.protocol;
@@ -275,14 +283,16 @@ pub async fn run(
                 .then(|| config.trusted_proxies().map(Arc::new))
                 .transpose()?,
         };
-        accept_loops.push(tokio::spawn(accept_loop(
+        let (alive, accept) = crate::monitoring::Alive::watch(accept_loop(
             b.listener,
             protocol,
             tracker.clone(),
             limits,
             shutdown_rx.clone(),
             serve,
-        )));
+        ));
+        accepting.push((protocol, alive));
+        accept_loops.push(tokio::spawn(accept));
     }
     if let Some(certs) = &certs {
         tokio::spawn(certs.clone().watch(
@@ -294,7 +304,17 @@ pub async fn run(
     // goes out now, and submissions from here on are woken at once.
     // `mailgate queue flush` wakes it through <data_dir>/queue.sock.
     crate::wake::listen(&config.data_dir, relay.clone(), shutdown_rx.clone());
-    let relay_task = tokio::spawn(relay.run(shutdown_rx.clone()));
+    let (relay_alive, relay_run) = crate::monitoring::Alive::watch(relay.run(shutdown_rx.clone()));
+    let relay_task = tokio::spawn(relay_run);
+    if let Some(listener) = metrics_listener {
+        let probe = crate::monitoring::ServerProbe {
+            store: probe_store.clone(),
+            queue: probe_store,
+            listeners: accepting,
+            relay: Some(relay_alive),
+        };
+        crate::monitoring::serve(listener, probe, shutdown_rx.clone());
+    }
     if let Some(policy) = &policy {
         crate::plugins::watch(policy, &config, shutdown_rx.clone());
     }
@@ -542,6 +562,7 @@ struct Limits {
 /// the TLS handshake, whose cost is what the limits are there to spare,
 /// so the connection is closed before it (the client sees a failed
 /// handshake, and tries again later like after any network error).
+    ctx.mailbox_events = crate::mailbox_events::sink(services.policy.as_ref(), &services.store);
 fn refusal(protocol: &str, hostname: &str) -> Option<Vec<u8>> {
     let text = "Too many connections, try again later";
     match protocol {
@@ -665,6 +686,7 @@ fn start_session<F, Fut>(
         Ok(permit) => permit,
         Err(refused) => {
             refuse(stream, limits.refusal.as_deref());
+            crate::monitoring::count_refusal(protocol, refused);
             if let Some(unlogged) = limits.listener.server().log_refusal(client) {
                 tracing::warn!(
                     protocol,
@@ -679,6 +701,7 @@ fn start_session<F, Fut>(
     };
     let _ = stream.set_nodelay(true);
     let guard = tracker.enter();
+    let counted = crate::monitoring::count_session(protocol);
     let session = serve(stream, peer);
     tokio::spawn(async move {
         // Both go when the task ends, whatever way it ends

@@ -314,6 +314,10 @@ pub enum DsnKind {
     Failure,
     /// A warning: delivery is delayed.
     Delay,
+    /// A success report: a next hop without DSN took it (`relayed`).
+    Relayed,
+    /// A success report: delivered to a local mailbox (`delivered`).
+    Delivered,
 }
 
 /// A DSN was generated: `mailgate_dsn_sent_total`.
@@ -321,6 +325,8 @@ pub fn dsn_sent(kind: DsnKind) {
     let kind = match kind {
         DsnKind::Failure => "failure",
         DsnKind::Delay => "delay",
+        DsnKind::Relayed => "relayed",
+        DsnKind::Delivered => "delivered",
     };
     metrics().dsn_sent.get_or_create(&KindLabel { kind }).inc();
 }

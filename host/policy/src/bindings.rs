@@ -19,6 +19,8 @@ wasmtime::component::bindgen!({
     imports: {
         // The only import that waits: it must not block a tokio worker.
         "mailgate:policy/dns.lookup": async,
+        "mailgate:policy/http.send": async,
+        "mailgate:policy/http.send-message": async,
         default: trappable,
     },
     exports: { default: async },
@@ -28,9 +30,10 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use exports::mailgate::policy::{
-    metadata, on_auth, on_connect, on_data, on_helo, on_mail_from, on_rcpt_to, on_route,
+    metadata, on_auth, on_connect, on_data, on_helo, on_mail_from, on_mailbox_event, on_rcpt_to,
+    on_route,
 };
-use mailgate::policy::{clock, config, dns, kv, log, message, types};
+use mailgate::policy::{clock, config, dns, http, kv, log, message, types};
 
 /// What the `message` resource points at: one plugin's view.
 pub struct MessageHandle(pub(crate) Arc<MessageView>);
@@ -41,6 +44,10 @@ pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limits: CallLimiter,
     pub(crate) env: Arc<PluginEnv>,
+    /// When the current call's wall time runs out (bounds `http` requests).
+    pub(crate) deadline: Instant,
+    /// DNS look-ups made in the current call.
+    pub(crate) dns_lookups: u32,
 }
 
 /// What a plugin's capabilities reach, shared by all its calls.
@@ -51,6 +58,14 @@ pub(crate) struct PluginEnv {
     pub(crate) config_json: String,
     pub(crate) kv: Arc<dyn caps::KvStore>,
     pub(crate) resolver: Arc<dyn caps::Resolver>,
+    /// The runtime's HTTP client (capability `http`).
+    pub(crate) http: Arc<crate::http::HttpClient>,
+    /// The plugin's `http_allow` list.
+    pub(crate) http_allow: Vec<crate::http::AllowRule>,
+    /// Bounds the plugin's requests under way at once.
+    pub(crate) http_slots: Arc<tokio::sync::Semaphore>,
+    /// The plugin's counters (HTTP requests).
+    pub(crate) stats: Arc<crate::stats::PluginStats>,
     pub(crate) started: Instant,
     /// `mailgate plugin run`: log lines are also kept here, (level, text).
     pub(crate) captured: std::sync::Mutex<Option<Vec<(&'static str, String)>>>,
@@ -221,11 +236,105 @@ impl dns::Host for HostState {
         name: String,
         kind: dns::RecordType,
     ) -> Result<Vec<String>, dns::DnsError> {
+        self.dns_lookups += 1;
+        if self.dns_lookups > crate::dns::MAX_LOOKUPS_PER_CALL {
+            return Err(dns::DnsError::Temporary(format!(
+                "more than {} look-ups in one call",
+                crate::dns::MAX_LOOKUPS_PER_CALL
+            )));
+        }
         let resolver = self.env.resolver.clone();
         resolver
             .lookup(&name, kind.into())
             .await
             .map_err(dns::DnsError::from)
+    }
+}
+
+impl HostState {
+    async fn http_send(
+        &mut self,
+        request: http::Request,
+        body: crate::http::RequestBody,
+    ) -> Result<http::Response, http::HttpError> {
+        let env = self.env.clone();
+        // Fails at once when the plugin has its maximum under way.
+        let Ok(_slot) = env.http_slots.clone().try_acquire_owned() else {
+            env.stats.record_http(false);
+            return Err(http::HttpError::Busy);
+        };
+        let request = crate::http::Request {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body,
+            timeout_ms: request.timeout_ms,
+        };
+        let result = env
+            .http
+            .send(&env.name, &env.http_allow, request, self.deadline)
+            .await;
+        env.stats.record_http(result.is_ok());
+        result
+            .map(|r| http::Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })
+            .map_err(Into::into)
+    }
+}
+
+impl http::Host for HostState {
+    async fn send(
+        &mut self,
+        mut request: http::Request,
+    ) -> Result<http::Response, http::HttpError> {
+        let body = crate::http::RequestBody::Bytes(std::mem::take(&mut request.body));
+        self.http_send(request, body).await
+    }
+
+    async fn send_message(
+        &mut self,
+        request: http::Request,
+        message: Resource<MessageHandle>,
+    ) -> Result<http::Response, http::HttpError> {
+        let view = match self.table.get(&message) {
+            Ok(m) => m.0.clone(),
+            Err(e) => return Err(http::HttpError::InvalidRequest(e.to_string())),
+        };
+        self.http_send(request, crate::http::RequestBody::Message(view))
+            .await
+    }
+}
+
+impl From<crate::http::HttpError> for http::HttpError {
+    fn from(e: crate::http::HttpError) -> Self {
+        use crate::http::HttpError as E;
+        match e {
+            E::NotAllowed(m) => http::HttpError::NotAllowed(m),
+            E::InvalidRequest(m) => http::HttpError::InvalidRequest(m),
+            E::Timeout => http::HttpError::Timeout,
+            E::Connect(m) => http::HttpError::Connect(m),
+            E::Busy => http::HttpError::Busy,
+            E::TooLarge => http::HttpError::TooLarge,
+            E::Protocol(m) => http::HttpError::Protocol(m),
+        }
+    }
+}
+
+impl From<&host::MailboxEvent> for on_mailbox_event::Event {
+    fn from(e: &host::MailboxEvent) -> Self {
+        on_mailbox_event::Event {
+            account: e.account.clone(),
+            direction: match e.direction {
+                host::Direction::Spam => on_mailbox_event::Direction::Spam,
+                host::Direction::Ham => on_mailbox_event::Direction::Ham,
+            },
+            operation: e.operation.clone(),
+            source: e.source.clone(),
+            target: e.target.clone(),
+        }
     }
 }
 

@@ -20,7 +20,8 @@ use crate::error::PluginFailure;
 use crate::message::MessageView;
 use crate::runtime::{Answer, Call, LoadedPlugin};
 use crate::types::{
-    AuthAttempt, Edit, Envelope, Hook, RecipientInfo, Reply, RouteAction, SessionInfo, Verdict,
+    AuthAttempt, Edit, Envelope, Hook, MailboxEvent, RecipientInfo, Reply, RouteAction,
+    SessionInfo, Verdict,
 };
 
 /// Most edits one answer may carry.
@@ -102,6 +103,42 @@ impl Chain {
     /// arguments when not).
     pub fn wants(&self, hook: Hook) -> bool {
         self.plugins.iter().any(|p| p.wants(hook))
+    }
+
+    /// A user filed `message` into or out of Junk (hook `mailbox-event`):
+    /// every plugin that wants the hook is told, in order, whatever the
+    /// others answered. Returns the plugins (file stems) whose call failed
+    /// or answered an error, which are logged here at WARN; nothing else
+    /// follows from a failure. Callers run this off the IMAP session's
+    /// path (after its reply).
+    pub async fn mailbox_event(
+        &self,
+        event: &MailboxEvent,
+        message: Arc<MessageView>,
+    ) -> Vec<String> {
+        let e: bindings::on_mailbox_event::Event = event.into();
+        let mut failed = Vec::new();
+        for p in self.plugins.iter().filter(|p| p.wants(Hook::MailboxEvent)) {
+            match p.call(Call::MailboxEvent(e.clone(), message.clone())).await {
+                Ok(Answer::Done(Ok(()))) => {}
+                Ok(Answer::Done(Err(why))) => {
+                    let why: String = why
+                        .chars()
+                        .take(400)
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect();
+                    tracing::warn!(
+                        plugin = %p.name(),
+                        direction = event.direction.name(),
+                        "plugin mailbox-event answered an error: {why}"
+                    );
+                    failed.push(p.name().to_string());
+                }
+                // Already logged by the call.
+                Ok(_) | Err(_) => failed.push(p.name().to_string()),
+            }
+        }
+        failed
     }
 
     /// A client connected.

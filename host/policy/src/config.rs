@@ -32,6 +32,11 @@ pub struct PluginsConfig {
     /// Where compiled components are cached; default `<data_dir>/plugin-cache`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Extra trusted roots (PEM) for capability `http` over TLS, besides
+    /// the system's: the server fills it from `[relay] tls_ca_file`; not a
+    /// key of `[plugins]`.
+    #[serde(skip)]
+    pub http_ca_file: Option<PathBuf>,
     /// Default memory limit per instance, MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u32,
@@ -72,6 +77,7 @@ impl PluginsConfig {
         PluginsConfig {
             dir: dir.into(),
             cache_dir: None,
+            http_ca_file: None,
             memory_mb: DEFAULT_MEMORY_MB,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             failure: FailureMode::default(),
@@ -113,6 +119,11 @@ pub struct PluginSettings {
     /// Handed to the plugin as JSON (capability `config`).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// Where capability `http` may go: URL prefixes such as
+    /// `"http://127.0.0.1:11333/"` (scheme, host, port, path prefix; see
+    /// [`crate::http::AllowRule`]). Empty: nowhere.
+    #[serde(default)]
+    pub http_allow: Vec<String>,
 }
 
 /// Everything the policy runtime reads from the configuration.
@@ -212,16 +223,19 @@ pub enum Grant {
     Kv,
     /// `mailgate:policy/config`.
     Config,
+    /// `mailgate:policy/http` (to the `http_allow` destinations only).
+    Http,
 }
 
 impl Grant {
     /// Every grant.
-    pub const ALL: [Grant; 5] = [
+    pub const ALL: [Grant; 6] = [
         Grant::Log,
         Grant::Clock,
         Grant::Dns,
         Grant::Kv,
         Grant::Config,
+        Grant::Http,
     ];
 
     /// The WIT interface name (without package and version).
@@ -232,6 +246,7 @@ impl Grant {
             Grant::Dns => "dns",
             Grant::Kv => "kv",
             Grant::Config => "config",
+            Grant::Http => "http",
         }
     }
 }
@@ -298,6 +313,10 @@ mod tests {
     #[test]
     fn wit_versions_served() {
         use super::serves_wit;
+        assert!(serves_wit("0.1.2", "0.1.2"));
+        assert!(serves_wit("0.1.2", "0.1.1"));
+        assert!(serves_wit("0.1.2", "0.1.0"));
+        assert!(!serves_wit("0.1.2", "0.1.3"));
         assert!(serves_wit("0.1.1", "0.1.1"));
         assert!(serves_wit("0.1.1", "0.1.0"));
         assert!(!serves_wit("0.1.1", "0.1.2"));

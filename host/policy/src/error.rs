@@ -50,6 +50,9 @@ pub enum LoadError {
     /// `self-test` failed.
     #[error("self-test failed: {0}")]
     SelfTest(String),
+    /// Its `[[plugin]]` entry is unusable (an `http_allow` entry).
+    #[error("bad settings: {0}")]
+    Config(String),
 }
 
 /// Why a call failed.
@@ -66,6 +69,20 @@ pub enum FailureKind {
     Trap(String),
     /// The plugin answered something the host refuses (invalid edits).
     InvalidAnswer(String),
+}
+
+impl FailureKind {
+    /// The `result` label of `mailgate_plugin_calls_total`.
+    pub fn metric(&self) -> mailgate_metrics::PluginResult {
+        use mailgate_metrics::PluginResult as R;
+        match self {
+            FailureKind::Timeout => R::Timeout,
+            FailureKind::Memory => R::Memory,
+            FailureKind::Fuel => R::FuelExhausted,
+            FailureKind::Trap(_) => R::Trap,
+            FailureKind::InvalidAnswer(_) => R::InvalidAnswer,
+        }
+    }
 }
 
 impl fmt::Display for FailureKind {

@@ -1,7 +1,7 @@
 //! The policy runtime of mailgate: filtering, routing and delivery policy
 //! as WebAssembly components (wasmtime, component model) against the WIT
-//! interface `mailgate:policy@0.1.1` in `wit/` (plugins built against
-//! 0.1.0 are served too).
+//! interface `mailgate:policy@0.1.2` in `wit/` (plugins built against
+//! 0.1.0 and 0.1.1 are served too).
 //!
 //! # Role
 //! The SMTP session and delivery ask a [`Chain`] of plugins at each stage
@@ -35,6 +35,8 @@
 //! - `bindings`: the generated bindings and their conversions (private).
 //! - [`message`]: [`MessageView`], the message as plugins see it.
 //! - [`caps`]: the key-value store and resolver behind the capabilities.
+//! - [`http`]: capability `http` (allow-list, client, limits).
+//! - [`dns`]: capability `dns` on hickory-resolver ([`HickoryResolver`]).
 //! - [`runtime`]: engine, cache, [`LoadedPlugin`] and the per-call limits.
 //! - [`chain`]: the chain semantics.
 //! - [`manager`]: [`PolicyManager`], reload, watcher, status, `check_file`.
@@ -47,7 +49,9 @@ mod bindings;
 pub mod caps;
 pub mod chain;
 pub mod config;
+pub mod dns;
 pub mod error;
+pub mod http;
 pub mod manager;
 pub mod message;
 pub mod run;
@@ -60,6 +64,7 @@ pub use chain::{Chain, DataDecision, Decision, RouteDecision};
 pub use config::{
     plugin_key, FailureMode, Grant, Limits, PluginSettings, PluginsConfig, PolicyConfig,
 };
+pub use dns::HickoryResolver;
 pub use error::{FailureKind, LoadError, PluginFailure, PolicyError};
 pub use manager::{check_file, CheckReport, PluginStatus, PolicyManager, ReloadReport, StatusFile};
 pub use message::MessageView;
@@ -67,7 +72,7 @@ pub use run::{run_file, CallReport, RunError, RunInput, RunReport};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeOptions, EPOCH_TICK};
 pub use stats::StatsSnapshot;
 pub use types::{
-    AuthAttempt, AuthResult, AuthResults, Delivery, DkimCheck, DmarcCheck, DmarcPolicy, Edit,
-    Envelope, Hook, HookSet, Param, RecipientInfo, Reply, RouteAction, SessionInfo, SpfCheck,
-    Verdict,
+    AuthAttempt, AuthResult, AuthResults, Delivery, Direction, DkimCheck, DmarcCheck, DmarcPolicy,
+    Edit, Envelope, Hook, HookSet, MailboxEvent, Param, RecipientInfo, Reply, RouteAction,
+    SessionInfo, SpfCheck, Verdict,
 };

@@ -116,6 +116,7 @@ impl PolicyManager {
             cache_dir,
             kv,
             resolver,
+            http_ca_file: config.plugins.http_ca_file.clone(),
         })?;
         let manager = Arc::new(PolicyManager {
             runtime,
@@ -499,6 +500,7 @@ pub(crate) async fn load_standalone(
         cache_dir: None,
         kv: Arc::new(FileKv::in_memory()),
         resolver,
+        http_ca_file: config.plugins.http_ca_file.clone(),
     })
     .map_err(|e| LoadError::Compile(e.to_string()))?;
     let name = path

@@ -19,7 +19,8 @@ use crate::error::LoadError;
 use crate::message::MessageView;
 use crate::runtime::{Answer, Call, LoadedPlugin};
 use crate::types::{
-    AuthAttempt, Edit, Envelope, Hook, RecipientInfo, Reply, RouteAction, SessionInfo, Verdict,
+    AuthAttempt, Edit, Envelope, Hook, MailboxEvent, RecipientInfo, Reply, RouteAction,
+    SessionInfo, Verdict,
 };
 
 /// What to call.
@@ -35,8 +36,10 @@ pub struct RunInput {
     pub envelope: Envelope,
     /// The AUTH attempt, for `auth`.
     pub auth: Option<AuthAttempt>,
-    /// The message, for `data` and `route`.
+    /// The message, for `data`, `route` and `mailbox-event`.
     pub message: Option<Vec<u8>>,
+    /// What `mailbox-event` is told (account, direction, mailboxes).
+    pub mailbox_event: Option<MailboxEvent>,
 }
 
 /// The report of one call.
@@ -183,6 +186,35 @@ pub async fn run_file(
                 let call = Call::Route(s.clone(), e.clone(), r, view.clone(), current);
                 calls.push(route_call(&plugin, rcpt, call).await);
             }
+        }
+        Hook::MailboxEvent => {
+            let event = input
+                .mailbox_event
+                .as_ref()
+                .ok_or_else(|| RunError::Input("hook mailbox-event needs --direction".into()))?;
+            let call = Call::MailboxEvent(event.into(), message()?);
+            let mut report = empty_report(None);
+            let started = Instant::now();
+            let answer = plugin.call(call).await;
+            report.elapsed_us = started.elapsed().as_micros() as u64;
+            report.memory_bytes = plugin.last_memory() as u64;
+            report.logs = logs(&plugin);
+            match answer {
+                Ok(Answer::Done(Ok(()))) => {}
+                Ok(Answer::Done(Err(why))) => {
+                    report.verdict = "error".into();
+                    report.reason = Some(why);
+                }
+                Ok(_) => {
+                    report.verdict = "error".into();
+                    report.failure = Some("wrong answer type".into());
+                }
+                Err(f) => {
+                    report.verdict = "error".into();
+                    report.failure = Some(f.kind.to_string());
+                }
+            }
+            calls.push(report);
         }
         Hook::Load => return Err(RunError::Input("not a hook".into())),
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mailgate_metrics::PluginResult;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Instance, InstancePre, Linker, Resource, ResourceTable};
 use wasmtime::{
@@ -19,8 +20,8 @@ use wasmtime::{
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use crate::bindings::{
-    self, metadata, on_auth, on_connect, on_data, on_helo, on_mail_from, on_rcpt_to, on_route,
-    CallLimiter, HostState, MessageHandle, PluginEnv,
+    self, metadata, on_auth, on_connect, on_data, on_helo, on_mail_from, on_mailbox_event,
+    on_rcpt_to, on_route, CallLimiter, HostState, MessageHandle, PluginEnv,
 };
 use crate::caps::{KvStore, Resolver};
 use crate::config::{FailureMode, Grant, Limits, PluginSettings, MAX_MEMORY_MB};
@@ -48,7 +49,7 @@ const MAX_WARM_MEMORY: usize = 8 << 20;
 /// The WIT package the host serves.
 pub const WIT_PACKAGE: &str = "mailgate:policy";
 /// Its version.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// Settings of the [`Runtime`] (engine-wide).
 pub struct RuntimeOptions {
@@ -65,6 +66,8 @@ pub struct RuntimeOptions {
     /// Keep instances warm between calls ([`LoadedPlugin::call`]).
     pub reuse_instances: bool,
 }
+    /// Extra trusted roots (PEM) for capability `http` over TLS.
+    pub http_ca_file: Option<PathBuf>,
 
 /// The engine all plugins run in.
 pub struct Runtime {
@@ -74,6 +77,7 @@ pub struct Runtime {
     kv: Arc<dyn KvStore>,
     resolver: Arc<dyn Resolver>,
     fuel: bool,
+    http: Arc<crate::http::HttpClient>,
     pooling: bool,
     /// Warm instances kept per plugin; 0 when `reuse_instances` is off.
     max_warm: usize,
@@ -174,6 +178,7 @@ impl Runtime {
             kv: options.kv,
             resolver: options.resolver,
             fuel: options.fuel,
+            http: Arc::new(crate::http::HttpClient::new(options.http_ca_file)),
             pooling,
             // Warm instances hold pool slots: at most a sixteenth of the
             // pool per plugin, so calls of other plugins always find one.
@@ -213,6 +218,8 @@ impl Runtime {
                 .map_err(|e| LoadError::Compile(e.to_string()))??;
         let imports = check_imports(&self.engine, &component, &settings.grants)?;
         let pre = self
+        let http_allow =
+            crate::http::parse_allow_list(&settings.http_allow).map_err(LoadError::Config)?;
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -240,6 +247,12 @@ impl Runtime {
                 kv: self.kv.clone(),
                 resolver: self.resolver.clone(),
                 started: Instant::now(),
+                http: self.http.clone(),
+                http_allow,
+                http_slots: Arc::new(tokio::sync::Semaphore::new(
+                    crate::http::MAX_CONCURRENT_PER_PLUGIN,
+                )),
+                stats: stats.clone(),
                 captured: std::sync::Mutex::new(None),
             }),
             stats,
@@ -258,7 +271,16 @@ impl Runtime {
             Ok(_) => unreachable!("self-test answers self-test"),
             Err(f) => return Err(LoadError::SelfTest(f.to_string())),
         }
-        let declared: HookSet = info.hooks.into();
+        let mut declared: HookSet = info.hooks.into();
+        // `mailbox-event` is not among the 0.1.x `hooks` flags: a plugin
+        // exporting the interface is asked once whether it wants it.
+        if plugin.indices.mailbox_event.is_some() {
+            match plugin.call(Call::WantsMailboxEvents).await {
+                Ok(Answer::Wants(true)) => declared.insert(Hook::MailboxEvent),
+                Ok(_) => {}
+                Err(f) => return Err(LoadError::Describe(f.to_string())),
+            }
+        }
         for hook in declared.iter() {
             if plugin.indices.has(hook) {
                 plugin.hooks.insert(hook);
@@ -283,6 +305,7 @@ struct HookIndices {
     data: Option<on_data::GuestIndices>,
     route: Option<on_route::GuestIndices>,
 }
+    mailbox_event: Option<on_mailbox_event::GuestIndices>,
 
 impl HookIndices {
     fn new(pre: &InstancePre<HostState>) -> Result<HookIndices, LoadError> {
@@ -298,6 +321,7 @@ impl HookIndices {
             data: on_data::GuestIndices::new(pre).ok(),
             route: on_route::GuestIndices::new(pre).ok(),
         })
+            mailbox_event: on_mailbox_event::GuestIndices::new(pre).ok(),
     }
 
     fn has(&self, hook: Hook) -> bool {
@@ -310,6 +334,7 @@ impl HookIndices {
             Hook::Data => self.data.is_some(),
             Hook::Route => self.route.is_some(),
             Hook::Load => true,
+            Hook::MailboxEvent => self.mailbox_event.is_some(),
         }
     }
 }
@@ -379,11 +404,15 @@ pub(crate) enum Call {
         Vec<on_route::Action>,
     ),
 }
+    /// `on-mailbox-event.wants` at load.
+    WantsMailboxEvents,
+    MailboxEvent(on_mailbox_event::Event, Arc<MessageView>),
 
 impl Call {
     fn hook(&self) -> Hook {
         match self {
-            Call::Describe | Call::SelfTest => Hook::Load,
+            Call::Describe | Call::SelfTest | Call::WantsMailboxEvents => Hook::Load,
+            Call::MailboxEvent(..) => Hook::MailboxEvent,
             Call::Connect(..) => Hook::Connect,
             Call::Helo(..) => Hook::Helo,
             Call::Auth(..) => Hook::Auth,
@@ -402,6 +431,9 @@ pub(crate) enum Answer {
     Outcome(bindings::mailgate::policy::types::Outcome),
     Route(Option<Vec<on_route::Action>>),
 }
+    Wants(bool),
+    /// `mailbox-event`: its error text, if any.
+    Done(Result<(), String>),
 
 /// A frozen clock: what WASI's clocks read without the `clock` grant.
 struct FrozenClock;
@@ -515,6 +547,8 @@ impl LoadedPlugin {
             },
             env: self.env.clone(),
         };
+            deadline: Instant::now() + self.limits.timeout,
+            dns_lookups: 0,
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store
@@ -538,7 +572,11 @@ impl LoadedPlugin {
     pub(crate) async fn call(&self, call: Call) -> Result<Answer, PluginFailure> {
         let hook = call.hook();
         let started = Instant::now();
-        let keep = self.max_warm > 0 && !matches!(call, Call::Describe | Call::SelfTest);
+        let keep = self.max_warm > 0
+            && !matches!(
+                call,
+                Call::Describe | Call::SelfTest | Call::WantsMailboxEvents
+            );
         let reused = if keep { self.take_warm() } else { None };
         let (mut store, instance, calls) = match reused {
             Some(w) => (w.store, Some(w.instance), w.calls),
@@ -551,6 +589,8 @@ impl LoadedPlugin {
         }
         let deadline = started + self.limits.timeout;
         store.set_epoch_deadline(1);
+        store.data_mut().deadline = deadline;
+        store.data_mut().dns_lookups = 0;
         // At every tick: past the deadline, interrupt (a trap); otherwise
         // yield to tokio so a busy plugin never holds a worker for long.
         store.epoch_deadline_callback(move |_| {
@@ -598,6 +638,10 @@ impl LoadedPlugin {
         let failed = outcome.is_err();
         let timeout = matches!(outcome, Err(FailureKind::Timeout));
         self.stats.record(elapsed, failed, timeout);
+        let result = outcome
+            .as_ref()
+            .map_or_else(FailureKind::metric, |_| PluginResult::Ok);
+        mailgate_metrics::plugin_call(&self.name, hook.name(), result, elapsed);
         outcome.map_err(|kind| self.failure(hook, kind, elapsed))
     }
 
@@ -641,6 +685,12 @@ impl LoadedPlugin {
     /// Records an answer the host refused (invalid edits) as a failure.
     pub(crate) fn invalid_answer(&self, hook: Hook, why: String) -> PluginFailure {
         self.stats.record(Duration::ZERO, true, false);
+        mailgate_metrics::plugin_call(
+            &self.name,
+            hook.name(),
+            PluginResult::InvalidAnswer,
+            Duration::ZERO,
+        );
         self.failure(hook, FailureKind::InvalidAnswer(why), Duration::ZERO)
     }
 
@@ -750,6 +800,25 @@ struct Lent(u32);
 /// Puts `view` into the store's resource table for one call.
 fn lend(
     store: &mut Store<HostState>,
+            Call::WantsMailboxEvents => {
+                let g = ix
+                    .mailbox_event
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .load(&mut *store, instance)?;
+                Answer::Wants(g.call_wants(&mut *store).await?)
+            }
+            Call::MailboxEvent(event, m) => {
+                let g = ix
+                    .mailbox_event
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .load(&mut *store, instance)?;
+                let (handle, lent) = lend(store, m)?;
+                let answer = g.call_mailbox_event(&mut *store, &event, handle).await;
+                lent.take_back(store);
+                Answer::Done(answer?)
+            }
     view: Arc<MessageView>,
 ) -> wasmtime::Result<(Resource<MessageHandle>, Lent)> {
     let handle = store.data_mut().table.push(MessageHandle(view))?;

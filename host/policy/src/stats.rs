@@ -15,6 +15,8 @@ pub struct PluginStats {
     calls: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
+    http_requests: AtomicU64,
+    http_errors: AtomicU64,
     histogram: [AtomicU64; BUCKETS],
 }
 
@@ -31,6 +33,14 @@ impl PluginStats {
         let us = elapsed.as_micros().max(1) as u64;
         let bucket = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
         self.histogram[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one request of capability `http` (`ok`: a response came).
+    pub(crate) fn record_http(&self, ok: bool) {
+        self.http_requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.http_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A snapshot.
@@ -59,6 +69,8 @@ impl PluginStats {
             calls: self.calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
+            http_requests: self.http_requests.load(Ordering::Relaxed),
+            http_errors: self.http_errors.load(Ordering::Relaxed),
             p50_us: percentile(0.50),
             p90_us: percentile(0.90),
             p99_us: percentile(0.99),
@@ -75,6 +87,12 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Of which time-outs.
     pub timeouts: u64,
+    /// Requests made through capability `http`.
+    #[serde(default)]
+    pub http_requests: u64,
+    /// Of which gave no response (refused, failed, timed out).
+    #[serde(default)]
+    pub http_errors: u64,
     /// Median latency bound, µs (instantiation included).
     pub p50_us: u64,
     /// 90th percentile bound, µs.

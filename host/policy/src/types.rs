@@ -339,13 +339,15 @@ pub enum Hook {
     Data,
     /// Per-recipient routing.
     Route,
+    /// A user filed a message into or out of Junk over IMAP.
+    MailboxEvent,
     /// `describe`/`self-test` at load.
     Load,
 }
 
 impl Hook {
     /// The hooks a plugin may ask for.
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::Connect,
         Hook::Helo,
         Hook::Auth,
@@ -353,6 +355,7 @@ impl Hook {
         Hook::RcptTo,
         Hook::Data,
         Hook::Route,
+        Hook::MailboxEvent,
     ];
 
     /// The WIT name.
@@ -365,12 +368,13 @@ impl Hook {
             Hook::RcptTo => "rcpt-to",
             Hook::Data => "data",
             Hook::Route => "route",
+            Hook::MailboxEvent => "mailbox-event",
             Hook::Load => "load",
         }
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -380,9 +384,43 @@ impl fmt::Display for Hook {
     }
 }
 
+/// Which way a user filed a message (hook `mailbox-event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Into the Junk mailbox: spam.
+    Spam,
+    /// Out of it: not spam.
+    Ham,
+}
+
+impl Direction {
+    /// `spam` or `ham`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Spam => "spam",
+            Direction::Ham => "ham",
+        }
+    }
+}
+
+/// What hook `mailbox-event` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEvent {
+    /// The account's address, lower-case.
+    pub account: String,
+    /// Spam or ham.
+    pub direction: Direction,
+    /// `copy`, `move` or `append`.
+    pub operation: String,
+    /// The mailbox the message came from (none for APPEND).
+    pub source: Option<String>,
+    /// The mailbox it went to.
+    pub target: String,
+}
+
 /// A set of hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HookSet(u8);
+pub struct HookSet(u16);
 
 impl HookSet {
     /// Adds `hook`.

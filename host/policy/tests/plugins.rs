@@ -134,15 +134,16 @@ async fn template_accepts_and_counts() {
     let status = s.manager.status();
     assert_eq!(status.plugins[0].hooks, vec!["rcpt-to"]);
     assert_eq!(status.plugins[0].plugin_name, "template");
-    // describe + self-test + one hook call
-    assert_eq!(status.plugins[0].stats.calls, 3);
+    // describe + self-test + on-mailbox-event.wants (the SDK exports the
+    // interface) + one hook call
+    assert_eq!(status.plugins[0].stats.calls, 4);
     assert_eq!(status.plugins[0].stats.errors, 0);
     // No capability: only WASI (served empty) and the always-served types.
     let imports = &status.plugins[0].imports;
     assert!(
         imports.iter().all(|i| i.starts_with("wasi:")
-            || i == "mailgate:policy/types@0.1.1"
-            || i == "mailgate:policy/message@0.1.1"),
+            || i == "mailgate:policy/types@0.1.2"
+            || i == "mailgate:policy/message@0.1.2"),
         "{imports:?}"
     );
 }
@@ -663,9 +664,9 @@ async fn check_reports_hooks_and_imports() {
     .unwrap();
     assert_eq!(report.hooks, vec!["rcpt-to"]);
     for i in [
-        "mailgate:policy/kv@0.1.1",
-        "mailgate:policy/clock@0.1.1",
-        "mailgate:policy/config@0.1.1",
+        "mailgate:policy/kv@0.1.2",
+        "mailgate:policy/clock@0.1.2",
+        "mailgate:policy/config@0.1.2",
     ] {
         assert!(
             report.imports.iter().any(|x| x == i),
@@ -892,4 +893,33 @@ async fn warm_instances_let_go_of_the_message() {
             "a plugin instance still holds the message"
         );
     }
+}
+
+/// A plugin compiled against WIT 0.1.1 (before `http` and
+/// `on-mailbox-event`) loads on a 0.1.2 host, runs, and is not asked for
+/// mailbox events (it does not export the interface).
+#[tokio::test]
+async fn a_plugin_built_against_wit_0_1_1_still_runs() {
+    let old =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat/probe-wit-0.1.1.wasm");
+    let s = setup_file(&old, "old-probe", &[Grant::Config]).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let [plugin] = chain.plugins() else {
+        panic!("one plugin expected");
+    };
+    assert!(
+        plugin
+            .imports()
+            .iter()
+            .any(|i| i == "mailgate:policy/message@0.1.1"),
+        "{:?}",
+        plugin.imports()
+    );
+    assert!(!plugin.wants(mailgate_policy::Hook::MailboxEvent));
+    let mut view = MessageView::new(&b"Subject: [folder:Old]\r\n\r\nbody\r\n"[..]);
+    let d = chain.data(&session(), &mut envelope(), &mut view).await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    assert_eq!(d.folder.as_deref(), Some("Old"));
+    assert_eq!(view.header("X-Probe").len(), 1);
 }

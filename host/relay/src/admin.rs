@@ -74,6 +74,17 @@ pub fn format_entry(e: &QueueEntry) -> String {
     let _ = writeln!(out, "attempts: {}", e.attempts);
     let _ = writeln!(out, "next attempt: {}", date(e.next_attempt));
     let _ = writeln!(out, "held: {}", if e.held { "yes" } else { "no" });
+    // The DSN parameters the client gave (RFC 3461), as stored.
+    let mut dsn = Vec::new();
+    if let Some(ret) = e.ret_full {
+        dsn.push(format!("RET={}", if ret { "FULL" } else { "HDRS" }));
+    }
+    if let Some(envid) = &e.envid {
+        dsn.push(format!("ENVID={}", printable(envid)));
+    }
+    if !dsn.is_empty() {
+        let _ = writeln!(out, "dsn: {}", dsn.join(" "));
+    }
     for r in &e.recipients {
         let status = match r.status {
             RecipientStatus::Pending => "pending",
@@ -91,8 +102,31 @@ pub fn format_entry(e: &QueueEntry) -> String {
         if let Some(hop) = &r.next_hop {
             let _ = writeln!(out, "  next hop: {hop}");
         }
+        let mut dsn = Vec::new();
+        if let Some(n) = &r.notify {
+            dsn.push(format!("NOTIFY={}", printable(n)));
+        }
+        if let Some(o) = &r.orcpt {
+            dsn.push(format!("ORCPT={}", printable(o)));
+        }
+        if !dsn.is_empty() {
+            let _ = writeln!(out, "  dsn: {}", dsn.join(" "));
+        }
     }
     out
+}
+
+/// A stored value for the terminal: control characters escaped.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Parses a queue id given on the command line.
@@ -336,6 +370,21 @@ mod tests {
         let show = format_entry(&e);
         assert!(show.contains("recipient: <bob@b.test> pending (451"));
         assert!(show.contains("\n  next hop: [127.0.0.3]:2525\n"), "{show}");
+        assert!(!show.contains("dsn:"), "no DSN parameters given: {show}");
+        let mut with_dsn = e.clone();
+        with_dsn.envid = Some("QQ+2B1\r\nx".into());
+        with_dsn.ret_full = Some(true);
+        with_dsn.recipients[0].notify = Some("SUCCESS,DELAY".into());
+        with_dsn.recipients[0].orcpt = Some("rfc822;bob@b.test".into());
+        let show = format_entry(&with_dsn);
+        assert!(
+            show.contains("\ndsn: RET=FULL ENVID=QQ+2B1\\r\\nx\n"),
+            "{show}"
+        );
+        assert!(
+            show.contains("\n  dsn: NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob@b.test\n"),
+            "{show}"
+        );
         assert!(out.contains("bob@b.test via [127.0.0.3]:2525"), "{out}");
         assert_eq!(parse_id(" 12 ").unwrap(), 12);
         assert!(parse_id("x").is_err());

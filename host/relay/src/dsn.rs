@@ -42,7 +42,9 @@ pub mod params;
 
 use std::sync::Arc;
 
-use mailgate_store::queue::{NewQueued, NewQueuedRecipient, QueueEntry, QueuedRecipient};
+use mailgate_store::queue::{
+    DeliveryReports, NewQueued, NewQueuedRecipient, QueueEntry, QueuedRecipient,
+};
 
 pub use params::Notify;
 
@@ -182,7 +184,8 @@ struct Line<'a> {
 }
 
 /// Builds the `delivered` DSN (RFC 3464 `Action: delivered`,
-/// `Status: 2.0.0`) for recipients of `original` whose mailboxes here now
+/// `Status: 2.0.0`; see also [`delivered_for`] and the
+/// [`DeliveryReports`] implementation of [`crate::Relay`]) for recipients of `original` whose mailboxes here now
 /// hold it: the report local delivery owes a sender who asked for
 /// `NOTIFY=SUCCESS`.
 ///
@@ -226,6 +229,40 @@ pub fn delivered(
         DsnKind::Delivered,
         now,
     )
+}
+
+/// [`delivered`] for a message in its queue form (what the delivery side
+/// has at hand): `message`'s sender, ENVID, RET, flags, arrival
+/// (`created`) and body; its recipient list is not read.
+pub fn delivered_for(
+    reporting_mta: &str,
+    message: &NewQueued,
+    recipients: &[NewQueuedRecipient],
+    now: i64,
+) -> Option<NewQueued> {
+    let original = Original {
+        sender: &message.sender,
+        envid: message.envid.as_deref(),
+        ret_full: message.ret_full,
+        smtputf8: message.smtputf8,
+        eight_bit: message.eight_bit,
+        arrival: message.created,
+        raw: &message.raw,
+    };
+    delivered(reporting_mta, &original, recipients, now)
+}
+
+/// The relay writes the local `delivered` reports too, under its
+/// `hostname` (`Reporting-MTA`), so that every report looks the same.
+impl DeliveryReports for crate::Relay {
+    fn delivered(
+        &self,
+        message: &NewQueued,
+        recipients: &[NewQueuedRecipient],
+        now: i64,
+    ) -> Option<NewQueued> {
+        delivered_for(&self.config().hostname, message, recipients, now)
+    }
 }
 
 /// Builds the DSN for `entry` about `recipients` (those that reached the
@@ -366,7 +403,7 @@ fn render(
             addr_type(r.address),
             one_line(r.address)
         ));
-        if let Some(orig) = r.orcpt.and_then(params::original_recipient) {
+        if let Some(orig) = r.orcpt.and_then(|o| params::original_recipient(o, global)) {
             m.push_str(&format!("Original-Recipient: {orig}\r\n"));
         }
         m.push_str(&format!("Action: {action}\r\nStatus: {status}\r\n"));
@@ -605,6 +642,28 @@ mod tests {
             ..original
         };
         assert!(delivered("mx", &null, &[wanted], 1).is_none());
+    }
+
+    #[test]
+    fn delivered_for_a_queued_message() {
+        let mut rcpt = NewQueuedRecipient::new("bob@b.test");
+        rcpt.notify = Some("SUCCESS".into());
+        let message = NewQueued {
+            sender: "a@a.test".into(),
+            recipients: vec![NewQueuedRecipient::new("ignored@b.test")],
+            raw: Arc::new(ORIGINAL.to_vec()),
+            created: 1_700_000_000,
+            envid: Some("E+2B1".into()),
+            ret_full: None,
+            smtputf8: false,
+            eight_bit: false,
+        };
+        let dsn = delivered_for("mx.b.test", &message, &[rcpt], 5).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Original-Envelope-Id: E+1\r\n"));
+        assert!(text.contains("Final-Recipient: rfc822; bob@b.test\r\n"));
+        assert!(!text.contains("ignored@"));
+        assert_eq!(dsn.recipients[0].address, "a@a.test");
     }
 
     #[test]

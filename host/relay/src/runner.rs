@@ -389,7 +389,14 @@ impl Relay {
             .into_iter()
             .filter(|(_, rcpts)| !rcpts.is_empty())
             .filter_map(|(kind, rcpts)| {
-                dsn::build(&self.config.hostname, seen, body, &rcpts, kind, now)
+                let built = dsn::build(&self.config.hostname, seen, body, &rcpts, kind, now)?;
+                mailgate_metrics::dsn_sent(match kind {
+                    DsnKind::Failure => mailgate_metrics::DsnKind::Failure,
+                    DsnKind::Delay { .. } => mailgate_metrics::DsnKind::Delay,
+                    DsnKind::Relayed => mailgate_metrics::DsnKind::Relayed,
+                    DsnKind::Delivered => mailgate_metrics::DsnKind::Delivered,
+                });
+                Some(built)
             })
             .collect()
     }
@@ -424,6 +431,11 @@ impl Relay {
             ),
             RcptOutcome::Temporary(t) => (RecipientStatus::Pending, t),
         };
+        mailgate_metrics::relay_attempt(match status {
+            RecipientStatus::Delivered => mailgate_metrics::RelayResult::Delivered,
+            RecipientStatus::Pending => mailgate_metrics::RelayResult::Deferred,
+            RecipientStatus::Failed => mailgate_metrics::RelayResult::Failed,
+        });
         if status != RecipientStatus::Pending {
             tracing::info!(queue_id = entry.id, rcpt = %r.address, status = status.as_str(), reply = %reply, "relay: recipient done");
         }

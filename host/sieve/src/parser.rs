@@ -158,13 +158,11 @@ impl Parser {
                 self.nest(depth + 1)?;
                 self.next();
                 let body = self.commands(depth + 1)?;
-                match self.next() {
-                    Some((Token::RBrace, _)) => Some(body),
-                    _ => {
-                        self.i = self.i.saturating_sub(1);
-                        return Err(self.unexpected("a command or '}'"));
-                    }
+                if self.peek() != Some(&Token::RBrace) {
+                    return Err(self.unexpected("a command or '}'"));
                 }
+                self.next();
+                Some(body)
             }
             _ => return Err(self.unexpected(&format!("';' or '{{' after '{}'", printable(&name)))),
         };
@@ -207,21 +205,20 @@ impl Parser {
                     self.next();
                     let mut values = Vec::new();
                     loop {
-                        match self.next() {
-                            Some((Token::String(s), _)) => values.push(s),
-                            _ => {
-                                self.i = self.i.saturating_sub(1);
-                                return Err(self.unexpected("a string in the list"));
-                            }
+                        match self.peek() {
+                            Some(Token::String(s)) => values.push(s.clone()),
+                            _ => return Err(self.unexpected("a string in the list")),
                         }
-                        match self.next() {
-                            Some((Token::Comma, _)) => {}
-                            Some((Token::RBracket, _)) => break,
-                            _ => {
-                                self.i = self.i.saturating_sub(1);
-                                return Err(self.unexpected("',' or ']'"));
+                        self.next();
+                        match self.peek() {
+                            Some(Token::Comma) => {}
+                            Some(Token::RBracket) => {
+                                self.next();
+                                break;
                             }
+                            _ => return Err(self.unexpected("',' or ']'")),
                         }
+                        self.next();
                     }
                     args.push(Arg::Strings {
                         values,
@@ -244,14 +241,15 @@ impl Parser {
                 let mut tests = Vec::new();
                 loop {
                     tests.push(self.test(depth + 1)?);
-                    match self.next() {
-                        Some((Token::Comma, _)) => {}
-                        Some((Token::RParen, _)) => break,
-                        _ => {
-                            self.i = self.i.saturating_sub(1);
-                            return Err(self.unexpected("',' or ')'"));
+                    match self.peek() {
+                        Some(Token::Comma) => {}
+                        Some(Token::RParen) => {
+                            self.next();
+                            break;
                         }
+                        _ => return Err(self.unexpected("',' or ')'")),
                     }
+                    self.next();
                 }
                 Ok((args, tests, true))
             }
@@ -260,13 +258,11 @@ impl Parser {
     }
 
     fn test(&mut self, depth: usize) -> Result<Node, CompileError> {
-        let (name, pos) = match self.next() {
-            Some((Token::Identifier(n), p)) => (n.to_ascii_lowercase(), p),
-            _ => {
-                self.i = self.i.saturating_sub(1);
-                return Err(self.unexpected("a test"));
-            }
+        let (name, pos) = match self.peek() {
+            Some(Token::Identifier(n)) => (n.to_ascii_lowercase(), self.pos()),
+            _ => return Err(self.unexpected("a test")),
         };
+        self.next();
         let (args, tests, test_list) = self.arguments(depth)?;
         Ok(Node {
             name,
@@ -306,12 +302,17 @@ mod tests {
     fn errors() {
         let e = p("keep").unwrap_err();
         assert!(e.message.contains("';'"), "{e}");
-        let e = p("if true {\n keep;\n").unwrap_err();
-        assert_eq!(e.line, 2);
         let e = p("if header [\"a\" \"b\"] {}").unwrap_err();
         assert!(e.message.contains("','"), "{e}");
         assert!(p("}").is_err());
         assert!(p("if () {}").is_err());
+        // At the end of the script the error points there, not back.
+        let e = p("if true {\n keep;\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 1), "{e}");
+        let e = p("if header [\"a\",").unwrap_err();
+        assert!(e.message.contains("found the end"), "{e}");
+        let e = p("if anyof(true,").unwrap_err();
+        assert!(e.message.contains("found the end"), "{e}");
     }
 
     #[test]

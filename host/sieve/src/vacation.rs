@@ -71,19 +71,20 @@ pub fn should_reply(
         let name = name.to_ascii_lowercase();
         let value = value.trim().to_ascii_lowercase();
         match name.as_str() {
-            "auto-submitted" if !value.starts_with("no") => return Err(SkipReason::AutoSubmitted),
+            "auto-submitted" if value.split(';').next().map(str::trim) != Some("no") => {
+                return Err(SkipReason::AutoSubmitted)
+            }
             "precedence" if matches!(value.as_str(), "bulk" | "list" | "junk") => {
                 return Err(SkipReason::Bulk)
             }
             "list-id" | "list-post" | "list-unsubscribe" | "list-help" | "list-subscribe"
             | "list-owner" | "list-archive" => return Err(SkipReason::MailingList),
-            "to" | "cc" | "bcc" | "resent-to" | "resent-cc" => {
+            "to" | "cc" | "bcc" | "resent-to" | "resent-cc"
                 if parse_header_addresses(&value)
                     .iter()
-                    .any(|a| mine.contains(&a.to_ascii_lowercase()))
-                {
-                    addressed = true;
-                }
+                    .any(|a| mine.contains(&a.to_ascii_lowercase())) =>
+            {
+                addressed = true;
             }
             _ => {}
         }
@@ -154,7 +155,12 @@ mod tests {
             let m = MessageData::new(format!("To: me@example.org\r\n{h}\r\n\r\nhi"));
             assert!(should_reply(&m, &env("bob@x.org"), &own).is_err(), "{h}");
         }
-        let m = MessageData::new("To: me@example.org\r\nAuto-Submitted: no\r\n\r\nhi");
+        let m = MessageData::new("To: me@example.org\r\nAuto-Submitted: notified\r\n\r\nhi");
+        assert_eq!(
+            should_reply(&m, &env("bob@x.org"), &own),
+            Err(SkipReason::AutoSubmitted)
+        );
+        let m = MessageData::new("To: me@example.org\r\nAuto-Submitted: No\r\n\r\nhi");
         assert_eq!(should_reply(&m, &env("bob@x.org"), &own), Ok(()));
     }
 

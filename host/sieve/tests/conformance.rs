@@ -668,7 +668,7 @@ fn compile_errors_carry_line_and_column() {
         ("require \"date\"; if date \"date\" \"fortnight\" \"1\" {}", 1, 32, "unknown date part"),
         ("require \"variables\"; set \"1x\" \"v\";", 1, 26, "not a valid variable name"),
         ("discard", 1, 8, "expected ';'"),
-        ("if true {", 1, 9, "expected a command or '}'"),
+        ("if true {", 1, 10, "expected a command or '}'"),
     ];
     let mut wrong = Vec::new();
     for (src, line, column, text) in cases {

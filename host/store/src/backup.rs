@@ -207,11 +207,10 @@ pub fn restore(data_dir: &Path, src: &Path) -> StoreResult<RestoreReport> {
     if !src_db.is_file() {
         return Err(StoreError::NotFound(format!("{}", src_db.display())));
     }
-    verify(&src_db).map_err(|e| match e {
-        StoreError::Corrupt(what) => StoreError::Invalid(format!(
-            "the backup is damaged, nothing was changed: {what}"
-        )),
-        other => other,
+    verify(&src_db).map_err(|e| {
+        StoreError::Invalid(format!(
+            "the backup is damaged or not a mailgate store, nothing was changed: {e}"
+        ))
     })?;
     crate::sqlite::create_private_dir(data_dir)?;
     // What the restore replaces: the database with its WAL and shared

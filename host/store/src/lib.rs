@@ -104,6 +104,18 @@ pub trait Directory: Send + Sync {
     async fn list_aliases(&self) -> StoreResult<Vec<Alias>>;
     /// The targets of one alias, if it exists.
     async fn alias(&self, alias: &str) -> StoreResult<Option<Vec<String>>>;
+    /// Records that `address` logged in at `at` (seconds since the Unix
+    /// epoch) from `client` (an IP address); replaces the previous record.
+    /// Nothing happens for an unknown address.
+    async fn record_login(&self, address: &str, at: i64, client: &str) -> StoreResult<()> {
+        let _ = (address, at, client);
+        Ok(())
+    }
+    /// The last recorded login of `address`, if any.
+    async fn last_login(&self, address: &str) -> StoreResult<Option<LastLogin>> {
+        let _ = address;
+        Ok(None)
+    }
 }
 
 /// Mailboxes and the messages in them.

@@ -334,6 +334,25 @@ pub trait OutboundQueue: Send + Sync {
     async fn enqueue(&self, message: NewQueued) -> StoreResult<QueueId>;
 }
 
+/// Builds the success reports local delivery owes (RFC 3461 `NOTIFY=SUCCESS`,
+/// RFC 3464 `Action: delivered`). Implemented by the relay (which writes
+/// every other report too); the delivery side holds it as a trait object,
+/// so it needs no dependency on the relay.
+pub trait DeliveryReports: Send + Sync {
+    /// The `delivered` report about `recipients` of `message` (the ones
+    /// now stored in a local mailbox), to enqueue in the same step as the
+    /// delivery; `None` when none is owed (the sender is `<>`, or no
+    /// recipient's `NOTIFY` holds `SUCCESS`). Only `sender`, `envid`,
+    /// `ret_full`, `smtputf8`, `eight_bit`, `created` and `raw` of
+    /// `message` are read (its own recipient list is not).
+    fn delivered(
+        &self,
+        message: &NewQueued,
+        recipients: &[NewQueuedRecipient],
+        now: i64,
+    ) -> Option<NewQueued>;
+}
+
 /// The queue runner's and the admin CLI's view of the queue.
 #[async_trait]
 pub trait QueueStore: OutboundQueue {

@@ -48,7 +48,7 @@ pub const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// The reserve file's name in the data directory.
 pub const RESERVE_FILE: &str = "space.reserve";
 /// The reserve file's size: room for SQLite to delete when the disk is full.
-pub const RESERVE_BYTES: u64 = 4 << 20;
+pub const RESERVE_BYTES: u64 = 2 << 20;
 /// The default `min_free_space` is the smaller of this ...
 pub const DEFAULT_MIN_FREE_CAP: u64 = 1 << 30;
 /// ... and this percentage of the file system's size.

@@ -53,6 +53,15 @@ pub struct Account {
     pub quota_bytes: Option<u64>,
 }
 
+/// An account's last recorded login (`mailgate user show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastLogin {
+    /// When, in seconds since the Unix epoch.
+    pub at: i64,
+    /// The client's IP address.
+    pub client: String,
+}
+
 /// An alias and what it expands to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {

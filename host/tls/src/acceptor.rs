@@ -111,6 +111,8 @@ impl TlsMode {
 #[derive(Clone)]
 pub struct Acceptor {
     inner: tokio_rustls::TlsAcceptor,
+    /// The `protocol` label of `mailgate_tls_handshakes_total`.
+    counted: mailgate_metrics::Protocol,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -130,8 +132,14 @@ impl Acceptor {
         config.alpn_protocols = alpn.names();
         // Our suite order (strongest first) wins over the client's.
         config.ignore_client_order = true;
+        let counted = match alpn {
+            Alpn::None => mailgate_metrics::Protocol::Smtp,
+            Alpn::Pop3 => mailgate_metrics::Protocol::Pop3,
+            Alpn::Imap => mailgate_metrics::Protocol::Imap,
+        };
         Ok(Acceptor {
             inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            counted,
         })
     }
 
@@ -143,7 +151,9 @@ impl Acceptor {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.inner.accept(stream).await.map_err(TlsError::Handshake)
+        let done = self.inner.accept(stream).await;
+        mailgate_metrics::tls_handshake(self.counted, done.is_ok());
+        done.map_err(TlsError::Handshake)
     }
 }
 

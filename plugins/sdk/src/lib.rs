@@ -55,6 +55,7 @@ pub mod bindings {
 }
 
 pub use bindings::exports::mailgate::policy::metadata::Hooks;
+pub use bindings::exports::mailgate::policy::on_mailbox_event::{Direction, Event as MailboxEvent};
 pub use bindings::exports::mailgate::policy::on_route::{Action, Delivery};
 pub use bindings::mailgate::policy::message::{
     AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck, TextPart,
@@ -79,9 +80,9 @@ pub use bindings::mailgate::policy::types::{
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        export_plugin, hooks, Action, AuthAttempt, AuthResult, AuthResults, Delivery, DmarcPolicy,
-        Edit, Envelope, Hooks, Message, Outcome, Param, Plugin, Recipient, Reply, Session,
-        TextPart, Verdict,
+        export_plugin, hooks, Action, AuthAttempt, AuthResult, AuthResults, Delivery, Direction,
+        DmarcPolicy, Edit, Envelope, Hooks, MailboxEvent, Message, Outcome, Param, Plugin,
+        Recipient, Reply, Session, TextPart, Verdict,
     };
 }
 
@@ -123,6 +124,17 @@ pub trait Plugin {
     /// The whole message.
     fn data(_session: &Session, _envelope: &Envelope, _message: &Message) -> Outcome {
         Outcome::accept()
+    }
+    /// Whether the host should call [`Plugin::mailbox_event`] (the hook is
+    /// not among [`Hooks`]: it came in WIT 0.1.2, whose `hooks` flags stay
+    /// those of 0.1.0).
+    const MAILBOX_EVENTS: bool = false;
+
+    /// A user filed a message into Junk (`Direction::Spam`) or out of it
+    /// (`Direction::Ham`) over IMAP; called after the IMAP reply. An error
+    /// is logged by the host and changes nothing else.
+    fn mailbox_event(_event: &MailboxEvent, _message: &Message) -> Result<(), String> {
+        Ok(())
     }
     /// Where one recipient's copy goes; `None` keeps `current`.
     fn route(
@@ -209,6 +221,17 @@ macro_rules! export_plugin {
                     c: Vec<__e::on_route::Action>,
                 ) -> Option<Vec<__e::on_route::Action>> {
                     <$ty as $crate::Plugin>::route(&s, &e, &r, &$crate::Message::host(m), &c)
+                }
+            }
+            impl __e::on_mailbox_event::Guest for $ty {
+                fn wants() -> bool {
+                    <$ty as $crate::Plugin>::MAILBOX_EVENTS
+                }
+                fn mailbox_event(
+                    ev: __e::on_mailbox_event::Event,
+                    m: &__i::message::Message,
+                ) -> Result<(), String> {
+                    <$ty as $crate::Plugin>::mailbox_event(&ev, &$crate::Message::host(m))
                 }
             }
         };
@@ -422,6 +445,78 @@ pub mod dns {
             };
             crate::testing::dns(name, kind).ok_or(DnsError::NotFound)
         }
+    }
+}
+
+/// Capability "http" (grant `http`, destinations in `http_allow`). Off
+/// WebAssembly (unit tests) requests are recorded
+/// ([`testing::http_requests`]) and answered from
+/// [`testing::push_http_answer`].
+pub mod http {
+    pub use crate::bindings::mailgate::policy::http::{HttpError, Request, Response};
+    use crate::Message;
+
+    impl Request {
+        /// A request with no header fields, no body and the hook's deadline.
+        pub fn new(method: &str, url: &str) -> Request {
+            Request {
+                method: method.into(),
+                url: url.into(),
+                headers: Vec::new(),
+                body: Vec::new(),
+                timeout_ms: 0,
+            }
+        }
+        /// Adds a header field.
+        pub fn header(mut self, name: &str, value: &str) -> Request {
+            self.headers.push((name.into(), value.into()));
+            self
+        }
+        /// Sets the body.
+        pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
+            self.body = body.into();
+            self
+        }
+        /// Sets a deadline shorter than the hook's, in milliseconds.
+        pub fn timeout_ms(mut self, ms: u32) -> Request {
+            self.timeout_ms = ms;
+            self
+        }
+    }
+
+    impl Response {
+        /// The first header field `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Sends `request`.
+    pub fn send(request: &Request) -> Result<Response, HttpError> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::mailgate::policy::http::send(request);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::http(request, request.body.clone())
+    }
+
+    /// Sends `request` with `message` as its body, streamed by the host
+    /// (never copied into the plugin).
+    pub fn send_message(request: &Request, message: &Message) -> Result<Response, HttpError> {
+        #[cfg(target_arch = "wasm32")]
+        if let Some(m) = message.host_resource() {
+            return crate::bindings::mailgate::policy::http::send_message(request, m);
+        }
+        let body = message.mock_bytes().unwrap_or_default();
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::mailgate::policy::http::send(&Request {
+            body,
+            ..request.clone()
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::http(request, body)
     }
 }
 

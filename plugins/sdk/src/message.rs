@@ -27,6 +27,26 @@ impl<'a> Message<'a> {
     }
 }
 
+impl<'a> Message<'a> {
+    /// The host's resource (none for a unit-test message).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn host_resource(&self) -> Option<&'a wit::Message> {
+        match self.source {
+            Source::Host(m) => Some(m),
+            Source::Mock(_) => None,
+        }
+    }
+
+    /// A unit-test message's bytes (none for the host's).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(crate) fn mock_bytes(&self) -> Option<Vec<u8>> {
+        match &self.source {
+            Source::Host(_) => None,
+            Source::Mock(m) => Some(crate::testing::mock_bytes(m)),
+        }
+    }
+}
+
 impl Message<'static> {
     /// A message for a unit test, from the bytes of an `.eml` file (header,
     /// blank line, body; CRLF or LF line ends). See [`crate::testing`].

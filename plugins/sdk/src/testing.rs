@@ -91,6 +91,53 @@ struct Mock {
     monotonic_ms: u64,
     dns: BTreeMap<(String, String), Vec<String>>,
     logs: Vec<String>,
+    http_responses:
+        std::collections::VecDeque<Result<crate::http::Response, crate::http::HttpError>>,
+    http_requests: Vec<SentRequest>,
+}
+
+/// A request a plugin sent through `http` in a unit test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRequest {
+    /// The method.
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// The header fields.
+    pub headers: Vec<(String, String)>,
+    /// The body (the message's bytes for `send_message`).
+    pub body: Vec<u8>,
+}
+
+/// Queues the answer of the next `http::send`/`http::send_message` in this
+/// test thread (answers are used in order; with none queued a request
+/// fails with `not-allowed`).
+pub fn push_http_answer(answer: Result<crate::http::Response, crate::http::HttpError>) {
+    with(|m| m.http_responses.push_back(answer));
+}
+
+/// The requests sent so far in this test thread, emptied by the call.
+pub fn http_requests() -> Vec<SentRequest> {
+    with(|m| std::mem::take(&mut m.http_requests))
+}
+
+pub(crate) fn http(
+    request: &crate::http::Request,
+    body: Vec<u8>,
+) -> Result<crate::http::Response, crate::http::HttpError> {
+    with(|m| {
+        m.http_requests.push(SentRequest {
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body,
+        });
+        m.http_responses.pop_front().unwrap_or_else(|| {
+            Err(crate::http::HttpError::NotAllowed(
+                "no answer queued (testing::push_http_answer)".into(),
+            ))
+        })
+    })
 }
 
 fn with<R>(f: impl FnOnce(&mut Mock) -> R) -> R {
@@ -162,6 +209,9 @@ pub(crate) fn kv_increment(key: &str, delta: i64) -> Result<i64, String> {
         m.kv.insert(key.to_string(), new.to_string().into_bytes());
         Ok(new)
     })
+}
+pub(crate) fn mock_bytes(m: &MockMessage) -> Vec<u8> {
+    m.raw.clone()
 }
 pub(crate) fn now() -> (u64, u64) {
     with(|m| (m.now, m.monotonic_ms))

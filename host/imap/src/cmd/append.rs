@@ -62,6 +62,7 @@ pub(crate) async fn append(s: &mut Session, raw: &[u8], messages: Vec<AppendMess
     } else {
         s.ctx.store.append_many(info.id, prepared).await?
     };
+    crate::mailbox_events::appended(s, &info, uids.clone());
     Ok(Done::with_code(
         format!(
             "APPENDUID {} {}",

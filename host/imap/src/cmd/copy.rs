@@ -49,6 +49,7 @@ pub(crate) async fn copy(
     if pairs.is_empty() {
         return Ok(Done::ok(format!("No messages left, {verb} completed")));
     }
+    crate::mailbox_events::copied(s, &target, pairs.iter().map(|p| p.1).collect(), is_move);
     // RFC 4315 §3: the two sets correspond in order; runs are written
     // `a:b` (ascending in both, so the order survives).
     let code = format!(

@@ -122,6 +122,9 @@ impl From<StoreError> for CmdError {
                 CmdError::no("NONEXISTENT", format!("{what} does not exist"))
             }
             StoreError::Invalid(what) => CmdError::no("CANNOT", what),
+            // A full disk is temporary and not a bug: Dovecot's answer
+            // (MAIL_ERROR_NOSPACE) word for word (docs/operations.md).
+            StoreError::NoSpace => CmdError::no("OVERQUOTA", "Not enough disk space"),
             other => CmdError::Server(other.to_string()),
         }
     }

@@ -1,11 +1,11 @@
-//! The admin subcommands: accounts, aliases, domains, store check.
+//! The admin subcommands: accounts, aliases, domains.
 
 use std::io::BufRead;
 use std::sync::Arc;
 
 use mailgate_store::{password, Store};
 
-use super::{AliasCommand, DomainCommand, StoreCommand, UserCommand};
+use super::{AliasCommand, DomainCommand, UserCommand};
 use crate::config::Config;
 
 fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
@@ -471,30 +471,6 @@ async fn check_loop(store: &Arc<dyn Store>, alias: &str, targets: &[String]) -> 
         }
     }
     Ok(())
-}
-
-/// `mailgate store check`
-pub async fn store(config: &Config, command: StoreCommand) -> Result<(), String> {
-    // Before opening: opening creates nothing looser, but looks are first.
-    let loose = crate::private::loose(config);
-    let store = open(config)?;
-    match command {
-        StoreCommand::Check => {
-            for l in &loose {
-                println!("warning: {l}");
-            }
-            let problems = store.check().await.map_err(|e| e.to_string())?;
-            if problems.is_empty() {
-                println!("store ok: {}", config.data_dir.display());
-                Ok(())
-            } else {
-                for p in &problems {
-                    println!("{p}");
-                }
-                Err(format!("{} problem(s) found in the store", problems.len()))
-            }
-        }
-    }
 }
 
 /// Creates the demo account of the development profile if it is missing.

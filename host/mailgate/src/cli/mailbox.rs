@@ -276,6 +276,13 @@ fn parse_day(text: &str) -> Result<i64, String> {
     Ok((era * 146_097 + doe - 719_468) * 86_400)
 }
 
+/// Seconds since the Unix epoch as an RFC 3339 time in UTC.
+fn rfc3339(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| at.to_string())
+}
+
 /// `mailgate user show ADDRESS [--json]`
 pub async fn user_show(store: &Arc<dyn Store>, address: &str, json: bool) -> Result<(), String> {
     let acct = account(store, address).await?;
@@ -283,13 +290,17 @@ pub async fn user_show(store: &Arc<dyn Store>, address: &str, json: bool) -> Res
     let used: u64 = boxes.iter().map(|m| m.size).sum();
     let messages: u64 = boxes.iter().map(|m| u64::from(m.messages)).sum();
     let (aliases, catch_alls) = reached_by(store, &acct.address).await?;
+    let last_login = store.last_login(&acct.address).await.map_err(err)?;
     if json {
         let doc = json!({
             "address": acct.address,
             "quota_bytes": acct.quota_bytes,
             "used_bytes": used,
             "messages": messages,
-            "last_login": null,
+            "last_login": last_login.as_ref().map(|l| json!({
+                "at": rfc3339(l.at),
+                "client": l.client,
+            })),
             "mailboxes": boxes.iter().map(mailbox_json).collect::<Vec<_>>(),
             "aliases": aliases,
             "catch_alls": catch_alls,
@@ -307,7 +318,14 @@ pub async fn user_show(store: &Arc<dyn Store>, address: &str, json: bool) -> Res
         None => println!("quota: none, used {used} bytes"),
     }
     println!("messages: {messages}");
-    println!("last login: not recorded");
+    match &last_login {
+        Some(l) => println!(
+            "last login: {} from {}",
+            rfc3339(l.at),
+            printable(&l.client)
+        ),
+        None => println!("last login: never"),
+    }
     println!("mailboxes:");
     for m in &boxes {
         println!(

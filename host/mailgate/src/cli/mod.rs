@@ -7,6 +7,7 @@ mod admin;
 mod config_check;
 mod dkim;
 mod export;
+mod healthcheck;
 mod imap_source;
 mod import;
 mod mailbox;
@@ -15,6 +16,8 @@ mod mbox;
 mod plugin;
 mod queue;
 pub mod sendmail;
+mod sieve;
+mod store;
 
 pub use config_check::ConfigCommand;
 pub use dkim::DkimCommand;
@@ -22,6 +25,7 @@ pub use export::ExportCommand;
 pub use import::ImportCommand;
 pub use mailbox::MailboxCommand;
 pub use queue::QueueCommand;
+pub use store::StoreCommand;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,7 +79,8 @@ pub enum Command {
     /// (like `doveadm mailbox` and `doveadm expunge`).
     #[command(subcommand)]
     Mailbox(MailboxCommand),
-    /// Maintain the store.
+    /// Maintain the store: check it, back it up while the server runs,
+    /// restore a backup.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Look at and steer the outbound queue (mail to other domains).
@@ -95,10 +100,17 @@ pub enum Command {
     /// Write an account's mail out as Maildir or mbox (the way back out).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Ask the running server whether it is ready (`/healthz/ready` of
+    /// `[listen] metrics`): exit 0 if so, 1 if not or if it does not
+    /// answer. For a container's HEALTHCHECK; needs no curl.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Check the configuration file and print the effective configuration
     /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Sieve filter scripts (RFC 5228): check that one compiles.
+    #[command(subcommand)]
+    Sieve(sieve::SieveCommand),
     /// Send one message read on standard input, like `sendmail` (also how
     /// the binary behaves when started through a link named `sendmail`):
     /// `mailgate sendmail -t -i < message`, `mailgate sendmail -f
@@ -227,13 +239,6 @@ pub enum DomainCommand {
     },
 }
 
-/// `mailgate store ...`
-#[derive(Debug, Subcommand)]
-pub enum StoreCommand {
-    /// Verify the store's integrity; exits 1 and lists every problem found.
-    Check,
-}
-
 /// The configuration the command line asks for.
 pub fn load_config(cli: &Cli) -> Result<Config, String> {
     if cli.dev {
@@ -250,16 +255,21 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
 /// Opens the store of `config` for an admin command (the server may be
 /// running on it at the same time: SQLite's locking makes that safe).
 fn open_store(config: &Config) -> Result<std::sync::Arc<mailgate_store::SqliteStore>, String> {
-    mailgate_store::SqliteStore::open(&config.data_dir).map_err(|e| {
+    let store = mailgate_store::SqliteStore::open(&config.data_dir).map_err(|e| {
         format!(
             "cannot open the store in {}: {e}",
             config.data_dir.display()
         )
-    })
+    })?;
+    store.set_min_free_space(config.limits.min_free_space());
+    Ok(store)
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    init_logging(&cli);
+    if let Command::Healthcheck(args) = &cli.command {
+        return healthcheck::run(&cli, args);
+    }
     // `config check` reads the file itself, to report its problems with
     // the file and line.
     if let Command::Config(c) = &cli.command {
@@ -291,6 +301,10 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("mailgate: {e}")),
         };
+    }
+    // `sieve check` reads only the script.
+    if let Command::Sieve(c) = &cli.command {
+        return sieve::run(c);
     }
     // `plugin check`, `run` and `new` need no configuration file: without
     // --config and with nothing at the default path they go on without one.
@@ -360,11 +374,13 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Alias(c) => admin::alias(&config, c).await,
             Command::Domain(c) => admin::domain(&config, c).await,
             Command::Mailbox(c) => mailbox::run(&config, c).await,
-            Command::Store(c) => admin::store(&config, c).await,
+            Command::Store(c) => store::run(&config, c).await,
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Config(_) => Err("config commands are run above".into()),
+            Command::Sieve(_) => Err("sieve commands are run above".into()),
+            Command::Healthcheck(_) => Err("healthcheck is run above".into()),
             Command::Sendmail { .. } => Err("sendmail is run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
             Command::Export(c) => export::run_export(&config, c).await,
@@ -407,9 +423,17 @@ async fn serve(config: Config, dev: bool) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// Logs go to standard error; `RUST_LOG` overrides the default `info`.
+/// Logs go to standard error in the `[log]` format and level of the
+/// configuration, if one can be read (else text at `info`; its errors
+/// are reported by the command itself); `RUST_LOG` overrides the level.
 /// Every value is escaped and bounded by the formatter (`mailgate-log`),
 /// so nothing a client sends reaches a log line raw.
-fn init_logging() {
-    mailgate_log::init();
+fn init_logging(cli: &Cli) {
+    let explicit = cli.dev || cli.config.is_some();
+    let log = if explicit || std::path::Path::new(DEFAULT_CONFIG).exists() {
+        load_config(cli).map(|c| c.log).unwrap_or_default()
+    } else {
+        crate::config::LogSettings::default()
+    };
+    mailgate_log::init_with(log.format.into(), &log.level);
 }

@@ -63,7 +63,8 @@ pub enum PluginCommand {
 /// The grants and config a component is checked or run with.
 #[derive(Debug, clap::Args)]
 pub struct SettingsArgs {
-    /// A capability to grant (log, clock, dns, kv, config); repeatable.
+    /// A capability to grant (log, clock, dns, kv, config, http);
+    /// repeatable.
     /// Added to those of the configuration's `[[plugin]]` entry, if any.
     #[arg(long = "grant", value_name = "CAPABILITY")]
     pub grants: Vec<String>,
@@ -75,6 +76,10 @@ pub struct SettingsArgs {
     /// `config = {...}` table); replaces the configuration's.
     #[arg(long, value_name = "TOML")]
     pub config_file: Option<PathBuf>,
+    /// A URL prefix capability `http` may reach (as `http_allow` in a
+    /// `[[plugin]]` entry); repeatable, added to the entry's.
+    #[arg(long = "http-allow", value_name = "URL")]
+    pub http_allow: Vec<String>,
 }
 
 /// The settings a command uses, and where each part came from.
@@ -135,7 +140,7 @@ pub fn resolve(
                 .find(|x| x.interface() == g.as_str())
                 .ok_or_else(|| {
                     format!(
-                        "unknown capability {:?} (log, clock, dns, kv, config)",
+                        "unknown capability {:?} (log, clock, dns, kv, config, http)",
                         g.chars().take(40).collect::<String>()
                     )
                 })?;
@@ -149,6 +154,7 @@ pub fn resolve(
             "--grant".to_string()
         };
     }
+    settings.http_allow.extend(args.http_allow.iter().cloned());
     if let Some(json) = &args.config_json {
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| format!("--config-json: {e}"))?;

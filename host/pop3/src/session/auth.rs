@@ -3,6 +3,7 @@
 
 use mailgate_auth::sasl::{encode_base64, Mechanism, PlainCredentials, SaslExchange, SaslStep};
 use mailgate_auth::AuthOutcome;
+use mailgate_metrics::Mechanism as Counted;
 use mailgate_pop3_proto::response::{write_continuation, write_data_line, write_end};
 use mailgate_pop3_proto::{parse_sasl_response, Command, ResponseCode, SaslResponse};
 use mailgate_store::Account;
@@ -177,7 +178,15 @@ impl Session {
     /// Checks credentials and, on success, opens the maildrop.
     async fn login(&mut self, user: &str, password: &str, method: &'static str, out: &mut Vec<u8>) {
         let client = self.peer.ip();
-        match self.ctx.auth.authenticate(user, password, client).await {
+        let mechanism = match method {
+            "USER" => Counted::UserPass,
+            "PLAIN" => Counted::Plain,
+            "LOGIN" => Counted::Login,
+            _ => Counted::Unknown,
+        };
+        let via = (Some(mailgate_metrics::Protocol::Pop3), mechanism);
+        let outcome = self.ctx.auth.authenticate_via(via, user, password, client);
+        match outcome.await {
             AuthOutcome::Success(account) => self.open_maildrop(account, method, out).await,
             AuthOutcome::Failed => {
                 tracing::warn!(client = %client, user = %user, method, "pop3 login failed");

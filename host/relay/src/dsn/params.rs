@@ -237,13 +237,24 @@ pub fn field_text(stored: &str) -> String {
 }
 
 /// The `Original-Recipient` field value (`addr-type; address`) for a
-/// stored ORCPT, or `None` if it has no valid address type.
-pub fn original_recipient(stored: &str) -> Option<String> {
+/// stored ORCPT, or `None` if it has no valid address type. In a classic
+/// (`message/delivery-status`, not `global`) report, which must be ASCII,
+/// a non-ASCII `utf-8` address is shown as `utf-8-addr-xtext` (RFC 6533
+/// §3) and any other non-ASCII address in xtext.
+pub fn original_recipient(stored: &str, global: bool) -> Option<String> {
     let (t, a) = stored.split_once(';')?;
     if !valid_addr_type(t) || a.is_empty() {
         return None;
     }
-    Some(format!("{t}; {}", field_text(a)))
+    let shown = field_text(a);
+    let shown = if global || shown.is_ascii() {
+        shown
+    } else if t.eq_ignore_ascii_case("utf-8") {
+        utf8_addr_xtext(&shown)
+    } else {
+        encode_xtext(&shown)
+    };
+    Some(format!("{t}; {shown}"))
 }
 
 #[cfg(test)]
@@ -348,9 +359,21 @@ mod tests {
         assert_eq!(field_text("raw\r\nX-Evil: 1"), "raw+0D+0AX-Evil:+201");
         assert_eq!(field_text("zo\\x{EB}@b.test"), "zo\\x{EB}@b.test");
         assert_eq!(
-            original_recipient("rfc822;e+3Dmc2@b.test").as_deref(),
+            original_recipient("rfc822;e+3Dmc2@b.test", false).as_deref(),
             Some("rfc822; e=mc2@b.test")
         );
-        assert_eq!(original_recipient("no-type"), None);
+        assert_eq!(original_recipient("no-type", false), None);
+        assert_eq!(
+            original_recipient("utf-8;zoë@b.test", true).as_deref(),
+            Some("utf-8; zoë@b.test")
+        );
+        assert_eq!(
+            original_recipient("utf-8;zoë@b.test", false).as_deref(),
+            Some("utf-8; zo\\x{EB}@b.test")
+        );
+        assert_eq!(
+            original_recipient("rfc822;zoë@b.test", false).as_deref(),
+            Some("rfc822; zo+C3+AB@b.test")
+        );
     }
 }

@@ -32,6 +32,25 @@ impl Session {
             tracing::info!(%client, from = %from.address(), size = params.size, "smtp: MAIL rejected: too large");
             return self.refuse(Reply::message_too_large());
         }
+        // Postfix's queue_minfree: no new transaction while the data
+        // directory's free space is below `[limits] min_free_space`
+        // (with SIZE=, below it plus the message). RFC 3463 §3.4: "4.3.1
+        // Mail system full". The store logs the shortage (once a minute).
+        if let Err(e) = self
+            .ctx
+            .delivery
+            .store()
+            .check_space(params.size.unwrap_or(0))
+        {
+            tracing::info!(%client, error = %e, "smtp: MAIL refused: insufficient system storage");
+            return self.refuse(Reply::with_code(
+                452,
+                4,
+                3,
+                1,
+                "Insufficient system storage",
+            ));
+        }
         // We do not advertise BINARYMIME (the store serves messages as
         // text), so the client may not use it (RFC 3030 §3).
         if params.body == Some(Body::BinaryMime) {

@@ -288,6 +288,14 @@ impl Directory for SqliteStore {
         })
         .await
     }
+
+    async fn record_login(&self, address: &str, at: i64, client: &str) -> StoreResult<()> {
+        self.record_login_sqlite(address, at, client).await
+    }
+
+    async fn last_login(&self, address: &str) -> StoreResult<Option<crate::LastLogin>> {
+        self.last_login_sqlite(address).await
+    }
 }
 
 /// Deletes every body that no mailbox entry refers to.

@@ -39,10 +39,12 @@
 //! change notifications in the database, where the server's store finds
 //! them ([`notify`]).
 
-mod check;
+pub mod check;
 mod directory;
+mod health;
 mod imap;
 mod import;
+mod logins;
 mod mailstore;
 pub mod notify;
 mod queue;
@@ -282,6 +284,22 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 /// which is not opened as a store); one line per problem.
 pub(crate) fn check_connection(c: &Connection) -> StoreResult<Vec<String>> {
     check::run(c)
+}
+
+impl SqliteStore {
+    /// `mailgate store check --repair`: repairs what can be repaired
+    /// safely (rebuilt sizes and counters, unreferenced bodies, a missing
+    /// INBOX, see [`check::repair`]) in one transaction, and returns what
+    /// was done; with `dry_run`, changes nothing and returns what would
+    /// be done.
+    pub async fn repair(&self, dry_run: bool) -> StoreResult<Vec<check::Repair>> {
+        if dry_run {
+            self.read(move |c| check::repair(c, true)).await
+        } else {
+            self.write(move |c| Ok((check::repair(c, false)?, vec![])))
+                .await
+        }
+    }
 }
 
 /// Lower-cases an address or domain for storage and lookup.

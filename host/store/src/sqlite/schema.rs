@@ -175,6 +175,8 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     // additive and idempotent likewise.
     conn.execute_batch(super::import::POP3_UIDLS)?;
     conn.execute_batch(super::notify::STORE_EVENTS)?;
+    // Each account's last login (`user show`); additive likewise.
+    conn.execute_batch(super::logins::LAST_LOGINS)?;
     Ok(())
 }
 

@@ -96,6 +96,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
             }
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let (started, count) = (std::time::Instant::now(), batch.len());
         let mut jobs = batch.into_iter();
         'transaction: loop {
             if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -142,6 +143,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
                 completions.push(completion);
             }
             let committed = conn.execute_batch("COMMIT").map_err(commit_error);
+            mailgate_metrics::store_commit(started.elapsed(), count, committed.is_ok());
             if committed.is_err() && !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
@@ -165,5 +167,78 @@ fn commit_error(e: rusqlite::Error) -> StoreError {
     match StoreError::from(e) {
         StoreError::NoSpace => StoreError::NoSpace,
         other => StoreError::Database(format!("commit failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that can grow by only a few pages: a large insert fails
+    /// with SQLITE_FULL, which makes SQLite roll back the whole
+    /// transaction, not only the statement.
+    fn small_writer() -> (tempfile::TempDir, Writer, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB NOT NULL);")
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", 16).unwrap();
+        let (events, _) = broadcast::channel(16);
+        (dir, Writer::start(conn, events).unwrap(), path)
+    }
+
+    fn insert(bytes: usize) -> impl FnOnce(&Connection) -> StoreResult<((), Vec<StoreEvent>)> {
+        move |c| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [vec![7u8; bytes]])?;
+            Ok(((), vec![]))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_in_a_batch_answers_every_job_truthfully() {
+        let (_dir, w, path) = small_writer();
+        // Hold the writer so that the next three jobs share one batch.
+        let hold = w.submit(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(((), vec![]))
+        });
+        let (held, before, full, after) = tokio::join!(
+            hold,
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                w.submit(insert(10)).await
+            },
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+                w.submit(insert(1 << 20)).await
+            },
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(70)).await;
+                w.submit(insert(20)).await
+            }
+        );
+        held.unwrap();
+        assert!(matches!(full, Err(StoreError::NoSpace)), "{full:?}");
+        // What each caller was told is what the database holds.
+        let c = Connection::open(&path).unwrap();
+        let stored: Vec<i64> = c
+            .prepare("SELECT length(v) FROM t ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut expected = Vec::new();
+        if before.is_ok() {
+            expected.push(10);
+        } else {
+            assert!(matches!(before, Err(StoreError::NoSpace)), "{before:?}");
+        }
+        after.as_ref().unwrap();
+        expected.push(20);
+        assert_eq!(stored, expected);
+        // The writer goes on.
+        w.submit(insert(30)).await.unwrap();
     }
 }

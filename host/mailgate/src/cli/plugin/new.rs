@@ -80,6 +80,10 @@ pub fn parse_hooks(list: &str) -> Result<Vec<Hook>, String> {
                     Hook::ALL.map(|h| h.name()).join(", ")
                 )
             })?;
+        if hook == Hook::MailboxEvent {
+            // Not one of the `Hooks` flags (WIT 0.1.2 added it beside them).
+            return Err("mailbox-event is not written by plugin new: add `const MAILBOX_EVENTS: bool = true;` and `fn mailbox_event` to the plugin (docs/plugins.md)".into());
+        }
         if !hooks.contains(&hook) {
             hooks.push(hook);
         }
@@ -239,7 +243,7 @@ fn stub(hook: Hook) -> &'static str {
         Hook::Route => {
             "    fn route(\n        _session: &Session,\n        _envelope: &Envelope,\n        _recipient: &Recipient,\n        _message: &Message,\n        _current: &[Action],\n    ) -> Option<Vec<Action>> {\n        None\n    }\n"
         }
-        Hook::Load => "",
+        Hook::MailboxEvent | Hook::Load => "",
     }
 }
 
@@ -261,7 +265,7 @@ fn test_of(ty: &str, hook: Hook) -> &'static str {
         Hook::Route => {
             "        let r = recipient(\"bob@example.org\");\n        assert!(T::route(&session(), &env, &r, &message, &[]).is_none());\n"
         }
-        Hook::Load => "",
+        Hook::MailboxEvent | Hook::Load => "",
     }
 }
 

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mailgate_policy::{AuthAttempt, Envelope, Hook, RunInput, SessionInfo, SystemResolver};
+use mailgate_policy::{
+    AuthAttempt, Direction, Envelope, Hook, MailboxEvent, RunInput, SessionInfo,
+};
 
 use super::{resolve, SettingsArgs};
 use crate::config::Config;
@@ -18,7 +20,8 @@ pub const MAX_MESSAGE: u64 = 64 << 20;
 pub struct RunArgs {
     /// The component.
     pub file: PathBuf,
-    /// The hook: connect, helo, auth, mail-from, rcpt-to, data, route.
+    /// The hook: connect, helo, auth, mail-from, rcpt-to, data, route,
+    /// mailbox-event.
     #[arg(long)]
     pub hook: String,
     /// The envelope sender (MAIL FROM); empty for `<>`.
@@ -47,13 +50,44 @@ pub struct RunArgs {
     /// For the `auth` hook: the attempt failed.
     #[arg(long)]
     pub auth_failed: bool,
+    /// For `mailbox-event`: the message was filed as spam (into Junk) or
+    /// as ham (out of it).
+    #[arg(long, default_value = "spam", value_parser = ["spam", "ham"])]
+    pub direction: String,
+    /// For `mailbox-event`: the account that filed it (default: the first
+    /// --rcpt, else user@example.org).
+    #[arg(long, value_name = "ADDR")]
+    pub account: Option<String>,
     #[command(flatten)]
     pub settings: SettingsArgs,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
-    /// The message (an .eml file), for `data` and `route`.
+    /// The message (an .eml file), for `data`, `route` and `mailbox-event`.
     pub message: Option<PathBuf>,
+}
+
+/// What `mailbox-event` is told: a MOVE into Junk (spam) or out of it
+/// into INBOX (ham).
+fn mailbox_event(args: &RunArgs) -> MailboxEvent {
+    let account = args
+        .account
+        .clone()
+        .or_else(|| args.rcpts.first().cloned())
+        .unwrap_or_else(|| "user@example.org".into())
+        .to_ascii_lowercase();
+    let spam = args.direction == "spam";
+    MailboxEvent {
+        account,
+        direction: if spam {
+            Direction::Spam
+        } else {
+            Direction::Ham
+        },
+        operation: "move".into(),
+        source: Some(if spam { "INBOX" } else { "Junk" }.into()),
+        target: if spam { "Junk" } else { "INBOX" }.into(),
+    }
 }
 
 /// Runs `plugin run`.
@@ -125,12 +159,17 @@ pub async fn run(
             success: !args.auth_failed,
         }),
         message,
+        mailbox_event: Some(mailbox_event(&args)),
+    };
+    let resolver = match config {
+        Some(c) => crate::plugins::plugin_resolver(c),
+        None => Arc::new(mailgate_policy::SystemResolver),
     };
     let report = mailgate_policy::run_file(
         &args.file,
         &resolved.settings,
         &resolved.policy,
-        Arc::new(SystemResolver),
+        resolver,
         input,
     )
     .await

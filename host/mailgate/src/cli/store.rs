@@ -1,0 +1,229 @@
+//! `mailgate store ...`: check the store, back it up while the server
+//! runs, put a backup back while it is stopped. The copying itself lives
+//! in `mailgate_store::backup`; this file is the command line around it.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use mailgate_store::backup::{self, Progress};
+use mailgate_store::MailStore;
+
+use crate::config::Config;
+
+/// `mailgate store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Verify the store's integrity; exits 1 and lists every problem found.
+    ///
+    /// With --repair, first repairs what can be repaired without losing
+    /// anything a user sees (like `doveadm force-resync`): bodies no
+    /// message refers to are deleted, recorded sizes, UIDNEXT and
+    /// HIGHESTMODSEQ are set from the messages, stale header blocks and
+    /// undecodable structures are derived again, a missing INBOX is
+    /// created, private files too widely readable are set back to their
+    /// mode; each repair is printed. Then it checks as without --repair.
+    /// What cannot be repaired safely (SQLite page damage, a message
+    /// whose body is gone) is reported: restore those from a backup.
+    Check {
+        /// Repair what can be repaired safely (see above).
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: print what would be repaired, change nothing.
+        #[arg(long, requires = "repair")]
+        dry_run: bool,
+    },
+    /// Copy the store to a new directory while the server runs.
+    ///
+    /// The database is copied as one consistent moment (SQLite's online
+    /// backup API; the server goes on serving), then the other files of
+    /// the data directory (DKIM keys, plugin key-value data, MTA-STS
+    /// cache). PATH must not exist or be empty. The copy is checked like
+    /// `store check` before the command succeeds. Progress is shown on a
+    /// terminal. docs/operations.md says how to schedule it.
+    Backup {
+        /// The directory to create (e.g. /var/backups/mailgate/2026-12-07).
+        path: PathBuf,
+    },
+    /// Put a backup in place while the server is stopped.
+    ///
+    /// PATH is a directory made by `store backup` (or a bare SQLite
+    /// database file). Refused while the server runs. The backup is
+    /// checked first and a damaged one refused; what it replaces is moved
+    /// to <data_dir>/pre-restore-<time>/, not deleted; then `store check`
+    /// runs on the result.
+    Restore {
+        /// The backup directory (or database file).
+        path: PathBuf,
+    },
+}
+
+/// Runs a `store` subcommand.
+pub async fn run(config: &Config, command: StoreCommand) -> Result<(), String> {
+    match command {
+        StoreCommand::Check { repair, dry_run } => {
+            if repair {
+                run_repair(config, dry_run).await?;
+                if dry_run {
+                    return Ok(());
+                }
+            }
+            check(config).await
+        }
+        StoreCommand::Backup { path } => run_backup(config, &path).await,
+        StoreCommand::Restore { path } => restore(config, &path).await,
+    }
+}
+
+/// `mailgate store check`
+async fn check(config: &Config) -> Result<(), String> {
+    // Before opening: opening creates nothing looser, but looks are first.
+    let loose = crate::private::loose(config);
+    let store = super::open_store(config)?;
+    for l in &loose {
+        println!("warning: {l}");
+    }
+    let problems = store.check().await.map_err(|e| e.to_string())?;
+    if problems.is_empty() {
+        println!("store ok: {}", config.data_dir.display());
+        Ok(())
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        Err(format!("{} problem(s) found in the store", problems.len()))
+    }
+}
+
+/// `mailgate store check --repair [--dry-run]`: prints one line per
+/// repair (`repaired: ...`, or `would repair: ...`).
+async fn run_repair(config: &Config, dry_run: bool) -> Result<(), String> {
+    let word = if dry_run { "would repair" } else { "repaired" };
+    let mut count = 0;
+    for l in crate::private::loose(config)
+        .into_iter()
+        .filter(|l| l.in_data_dir)
+    {
+        count += 1;
+        if dry_run {
+            println!("{word}: {l}");
+        }
+    }
+    if !dry_run {
+        for (l, result) in crate::private::tighten(config) {
+            match result {
+                Ok(()) => println!("{word}: {} set to mode {:04o}", l.path.display(), l.want),
+                Err(e) => println!("cannot repair: {l}: {e}"),
+            }
+        }
+    }
+    let store = super::open_store(config)?;
+    let repairs = store.repair(dry_run).await.map_err(|e| e.to_string())?;
+    for r in &repairs {
+        println!("{word}: {}", r.what);
+    }
+    count += repairs.len();
+    if count == 0 {
+        println!("nothing to repair");
+    } else if dry_run {
+        println!("{count} repair(s) to make; run again without --dry-run to make them");
+    }
+    Ok(())
+}
+
+/// `mailgate store backup PATH`
+async fn run_backup(config: &Config, dest: &Path) -> Result<(), String> {
+    let data_dir = config.data_dir.clone();
+    let dest_owned = dest.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut bar = ProgressLine::new();
+        let r = backup::backup(&data_dir, &dest_owned, &mut |p| bar.show(p));
+        bar.finish();
+        r
+    })
+    .await
+    .map_err(|e| format!("backup task failed: {e}"))?
+    .map_err(|e| format!("backup to {} failed: {e}", dest.display()))?;
+    println!(
+        "backup ok: {} ({} messages, database {} bytes, {} other file(s))",
+        dest.display(),
+        report.messages,
+        report.database_bytes,
+        report.files.len()
+    );
+    Ok(())
+}
+
+/// `mailgate store restore PATH`
+async fn restore(config: &Config, src: &Path) -> Result<(), String> {
+    // The server's own lock: held for the whole restore, so that no
+    // server starts on a half-restored store either.
+    let _lock = crate::server::lock_data_dir(config).map_err(|e| match e {
+        crate::server::ServerError::Locked(dir) => format!(
+            "a mailgate server is running on {dir}: stop it first (restore replaces the store under it)"
+        ),
+        other => other.to_string(),
+    })?;
+    let data_dir = config.data_dir.clone();
+    let src_owned = src.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || backup::restore(&data_dir, &src_owned))
+        .await
+        .map_err(|e| format!("restore task failed: {e}"))?
+        .map_err(|e| format!("restore from {} failed: {e}", src.display()))?;
+    println!(
+        "restored {} messages from {} into {}",
+        report.messages,
+        src.display(),
+        config.data_dir.display()
+    );
+    if let Some(aside) = &report.aside {
+        println!(
+            "the replaced store is kept in {} (remove it once satisfied)",
+            aside.display()
+        );
+    }
+    check(config).await
+}
+
+/// A progress line on standard error, drawn only on a terminal (a cron
+/// job's mail or a log gets nothing).
+struct ProgressLine {
+    tty: bool,
+    drawn: bool,
+    last_percent: Option<u64>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        ProgressLine {
+            tty: std::io::stderr().is_terminal(),
+            drawn: false,
+            last_percent: None,
+        }
+    }
+
+    fn show(&mut self, p: Progress) {
+        if !self.tty || p.total == 0 {
+            return;
+        }
+        let percent = p.done.saturating_mul(100) / p.total;
+        if self.last_percent == Some(percent) {
+            return;
+        }
+        self.last_percent = Some(percent);
+        self.drawn = true;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\rbackup: {percent:3}% ({} of {} pages)",
+            p.done, p.total
+        );
+        let _ = err.flush();
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,124 @@
+"""Capability `dns` through the real binary (issue 12): the server's
+hickory resolver asking the `[relay] nameservers`, here the test DNS server
+(tests/dns_server.py), with the dnsbl example at connect; and the greylist
+example (kv, clock) in the same kind of server.
+
+Before issue 12 plugins got a getaddrinfo resolver that ignored the
+`[relay] nameservers` (and answered A/AAAA only): a client listed in the
+test server's zone was let in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dns_server import DnsServer
+from harness import REPO_ROOT, USERS
+
+BUILD = REPO_ROOT / "plugins" / "target" / "wasm32-wasip2" / "release"
+ALICE = "alice@example.test"
+MSG = b"From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: dns\r\n\r\nHello.\r\n"
+
+
+@pytest.fixture(scope="module")
+def wasm() -> Path:
+    if not all((BUILD / f"{n}.wasm").is_file() for n in ("dnsbl", "greylist")):
+        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
+                       capture_output=True, timeout=900)
+    return BUILD
+
+
+@pytest.fixture
+def dns():
+    server = DnsServer("127.0.0.1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mx(server_factory, wasm):
+    def make(plugin: str, grants: list[str], config: str, nameserver: str):
+        srv = server_factory(start=False)
+        pdir = srv.workdir / "plugins"
+        pdir.mkdir()
+        shutil.copy(wasm / f"{plugin}.wasm", pdir / f"{plugin}.wasm")
+        with open(srv.config, "a", encoding="utf-8") as f:
+            f.write(f'\n[relay]\nnameservers = ["{nameserver}"]\n'
+                    f'\n[plugins]\ndir = "{pdir}"\n\n[[plugin]]\nname = "{plugin}"\n'
+                    f"grants = {json.dumps(grants)}\ntimeout_ms = 3000\n"
+                    f"config = {config}\n")
+        return srv.start()
+
+    return make
+
+
+def closed_udp_port() -> str:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"127.0.0.1:{port}"
+
+
+def test_dnsbl_refuses_a_client_listed_in_the_configured_nameservers(mx, dns):
+    # The client is 127.0.0.1: its DNSBL name is 1.0.0.127.<zone>.
+    dns.add("1.0.0.127.bl.test", "A", "127.0.0.2")
+    srv = mx("dnsbl", ["dns", "config"], '{ zones = ["bl.test"] }', dns.nameserver)
+    with pytest.raises(smtplib.SMTPConnectError) as e:
+        smtplib.SMTP(*srv.smtp_addr, timeout=30)
+    assert e.value.smtp_code == 554, e.value
+    assert b"bl.test" in e.value.smtp_error
+
+
+def test_dnsbl_lets_in_a_client_the_zone_does_not_list(mx, dns):
+    # NXDOMAIN for the client's name in this zone: not listed.
+    dns.add("1.0.0.127.bl.test", "A", "127.0.0.2")
+    srv = mx("dnsbl", ["dns", "config"], '{ zones = ["other.test"] }', dns.nameserver)
+    with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+        s.sendmail("sender@remote.test", [ALICE], MSG)
+    assert len(srv.messages(ALICE, USERS[ALICE])) == 1
+
+
+def test_dnsbl_lets_clients_in_when_the_list_cannot_be_asked(mx):
+    # A temporary failure (no name server answers) is not a listing.
+    srv = mx("dnsbl", ["dns", "config"], '{ zones = ["bl.test"] }', closed_udp_port())
+    with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+        assert s.noop()[0] == 250
+
+
+def test_plugin_run_uses_the_configured_resolver(mx, dns, wasm):
+    dns.add("9.113.0.203.bl.test", "A", "127.0.0.4")
+    srv = mx("dnsbl", ["dns", "config"], '{ zones = ["bl.test"] }', dns.nameserver)
+    out = srv.cli("plugin", "run", str(wasm / "dnsbl.wasm"), "--hook", "connect",
+                  "--client", "203.0.113.9", "--json", check=True).stdout_text
+    report = json.loads(out)
+    assert report["calls"][0]["verdict"] == "reject", report
+    out = srv.cli("plugin", "run", str(wasm / "dnsbl.wasm"), "--hook", "connect",
+                  "--client", "203.0.113.10", "--json", check=True).stdout_text
+    assert json.loads(out)["calls"][0]["verdict"] == "accept"
+
+
+def test_greylist_defers_the_first_attempt_and_accepts_the_retry(mx, dns):
+    srv = mx("greylist", ["kv", "clock", "config"], "{ delay = 1 }", dns.nameserver)
+    with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+        s.ehlo("mail.remote.test")
+        s.mail("sender@remote.test")
+        code, text = s.rcpt(ALICE)
+        assert (code, text[:5]) == (451, b"4.7.1"), (code, text)
+    # Too early: still deferred.
+    with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+        s.ehlo("mail.remote.test")
+        s.mail("sender@remote.test")
+        assert s.rcpt(ALICE)[0] == 451
+    time.sleep(2.2)
+    with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+        s.sendmail("sender@remote.test", [ALICE], MSG)
+    assert len(srv.messages(ALICE, USERS[ALICE])) == 1
