@@ -22,7 +22,7 @@
 //! # Layout
 //! - `lib.rs`: [`LocalDelivery`], recipient resolution and storing.
 //! - `envelope.rs`: [`Envelope`] and [`Recipient`] (with DSN parameters).
-//! - `room.rs`: [`Room`], [`Arrival`], [`Replies`], [`SuccessNotices`];
+//! - `room.rs`: [`Room`], [`Arrival`], [`Replies`];
 //!   the queue's local hand-off (`LocalDelivery::deliver_each`).
 //! - `plan.rs`: the plan (`data`, `route`, quarantine), [`TxPolicy`].
 //! - [`quota`]: the quota rule.
@@ -58,7 +58,7 @@ pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
 pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
 pub use quota::{Limit, QuotaCheck};
-pub use room::{Arrival, Replies, Room, SuccessNotices, Trace, SENT_FOLDER};
+pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
 
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;

@@ -19,7 +19,9 @@
 //! 4. Local copies are stored in one store call (the body once); the
 //!    outbound queue gets the rest with the DSN parameters of each
 //!    recipient (RFC 3461).
-//! 5. The Sent copy of an authenticated submission, if asked for.
+//! 5. The Sent copy of an authenticated submission, if asked for, and the
+//!    `delivered` reports `NOTIFY=SUCCESS` asks for
+//!    (`mailgate_store::queue::DeliveryReports`, written by the relay).
 //!
 //! Durable when it returns: the caller may say `250` for what the report
 //! says was taken (RFC 5321 §6.1).
@@ -27,7 +29,7 @@
 use std::sync::Arc;
 
 use mailgate_policy::{AuthResults, Hook, SessionInfo};
-use mailgate_store::queue::{NewQueued, NewQueuedRecipient, OutboundQueue};
+use mailgate_store::queue::{DeliveryReports, NewQueued, NewQueuedRecipient, OutboundQueue};
 use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
 use crate::plan::{Outgoing, PlanInput};
@@ -82,27 +84,8 @@ pub struct Arrival {
 pub struct Room {
     pub(crate) delivery: Arc<LocalDelivery>,
     pub(crate) outbound: Option<Arc<dyn OutboundQueue>>,
-    notices: Option<Arc<dyn SuccessNotices>>,
-}
-
-/// Builds the success notice (RFC 3464 `Action: delivered`) that local
-/// delivery owes a sender who asked for `NOTIFY=SUCCESS` (RFC 3461
-/// §4.1). The binary gives the relay's DSN builder; the room enqueues
-/// what it returns (a local sender gets it through the queue's local
-/// delivery, with the quota rule; a remote one by relay).
-pub trait SuccessNotices: Send + Sync {
-    /// The notice to the sender of `envelope` about `recipients` (each
-    /// with its `NOTIFY` and `ORCPT`), whose mailboxes here now hold
-    /// `message` (as stored, trace fields included), received at
-    /// `arrival` (seconds since the Unix epoch); `None` when none is
-    /// owed (a `<>` sender).
-    fn delivered(
-        &self,
-        envelope: &Envelope,
-        recipients: &[NewQueuedRecipient],
-        message: &[u8],
-        arrival: i64,
-    ) -> Option<NewQueued>;
+    /// Builds the `delivered` reports of `NOTIFY=SUCCESS` (the relay).
+    reports: Option<Arc<dyn DeliveryReports>>,
 }
 
 /// The folder the Sent copy goes to.
@@ -115,13 +98,15 @@ impl Room {
         Room {
             delivery,
             outbound,
-            notices: None,
+            reports: None,
         }
     }
 
-    /// The same room, sending success notices built by `notices`.
-    pub fn with_notices(mut self, notices: Option<Arc<dyn SuccessNotices>>) -> Room {
-        self.notices = notices;
+    /// The same room, sending the `delivered` reports (RFC 3464) that
+    /// `NOTIFY=SUCCESS` asks for, built by `reports` (the relay, which
+    /// writes every other report too) and queued like any message.
+    pub fn with_reports(mut self, reports: Option<Arc<dyn DeliveryReports>>) -> Room {
+        self.reports = reports;
         self
     }
 
@@ -329,7 +314,7 @@ impl Room {
         report: &Report,
         message: &[u8],
     ) {
-        let (Some(notices), Some(queue)) = (&self.notices, &self.outbound) else {
+        let (Some(reports), Some(queue)) = (&self.reports, &self.outbound) else {
             return;
         };
         if envelope.mail_from.is_empty() {
@@ -355,7 +340,20 @@ impl Room {
             return;
         }
         let now = chrono::Utc::now().timestamp();
-        let Some(dsn) = notices.delivered(envelope, &delivered, message, now) else {
+        // The report returns the original's header section only: that is
+        // all it is given (a copy of the headers, not of the body).
+        let headers = &message[..mailgate_store::structure::header_block_len(message)];
+        let original = NewQueued {
+            sender: envelope.mail_from.clone(),
+            recipients: Vec::new(),
+            raw: Arc::new(headers.to_vec()),
+            created: now,
+            envid: envelope.envid.clone(),
+            ret_full: envelope.ret_full,
+            smtputf8: envelope.smtputf8 || !headers.is_ascii(),
+            eight_bit: envelope.eight_bit,
+        };
+        let Some(dsn) = reports.delivered(&original, &delivered, now) else {
             return;
         };
         match queue.enqueue(dsn).await {

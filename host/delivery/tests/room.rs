@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use mailgate_delivery::{
     Arrival, Envelope, LocalDelivery, Recipient, RecipientCheck, Refusal, Replies, Report, Room,
-    SuccessNotices, Trace,
+    Trace,
 };
 use mailgate_policy::SessionInfo;
-use mailgate_store::queue::{NewQueued, NewQueuedRecipient, OutboundQueue, QueueId};
+use mailgate_store::queue::{
+    DeliveryReports, NewQueued, NewQueuedRecipient, OutboundQueue, QueueId,
+};
 use mailgate_store::{Directory, MailStore, SqliteStore, Store, StoreResult};
 
 const DOMAIN: &str = "example.org";
@@ -29,23 +31,26 @@ impl OutboundQueue for Queue {
 
 /// Records what it is asked to report and returns a marker message.
 #[derive(Default)]
-struct Notices(Mutex<Vec<Vec<NewQueuedRecipient>>>);
+struct Reports(Mutex<Vec<Vec<NewQueuedRecipient>>>);
 
-impl SuccessNotices for Notices {
+impl DeliveryReports for Reports {
     fn delivered(
         &self,
-        envelope: &Envelope,
+        message: &NewQueued,
         recipients: &[NewQueuedRecipient],
-        _message: &[u8],
-        arrival: i64,
+        now: i64,
     ) -> Option<NewQueued> {
+        assert!(
+            message.raw.ends_with(b"\r\n\r\n"),
+            "the header section only"
+        );
         self.0.lock().unwrap().push(recipients.to_vec());
         Some(NewQueued {
             sender: String::new(),
-            recipients: vec![NewQueuedRecipient::new(envelope.mail_from.clone())],
+            recipients: vec![NewQueuedRecipient::new(message.sender.clone())],
             raw: Arc::new(b"Subject: delivered\r\n\r\nok\r\n".to_vec()),
-            created: arrival,
-            envid: envelope.envid.clone(),
+            created: now,
+            envid: message.envid.clone(),
             ret_full: None,
             smtputf8: false,
             eight_bit: false,
@@ -58,7 +63,7 @@ struct World {
     store: Arc<SqliteStore>,
     delivery: Arc<LocalDelivery>,
     queue: Arc<Queue>,
-    notices: Arc<Notices>,
+    reports: Arc<Reports>,
 }
 
 impl World {
@@ -77,14 +82,14 @@ impl World {
             delivery: Arc::new(LocalDelivery::new(dyn_store, &[DOMAIN.to_string()])),
             store,
             queue: Arc::default(),
-            notices: Arc::default(),
+            reports: Arc::default(),
         }
     }
 
     fn room(&self) -> Room {
         let queue: Arc<dyn OutboundQueue> = self.queue.clone();
-        let notices: Arc<dyn SuccessNotices> = self.notices.clone();
-        Room::new(self.delivery.clone(), Some(queue)).with_notices(Some(notices))
+        let reports: Arc<dyn DeliveryReports> = self.reports.clone();
+        Room::new(self.delivery.clone(), Some(queue)).with_reports(Some(reports))
     }
 
     async fn recipient(&self, address: &str) -> Recipient {
@@ -277,7 +282,7 @@ async fn dsn_parameters_go_with_each_recipient_into_the_queue() {
         Some("rfc822;far@remote.test")
     );
     assert!(
-        w.notices.0.lock().unwrap().is_empty(),
+        w.reports.0.lock().unwrap().is_empty(),
         "relayed, not delivered here"
     );
 }
@@ -293,8 +298,8 @@ async fn notify_success_queues_a_delivered_notice_for_those_who_asked() {
         .await;
     env.recipients[0].notify = Some("SUCCESS".into());
     env.recipients[1].notify = Some("NEVER".into());
-    w.send(env, 10, Replies::One).await;
-    let asked = w.notices.0.lock().unwrap().clone();
+    w.send(env, 100, Replies::One).await;
+    let asked = w.reports.0.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].len(), 1);
     assert_eq!(asked[0][0].address, "alice@example.org");
@@ -305,8 +310,8 @@ async fn notify_success_queues_a_delivered_notice_for_those_who_asked() {
     // A null sender is never told anything.
     let mut env = w.envelope("", &["alice@example.org"]).await;
     env.recipients[0].notify = Some("SUCCESS".into());
-    w.send(env, 10, Replies::One).await;
-    assert_eq!(w.notices.0.lock().unwrap().len(), 1);
+    w.send(env, 100, Replies::One).await;
+    assert_eq!(w.reports.0.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -255,35 +255,6 @@ pub fn build(
     }))
 }
 
-/// The `delivered` notices (RFC 3464) that local delivery owes a sender
-/// who asked with `NOTIFY=SUCCESS`, built by the relay's DSN code and
-/// named after `hostname` (`Reporting-MTA`, `MAILER-DAEMON@...`).
-pub struct DeliveredNotices {
-    /// Our host name as the relay uses it.
-    pub hostname: String,
-}
-
-impl mailgate_delivery::SuccessNotices for DeliveredNotices {
-    fn delivered(
-        &self,
-        envelope: &mailgate_delivery::Envelope,
-        recipients: &[mailgate_store::queue::NewQueuedRecipient],
-        message: &[u8],
-        arrival: i64,
-    ) -> Option<mailgate_store::queue::NewQueued> {
-        let original = mailgate_relay::dsn::Original {
-            sender: &envelope.mail_from,
-            envid: envelope.envid.as_deref(),
-            ret_full: envelope.ret_full,
-            smtputf8: envelope.smtputf8,
-            eight_bit: envelope.eight_bit,
-            arrival,
-            raw: message,
-        };
-        mailgate_relay::dsn::delivered(&self.hostname, &original, recipients, arrival)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -120,8 +120,8 @@ pub struct Services {
     /// Where mail for other domains goes (and over-quota copies kept
     /// for local redelivery): the relay's queue, which wakes the runner.
     pub outbound: Arc<dyn mailgate_store::queue::OutboundQueue>,
-    /// Builds the `delivered` notices of `NOTIFY=SUCCESS`.
-    pub notices: Arc<dyn mailgate_delivery::SuccessNotices>,
+    /// Builds the `delivered` reports of `NOTIFY=SUCCESS`: the relay.
+    pub reports: Arc<dyn mailgate_store::queue::DeliveryReports>,
     /// The policy plugins (`None` without `[plugins]`).
     pub policy: Option<Arc<mailgate_policy::PolicyManager>>,
 }
@@ -239,9 +239,7 @@ pub async fn run(
     let services = Arc::new(Services {
         store: store.clone(),
         delivery,
-        notices: Arc::new(crate::relay::DeliveredNotices {
-            hostname: relay.config().hostname.clone(),
-        }),
+        reports: relay.clone(),
         outbound: relay.clone(),
         policy: policy.clone(),
         auth: Arc::new(
@@ -442,7 +440,7 @@ fn session_runner(
     // `forward`, `add-recipient`). A client still cannot name another
     // domain without AUTH (RCPT checks that).
     ctx.outbound = Some(services.outbound.clone());
-    ctx.notices = Some(services.notices.clone());
+    ctx.reports = Some(services.reports.clone());
     let ctx = Arc::new(ctx);
     Ok(Box::new(move |stream, peer| {
         let ctx = ctx.clone();

@@ -125,9 +125,9 @@ pub struct SmtpContext {
     /// plugins' forwards, over-quota copies kept for local redelivery):
     /// the relay's queue; `None`: such recipients are refused.
     pub outbound: Option<Arc<dyn OutboundQueue>>,
-    /// Builds the `delivered` notices of `NOTIFY=SUCCESS` (the relay's
-    /// DSN builder); `None`: none are sent.
-    pub notices: Option<Arc<dyn mailgate_delivery::SuccessNotices>>,
+    /// Builds the `delivered` reports of `NOTIFY=SUCCESS` (the relay);
+    /// `None`: none are sent.
+    pub reports: Option<Arc<dyn mailgate_store::queue::DeliveryReports>>,
     /// Which envelope senders each user may use beyond their own.
     pub sender_grants: Arc<SenderGrants>,
     /// Save a copy of each submitted message in the sender's `Sent`
@@ -161,7 +161,7 @@ impl SmtpContext {
             shutdown,
             authenticator: None,
             outbound: None,
-            notices: None,
+            reports: None,
             sender_grants: Arc::new(SenderGrants::default()),
             save_sent: false,
             policy: None,
@@ -172,6 +172,6 @@ impl SmtpContext {
     /// The end of a message: delivery into the store, the outbound queue.
     pub fn room(&self) -> mailgate_delivery::Room {
         mailgate_delivery::Room::new(self.delivery.clone(), self.outbound.clone())
-            .with_notices(self.notices.clone())
+            .with_reports(self.reports.clone())
     }
 }
