@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import smtplib
+import ssl
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ class Recorder:
     """An HTTP/1.1 server on 127.0.0.1 answering every POST with `answer`
     (status, headers, body) and recording (path, headers, body, client port)."""
 
-    def __init__(self, answer=None):
+    def __init__(self, answer=None, tls=None):
         self.requests: list[tuple[str, dict, bytes, int]] = []
         self.answer = answer or (200, {"Content-Type": "application/json"}, json.dumps(
             {"action": "no action", "score": 1.25, "required_score": 15.0}).encode())
@@ -58,6 +59,10 @@ class Recorder:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -74,8 +79,8 @@ class Recorder:
 def recorders():
     made: list[Recorder] = []
 
-    def make(answer=None) -> Recorder:
-        r = Recorder(answer)
+    def make(answer=None, tls=None) -> Recorder:
+        r = Recorder(answer, tls)
         made.append(r)
         return r
 
@@ -94,7 +99,7 @@ def rspamd_wasm() -> Path:
 
 @pytest.fixture
 def mx(server_factory, rspamd_wasm):
-    def make(url: str, allow: list[str]):
+    def make(url: str, allow: list[str], ca_file=None):
         srv = server_factory(start=False)
         pdir = srv.workdir / "plugins"
         pdir.mkdir()
@@ -104,6 +109,8 @@ def mx(server_factory, rspamd_wasm):
                     'grants = ["http", "config", "log"]\n'
                     f"http_allow = {json.dumps(allow)}\ntimeout_ms = 5000\n"
                     f'config = {{ url = "{url}", on_error = "tempfail" }}\n')
+            if ca_file:
+                f.write(f'\n[relay]\ntls_ca_file = "{ca_file}"\n')
         return srv.start()
 
     return make
@@ -177,3 +184,21 @@ def test_a_response_over_the_size_limit_fails_the_call(mx, recorders):
     srv = mx(big.base, [big.base + "/"])
     expect_451(srv)
     assert len(big.requests) == 1
+
+
+def test_https_trusts_the_relay_tls_ca_file(mx, recorders, tmp_path):
+    from test_relay_mtasts import Pki
+    pki = Pki(tmp_path)
+    cert, key = pki.issue("localhost", tmp_path / "filter.pem", tmp_path / "filter.key")
+    filt = recorders(tls=(str(cert), str(key)))
+    url = f"https://localhost:{filt.port}"
+    # Trusted through [relay] tls_ca_file: the check is made.
+    srv = mx(url, [url + "/"], ca_file=pki.pem)
+    send(srv)
+    assert len(filt.requests) == 1
+    [got] = srv.messages(ALICE, USERS[ALICE])
+    assert b"X-Spam-Score: 1.25 / 15.00" in got
+    # Without it the certificate is not trusted: no request is made.
+    untrusting = mx(url, [url + "/"])
+    expect_451(untrusting)
+    assert len(filt.requests) == 1

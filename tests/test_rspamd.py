@@ -12,7 +12,7 @@ on 11333/11334 after the install).
 The checks: GTUBE is refused with 550 5.7.1; a plain message is delivered
 with `X-Spam-Score`; a message over the size limit is not checked; a
 message moved into Junk over imaplib reaches rspamd's `/learnspam` (its
-learn count grows); rspamd stopped → `on_error` applies (last: it stops
+learn count grows), and moved back out, `/learnham`; rspamd stopped → `on_error` applies (last: it stops
 the daemon).
 """
 
@@ -250,7 +250,7 @@ def test_a_message_over_the_size_limit_is_not_checked(mx, rspamd):
     assert rspamd.stat()["scanned"] == scanned
 
 
-def test_a_message_moved_into_junk_is_learned_as_spam(mx, rspamd):
+def test_a_message_moved_into_junk_is_learned_as_spam_and_out_of_it_as_ham(mx, rspamd):
     srv = mx()
     token = os.urandom(8).hex()  # a message rspamd has never seen
     send(srv, message("Cheap pills now", "Buy cheap pills now, best offer online today, click"
@@ -271,6 +271,19 @@ def test_a_message_moved_into_junk_is_learned_as_spam(mx, rspamd):
                what="rspamd's learn count to grow")
     log = (rspamd.workdir / "rspamd.log").read_text(errors="replace")
     assert "learned message as spam" in log and "learn1@remote.test" in log
+
+    # Back out of Junk: the user says it is not spam after all.
+    imap = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+    try:
+        imap.login(ALICE, USERS[ALICE])
+        imap.select("Junk")
+        typ, data = imap.uid("MOVE", "1:*", "INBOX")
+        assert typ == "OK", data
+    finally:
+        imap.logout()
+    wait_until(lambda: "learned message as ham: learn1@remote.test"
+               in (rspamd.workdir / "rspamd.log").read_text(errors="replace"),
+               timeout=30, what="rspamd to learn the message as ham")
 
 
 def test_rspamd_stopped_then_on_error_applies(mx, rspamd):

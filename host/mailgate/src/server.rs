@@ -706,6 +706,7 @@ fn start_session<F, Fut>(
         // (the permit also when the runtime drops it).
         let _permit = permit;
         let _guard = guard;
+        let _counted = counted;
         session.await;
     });
 }

@@ -6,7 +6,8 @@
 //! `AUTHENTICATE`), which answers with a whole command and how many bytes
 //! it used, or "need more data", or an error that says what the client is
 //! told. Replies are built by [`response`]; which command is legal in which
-//! state is one table, [`state::check`].
+//! state is one table, [`state::check`]. The script commands of a logged-in
+//! session run against a store trait in [`scripts::handle`].
 //!
 //! # Invariants
 //! - The parsers never panic and never hold more than one command:
@@ -20,6 +21,7 @@
 
 mod command;
 pub mod response;
+pub mod scripts;
 pub mod state;
 
 pub use command::{

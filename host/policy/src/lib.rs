@@ -6,7 +6,9 @@
 //! # Role
 //! The SMTP session and delivery ask a [`Chain`] of plugins at each stage
 //! (connect, helo, auth, mail-from, rcpt-to, data, route) and get host
-//! types back ([`Decision`], [`DataDecision`], [`RouteDecision`]); nothing
+//! types back ([`Decision`], [`DataDecision`], [`RouteDecision`]); IMAP
+//! reports messages users file into or out of Junk
+//! ([`Chain::mailbox_event`], no verdict); nothing
 //! of wasmtime leaks out of this crate. [`PolicyManager`] owns the chain:
 //! it loads the plugin directory, swaps a new chain in on reload (SIGHUP,
 //! `mailgate plugin reload`, or the directory watcher), and reports status

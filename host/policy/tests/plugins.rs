@@ -923,3 +923,197 @@ async fn a_plugin_built_against_wit_0_1_1_still_runs() {
     assert_eq!(d.folder.as_deref(), Some("Old"));
     assert_eq!(view.header("X-Probe").len(), 1);
 }
+
+/// Serves one HTTP/1.1 request on `listener` with `answer`; returns the
+/// request's bytes (head and body).
+async fn serve_one(listener: tokio::net::TcpListener, answer: &'static str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut conn, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the whole request");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    conn.write_all(reply.as_bytes()).await.unwrap();
+    got
+}
+
+/// The rspamd plugin's learning hook through the `http` capability: the
+/// plugin wants `mailbox-event`, its request reaches the allowed
+/// controller with the message as the body; a plugin without the
+/// destination in `http_allow` is refused before any connection.
+#[tokio::test]
+async fn mailbox_event_reaches_the_allowed_controller_only() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(serve_one(listener, r#"{"success":true}"#));
+    let controller = format!("http://127.0.0.1:{port}");
+    let mut allowed = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({ "controller_url": controller }),
+    );
+    allowed.http_allow = vec![format!("{controller}/")];
+    allowed.timeout_ms = Some(5000);
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![allowed],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    assert!(chain.wants(mailgate_policy::Hook::MailboxEvent));
+    let event = mailgate_policy::MailboxEvent {
+        account: "alice@example.org".into(),
+        direction: mailgate_policy::Direction::Spam,
+        operation: "move".into(),
+        source: Some("INBOX".into()),
+        target: "Junk".into(),
+    };
+    let raw = b"Subject: cheap pills\r\n\r\nBuy now.\r\n";
+    let failed = chain
+        .mailbox_event(&event, Arc::new(MessageView::new(&raw[..])))
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let request = String::from_utf8(server.await.unwrap()).unwrap();
+    assert!(
+        request.starts_with("POST /learnspam HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.ends_with("\r\n\r\nSubject: cheap pills\r\n\r\nBuy now.\r\n"));
+    assert_eq!(chain.plugins()[0].stats().snapshot().http_requests, 1);
+
+    // The same plugin with another destination in its list: refused.
+    let mut elsewhere = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({ "controller_url": controller }),
+    );
+    elsewhere.http_allow = vec!["http://127.0.0.1:1/".into()];
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![elsewhere],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let failed = chain
+        .mailbox_event(&event, Arc::new(MessageView::new(&raw[..])))
+        .await;
+    assert_eq!(failed, vec!["rspamd".to_string()]);
+    let stats = chain.plugins()[0].stats().snapshot();
+    assert_eq!((stats.http_requests, stats.http_errors), (1, 1));
+}
+
+/// A malformed `http_allow` entry refuses the plugin at load.
+#[tokio::test]
+async fn a_bad_http_allow_entry_refuses_the_plugin() {
+    let mut bad = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({}),
+    );
+    bad.http_allow = vec!["ftp://127.0.0.1/".into()];
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![bad],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    assert_eq!(s.report.refused.len(), 1, "{:?}", s.report.refused);
+    assert!(s.manager.snapshot().plugins().is_empty());
+}
+
+/// At most `http::MAX_CONCURRENT_PER_PLUGIN` requests of one plugin are
+/// under way at once; the others fail at once (`busy`), and the plugin's
+/// `on_error` applies to them.
+#[tokio::test]
+async fn http_requests_of_one_plugin_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Answers each request after 2 s (every call has started by then).
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = 0;
+                while !String::from_utf8_lossy(&buf[..got]).contains("Buy now.") {
+                    let n = conn.read(&mut buf[got..]).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got += n;
+                }
+                tokio::time::sleep(Duration::from_millis(2000)).await;
+                let body = r#"{"action":"no action","score":0,"required_score":15}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let mut s = settings(
+        "rspamd",
+        &[Grant::Http, Grant::Config, Grant::Log],
+        serde_json::json!({ "url": url }),
+    );
+    s.http_allow = vec![format!("{url}/")];
+    s.timeout_ms = Some(5000);
+    let s = setup(
+        &[("rspamd", "rspamd")],
+        vec![s],
+        Arc::new(StaticResolver::default()),
+    )
+    .await;
+    let chain = s.manager.snapshot();
+    let n = mailgate_policy::http::MAX_CONCURRENT_PER_PLUGIN + 4;
+    let calls = (0..n).map(|_| {
+        let chain = chain.clone();
+        async move {
+            let mut view = MessageView::new(&b"Subject: x\r\n\r\nBuy now.\r\n"[..]);
+            chain.data(&session(), &mut envelope(), &mut view).await
+        }
+    });
+    let decisions = futures_join_all(calls).await;
+    assert!(decisions.iter().all(|d| d.verdict == Verdict::Accept));
+    let stats = chain.plugins()[0].stats().snapshot();
+    assert_eq!(stats.http_requests, n as u64);
+    assert_eq!(stats.http_errors, 4, "{stats:?}");
+}
+
+/// Runs futures concurrently on the current runtime (no extra crate).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use mailgate_log::escape::escape;
 use mailgate_store::queue::{QueueEntry, QueueId, QueueStore, RecipientStatus};
 use mailgate_store::{StoreError, StoreResult};
 
@@ -80,7 +81,7 @@ pub fn format_entry(e: &QueueEntry) -> String {
         dsn.push(format!("RET={}", if ret { "FULL" } else { "HDRS" }));
     }
     if let Some(envid) = &e.envid {
-        dsn.push(format!("ENVID={}", printable(envid)));
+        dsn.push(format!("ENVID={}", escape(envid)));
     }
     if !dsn.is_empty() {
         let _ = writeln!(out, "dsn: {}", dsn.join(" "));
@@ -104,29 +105,16 @@ pub fn format_entry(e: &QueueEntry) -> String {
         }
         let mut dsn = Vec::new();
         if let Some(n) = &r.notify {
-            dsn.push(format!("NOTIFY={}", printable(n)));
+            dsn.push(format!("NOTIFY={}", escape(n)));
         }
         if let Some(o) = &r.orcpt {
-            dsn.push(format!("ORCPT={}", printable(o)));
+            dsn.push(format!("ORCPT={}", escape(o)));
         }
         if !dsn.is_empty() {
             let _ = writeln!(out, "  dsn: {}", dsn.join(" "));
         }
     }
     out
-}
-
-/// A stored value for the terminal: control characters escaped.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// Parses a queue id given on the command line.
@@ -378,7 +366,7 @@ mod tests {
         with_dsn.recipients[0].orcpt = Some("rfc822;bob@b.test".into());
         let show = format_entry(&with_dsn);
         assert!(
-            show.contains("\ndsn: RET=FULL ENVID=QQ+2B1\\r\\nx\n"),
+            show.contains("\ndsn: RET=FULL ENVID=QQ+2B1\\x0d\\x0ax\n"),
             "{show}"
         );
         assert!(

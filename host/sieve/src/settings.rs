@@ -50,6 +50,10 @@ pub struct Settings {
     /// Longest header field `addheader` may write, name and value (Pigeonhole
     /// `editheader_max_header_size`: 2048).
     pub editheader_max_header_size: usize,
+    /// Most headers one run may add with `addheader` (not in Pigeonhole,
+    /// which bounds only each header's size): keeps a script from growing
+    /// the message without end within its step budget.
+    pub editheader_max_added: usize,
     /// The separator of `:user` and `:detail` (RFC 5233), as for plus
     /// addressing in delivery.
     pub subaddress_separator: char,
@@ -75,6 +79,7 @@ impl Default for Settings {
             duplicate_max_period: 2 * 86_400,
             editheader: false,
             editheader_max_header_size: 2048,
+            editheader_max_added: 64,
             subaddress_separator: '+',
         }
     }

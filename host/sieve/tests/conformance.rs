@@ -696,3 +696,58 @@ fn capability_list() {
     });
     assert!(on.contains(&"editheader"));
 }
+
+/// The example of RFC 5228 section 9, names in mixed case as written there.
+#[test]
+fn rfc5228_section9_example() {
+    let script = r#"
+     require ["fileinto"];
+     if header :is "Sender" "owner-ietf-mta-filters@imc.org"
+             {
+                 fileinto "filter";  # move to "filter" mailbox
+             }
+     elsif address :DOMAIN :is ["From", "To"] "example.com"
+             {
+                 keep;               # keep in "In" mailbox
+             }
+     elsif anyof (NOT address :all :contains
+                    ["To", "Cc", "Bcc"] "me@example.com",
+                  header :matches "subject"
+                    ["*make*money*fast*", "*university*dipl*mas*"])
+             {
+                 fileinto "spam";   # move to "spam" mailbox
+             }
+     else
+             {
+                 # Move all other (non-company) mail to "personal"
+                 # mailbox.
+                 fileinto "personal";
+             }
+"#;
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "Sender: owner-ietf-mta-filters@imc.org\r\nTo: me@example.com\r\n\r\nx",
+            &["fileinto filter"],
+        ),
+        (
+            "From: boss@EXAMPLE.com\r\nTo: me@example.com\r\n\r\nx",
+            &["keep"],
+        ),
+        (
+            "From: a@b.org\r\nTo: other@b.org\r\n\r\nx",
+            &["fileinto spam"],
+        ),
+        (
+            "From: a@b.org\r\nCc: me@example.com\r\nSubject: MAKE MONEY FAST!\r\n\r\nx",
+            &["fileinto spam"],
+        ),
+        (
+            "From: a@b.org\r\nTo: x@b.org\r\nCc: Me <me@example.com>\r\nSubject: lunch\r\n\r\nx",
+            &["fileinto personal"],
+        ),
+    ];
+    for (msg, want) in cases {
+        let got = run_full(script, msg, &TestEnv::default(), &Settings::default()).unwrap();
+        assert_eq!(summary(&got), *want, "{msg}");
+    }
+}

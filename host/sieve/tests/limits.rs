@@ -199,3 +199,37 @@ fn hostile_regexes_are_bounded() {
     });
     assert!(o.is_ok() || o == Err(RuntimeError::FuelExhausted(s.max_cpu_steps)));
 }
+
+#[test]
+fn added_headers_and_duplicate_records_are_bounded() {
+    let s = Settings {
+        editheader: true,
+        ..Settings::default()
+    };
+    let adds: String = (0..65)
+        .map(|i| format!("addheader \"X-{i}\" \"v\";"))
+        .collect();
+    let e = run_full(
+        &format!("require \"editheader\"; {adds}"),
+        MESSAGE,
+        &TestEnv::default(),
+        &s,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("more than 64 headers added"), "{e}");
+    let adds: String = (0..64)
+        .map(|i| format!("addheader \"X-{i}\" \"v\";"))
+        .collect();
+    let o = run_full(
+        &format!("require \"editheader\"; {adds}"),
+        MESSAGE,
+        &TestEnv::default(),
+        &s,
+    )
+    .unwrap();
+    assert_eq!(o.header_edits.len(), 64);
+    // The same duplicate question asked many times is recorded once.
+    let dups = "if duplicate { keep; }".repeat(1000);
+    let o = run(&format!("require \"duplicate\"; {dups}")).unwrap();
+    assert_eq!(o.duplicates.len(), 1);
+}
