@@ -3,6 +3,13 @@
 
 use clap::Parser;
 
+/// musl's own allocator is slow under many threads; the static builds
+/// (the only ones on musl) use mimalloc instead. glibc builds keep
+/// glibc's (docs/deployment.md, "musl: thread stacks and the allocator").
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Started through a link named `sendmail` (e.g. /usr/sbin/sendmail):
     // behave as `mailgate sendmail`, with sendmail's arguments untouched.

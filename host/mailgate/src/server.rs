@@ -540,6 +540,7 @@ fn imap_context(
     ctx.idle_timeout = ctx.idle_timeout.max(config.idle_timeout());
     ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
     ctx.min_transfer_rate = config.limits.min_transfer_rate;
+    ctx.mailbox_events = crate::mailbox_events::sink(services.policy.as_ref(), &services.store);
     ctx
 }
 
@@ -560,7 +561,6 @@ struct Limits {
 /// the TLS handshake, whose cost is what the limits are there to spare,
 /// so the connection is closed before it (the client sees a failed
 /// handshake, and tries again later like after any network error).
-    ctx.mailbox_events = crate::mailbox_events::sink(services.policy.as_ref(), &services.store);
 fn refusal(protocol: &str, hostname: &str) -> Option<Vec<u8>> {
     let text = "Too many connections, try again later";
     match protocol {

@@ -65,9 +65,9 @@ pub struct RuntimeOptions {
     pub resolver: Arc<dyn Resolver>,
     /// Keep instances warm between calls ([`LoadedPlugin::call`]).
     pub reuse_instances: bool,
-}
     /// Extra trusted roots (PEM) for capability `http` over TLS.
     pub http_ca_file: Option<PathBuf>,
+}
 
 /// The engine all plugins run in.
 pub struct Runtime {
@@ -76,8 +76,8 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     kv: Arc<dyn KvStore>,
     resolver: Arc<dyn Resolver>,
-    fuel: bool,
     http: Arc<crate::http::HttpClient>,
+    fuel: bool,
     pooling: bool,
     /// Warm instances kept per plugin; 0 when `reuse_instances` is off.
     max_warm: usize,
@@ -177,8 +177,8 @@ impl Runtime {
             cache_dir: options.cache_dir,
             kv: options.kv,
             resolver: options.resolver,
-            fuel: options.fuel,
             http: Arc::new(crate::http::HttpClient::new(options.http_ca_file)),
+            fuel: options.fuel,
             pooling,
             // Warm instances hold pool slots: at most a sixteenth of the
             // pool per plugin, so calls of other plugins always find one.
@@ -217,9 +217,9 @@ impl Runtime {
                 .await
                 .map_err(|e| LoadError::Compile(e.to_string()))??;
         let imports = check_imports(&self.engine, &component, &settings.grants)?;
-        let pre = self
         let http_allow =
             crate::http::parse_allow_list(&settings.http_allow).map_err(LoadError::Config)?;
+        let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -246,13 +246,13 @@ impl Runtime {
                 config_json,
                 kv: self.kv.clone(),
                 resolver: self.resolver.clone(),
-                started: Instant::now(),
                 http: self.http.clone(),
                 http_allow,
                 http_slots: Arc::new(tokio::sync::Semaphore::new(
                     crate::http::MAX_CONCURRENT_PER_PLUGIN,
                 )),
                 stats: stats.clone(),
+                started: Instant::now(),
                 captured: std::sync::Mutex::new(None),
             }),
             stats,
@@ -304,8 +304,8 @@ struct HookIndices {
     rcpt_to: Option<on_rcpt_to::GuestIndices>,
     data: Option<on_data::GuestIndices>,
     route: Option<on_route::GuestIndices>,
-}
     mailbox_event: Option<on_mailbox_event::GuestIndices>,
+}
 
 impl HookIndices {
     fn new(pre: &InstancePre<HostState>) -> Result<HookIndices, LoadError> {
@@ -320,8 +320,8 @@ impl HookIndices {
             rcpt_to: on_rcpt_to::GuestIndices::new(pre).ok(),
             data: on_data::GuestIndices::new(pre).ok(),
             route: on_route::GuestIndices::new(pre).ok(),
-        })
             mailbox_event: on_mailbox_event::GuestIndices::new(pre).ok(),
+        })
     }
 
     fn has(&self, hook: Hook) -> bool {
@@ -333,8 +333,8 @@ impl HookIndices {
             Hook::RcptTo => self.rcpt_to.is_some(),
             Hook::Data => self.data.is_some(),
             Hook::Route => self.route.is_some(),
-            Hook::Load => true,
             Hook::MailboxEvent => self.mailbox_event.is_some(),
+            Hook::Load => true,
         }
     }
 }
@@ -403,10 +403,10 @@ pub(crate) enum Call {
         Arc<MessageView>,
         Vec<on_route::Action>,
     ),
-}
     /// `on-mailbox-event.wants` at load.
     WantsMailboxEvents,
     MailboxEvent(on_mailbox_event::Event, Arc<MessageView>),
+}
 
 impl Call {
     fn hook(&self) -> Hook {
@@ -430,10 +430,10 @@ pub(crate) enum Answer {
     SelfTest(Result<(), String>),
     Outcome(bindings::mailgate::policy::types::Outcome),
     Route(Option<Vec<on_route::Action>>),
-}
     Wants(bool),
     /// `mailbox-event`: its error text, if any.
     Done(Result<(), String>),
+}
 
 /// A frozen clock: what WASI's clocks read without the `clock` grant.
 struct FrozenClock;
@@ -546,9 +546,9 @@ impl LoadedPlugin {
                 initial: 0,
             },
             env: self.env.clone(),
-        };
             deadline: Instant::now() + self.limits.timeout,
             dns_lookups: 0,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store
@@ -588,9 +588,9 @@ impl LoadedPlugin {
             let _ = store.set_fuel(fuel);
         }
         let deadline = started + self.limits.timeout;
-        store.set_epoch_deadline(1);
         store.data_mut().deadline = deadline;
         store.data_mut().dns_lookups = 0;
+        store.set_epoch_deadline(1);
         // At every tick: past the deadline, interrupt (a trap); otherwise
         // yield to tokio so a busy plugin never holds a worker for long.
         store.epoch_deadline_callback(move |_| {
@@ -789,17 +789,6 @@ impl LoadedPlugin {
                 lent.take_back(store);
                 Answer::Route(answer?)
             }
-        })
-    }
-}
-
-/// A message lent to one call (WIT `borrow<message>`): its entry in the
-/// store's resource table, which the guest can never drop itself.
-struct Lent(u32);
-
-/// Puts `view` into the store's resource table for one call.
-fn lend(
-    store: &mut Store<HostState>,
             Call::WantsMailboxEvents => {
                 let g = ix
                     .mailbox_event
@@ -819,6 +808,17 @@ fn lend(
                 lent.take_back(store);
                 Answer::Done(answer?)
             }
+        })
+    }
+}
+
+/// A message lent to one call (WIT `borrow<message>`): its entry in the
+/// store's resource table, which the guest can never drop itself.
+struct Lent(u32);
+
+/// Puts `view` into the store's resource table for one call.
+fn lend(
+    store: &mut Store<HostState>,
     view: Arc<MessageView>,
 ) -> wasmtime::Result<(Resource<MessageHandle>, Lent)> {
     let handle = store.data_mut().table.push(MessageHandle(view))?;
