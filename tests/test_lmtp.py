@@ -6,7 +6,8 @@ the real binary.
 - After the final dot, one reply per accepted RCPT in RCPT order (smtplib's
   `data()` reads the first, `getreply()` the others): a known user gets 250
   and the copy, an over-quota one `452 4.2.2` and nothing, in the same
-  transaction; a duplicate RCPT gets its own (same) reply.
+  transaction; a duplicate RCPT gets its own (same) reply. An account
+  with no byte left is refused at RCPT (`452 4.2.2`) and owed no reply.
 - BDAT (CHUNKING) ends with the same per-recipient replies.
 - No relaying: a recipient in another domain is refused at RCPT.
 - With policy plugins (the `probe` fixture): plugins see the listener as
@@ -189,3 +190,28 @@ def test_a_data_refusal_on_lmtp_answers_every_recipient(lmtp_probe):
         assert [c for c, _ in replies] == [554, 554], replies
         assert all(b"message refused" in t for _, t in replies)
     assert subjects(lmtp_probe, ALICE) == [] and subjects(lmtp_probe, BOB) == []
+
+
+def test_a_full_account_is_refused_at_rcpt_and_owed_no_reply_later(server_factory):
+    """An account with no byte left gets `452 4.2.2` at RCPT already (the
+    quota rule, docs/operations.md); the replies after the message are
+    for the accepted RCPTs only."""
+    srv = server_factory(listen=LISTEN, start=False)
+    set_quota(srv, CAROL, 0)
+    srv.start()
+    s = lmtp(srv)
+    try:
+        s.ehlo()
+        assert s.mail("sender@remote.test")[0] == 250
+        code, text = s.rcpt(CAROL)
+        assert code == 452 and text.startswith(b"4.2.2"), (code, text)
+        assert s.rcpt(ALICE)[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        first = s.data(message("two replies"))
+        replies = [first, s.getreply()]
+        assert [c for c, _ in replies] == [250, 250], replies
+        assert s.noop()[0] == 250, "no third reply was owed"
+    finally:
+        s.quit()
+    assert subjects(srv, CAROL) == []
+    assert subjects(srv, ALICE) == ["two replies"]

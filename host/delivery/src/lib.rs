@@ -1,10 +1,32 @@
-//! Local delivery.
+//! Delivery: where every message ends.
 //!
 //! # Role
-//! Between a protocol that accepted a message (SMTP, LMTP, later a
-//! routing plugin or IMAP APPEND) and the store: decides whether an address
-//! is local and who it belongs to, and stores a message once for all its
-//! local recipients.
+//! Between a protocol that received a message (SMTP, LMTP) and the store
+//! and the outbound queue: decides whether an address is local and who it
+//! belongs to (at RCPT), and owns the end of a message ([`Room`]): the
+//! plugins' `data` and `route`, the quota rule, storing the message once
+//! for all its local recipients, queueing the rest, the Sent copy and the
+//! success notices. The protocols only turn bytes into [`Arrival`] and
+//! the [`Report`] into replies.
+//!
+//! # Invariants
+//! - [`Room::deliver`] returns only when what it reports as taken is
+//!   durable (stored, or in the queue); a refused message left nothing
+//!   behind.
+//! - No copy is stored past an account's quota (see [`quota`] for the
+//!   rule and its one race).
+//! - The body is not copied on the way: the trace fields (and, without
+//!   plugins reading the message, the `Return-Path:`) are written into
+//!   the receiver's buffer, which the plugins' view and the store share.
+//!
+//! # Layout
+//! - `lib.rs`: [`LocalDelivery`], recipient resolution and storing.
+//! - `envelope.rs`: [`Envelope`] and [`Recipient`] (with DSN parameters).
+//! - `room.rs`: [`Room`], [`Arrival`], [`Replies`];
+//!   the queue's local hand-off (`LocalDelivery::deliver_each`).
+//! - `plan.rs`: the plan (`data`, `route`, quarantine), [`TxPolicy`].
+//! - [`quota`]: the quota rule.
+//! - `outcome.rs`: [`Refusal`] and [`Report`].
 //!
 //! # Recipient resolution, in order
 //! 1. The domain must be local (named in the config, or added with
@@ -26,6 +48,18 @@ use mailgate_store::{
     StoreResult,
 };
 
+mod envelope;
+mod outcome;
+mod plan;
+pub mod quota;
+mod room;
+
+pub use envelope::{Envelope, Recipient};
+pub use outcome::{Refusal, Report};
+pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
+pub use quota::{Limit, QuotaCheck};
+pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
+
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;
 
@@ -43,6 +77,10 @@ pub struct LocalRecipient {
     /// policy plugins see as the recipient's account), so that nobody needs
     /// to look it up again later in the transaction.
     pub account_address: Option<String>,
+    /// The accounts of `accounts` that have a storage quota, with their
+    /// address and limit, as resolution read them (so the quota check
+    /// costs no account look-up; accounts without a quota cost nothing).
+    pub limits: Vec<Limit>,
 }
 
 /// The verdict on one recipient address.
@@ -60,6 +98,8 @@ pub enum RecipientCheck {
 pub struct LocalDelivery {
     store: Arc<dyn Store>,
     config_domains: Vec<String>,
+    /// The quota check and the store as one step per account.
+    pub(crate) quota_locks: quota::QuotaLocks,
 }
 
 /// Splits `local@domain` at the last `@`, lower-casing the domain.
@@ -78,6 +118,7 @@ impl LocalDelivery {
         LocalDelivery {
             store,
             config_domains: config_domains.iter().map(|d| d.to_lowercase()).collect(),
+            quota_locks: quota::QuotaLocks::default(),
         }
     }
 
@@ -165,12 +206,12 @@ impl LocalDelivery {
         &'a self,
         address: &'a str,
         depth: usize,
-        out: &'a mut BTreeMap<AccountId, String>,
+        out: &'a mut BTreeMap<AccountId, (String, Option<u64>)>,
         seen: &'a mut BTreeSet<String>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<bool>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(account) = self.store.account(address).await? {
-                out.insert(account.id, account.address);
+                out.insert(account.id, (account.address, account.quota_bytes));
                 return Ok(true);
             }
             if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_string()) {
@@ -198,38 +239,37 @@ impl LocalDelivery {
         })
     }
 
-    /// Stores `data` (the message as received, trace headers included) once
-    /// for all `recipients`, each account's copy in INBOX, with a
-    /// `Return-Path:` for `mail_from` prepended. Durable when it returns.
-    pub async fn deliver(
-        &self,
-        mail_from: &str,
-        recipients: &[LocalRecipient],
-        data: &[u8],
-    ) -> StoreResult<Vec<Delivered>> {
-        let targets: Vec<Target> = recipients
-            .iter()
-            .flat_map(|r| r.accounts.iter().copied())
-            .map(Target::inbox)
-            .collect();
-        self.deliver_to(mail_from, &targets, data).await
-    }
-
-    /// Like [`LocalDelivery::deliver`], with a folder and flags per copy
-    /// (policy routing): the body is stored once; a folder that does not
-    /// exist yet is created (like Sieve `fileinto :create`); the same
-    /// (account, folder) twice gets one copy with the flags of both.
+    /// Stores `data` (the message as received, trace fields included)
+    /// once for all `targets`, with a `Return-Path:` for `mail_from`
+    /// prepended (a copy of the bytes: [`LocalDelivery::deliver_prepared`]
+    /// avoids it). Durable when it returns.
     pub async fn deliver_to(
         &self,
         mail_from: &str,
-        targets: &[Target],
+        targets: &[DeliveryTarget],
         data: &[u8],
+    ) -> StoreResult<Vec<Delivered>> {
+        let mut raw = Vec::with_capacity(data.len() + mail_from.len() + 20);
+        raw.extend_from_slice(return_path(mail_from).as_bytes());
+        raw.extend_from_slice(data);
+        self.deliver_prepared(targets, Arc::new(raw)).await
+    }
+
+    /// Stores `raw` as it is (for delivered mail the room has put its
+    /// `Return-Path:` in it already) once for all `targets` (the buffer
+    /// itself, no copy): a folder that does not exist yet is created (like
+    /// Sieve `fileinto :create`); the same (account, folder) twice gets one
+    /// copy with the flags of both. Durable when it returns.
+    pub async fn deliver_prepared(
+        &self,
+        targets: &[DeliveryTarget],
+        raw: Arc<Vec<u8>>,
     ) -> StoreResult<Vec<Delivered>> {
         let mut merged: Vec<DeliveryTarget> = Vec::with_capacity(targets.len());
         for t in targets {
             let same = merged
                 .iter_mut()
-                .find(|m| m.account == t.account && m.mailbox.eq_ignore_ascii_case(&t.folder));
+                .find(|m| m.account == t.account && m.mailbox.eq_ignore_ascii_case(&t.mailbox));
             match same {
                 Some(m) => {
                     for f in &t.flags {
@@ -238,11 +278,7 @@ impl LocalDelivery {
                         }
                     }
                 }
-                None => merged.push(DeliveryTarget {
-                    account: t.account,
-                    mailbox: t.folder.clone(),
-                    flags: t.flags.clone(),
-                }),
+                None => merged.push(t.clone()),
             }
         }
         if merged.is_empty() {
@@ -252,10 +288,6 @@ impl LocalDelivery {
             self.ensure_mailbox(t.account, &t.mailbox).await?;
         }
         let targets = merged;
-        let mut raw = Vec::with_capacity(data.len() + mail_from.len() + 20);
-        raw.extend_from_slice(format!("Return-Path: <{mail_from}>\r\n").as_bytes());
-        raw.extend_from_slice(data);
-        let raw = Arc::new(raw);
         let structure = MessageStructure::parse_off_thread(raw.clone())
             .await
             .unwrap_or_default();
@@ -286,38 +318,41 @@ impl LocalDelivery {
     }
 }
 
-/// Where one copy of a message goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The account.
-    pub account: AccountId,
-    /// The folder ("INBOX" by default); created if missing.
-    pub folder: String,
-    /// Initial flags (`\Seen`, `\Flagged`, keywords).
-    pub flags: Vec<String>,
-}
-
-impl Target {
-    /// The account's INBOX, no flags.
-    pub fn inbox(account: AccountId) -> Target {
-        Target {
-            account,
-            folder: "INBOX".into(),
-            flags: Vec::new(),
-        }
-    }
-}
-
 fn local_recipient(
     address: &str,
     tag: Option<String>,
-    accounts: BTreeMap<AccountId, String>,
+    accounts: BTreeMap<AccountId, (String, Option<u64>)>,
 ) -> RecipientCheck {
-    let account_address = accounts.values().next().cloned();
+    let account_address = accounts.values().next().map(|(a, _)| a.clone());
+    let limits = accounts
+        .iter()
+        .filter_map(|(&account, (address, quota))| {
+            quota.map(|bytes| Limit {
+                account,
+                address: address.clone(),
+                bytes,
+            })
+        })
+        .collect();
     RecipientCheck::Local(LocalRecipient {
         address: address.to_string(),
         tag,
         accounts: accounts.into_keys().collect(),
         account_address,
+        limits,
     })
+}
+
+/// The `Return-Path:` field final delivery adds (RFC 5321 §4.4).
+pub fn return_path(mail_from: &str) -> String {
+    format!("Return-Path: <{mail_from}>\r\n")
+}
+
+/// The account's INBOX, no flags.
+pub fn inbox(account: AccountId) -> DeliveryTarget {
+    DeliveryTarget {
+        account,
+        mailbox: "INBOX".into(),
+        flags: Vec::new(),
+    }
 }

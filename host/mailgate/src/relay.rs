@@ -1,6 +1,7 @@
 //! The outbound relay inside `mailgate serve`: the [`Relay`] built from
-//! `[relay]`, `[queue]` and `[[dkim]]`, and [`RelayQueue`], the adapter
-//! through which SMTP submission hands it mail for other domains.
+//! `[relay]`, `[queue]` and `[[dkim]]`. The room of delivery hands it
+//! mail through its `mailgate_store::queue::OutboundQueue`, which wakes
+//! the runner.
 //!
 //! The relay itself (queue runner, MX routing, SMTP client, DSN, DKIM)
 //! lives in `host/relay`; this module only turns configuration into its
@@ -13,7 +14,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use mailgate_delivery::LocalDelivery;
 use mailgate_relay::client::tls::{load_pem_roots, CertificateDer, TlsClients};
 use mailgate_relay::config::parse_duration;
@@ -21,7 +21,6 @@ use mailgate_relay::dkim::DkimSigner;
 use mailgate_relay::{
     HickoryDns, Relay, RelayConfig, RelayParts, RetrySchedule, Router, Smarthost, SystemClock,
 };
-use mailgate_smtp::outbound::{OutboundQueue, QueueError, QueueId};
 use mailgate_store::queue::QueueStore;
 
 use crate::config::{Config, ConfigError};
@@ -254,30 +253,6 @@ pub fn build(
         tls,
         dkim: dkim_signer(config)?,
     }))
-}
-
-/// What SMTP submission hands remote recipients to: queues the message
-/// (durably, before the session says `250`) and wakes the runner.
-pub struct RelayQueue(pub Arc<Relay>);
-
-#[async_trait]
-impl OutboundQueue for RelayQueue {
-    async fn enqueue(
-        &self,
-        mail_from: &str,
-        recipients: &[(String, Option<String>)],
-        data: &[u8],
-    ) -> Result<QueueId, QueueError> {
-        // `Relay::submit_routed` wakes the runner itself (through its
-        // `OutboundQueue::enqueue`).
-        let id = self
-            .0
-            .submit_routed(mail_from, recipients, data)
-            .await
-            .map_err(|e| QueueError(e.to_string()))?;
-        tracing::info!(queue_id = id, from = %mail_from, rcpts = ?recipients, "relay: queued");
-        Ok(QueueId(id.to_string()))
-    }
 }
 
 #[cfg(test)]

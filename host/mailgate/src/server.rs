@@ -117,8 +117,11 @@ pub struct Services {
     pub delivery: Arc<LocalDelivery>,
     /// Authentication for all protocols.
     pub auth: Arc<Authenticator>,
-    /// Where submission puts mail for other domains: the relay's queue.
-    pub outbound: Arc<dyn mailgate_smtp::OutboundQueue>,
+    /// Where mail for other domains goes (and over-quota copies kept
+    /// for local redelivery): the relay's queue, which wakes the runner.
+    pub outbound: Arc<dyn mailgate_store::queue::OutboundQueue>,
+    /// Builds the `delivered` reports of `NOTIFY=SUCCESS`: the relay.
+    pub reports: Arc<dyn mailgate_store::queue::DeliveryReports>,
     /// The policy plugins (`None` without `[plugins]`).
     pub policy: Option<Arc<mailgate_policy::PolicyManager>>,
     /// The IMAP mailbox views, one registry for every IMAP listener (a
@@ -239,7 +242,8 @@ pub async fn run(
     let services = Arc::new(Services {
         store: store.clone(),
         delivery,
-        outbound: Arc::new(crate::relay::RelayQueue(relay.clone())),
+        reports: relay.clone(),
+        outbound: relay.clone(),
         policy: policy.clone(),
         imap_views: Arc::new(mailgate_imap::view::MailboxViews::new()),
         auth: Arc::new(
@@ -426,23 +430,21 @@ fn session_runner(
     } else if protocol == "lmtp" {
         // RFC 2033: local delivery from a trusted mail system; no TLS,
         // no AUTH, no relaying (the MX rules), one reply per recipient.
-        ctx.lmtp = true;
+        ctx.role = Role::Lmtp;
         ctx.tls = TlsMode::None;
     } else {
         ctx.role = Role::Submission;
         ctx.authenticator = Some(services.auth.clone());
         ctx.sender_grants = Arc::new(SenderGrants::new(config.submission.senders.clone()));
         ctx.save_sent = config.submission.save_sent;
-        // Only an authenticated user may name other domains (RCPT checks
-        // that); their mail goes to the relay's queue.
-        ctx.outbound = Some(services.outbound.clone());
     }
     ctx.policy = services.policy.clone();
-    if ctx.policy.is_some() {
-        // Plugins may forward MX mail to other domains (route `forward`,
-        // `add-recipient`); a client still cannot name one without AUTH.
-        ctx.outbound = Some(services.outbound.clone());
-    }
+    // Every listener's room may queue: copies over quota wait there for
+    // local redelivery, and plugins may forward to other domains (route
+    // `forward`, `add-recipient`). A client still cannot name another
+    // domain without AUTH (RCPT checks that).
+    ctx.outbound = Some(services.outbound.clone());
+    ctx.reports = Some(services.reports.clone());
     let ctx = Arc::new(ctx);
     Ok(Box::new(move |stream, peer| {
         let ctx = ctx.clone();

@@ -2,7 +2,7 @@
 //! mostly) is stored locally instead of being sent over the network.
 
 use async_trait::async_trait;
-use mailgate_delivery::{LocalDelivery, RecipientCheck};
+use mailgate_delivery::{LocalDelivery, Refusal};
 use mailgate_store::StoreResult;
 
 use crate::client::RcptOutcome;
@@ -22,37 +22,26 @@ impl LocalHandoff for LocalDelivery {
         LocalDelivery::is_local_domain(self, domain).await
     }
 
+    /// Through delivery's quota rule: an account over its quota is a
+    /// temporary failure (retried on the `[queue] retry` schedule,
+    /// bounced after `max_age`).
     async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome> {
-        let mut outcomes = vec![RcptOutcome::Temporary(String::new()); recipients.len()];
-        let mut resolved = Vec::new();
-        let mut resolved_at = Vec::new();
-        for (i, r) in recipients.iter().enumerate() {
-            outcomes[i] = match self.check_recipient(r).await {
-                Ok(RecipientCheck::Local(l)) => {
-                    resolved.push(l);
-                    resolved_at.push(i);
-                    continue;
+        self.deliver_each(sender, recipients, body)
+            .await
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(()) => RcptOutcome::Delivered("250 2.0.0 delivered locally".into()),
+                Err(Refusal::MailboxFull) => {
+                    RcptOutcome::Temporary("452 4.2.2 mailbox full".into())
                 }
-                Ok(_) => RcptOutcome::Permanent("550 5.1.1 no such local user".into()),
-                Err(e) => {
-                    tracing::error!(error = %e, "relay: local recipient check failed");
-                    RcptOutcome::Temporary("451 4.3.0 local error".into())
+                Err(Refusal::NoSpace) => {
+                    RcptOutcome::Temporary("452 4.3.1 insufficient system storage".into())
                 }
-            };
-        }
-        if resolved.is_empty() {
-            return outcomes;
-        }
-        let result = LocalDelivery::deliver(self, sender, &resolved, body).await;
-        for i in resolved_at {
-            outcomes[i] = match &result {
-                Ok(_) => RcptOutcome::Delivered("250 2.0.0 delivered locally".into()),
-                Err(e) => {
-                    tracing::error!(error = %e, "relay: local delivery failed");
-                    RcptOutcome::Temporary("451 4.3.0 local delivery failed".into())
+                Err(Refusal::UnknownUser) => {
+                    RcptOutcome::Permanent("550 5.1.1 no such local user".into())
                 }
-            };
-        }
-        outcomes
+                Err(_) => RcptOutcome::Temporary("451 4.3.0 local delivery failed".into()),
+            })
+            .collect()
     }
 }

@@ -9,11 +9,11 @@ use mailgate_delivery::LocalDelivery;
 use mailgate_policy::PolicyManager;
 pub use mailgate_tls::TlsMode;
 
-use crate::outbound::OutboundQueue;
 use crate::sender::SenderGrants;
 use mailgate_smtp_proto::{
     DataLimits, DEFAULT_MAX_COMMAND_LINE, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_MESSAGE_SIZE,
 };
+use mailgate_store::queue::OutboundQueue;
 use tokio::sync::watch;
 
 /// Limits applied to each session.
@@ -84,6 +84,20 @@ pub enum Role {
     /// Ports 587 and 465 (RFC 6409, RFC 8314): users submit mail after
     /// AUTH; MAIL without it gets `530 5.7.0`.
     Submission,
+    /// `[listen] lmtp` (RFC 2033): a mail system in front of us hands
+    /// over mail it accepted; LHLO, one reply per recipient after the
+    /// message, the MX rules otherwise (no AUTH, no relaying).
+    Lmtp,
+}
+
+impl Role {
+    /// How the end of a message is answered.
+    pub fn replies(self) -> mailgate_delivery::Replies {
+        match self {
+            Role::Lmtp => mailgate_delivery::Replies::PerRecipient,
+            Role::Mx | Role::Submission => mailgate_delivery::Replies::One,
+        }
+    }
 }
 
 /// Shared state of an SMTP listener.
@@ -107,10 +121,13 @@ pub struct SmtpContext {
     /// For SMTP AUTH on the submission role (`None`: AUTH is not
     /// offered). Also holds the clear-text policy.
     pub authenticator: Option<Arc<Authenticator>>,
-    /// Where mail for other domains goes after an authenticated
-    /// submission; `None` until the relay exists (such recipients are
-    /// refused then).
+    /// Where mail for other domains goes (authenticated submission,
+    /// plugins' forwards, over-quota copies kept for local redelivery):
+    /// the relay's queue; `None`: such recipients are refused.
     pub outbound: Option<Arc<dyn OutboundQueue>>,
+    /// Builds the `delivered` reports of `NOTIFY=SUCCESS` (the relay);
+    /// `None`: none are sent.
+    pub reports: Option<Arc<dyn mailgate_store::queue::DeliveryReports>>,
     /// Which envelope senders each user may use beyond their own.
     pub sender_grants: Arc<SenderGrants>,
     /// Save a copy of each submitted message in the sender's `Sent`
@@ -122,9 +139,6 @@ pub struct SmtpContext {
     /// SPF, DKIM and DMARC of each message, after it is received (MX
     /// only; `None`: not checked, no `Authentication-Results:`).
     pub verifier: Option<Arc<crate::verify::Verifier>>,
-    /// LMTP (RFC 2033) instead of SMTP: LHLO instead of EHLO/HELO, and
-    /// one reply per recipient after the message.
-    pub lmtp: bool,
 }
 
 impl SmtpContext {
@@ -147,11 +161,17 @@ impl SmtpContext {
             shutdown,
             authenticator: None,
             outbound: None,
+            reports: None,
             sender_grants: Arc::new(SenderGrants::default()),
             save_sent: false,
             policy: None,
             verifier: None,
-            lmtp: false,
         }
+    }
+
+    /// The end of a message: delivery into the store, the outbound queue.
+    pub fn room(&self) -> mailgate_delivery::Room {
+        mailgate_delivery::Room::new(self.delivery.clone(), self.outbound.clone())
+            .with_reports(self.reports.clone())
     }
 }

@@ -10,8 +10,9 @@
 //!
 //! # Invariants
 //! - `250` after the message body is sent only once
-//!   `LocalDelivery::deliver` returned, i.e. the message is durable; any
-//!   store error is `451 4.3.0` with the detail in the log only.
+//!   `mailgate_delivery::Room::deliver` returned, i.e. the message is
+//!   durable; any store error is `451 4.3.0` with the detail in the log
+//!   only.
 //! - Without AUTH only local recipients are accepted (`550 5.7.1
 //!   Relaying denied` otherwise): the MX role never relays, and no
 //!   address syntax (source routes, `%`, `!`, quoted local parts) turns
@@ -52,18 +53,19 @@
 //! - [`session`]: [`Session`], the state machine (bytes in, replies out).
 //! - `cmd/`: one handler per verb (`ehlo.rs`, `starttls.rs`, `auth.rs`,
 //!   `mail.rs`, `rcpt.rs`, `data.rs`, `bdat.rs`, `misc.rs`) and
-//!   `deliver.rs`, the end of a message.
+//!   `deliver.rs`, the end of a message: trace fields, the hand-off to
+//!   `mailgate_delivery::Room` (which runs `data` and `route`, checks
+//!   quotas, stores and queues), and the replies from its report.
 //! - [`sender`]: which envelope senders a user may use.
-//! - [`outbound`]: [`OutboundQueue`], where mail for other domains goes.
 //! - `policy.rs`: the plugins' hooks before the message (connect, helo,
-//!   auth, mail-from, rcpt-to); `cmd/route.rs`: data and route, which
-//!   decide where the message goes (folders, forwards, quarantine).
+//!   auth, mail-from, rcpt-to).
 //! - [`received`]: the `Received:` header and queue ids.
 //! - [`verify`]: SPF, DKIM and DMARC of inbound MX mail, the
 //!   `Authentication-Results:` header.
 //! - `pace.rs`: the slow-client deadlines (command lines, transfers).
-//! - `lmtp.rs`: LMTP (RFC 2033) on the same session: LHLO, one reply per
-//!   recipient after the message.
+//! - `lmtp.rs`: LMTP (RFC 2033) on the same session ([`Role::Lmtp`]):
+//!   LHLO and its sequence table; one reply per recipient after the
+//!   message comes from the room's per-recipient report.
 //! - [`server`]: [`serve_connection`] and the accept loop [`serve`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -71,7 +73,6 @@
 mod cmd;
 pub mod context;
 mod lmtp;
-pub mod outbound;
 mod pace;
 mod policy;
 pub mod received;
@@ -82,7 +83,6 @@ pub mod state;
 pub mod verify;
 
 pub use context::{Role, SmtpContext, SmtpLimits, TlsMode};
-pub use outbound::{OutboundQueue, QueueError, QueueId};
 pub use sender::SenderGrants;
 pub use server::{serve, serve_connection};
 pub use session::Session;

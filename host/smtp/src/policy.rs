@@ -1,6 +1,7 @@
 //! The policy plugins in the session: the state a session keeps for them,
 //! and the call sites of the early hooks (connect, helo, auth, mail-from,
-//! rcpt-to). The end of the message (data, route) is in `cmd/route.rs`.
+//! rcpt-to). The end of the message (data, route) is delivery's
+//! (`mailgate_delivery::Room`).
 //!
 //! # Which chain
 //! The chain serving at connect answers `connect`, `helo` and `auth`; each
@@ -22,44 +23,14 @@
 
 use std::sync::Arc;
 
-use mailgate_delivery::{LocalRecipient, RecipientCheck};
-use mailgate_policy::{
-    AuthAttempt, Chain, Envelope, Hook, Param, RecipientInfo, SessionInfo, Verdict,
-};
-use mailgate_smtp_proto::{EnhancedCode, MailParams, RcptParams, Reply, ReversePath};
+use mailgate_delivery::{recipient_info, Hold, LocalRecipient, TxPolicy};
+use mailgate_policy::{AuthAttempt, Chain, Envelope, Hook, Param, SessionInfo, Verdict};
+use mailgate_smtp_proto::{Body, EnhancedCode, MailParams, RcptParams, Reply, Ret, ReversePath};
+
+use crate::cmd::{notify_text, orcpt_text};
 
 use crate::context::{Role, TlsMode};
 use crate::session::{Session, Transaction};
-
-/// A message accepted but kept from its recipients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Hold {
-    /// Delivered to nobody.
-    Discard,
-    /// Into the recipients' quarantine, with the reason.
-    Quarantine(String),
-}
-
-impl Hold {
-    /// The hold a verdict asks for, if any.
-    pub(crate) fn of(verdict: &Verdict) -> Option<Hold> {
-        match verdict {
-            Verdict::Discard => Some(Hold::Discard),
-            Verdict::Quarantine(why) => Some(Hold::Quarantine(why.clone())),
-            _ => None,
-        }
-    }
-
-    /// Quarantine is kept over discard: an operator can still look at it.
-    pub(crate) fn merge(a: Option<Hold>, b: Option<Hold>) -> Option<Hold> {
-        match (a, b) {
-            (Some(Hold::Quarantine(q)), _) | (_, Some(Hold::Quarantine(q))) => {
-                Some(Hold::Quarantine(q))
-            }
-            (a, b) => a.or(b),
-        }
-    }
-}
 
 /// What a session keeps for the plugins, from connect on.
 pub(crate) struct SessionPolicy {
@@ -67,29 +38,6 @@ pub(crate) struct SessionPolicy {
     chain: Arc<Chain>,
     /// A discard or quarantine decided at connect, helo or auth.
     pub(crate) hold: Option<Hold>,
-}
-
-/// What a transaction keeps for the plugins, from MAIL FROM on.
-#[derive(Clone)]
-pub(crate) struct TxPolicy {
-    /// The chain taken at MAIL FROM.
-    pub(crate) chain: Arc<Chain>,
-    /// The envelope as the plugins see it (recipient edits applied).
-    pub(crate) envelope: Envelope,
-    /// The RCPT TO parameters of each recipient, by address.
-    pub(crate) params: Vec<(String, Vec<Param>)>,
-    /// A discard or quarantine decided so far (session's included).
-    pub(crate) hold: Option<Hold>,
-}
-
-impl std::fmt::Debug for TxPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxPolicy")
-            .field("generation", &self.chain.generation())
-            .field("envelope", &self.envelope)
-            .field("hold", &self.hold)
-            .finish()
-    }
 }
 
 /// The policy reply for a refusal, as an SMTP reply.
@@ -122,13 +70,23 @@ fn mail_params(p: &MailParams) -> Vec<Param> {
         out.push(param("SIZE", Some(size.to_string())));
     }
     if let Some(body) = p.body {
-        out.push(param("BODY", Some(format!("{body:?}").to_uppercase())));
+        // As written on the wire (RFC 6152, RFC 3030).
+        let value = match body {
+            Body::SevenBit => "7BIT",
+            Body::EightBitMime => "8BITMIME",
+            Body::BinaryMime => "BINARYMIME",
+        };
+        out.push(param("BODY", Some(value.into())));
     }
     if p.smtputf8 {
         out.push(param("SMTPUTF8", None));
     }
     if let Some(ret) = p.ret {
-        out.push(param("RET", Some(format!("{ret:?}").to_uppercase())));
+        let value = match ret {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        };
+        out.push(param("RET", Some(value.into())));
     }
     if let Some(envid) = &p.envid {
         out.push(param("ENVID", Some(envid.clone())));
@@ -139,18 +97,19 @@ fn mail_params(p: &MailParams) -> Vec<Param> {
     out
 }
 
+/// The RCPT parameters as written on the wire (RFC 3461 §4.1, §4.2).
 fn rcpt_params(p: &RcptParams) -> Vec<Param> {
     let mut out = Vec::new();
-    if let Some(notify) = &p.notify {
+    if let Some(notify) = p.notify {
         out.push(Param {
             name: "NOTIFY".into(),
-            value: Some(format!("{notify:?}").to_uppercase()),
+            value: Some(notify_text(notify)),
         });
     }
     if let Some(orcpt) = &p.orcpt {
         out.push(Param {
             name: "ORCPT".into(),
-            value: Some(format!("{orcpt:?}")),
+            value: Some(orcpt_text(orcpt)),
         });
     }
     out
@@ -160,7 +119,7 @@ impl Session {
     /// The connection as the hooks see it.
     pub(crate) fn session_info(&self) -> SessionInfo {
         let listener = match (self.ctx.role, &self.ctx.tls) {
-            _ if self.ctx.lmtp => "lmtp",
+            (Role::Lmtp, _) => "lmtp",
             (Role::Mx, _) => "mx",
             (Role::Submission, TlsMode::Implicit(_)) => "submissions",
             (Role::Submission, _) => "submission",
@@ -361,90 +320,52 @@ impl Session {
             p.envelope.recipients.push(address.to_string());
         }
         let after = p.envelope.recipients.clone();
-        self.apply_recipient_edits(tx, &before, &after, address)
+        let outbound = self.ctx.outbound.is_some();
+        tx.envelope
+            .apply_edits(&self.ctx.delivery, outbound, &before, &after, address)
             .await
-    }
-
-    /// Applies what a plugin changed in the envelope's recipients
-    /// (`before` → `after`; `current` is the recipient being added by the
-    /// host). Added local addresses join the transaction; added remote
-    /// ones go to the outbound queue, or refuse with `451 4.3.0` while
-    /// there is none; unknown local ones are logged and dropped.
-    pub(crate) async fn apply_recipient_edits(
-        &self,
-        tx: &mut Transaction,
-        before: &[String],
-        after: &[String],
-        current: &str,
-    ) -> Result<(), Reply> {
-        let client = self.peer.ip();
-        let added: Vec<String> = after
-            .iter()
-            .filter(|a| !before.contains(a) && a.as_str() != current)
-            .cloned()
-            .collect();
-        let removed: Vec<String> = before
-            .iter()
-            .filter(|a| !after.contains(a))
-            .cloned()
-            .collect();
-        tx.recipients.retain(|r| !removed.contains(&r.address));
-        tx.remote.retain(|r| !removed.contains(r));
-        for address in added {
-            match self.ctx.delivery.check_recipient(&address).await {
-                Ok(RecipientCheck::Local(r)) => {
-                    tracing::info!(%client, rcpt = %address, "smtp: recipient added by policy");
-                    if !tx.recipients.iter().any(|x| x.address == r.address) {
-                        tx.recipients.push(r);
-                    }
-                }
-                Ok(RecipientCheck::NotLocal) if self.ctx.outbound.is_some() => {
-                    if !tx.remote.contains(&address) {
-                        tx.remote.push(address);
-                    }
-                }
-                Ok(RecipientCheck::NotLocal) => {
-                    tracing::warn!(%client, rcpt = %address, "smtp: policy added a remote recipient but there is no outbound queue");
-                    return Err(no_outbound());
-                }
-                Ok(RecipientCheck::UnknownUser) => {
-                    tracing::warn!(%client, rcpt = %address, "smtp: policy added an unknown local recipient; ignored");
-                }
-                Err(e) => {
-                    tracing::error!(%client, rcpt = %address, error = %e, "smtp: recipient check failed");
-                    return Err(Reply::local_error());
-                }
-            }
-        }
-        Ok(())
+            .map_err(|why| crate::cmd::refusal_reply(&why, None))
     }
 }
 
-/// The recipient as `rcpt-to` and `route` see it. The account's address
-/// comes from the resolution at RCPT TO (`LocalRecipient::account_address`),
-/// so neither hook costs a store look-up.
-pub(crate) fn recipient_info(
-    address: &str,
-    params: Vec<Param>,
-    local: Option<&LocalRecipient>,
-) -> RecipientInfo {
-    RecipientInfo {
-        address: address.to_lowercase(),
-        params,
-        account: local.and_then(|l| l.account_address.clone()),
-        tag: local.and_then(|l| l.tag.clone()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailgate_smtp_proto::{Notify, Orcpt};
 
-/// A plugin sent mail to another domain, and this server has no outbound
-/// queue: the sender keeps the message and retries (the operator sees the
-/// WARN line).
-pub(crate) fn no_outbound() -> Reply {
-    Reply::with_code(
-        451,
-        4,
-        3,
-        0,
-        "Cannot forward to other domains now, please try again later",
-    )
+    #[test]
+    fn plugins_see_parameters_as_written_on_the_wire() {
+        let mail = MailParams {
+            body: Some(Body::EightBitMime),
+            ret: Some(Ret::Hdrs),
+            ..MailParams::default()
+        };
+        let values: Vec<_> = mail_params(&mail)
+            .into_iter()
+            .map(|p| (p.name, p.value.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("BODY".into(), "8BITMIME".into()),
+                ("RET".into(), "HDRS".into())
+            ]
+        );
+        let rcpt = RcptParams {
+            notify: Some(Notify::On {
+                success: true,
+                failure: false,
+                delay: true,
+            }),
+            orcpt: Some(Orcpt {
+                addr_type: "rfc822".into(),
+                address: "a+2Bb@example.org".into(),
+            }),
+        };
+        let values: Vec<_> = rcpt_params(&rcpt)
+            .into_iter()
+            .map(|p| p.value.unwrap_or_default())
+            .collect();
+        assert_eq!(values, ["SUCCESS,DELAY", "rfc822;a+2Bb@example.org"]);
+    }
 }

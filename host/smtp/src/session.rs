@@ -10,16 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mailgate_auth::sasl::SaslExchange;
-use mailgate_delivery::LocalRecipient;
+use mailgate_delivery::{Envelope, TxPolicy};
 use mailgate_smtp_proto::{
-    BdatReceiver, ChunkStatus, DataReceiver, DataStatus, LineFramer, MailParams, Reply, ReversePath,
+    BdatReceiver, Body, ChunkStatus, DataReceiver, DataStatus, LineFramer, MailParams, Reply, Ret,
+    ReversePath,
 };
 use mailgate_store::Account;
 use tokio::time::Instant;
 
 use crate::context::SmtpContext;
 use crate::pace::Pace;
-use crate::policy::{SessionPolicy, TxPolicy};
+use crate::policy::SessionPolicy;
 use crate::state::State;
 
 /// The client's EHLO/HELO.
@@ -36,12 +37,33 @@ pub(crate) struct Hello {
 pub(crate) struct Transaction {
     pub(crate) from: ReversePath,
     pub(crate) params: MailParams,
-    pub(crate) recipients: Vec<LocalRecipient>,
-    /// Recipients in other domains (authenticated submission only), for
-    /// the outbound queue.
-    pub(crate) remote: Vec<String>,
+    /// The envelope the room gets: sender, recipients (local ones
+    /// resolved; others only from an authenticated user), DSN parameters.
+    pub(crate) envelope: Envelope,
     /// The plugins' chain and envelope; `None` when no plugin runs.
     pub(crate) policy: Option<TxPolicy>,
+}
+
+impl Transaction {
+    /// A transaction after MAIL: the envelope starts with the sender and
+    /// the DSN parameters of MAIL (RFC 3461 §4.3, §4.4), which go with
+    /// the message into the queue.
+    pub(crate) fn new(from: ReversePath, params: MailParams, policy: Option<TxPolicy>) -> Self {
+        let envelope = Envelope {
+            mail_from: from.address(),
+            recipients: Vec::new(),
+            envid: params.envid.clone(),
+            ret_full: params.ret.map(|r| r == Ret::Full),
+            smtputf8: params.smtputf8,
+            eight_bit: params.body == Some(Body::EightBitMime),
+        };
+        Transaction {
+            from,
+            params,
+            envelope,
+            policy,
+        }
+    }
 }
 
 /// What incoming bytes are.
@@ -95,9 +117,9 @@ pub struct Session {
     pub(crate) pace: Pace,
     /// Replies queued for the client (LMTP reads the last one).
     pub(crate) out: Vec<u8>,
-    /// LMTP: the recipient (index into the transaction's) of each
-    /// accepted RCPT, in order: one reply each after the message.
-    pub(crate) lmtp_rcpts: Vec<usize>,
+    /// The address of each accepted RCPT, in order (a duplicate too):
+    /// LMTP owes one reply each after the message.
+    pub(crate) accepted_rcpts: Vec<String>,
     closed: bool,
     shutdown_requested: bool,
 }
@@ -123,7 +145,7 @@ impl Session {
             errors: 0,
             pace: Pace::default(),
             out: Vec::new(),
-            lmtp_rcpts: Vec::new(),
+            accepted_rcpts: Vec::new(),
             closed: false,
             shutdown_requested: false,
         };
@@ -437,6 +459,7 @@ impl Session {
     /// Ends the transaction (after delivery, RSET, EHLO...).
     pub(crate) fn reset_transaction(&mut self) {
         self.tx = None;
+        self.accepted_rcpts.clear();
         self.bdat = None;
         self.pace.end_transfer();
         self.state = if self.hello.is_some() {

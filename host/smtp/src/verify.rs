@@ -64,9 +64,11 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-/// What the client told us about the message, for SPF and DMARC.
+/// Who sent the message, as SPF and DMARC judge it: the client, its
+/// HELO name and the envelope sender (not the envelope itself: see
+/// `mailgate_delivery::Envelope`).
 #[derive(Debug, Clone, Copy)]
-pub struct Envelope<'a> {
+pub struct SpfIdentity<'a> {
     /// The client's address.
     pub client: IpAddr,
     /// The EHLO/HELO name.
@@ -107,7 +109,7 @@ impl Verifier {
     }
 
     /// Verifies `message` (as received, before our trace fields).
-    pub async fn verify(&self, env: Envelope<'_>, message: &[u8]) -> Verification {
+    pub async fn verify(&self, env: SpfIdentity<'_>, message: &[u8]) -> Verification {
         let client = env.client.to_canonical();
         let helo = env.helo;
         let from_domain = env
@@ -474,7 +476,7 @@ mod tests {
         let started = std::time::Instant::now();
         let r = v
             .verify(
-                Envelope {
+                SpfIdentity {
                     client: "127.0.0.1".parse().unwrap(),
                     helo: "client.a.test",
                     mail_from: "x@a.test",
@@ -574,7 +576,7 @@ mod tests {
             .unwrap();
         let sealed = format!("{}{}{}", set.to_header(), results.to_header(), signed);
 
-        let env = Envelope {
+        let env = SpfIdentity {
             client: "127.0.0.1".parse().unwrap(),
             helo: "mail.a.test",
             mail_from: "alice@a.test",
@@ -646,7 +648,7 @@ mod tests {
         // p=reject: refused, and the data says why.
         let r = v
             .verify(
-                Envelope {
+                SpfIdentity {
                     client: "192.0.2.9".parse().unwrap(),
                     ..env
                 },

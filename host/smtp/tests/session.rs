@@ -50,7 +50,7 @@ async fn full_transaction() {
     assert_eq!(
         ehlo,
         "250-mx.example.org Hello client.example [192.0.2.10]\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n\
-         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 HELP\r\n"
+         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-CHUNKING\r\n250 HELP\r\n"
     );
     assert_eq!(
         c.cmd("MAIL FROM:<sender@remote.example> SIZE=100").await,

@@ -161,7 +161,9 @@ pub enum UserCommand {
         password_stdin: bool,
     },
     /// Set or remove an account's storage quota (shown to IMAP clients as
-    /// QUOTA; deliveries over it are refused).
+    /// QUOTA). No delivery stores a message past it: SMTP answers
+    /// `452 4.2.2`, or keeps the copy in the queue while other recipients
+    /// get theirs (see docs/operations.md, "Quotas").
     Quota {
         /// The account's address.
         address: String,

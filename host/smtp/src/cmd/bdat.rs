@@ -64,7 +64,7 @@ impl Session {
     pub(crate) async fn chunk_complete(&mut self, last: bool) {
         if last {
             if let Some(rx) = self.bdat.take() {
-                self.finish_message(rx.finish()).await;
+                self.message_complete(rx.finish()).await;
             }
             return;
         }

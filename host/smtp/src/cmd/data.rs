@@ -26,6 +26,6 @@ impl Session {
 
     /// The body ended: refuse or deliver it.
     pub(crate) async fn data_complete(&mut self, message: ReceivedMessage) {
-        self.finish_message(message).await;
+        self.message_complete(message).await;
     }
 }

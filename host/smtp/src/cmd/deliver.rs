@@ -1,49 +1,73 @@
 //! The end of a message, shared by DATA and BDAT: refuse it if it is
-//! flawed, otherwise add the trace header (RFC 5321 §4.4) and deliver.
+//! flawed, otherwise write this hop's trace fields (RFC 5321 §4.4), hand
+//! it to the room (`mailgate_delivery::Room`), and turn the room's report
+//! into replies: one for SMTP, one per accepted RCPT for LMTP (RFC 2033
+//! §4.2). What happens to the message in between (plugins' `data` and
+//! `route`, quotas, the store, the queue, the Sent copy) is the room's.
 //!
-//! We reply `250` only after `LocalDelivery::deliver` (and, for remote
-//! recipients, `OutboundQueue::enqueue`) returned, which is when the
+//! We reply `250` only after the room returned, which is when the
 //! message is durable (RFC 5321 §6.1: once we said 250 we own the
 //! message).
 //!
 //! On the MX role with a [`crate::Verifier`], SPF, DKIM, DMARC (and ARC
 //! when the message carries ARC sets) are checked here, once the whole
 //! message is in: the result goes into an `Authentication-Results:` field
-//! under our `Received:`, before the plugins' `data` hook, so plugins read
-//! it in the message, and as data (`message.auth-results`); a DMARC
-//! `p=reject` failure is refused with `550 5.7.1`.
-//!
-//! Header order (RFC 5321 §4.4): our `Received:` and
-//! `Authentication-Results:` are this hop's trace fields and stay on top;
-//! fields the plugins add go directly below them.
-//!
-//! On LMTP a refusal of the whole message is sent once per accepted RCPT,
-//! a `route` refusal of one recipient answers only that recipient's RCPT,
-//! and delivery without plugins is per recipient (`crate::lmtp`).
+//! under our `Received:`, so plugins read it in the message, and as data
+//! (`message.auth-results`); a DMARC `p=reject` failure is refused with
+//! `550 5.7.1`.
 
+use mailgate_delivery::{Arrival, Refusal, Report, Trace};
 use mailgate_smtp_proto::{ReceivedMessage, Reply};
 
+use crate::cmd::rcpt::mailbox_full;
 use crate::context::Role;
 use crate::received::{new_queue_id, now_rfc5322, with_protocol, Stamp};
-use crate::session::Transaction;
-use crate::verify::{strip_own_results, Envelope, Verification};
-use mailgate_store::{DeliveryTarget, MessageStructure, NewMessage};
+use crate::session::{Session, Transaction};
+use crate::verify::{strip_own_results, SpfIdentity, Verification};
 
-use crate::cmd::route::Plan;
-use crate::session::Session;
+/// The reply for a refusal from the room; `address` names the recipient
+/// when the reply is one recipient's (LMTP). The one place these
+/// outcomes become SMTP replies.
+pub(crate) fn refusal_reply(why: &Refusal, address: Option<&str>) -> Reply {
+    match why {
+        Refusal::Policy(r) => crate::policy::smtp_reply(r),
+        Refusal::MailboxFull => match address {
+            Some(a) => mailbox_full(a),
+            None => Reply::with_code(452, 4, 2, 2, "Mailbox full"),
+        },
+        Refusal::UnknownUser => Reply::with_code(
+            550,
+            5,
+            1,
+            1,
+            format!("<{}>: User unknown", address.unwrap_or("")),
+        ),
+        Refusal::NoOutbound => Reply::with_code(
+            451,
+            4,
+            3,
+            0,
+            "Cannot forward to other domains now, please try again later",
+        ),
+        Refusal::BadNextHop => {
+            Reply::with_code(451, 4, 3, 5, "next hop misconfigured; try again later")
+        }
+        Refusal::NoSpace => Reply::with_code(452, 4, 3, 1, "Insufficient system storage"),
+        Refusal::LocalError => Reply::local_error(),
+    }
+}
 
 impl Session {
     /// Refuses or delivers a complete message, and ends the transaction.
-    pub(crate) async fn finish_message(&mut self, message: ReceivedMessage) {
+    pub(crate) async fn message_complete(&mut self, message: ReceivedMessage) {
         let tx = self.tx.take();
+        let accepted = std::mem::take(&mut self.accepted_rcpts);
         self.reset_transaction();
-        let Some(mut tx) = tx else {
+        let Some(tx) = tx else {
             return self.reply(Reply::bad_sequence());
         };
-        let lmtp_order = self.lmtp_order(&tx.recipients);
         let client = self.peer.ip();
         let from = tx.from.address();
-        let rcpts: Vec<String> = tx.recipients.iter().map(|r| r.address.clone()).collect();
         let size = message.size;
 
         // Bare CR/LF first: it is the smuggling signal, and we refuse
@@ -80,16 +104,16 @@ impl Session {
             None
         };
         if let Some((reply, why)) = rejection {
-            tracing::info!(%client, %from, rcpts = ?rcpts, size, outcome = why, "smtp: message rejected");
-            return self.reply_each(reply);
+            tracing::info!(%client, %from, rcpts = ?accepted, size, outcome = why, "smtp: message rejected");
+            return self.answer_all(&accepted, reply);
         }
 
         let verification = self.verify_inbound(&tx, &message.data).await;
         if let Some(v) = &verification {
             tracing::info!(%client, %from, spf = v.spf, dkim = ?v.dkim, dmarc = v.dmarc, domain = v.dmarc_domain.as_deref().unwrap_or("-"), "smtp: message authentication");
             if let Some(reply) = &v.reject {
-                tracing::info!(%client, %from, rcpts = ?rcpts, size, domain = v.dmarc_domain.as_deref().unwrap_or("-"), outcome = "dmarc reject", "smtp: message rejected");
-                return self.reply_each(reply.clone());
+                tracing::info!(%client, %from, rcpts = ?accepted, size, domain = v.dmarc_domain.as_deref().unwrap_or("-"), outcome = "dmarc reject", "smtp: message rejected");
+                return self.answer_all(&accepted, reply.clone());
             }
         }
         let stripped = verification
@@ -97,107 +121,113 @@ impl Session {
             .and_then(|_| strip_own_results(&self.ctx.hostname, &message.data));
 
         let id = new_queue_id();
+        let trace = self.trace(&tx, &id, verification);
+        let arrival = Arrival {
+            id,
+            body: stripped.unwrap_or(message.data),
+            trace,
+            session: self.session_info(),
+            replies: self.ctx.role.replies(),
+            sent_copy: self.user.clone().filter(|_| self.ctx.save_sent),
+            envelope: tx.envelope,
+            policy: tx.policy,
+        };
+        let report = self.ctx.room().deliver(arrival).await;
+        // What the plugins wrote to their store is durable before the reply.
+        self.policy_commit().await;
+        self.answer(&accepted, report);
+    }
+
+    /// This hop's trace fields: `Received:`, then
+    /// `Authentication-Results:` when the message was verified.
+    fn trace(&self, tx: &Transaction, id: &str, verification: Option<Verification>) -> Trace {
         let (helo, extended) = match &self.hello {
             Some(h) => (h.name.as_str(), h.extended),
             None => ("unknown", false),
         };
-        let single_rcpt = match rcpts.as_slice() {
-            [one] => Some(one.as_str()),
+        let single_rcpt = match tx.envelope.recipients.as_slice() {
+            [one] => Some(one.address.as_str()),
             _ => None,
         };
         let stamp = Stamp {
             helo,
-            peer: client,
+            peer: self.peer.ip(),
             hostname: &self.ctx.hostname,
-            protocol: if self.ctx.lmtp {
-                "LMTP"
-            } else {
-                with_protocol(extended, tx.params.smtputf8, self.tls, self.user.is_some())
+            protocol: match self.ctx.role {
+                Role::Lmtp => "LMTP",
+                Role::Mx | Role::Submission => {
+                    with_protocol(extended, tx.params.smtputf8, self.tls, self.user.is_some())
+                }
             },
-            id: &id,
+            id,
             for_recipient: single_rcpt,
             date: now_rfc5322(),
         };
-        let mut header = stamp.header();
-        // Our trace fields: `Received:`, then `Authentication-Results:`.
-        let mut trace_fields = 1;
-        if let Some(v) = &verification {
-            header.push_str(&v.header);
-            trace_fields += 1;
+        let mut fields = stamp.header();
+        let mut count = 1;
+        let mut auth = None;
+        if let Some(v) = verification {
+            fields.push_str(&v.header);
+            count += 1;
+            auth = Some(std::sync::Arc::new(v.results));
         }
-        let auth_results = verification
-            .as_ref()
-            .map(|v| std::sync::Arc::new(v.results.clone()));
-        // The trace fields go in front of the message in its own buffer
-        // (one move of the bytes, into the room the receiver kept when the
-        // size was announced): never a second copy of the message.
-        let mut data = stripped.unwrap_or(message.data);
-        data.reserve_exact(header.len());
-        data.splice(0..0, header.bytes());
-        // Shared with the plugins' message view, never copied for them.
-        let data = std::sync::Arc::new(data);
+        Trace {
+            fields,
+            count,
+            auth,
+        }
+    }
 
-        // The plugins (data, route) may refuse it, edit it, and decide
-        // where each copy goes; without them every copy goes to INBOX.
-        // The plugins' log lines carry the queue id (and, from the
-        // session's span, the session id).
-        let plan = tracing::Instrument::instrument(
-            self.policy_plan(&mut tx, &data, trace_fields, auth_results),
-            tracing::info_span!("message", queue_id = %id),
-        )
-        .await;
-        // What the plugins wrote to their store is durable before the reply.
-        self.policy_commit().await;
-        let plan = match plan {
-            Ok(plan) => plan,
-            Err(refusal) => return self.reply_each(refusal),
-        };
-        let submitted = &data[header.len()..];
-        if plan.discarded {
-            tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "smtp: message discarded by policy");
-            return self.reply_each(Reply::with_code(
-                250,
-                2,
-                0,
-                0,
-                format!("Ok: queued as {id}"),
-            ));
-        }
-        let body = plan.edited.as_deref().unwrap_or(&data);
-        if self.ctx.lmtp && tx.policy.is_none() && plan.remote.is_empty() {
-            return self.lmtp_deliver(&tx.recipients, &from, body, &id).await;
-        }
-        match self.store_everywhere(&from, &plan, body).await {
-            Ok(copies) => {
-                tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?plan.remote, size, copies, quarantined = plan.quarantined, user = self.authenticated_user().unwrap_or("-"), outcome = "accepted", "smtp: message accepted");
-                self.save_sent_copy(submitted).await;
-                let ok = Reply::with_code(250, 2, 0, 0, format!("Ok: queued as {id}"));
-                self.reply_plan(&lmtp_order, &plan, ok);
+    /// The replies for the room's report: one (SMTP), or one per
+    /// accepted RCPT in RCPT order (LMTP).
+    fn answer(&mut self, accepted: &[String], report: Report) {
+        let id = &report.id;
+        match self.ctx.role.replies() {
+            mailgate_delivery::Replies::One => {
+                let reply = match report
+                    .whole
+                    .as_ref()
+                    .or(report.refused.first().map(|(_, r)| r))
+                {
+                    Some(why) => refusal_reply(why, None),
+                    None => Reply::with_code(250, 2, 0, 0, format!("Ok: queued as {id}")),
+                };
+                self.refuse(reply);
             }
-            Err(e) => {
-                tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "smtp: delivery failed");
-                self.reply_plan(&lmtp_order, &plan, Reply::local_error());
+            mailgate_delivery::Replies::PerRecipient => {
+                // Outcomes of delivery, not protocol errors: not counted
+                // towards `max_errors`, so many full mailboxes cannot cut
+                // the replies short.
+                for address in accepted {
+                    let reply = match report.refusal_of(address) {
+                        Some(why) => refusal_reply(why, Some(address)),
+                        None => Reply::with_code(
+                            250,
+                            2,
+                            0,
+                            0,
+                            format!("<{address}> Ok: delivered as {id}"),
+                        ),
+                    };
+                    self.write(&reply);
+                }
+                if accepted.is_empty() {
+                    // Cannot happen (DATA needs a recipient); answer once.
+                    self.refuse(Reply::local_error());
+                }
             }
         }
     }
 
-    /// The replies after a message delivered under a plan: on LMTP with
-    /// recipients refused at `route`, their own reply to each of them and
-    /// `outcome` to the others, in RCPT order; otherwise `outcome` once
-    /// per reply owed.
-    pub(crate) fn reply_plan(&mut self, order: &[String], plan: &Plan, outcome: Reply) {
-        if !self.ctx.lmtp || plan.refused.is_empty() || order.is_empty() {
-            return self.reply_each(outcome);
-        }
-        // Per-recipient outcomes are not protocol errors: like
-        // `lmtp_deliver`, not counted towards `max_errors`.
-        for address in order {
-            let reply = plan
-                .refused
-                .iter()
-                .find(|(a, _)| a.eq_ignore_ascii_case(address))
-                .map_or_else(|| outcome.clone(), |(_, r)| r.clone());
-            self.write(&reply);
+    /// `reply` to every reply owed: once (SMTP) or once per accepted
+    /// RCPT (LMTP). The message's outcome, never a protocol error.
+    fn answer_all(&mut self, accepted: &[String], reply: Reply) {
+        let owed = match self.ctx.role.replies() {
+            mailgate_delivery::Replies::One => 1,
+            mailgate_delivery::Replies::PerRecipient => accepted.len().max(1),
+        };
+        for _ in 0..owed {
+            self.refuse(reply.clone());
         }
     }
 
@@ -205,85 +235,16 @@ impl Session {
     /// with a verifier and without AUTH; `None` when not checked.
     async fn verify_inbound(&self, tx: &Transaction, message: &[u8]) -> Option<Verification> {
         let verifier = self.ctx.verifier.as_ref()?;
-        if self.ctx.role != Role::Mx || self.ctx.lmtp || self.user.is_some() {
+        if self.ctx.role != Role::Mx || self.user.is_some() {
             return None;
         }
         let helo = self.hello.as_ref().map_or("", |h| h.name.as_str());
         let mail_from = tx.from.address();
-        let env = Envelope {
+        let identity = SpfIdentity {
             client: self.peer.ip(),
             helo,
             mail_from: &mail_from,
         };
-        Some(verifier.verify(env, message).await)
-    }
-
-    /// Delivers to the local recipients and hands the remote ones to the
-    /// outbound queue; returns the number of local copies. Both are
-    /// durable when this returns `Ok`.
-    async fn store_everywhere(
-        &self,
-        from: &str,
-        plan: &Plan,
-        data: &[u8],
-    ) -> Result<usize, String> {
-        let mut copies = 0;
-        if !plan.local.is_empty() {
-            copies = self
-                .ctx
-                .delivery
-                .deliver_to(from, &plan.local, data)
-                .await
-                .map_err(|e| e.to_string())?
-                .len();
-        }
-        if !plan.remote.is_empty() || !plan.relayed.is_empty() {
-            let Some(queue) = &self.ctx.outbound else {
-                return Err("remote recipients but no outbound queue".into());
-            };
-            // One queue entry: MX-routed recipients and those a plugin
-            // relays through a named next hop.
-            let routed: Vec<(String, Option<String>)> = plan
-                .remote
-                .iter()
-                .map(|a| (a.clone(), None))
-                .chain(
-                    plan.relayed
-                        .iter()
-                        .map(|(a, h)| (a.clone(), Some(h.clone()))),
-                )
-                .collect();
-            queue
-                .enqueue(from, &routed, data)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(copies)
-    }
-
-    /// `[submission] save_sent`: a copy of what the user submitted, marked
-    /// `\Seen`, in their `Sent` mailbox. A failure here is logged only:
-    /// the message itself was accepted.
-    async fn save_sent_copy(&self, submitted: &[u8]) {
-        let Some(user) = self.user.as_ref().filter(|_| self.ctx.save_sent) else {
-            return;
-        };
-        let raw = std::sync::Arc::new(submitted.to_vec());
-        let structure = MessageStructure::parse_off_thread(raw.clone())
-            .await
-            .unwrap_or_default();
-        let message = NewMessage {
-            raw,
-            internal_date: chrono::Utc::now().timestamp(),
-            structure,
-        };
-        let target = DeliveryTarget {
-            account: user.id,
-            mailbox: "Sent".into(),
-            flags: vec!["\\Seen".into()],
-        };
-        if let Err(e) = self.ctx.delivery.store().deliver(message, &[target]).await {
-            tracing::warn!(user = %user.address, error = %e, "smtp: could not save the Sent copy");
-        }
+        Some(verifier.verify(identity, message).await)
     }
 }

@@ -22,6 +22,10 @@ impl Session {
             "8BITMIME".to_string(),
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
+            // RFC 3461: NOTIFY, ORCPT, RET and ENVID go with each
+            // recipient into the queue; a local delivery asked for with
+            // NOTIFY=SUCCESS is reported as `delivered`.
+            "DSN".to_string(),
             "CHUNKING".to_string(),
             "HELP".to_string(),
         ];

@@ -73,20 +73,13 @@ impl Session {
                 "UTF-8 address requires the SMTPUTF8 parameter",
             ));
         }
-        // DSN (RET, ENVID, NOTIFY, ORCPT) and AUTH= are accepted and
-        // ignored: we are the final destination and generate no DSNs
-        // beyond the SMTP replies themselves.
+        // DSN (RET, ENVID) go with the envelope (`Transaction::new`);
+        // AUTH= is accepted and ignored.
         let policy = match self.policy_mail(&from, &params).await {
             Ok(policy) => policy,
             Err(refusal) => return self.refuse(refusal),
         };
-        self.tx = Some(Transaction {
-            from,
-            params,
-            recipients: Vec::new(),
-            remote: Vec::new(),
-            policy,
-        });
+        self.tx = Some(Transaction::new(from, params, policy));
         self.state = State::MailGiven;
         self.reply(Reply::with_code(250, 2, 1, 0, "Ok"));
     }

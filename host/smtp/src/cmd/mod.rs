@@ -9,8 +9,10 @@ mod ehlo;
 mod mail;
 mod misc;
 mod rcpt;
-mod route;
 mod starttls;
+
+pub(crate) use deliver::refusal_reply;
+pub(crate) use rcpt::{notify_text, orcpt_text};
 
 use mailgate_smtp_proto::{FramedLine, Request};
 
@@ -39,10 +41,9 @@ impl Session {
                 return;
             }
         }
-        let allowed = if self.ctx.lmtp {
-            crate::lmtp::check(request.verb(), self.state)
-        } else {
-            state::check(request.verb(), self.state)
+        let allowed = match self.ctx.role {
+            crate::Role::Lmtp => crate::lmtp::check(request.verb(), self.state),
+            crate::Role::Mx | crate::Role::Submission => state::check(request.verb(), self.state),
         };
         if let Err(reply) = allowed {
             tracing::debug!(client = %self.peer.ip(), verb = request.verb().as_str(), state = ?self.state, "smtp: out of sequence");
@@ -61,13 +62,7 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.ehlo(host, true).await,
             Request::Helo { host } => self.ehlo(host, false).await,
-            Request::Mail { from, params } => {
-                if self.ctx.lmtp {
-                    self.lmtp_new_transaction();
-                }
-                self.mail(from, params).await
-            }
-            Request::Rcpt { to, params } if self.ctx.lmtp => self.lmtp_rcpt(to, params).await,
+            Request::Mail { from, params } => self.mail(from, params).await,
             Request::Rcpt { to, params } => self.rcpt(to, params).await,
             Request::Data => self.data(),
             Request::Bdat { size, last } => self.bdat(size, last),

@@ -13,8 +13,9 @@
 //!        Forward-path ) [SP Rcpt-parameters] CRLF
 //! ```
 
-use mailgate_delivery::RecipientCheck;
-use mailgate_smtp_proto::{ForwardPath, RcptParams, Reply};
+use mailgate_delivery::quota::{self, QuotaCheck};
+use mailgate_delivery::{LocalRecipient, Recipient, RecipientCheck};
+use mailgate_smtp_proto::{ForwardPath, Notify, Orcpt, RcptParams, Reply};
 
 use crate::session::Session;
 use crate::state::State;
@@ -39,11 +40,7 @@ impl Session {
         if let Err(refusal) = self.policy_rcpt(&address, params, None).await {
             return self.refuse(refusal);
         }
-        if let Some(tx) = self.tx.as_mut() {
-            if !tx.remote.contains(&address) {
-                tx.remote.push(address);
-            }
-        }
+        self.add_recipient(address, None, params.clone());
         self.state = State::RcptGiven;
         self.reply(Reply::with_code(250, 2, 1, 5, "Ok"));
     }
@@ -59,7 +56,7 @@ impl Session {
         // RFC 5321 §4.5.3.1.8: at least 100 must be accepted; past our
         // limit a temporary error lets the client send the rest later
         // (§4.5.3.1.10). Not a protocol error: the transaction goes on.
-        if tx.recipients.len() + tx.remote.len() >= self.ctx.limits.max_recipients {
+        if tx.envelope.recipients.len() >= self.ctx.limits.max_recipients {
             return self.refuse(Reply::with_code(452, 4, 5, 3, "Error: too many recipients"));
         }
         if !to.is_ascii() && !tx.params.smtputf8 {
@@ -77,17 +74,17 @@ impl Session {
             ForwardPath::Postmaster => format!("postmaster@{}", self.ctx.postmaster_domain),
             ForwardPath::Path(p) => p.mailbox.to_string(),
         };
+        let size = tx.params.size;
         match self.ctx.delivery.check_recipient(&address).await {
             Ok(RecipientCheck::Local(recipient)) => {
                 let address = recipient.address.clone();
+                if let Err(refusal) = self.room_at_rcpt(&recipient, size).await {
+                    return self.refuse(refusal);
+                }
                 if let Err(refusal) = self.policy_rcpt(&address, &params, Some(&recipient)).await {
                     return self.refuse(refusal);
                 }
-                if let Some(tx) = self.tx.as_mut() {
-                    if !tx.recipients.iter().any(|r| r.address == recipient.address) {
-                        tx.recipients.push(recipient);
-                    }
-                }
+                self.add_recipient(address, Some(recipient), params);
                 self.state = State::RcptGiven;
                 self.reply(Reply::with_code(250, 2, 1, 5, "Ok"));
             }
@@ -119,5 +116,83 @@ impl Session {
                 self.refuse(Reply::local_error());
             }
         }
+    }
+}
+
+impl Session {
+    /// The quota rule at RCPT (docs/operations.md, "Quotas"): an account
+    /// already full, or one that cannot take the `SIZE=` announced at
+    /// MAIL, gets `452 4.2.2` now rather than after the data. Not a
+    /// protocol error: the client may send to the others.
+    async fn room_at_rcpt(
+        &self,
+        recipient: &LocalRecipient,
+        size: Option<u64>,
+    ) -> Result<(), Reply> {
+        if recipient.limits.is_empty() {
+            return Ok(());
+        }
+        let store = self.ctx.delivery.store().as_ref();
+        match quota::check_recipient(store, recipient, size).await {
+            Ok(QuotaCheck::Fits) => Ok(()),
+            Ok(QuotaCheck::Full { used, limit }) => {
+                tracing::info!(client = %self.peer.ip(), rcpt = %recipient.address, used, limit, size, "smtp: RCPT refused: mailbox full");
+                Err(mailbox_full(&recipient.address))
+            }
+            Err(e) => {
+                tracing::error!(client = %self.peer.ip(), rcpt = %recipient.address, error = %e, "smtp: quota check failed");
+                Err(Reply::local_error())
+            }
+        }
+    }
+
+    /// Adds an accepted recipient to the envelope with its DSN
+    /// parameters (RFC 3461 §4.1, §4.2), which go with it into the queue.
+    fn add_recipient(
+        &mut self,
+        address: String,
+        local: Option<LocalRecipient>,
+        params: RcptParams,
+    ) {
+        self.accepted_rcpts.push(address.clone());
+        let Some(tx) = self.tx.as_mut() else {
+            return;
+        };
+        tx.envelope.add(Recipient {
+            address,
+            local,
+            notify: params.notify.map(notify_text),
+            orcpt: params
+                .orcpt
+                .map(|o| format!("{};{}", o.addr_type, o.address)),
+        });
+    }
+}
+
+/// `452 4.2.2` for an account over its quota (RFC 3463 §3.3: mailbox
+/// full).
+pub(crate) fn mailbox_full(address: &str) -> Reply {
+    Reply::with_code(452, 4, 2, 2, format!("<{address}>: Mailbox full"))
+}
+
+/// ORCPT as RFC 3461 §4.2 writes it (`rfc822;` and the xtext as sent).
+pub(crate) fn orcpt_text(o: &Orcpt) -> String {
+    format!("{};{}", o.addr_type, o.address)
+}
+
+/// NOTIFY as RFC 3461 §4.1 writes it.
+pub(crate) fn notify_text(n: Notify) -> String {
+    match n {
+        Notify::Never => "NEVER".into(),
+        Notify::On {
+            success,
+            failure,
+            delay,
+        } => [(success, "SUCCESS"), (failure, "FAILURE"), (delay, "DELAY")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, w)| *w)
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::address::parse_address_list;
 use super::header::{self, first_raw, first_value, header_fields, string, Cursor, Lines};
-use super::{BodyPart, ByteRange, Disposition, Envelope, MessageStructure, PartKind};
+use super::{BodyPart, ByteRange, Disposition, HeaderEnvelope, MessageStructure, PartKind};
 
 /// RFC 2045 §5.1 tspecials, less `(` and `"` which the cursor handles.
 const TSPECIALS: &[u8] = b"<>@,;:\\/[]?=";
@@ -340,7 +340,7 @@ fn parse_language(value: &[u8]) -> Vec<String> {
 /// Reads the ENVELOPE fields (RFC 9051 §7.5.2) from a header block. Date,
 /// Subject, In-Reply-To and Message-ID are NIL when absent and the empty
 /// string when present but empty, as the RFC asks.
-fn envelope(block: &[u8]) -> Envelope {
+fn envelope(block: &[u8]) -> HeaderEnvelope {
     let fields = header_fields(block);
     let addresses = |name: &str| {
         first_raw(&fields, name)
@@ -359,7 +359,7 @@ fn envelope(block: &[u8]) -> Envelope {
     if reply_to.is_empty() {
         reply_to = from.clone();
     }
-    Envelope {
+    HeaderEnvelope {
         date: first_value(&fields, "Date"),
         subject: first_value(&fields, "Subject"),
         from,

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageStructure {
     /// The ENVELOPE of the message.
-    pub envelope: Envelope,
+    pub envelope: HeaderEnvelope,
     /// The message as a body part: its header range is the message header
     /// (`BODY[HEADER]`), its body range the text (`BODY[TEXT]`), its media
     /// type the one BODYSTRUCTURE starts with.
@@ -125,9 +125,10 @@ impl ByteRange {
 /// The ENVELOPE of a message (RFC 9051 §7.5.2, RFC 3501 §7.4.2). Strings
 /// are the header values as written, unfolded; None is NIL (the field is
 /// absent). Address lists are empty for NIL. The first occurrence of a
-/// repeated field is used.
+/// repeated field is used. Made of header fields, hence the name: the
+/// SMTP envelope (MAIL FROM, RCPT TO) is `mailgate_delivery::Envelope`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct HeaderEnvelope {
     /// Date.
     pub date: Option<String>,
     /// Subject, encoded words left encoded.

@@ -122,7 +122,7 @@ fn no_headers_at_all() {
     check_invariants(raw, &s);
     assert_eq!(text(raw, s.root.header), "\r\n");
     assert_eq!(text(raw, s.root.body), "Just a body\r\n");
-    assert_eq!(s.envelope, Envelope::default());
+    assert_eq!(s.envelope, HeaderEnvelope::default());
 
     // Text that does not start like a header field is all body.
     let raw = b"Hello world, no header here\r\nsecond line";
@@ -675,7 +675,7 @@ fn empty_input() {
     check_invariants(b"", &s);
     assert!(s.root.header.is_empty() && s.root.body.is_empty());
     assert!(s.root.is_type("text", Some("plain")));
-    assert_eq!(s.envelope, Envelope::default());
+    assert_eq!(s.envelope, HeaderEnvelope::default());
     assert_eq!(s.part(&[1]), Some(&s.root));
     assert_eq!(ByteRange { start: 5, end: 9 }.slice(b""), b"");
 }

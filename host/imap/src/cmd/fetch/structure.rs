@@ -24,7 +24,7 @@
 //! ```
 
 use mailgate_imap_proto::response::{write_nstring, write_string};
-use mailgate_store::structure::{Address, BodyPart, Disposition, Envelope, PartKind};
+use mailgate_store::structure::{Address, BodyPart, Disposition, HeaderEnvelope, PartKind};
 
 fn nstr(out: &mut Vec<u8>, s: Option<&str>, utf8: bool) {
     write_nstring(out, s.map(str::as_bytes), utf8);
@@ -51,7 +51,7 @@ fn addresses(out: &mut Vec<u8>, list: &[Address], utf8: bool) {
 }
 
 /// Writes an ENVELOPE.
-pub(super) fn envelope(out: &mut Vec<u8>, e: &Envelope, utf8: bool) {
+pub(super) fn envelope(out: &mut Vec<u8>, e: &HeaderEnvelope, utf8: bool) {
     out.push(b'(');
     nstr(out, e.date.as_deref(), utf8);
     out.push(b' ');

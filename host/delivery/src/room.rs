@@ -1,0 +1,576 @@
+//! The room where a message ends: one call, [`Room::deliver`], takes what
+//! a receiving protocol collected (envelope, body, the session's facts,
+//! the plugins' state) and returns a [`Report`]: the message refused as a
+//! whole, or taken, with the recipients refused on their own.
+//!
+//! # The walk of one message (docs/architecture.md tells it too)
+//! 1. The trace fields (our `Received:`, `Authentication-Results:`) are
+//!    put in front of the body in the receiver's own buffer, which is
+//!    then shared (never copied) with the plugins' view.
+//! 2. The plan ([`crate::plan`]): without plugins each local recipient's
+//!    INBOX and the queue for the others; with plugins `data` and `route`.
+//! 3. Quotas ([`crate::quota`]): copies that do not fit are refused per
+//!    recipient ([`Replies::PerRecipient`]); answered with one reply
+//!    ([`Replies::One`]) the whole message gets `MailboxFull` if nothing
+//!    else is taken, otherwise the over-quota copies go to the outbound
+//!    queue for local redelivery (retried on the `[queue] retry`
+//!    schedule, bounced after `max_age`: what Postfix in front of
+//!    Dovecot does).
+//! 4. Local copies are stored in one store call (the body once); the
+//!    outbound queue gets the rest with the DSN parameters of each
+//!    recipient (RFC 3461).
+//! 5. The Sent copy of an authenticated submission, if asked for, and the
+//!    `delivered` reports `NOTIFY=SUCCESS` asks for
+//!    (`mailgate_store::queue::DeliveryReports`, written by the relay).
+//!
+//! Durable when it returns: the caller may say `250` for what the report
+//! says was taken (RFC 5321 §6.1).
+
+use std::sync::Arc;
+
+use mailgate_policy::{AuthResults, Hook, SessionInfo};
+use mailgate_store::queue::{DeliveryReports, NewQueued, NewQueuedRecipient, OutboundQueue};
+use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
+
+use crate::plan::{Outgoing, PlanInput};
+use crate::quota::{self, QuotaCheck};
+use crate::{Envelope, LocalDelivery, RecipientCheck, Refusal, Report, TxPolicy};
+
+/// How the caller answers: the one thing the room must know about the
+/// protocol, because it decides what may be refused on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replies {
+    /// One reply for the whole message (SMTP).
+    One,
+    /// One reply per recipient (LMTP, RFC 2033 §4.2).
+    PerRecipient,
+}
+
+/// This hop's trace fields, written in front of the message.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The header fields, each ending in CRLF (`Received:` first).
+    pub fields: String,
+    /// How many fields `fields` holds (they stay on top of what plugins
+    /// add).
+    pub count: usize,
+    /// Inbound authentication results, for the plugins
+    /// (`message.auth-results`).
+    pub auth: Option<Arc<AuthResults>>,
+}
+
+/// A message received whole, as the protocol hands it to the room.
+pub struct Arrival {
+    /// The queue id given to it (in the reply and the log).
+    pub id: String,
+    /// The envelope.
+    pub envelope: Envelope,
+    /// The message as received (dot-unstuffed), without trace fields.
+    pub body: Vec<u8>,
+    /// Our trace fields.
+    pub trace: Trace,
+    /// The session, as the plugins see it.
+    pub session: SessionInfo,
+    /// The plugins' state of the transaction; `None` without plugins.
+    pub policy: Option<TxPolicy>,
+    /// How the caller answers.
+    pub replies: Replies,
+    /// The account whose `Sent` mailbox gets a copy (`[submission]
+    /// save_sent` with AUTH); `None`: no copy.
+    pub sent_copy: Option<Account>,
+}
+
+/// The end of every message: see the module doc.
+pub struct Room {
+    pub(crate) delivery: Arc<LocalDelivery>,
+    pub(crate) outbound: Option<Arc<dyn OutboundQueue>>,
+    /// Builds the `delivered` reports of `NOTIFY=SUCCESS` (the relay).
+    reports: Option<Arc<dyn DeliveryReports>>,
+}
+
+/// The folder the Sent copy goes to.
+pub const SENT_FOLDER: &str = "Sent";
+
+impl Room {
+    /// A room storing through `delivery` and queueing to `outbound`
+    /// (`None`: mail for other domains is refused).
+    pub fn new(delivery: Arc<LocalDelivery>, outbound: Option<Arc<dyn OutboundQueue>>) -> Room {
+        Room {
+            delivery,
+            outbound,
+            reports: None,
+        }
+    }
+
+    /// The same room, sending the `delivered` reports (RFC 3464) that
+    /// `NOTIFY=SUCCESS` asks for, built by `reports` (the relay, which
+    /// writes every other report too) and queued like any message.
+    pub fn with_reports(mut self, reports: Option<Arc<dyn DeliveryReports>>) -> Room {
+        self.reports = reports;
+        self
+    }
+
+    /// Plans, checks quotas, stores and queues one message; see the
+    /// module doc.
+    pub async fn deliver(&self, arrival: Arrival) -> Report {
+        let Arrival {
+            id,
+            mut envelope,
+            body,
+            trace,
+            session,
+            policy,
+            replies,
+            sent_copy,
+        } = arrival;
+        let client = session.client_ip;
+        let from = envelope.mail_from.clone();
+        let rcpts: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect();
+        // The trace fields go in front of the message in its own buffer
+        // (one move of the bytes, into the room the receiver kept when the
+        // size was announced): never a second copy of the message. When
+        // no plugin reads the message, the `Return-Path:` of the local
+        // copies goes there too, and the store takes this very buffer;
+        // the queue and the Sent copy read past it.
+        let viewed = policy
+            .as_ref()
+            .is_some_and(|p| p.chain.wants(Hook::Data) || p.chain.wants(Hook::Route));
+        let return_path = if viewed {
+            String::new()
+        } else {
+            crate::return_path(&from)
+        };
+        let rp_len = return_path.len();
+        let trace_len = rp_len + trace.fields.len();
+        let mut data = body;
+        data.reserve_exact(trace_len);
+        data.splice(0..0, return_path.bytes().chain(trace.fields.bytes()));
+        let data = Arc::new(data);
+        let input = PlanInput {
+            session: &session,
+            data: &data,
+            trace_fields: trace.count,
+            auth: trace.auth.clone(),
+            replies,
+        };
+        let plan = tracing::Instrument::instrument(
+            self.plan(&mut envelope, policy, input),
+            tracing::info_span!("message", queue_id = %id),
+        )
+        .await;
+        let mut plan = match plan {
+            Ok(plan) => plan,
+            Err(why) => return Report::refused(id, why),
+        };
+        let size = data.len();
+        if plan.discarded {
+            tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "delivery: message discarded by policy");
+            return Report::taken(id);
+        }
+        // What the queue gets (no `Return-Path:`), and what the store
+        // gets: the shared buffer itself when it holds one.
+        let body: &[u8] = plan.edited.as_deref().unwrap_or(&data[rp_len..]);
+        let stored = match plan.edited {
+            None if rp_len > 0 => Stored::Prepared(data.clone()),
+            _ => Stored::Plain(body),
+        };
+        let mut report = Report::taken(id.clone());
+        report.refused = std::mem::take(&mut plan.refused);
+
+        // Quotas: each account with one stays locked from its check
+        // until its copy is stored (`quota::QuotaLocks`).
+        let quota_locks = self
+            .delivery
+            .quota_locks
+            .lock(
+                plan.copies
+                    .iter()
+                    .filter_map(|c| c.limit.as_ref())
+                    .map(|l| l.account),
+            )
+            .await;
+        let full = match self.full_accounts(&plan.copies, body.len() as u64).await {
+            Ok(full) => full,
+            Err(e) => {
+                tracing::error!(%id, %client, error = %e, outcome = "store error", "delivery: quota check failed");
+                return Report::refused(id, Refusal::LocalError);
+            }
+        };
+        if !full.is_empty() {
+            let (over, fits): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.copies)
+                .into_iter()
+                .partition(|c| full.contains(&c.target.account));
+            plan.copies = fits;
+            match replies {
+                Replies::PerRecipient => {
+                    for c in &over {
+                        let has_copy = plan.copies.iter().any(|k| k.owner == c.owner);
+                        if !has_copy && report.refusal_of(&c.owner).is_none() {
+                            report.refused.push((c.owner.clone(), Refusal::MailboxFull));
+                        }
+                    }
+                }
+                Replies::One => {
+                    if plan.copies.is_empty() && plan.outgoing.is_empty() || self.outbound.is_none()
+                    {
+                        tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "over quota", "delivery: message refused: mailbox full");
+                        return Report::refused(id, Refusal::MailboxFull);
+                    }
+                    // Kept in the queue for local redelivery (into INBOX).
+                    for c in over {
+                        let Some(limit) = c.limit else { continue };
+                        if !plan.outgoing.iter().any(|o| o.address == limit.address) {
+                            tracing::info!(%id, rcpt = %c.owner, account = %limit.address, "delivery: over quota; queued for redelivery");
+                            plan.outgoing.push(Outgoing {
+                                address: limit.address,
+                                owner: c.owner,
+                                next_hop: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        // Local copies: one store call, the body once.
+        let mut copies = 0;
+        if !plan.copies.is_empty() {
+            let targets: Vec<DeliveryTarget> =
+                plan.copies.iter().map(|c| c.target.clone()).collect();
+            match self.store_copies(&from, &targets, &stored).await {
+                Ok(d) => copies = d.len(),
+                Err(e) if replies == Replies::One || e.is_no_space() => {
+                    tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "delivery: delivery failed");
+                    return Report::refused(id, refusal_of(&e));
+                }
+                Err(e) => {
+                    // Each recipient alone, so that one bad account does
+                    // not fail the others.
+                    tracing::warn!(%id, error = %e, "delivery: storing all copies at once failed; one recipient at a time");
+                    let mut owners: Vec<&str> = Vec::new();
+                    for c in &plan.copies {
+                        if !owners.contains(&c.owner.as_str()) {
+                            owners.push(&c.owner);
+                        }
+                    }
+                    for owner in owners {
+                        let targets: Vec<DeliveryTarget> = plan
+                            .copies
+                            .iter()
+                            .filter(|c| c.owner == owner)
+                            .map(|c| c.target.clone())
+                            .collect();
+                        match self.store_copies(&from, &targets, &stored).await {
+                            Ok(d) => copies += d.len(),
+                            Err(e) => {
+                                tracing::error!(%id, rcpt = %owner, error = %e, outcome = "store error", "delivery: delivery failed");
+                                report.refused.push((owner.to_string(), refusal_of(&e)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // Stored: the next delivery to these accounts may check now (and
+        // the Sent copy below may lock its sender, who may be among them).
+        drop(quota_locks);
+
+        // The outbound queue: remote recipients, plugins' forwards and
+        // relays, over-quota copies for redelivery.
+        if !plan.outgoing.is_empty() {
+            if let Err(e) = self.enqueue(&envelope, &plan.outgoing, body).await {
+                tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "queue error", "delivery: could not queue");
+                let why = match e {
+                    StoreError::NoSpace => Refusal::NoSpace,
+                    _ => Refusal::LocalError,
+                };
+                return Report::refused(id, why);
+            }
+        }
+        let remote: Vec<&str> = plan.outgoing.iter().map(|o| o.address.as_str()).collect();
+        tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?remote, size, copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
+
+        if let Some(account) = sent_copy {
+            self.save_sent_copy(&account, &data[trace_len..]).await;
+        }
+        self.notify_success(&envelope, &plan.copies, &report, body)
+            .await;
+        report
+    }
+
+    /// The `delivered` notice for the recipients that asked for one
+    /// (`NOTIFY=SUCCESS`) and whose copies are stored now (not refused,
+    /// not waiting in the queue for room, not quarantined). A failure is
+    /// logged only: the message itself was delivered.
+    async fn notify_success(
+        &self,
+        envelope: &Envelope,
+        copies: &[crate::plan::Copy],
+        report: &Report,
+        message: &[u8],
+    ) {
+        let (Some(reports), Some(queue)) = (&self.reports, &self.outbound) else {
+            return;
+        };
+        if envelope.mail_from.is_empty() {
+            return;
+        }
+        let delivered: Vec<NewQueuedRecipient> = envelope
+            .recipients
+            .iter()
+            .filter(|r| r.wants_success() && report.refusal_of(&r.address).is_none())
+            .filter(|r| {
+                copies
+                    .iter()
+                    .any(|c| c.owner == r.address && c.target.mailbox != crate::QUARANTINE_FOLDER)
+            })
+            .map(|r| NewQueuedRecipient {
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify.clone(),
+                next_hop: None,
+            })
+            .collect();
+        if delivered.is_empty() {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp();
+        // The report returns the original's header section only: that is
+        // all it is given (a copy of the headers, not of the body).
+        let headers = &message[..mailgate_store::structure::header_block_len(message)];
+        let original = NewQueued {
+            sender: envelope.mail_from.clone(),
+            recipients: Vec::new(),
+            raw: Arc::new(headers.to_vec()),
+            created: now,
+            envid: envelope.envid.clone(),
+            ret_full: envelope.ret_full,
+            smtputf8: envelope.smtputf8 || !headers.is_ascii(),
+            eight_bit: envelope.eight_bit,
+        };
+        let Some(dsn) = reports.delivered(&original, &delivered, now) else {
+            return;
+        };
+        match queue.enqueue(dsn).await {
+            Ok(dsn_id) => {
+                tracing::info!(id = %report.id, dsn = dsn_id, to = %envelope.mail_from, "delivery: success notice queued")
+            }
+            Err(e) => {
+                tracing::warn!(id = %report.id, error = %e, "delivery: could not queue the success notice")
+            }
+        }
+    }
+
+    /// Stores the local copies from `stored`.
+    async fn store_copies(
+        &self,
+        from: &str,
+        targets: &[DeliveryTarget],
+        stored: &Stored<'_>,
+    ) -> mailgate_store::StoreResult<Vec<mailgate_store::Delivered>> {
+        match stored {
+            Stored::Prepared(raw) => self.delivery.deliver_prepared(targets, raw.clone()).await,
+            Stored::Plain(body) => self.delivery.deliver_to(from, targets, body).await,
+        }
+    }
+
+    /// The accounts among `copies` that cannot take `size` more bytes.
+    /// Quarantined copies are not counted: the quarantine is the
+    /// operator's, and a full mailbox must not let a message out of it.
+    async fn full_accounts(
+        &self,
+        copies: &[crate::plan::Copy],
+        size: u64,
+    ) -> mailgate_store::StoreResult<Vec<AccountId>> {
+        let mut full = Vec::new();
+        let mut seen = Vec::new();
+        for c in copies {
+            let Some(limit) = &c.limit else { continue };
+            if c.target.mailbox == crate::QUARANTINE_FOLDER || seen.contains(&limit.account) {
+                continue;
+            }
+            seen.push(limit.account);
+            let store = self.delivery.store().as_ref();
+            if let QuotaCheck::Full { used, limit: bytes } =
+                quota::check(store, limit.account, limit.bytes, size).await?
+            {
+                tracing::info!(rcpt = %c.owner, account = %limit.address, used, limit = bytes, size, "delivery: over quota");
+                full.push(limit.account);
+            }
+        }
+        Ok(full)
+    }
+
+    /// One queue entry for `outgoing`, each recipient with the DSN
+    /// parameters of the envelope recipient it is for.
+    async fn enqueue(
+        &self,
+        envelope: &Envelope,
+        outgoing: &[Outgoing],
+        body: &[u8],
+    ) -> mailgate_store::StoreResult<i64> {
+        let Some(queue) = &self.outbound else {
+            return Err(StoreError::Invalid(
+                "mail for the outbound queue but there is none".into(),
+            ));
+        };
+        let recipients = outgoing
+            .iter()
+            .map(|o| {
+                let owner = envelope
+                    .recipients
+                    .iter()
+                    .find(|r| r.address.eq_ignore_ascii_case(&o.owner));
+                let orcpt = owner
+                    .and_then(|r| r.orcpt.clone())
+                    .or_else(|| (o.address != o.owner).then(|| format!("rfc822;{}", o.owner)));
+                NewQueuedRecipient {
+                    address: o.address.clone(),
+                    orcpt,
+                    notify: owner.and_then(|r| r.notify.clone()),
+                    next_hop: o.next_hop.clone(),
+                }
+            })
+            .collect();
+        let headers = &body[..mailgate_store::structure::header_block_len(body)];
+        let smtputf8 = envelope.smtputf8
+            || !envelope.mail_from.is_ascii()
+            || outgoing.iter().any(|o| !o.address.is_ascii())
+            || !headers.is_ascii();
+        let message = NewQueued {
+            sender: envelope.mail_from.clone(),
+            recipients,
+            raw: Arc::new(body.to_vec()),
+            created: chrono::Utc::now().timestamp(),
+            envid: envelope.envid.clone(),
+            ret_full: envelope.ret_full,
+            smtputf8,
+            eight_bit: envelope.eight_bit || !body.is_ascii(),
+        };
+        let id = queue.enqueue(message).await?;
+        tracing::info!(queue_id = id, from = %envelope.mail_from, rcpts = ?outgoing.iter().map(|o| &o.address).collect::<Vec<_>>(), "delivery: queued");
+        Ok(id)
+    }
+
+    /// `[submission] save_sent`: a copy of what the user submitted, marked
+    /// `\Seen`, in their `Sent` mailbox, if it fits their quota. A failure
+    /// here is logged only: the message itself was accepted.
+    async fn save_sent_copy(&self, account: &Account, submitted: &[u8]) {
+        let store = self.delivery.store().as_ref();
+        let _lock = match account.quota_bytes {
+            Some(_) => self.delivery.quota_locks.lock([account.id]).await,
+            None => Vec::new(),
+        };
+        if let Some(limit) = account.quota_bytes {
+            match quota::check(store, account.id, limit, submitted.len() as u64).await {
+                Ok(QuotaCheck::Fits) => {}
+                Ok(QuotaCheck::Full { used, limit }) => {
+                    tracing::warn!(user = %account.address, used, limit, "delivery: the Sent copy is not saved: over quota");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(user = %account.address, error = %e, "delivery: could not save the Sent copy");
+                    return;
+                }
+            }
+        }
+        let target = DeliveryTarget {
+            account: account.id,
+            mailbox: SENT_FOLDER.into(),
+            flags: vec!["\\Seen".into()],
+        };
+        let raw = Arc::new(submitted.to_vec());
+        if let Err(e) = self.delivery.deliver_prepared(&[target], raw).await {
+            tracing::warn!(user = %account.address, error = %e, "delivery: could not save the Sent copy");
+        }
+    }
+}
+
+/// The bytes the local copies are made of.
+enum Stored<'a> {
+    /// The receiver's buffer, `Return-Path:` and trace fields included:
+    /// stored as it is.
+    Prepared(Arc<Vec<u8>>),
+    /// A message without `Return-Path:` (plugins read or edited it): the
+    /// field is added in a copy.
+    Plain(&'a [u8]),
+}
+
+/// What a store error means for one recipient.
+fn refusal_of(e: &StoreError) -> Refusal {
+    match e {
+        StoreError::NotFound(_) => Refusal::UnknownUser,
+        StoreError::NoSpace => Refusal::NoSpace,
+        _ => Refusal::LocalError,
+    }
+}
+
+impl LocalDelivery {
+    /// Delivers to local `recipients` one by one, each into its INBOX
+    /// with the quota rule (the queue runner's hand-off: bounces to local
+    /// senders, over-quota copies redelivered, mail for our domains a
+    /// plugin routed through the queue). One outcome per recipient, in
+    /// order: `Err(MailboxFull)` is temporary (the queue tries again),
+    /// `Err(UnknownUser)` permanent. An alias list with one full account
+    /// waits whole: a copy to the others now and the list again later
+    /// would duplicate.
+    pub async fn deliver_each(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Vec<Result<(), Refusal>> {
+        let mut out = Vec::with_capacity(recipients.len());
+        for address in recipients {
+            out.push(self.deliver_one(sender, address, body).await);
+        }
+        out
+    }
+
+    async fn deliver_one(&self, sender: &str, address: &str, body: &[u8]) -> Result<(), Refusal> {
+        let local = match self.check_recipient(address).await {
+            Ok(RecipientCheck::Local(l)) => l,
+            Ok(_) => return Err(Refusal::UnknownUser),
+            Err(e) => {
+                tracing::error!(rcpt = %address, error = %e, "delivery: local recipient check failed");
+                return Err(Refusal::LocalError);
+            }
+        };
+        let size = body.len() as u64;
+        let _lock = self
+            .quota_locks
+            .lock(local.limits.iter().map(|l| l.account))
+            .await;
+        let mut targets = Vec::with_capacity(local.accounts.len());
+        for &account in &local.accounts {
+            if let Some(l) = local.limits.iter().find(|l| l.account == account) {
+                match quota::check(self.store().as_ref(), account, l.bytes, size).await {
+                    Ok(QuotaCheck::Fits) => {}
+                    Ok(QuotaCheck::Full { used, limit }) => {
+                        // All or nothing: a copy to the others now and
+                        // the whole list again later would duplicate.
+                        tracing::info!(rcpt = %address, account = %l.address, used, limit, size, "delivery: over quota; left in the queue");
+                        return Err(Refusal::MailboxFull);
+                    }
+                    Err(e) => {
+                        tracing::error!(rcpt = %address, error = %e, "delivery: quota check failed");
+                        return Err(Refusal::LocalError);
+                    }
+                }
+            }
+            targets.push(crate::inbox(account));
+        }
+        self.deliver_to(sender, &targets, body)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");
+                refusal_of(&e)
+            })
+    }
+}
