@@ -28,10 +28,8 @@ parameters (587, STARTTLS, AUTH); her reports arrive in her mailbox on A.
 The first five run twice: `queued`, the message written into A's queue
 tables (server stopped) with its DSN parameters, which tests the relay
 side with the real binary today; and `submitted`, alice's client giving
-the parameters over SMTP, which also needs the SMTP side of DSN (mailgate
-advertising DSN and carrying the parameters into the queue; issue 11,
-helper A's branch). The `submitted` runs, the two-server test and the
-Postfix test are marked xfail (not strict) until that side is merged.
+the parameters over SMTP, which also tests the SMTP side of DSN (mailgate
+advertising DSN and carrying the parameters into the queue).
 """
 
 from __future__ import annotations
@@ -59,10 +57,7 @@ from test_relay import (  # noqa: F401 - `world` is a fixture
 C_IP = "127.0.0.5"
 FAST = {"retry": ["1s"], "max_age": "1h", "poll_interval": "1s"}
 
-needs_smtp_dsn = pytest.mark.xfail(
-    reason="needs the SMTP side of DSN (issue 11, helper A's branch)", strict=False)
-HOW = [pytest.param("queued", id="queued"),
-       pytest.param("submitted", marks=needs_smtp_dsn, id="submitted")]
+HOW = [pytest.param("queued", id="queued"), pytest.param("submitted", id="submitted")]
 
 
 class Peer:
@@ -381,7 +376,6 @@ def test_local_recipient_asking_for_success_gets_a_delivered_report(world):
     assert header(raw, "Return-Path") == ["<>"]
 
 
-@needs_smtp_dsn
 def test_delivered_report_between_two_mailgate_servers(world):
     a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST).start()
     b = world.make("b.test", B_IP, BOB, BOB_PW, FAST).start()
@@ -406,7 +400,6 @@ def test_delivered_report_between_two_mailgate_servers(world):
 
 
 # ------------------------------------------------------- Postfix as the sender
-@needs_smtp_dsn
 def test_postfix_sender_gets_the_delivered_report_back_through_postfix(  # noqa: F811
         postfix, mailgate, dns):
     """Postfix (127.0.0.4) relays a NOTIFY=SUCCESS message to mailgate

@@ -111,6 +111,9 @@ def test_counters_move_with_real_sessions(server):
     pop3_failed = ('mailgate_auth_attempts_total{protocol="pop3",mechanism="user_pass",'
                    'result="failure"}')
     assert delta(before, after, pop3_failed) == 1, after
+    imap_failed = ('mailgate_auth_attempts_total{protocol="imap",mechanism="imap_login",'
+                   'result="failure"}')
+    assert delta(before, after, imap_failed) == 1, after
     failures = sum(delta(before, after, k) for k in after
                    if k.startswith("mailgate_auth_attempts_total") and 'result="failure"' in k)
     assert failures == 2, after
@@ -122,7 +125,6 @@ def test_counters_move_with_real_sessions(server):
     assert after["mailgate_ready"] == 1
 
 
-@pytest.mark.xfail(reason="call site lands with issue 11's delivery room", strict=False)
 def test_smtp_message_counters(server):
     before = scrape(server)
     server.send("sender@client.test", [ALICE], b"Subject: counted\r\n\r\nHello.\r\n")

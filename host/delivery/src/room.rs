@@ -293,6 +293,14 @@ impl Room {
             }
         }
         let remote: Vec<&str> = plan.outgoing.iter().map(|o| o.address.as_str()).collect();
+        mailgate_metrics::recipients(
+            mailgate_metrics::RecipientDisposition::DeliveredLocally,
+            copies as u64,
+        );
+        mailgate_metrics::recipients(
+            mailgate_metrics::RecipientDisposition::Queued,
+            remote.len() as u64,
+        );
         tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?remote, size, copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
 
         if let Some(account) = sent_copy {

@@ -436,6 +436,9 @@ impl Relay {
             RecipientStatus::Pending => mailgate_metrics::RelayResult::Deferred,
             RecipientStatus::Failed => mailgate_metrics::RelayResult::Failed,
         });
+        if status == RecipientStatus::Failed {
+            mailgate_metrics::recipients(mailgate_metrics::RecipientDisposition::Bounced, 1);
+        }
         if status != RecipientStatus::Pending {
             tracing::info!(queue_id = entry.id, rcpt = %r.address, status = status.as_str(), reply = %reply, "relay: recipient done");
         }

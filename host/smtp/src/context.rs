@@ -139,6 +139,9 @@ pub struct SmtpContext {
     /// SPF, DKIM and DMARC of each message, after it is received (MX
     /// only; `None`: not checked, no `Authentication-Results:`).
     pub verifier: Option<Arc<crate::verify::Verifier>>,
+    /// The `[listen]` key this context serves, for the metrics' `listener`
+    /// label; `None` (tests): messages are not counted.
+    pub listener: Option<mailgate_metrics::Listener>,
 }
 
 impl SmtpContext {
@@ -166,6 +169,7 @@ impl SmtpContext {
             save_sent: false,
             policy: None,
             verifier: None,
+            listener: None,
         }
     }
 

@@ -22,7 +22,7 @@ pub(crate) async fn login(
     else {
         return Err(failed());
     };
-    check(s, user, password).await
+    check(s, mailgate_metrics::Mechanism::ImapLogin, user, password).await
 }
 
 /// Where an AUTHENTICATE exchange stands after a step.
@@ -103,7 +103,11 @@ async fn advance(
                     "Cannot act as another user",
                 ));
             }
-            check(s, &creds.authcid, &creds.password)
+            let counted = match exchange.mechanism() {
+                Mechanism::Plain => mailgate_metrics::Mechanism::Plain,
+                Mechanism::Login => mailgate_metrics::Mechanism::Login,
+            };
+            check(s, counted, &creds.authcid, &creds.password)
                 .await
                 .map(Progress::Done)
         }
@@ -125,8 +129,19 @@ fn failed() -> CmdError {
 }
 
 /// Verifies the credentials and enters the Authenticated state.
-async fn check(s: &mut Session, user: &str, password: &str) -> CmdResult {
-    match s.ctx.auth.authenticate(user, password, s.peer.ip()).await {
+async fn check(
+    s: &mut Session,
+    mechanism: mailgate_metrics::Mechanism,
+    user: &str,
+    password: &str,
+) -> CmdResult {
+    let via = (Some(mailgate_metrics::Protocol::Imap), mechanism);
+    match s
+        .ctx
+        .auth
+        .authenticate_via(via, user, password, s.peer.ip())
+        .await
+    {
         AuthOutcome::Success(account) => {
             tracing::info!(client = %s.peer.ip(), user = %account.address, "imap login");
             // Subscribed before anything is read, so no change is missed.

@@ -122,8 +122,13 @@ impl Session {
         let Some(auth) = self.ctx.authenticator.clone() else {
             return self.reply(Reply::not_implemented());
         };
+        let counted = match exchange.mechanism() {
+            Mechanism::Plain => mailgate_metrics::Mechanism::Plain,
+            Mechanism::Login => mailgate_metrics::Mechanism::Login,
+        };
+        let via = (Some(mailgate_metrics::Protocol::Smtp), counted);
         let outcome = auth
-            .authenticate(&creds.authcid, &creds.password, client)
+            .authenticate_via(via, &creds.authcid, &creds.password, client)
             .await;
         let success = matches!(outcome, AuthOutcome::Success(_));
         if let Some(refusal) = self.policy_auth(method, &creds.authcid, success).await {

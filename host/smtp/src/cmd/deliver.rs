@@ -17,6 +17,7 @@
 //! `550 5.7.1`.
 
 use mailgate_delivery::{Arrival, Refusal, Report, Trace};
+use mailgate_metrics::{MessageOutcome, RejectReason};
 use mailgate_smtp_proto::{ReceivedMessage, Reply};
 
 use crate::cmd::rcpt::mailbox_full;
@@ -57,6 +58,19 @@ pub(crate) fn refusal_reply(why: &Refusal, address: Option<&str>) -> Reply {
     }
 }
 
+/// The metrics' outcome of a refusal: rejected (with its reason) when
+/// the reply is permanent, tempfailed when it is temporary.
+fn outcome_of(why: &Refusal) -> MessageOutcome {
+    if refusal_reply(why, None).code() < 500 {
+        return MessageOutcome::Tempfailed;
+    }
+    MessageOutcome::Rejected(match why {
+        Refusal::Policy(_) => RejectReason::Policy,
+        Refusal::MailboxFull => RejectReason::Quota,
+        _ => RejectReason::Other,
+    })
+}
+
 impl Session {
     /// Refuses or delivers a complete message, and ends the transaction.
     pub(crate) async fn message_complete(&mut self, message: ReceivedMessage) {
@@ -69,6 +83,8 @@ impl Session {
         let client = self.peer.ip();
         let from = tx.from.address();
         let size = message.size;
+        // The end of DATA: delivery latency is measured from here.
+        let ended = std::time::Instant::now();
 
         // Bare CR/LF first: it is the smuggling signal, and we refuse
         // rather than normalise so that no hop disagrees with us about
@@ -104,6 +120,11 @@ impl Session {
             None
         };
         if let Some((reply, why)) = rejection {
+            self.count(MessageOutcome::Rejected(if message.too_large {
+                RejectReason::Size
+            } else {
+                RejectReason::Content
+            }));
             tracing::info!(%client, %from, rcpts = ?accepted, size, outcome = why, "smtp: message rejected");
             return self.answer_all(&accepted, reply);
         }
@@ -112,6 +133,7 @@ impl Session {
         if let Some(v) = &verification {
             tracing::info!(%client, %from, spf = v.spf, dkim = ?v.dkim, dmarc = v.dmarc, domain = v.dmarc_domain.as_deref().unwrap_or("-"), "smtp: message authentication");
             if let Some(reply) = &v.reject {
+                self.count(MessageOutcome::Rejected(RejectReason::Authentication));
                 tracing::info!(%client, %from, rcpts = ?accepted, size, domain = v.dmarc_domain.as_deref().unwrap_or("-"), outcome = "dmarc reject", "smtp: message rejected");
                 return self.answer_all(&accepted, reply.clone());
             }
@@ -133,9 +155,31 @@ impl Session {
             policy: tx.policy,
         };
         let report = self.ctx.room().deliver(arrival).await;
+        let refusal = report.whole.as_ref().or(match self.ctx.role.replies() {
+            mailgate_delivery::Replies::One => report.refused.first().map(|(_, r)| r),
+            mailgate_delivery::Replies::PerRecipient => None,
+        });
+        match refusal {
+            Some(why) => self.count(outcome_of(why)),
+            None => {
+                self.count(MessageOutcome::Accepted);
+                mailgate_metrics::delivery_latency(ended.elapsed());
+                if let Some(listener) = self.ctx.listener {
+                    mailgate_metrics::bytes_received(listener, size as u64);
+                }
+            }
+        }
         // What the plugins wrote to their store is durable before the reply.
         self.policy_commit().await;
         self.answer(&accepted, report);
+    }
+
+    /// Counts one message's outcome on this listener
+    /// (`mailgate_smtp_messages_total`).
+    fn count(&self, outcome: MessageOutcome) {
+        if let Some(listener) = self.ctx.listener {
+            mailgate_metrics::smtp_message(listener, outcome);
+        }
     }
 
     /// This hop's trace fields: `Received:`, then
