@@ -165,7 +165,7 @@ impl Session {
                 self.count(MessageOutcome::Accepted);
                 mailgate_metrics::delivery_latency(ended.elapsed());
                 if let Some(listener) = self.ctx.listener {
-                    mailgate_metrics::bytes_received(listener, size as u64);
+                    mailgate_metrics::bytes_received(listener, size);
                 }
             }
         }
