@@ -703,6 +703,30 @@ async fn setup_file_with(path: &Path, stem: &str, grants: &[Grant], reuse: bool)
     start(dir, config, None, Arc::new(StaticResolver::default())).await
 }
 
+/// Loads the probe compiled against WIT `wit` (a fixture in
+/// `tests/fixtures/compat`), checks that it is the one plugin, imports that
+/// version's `message` interface and that its `data` hook runs (it files
+/// `[folder:Old]` in `Old` and adds one `X-Probe`). Returns the setup (which
+/// must live as long as the chain), the chain and the message view.
+async fn old_probe_runs(wit: &str) -> (Setup, Arc<mailgate_policy::Chain>, MessageView) {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/compat/probe-wit-{wit}.wasm"));
+    let s = setup_file(&old, "old-probe", &[Grant::Config]).await;
+    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
+    let chain = s.manager.snapshot();
+    let [plugin] = chain.plugins() else {
+        panic!("one plugin expected");
+    };
+    let import = format!("mailgate:policy/message@{wit}");
+    assert!(plugin.imports().contains(&import), "{:?}", plugin.imports());
+    let mut view = MessageView::new(&b"Subject: [folder:Old]\r\n\r\nbody\r\n"[..]);
+    let d = chain.data(&session(), &mut envelope(), &mut view).await;
+    assert_eq!(d.verdict, Verdict::Accept);
+    assert_eq!(d.folder.as_deref(), Some("Old"));
+    assert_eq!(view.header("X-Probe").len(), 1);
+    (s, chain, view)
+}
+
 /// `message.auth-results` (WIT 0.1.1): the probe writes what it read into
 /// `X-Probe-Auth`, which goes below the host's trace fields; without
 /// results it reads `none`.
@@ -767,27 +791,7 @@ async fn data_hook_reads_the_auth_results() {
 /// compiled plugins.
 #[tokio::test]
 async fn a_plugin_built_against_wit_0_1_0_still_runs() {
-    let old =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat/probe-wit-0.1.0.wasm");
-    let s = setup_file(&old, "old-probe", &[Grant::Config]).await;
-    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
-    let chain = s.manager.snapshot();
-    let [plugin] = chain.plugins() else {
-        panic!("one plugin expected");
-    };
-    assert!(
-        plugin
-            .imports()
-            .iter()
-            .any(|i| i == "mailgate:policy/message@0.1.0"),
-        "{:?}",
-        plugin.imports()
-    );
-    let mut view = MessageView::new(&b"Subject: [folder:Old]\r\n\r\nbody\r\n"[..]);
-    let d = chain.data(&session(), &mut envelope(), &mut view).await;
-    assert_eq!(d.verdict, Verdict::Accept);
-    assert_eq!(d.folder.as_deref(), Some("Old"));
-    assert_eq!(view.header("X-Probe").len(), 1);
+    let (_s, chain, view) = old_probe_runs("0.1.0").await;
     assert!(view.header("X-Probe-Auth").is_empty());
     let d = chain
         .rcpt_to(
@@ -900,28 +904,11 @@ async fn warm_instances_let_go_of_the_message() {
 /// mailbox events (it does not export the interface).
 #[tokio::test]
 async fn a_plugin_built_against_wit_0_1_1_still_runs() {
-    let old =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat/probe-wit-0.1.1.wasm");
-    let s = setup_file(&old, "old-probe", &[Grant::Config]).await;
-    assert!(s.report.refused.is_empty(), "{:?}", s.report.refused);
-    let chain = s.manager.snapshot();
+    let (_s, chain, _view) = old_probe_runs("0.1.1").await;
     let [plugin] = chain.plugins() else {
         panic!("one plugin expected");
     };
-    assert!(
-        plugin
-            .imports()
-            .iter()
-            .any(|i| i == "mailgate:policy/message@0.1.1"),
-        "{:?}",
-        plugin.imports()
-    );
     assert!(!plugin.wants(mailgate_policy::Hook::MailboxEvent));
-    let mut view = MessageView::new(&b"Subject: [folder:Old]\r\n\r\nbody\r\n"[..]);
-    let d = chain.data(&session(), &mut envelope(), &mut view).await;
-    assert_eq!(d.verdict, Verdict::Accept);
-    assert_eq!(d.folder.as_deref(), Some("Old"));
-    assert_eq!(view.header("X-Probe").len(), 1);
 }
 
 /// Serves one HTTP/1.1 request on `listener` with `answer`; returns the
