@@ -28,7 +28,10 @@ from pathlib import Path
 
 import pytest
 
+from dns_server import DnsServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_BUILD = REPO_ROOT / "plugins" / "target" / "wasm32-wasip2" / "release"
 HOSTNAME = "mx.test.example"
 DOMAIN = "example.test"
 
@@ -293,6 +296,18 @@ class Server:
             p.pass_(password if password is not None else USERS[user])
         return p
 
+    def pop3_login_refused(self, user, password) -> poplib.error_proto:
+        """One POP3 login (USER/PASS) that the server must refuse; the
+        session then ends with QUIT. Returns the error."""
+        p = self.pop3()
+        try:
+            p.user(user)
+            with pytest.raises(poplib.error_proto) as refused:
+                p.pass_(password)
+        finally:
+            p.quit()
+        return refused.value
+
     def raw_smtp(self, source=None) -> "RawSMTP":
         return RawSMTP(self.smtp_addr, source=source)
 
@@ -505,6 +520,25 @@ def make_message(subject="test", body="hello\r\n", from_addr="sender@remote.test
             "Message-ID: <" + subject.replace(" ", ".") + "@remote.test>"]
     hdrs += list(extra_headers)
     return ("\r\n".join(hdrs) + "\r\n\r\n" + body).encode("utf-8")
+
+
+def built_plugins(*names: str) -> Path:
+    """PLUGIN_BUILD, where scripts/build-plugins puts the example plugins
+    (`NAME.wasm`), after running it if one of `names` is not there yet."""
+    if not all((PLUGIN_BUILD / f"{n}.wasm").is_file() for n in names):
+        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
+                       capture_output=True, timeout=900)
+    return PLUGIN_BUILD
+
+
+@pytest.fixture
+def dns():
+    """A fixture: the test DNS server (tests/dns_server.py) on 127.0.0.1,
+    stopped at teardown. A test module takes it with `from harness import
+    dns`."""
+    server = DnsServer("127.0.0.1")
+    yield server
+    server.stop()
 
 
 def with_probe(srv: "Server", wasm_dir: Path) -> "Server":

@@ -10,7 +10,6 @@ hostile value stays inside one bounded line. `[log] level` filters.
 from __future__ import annotations
 
 import json
-import poplib
 
 import pytest
 
@@ -84,11 +83,7 @@ def test_every_line_is_json_with_the_usual_fields(server_factory):
 def test_level_filters(server_factory):
     srv = json_server(server_factory, level="warn")
     srv.send("sender@client.test", [ALICE], b"Subject: quiet\r\n\r\nHello.\r\n")
-    p = srv.pop3()
-    p.user(ALICE)
-    with pytest.raises(poplib.error_proto):
-        p.pass_("wrong")
-    p.quit()
+    srv.pop3_login_refused(ALICE, "wrong")
     srv.stop_clean()
     lines = lines_of(srv)
     assert lines, "the failed login is a WARN line"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import imaplib
 import os
-import poplib
 import re
 import shutil
 import socket
@@ -86,11 +85,7 @@ def test_counters_move_with_real_sessions(server):
     assert before['mailgate_build_info{version="0.1.0"}'] == 1
     server.send("sender@client.test", [ALICE], b"Subject: counted\r\n\r\nHello.\r\n")
     # One failed POP3 login (USER/PASS) and one failed IMAP LOGIN.
-    p = server.pop3()
-    p.user(ALICE)
-    with pytest.raises(poplib.error_proto):
-        p.pass_("wrong password")
-    p.quit()
+    server.pop3_login_refused(ALICE, "wrong password")
     host, port = server.ports["imap"]
     m = imaplib.IMAP4(host, port, timeout=NET_TIMEOUT)
     with pytest.raises(imaplib.IMAP4.error):

@@ -14,33 +14,20 @@ import json
 import shutil
 import smtplib
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from dns_server import DnsServer
-from harness import REPO_ROOT, USERS
+from harness import USERS, built_plugins, dns  # noqa: F401  (dns: a fixture)
 
-BUILD = REPO_ROOT / "plugins" / "target" / "wasm32-wasip2" / "release"
 ALICE = "alice@example.test"
 MSG = b"From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: dns\r\n\r\nHello.\r\n"
 
 
 @pytest.fixture(scope="module")
 def wasm() -> Path:
-    if not all((BUILD / f"{n}.wasm").is_file() for n in ("dnsbl", "greylist")):
-        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
-                       capture_output=True, timeout=900)
-    return BUILD
-
-
-@pytest.fixture
-def dns():
-    server = DnsServer("127.0.0.1")
-    yield server
-    server.stop()
+    return built_plugins("dnsbl", "greylist")
 
 
 @pytest.fixture

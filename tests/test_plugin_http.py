@@ -14,16 +14,14 @@ import json
 import shutil
 import smtplib
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from harness import REPO_ROOT, USERS
+from harness import USERS, built_plugins
 
-BUILD = REPO_ROOT / "plugins" / "target" / "wasm32-wasip2" / "release"
 ALICE = "alice@example.test"
 
 
@@ -91,10 +89,7 @@ def recorders():
 
 @pytest.fixture(scope="module")
 def rspamd_wasm() -> Path:
-    if not (BUILD / "rspamd.wasm").is_file():
-        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
-                       capture_output=True, timeout=900)
-    return BUILD / "rspamd.wasm"
+    return built_plugins("rspamd") / "rspamd.wasm"
 
 
 @pytest.fixture

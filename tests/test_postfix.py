@@ -34,8 +34,7 @@ from pathlib import Path
 import pytest
 
 import postfix_peer
-from dns_server import DnsServer
-from harness import Server, strip_trace, toml_value, wait_until
+from harness import Server, dns, strip_trace, toml_value, wait_until  # noqa: F401  (dns: a fixture)
 from postfix_peer import Postfix
 from test_relay import dsn_parts, header, make_cert, verify_dkim
 
@@ -112,13 +111,6 @@ def crlf(raw: bytes) -> bytes:
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture
-def dns():
-    d = DnsServer("127.0.0.1")
-    yield d
-    d.stop()
-
-
 @pytest.fixture
 def postfix(tmp_path):
     """Returns make(**kw) -> Postfix (not started); stops and removes them all."""

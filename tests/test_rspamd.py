@@ -31,9 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO_ROOT, USERS, free_port, peer_unavailable, wait_until
+from harness import USERS, built_plugins, free_port, peer_unavailable, wait_until
 
-BUILD = REPO_ROOT / "plugins" / "target" / "wasm32-wasip2" / "release"
 ALICE = "alice@example.test"
 PASSWORD = "controller-secret"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -143,10 +142,7 @@ def rspamd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rspamd_wasm() -> Path:
-    if not (BUILD / "rspamd.wasm").is_file():
-        subprocess.run([str(REPO_ROOT / "scripts" / "build-plugins")], check=True,
-                       capture_output=True, timeout=900)
-    return BUILD / "rspamd.wasm"
+    return built_plugins("rspamd") / "rspamd.wasm"
 
 
 def toml_inline(d: dict) -> str:
@@ -197,6 +193,25 @@ def send(srv, msg: bytes):
     with smtplib.SMTP(*srv.smtp_addr, timeout=60) as s:
         s.ehlo("mail.remote.test")
         return s.sendmail("sender@remote.test", [ALICE], msg)
+
+
+def move_all(srv, source: str, target: str) -> int:
+    """Alice's messages in `source` moved into `target` with one UID MOVE
+    over imaplib; returns how many `target` then holds. The IMAP session
+    goes on at once after the MOVE, whatever rspamd does (NOOP answers OK)."""
+    imap = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+    try:
+        imap.login(ALICE, USERS[ALICE])
+        typ, data = imap.select(source)
+        assert typ == "OK", data
+        typ, data = imap.uid("MOVE", "1:*", target)
+        assert typ == "OK", data
+        assert imap.noop()[0] == "OK"
+        typ, data = imap.select(target)
+        assert typ == "OK", data
+        return int(data[0])
+    finally:
+        imap.logout()
 
 
 def test_gtube_is_rejected_with_550_5_7_1(mx):
@@ -256,31 +271,14 @@ def test_a_message_moved_into_junk_is_learned_as_spam_and_out_of_it_as_ham(mx, r
     send(srv, message("Cheap pills now", "Buy cheap pills now, best offer online today, click"
                       f" here for your discount {token}.", "learn1"))
     learned = rspamd.stat()["learned"]
-    imap = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
-    try:
-        imap.login(ALICE, USERS[ALICE])
-        typ, _ = imap.select("INBOX")
-        assert typ == "OK"
-        typ, data = imap.uid("MOVE", "1:*", "Junk")
-        assert typ == "OK", data
-        # The IMAP session goes on at once, whatever rspamd does.
-        assert imap.noop()[0] == "OK"
-    finally:
-        imap.logout()
+    assert move_all(srv, "INBOX", "Junk") == 1
     wait_until(lambda: rspamd.stat()["learned"] > learned, timeout=30,
                what="rspamd's learn count to grow")
     log = (rspamd.workdir / "rspamd.log").read_text(errors="replace")
     assert "learned message as spam" in log and "learn1@remote.test" in log
 
     # Back out of Junk: the user says it is not spam after all.
-    imap = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
-    try:
-        imap.login(ALICE, USERS[ALICE])
-        imap.select("Junk")
-        typ, data = imap.uid("MOVE", "1:*", "INBOX")
-        assert typ == "OK", data
-    finally:
-        imap.logout()
+    assert move_all(srv, "Junk", "INBOX") == 1
     wait_until(lambda: "learned message as ham: learn1@remote.test"
                in (rspamd.workdir / "rspamd.log").read_text(errors="replace"),
                timeout=30, what="rspamd to learn the message as ham")
@@ -298,14 +296,6 @@ def test_rspamd_stopped_then_on_error_applies(mx, rspamd):
     [got] = accept.messages(ALICE, USERS[ALICE])
     assert b"X-Spam-Score" not in got.split(b"\r\n\r\n", 1)[0]
     # Learning fails too; the IMAP command does not.
-    imap = imaplib.IMAP4(*accept.ports["imap"], timeout=30)
-    try:
-        imap.login(ALICE, USERS[ALICE])
-        imap.select("INBOX")
-        typ, data = imap.uid("MOVE", "1:*", "Junk")
-        assert typ == "OK", data
-        assert imap.select("Junk")[1] == [b"1"]
-    finally:
-        imap.logout()
+    assert move_all(accept, "INBOX", "Junk") == 1
     wait_until(lambda: "mailbox-event answered an error" in accept.stderr_tail(20000),
                timeout=30, what="the failed learn to be logged")
