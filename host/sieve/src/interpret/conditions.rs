@@ -42,16 +42,9 @@ impl Run<'_> {
                 keys,
                 index,
             } => {
-                let names = self.expand_all(scope, headers)?;
-                let mut values = Vec::new();
-                for n in &names {
-                    for raw in self.header_raw(n, *index) {
-                        self.charge_len(raw.len())?;
-                        values.push(decode_header(&raw));
-                    }
-                }
-                let keys = self.expand_all(scope, keys)?;
-                self.match_values(scope, *matcher, values, &keys, true)?
+                let values = self.headers_raw(scope, headers, *index)?;
+                let values = values.iter().map(|raw| decode_header(raw)).collect();
+                self.match_keys(scope, *matcher, values, keys)?
             }
             Test::Address {
                 matcher,
@@ -60,22 +53,14 @@ impl Run<'_> {
                 keys,
                 index,
             } => {
-                let names = self.expand_all(scope, headers)?;
-                let mut values = Vec::new();
-                for n in &names {
-                    for raw in self.header_raw(n, *index) {
-                        self.charge_len(raw.len())?;
-                        for a in address::parse_header_addresses(&raw) {
-                            if let Some(p) =
-                                address::part(&a, *part, self.settings.subaddress_separator)
-                            {
-                                values.push(p);
-                            }
-                        }
-                    }
-                }
-                let keys = self.expand_all(scope, keys)?;
-                self.match_values(scope, *matcher, values, &keys, true)?
+                let sep = self.settings.subaddress_separator;
+                let values = self
+                    .headers_raw(scope, headers, *index)?
+                    .iter()
+                    .flat_map(|raw| address::parse_header_addresses(raw))
+                    .filter_map(|a| address::part(&a, *part, sep))
+                    .collect();
+                self.match_keys(scope, *matcher, values, keys)?
             }
             Test::Envelope {
                 matcher,
@@ -100,8 +85,7 @@ impl Run<'_> {
                         values.push(p);
                     }
                 }
-                let keys = self.expand_all(scope, keys)?;
-                self.match_values(scope, *matcher, values, &keys, true)?
+                self.match_keys(scope, *matcher, values, keys)?
             }
             Test::Exists(names) => {
                 let names = self.expand_all(scope, names)?;
@@ -135,8 +119,7 @@ impl Run<'_> {
                 if matches!(matcher.match_type, MatchType::Count(_)) {
                     values.retain(|v| !v.is_empty());
                 }
-                let keys = self.expand_all(scope, keys)?;
-                self.match_values(scope, *matcher, values, &keys, true)?
+                self.match_keys(scope, *matcher, values, keys)?
             }
             Test::HasFlag {
                 matcher,
@@ -185,8 +168,7 @@ impl Run<'_> {
                     };
                     values.extend(date::part(ts, zone, &part));
                 }
-                let keys = self.expand_all(scope, keys)?;
-                self.match_values(scope, *matcher, values, &keys, true)?
+                self.match_keys(scope, *matcher, values, keys)?
             }
             Test::CurrentDate {
                 matcher,
@@ -201,8 +183,7 @@ impl Run<'_> {
                     _ => local,
                 };
                 let values: Vec<String> = date::part(now, zone, &part).into_iter().collect();
-                let keys = self.expand_all(scope, keys)?;
-                self.match_values(scope, *matcher, values, &keys, true)?
+                self.match_keys(scope, *matcher, values, keys)?
             }
             Test::MailboxExists(names) => {
                 let names = self.expand_all(scope, names)?;
@@ -247,6 +228,38 @@ impl Run<'_> {
                 seen
             }
         })
+    }
+
+    /// The raw values of the header fields named in `headers` (expanded),
+    /// one or all of each, with their length charged.
+    fn headers_raw(
+        &mut self,
+        scope: &Scope,
+        headers: &[String],
+        index: Option<Index>,
+    ) -> R<Vec<String>> {
+        let names = self.expand_all(scope, headers)?;
+        let mut values = Vec::new();
+        for n in &names {
+            for raw in self.header_raw(n, index) {
+                self.charge_len(raw.len())?;
+                values.push(raw);
+            }
+        }
+        Ok(values)
+    }
+
+    /// [`Self::match_values`] against `keys` once expanded, setting the
+    /// match variables.
+    fn match_keys(
+        &mut self,
+        scope: &mut Scope,
+        m: Matcher,
+        values: Vec<String>,
+        keys: &[String],
+    ) -> R<bool> {
+        let keys = self.expand_all(scope, keys)?;
+        self.match_values(scope, m, values, &keys, true)
     }
 
     /// The raw values of the header fields named `name`, one or all.
@@ -324,39 +337,24 @@ impl Run<'_> {
                 }
                 Ok(false)
             }
-            MatchType::Value(rel) => {
-                for v in &values {
-                    for k in keys {
-                        self.charge_len(v.len() + k.len())?;
-                        if matching::relation(rel, matching::compare(cmp, v, k)) {
-                            return Ok(true);
-                        }
-                    }
-                }
-                Ok(false)
-            }
-            MatchType::Is => {
-                for v in &values {
-                    for k in keys {
-                        self.charge_len(v.len() + k.len())?;
-                        if matching::is(cmp, v, k) {
-                            return Ok(true);
-                        }
-                    }
-                }
-                Ok(false)
-            }
-            MatchType::Contains => {
-                for v in &values {
-                    for k in keys {
-                        self.charge(1 + (v.len() as u64 * (1 + k.len() as u64 / 16)) / 256)?;
-                        if matching::contains(cmp, v, k) {
-                            return Ok(true);
-                        }
-                    }
-                }
-                Ok(false)
-            }
+            MatchType::Value(rel) => self.any_pair(
+                &values,
+                keys,
+                |v, k| 1 + ((v.len() + k.len()) / 256) as u64,
+                |v, k| matching::relation(rel, matching::compare(cmp, v, k)),
+            ),
+            MatchType::Is => self.any_pair(
+                &values,
+                keys,
+                |v, k| 1 + ((v.len() + k.len()) / 256) as u64,
+                |v, k| matching::is(cmp, v, k),
+            ),
+            MatchType::Contains => self.any_pair(
+                &values,
+                keys,
+                |v, k| 1 + (v.len() as u64 * (1 + k.len() as u64 / 16)) / 256,
+                |v, k| matching::contains(cmp, v, k),
+            ),
             MatchType::Matches | MatchType::Regex => {
                 let wildcard = m.match_type == MatchType::Matches;
                 for k in keys {
@@ -399,6 +397,26 @@ impl Run<'_> {
                 Ok(false)
             }
         }
+    }
+
+    /// Whether `hit` holds for a value and a key, trying each pair in
+    /// turn and charging `cost` for it first.
+    fn any_pair(
+        &mut self,
+        values: &[String],
+        keys: &[String],
+        cost: impl Fn(&str, &str) -> u64,
+        hit: impl Fn(&str, &str) -> bool,
+    ) -> R<bool> {
+        for v in values {
+            for k in keys {
+                self.charge(cost(v, k))?;
+                if hit(v, k) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     pub(super) fn regex(&mut self, pattern: &str, ci: bool) -> R<Regex> {
