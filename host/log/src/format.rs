@@ -132,36 +132,20 @@ impl Visit for SafeVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{capture, Sink};
     use std::io;
-    use std::sync::{Arc, Mutex};
-
-    /// Collects what the subscriber writes.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn logged(f: impl FnOnce()) -> String {
-        let sink = Sink::default();
-        let out = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(SafeFields)
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .without_time()
-            .with_target(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = out.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        let subscriber = |sink: Sink| {
+            tracing_subscriber::fmt()
+                .fmt_fields(SafeFields)
+                .with_writer(move || sink.clone())
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .finish()
+        };
+        capture(subscriber, f)
     }
 
     #[test]

@@ -176,34 +176,17 @@ impl Visit for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::testing::capture;
 
     fn logged(f: impl FnOnce()) -> Vec<Value> {
-        let sink = Sink::default();
-        let out = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(JsonFields)
-            .event_format(JsonEvents)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = out.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
+        let subscriber = |sink: crate::testing::Sink| {
+            tracing_subscriber::fmt()
+                .fmt_fields(JsonFields)
+                .event_format(JsonEvents)
+                .with_writer(move || sink.clone())
+                .finish()
+        };
+        capture(subscriber, f)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()

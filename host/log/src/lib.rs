@@ -33,6 +33,8 @@
 pub mod escape;
 pub mod format;
 pub mod json;
+#[cfg(test)]
+mod testing;
 
 pub use escape::{bytes, LogBytes};
 pub use format::SafeFields;
