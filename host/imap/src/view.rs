@@ -327,6 +327,21 @@ impl Snapshot {
         (&self.flags.lists, self.entries().map(|e| e.flags as usize))
     }
 
+    /// Adds the keywords of `flags` that this version does not list to
+    /// `keywords`, a copy of this version's made on the first new one
+    /// (`None` while there is none).
+    fn note_keywords(&self, keywords: &mut Option<BTreeSet<String>>, flags: &[String]) {
+        if flags
+            .iter()
+            .any(|f| !f.starts_with('\\') && !self.keywords.contains(f))
+        {
+            add_keywords(
+                keywords.get_or_insert_with(|| (*self.keywords).clone()),
+                flags,
+            );
+        }
+    }
+
     /// The chunk index that holds (or would hold) `uid`.
     fn chunk_of(&self, uid: u32) -> usize {
         self.bounds.partition_point(|&b| b <= uid).saturating_sub(1)
@@ -341,15 +356,7 @@ impl Snapshot {
         next.highest_modseq = changes.highest_modseq.max(self.highest_modseq);
         let mut keywords: Option<BTreeSet<String>> = None;
         for m in &changes.changed {
-            if m.flags
-                .iter()
-                .any(|f| !f.starts_with('\\') && !self.keywords.contains(f))
-            {
-                add_keywords(
-                    keywords.get_or_insert_with(|| (*self.keywords).clone()),
-                    &m.flags,
-                );
-            }
+            self.note_keywords(&mut keywords, &m.flags);
         }
         if let Some(k) = keywords {
             next.keywords = Arc::new(k);
@@ -423,15 +430,7 @@ impl Snapshot {
                 if next.chunks[c][i] != e {
                     Arc::make_mut(&mut next.chunks[c])[i] = e;
                 }
-                if m.flags
-                    .iter()
-                    .any(|f| !f.starts_with('\\') && !self.keywords.contains(f))
-                {
-                    add_keywords(
-                        keywords.get_or_insert_with(|| (*self.keywords).clone()),
-                        &m.flags,
-                    );
-                }
+                self.note_keywords(&mut keywords, &m.flags);
             }
         }
         if let Some(k) = keywords {
