@@ -133,6 +133,23 @@ pub struct Listen {
     pub proxy: ListenProxy,
 }
 
+impl Listen {
+    /// The mail listeners (all but `metrics`) by protocol name, in a fixed
+    /// order: the order they are bound in.
+    pub fn mail_listeners(&self) -> [(&'static str, &Option<String>); 8] {
+        [
+            ("smtp", &self.smtp),
+            ("submission", &self.submission),
+            ("submissions", &self.submissions),
+            ("pop3", &self.pop3),
+            ("pop3s", &self.pop3s),
+            ("imap", &self.imap),
+            ("imaps", &self.imaps),
+            ("lmtp", &self.lmtp),
+        ]
+    }
+}
+
 /// `[listen.proxy]`: `true` for each listener behind a proxy that speaks
 /// the PROXY protocol (v1 or v2); see `crate::proxy_protocol`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -635,16 +652,7 @@ impl Config {
     fn check_proxy_and_user(&self) -> Result<(), ConfigError> {
         let trusted = self.trusted_proxies()?;
         let l = &self.listen;
-        for (name, address) in [
-            ("smtp", &l.smtp),
-            ("submission", &l.submission),
-            ("submissions", &l.submissions),
-            ("pop3", &l.pop3),
-            ("pop3s", &l.pop3s),
-            ("imap", &l.imap),
-            ("imaps", &l.imaps),
-            ("lmtp", &l.lmtp),
-        ] {
+        for (name, address) in l.mail_listeners() {
             if !l.proxy.enabled(name) {
                 continue;
             }

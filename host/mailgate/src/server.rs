@@ -176,17 +176,7 @@ async fn bind(
 /// Binds every configured listener, in a fixed order.
 async fn bind_all(config: &Config) -> Result<Vec<Bound>, ServerError> {
     let mut bound = Vec::new();
-    let l = &config.listen;
-    for (protocol, address) in [
-        ("smtp", &l.smtp),
-        ("submission", &l.submission),
-        ("submissions", &l.submissions),
-        ("pop3", &l.pop3),
-        ("pop3s", &l.pop3s),
-        ("imap", &l.imap),
-        ("imaps", &l.imaps),
-        ("lmtp", &l.lmtp),
-    ] {
+    for (protocol, address) in config.listen.mail_listeners() {
         if let Some(b) = bind(protocol, address).await? {
             bound.push(b);
         }
