@@ -203,23 +203,14 @@ impl Parser {
                 }
                 Some(Token::LBracket) => {
                     self.next();
-                    let mut values = Vec::new();
-                    loop {
-                        match self.peek() {
-                            Some(Token::String(s)) => values.push(s.clone()),
-                            _ => return Err(self.unexpected("a string in the list")),
+                    let values = self.list(Token::RBracket, "',' or ']'", |p| match p.peek() {
+                        Some(Token::String(s)) => {
+                            let s = s.clone();
+                            p.next();
+                            Ok(s)
                         }
-                        self.next();
-                        match self.peek() {
-                            Some(Token::Comma) => {}
-                            Some(Token::RBracket) => {
-                                self.next();
-                                break;
-                            }
-                            _ => return Err(self.unexpected("',' or ']'")),
-                        }
-                        self.next();
-                    }
+                        _ => Err(p.unexpected("a string in the list")),
+                    })?;
                     args.push(Arg::Strings {
                         values,
                         list: true,
@@ -238,22 +229,34 @@ impl Parser {
             Some(Token::LParen) => {
                 self.nest(depth + 1)?;
                 self.next();
-                let mut tests = Vec::new();
-                loop {
-                    tests.push(self.test(depth + 1)?);
-                    match self.peek() {
-                        Some(Token::Comma) => {}
-                        Some(Token::RParen) => {
-                            self.next();
-                            break;
-                        }
-                        _ => return Err(self.unexpected("',' or ')'")),
-                    }
-                    self.next();
-                }
+                let tests = self.list(Token::RParen, "',' or ')'", |p| p.test(depth + 1))?;
                 Ok((args, tests, true))
             }
             _ => Ok((args, Vec::new(), false)),
+        }
+    }
+
+    /// The items of a list whose opening token was just read: one or more,
+    /// each read by `item`, separated by commas, up to and including
+    /// `close`; `wanted` is what may follow an item.
+    fn list<T>(
+        &mut self,
+        close: Token,
+        wanted: &str,
+        mut item: impl FnMut(&mut Self) -> Result<T, CompileError>,
+    ) -> Result<Vec<T>, CompileError> {
+        let mut items = Vec::new();
+        loop {
+            items.push(item(self)?);
+            match self.peek() {
+                Some(Token::Comma) => {}
+                Some(t) if *t == close => {
+                    self.next();
+                    return Ok(items);
+                }
+                _ => return Err(self.unexpected(wanted)),
+            }
+            self.next();
         }
     }
 
