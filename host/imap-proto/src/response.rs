@@ -82,17 +82,24 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
             .all(|&b| b != b'\r' && b != b'\n' && b != 0 && (utf8 || b < 0x80))
         && (!utf8 || std::str::from_utf8(s).is_ok());
     if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
+        write_quoted(out, s);
     } else {
         write_literal(out, s);
     }
+}
+
+/// Writes `s` as a quoted string, `"` and `\` escaped with `\`; the
+/// caller has checked that it may be quoted (no CR, LF or NUL). The same
+/// form as ManageSieve's (RFC 5804 section 4), which uses it too.
+pub fn write_quoted(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 /// What an ordinary literal carries in place of a NUL byte.

@@ -87,17 +87,11 @@ pub fn reply(status: Status, code: Option<&Code>, text: &str) -> Vec<u8> {
 }
 
 /// Writes a string: quoted when it is short and holds no CR, LF or NUL,
-/// else as a literal (which carries any octets safely).
+/// else as a literal (which carries any octets safely, NUL too: unlike
+/// IMAP's, hence not `write_string`). The quoted form is IMAP's.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     if s.len() <= 1024 && !s.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
+        mailgate_imap_proto::response::write_quoted(out, s);
     } else {
         out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
         out.extend_from_slice(s);
