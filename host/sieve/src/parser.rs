@@ -144,12 +144,8 @@ impl Parser {
     }
 
     fn command(&mut self, depth: usize) -> Result<Node, CompileError> {
-        let (name, pos) = match self.next() {
-            Some((Token::Identifier(n), p)) => (n.to_ascii_lowercase(), p),
-            _ => return Err(self.unexpected("a command")),
-        };
-        let (args, tests, test_list) = self.arguments(depth)?;
-        let block = match self.peek() {
+        let mut node = self.node(depth, "a command")?;
+        node.block = match self.peek() {
             Some(Token::Semicolon) => {
                 self.next();
                 None
@@ -164,16 +160,13 @@ impl Parser {
                 self.next();
                 Some(body)
             }
-            _ => return Err(self.unexpected(&format!("';' or '{{' after '{}'", printable(&name)))),
+            _ => {
+                return Err(
+                    self.unexpected(&format!("';' or '{{' after '{}'", printable(&node.name)))
+                )
+            }
         };
-        Ok(Node {
-            name,
-            pos,
-            args,
-            tests,
-            test_list,
-            block,
-        })
+        Ok(node)
     }
 
     #[allow(clippy::type_complexity)]
@@ -261,9 +254,16 @@ impl Parser {
     }
 
     fn test(&mut self, depth: usize) -> Result<Node, CompileError> {
+        self.node(depth, "a test")
+    }
+
+    /// A command's or a test's name (an identifier, lowercased) and its
+    /// arguments, without a block; `wanted` names what is expected when
+    /// there is no identifier.
+    fn node(&mut self, depth: usize, wanted: &str) -> Result<Node, CompileError> {
         let (name, pos) = match self.peek() {
             Some(Token::Identifier(n)) => (n.to_ascii_lowercase(), self.pos()),
-            _ => return Err(self.unexpected("a test")),
+            _ => return Err(self.unexpected(wanted)),
         };
         self.next();
         let (args, tests, test_list) = self.arguments(depth)?;
