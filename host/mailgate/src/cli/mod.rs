@@ -323,13 +323,9 @@ pub fn run(cli: Cli) -> ExitCode {
         let Command::Plugin(c) = cli.command else {
             return fail("mailgate: internal error: not a plugin command");
         };
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_stack_size(WORKER_STACK_SIZE)
-            .build()
-        {
+        let runtime = match runtime() {
             Ok(r) => r,
-            Err(e) => return fail(&format!("mailgate: cannot start the runtime: {e}")),
+            Err(code) => return code,
         };
         let result = runtime.block_on(plugin::run(config.as_ref(), shown.as_deref(), c));
         runtime.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -348,13 +344,9 @@ pub fn run(cli: Cli) -> ExitCode {
             return fail(&format!("mailgate: {e}"));
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(WORKER_STACK_SIZE)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => return fail(&format!("mailgate: cannot start the runtime: {e}")),
+        Err(code) => return code,
     };
     if let Command::Sendmail { args } = &cli.command {
         let result = runtime.block_on(sendmail::run(&config, args));
@@ -393,6 +385,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("mailgate: {e}")),
     }
+}
+
+/// The runtime of a command (workers with [`WORKER_STACK_SIZE`]
+/// stacks), or the exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_SIZE)
+        .build()
+        .map_err(|e| fail(&format!("mailgate: cannot start the runtime: {e}")))
 }
 
 fn fail(message: &str) -> ExitCode {
