@@ -503,6 +503,21 @@ def plain_b64(user: str, password: str, authzid: str = "") -> str:
     return base64.b64encode(f"{authzid}\0{user}\0{password}".encode()).decode()
 
 
+def rcpt_reply(srv: "Server", address: str):
+    """The reply to `RCPT TO:<address>` after `MAIL FROM:<sender@remote.test>`
+    on a fresh port-25 session (which ends without DATA)."""
+    with srv.raw_smtp() as c:
+        c.reply()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>")[0] == 250
+        return c.cmd(f"RCPT TO:<{address}>")
+
+
+def cli_lines(res) -> list[str]:
+    """The non-empty lines a `Server.cli` call printed, stripped."""
+    return [ln.strip() for ln in res.stdout_text.splitlines() if ln.strip()]
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -9,21 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from harness import make_message
+from harness import cli_lines as lines, make_message, rcpt_reply as rcpt
 
 SENDER = "sender@remote.test"
-
-
-def lines(res):
-    return [ln.strip() for ln in res.stdout_text.splitlines() if ln.strip()]
-
-
-def rcpt(server, address):
-    with server.raw_smtp() as c:
-        c.reply()
-        c.ehlo()
-        assert c.cmd("MAIL FROM:<sender@remote.test>")[0] == 250
-        return c.cmd(f"RCPT TO:<{address}>")
 
 
 def test_user_del_refused_while_alias_points_at_it(server):

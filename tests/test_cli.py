@@ -8,21 +8,9 @@ import re
 
 import pytest
 
-from harness import USERS, make_message, strip_trace
+from harness import USERS, cli_lines as lines, make_message, rcpt_reply as rcpt, strip_trace
 
 SENDER = "sender@remote.test"
-
-
-def rcpt(server, address):
-    with server.raw_smtp() as c:
-        c.reply()
-        c.ehlo()
-        assert c.cmd("MAIL FROM:<sender@remote.test>")[0] == 250
-        return c.cmd(f"RCPT TO:<{address}>")
-
-
-def lines(res):
-    return [ln.strip() for ln in res.stdout_text.splitlines() if ln.strip()]
 
 
 # ---------------------------------------------------------------- users
