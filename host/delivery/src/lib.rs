@@ -53,6 +53,7 @@ mod outcome;
 mod plan;
 pub mod quota;
 mod room;
+pub mod srs;
 
 pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
