@@ -54,6 +54,7 @@ pub fn config(data_dir: PathBuf) -> Config {
         submission: SubmissionSettings::default(),
         shutdown_timeout: 5,
         log: Default::default(),
+        sieve: Default::default(),
         relay: Default::default(),
         queue: Default::default(),
         dkim: Vec::new(),
