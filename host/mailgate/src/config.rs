@@ -84,6 +84,9 @@ pub struct Config {
     /// `[log]`: the log's format and level.
     #[serde(default)]
     pub log: LogSettings,
+    /// `[srs]`: the Sender Rewriting Scheme for forwarded mail.
+    #[serde(default)]
+    pub srs: crate::srs::SrsSettings,
     /// `[sieve]`: limits of users' Sieve scripts (ManageSieve, delivery).
     #[serde(default)]
     pub sieve: SieveConfig,
@@ -771,6 +774,7 @@ impl Config {
         self.inbound.timeout()?;
         self.trusted_networks()?;
         self.sieve.validate()?;
+        self.srs.build(&self.domains)?;
         Ok(())
     }
 

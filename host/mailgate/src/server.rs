@@ -434,6 +434,7 @@ fn session_runner(
         ctx.save_sent = config.submission.save_sent;
     }
     ctx.policy = services.policy.clone();
+    ctx.srs = config.srs.build(&config.domains)?;
     ctx.listener = mailgate_metrics::Listener::from_key(protocol);
     // Every listener's room may queue: copies over quota wait there for
     // local redelivery, and plugins may forward to other domains (route

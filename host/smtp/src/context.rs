@@ -152,6 +152,10 @@ pub struct SmtpContext {
     /// The DNS check of the sender's domain at MAIL on the MX role
     /// (`[inbound] reject_unknown_sender_domain`); `None`: not checked.
     pub sender_domains: Option<Arc<SenderDomainCheck>>,
+    /// The Sender Rewriting Scheme (`[srs]`): forwarded copies leave
+    /// with a rewritten sender, and RCPT to our SRS addresses relays the
+    /// bounce back (`cmd/rcpt_srs.rs`); `None`: off.
+    pub srs: Option<Arc<mailgate_delivery::srs::Srs>>,
 }
 
 impl SmtpContext {
@@ -182,6 +186,7 @@ impl SmtpContext {
             listener: None,
             trusted_networks: Arc::new(TrustedNetworks::default()),
             sender_domains: None,
+            srs: None,
         }
     }
 
@@ -189,5 +194,6 @@ impl SmtpContext {
     pub fn room(&self) -> mailgate_delivery::Room {
         mailgate_delivery::Room::new(self.delivery.clone(), self.outbound.clone())
             .with_reports(self.reports.clone())
+            .with_srs(self.srs.clone())
     }
 }

@@ -194,8 +194,9 @@ pub enum UserCommand {
 pub enum AliasCommand {
     /// Create (or replace) an alias delivering to one or more addresses.
     /// Each target must be an account or alias that exists in a local
-    /// domain; loops are refused; addresses in other domains are refused
-    /// (forwarding there needs SRS, which mailgate does not have yet).
+    /// domain, or, with `[srs]` on, an address in another domain (the
+    /// message is forwarded with its sender rewritten); loops are
+    /// refused.
     Add {
         /// The alias address, e.g. team@example.org.
         alias: String,

@@ -79,6 +79,9 @@ impl Session {
             ForwardPath::Postmaster => format!("postmaster@{}", self.ctx.postmaster_domain),
             ForwardPath::Path(p) => p.mailbox.to_string(),
         };
+        if let Some(srs) = self.srs_address(&address) {
+            return self.srs_rcpt(&srs, address, params).await;
+        }
         let size = tx.params.size;
         match self.ctx.delivery.check_recipient(&address).await {
             Ok(RecipientCheck::Local(recipient)) => {
@@ -153,7 +156,7 @@ impl Session {
 
     /// Adds an accepted recipient to the envelope with its DSN
     /// parameters (RFC 3461 §4.1, §4.2), which go with it into the queue.
-    fn add_recipient(
+    pub(super) fn add_recipient(
         &mut self,
         address: String,
         local: Option<LocalRecipient>,
