@@ -407,9 +407,9 @@ impl Relay {
                 // queue id is its own, `orig` names the message it is about.
                 tracing::info!(
                     parent: None,
-                    queue_id = built.msg_id.as_deref().unwrap_or("-"),
+                    queue_id = %built.msg_id.as_deref().unwrap_or("-"),
                     orig = %seen.msg_id,
-                    kind = kind.action(),
+                    kind = %kind.action(),
                     to = %seen.sender,
                     rcpts = %list(rcpts.iter().map(|r| r.address.as_str())),
                     "relay: delivery status notification queued"
@@ -476,13 +476,13 @@ impl Relay {
         match status {
             RecipientStatus::Pending => {
                 let next = self.next_attempt(entry, self.clock.now());
-                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, next_attempt = %log_time(next), "relay: deferred");
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, next_attempt = %log_time(next), "relay: deferred");
             }
             RecipientStatus::Delivered => {
-                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, "relay: delivered");
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, "relay: delivered");
             }
             RecipientStatus::Failed => {
-                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, "relay: failed");
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, "relay: failed");
             }
         }
         RecipientUpdate {
