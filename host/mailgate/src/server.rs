@@ -113,6 +113,8 @@ impl Drop for SessionGuard {
 pub struct Services {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Users' Sieve scripts (the same store), for ManageSieve.
+    pub sieve_scripts: Arc<dyn mailgate_store::SieveScripts>,
     /// Local delivery.
     pub delivery: Arc<LocalDelivery>,
     /// Authentication for all protocols.
@@ -226,11 +228,13 @@ pub async fn run(
     store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
+    let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
     let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
     let services = Arc::new(Services {
         store: store.clone(),
+        sieve_scripts,
         delivery,
         reports: relay.clone(),
         outbound: relay.clone(),
@@ -404,6 +408,15 @@ fn session_runner(
             Box::pin(mailgate_imap::serve_connection(stream, peer, ctx))
         }));
     }
+    if protocol == "managesieve" {
+        let mut ctx = managesieve_context(config, services, shutdown.clone())?;
+        ctx.tls = mode(false, acceptor(Alpn::None)?);
+        let ctx = Arc::new(ctx);
+        return Ok(Box::new(move |stream, peer| {
+            let ctx = ctx.clone();
+            Box::pin(mailgate_managesieve::serve_connection(stream, peer, ctx))
+        }));
+    }
     if protocol.starts_with("pop3") {
         let mut ctx = pop3_context(config, services, shutdown.clone());
         ctx.tls = mode(implicit, acceptor(Alpn::Pop3)?);
@@ -551,6 +564,27 @@ fn pop3_context(
     ctx
 }
 
+/// The ManageSieve settings from the configuration: `[sieve]` (scripts
+/// are compiled with the settings delivery uses; the largest literal is
+/// `max_script_size`), the idle and command timeouts of `[limits]`.
+fn managesieve_context(
+    config: &Config,
+    services: &Services,
+    shutdown: watch::Receiver<bool>,
+) -> Result<mailgate_managesieve::ManageSieveContext, ServerError> {
+    let mut ctx = mailgate_managesieve::ManageSieveContext::new(
+        config.hostname.clone(),
+        services.sieve_scripts.clone(),
+        services.auth.clone(),
+        shutdown,
+    );
+    ctx.settings = config.sieve.settings()?;
+    ctx.max_scripts = config.sieve.max_scripts;
+    ctx.idle_timeout = config.idle_timeout();
+    ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
+    Ok(ctx)
+}
+
 /// The IMAP settings from the configuration: APPEND takes messages up
 /// to `limits.max_message_size` (announced as APPENDLIMIT), a command
 /// must arrive within `limits.command_timeout` and an APPEND message at
@@ -602,6 +636,8 @@ fn refusal(protocol: &str, hostname: &str) -> Option<Vec<u8>> {
         "pop3" => Some(format!("-ERR [SYS/TEMP] {text}\r\n")),
         // RFC 9051 §7.1: UNAVAILABLE, a temporary failure of the server.
         "imap" => Some(format!("* BYE [UNAVAILABLE] {text}\r\n")),
+        // RFC 5804 §1.3: TRYLATER, a temporary failure.
+        "managesieve" => Some(format!("BYE (TRYLATER) \"{text}\"\r\n")),
         // RFC 5321 §3.1 and §4.2.3 (421 at the greeting), RFC 3463
         // 4.7.0; LMTP (RFC 2033) answers the same.
         _ => Some(format!("421 4.7.0 {hostname} {text}\r\n")),
