@@ -173,3 +173,23 @@ def test_mailgate_reload_checks_the_file_then_signals(server):
     with server.smtp() as s:
         s.ehlo()
         assert s.esmtp_features.get("size") == "30000"
+
+
+def test_relay_trusted_networks_apply_to_new_sessions(server_factory):
+    """`[relay]` is swapped whole: `trusted_networks` added by a reload lets
+    this machine relay on `smtp` from the next session on. (The name server
+    is a closed port, so the relayed message waits in the queue.)"""
+    srv = server_factory(start=False)
+    with open(srv.config, "a", encoding="utf-8") as f:
+        f.write('\n[relay]\nnameservers = ["127.0.0.1:9"]\n')
+    srv.start()
+    code, text = rcpt_reply(srv, "friend@remote.test")
+    assert code == 550, text  # relaying denied
+    line = sighup(srv, lambda t: t.replace('nameservers = ["127.0.0.1:9"]',
+                                           'nameservers = ["127.0.0.1:9"]\n'
+                                           'trusted_networks = ["127.0.0.1/32"]'))
+    assert "changed=relay" in line, line
+    msg = make_message("relayed", to_addr="friend@remote.test")
+    assert srv.send("cron@example.test", ["friend@remote.test"], msg) == {}
+    listed = srv.cli("queue", "list", check=True).stdout_text
+    assert "friend@remote.test" in listed, listed
