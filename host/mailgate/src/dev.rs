@@ -67,6 +67,7 @@ pub fn config(data_dir: PathBuf) -> Config {
         inbound: crate::config::InboundSettings {
             verify: false,
             reject_unknown_sender_domain: false,
+            reverse_lookup: false,
             ..Default::default()
         },
         plugins: Some(mailgate_policy::PluginsConfig::new(

@@ -156,6 +156,10 @@ pub struct SmtpContext {
     /// with a rewritten sender, and RCPT to our SRS addresses relays the
     /// bounce back (`cmd/rcpt_srs.rs`); `None`: off.
     pub srs: Option<Arc<mailgate_delivery::srs::Srs>>,
+    /// The client's forward-confirmed name, looked up at connect
+    /// (`[inbound] reverse_lookup`, see [`crate::reverse`]); `None`: not
+    /// looked up, `Received:` says `unknown`.
+    pub reverse: Option<Arc<crate::reverse::ReverseLookup>>,
 }
 
 impl SmtpContext {
@@ -187,6 +191,7 @@ impl SmtpContext {
             trusted_networks: Arc::new(TrustedNetworks::default()),
             sender_domains: None,
             srs: None,
+            reverse: None,
         }
     }
 

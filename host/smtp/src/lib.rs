@@ -81,6 +81,7 @@ mod lmtp;
 mod pace;
 mod policy;
 pub mod received;
+pub mod reverse;
 pub mod sender;
 pub mod sender_domain;
 pub mod server;
@@ -90,6 +91,7 @@ pub mod trust;
 pub mod verify;
 
 pub use context::{Role, SmtpContext, SmtpLimits, TlsMode};
+pub use reverse::ReverseLookup;
 pub use sender::SenderGrants;
 pub use sender_domain::SenderDomainCheck;
 pub use server::{serve, serve_connection};

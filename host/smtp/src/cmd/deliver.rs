@@ -201,6 +201,7 @@ impl Session {
         let stamp = Stamp {
             helo,
             peer: self.peer.ip(),
+            reverse_name: self.reverse.name(),
             hostname: &self.ctx.hostname,
             protocol: match self.ctx.role {
                 Role::Lmtp => "LMTP",
