@@ -771,7 +771,11 @@ mod tests {
     #[test]
     fn message_id_for_the_log() {
         let m = b"Received: x\r\nMessage-ID:\r\n <a.1@example.org>\r\nSubject: s\r\n\r\nMessage-ID: <body@x>\r\n";
-        assert_eq!(message_id_of(m), "<a.1@example.org>", "unfolded, header only");
+        assert_eq!(
+            message_id_of(m),
+            "<a.1@example.org>",
+            "unfolded, header only"
+        );
         assert_eq!(message_id_of(b"Subject: s\r\n\r\n"), "-");
         assert_eq!(message_id_of(b"message-id:   \r\n\r\n"), "-");
         // Bytes that are not UTF-8 are written `\xNN` here; control
