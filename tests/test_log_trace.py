@@ -275,6 +275,8 @@ def test_queue_commands_take_the_id_of_the_250(world):
         qid = submit(a)
         wait_until(lambda: "relay: deferred" in a.stderr_tail(200000), timeout=DELIVERY_TIMEOUT,
                    what="the deferral")
+        listing = a.cli("queue", "list", check=True).stdout_text
+        assert f"  {ALICE}  queue_id={qid}\n" in listing, listing
         shown = a.cli("queue", "show", qid, check=True).stdout_text
         assert f"queue id: {qid}" in shown and "Greylisted" in shown, shown
         doc = json.loads(a.cli("queue", "show", qid.lower(), "--json", check=True).stdout_text)
