@@ -32,7 +32,6 @@ import socket
 import ssl
 import threading
 
-import pytest
 
 from harness import wait_until
 from test_relay import (  # noqa: F401 - `world` is a fixture
