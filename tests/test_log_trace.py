@@ -32,7 +32,6 @@ import socket
 import ssl
 import threading
 
-
 from harness import wait_until
 from test_relay import (  # noqa: F401 - `world` is a fixture
     A_IP, ALICE, ALICE_PW, DELIVERY_TIMEOUT, messages, world,
