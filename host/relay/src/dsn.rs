@@ -719,7 +719,7 @@ mod tests {
             smtputf8: false,
             eight_bit: false,
         };
-        let dsn = failed_for("mx.b.test", &message, &[failed.clone()], 5).unwrap();
+        let dsn = failed_for("mx.b.test", &message, std::slice::from_ref(&failed), 5).unwrap();
         let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
         assert!(text.contains("Final-Recipient: rfc822; gone@b.test\r\n"));
         assert!(text.contains("Original-Recipient: rfc822; team@b.test\r\n"));
