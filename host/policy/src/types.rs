@@ -341,6 +341,9 @@ pub enum Hook {
     Route,
     /// A user filed a message into or out of Junk over IMAP.
     MailboxEvent,
+    /// One local account's copy at delivery: the system Sieve plugin only
+    /// (never asked of operator plugins, not in [`Hook::ALL`]).
+    Deliver,
     /// `describe`/`self-test` at load.
     Load,
 }
@@ -369,6 +372,7 @@ impl Hook {
             Hook::Data => "data",
             Hook::Route => "route",
             Hook::MailboxEvent => "mailbox-event",
+            Hook::Deliver => "deliver",
             Hook::Load => "load",
         }
     }

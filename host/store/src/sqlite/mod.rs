@@ -49,6 +49,7 @@ mod mailstore;
 pub mod notify;
 mod queue;
 pub mod schema;
+pub mod sieve_memory;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -179,6 +179,9 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(super::imap::CHANGE_INDEXES)?;
     // Each account's last login (`user show`); additive likewise.
     conn.execute_batch(super::logins::LAST_LOGINS)?;
+    // What Sieve delivery remembers (vacation, duplicate, failure
+    // reports); additive likewise.
+    conn.execute_batch(super::sieve_memory::SIEVE_MEMORY)?;
     Ok(())
 }
 
