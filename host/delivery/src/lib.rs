@@ -27,6 +27,7 @@
 //! - `plan.rs`: the plan (`data`, `route`, quarantine), [`TxPolicy`].
 //! - [`quota`]: the quota rule.
 //! - `outcome.rs`: [`Refusal`] and [`Report`].
+//! - [`sieve`]: users' Sieve scripts at delivery, carried out in the room.
 //!
 //! # Recipient resolution, in order
 //! 1. The domain must be local (named in the config, or added with
@@ -53,12 +54,14 @@ mod outcome;
 mod plan;
 pub mod quota;
 mod room;
+pub mod sieve;
 
 pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
 pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
 pub use quota::{Limit, QuotaCheck};
 pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
+pub use sieve::{ScriptSource, SieveDelivery};
 
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;

@@ -34,6 +34,7 @@ use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
 use crate::plan::{Outgoing, PlanInput};
 use crate::quota::{self, QuotaCheck};
+use crate::sieve::{Afterwards, SieveDelivery};
 use crate::{Envelope, LocalDelivery, RecipientCheck, Refusal, Report, TxPolicy};
 
 /// How the caller answers: the one thing the room must know about the
@@ -86,6 +87,8 @@ pub struct Room {
     pub(crate) outbound: Option<Arc<dyn OutboundQueue>>,
     /// Builds the `delivered` reports of `NOTIFY=SUCCESS` (the relay).
     reports: Option<Arc<dyn DeliveryReports>>,
+    /// Users' Sieve scripts (`[sieve]`); `None`: not run.
+    sieve: Option<Arc<SieveDelivery>>,
 }
 
 /// The folder the Sent copy goes to.
@@ -99,7 +102,15 @@ impl Room {
             delivery,
             outbound,
             reports: None,
+            sieve: None,
         }
+    }
+
+    /// The same room, running each local account's active Sieve script
+    /// after the plugins' plan (`crate::sieve`).
+    pub fn with_sieve(mut self, sieve: Option<Arc<SieveDelivery>>) -> Room {
+        self.sieve = sieve;
+        self
     }
 
     /// The same room, sending the `delivered` reports (RFC 3464) that
@@ -180,6 +191,31 @@ impl Room {
         };
         let mut report = Report::taken(id.clone());
         report.refused = std::mem::take(&mut plan.refused);
+
+        // Users' Sieve scripts, per local account, on the planned copies.
+        let mut afterwards = Afterwards::default();
+        if let Some(sieve) = &self.sieve {
+            let copies = std::mem::take(&mut plan.copies);
+            let ran = self
+                .run_sieve(
+                    sieve,
+                    &id,
+                    &envelope,
+                    replies,
+                    copies,
+                    body,
+                    &mut report.refused,
+                    &mut afterwards,
+                )
+                .await;
+            match ran {
+                Ok(copies) => plan.copies = copies,
+                Err(why) => return Report::refused(id, why),
+            }
+            if plan.copies.is_empty() && plan.outgoing.is_empty() && afterwards.queue.is_empty() {
+                tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "delivery: message discarded by sieve");
+            }
+        }
 
         // Quotas: each account with one stays locked from its check
         // until its copy is stored (`quota::QuotaLocks`).
@@ -303,6 +339,7 @@ impl Room {
         );
         tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?remote, size, copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
 
+        self.sieve_afterwards(&id, afterwards).await;
         if let Some(account) = sent_copy {
             self.save_sent_copy(&account, &data[trace_len..]).await;
         }
@@ -370,6 +407,28 @@ impl Room {
             }
             Err(e) => {
                 tracing::warn!(id = %report.id, error = %e, "delivery: could not queue the success notice")
+            }
+        }
+    }
+
+    /// What the users' scripts left to do once the message is taken:
+    /// queue redirects, vacation replies and reject reports; put failure
+    /// reports into INBOXes. Failures are logged: the message was taken.
+    async fn sieve_afterwards(&self, id: &str, afterwards: Afterwards) {
+        if let Some(queue) = &self.outbound {
+            for (what, message) in afterwards.queue {
+                match queue.enqueue(message).await {
+                    Ok(qid) => tracing::info!(%id, queue_id = qid, what, "sieve: queued"),
+                    Err(e) => {
+                        tracing::error!(%id, what, error = %e, "sieve: could not queue")
+                    }
+                }
+            }
+        }
+        for (account, text) in afterwards.reports {
+            let target = crate::inbox(account);
+            if let Err(e) = self.delivery.deliver_to("", &[target], &text).await {
+                tracing::warn!(%id, account, error = %e, "sieve: could not store the failure report");
             }
         }
     }
