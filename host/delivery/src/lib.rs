@@ -55,6 +55,7 @@ mod plan;
 pub mod quota;
 mod room;
 pub mod sieve;
+pub mod srs;
 
 pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};

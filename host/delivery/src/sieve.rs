@@ -9,8 +9,8 @@
 //!   the script's flags; `fileinto` without `:create` into a missing folder
 //!   keeps the copy in INBOX instead (logged as an error);
 //! - `discard`: no copy for the account;
-//! - `redirect`: one outbound queue entry (sender kept, or rewritten by
-//!   [`forward_sender`] when it is not local);
+//! - `redirect`: one outbound queue entry (the sender kept, or rewritten
+//!   with SRS, `crate::srs`, when its domain is not local);
 //! - `reject` / `ereject`: with one envelope recipient reaching one account,
 //!   the message is refused at SMTP time (`550 5.7.1` with the reason);
 //!   otherwise a non-delivery report goes to the sender;
@@ -59,6 +59,9 @@ pub struct SieveDelivery {
     pub settings: mailgate_sieve::Settings,
     /// The server's name (Message-IDs, the reports' `From:`).
     pub hostname: String,
+    /// The Sender Rewriting Scheme for redirects of mail from other
+    /// domains; `None`: the sender is kept (SPF at the next hop may fail).
+    pub srs: Option<Arc<crate::srs::Srs>>,
 }
 
 /// What a run leaves to do once the copies are stored.
@@ -71,14 +74,19 @@ pub(crate) struct Afterwards {
     pub(crate) reports: Vec<(AccountId, Vec<u8>)>,
 }
 
-/// The envelope sender a redirected copy goes out with.
-///
-/// SRS (the Sender Rewriting Scheme) belongs here: a sender whose domain
-/// is not local must be rewritten so that SPF at the next hop passes.
-/// Until `host/delivery/src/srs.rs` is in, the sender is kept as it is.
-pub(crate) fn forward_sender(sender: &str, sender_is_local: bool) -> String {
-    let _ = sender_is_local;
-    sender.to_string()
+/// The envelope sender a redirected copy goes out with: a sender in
+/// another domain is rewritten with SRS (so that SPF at the next hop sees
+/// our domain, and a bounce comes back to us); a local one, `<>`, or no
+/// SRS configured keeps the sender.
+pub(crate) fn forward_sender(
+    srs: Option<&crate::srs::Srs>,
+    sender: &str,
+    sender_is_local: bool,
+) -> String {
+    match srs {
+        Some(srs) if !sender_is_local && !sender.is_empty() => srs.forward(sender),
+        _ => sender.to_string(),
+    }
 }
 
 /// A reason or subject made safe for one line of a reply or a header:
@@ -371,7 +379,7 @@ impl crate::Room {
                 }
             }
             if !redirects.is_empty() {
-                self.redirect(id, envelope, &t, redirects, message, after)
+                self.redirect(sieve, id, envelope, &t, redirects, message, after)
                     .await;
             }
         }
@@ -436,8 +444,10 @@ impl crate::Room {
 
     /// Queues the redirected copies: one queue entry, sender kept or
     /// rewritten ([`forward_sender`]).
+    #[allow(clippy::too_many_arguments)]
     async fn redirect(
         &self,
+        sieve: &SieveDelivery,
         id: &str,
         envelope: &Envelope,
         t: &Target,
@@ -457,7 +467,7 @@ impl crate::Room {
                 .unwrap_or(false),
             None => true,
         };
-        let sender = forward_sender(&envelope.mail_from, sender_local);
+        let sender = forward_sender(sieve.srs.as_deref(), &envelope.mail_from, sender_local);
         tracing::info!(%id, account = %t.address, to = ?to, "sieve: redirected");
         let recipients = to
             .into_iter()
@@ -661,6 +671,20 @@ mod tests {
         assert_eq!(one_line("go\r\naway\u{7}  now", 100), "go away? now");
         assert_eq!(one_line("x".repeat(500).as_str(), 200).len(), 200);
         assert_eq!(one_line("caf\u{e9}", 10), "caf?");
+    }
+
+    #[test]
+    fn redirect_sender_uses_srs_for_other_domains() {
+        let srs = crate::srs::Srs::new(b"secret".to_vec(), "example.org", &[]);
+        assert_eq!(forward_sender(None, "a@other.test", false), "a@other.test");
+        assert_eq!(
+            forward_sender(Some(&srs), "a@example.org", true),
+            "a@example.org"
+        );
+        assert_eq!(forward_sender(Some(&srs), "", false), "");
+        let rewritten = forward_sender(Some(&srs), "a@other.test", false);
+        assert!(rewritten.starts_with("SRS0="), "{rewritten}");
+        assert!(rewritten.ends_with("@example.org"), "{rewritten}");
     }
 
     #[test]
