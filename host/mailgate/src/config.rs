@@ -94,6 +94,10 @@ pub struct Config {
     /// `[[plugin]]`: settings of one plugin (grants, limits, config).
     #[serde(default)]
     pub plugin: Vec<mailgate_policy::PluginSettings>,
+    /// `[sieve]`: users' Sieve scripts (limits, the plugin that runs them
+    /// at delivery).
+    #[serde(default)]
+    pub sieve: crate::sieve_delivery::SieveConfig,
     /// The file this was read from (set by [`Config::load`]), so SIGHUP
     /// can re-read it; `None` for the development profile.
     #[serde(skip)]

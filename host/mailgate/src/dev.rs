@@ -68,6 +68,7 @@ pub fn config(data_dir: PathBuf) -> Config {
             data_dir.join("plugins"),
         )),
         plugin: crate::plugins::dev_plugin_settings(),
+        sieve: Default::default(),
         source: None,
     }
 }

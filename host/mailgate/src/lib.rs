@@ -37,4 +37,5 @@ pub mod privileges;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod server;
+pub mod sieve_delivery;
 pub mod wake;

@@ -64,6 +64,9 @@ pub enum ServerError {
     /// The policy runtime could not start (`[plugins]`).
     #[error("plugins: {0}")]
     Policy(#[from] mailgate_policy::PolicyError),
+    /// The system Sieve plugin could not be loaded (`[sieve] plugin`).
+    #[error("sieve plugin: {0}")]
+    Sieve(String),
     /// Anything else from the operating system.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -127,6 +130,8 @@ pub struct Services {
     /// The IMAP mailbox views, one registry for every IMAP listener (a
     /// mailbox is held once whether its sessions came in on 143 or 993).
     pub imap_views: Arc<mailgate_imap::view::MailboxViews>,
+    /// Users' Sieve scripts at delivery (`None`: not run).
+    pub sieve: Option<Arc<mailgate_delivery::SieveDelivery>>,
 }
 
 /// Takes the data directory's lock file so that two servers never share
@@ -226,6 +231,9 @@ pub async fn run(
     store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
+    let sieve = crate::sieve_delivery::start(&config, store.clone())
+        .await
+        .map_err(ServerError::Sieve)?;
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
     let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
@@ -236,6 +244,7 @@ pub async fn run(
         outbound: relay.clone(),
         policy: policy.clone(),
         imap_views: Arc::new(mailgate_imap::view::MailboxViews::new()),
+        sieve,
         auth: Arc::new(
             Authenticator::new(store.clone(), config.auth.limiter())
                 .with_plaintext_policy(config.auth.plaintext())
@@ -436,6 +445,7 @@ fn session_runner(
     // domain without AUTH (RCPT checks that).
     ctx.outbound = Some(services.outbound.clone());
     ctx.reports = Some(services.reports.clone());
+    ctx.sieve = services.sieve.clone();
     let ctx = Arc::new(ctx);
     Ok(Box::new(move |stream, peer| {
         let ctx = ctx.clone();

@@ -142,6 +142,8 @@ pub struct SmtpContext {
     /// The `[listen]` key this context serves, for the metrics' `listener`
     /// label; `None` (tests): messages are not counted.
     pub listener: Option<mailgate_metrics::Listener>,
+    /// Users' Sieve scripts at delivery (`[sieve]`); `None`: not run.
+    pub sieve: Option<Arc<mailgate_delivery::SieveDelivery>>,
 }
 
 impl SmtpContext {
@@ -170,6 +172,7 @@ impl SmtpContext {
             policy: None,
             verifier: None,
             listener: None,
+            sieve: None,
         }
     }
 
@@ -177,5 +180,6 @@ impl SmtpContext {
     pub fn room(&self) -> mailgate_delivery::Room {
         mailgate_delivery::Room::new(self.delivery.clone(), self.outbound.clone())
             .with_reports(self.reports.clone())
+            .with_sieve(self.sieve.clone())
     }
 }
