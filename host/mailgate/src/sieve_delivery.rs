@@ -116,7 +116,9 @@ pub async fn start(
 ) -> Result<Option<Arc<SieveDelivery>>, String> {
     let sc = &config.sieve;
     if !sc.run_at_delivery {
-        tracing::info!("sieve: users' scripts are not run at delivery ([sieve] run_at_delivery = false)");
+        tracing::info!(
+            "sieve: users' scripts are not run at delivery ([sieve] run_at_delivery = false)"
+        );
         return Ok(None);
     }
     let Some(path) = sc.plugin_path() else {
