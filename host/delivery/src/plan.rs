@@ -248,7 +248,7 @@ impl Room {
                     .filter(|r| r.local.is_none())
                     .map(|r| r.address.as_str())
                     .collect();
-                tracing::info!(%client, reason = %why, remote_held = ?remote, "delivery: message quarantined by policy");
+                tracing::info!(%client, reason = %why, remote_held = %mailgate_log::list(remote.iter().copied()), "delivery: message quarantined by policy");
                 let flags = [QUARANTINE_FLAG.to_string()];
                 for r in &envelope.recipients {
                     if let Some(local) = &r.local {
@@ -350,7 +350,7 @@ impl Room {
                 plan.copies.extend(copies(local, address, &folder, &flags));
             }
             RouteAction::Forward(to) => {
-                tracing::info!(%client, rcpt = %address, forward = ?to, "delivery: forwarded by policy");
+                tracing::info!(%client, rcpt = %address, forward = %mailgate_log::list(to.iter().map(String::as_str)), "delivery: forwarded by policy");
                 for target in to {
                     match self.delivery.check_recipient(&target).await {
                         Ok(RecipientCheck::Local(r)) => {
@@ -428,7 +428,11 @@ impl Room {
         match self.delivery.check_recipient(address).await {
             Ok(RecipientCheck::Local(r)) => Some(r),
             other => {
-                tracing::warn!(%client, account = %address, result = ?other.map(|_| ()), "delivery: policy delivers to an account that is not local; ignored");
+                let why = match other {
+                    Ok(_) => "not a local account".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(%client, account = %address, result = %why, "delivery: policy delivers to an account that is not local; ignored");
                 None
             }
         }

@@ -59,9 +59,6 @@ pub struct SieveDelivery {
     pub settings: mailgate_sieve::Settings,
     /// The server's name (Message-IDs, the reports' `From:`).
     pub hostname: String,
-    /// The Sender Rewriting Scheme for redirects of mail from other
-    /// domains; `None`: the sender is kept (SPF at the next hop may fail).
-    pub srs: Option<Arc<crate::srs::Srs>>,
 }
 
 /// What a run leaves to do once the copies are stored.
@@ -379,7 +376,7 @@ impl crate::Room {
                 }
             }
             if !redirects.is_empty() {
-                self.redirect(sieve, id, envelope, &t, redirects, message, after)
+                self.redirect(id, envelope, &t, redirects, message, after)
                     .await;
             }
         }
@@ -444,10 +441,8 @@ impl crate::Room {
 
     /// Queues the redirected copies: one queue entry, sender kept or
     /// rewritten ([`forward_sender`]).
-    #[allow(clippy::too_many_arguments)]
     async fn redirect(
         &self,
-        sieve: &SieveDelivery,
         id: &str,
         envelope: &Envelope,
         t: &Target,
@@ -467,7 +462,7 @@ impl crate::Room {
                 .unwrap_or(false),
             None => true,
         };
-        let sender = forward_sender(sieve.srs.as_deref(), &envelope.mail_from, sender_local);
+        let sender = forward_sender(self.srs.as_deref(), &envelope.mail_from, sender_local);
         tracing::info!(%id, account = %t.address, to = ?to, "sieve: redirected");
         let recipients = to
             .into_iter()
@@ -484,6 +479,7 @@ impl crate::Room {
         after.queue.push((
             "redirect".into(),
             NewQueued {
+                msg_id: Some(id.to_string()),
                 sender,
                 recipients,
                 raw: Arc::new(message.to_vec()),
@@ -586,6 +582,7 @@ impl crate::Room {
         after.queue.push((
             "vacation reply".into(),
             NewQueued {
+                msg_id: None,
                 sender: String::new(),
                 recipients: vec![NewQueuedRecipient::new(envelope.mail_from.clone())],
                 eight_bit: !text.is_ascii(),
@@ -650,6 +647,7 @@ impl crate::Room {
         text.extend_from_slice(original_head);
         text.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         Some(NewQueued {
+            msg_id: None,
             sender: String::new(),
             recipients: vec![NewQueuedRecipient::new(envelope.mail_from.clone())],
             eight_bit: !text.is_ascii(),

@@ -84,6 +84,9 @@ pub struct Config {
     /// `[log]`: the log's format and level.
     #[serde(default)]
     pub log: LogSettings,
+    /// `[sieve]`: limits of users' Sieve scripts (ManageSieve, delivery).
+    #[serde(default)]
+    pub sieve: SieveConfig,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
@@ -94,10 +97,6 @@ pub struct Config {
     /// `[[plugin]]`: settings of one plugin (grants, limits, config).
     #[serde(default)]
     pub plugin: Vec<mailgate_policy::PluginSettings>,
-    /// `[sieve]`: users' Sieve scripts (limits, the plugin that runs them
-    /// at delivery).
-    #[serde(default)]
-    pub sieve: crate::sieve_delivery::SieveConfig,
     /// The file this was read from (set by [`Config::load`]), so SIGHUP
     /// can re-read it; `None` for the development profile.
     #[serde(skip)]
@@ -543,6 +542,146 @@ impl AuthSettings {
     }
 }
 
+/// `[sieve]`: users' own filters (docs/sieve.md). The limits bind
+/// ManageSieve, `mailgate sieve` and the scripts run at delivery alike;
+/// each default is Pigeonhole's (Dovecot) where it has one.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SieveConfig {
+    /// Largest script, in bytes or with K/M (Pigeonhole
+    /// `sieve_max_script_size`: 1M). Also the largest ManageSieve literal.
+    #[serde(deserialize_with = "byte_size_plain")]
+    pub max_script_size: u64,
+    /// Most scripts per account (Pigeonhole `sieve_quota_max_scripts`,
+    /// unlimited there; 32 here so that one account cannot fill the store).
+    pub max_scripts: usize,
+    /// Most `redirect`s one run may ask for (`sieve_max_redirects`: 4);
+    /// announced as ManageSieve `MAXREDIRECTS`.
+    pub max_redirects: usize,
+    /// Most actions one run may ask for (`sieve_max_actions`: 32).
+    pub max_actions: usize,
+    /// Deepest `include` nesting (`sieve_include_max_nesting_depth`: 10).
+    pub max_include_depth: usize,
+    /// Most scripts one run may include (`sieve_include_max_includes`: 255).
+    pub max_includes: usize,
+    /// The step budget of one run (every command, test and comparison
+    /// costs steps): a run that uses it up stops and the message is kept.
+    pub max_cpu_steps: u64,
+    /// Deepest nesting of blocks and tests (Pigeonhole: 32).
+    pub max_nesting: usize,
+    /// Allow `require "editheader"` (RFC 5293); off as in Pigeonhole.
+    pub editheader: bool,
+    /// Shortest period between two vacation replies to one sender, a
+    /// duration such as `"1d"` (`sieve_vacation_min_period`: 1d).
+    pub vacation_min_period: String,
+    /// Longest such period (`sieve_vacation_max_period`: 60d).
+    pub vacation_max_period: String,
+    /// The period when the script gives none (`sieve_vacation_default_period`: 7d).
+    pub vacation_default_period: String,
+    /// The system Sieve plugin that runs users' active scripts at delivery
+    /// (`sieve.wasm`, built from `plugins/sieve`); unset:
+    /// [`crate::sieve_delivery::DEFAULT_PLUGIN`] if that file exists.
+    /// Without a plugin, scripts are stored but not run.
+    pub plugin: Option<PathBuf>,
+    /// Run users' active scripts at delivery (when the plugin is found).
+    pub run_at_delivery: bool,
+    /// Wall time of one script run in the sandbox, ms (the plugin and its
+    /// interpreter together). A run past it is stopped; the message is kept.
+    pub timeout_ms: u64,
+    /// Memory of the plugin's sandbox, MiB (the message is read into it).
+    pub memory_mb: u32,
+    /// WebAssembly fuel of one run (about one unit per instruction): the
+    /// sandbox's bound behind `max_cpu_steps`.
+    pub fuel: u64,
+}
+
+impl Default for SieveConfig {
+    fn default() -> Self {
+        SieveConfig {
+            max_script_size: 1 << 20,
+            max_scripts: 32,
+            max_redirects: 4,
+            max_actions: 32,
+            max_include_depth: 10,
+            max_includes: 255,
+            max_cpu_steps: 1_000_000,
+            max_nesting: 32,
+            editheader: false,
+            vacation_min_period: "1d".into(),
+            vacation_max_period: "60d".into(),
+            vacation_default_period: "7d".into(),
+            plugin: None,
+            run_at_delivery: true,
+            timeout_ms: 2000,
+            memory_mb: 128,
+            fuel: 2_000_000_000,
+        }
+    }
+}
+
+/// The largest `[sieve] max_script_size` accepted: a script is held in
+/// memory whole, by ManageSieve while it arrives and by delivery.
+pub const MAX_SIEVE_SCRIPT_SIZE: u64 = 64 << 20;
+
+impl SieveConfig {
+    /// The interpreter's settings: these limits over its defaults.
+    pub fn settings(&self) -> Result<mailgate_sieve::Settings, ConfigError> {
+        let period = |key: &str, v: &str| {
+            mailgate_relay::config::parse_duration(v)
+                .map(|d| d.as_secs())
+                .map_err(|e| ConfigError::Invalid(format!("sieve.{key}: {e}")))
+        };
+        Ok(mailgate_sieve::Settings {
+            max_script_size: usize::try_from(self.max_script_size).unwrap_or(usize::MAX),
+            max_actions: self.max_actions,
+            max_redirects: self.max_redirects,
+            max_include_depth: self.max_include_depth,
+            max_includes: self.max_includes,
+            max_cpu_steps: self.max_cpu_steps,
+            max_nesting: self.max_nesting,
+            editheader: self.editheader,
+            vacation_min_period: period("vacation_min_period", &self.vacation_min_period)?,
+            vacation_max_period: period("vacation_max_period", &self.vacation_max_period)?,
+            vacation_default_period: period(
+                "vacation_default_period",
+                &self.vacation_default_period,
+            )?,
+            ..mailgate_sieve::Settings::default()
+        })
+    }
+
+    /// The checks of `Config::validate`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_script_size < 1 || self.max_script_size > MAX_SIEVE_SCRIPT_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "sieve.max_script_size must be between 1 and {MAX_SIEVE_SCRIPT_SIZE} bytes"
+            )));
+        }
+        if self.max_scripts < 1 || self.max_actions < 1 || self.max_include_depth < 1 {
+            return Err(ConfigError::Invalid(
+                "sieve.max_scripts, max_actions and max_include_depth must be at least 1".into(),
+            ));
+        }
+        if self.max_cpu_steps < 1000 || self.max_nesting < 1 {
+            return Err(ConfigError::Invalid(
+                "sieve.max_cpu_steps must be at least 1000 and max_nesting at least 1".into(),
+            ));
+        }
+        let s = self.settings()?;
+        if s.vacation_min_period > s.vacation_max_period {
+            return Err(ConfigError::Invalid(
+                "sieve.vacation_min_period is longer than vacation_max_period".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A size in bytes that must be given (see [`byte_size`]).
+fn byte_size_plain<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    byte_size(d).map(|v| v.unwrap_or(0))
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -639,6 +778,7 @@ impl Config {
         // start; the DKIM key files are read by `serve`.
         crate::relay::relay_config(self)?;
         self.inbound.timeout()?;
+        self.sieve.validate()?;
         Ok(())
     }
 
@@ -871,6 +1011,36 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let typo = MINIMAL.replace("[listen]", "[inbound]\nverfy = true\n[listen]");
         assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn sieve_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(c.sieve, SieveConfig::default());
+        let s = c.sieve.settings().unwrap();
+        assert_eq!(
+            (s.max_script_size, s.max_redirects, s.max_actions),
+            (1 << 20, 4, 32)
+        );
+        assert_eq!(s.vacation_default_period, 7 * 86_400);
+        let set = format!(
+            "{MINIMAL}\n[sieve]\nmax_script_size = \"64K\"\nmax_scripts = 5\nmax_redirects = 1\nvacation_min_period = \"1h\"\n"
+        );
+        let c = Config::parse(&set, Path::new("t.toml")).unwrap();
+        assert_eq!((c.sieve.max_script_size, c.sieve.max_scripts), (65_536, 5));
+        let s = c.sieve.settings().unwrap();
+        assert_eq!((s.max_redirects, s.vacation_min_period), (1, 3600));
+        for bad in [
+            "max_script_size = 0",
+            "max_script_size = \"1G\"",
+            "max_scripts = 0",
+            "vacation_min_period = \"90d\"",
+            "vacation_max_period = \"soon\"",
+            "max_script = 3",
+        ] {
+            let t = format!("{MINIMAL}\n[sieve]\n{bad}\n");
+            assert!(Config::parse(&t, Path::new("t.toml")).is_err(), "{bad}");
+        }
     }
 
     #[test]

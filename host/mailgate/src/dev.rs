@@ -54,6 +54,7 @@ pub fn config(data_dir: PathBuf) -> Config {
         submission: SubmissionSettings::default(),
         shutdown_timeout: 5,
         log: Default::default(),
+        sieve: Default::default(),
         relay: Default::default(),
         queue: Default::default(),
         dkim: Vec::new(),
@@ -68,7 +69,6 @@ pub fn config(data_dir: PathBuf) -> Config {
             data_dir.join("plugins"),
         )),
         plugin: crate::plugins::dev_plugin_settings(),
-        sieve: Default::default(),
         source: None,
     }
 }

@@ -42,7 +42,7 @@ pub async fn start(config: &Config) -> Result<Option<Arc<PolicyManager>>, Policy
     }
     tracing::info!(
         dir = %dir.display(),
-        loaded = ?report.loaded,
+        loaded = %mailgate_log::list(report.loaded.iter().map(String::as_str)),
         refused = report.refused.len(),
         "plugins: policy runtime started"
     );
@@ -121,8 +121,8 @@ pub async fn reload(manager: &PolicyManager, config_path: Option<&Path>) {
         None => manager.reload().await,
     };
     tracing::info!(
-        loaded = ?report.loaded,
-        removed = ?report.removed,
+        loaded = %mailgate_log::list(report.loaded.iter().map(String::as_str)),
+        removed = %mailgate_log::list(report.removed.iter().map(String::as_str)),
         refused = report.refused.len(),
         swapped = report.swapped,
         "plugins: reloaded on SIGHUP"

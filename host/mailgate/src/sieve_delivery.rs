@@ -17,73 +17,20 @@ use async_trait::async_trait;
 use mailgate_delivery::{ScriptSource, SieveDelivery};
 use mailgate_policy::{SieveFilter, SieveLimits};
 use mailgate_store::{AccountId, SieveScripts, SqliteStore, StoreResult};
-use serde::{Deserialize, Serialize};
+
+use crate::config::SieveConfig;
 
 /// Where packages install the plugin; used when `[sieve] plugin` is unset.
 pub const DEFAULT_PLUGIN: &str = "/usr/lib/mailgate/sieve.wasm";
 
-/// `[sieve]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SieveConfig {
-    /// The system Sieve plugin (`sieve.wasm`); unset: [`DEFAULT_PLUGIN`] if
-    /// it exists.
-    pub plugin: Option<PathBuf>,
-    /// Run users' active scripts at delivery (default true when the
-    /// plugin is found).
-    pub run_at_delivery: bool,
-    /// Wall time of one script run, ms.
-    pub timeout_ms: u64,
-    /// Memory of the plugin's instance, MiB.
-    pub memory_mb: u32,
-    /// WebAssembly fuel of one run (instructions, roughly).
-    pub fuel: u64,
-    /// Largest script, bytes (Pigeonhole `sieve_max_script_size`).
-    pub max_script_size: usize,
-    /// Most scripts per account (Pigeonhole `sieve_quota_max_scripts`).
-    pub max_scripts: usize,
-    /// Most redirects of one run (`sieve_max_redirects`).
-    pub max_redirects: usize,
-    /// Most actions of one run (`sieve_max_actions`).
-    pub max_actions: usize,
-}
-
-impl Default for SieveConfig {
-    fn default() -> Self {
-        let s = mailgate_sieve::Settings::default();
-        SieveConfig {
-            plugin: None,
-            run_at_delivery: true,
-            timeout_ms: 2000,
-            memory_mb: 128,
-            fuel: 2_000_000_000,
-            max_script_size: s.max_script_size,
-            max_scripts: 25,
-            max_redirects: s.max_redirects,
-            max_actions: s.max_actions,
-        }
-    }
-}
-
-impl SieveConfig {
-    /// The interpreter's settings.
-    pub fn settings(&self) -> mailgate_sieve::Settings {
-        mailgate_sieve::Settings {
-            max_script_size: self.max_script_size,
-            max_redirects: self.max_redirects,
-            max_actions: self.max_actions,
-            ..mailgate_sieve::Settings::default()
-        }
-    }
-
-    /// The plugin file to load, if any.
-    pub fn plugin_path(&self) -> Option<PathBuf> {
-        match &self.plugin {
-            Some(p) => Some(p.clone()),
-            None => Path::new(DEFAULT_PLUGIN)
-                .exists()
-                .then(|| PathBuf::from(DEFAULT_PLUGIN)),
-        }
+/// The plugin file to load, if any: `[sieve] plugin`, else
+/// [`DEFAULT_PLUGIN`] when it exists.
+pub fn plugin_path(config: &SieveConfig) -> Option<PathBuf> {
+    match &config.plugin {
+        Some(p) => Some(p.clone()),
+        None => Path::new(DEFAULT_PLUGIN)
+            .exists()
+            .then(|| PathBuf::from(DEFAULT_PLUGIN)),
     }
 }
 
@@ -121,7 +68,7 @@ pub async fn start(
         );
         return Ok(None);
     }
-    let Some(path) = sc.plugin_path() else {
+    let Some(path) = plugin_path(sc) else {
         tracing::info!(default = DEFAULT_PLUGIN, "sieve: no Sieve plugin ([sieve] plugin unset and the default missing); users' scripts are not run at delivery");
         return Ok(None);
     };
@@ -139,8 +86,7 @@ pub async fn start(
         filter: Arc::new(filter),
         scripts: Arc::new(StoreScripts(store.clone())),
         memory: store,
-        settings: sc.settings(),
+        settings: sc.settings().map_err(|e| e.to_string())?,
         hostname: config.hostname.clone(),
-        srs: None,
     })))
 }

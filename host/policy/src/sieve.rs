@@ -234,7 +234,9 @@ impl SieveFilter {
             )
             .await?;
         if !plugin.exports(Hook::Deliver) {
-            return Err(LoadError::Link("the component does not export `on-deliver`".into()).into());
+            return Err(
+                LoadError::Link("the component does not export `on-deliver`".into()).into(),
+            );
         }
         Ok(SieveFilter {
             plugin,

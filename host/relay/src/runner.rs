@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use mailgate_log::list;
 use mailgate_store::queue::{
     AttemptRecord, NewQueued, NewQueuedRecipient, NextHop, OutboundQueue, QueueEntry, QueueId,
     QueueStore, QueuedRecipient, RecipientStatus, RecipientUpdate,
@@ -153,8 +154,19 @@ impl Relay {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &RelayConfig {
-        &self.config
+    pub fn config(&self) -> Arc<RelayConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// New settings (a reload of the configuration): the attempts that
+    /// start from now on use them; those under way finish with the old.
+    /// The name servers, the MTA-STS switch, `tls_ca_file` and
+    /// `max_concurrent` are read once at start and stay as they were.
+    pub fn set_config(&self, config: RelayConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
     /// Asks the runner to look at the queue now (after an enqueue or a
@@ -229,19 +241,24 @@ impl Relay {
                 continue;
             }
             let relay = self.clone();
-            tasks.spawn(async move {
+            // Every line of the attempt is in the span `relay{queue_id=ID}`,
+            // the id of the `250` (docs/operations.md, *Following a
+            // message in the logs*).
+            let span = tracing::info_span!("relay", queue_id = %entry.msg_id);
+            let task = async move {
                 let id = entry.id;
                 // The concurrency limits are taken per destination inside
                 // the attempt (one message may have several).
                 if let Err(e) = relay.attempt(entry).await {
-                    tracing::error!(queue_id = id, error = %e, "relay: attempt not recorded");
+                    tracing::error!(error = %e, "relay: attempt not recorded");
                 }
                 relay
                     .in_flight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
-            });
+            };
+            tasks.spawn(tracing::Instrument::instrument(task, span));
         }
         Ok(())
     }
@@ -292,16 +309,13 @@ impl Relay {
                 }
                 // Its recipients stay pending, retried on the schedule.
                 Err(e) => {
-                    tracing::error!(queue_id = entry.id, error = %e, "relay: delivery task failed")
+                    tracing::error!(error = %e, "relay: delivery task failed")
                 }
             }
         }
         updates.sort_by_key(|u| u.index);
         let now = self.clock.now();
-        let attempts = entry.attempts + 1;
-        let next_attempt = now
-            + i64::try_from(self.config.retry.delay_after(attempts).as_secs())
-                .unwrap_or(i64::MAX / 2);
+        let next_attempt = self.next_attempt(&entry, now);
         let warn = self.delay_warning_due(&entry, &updates, now);
         // The reports this attempt owes go in with its outcomes, in one
         // transaction: a recipient reaches each event once, so it is
@@ -321,7 +335,6 @@ impl Relay {
             return Ok(());
         };
         tracing::info!(
-            queue_id = after.id,
             attempts = after.attempts,
             pending = after.pending().count(),
             reports,
@@ -364,7 +377,7 @@ impl Relay {
             now_in(r, RecipientStatus::Delivered) && accepted_by.get(&r.index) == Some(&how)
         };
         let retry_until = seen.created
-            + i64::try_from(self.config.retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
+            + i64::try_from(self.config().retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
         let mut events = vec![
             (
                 DsnKind::Failure,
@@ -389,7 +402,18 @@ impl Relay {
             .into_iter()
             .filter(|(_, rcpts)| !rcpts.is_empty())
             .filter_map(|(kind, rcpts)| {
-                let built = dsn::build(&self.config.hostname, seen, body, &rcpts, kind, now)?;
+                let built = dsn::build(&self.config().hostname, seen, body, &rcpts, kind, now)?;
+                // The report's own line, outside the original's span: its
+                // queue id is its own, `orig` names the message it is about.
+                tracing::info!(
+                    parent: None,
+                    queue_id = built.msg_id.as_deref().unwrap_or("-"),
+                    orig = %seen.msg_id,
+                    kind = kind.action(),
+                    to = %seen.sender,
+                    rcpts = %list(rcpts.iter().map(|r| r.address.as_str())),
+                    "relay: delivery status notification queued"
+                );
                 mailgate_metrics::dsn_sent(match kind {
                     DsnKind::Failure => mailgate_metrics::DsnKind::Failure,
                     DsnKind::Delay { .. } => mailgate_metrics::DsnKind::Delay,
@@ -401,8 +425,14 @@ impl Relay {
             .collect()
     }
 
+    /// When `entry` is tried next after the attempt ending at `now`.
+    fn next_attempt(&self, entry: &QueueEntry, now: i64) -> i64 {
+        let delay = self.config().retry.delay_after(entry.attempts + 1);
+        now + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 2)
+    }
+
     fn delay_warning_due(&self, entry: &QueueEntry, updates: &[RecipientUpdate], now: i64) -> bool {
-        let Some(after) = self.config.retry.delay_warning else {
+        let Some(after) = self.config().retry.delay_warning else {
             return false;
         };
         !entry.warned
@@ -439,8 +469,21 @@ impl Relay {
         if status == RecipientStatus::Failed {
             mailgate_metrics::recipients(mailgate_metrics::RecipientDisposition::Bounced, 1);
         }
-        if status != RecipientStatus::Pending {
-            tracing::info!(queue_id = entry.id, rcpt = %r.address, status = status.as_str(), reply = %reply, "relay: recipient done");
+        // One line per recipient and attempt, at INFO, with the remote
+        // reply (escaped and bounded by the log formatter).
+        let remote = host.as_deref().unwrap_or("-");
+        let attempt = entry.attempts + 1;
+        match status {
+            RecipientStatus::Pending => {
+                let next = self.next_attempt(entry, self.clock.now());
+                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, next_attempt = %log_time(next), "relay: deferred");
+            }
+            RecipientStatus::Delivered => {
+                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, "relay: delivered");
+            }
+            RecipientStatus::Failed => {
+                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, "relay: failed");
+            }
         }
         RecipientUpdate {
             index: r.index,
@@ -533,7 +576,7 @@ impl Relay {
                         let (ok, refused): (Vec<Hop>, Vec<Hop>) =
                             hops.into_iter().partition(|h| policy.allows(&h.host));
                         for h in &refused {
-                            tracing::warn!(queue_id = entry.id, %domain, mx = %h.host, patterns = ?policy.mx, "relay: MTA-STS (enforce): MX host not in the policy; not tried");
+                            tracing::warn!(%domain, mx = %h.host, patterns = %policy.mx.join(", "), "relay: MTA-STS (enforce): MX host not in the policy; not tried");
                         }
                         if ok.is_empty() {
                             let names: Vec<&str> =
@@ -550,7 +593,7 @@ impl Relay {
                     }
                     mta_sts::Mode::Testing => {
                         for h in hops.iter().filter(|h| !policy.allows(&h.host)) {
-                            tracing::warn!(queue_id = entry.id, %domain, mx = %h.host, patterns = ?policy.mx, "relay: MTA-STS (testing): MX host not in the policy; enforce would not try it (delivering as usual)");
+                            tracing::warn!(%domain, mx = %h.host, patterns = %policy.mx.join(", "), "relay: MTA-STS (testing): MX host not in the policy; enforce would not try it (delivering as usual)");
                         }
                         sts_mode = Some(mta_sts::Mode::Testing);
                     }
@@ -739,6 +782,14 @@ impl Relay {
     }
 }
 
+/// A time in the log: UTC, `YYYY-MM-DDTHH:MM:SSZ` (as `queue list
+/// --json` writes it).
+fn log_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
 /// `entry` as it stands once `updates` (this attempt's outcomes, at
 /// `now`) are applied to its pending recipients, as the store will record
 /// them.
@@ -829,6 +880,7 @@ impl Relay {
             !headers.is_ascii()
         };
         let message = NewQueued {
+            msg_id: None,
             sender: mail_from.to_string(),
             recipients: recipients
                 .iter()
@@ -871,6 +923,7 @@ mod tests {
     fn applied_changes_only_pending_recipients() {
         let entry = QueueEntry {
             id: 1,
+            msg_id: "1".into(),
             sender: "a@a.test".into(),
             size: 1,
             created: 0,

@@ -226,7 +226,11 @@ impl Session {
             return Some(smtp_reply(r));
         }
         if let (Some(hold), Some(p)) = (Hold::of(&verdict), self.policy.as_mut()) {
-            tracing::info!(%client, %hook, plugin = %by, ?hold, "smtp: session held by policy");
+            let (action, reason) = match &hold {
+                Hold::Discard => ("discard", ""),
+                Hold::Quarantine(why) => ("quarantine", why.as_str()),
+            };
+            tracing::info!(%client, %hook, plugin = %by, action, reason, "smtp: session held by policy");
             p.hold = Hold::merge(p.hold.take(), Some(hold));
         }
         None

@@ -463,15 +463,14 @@ pub const MAX_SIEVE_SCRIPT_NAME: usize = 255;
 
 /// Whether `name` may name a Sieve script (RFC 5804 §1.6): not empty, at
 /// most [`MAX_SIEVE_SCRIPT_NAME`] characters, no control characters
-/// (U+0000–U+001F, U+007F–U+009F), no line or paragraph separator
-/// (U+2028, U+2029), and no `/` (Dovecot refuses it too: names are often
-/// file names elsewhere).
+/// (U+0000–U+001F, U+007F–U+009F) and no line or paragraph separator
+/// (U+2028, U+2029).
 pub fn sieve_script_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.chars().count() <= MAX_SIEVE_SCRIPT_NAME
         && !name
             .chars()
-            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '/')
+            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
 /// The error of a trait method this store does not implement.

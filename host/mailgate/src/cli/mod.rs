@@ -17,6 +17,7 @@ mod plugin;
 mod queue;
 pub mod sendmail;
 mod sieve;
+mod sieve_test;
 mod store;
 
 pub use config_check::ConfigCommand;
@@ -108,7 +109,9 @@ pub enum Command {
     /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Sieve filter scripts (RFC 5228): check that one compiles.
+    /// Sieve filter scripts (RFC 5228): check one, manage an account's
+    /// scripts (list, get, put, activate, deactivate, delete), test one
+    /// on stored mail.
     #[command(subcommand)]
     Sieve(sieve::SieveCommand),
     /// Send one message read on standard input, like `sendmail` (also how
@@ -304,7 +307,9 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     // `sieve check` reads only the script.
     if let Command::Sieve(c) = &cli.command {
-        return sieve::run(c);
+        if c.needs_no_config() {
+            return sieve::run(c);
+        }
     }
     // `plugin check`, `run` and `new` need no configuration file: without
     // --config and with nothing at the default path they go on without one.
@@ -371,7 +376,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
             Command::Config(_) => Err("config commands are run above".into()),
-            Command::Sieve(_) => Err("sieve commands are run above".into()),
+            Command::Sieve(c) => sieve::run_store(&config, c).await,
             Command::Healthcheck(_) => Err("healthcheck is run above".into()),
             Command::Sendmail { .. } => Err("sendmail is run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,
