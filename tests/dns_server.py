@@ -11,6 +11,7 @@ record at all is NXDOMAIN; a name with records of other types is NODATA.
     dns.add("mx.b.test", "A", "127.0.0.3")
     dns.add("null.test", "MX", (0, "."))      # RFC 7505 null MX
     dns.add("s1._domainkey.a.test", "TXT", "v=DKIM1; k=rsa; p=...")
+    dns.servfail("broken.test")               # every query: SERVFAIL
     ...
     dns.stop()
 """
@@ -69,6 +70,7 @@ def rdata(rtype: str, value) -> bytes:
 class DnsServer:
     def __init__(self, host: str = "127.0.0.1"):
         self.records: dict[str, list[tuple[str, object]]] = {}
+        self.failing: set[str] = set()
         self.queries: list[tuple[str, int]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
@@ -85,6 +87,10 @@ class DnsServer:
     def add(self, name: str, rtype: str, value) -> None:
         self.records.setdefault(name.lower().rstrip("."), []).append((rtype, value))
 
+    def servfail(self, name: str) -> None:
+        """Answer every query for `name` with SERVFAIL (a broken zone)."""
+        self.failing.add(name.lower().rstrip("."))
+
     def answer(self, query: bytes) -> bytes | None:
         if len(query) < 12:
             return None
@@ -96,6 +102,8 @@ class DnsServer:
         self.queries.append((name, qtype))
         rrs = self.records.get(name)
         rcode = 0 if rrs is not None else 3  # NXDOMAIN
+        if name in self.failing:
+            rrs, rcode = None, 2  # SERVFAIL
         answers = b""
         count = 0
         for rtype, value in rrs or []:

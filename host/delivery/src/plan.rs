@@ -138,7 +138,10 @@ impl Plan {
         let mut plan = Plan::default();
         for r in &envelope.recipients {
             match &r.local {
-                Some(local) => plan.copies.extend(copies(local, &r.address, folder, &[])),
+                Some(local) => {
+                    plan.copies.extend(copies(local, &r.address, folder, &[]));
+                    plan.outgoing.extend(forwards(local, &r.address));
+                }
                 None => plan.outgoing.push(Outgoing {
                     address: r.address.clone(),
                     owner: r.address.clone(),
@@ -165,6 +168,15 @@ fn copies<'a>(
         },
         owner: owner.to_string(),
         limit: local.limits.iter().find(|l| l.account == account).cloned(),
+    })
+}
+
+/// The alias targets of `local` in other domains, for the queue.
+fn forwards<'a>(local: &'a LocalRecipient, owner: &'a str) -> impl Iterator<Item = Outgoing> + 'a {
+    local.forwards.iter().map(move |target| Outgoing {
+        address: target.clone(),
+        owner: owner.to_string(),
+        next_hop: None,
     })
 }
 
@@ -336,7 +348,11 @@ impl Room {
                             None => return,
                         }
                     }
-                    (None, Some(r)) => r,
+                    (None, Some(r)) => {
+                        // The recipient's own plan: its alias's forwards too.
+                        plan.outgoing.extend(forwards(r, address));
+                        r
+                    }
                     (None, None) => {
                         // A remote recipient's default plan: send it on.
                         plan.outgoing.push(Outgoing {

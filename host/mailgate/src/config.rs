@@ -84,6 +84,9 @@ pub struct Config {
     /// `[log]`: the log's format and level.
     #[serde(default)]
     pub log: LogSettings,
+    /// `[srs]`: the Sender Rewriting Scheme for forwarded mail.
+    #[serde(default)]
+    pub srs: crate::srs::SrsSettings,
     /// `[sieve]`: limits of users' Sieve scripts (ManageSieve, delivery).
     #[serde(default)]
     pub sieve: SieveConfig,
@@ -242,8 +245,14 @@ pub struct InboundSettings {
     pub verify: bool,
     /// Refuse (`550 5.7.1`) a DMARC failure whose domain says `p=reject`.
     pub dmarc_reject: bool,
-    /// The bound on each step of the checks, a duration (`"10s"`).
+    /// The bound on each step of the checks, a duration (`"10s"`); also
+    /// the bound on the sender domain's lookups.
     pub timeout: String,
+    /// Refuse at MAIL a sender whose domain has no MX, A or AAAA record
+    /// (`550 5.1.8`; a DNS failure `450 4.1.8`), as Postfix's
+    /// `reject_unknown_sender_domain`. Authenticated and trusted clients
+    /// are not checked.
+    pub reject_unknown_sender_domain: bool,
 }
 
 impl Default for InboundSettings {
@@ -252,6 +261,7 @@ impl Default for InboundSettings {
             verify: true,
             dmarc_reject: true,
             timeout: "10s".into(),
+            reject_unknown_sender_domain: true,
         }
     }
 }
@@ -319,6 +329,10 @@ pub struct RelaySettings {
     pub connect_timeout: Option<String>,
     /// Timeout for each reply of the next hop, a duration.
     pub command_timeout: Option<String>,
+    /// Clients that may send to other domains without AUTH on the `smtp`
+    /// and `submission` listeners (Postfix's `mynetworks`): addresses or
+    /// CIDR ranges. Empty (the default): nobody, not even loopback.
+    pub trusted_networks: Vec<String>,
 }
 
 /// `[queue]`: retries and concurrency of the outbound queue. Durations are
@@ -778,7 +792,9 @@ impl Config {
         // start; the DKIM key files are read by `serve`.
         crate::relay::relay_config(self)?;
         self.inbound.timeout()?;
+        self.trusted_networks()?;
         self.sieve.validate()?;
+        self.srs.build(&self.domains)?;
         Ok(())
     }
 
@@ -824,6 +840,12 @@ impl Config {
     pub fn trusted_proxies(&self) -> Result<crate::proxy_protocol::TrustedProxies, ConfigError> {
         crate::proxy_protocol::TrustedProxies::parse(&self.limits.proxy_from)
             .map_err(ConfigError::Invalid)
+    }
+
+    /// `relay.trusted_networks`, parsed.
+    pub fn trusted_networks(&self) -> Result<mailgate_smtp::TrustedNetworks, ConfigError> {
+        mailgate_smtp::TrustedNetworks::parse(&self.relay.trusted_networks)
+            .map_err(|e| ConfigError::Invalid(format!("relay.trusted_networks: {e}")))
     }
 
     /// `idle_timeout` as a duration.
@@ -1041,6 +1063,37 @@ pop3 = "0.0.0.0:110"
             let t = format!("{MINIMAL}\n[sieve]\n{bad}\n");
             assert!(Config::parse(&t, Path::new("t.toml")).is_err(), "{bad}");
         }
+    }
+
+    /// `[relay] trusted_networks` (empty: nobody) and `[inbound]
+    /// reject_unknown_sender_domain` (on): defaults, values, bad entries.
+    #[test]
+    fn trusted_networks_and_unknown_sender_domain_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert!(c.inbound.reject_unknown_sender_domain);
+        assert!(c.trusted_networks().unwrap().is_empty());
+        let text = MINIMAL.replace(
+            "[listen]",
+            "[inbound]\nreject_unknown_sender_domain = false\n\n[relay]\n\
+             trusted_networks = [\"127.0.0.0/8\", \"::1/128\", \"192.0.2.7\"]\n\n[listen]",
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert!(!c.inbound.reject_unknown_sender_domain);
+        let t = c.trusted_networks().unwrap();
+        assert!(t.contains("127.1.2.3".parse().unwrap()) && t.contains("::1".parse().unwrap()));
+        assert!(t.contains("192.0.2.7".parse().unwrap()));
+        assert!(!t.contains("192.0.2.8".parse().unwrap()));
+        let bad = MINIMAL.replace(
+            "[listen]",
+            "[relay]\ntrusted_networks = [\"office.example\"]\n\n[listen]",
+        );
+        let err = Config::parse(&bad, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("relay.trusted_networks") && err.contains("office.example"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!   `[[dkim]]`, and its hand-off from SMTP submission.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
+//! - [`srs`]: `[srs]`, the Sender Rewriting Scheme's settings.
 //! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
 //!   permits the accept loops hand each session.
 //! - [`monitoring`]: `[listen] metrics`: readiness, the queue gauges,
@@ -38,4 +39,5 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod server;
 pub mod sieve_delivery;
+pub mod srs;
 pub mod wake;

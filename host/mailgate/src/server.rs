@@ -424,8 +424,13 @@ fn session_runner(
     }
     let mut ctx = smtp_context(config, services, shutdown.clone());
     ctx.tls = mode(implicit, acceptor(Alpn::None)?);
+    // Our own hosts (Postfix's mynetworks): relay without AUTH on smtp
+    // and submission; the session ignores the list on lmtp.
+    ctx.trusted_networks = Arc::new(config.trusted_networks()?);
     if protocol == "smtp" {
-        ctx.verifier = inbound_verifier(config)?;
+        let dns = inbound_dns(config)?;
+        ctx.verifier = inbound_verifier(config, dns.as_deref())?;
+        ctx.sender_domains = sender_domain_check(config, dns)?;
     } else if protocol == "lmtp" {
         // RFC 2033: local delivery from a trusted mail system; no TLS,
         // no AUTH, no relaying (the MX rules), one reply per recipient.
@@ -438,6 +443,7 @@ fn session_runner(
         ctx.save_sent = config.submission.save_sent;
     }
     ctx.policy = services.policy.clone();
+    ctx.srs = config.srs.build(&config.domains)?;
     ctx.listener = mailgate_metrics::Listener::from_key(protocol);
     // Every listener's room may queue: copies over quota wait there for
     // local redelivery, and plugins may forward to other domains (route
@@ -457,15 +463,46 @@ fn session_runner(
     }))
 }
 
-/// `[inbound]`: the SPF, DKIM and DMARC verifier of the `smtp` listener,
-/// asking the `[relay] nameservers`; `None` unless `verify` is on.
-fn inbound_verifier(config: &Config) -> Result<Option<Arc<mailgate_smtp::Verifier>>, ServerError> {
-    if !config.inbound.verify {
+/// The resolver of the `smtp` listener's `[inbound]` checks, asking the
+/// `[relay] nameservers` (one cache for SPF/DKIM/DMARC and the sender
+/// domain); `None` when neither check is on.
+fn inbound_dns(config: &Config) -> Result<Option<Arc<mailgate_relay::HickoryDns>>, ServerError> {
+    if !config.inbound.verify && !config.inbound.reject_unknown_sender_domain {
         return Ok(None);
     }
     let relay = crate::relay::relay_config(config).map_err(crate::relay::RelaySetupError::from)?;
     let dns = mailgate_relay::HickoryDns::new(&relay.nameservers, relay.dns_timeout)
         .map_err(crate::relay::RelaySetupError::from)?;
+    Ok(Some(Arc::new(dns)))
+}
+
+/// `[inbound] reject_unknown_sender_domain`: the DNS check of the
+/// sender's domain at MAIL on the `smtp` listener; `None` when off.
+fn sender_domain_check(
+    config: &Config,
+    dns: Option<Arc<mailgate_relay::HickoryDns>>,
+) -> Result<Option<Arc<mailgate_smtp::SenderDomainCheck>>, ServerError> {
+    let Some(dns) = dns.filter(|_| config.inbound.reject_unknown_sender_domain) else {
+        return Ok(None);
+    };
+    let timeout = config
+        .inbound
+        .timeout()
+        .map_err(crate::relay::RelaySetupError::from)?;
+    Ok(Some(Arc::new(mailgate_smtp::SenderDomainCheck::new(
+        dns, timeout,
+    ))))
+}
+
+/// `[inbound]`: the SPF, DKIM and DMARC verifier of the `smtp` listener,
+/// asking `dns`; `None` unless `verify` is on.
+fn inbound_verifier(
+    config: &Config,
+    dns: Option<&mailgate_relay::HickoryDns>,
+) -> Result<Option<Arc<mailgate_smtp::Verifier>>, ServerError> {
+    let Some(dns) = dns.filter(|_| config.inbound.verify) else {
+        return Ok(None);
+    };
     let mut verifier = mailgate_smtp::Verifier::new(dns.authenticator(), config.hostname.clone());
     verifier.timeout = config
         .inbound

@@ -468,3 +468,16 @@ pub fn bytes_sent(listener: Listener, n: u64) {
         .get_or_create(&listener.labels())
         .inc_by(n);
 }
+
+/// `n` message bytes the relay sent to a next hop that took the message
+/// (`protocol="smtp"`, `listener="relay"`: the outbound side has no
+/// listener).
+pub fn bytes_relayed(n: u64) {
+    metrics()
+        .sent_bytes
+        .get_or_create(&crate::registry::SessionLabels {
+            protocol: "smtp",
+            listener: "relay",
+        })
+        .inc_by(n);
+}

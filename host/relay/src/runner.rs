@@ -729,6 +729,12 @@ impl Relay {
                 let hop_dsn = client.capabilities().dsn;
                 return match client.send_mail(env).await {
                     Ok(outcomes) => {
+                        if outcomes
+                            .iter()
+                            .any(|o| matches!(o, RcptOutcome::Delivered(_)))
+                        {
+                            mailgate_metrics::bytes_relayed(env.body.len() as u64);
+                        }
                         self.keep_idle(key, client);
                         (outcomes, Some(hop.host.clone()), hop_dsn)
                     }

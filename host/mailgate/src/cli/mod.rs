@@ -120,8 +120,10 @@ pub enum Command {
     /// cron@example.org admin@example.org < report`. Options: -t
     /// (recipients from To/Cc/Bcc), -f/-r ADDR (sender), -F NAME, -i/-oi,
     /// -N/-R/-V (DSN), -v. The message goes to the running server's smtp
-    /// listener; exit codes as sendmail's (0 sent, 64 usage, 65 bad
-    /// message, 67 recipient refused, 69 refused, 75 try again later).
+    /// listener; mail to other domains needs this machine's address (e.g.
+    /// "127.0.0.1/32") in [relay] trusted_networks. Exit codes as
+    /// sendmail's (0 sent, 64 usage, 65 bad message, 67 recipient refused,
+    /// 69 refused, 75 try again later).
     #[command(disable_help_flag = true)]
     Sendmail {
         /// Options and recipients, as for sendmail.
@@ -192,8 +194,9 @@ pub enum UserCommand {
 pub enum AliasCommand {
     /// Create (or replace) an alias delivering to one or more addresses.
     /// Each target must be an account or alias that exists in a local
-    /// domain; loops are refused; addresses in other domains are refused
-    /// (forwarding there needs SRS, which mailgate does not have yet).
+    /// domain, or, with `[srs]` on, an address in another domain (the
+    /// message is forwarded with its sender rewritten); loops are
+    /// refused.
     Add {
         /// The alias address, e.g. team@example.org.
         alias: String,

@@ -311,7 +311,9 @@ impl Session {
     }
 
     /// SPF, DKIM and DMARC of `message` (as received), on the MX role
-    /// with a verifier and without AUTH; `None` when not checked.
+    /// with a verifier and without AUTH; `None` when not checked. A
+    /// client in `trusted_networks` is checked and its results written,
+    /// but a DMARC failure is not refused: it is one of our own hosts.
     async fn verify_inbound(&self, tx: &Transaction, message: &[u8]) -> Option<Verification> {
         let verifier = self.ctx.verifier.as_ref()?;
         if self.ctx.role != Role::Mx || self.user.is_some() {

@@ -9,6 +9,7 @@ mod ehlo;
 mod mail;
 mod misc;
 mod rcpt;
+mod rcpt_srs;
 mod starttls;
 
 pub(crate) use deliver::refusal_reply;
