@@ -322,8 +322,8 @@ impl crate::Room {
                         create,
                         flags,
                     } => {
-                        let exists = mailbox.eq_ignore_ascii_case("INBOX")
-                            || mailboxes.iter().any(|m| *m == mailbox);
+                        let exists =
+                            mailbox.eq_ignore_ascii_case("INBOX") || mailboxes.contains(&mailbox);
                         if exists || create {
                             tracing::info!(%id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto");
                             out.push(copy(&mailbox, &flags));

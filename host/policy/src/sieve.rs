@@ -33,7 +33,7 @@ use crate::stats::PluginStats;
 use crate::types::Hook;
 
 /// A script by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamedScript {
     /// Its name.
     pub name: String,
@@ -66,15 +66,6 @@ pub struct SieveRequest {
     pub zone: i32,
     /// The interpreter's settings as JSON (`mailgate_sieve::Settings`).
     pub settings: String,
-}
-
-impl Default for NamedScript {
-    fn default() -> Self {
-        NamedScript {
-            name: String::new(),
-            text: String::new(),
-        }
-    }
 }
 
 /// A vacation auto-reply the script asks for.

@@ -126,3 +126,61 @@ impl SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Directory, SieveMemory, SqliteStore};
+
+    #[tokio::test]
+    async fn vacation_duplicates_and_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let a = s.create_account("a@example.org", "x").await.unwrap();
+        let b = s.create_account("b@example.org", "x").await.unwrap();
+        // One vacation reply per sender and handle per period.
+        assert!(s
+            .sieve_vacation_due(a, "X@r.test", "h", 100, 1000)
+            .await
+            .unwrap());
+        assert!(!s
+            .sieve_vacation_due(a, "x@r.test", "h", 100, 1050)
+            .await
+            .unwrap());
+        assert!(s
+            .sieve_vacation_due(a, "x@r.test", "other", 100, 1050)
+            .await
+            .unwrap());
+        assert!(s
+            .sieve_vacation_due(b, "x@r.test", "h", 100, 1050)
+            .await
+            .unwrap());
+        assert!(s
+            .sieve_vacation_due(a, "x@r.test", "h", 100, 1100)
+            .await
+            .unwrap());
+        // Duplicate ids: remembered for their period, per account.
+        s.sieve_remember_duplicates(a, &[("k1".into(), 10), ("k2".into(), 100)], 0)
+            .await
+            .unwrap();
+        assert_eq!(s.sieve_duplicates(a, 5).await.unwrap(), ["k2", "k1"]);
+        assert_eq!(s.sieve_duplicates(a, 50).await.unwrap(), ["k2"]);
+        assert!(s.sieve_duplicates(b, 5).await.unwrap().is_empty());
+        // A failure is news once per version.
+        assert!(s.sieve_failure_is_new(a, "v1").await.unwrap());
+        assert!(!s.sieve_failure_is_new(a, "v1").await.unwrap());
+        assert!(s.sieve_failure_is_new(a, "v2").await.unwrap());
+        // Deleting the account forgets everything.
+        s.delete_account("a@example.org").await.unwrap();
+        let n: i64 = s
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM sieve_memory WHERE account = ?1",
+                    [a],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}
