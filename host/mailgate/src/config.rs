@@ -130,6 +130,9 @@ pub struct Listen {
     pub imaps: Option<String>,
     /// LMTP (RFC 2033), local delivery from another mail system.
     pub lmtp: Option<String>,
+    /// ManageSieve (RFC 5804, port 4190): users manage their Sieve
+    /// scripts; STARTTLS when `[tls]` is set.
+    pub managesieve: Option<String>,
     /// The monitoring endpoint (HTTP: `/metrics`, `/healthz/live`,
     /// `/healthz/ready`); docs/monitoring.md.
     pub metrics: Option<String>,
@@ -142,7 +145,7 @@ pub struct Listen {
 impl Listen {
     /// The mail listeners (all but `metrics`) by protocol name, in a fixed
     /// order: the order they are bound in.
-    pub fn mail_listeners(&self) -> [(&'static str, &Option<String>); 8] {
+    pub fn mail_listeners(&self) -> [(&'static str, &Option<String>); 9] {
         [
             ("smtp", &self.smtp),
             ("submission", &self.submission),
@@ -152,6 +155,7 @@ impl Listen {
             ("imap", &self.imap),
             ("imaps", &self.imaps),
             ("lmtp", &self.lmtp),
+            ("managesieve", &self.managesieve),
         ]
     }
 }
@@ -177,6 +181,8 @@ pub struct ListenProxy {
     pub imaps: bool,
     /// The `lmtp` listener.
     pub lmtp: bool,
+    /// The `managesieve` listener.
+    pub managesieve: bool,
 }
 
 impl ListenProxy {
@@ -192,6 +198,7 @@ impl ListenProxy {
             "imap" => self.imap,
             "imaps" => self.imaps,
             "lmtp" => self.lmtp,
+            "managesieve" => self.managesieve,
             _ => false,
         }
     }

@@ -38,6 +38,7 @@ pub fn config(data_dir: PathBuf) -> Config {
             imap: Some("127.0.0.1:2143".into()),
             imaps: Some("127.0.0.1:2993".into()),
             lmtp: None,
+            managesieve: None,
             metrics: Some("127.0.0.1:2925".into()),
             proxy: Default::default(),
         },

@@ -8,6 +8,8 @@
 //!   development profile's example plugins.
 //! - [`relay`]: the outbound relay built from `[relay]`, `[queue]` and
 //!   `[[dkim]]`, and its hand-off from SMTP submission.
+//! - [`reload`]: SIGHUP: what of a re-read configuration applies live,
+//!   and which keys need a restart.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
 //! - [`srs`]: `[srs]`, the Sender Rewriting Scheme's settings.
@@ -37,6 +39,7 @@ pub mod private;
 pub mod privileges;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod sieve_delivery;
 pub mod srs;

@@ -87,7 +87,9 @@ pub struct Relay {
     store: Arc<dyn QueueStore>,
     local: Option<Arc<dyn LocalHandoff>>,
     router: Router,
-    config: RelayConfig,
+    /// The settings in force; a reload (SIGHUP) replaces them for the
+    /// next queue run ([`Relay::set_config`]).
+    config: std::sync::RwLock<Arc<RelayConfig>>,
     clock: Arc<dyn Clock>,
     tls: TlsClients,
     dkim: Option<Arc<DkimSigner>>,
@@ -140,7 +142,7 @@ impl Relay {
             store: parts.store,
             local: parts.local,
             router: parts.router,
-            config: parts.config,
+            config: std::sync::RwLock::new(Arc::new(parts.config)),
             clock: parts.clock,
             tls: parts.tls,
             dkim: parts.dkim,
@@ -192,9 +194,9 @@ impl Relay {
             let wait = match self.store.queue_next_due().await {
                 Ok(Some(at)) => {
                     Duration::from_secs((at - self.clock.now()).clamp(0, i64::MAX) as u64)
-                        .min(self.config.poll_interval)
+                        .min(self.config().poll_interval)
                 }
-                _ => self.config.poll_interval,
+                _ => self.config().poll_interval,
             };
             // Something due now but all in flight: wait for a task.
             let wait = wait.max(Duration::from_millis(200));
@@ -280,7 +282,7 @@ impl Relay {
         let mut groups: BTreeMap<(String, Option<String>, TlsPolicy), Vec<QueuedRecipient>> =
             BTreeMap::new();
         for r in entry.pending() {
-            let tls = self.config.tls_policy(&r.domain);
+            let tls = self.config().tls_policy(&r.domain);
             let key = match &r.next_hop {
                 Some(hop) => (String::new(), Some(hop.clone()), tls),
                 None => (r.domain.clone(), None, tls),
@@ -407,9 +409,9 @@ impl Relay {
                 // queue id is its own, `orig` names the message it is about.
                 tracing::info!(
                     parent: None,
-                    queue_id = built.msg_id.as_deref().unwrap_or("-"),
+                    queue_id = %built.msg_id.as_deref().unwrap_or("-"),
                     orig = %seen.msg_id,
-                    kind = kind.action(),
+                    kind = %kind.action(),
                     to = %seen.sender,
                     rcpts = %list(rcpts.iter().map(|r| r.address.as_str())),
                     "relay: delivery status notification queued"
@@ -451,7 +453,7 @@ impl Relay {
         host: Option<String>,
     ) -> RecipientUpdate {
         let expired =
-            self.clock.now() - entry.created >= self.config.retry.max_age.as_secs() as i64;
+            self.clock.now() - entry.created >= self.config().retry.max_age.as_secs() as i64;
         let (status, reply) = match outcome {
             RcptOutcome::Delivered(t) => (RecipientStatus::Delivered, t),
             RcptOutcome::Permanent(t) => (RecipientStatus::Failed, t),
@@ -476,13 +478,13 @@ impl Relay {
         match status {
             RecipientStatus::Pending => {
                 let next = self.next_attempt(entry, self.clock.now());
-                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, next_attempt = %log_time(next), "relay: deferred");
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, next_attempt = %log_time(next), "relay: deferred");
             }
             RecipientStatus::Delivered => {
-                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, "relay: delivered");
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, "relay: delivered");
             }
             RecipientStatus::Failed => {
-                tracing::info!(rcpt = %r.address, host = remote, attempt, reply = %reply, "relay: failed");
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, "relay: failed");
             }
         }
         RecipientUpdate {
@@ -499,7 +501,7 @@ impl Relay {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         map.entry(destination.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config().max_per_destination.max(1))))
             .clone()
     }
 
@@ -539,12 +541,12 @@ impl Relay {
         let _global = self.all.acquire().await;
         let smarthost = match next_hop {
             Some(_) => None,
-            None => self.config.smarthost_for(domain),
+            None => self.config().smarthost_for(domain).cloned(),
         };
-        let hops = match (next_hop, smarthost) {
+        let hops = match (next_hop, &smarthost) {
             (Some(h), _) => match NextHop::parse(h) {
                 Ok(h) => {
-                    let port = h.port.unwrap_or(self.config.port);
+                    let port = h.port.unwrap_or(self.config().port);
                     if h.mx {
                         self.router.mx_hops(&h.host, port).await
                     } else {
@@ -558,7 +560,7 @@ impl Relay {
                 }
             },
             (None, Some(s)) => self.router.host_hops(&s.host, s.port).await,
-            (None, None) => self.router.mx_hops(domain, self.config.port).await,
+            (None, None) => self.router.mx_hops(domain, self.config().port).await,
         };
         let mut hops = match hops {
             Ok(h) => h,
@@ -627,10 +629,10 @@ impl Relay {
             ret_full: entry.ret_full,
         };
         let params = SessionParams {
-            helo: self.config.hostname.clone(),
-            source_ip: self.config.source_ip,
-            connect_timeout: self.config.connect_timeout,
-            command_timeout: self.config.command_timeout,
+            helo: self.config().hostname.clone(),
+            source_ip: self.config().source_ip,
+            connect_timeout: self.config().connect_timeout,
+            command_timeout: self.config().command_timeout,
             tls,
             tls_clients: self.tls.clone(),
             auth: smarthost.and_then(|s| s.auth.clone()),
@@ -766,7 +768,7 @@ impl Relay {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(i) = list.pop() {
-            if i.since.elapsed() < self.config.idle_reuse {
+            if i.since.elapsed() < self.config().idle_reuse {
                 return Some(i.client);
             }
             // Too old: dropping closes the socket without QUIT, which the
@@ -776,7 +778,7 @@ impl Relay {
     }
 
     fn keep_idle(&self, key: IdleKey, client: SmtpClient) {
-        if self.config.idle_reuse.is_zero() {
+        if self.config().idle_reuse.is_zero() {
             tokio::spawn(client.quit());
             return;
         }

@@ -4,7 +4,7 @@
 //! runs (the store serialises the two processes' writes).
 
 mod admin;
-mod config_check;
+pub(crate) mod config_check;
 mod dkim;
 mod export;
 mod healthcheck;
