@@ -199,7 +199,7 @@ impl Environment for Env<'_> {
     }
     fn seen_before(&self, check: &DuplicateCheck) -> bool {
         let key = duplicate_key(check);
-        self.request.seen.iter().any(|k| *k == key)
+        self.request.seen.contains(&key)
     }
 }
 
