@@ -1,6 +1,6 @@
 """A tiny authoritative DNS server over UDP for the relay tests.
 
-Answers A, AAAA, MX and TXT queries from a dict it is given, on a loopback
+Answers A, AAAA, MX, TXT and PTR queries from a dict it is given, on a loopback
 address, in a background thread.  Enough of RFC 1035 for a stub resolver
 (hickory) asking one question per query: no recursion, no compression in
 record data, no TCP (answers stay far below 512 bytes).  A name with no
@@ -12,6 +12,7 @@ record at all is NXDOMAIN; a name with records of other types is NODATA.
     dns.add("null.test", "MX", (0, "."))      # RFC 7505 null MX
     dns.add("s1._domainkey.a.test", "TXT", "v=DKIM1; k=rsa; p=...")
     dns.servfail("broken.test")               # every query: SERVFAIL
+    dns.add_ptr("127.0.0.1", "client.test")   # 1.0.0.127.in-addr.arpa PTR
     ...
     dns.stop()
 """
@@ -23,7 +24,7 @@ import socket
 import struct
 import threading
 
-TYPES = {"A": 1, "MX": 15, "TXT": 16, "AAAA": 28}
+TYPES = {"A": 1, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
 TTL = 1  # seconds: the tests change records, so resolvers must not keep them
 
 
@@ -61,6 +62,8 @@ def rdata(rtype: str, value) -> bytes:
     if rtype == "MX":
         pref, exchange = value
         return struct.pack("!H", pref) + encode_name(exchange)
+    if rtype == "PTR":
+        return encode_name(value)
     if rtype == "TXT":
         raw = value.encode("ascii")
         return b"".join(bytes([len(c)]) + c for c in (raw[i:i + 255] for i in range(0, len(raw), 255)))
@@ -86,6 +89,10 @@ class DnsServer:
 
     def add(self, name: str, rtype: str, value) -> None:
         self.records.setdefault(name.lower().rstrip("."), []).append((rtype, value))
+
+    def add_ptr(self, ip: str, name: str) -> None:
+        """A PTR record for `ip` under in-addr.arpa or ip6.arpa."""
+        self.add(ipaddress.ip_address(ip).reverse_pointer, "PTR", name)
 
     def servfail(self, name: str) -> None:
         """Answer every query for `name` with SERVFAIL (a broken zone)."""

@@ -12,7 +12,7 @@ Then A's log, in the text format and in the JSON format, must tell that
 story under one id, the one of `250 2.0.0 Ok: queued as ID`:
 
 - every line about the message carries `queue_id=ID` (on the line or on
-  its span: `relay{queue_id=ID}`), from the `smtp: message accepted` line
+  its span: `relay{queue_id=ID}`), from the `delivery: message accepted` line
   to the last attempt;
 - the acceptance line names the Message-ID, the sender, the recipient
   count and the size;
@@ -186,9 +186,10 @@ def test_one_id_follows_the_message_in_the_text_log(world):
     stray = [l for l in lines if about(l) and f"queue_id={qid}" not in l and f"orig={qid}" not in l]
     assert not stray, "\n".join(stray)
 
-    [accepted] = [l for l in mine if "smtp: message accepted" in l]
+    [accepted] = [l for l in mine if "delivery: message accepted" in l]
     assert " INFO " in accepted
-    for field in (f"message_id={MESSAGE_ID}", f"from={ALICE}", "nrcpt=1", "size="):
+    for field in (f"message_id={MESSAGE_ID}", f"from={ALICE}", "nrcpt=1", "size=",
+                  "client=127.0.0.1"):
         assert field in accepted, accepted
 
     [deferred] = [l for l in mine if "relay: deferred" in l]
@@ -242,7 +243,7 @@ def test_one_id_follows_the_message_in_the_json_log(world):
              and qid not in field_values(e, "orig")]
     assert not stray, "\n".join(map(text, stray))
 
-    [accepted] = [e for e in mine if e["fields"]["message"] == "smtp: message accepted"]
+    [accepted] = [e for e in mine if e["fields"]["message"] == "delivery: message accepted"]
     assert accepted["level"] == "INFO"
     assert accepted["fields"]["message_id"] == MESSAGE_ID
     assert accepted["fields"]["nrcpt"] == 1

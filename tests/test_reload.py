@@ -151,3 +151,45 @@ def test_a_broken_file_keeps_the_running_configuration(server):
     with server.smtp() as s:
         s.ehlo()
         assert s.esmtp_features.get("size") == "40000"
+
+
+def test_mailgate_reload_checks_the_file_then_signals(server):
+    """`mailgate reload`: a broken file is refused before anything is sent;
+    a good one is applied by the server."""
+    text = server.config.read_text(encoding="utf-8")
+    server.config.write_text(set_key(text, "limits", "max_message_size", "\"lots"),
+                             encoding="utf-8")
+    before = len(outcome_lines(server))
+    res = server.cli("reload")
+    assert res.returncode != 0 and str(server.config) in res.stderr_text, res.stderr_text
+    assert "line" in res.stderr_text
+    server.config.write_text(set_key(text, "limits", "max_message_size", "30000"),
+                             encoding="utf-8")
+    res = server.cli("reload", check=True)
+    assert "reload asked of the server" in res.stdout_text
+    wait_until(lambda: len(outcome_lines(server)) > before, timeout=15, what="the reload")
+    lines = outcome_lines(server)
+    assert len(lines) == before + 1 and "configuration applied" in lines[-1], lines
+    with server.smtp() as s:
+        s.ehlo()
+        assert s.esmtp_features.get("size") == "30000"
+
+
+def test_relay_trusted_networks_apply_to_new_sessions(server_factory):
+    """`[relay]` is swapped whole: `trusted_networks` added by a reload lets
+    this machine relay on `smtp` from the next session on. (The name server
+    is a closed port, so the relayed message waits in the queue.)"""
+    srv = server_factory(start=False)
+    with open(srv.config, "a", encoding="utf-8") as f:
+        f.write('\n[relay]\nnameservers = ["127.0.0.1:9"]\n')
+    srv.start()
+    code, text = rcpt_reply(srv, "friend@remote.test")
+    assert code == 550, text  # relaying denied
+    line = sighup(srv, lambda t: t.replace('nameservers = ["127.0.0.1:9"]',
+                                           'nameservers = ["127.0.0.1:9"]\n'
+                                           'trusted_networks = ["127.0.0.1/32"]'))
+    assert "changed=relay" in line, line
+    msg = make_message("relayed", to_addr="friend@remote.test")
+    assert srv.send("cron@example.test", ["friend@remote.test"], msg) == {}
+    listed = srv.cli("queue", "list", check=True).stdout_text
+    assert "friend@remote.test" in listed, listed

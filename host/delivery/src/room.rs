@@ -383,7 +383,7 @@ impl Room {
             mailgate_metrics::RecipientDisposition::Queued,
             remote.len() as u64,
         );
-        tracing::info!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), remote = %list(remote.iter().copied()), size, copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
+        tracing::info!(queue_id = %id, %client, %from, nrcpt = rcpts.len(), rcpts = %list(rcpts.iter().map(String::as_str)), remote = %list(remote.iter().copied()), size, message_id = %message_id_of(body), copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
 
         self.sieve_afterwards(&id, afterwards).await;
         if let Some(account) = sent_copy {
@@ -721,6 +721,32 @@ enum Stored<'a> {
     /// A message without `Return-Path:` (plugins read or edited it): the
     /// field is added in a copy.
     Plain(&'a [u8]),
+}
+
+/// At most this many bytes of a Message-ID are read for the log (the
+/// log line cuts the value further, to `mailgate_log::format::MAX_VALUE`).
+const MAX_LOGGED_MESSAGE_ID: usize = 998;
+
+/// The Message-ID of `data` for the log: the first `Message-ID:` field's
+/// value, unfolded and trimmed, client bytes escaped (`\xNN`); `-`
+/// without one.
+fn message_id_of(data: &[u8]) -> String {
+    let block = &data[..mailgate_store::structure::header_block_len(data)];
+    let fields = mailgate_store::structure::header_fields(block);
+    let Some(field) = fields.iter().find(|f| f.is("Message-ID")) else {
+        return "-".into();
+    };
+    let value: Vec<u8> = field
+        .value
+        .iter()
+        .take(MAX_LOGGED_MESSAGE_ID)
+        .copied()
+        .filter(|b| !matches!(b, b'\r' | b'\n'))
+        .collect();
+    match value.trim_ascii() {
+        [] => "-".into(),
+        v => mailgate_log::bytes(v).to_string(),
+    }
 }
 
 /// What a store error means for one recipient.

@@ -260,6 +260,11 @@ pub struct InboundSettings {
     /// `reject_unknown_sender_domain`. Authenticated and trusted clients
     /// are not checked.
     pub reject_unknown_sender_domain: bool,
+    /// Look up each SMTP client's name at connect (PTR, confirmed by the
+    /// name's A/AAAA records; at most 2 s, while the greeting goes out),
+    /// for `Received:` and the plugins' `reverse-name`, as Postfix's
+    /// `smtpd_peername_lookup`. Every SMTP listener, not only `smtp`.
+    pub reverse_lookup: bool,
 }
 
 impl Default for InboundSettings {
@@ -269,6 +274,7 @@ impl Default for InboundSettings {
             dmarc_reject: true,
             timeout: "10s".into(),
             reject_unknown_sender_domain: true,
+            reverse_lookup: true,
         }
     }
 }

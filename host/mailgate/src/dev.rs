@@ -62,9 +62,12 @@ pub fn config(data_dir: PathBuf) -> Config {
         dkim: Vec::new(),
         // The development profile receives from local test clients only;
         // verifying their mail would ask the system's resolver for SPF and
-        // DMARC records of whatever domain they use.
+        // DMARC records of whatever domain they use (and, at MAIL, for the
+        // sender's domain).
         inbound: crate::config::InboundSettings {
             verify: false,
+            reject_unknown_sender_domain: false,
+            reverse_lookup: false,
             ..Default::default()
         },
         plugins: Some(mailgate_policy::PluginsConfig::new(

@@ -12,8 +12,11 @@
 //!   next write.
 //! - `[auth]`: when it changed, a new authenticator serves new sessions
 //!   (its failure counts and credential cache start empty).
-//! - `[relay]` and `[queue]`: the relay's settings for its next queue run
-//!   ([`mailgate_relay::Relay::set_config`]).
+//! - `[relay]` and `[queue]`: the relay's settings for the attempts that
+//!   start from now on ([`mailgate_relay::Relay::set_config`]); a new
+//!   resolver when `nameservers` changed and new TLS clients when
+//!   `tls_ca_file` did ([`mailgate_relay::Relay::set_transport`]).
+//!   `trusted_networks` is read by each new SMTP session.
 //! - `[plugins]`/`[[plugin]]`: `crate::plugins::reload`.
 //!
 //! Keys that cannot change without a restart ([`restart_keys`]) are logged
@@ -56,7 +59,8 @@ impl<T> Live<T> {
 /// `[tls]` (which listeners have TLS and from which files; the files'
 /// contents are reloaded on their own), `[log]`, `shutdown_timeout`,
 /// `[[dkim]]` (the signing keys, read at start), `[queue]
-/// max_concurrent` (the relay's pool) and the presence of `[plugins]`
+/// max_concurrent` (the relay's pool), `[relay] mta_sts` (its policy
+/// cache is made at start) and the presence of `[plugins]`
 /// (`crate::plugins::reload` says so itself).
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
@@ -93,6 +97,7 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         "queue.max_concurrent",
         old.queue.max_concurrent != new.queue.max_concurrent,
     );
+    check("relay.mta_sts", old.relay.mta_sts != new.relay.mta_sts);
     keys
 }
 
@@ -109,6 +114,7 @@ pub fn keep_restart_keys(old: &Config, mut new: Config) -> Config {
     new.shutdown_timeout = old.shutdown_timeout;
     new.dkim = old.dkim.clone();
     new.queue.max_concurrent = old.queue.max_concurrent;
+    new.relay.mta_sts = old.relay.mta_sts;
     new
 }
 

@@ -506,8 +506,18 @@ impl Reloader {
             .collect::<Result<Vec<_>, _>>()?;
         let relay =
             crate::relay::relay_config(config).map_err(crate::relay::RelaySetupError::from)?;
+        let (old, new) = (&self.config.relay, &config.relay);
+        let transport = if old.nameservers != new.nameservers || old.tls_ca_file != new.tls_ca_file
+        {
+            Some(crate::relay::transport(config, &relay)?)
+        } else {
+            None
+        };
         // Nothing below fails.
         self.relay.set_config(relay);
+        if let Some((router, tls)) = transport {
+            self.relay.set_transport(router, tls);
+        }
         crate::reload::apply_domains(&services.delivery, config);
         self.store
             .set_min_free_space(config.limits.min_free_space());

@@ -86,12 +86,14 @@ struct Idle {
 pub struct Relay {
     store: Arc<dyn QueueStore>,
     local: Option<Arc<dyn LocalHandoff>>,
-    router: Router,
+    /// Name resolution and the TLS client settings; a reload replaces
+    /// them ([`Relay::set_transport`]).
+    router: std::sync::RwLock<Arc<Router>>,
+    tls: std::sync::RwLock<TlsClients>,
     /// The settings in force; a reload (SIGHUP) replaces them for the
     /// next queue run ([`Relay::set_config`]).
     config: std::sync::RwLock<Arc<RelayConfig>>,
     clock: Arc<dyn Clock>,
-    tls: TlsClients,
     dkim: Option<Arc<DkimSigner>>,
     mta_sts: Option<MtaSts>,
     wake: Notify,
@@ -141,10 +143,10 @@ impl Relay {
         Arc::new(Relay {
             store: parts.store,
             local: parts.local,
-            router: parts.router,
+            router: std::sync::RwLock::new(Arc::new(parts.router)),
             config: std::sync::RwLock::new(Arc::new(parts.config)),
             clock: parts.clock,
-            tls: parts.tls,
+            tls: std::sync::RwLock::new(parts.tls),
             dkim: parts.dkim,
             mta_sts,
             wake: Notify::new(),
@@ -165,10 +167,30 @@ impl Relay {
 
     /// New settings (a reload of the configuration): the attempts that
     /// start from now on use them; those under way finish with the old.
-    /// The name servers, the MTA-STS switch, `tls_ca_file` and
-    /// `max_concurrent` are read once at start and stay as they were.
+    /// The name servers and `tls_ca_file` come with
+    /// [`Relay::set_transport`]; the MTA-STS switch and `max_concurrent`
+    /// are read once at start and stay as they were.
     pub fn set_config(&self, config: RelayConfig) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// A new resolver and TLS client settings (a reload that changed the
+    /// name servers or the extra CA file): for the attempts that start
+    /// from now on. MTA-STS keeps the ones it started with.
+    pub fn set_transport(&self, router: Router, tls: TlsClients) {
+        *self.router.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(router);
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
+
+    fn router(&self) -> Arc<Router> {
+        self.router
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn tls(&self) -> TlsClients {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Asks the runner to look at the queue now (after an enqueue or a
@@ -548,9 +570,9 @@ impl Relay {
                 Ok(h) => {
                     let port = h.port.unwrap_or(self.config().port);
                     if h.mx {
-                        self.router.mx_hops(&h.host, port).await
+                        self.router().mx_hops(&h.host, port).await
                     } else {
-                        self.router.host_hops(&h.host, port).await
+                        self.router().host_hops(&h.host, port).await
                     }
                 }
                 Err(e) => {
@@ -559,8 +581,8 @@ impl Relay {
                     )))
                 }
             },
-            (None, Some(s)) => self.router.host_hops(&s.host, s.port).await,
-            (None, None) => self.router.mx_hops(domain, self.config().port).await,
+            (None, Some(s)) => self.router().host_hops(&s.host, s.port).await,
+            (None, None) => self.router().mx_hops(domain, self.config().port).await,
         };
         let mut hops = match hops {
             Ok(h) => h,
@@ -634,7 +656,7 @@ impl Relay {
             connect_timeout: self.config().connect_timeout,
             command_timeout: self.config().command_timeout,
             tls,
-            tls_clients: self.tls.clone(),
+            tls_clients: self.tls(),
             auth: smarthost.and_then(|s| s.auth.clone()),
         };
         let (mut outcomes, host, hop_dsn) = self

@@ -156,6 +156,10 @@ pub struct SmtpContext {
     /// with a rewritten sender, and RCPT to our SRS addresses relays the
     /// bounce back (`cmd/rcpt_srs.rs`); `None`: off.
     pub srs: Option<Arc<mailgate_delivery::srs::Srs>>,
+    /// The client's forward-confirmed name, looked up at connect
+    /// (`[inbound] reverse_lookup`, see [`crate::reverse`]); `None`: not
+    /// looked up, `Received:` says `unknown`.
+    pub reverse: Option<Arc<crate::reverse::ReverseLookup>>,
     /// Users' Sieve scripts at delivery (`[sieve]`); `None`: not run.
     pub sieve: Option<Arc<mailgate_delivery::SieveDelivery>>,
 }
@@ -189,6 +193,7 @@ impl SmtpContext {
             trusted_networks: Arc::new(TrustedNetworks::default()),
             sender_domains: None,
             srs: None,
+            reverse: None,
             sieve: None,
         }
     }

@@ -105,6 +105,12 @@ pub enum Command {
     /// `[listen] metrics`): exit 0 if so, 1 if not or if it does not
     /// answer. For a container's HEALTHCHECK; needs no curl.
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Ask the running server to re-read the configuration file and apply
+    /// it without dropping connections (SIGHUP, like `postfix reload`):
+    /// the file is checked first, and with an error nothing is sent. Keys
+    /// that need a restart (listeners, data_dir, ...) are named in the
+    /// server's log; see docs/operations.md, "Reloading the configuration".
+    Reload,
     /// Check the configuration file and print the effective configuration
     /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
     #[command(subcommand)]
@@ -378,6 +384,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
+            Command::Reload => plugin::signal_reload(&config.data_dir),
             Command::Config(_) => Err("config commands are run above".into()),
             Command::Sieve(c) => sieve::run_store(&config, c).await,
             Command::Healthcheck(_) => Err("healthcheck is run above".into()),

@@ -21,7 +21,6 @@ use mailgate_log::list;
 use mailgate_metrics::{MessageOutcome, RejectReason};
 use mailgate_smtp_proto::{ReceivedMessage, Reply};
 use mailgate_store::queue::new_message_id;
-use mailgate_store::structure::{header_block_len, header_fields};
 
 use crate::cmd::rcpt::mailbox_full;
 use crate::context::Role;
@@ -72,32 +71,6 @@ fn outcome_of(why: &Refusal) -> MessageOutcome {
         Refusal::MailboxFull => RejectReason::Quota,
         _ => RejectReason::Other,
     })
-}
-
-/// At most this many bytes of a Message-ID are read for the log (the
-/// log line cuts the value further, to `mailgate_log::format::MAX_VALUE`).
-const MAX_LOGGED_MESSAGE_ID: usize = 998;
-
-/// The Message-ID of `data` for the log: the first `Message-ID:` field's
-/// value, unfolded and trimmed, client bytes escaped (`\xNN`); `-`
-/// without one.
-fn message_id_of(data: &[u8]) -> String {
-    let block = &data[..header_block_len(data)];
-    let fields = header_fields(block);
-    let Some(field) = fields.iter().find(|f| f.is("Message-ID")) else {
-        return "-".into();
-    };
-    let value: Vec<u8> = field
-        .value
-        .iter()
-        .take(MAX_LOGGED_MESSAGE_ID)
-        .copied()
-        .filter(|b| !matches!(b, b'\r' | b'\n'))
-        .collect();
-    match value.trim_ascii() {
-        [] => "-".into(),
-        v => mailgate_log::bytes(v).to_string(),
-    }
 }
 
 impl Session {
@@ -175,7 +148,6 @@ impl Session {
         // line about the message (docs/operations.md, *Following a
         // message in the logs*).
         let id = new_message_id();
-        let message_id = message_id_of(&message.data);
         let trace = self.trace(&tx, &id, verification);
         let arrival = Arrival {
             id,
@@ -195,8 +167,6 @@ impl Session {
         match refusal {
             Some(why) => self.count(outcome_of(why)),
             None => {
-                let nrcpt = accepted.len().saturating_sub(report.refused.len());
-                tracing::info!(queue_id = %report.id, %client, %from, nrcpt, size, message_id = %message_id, "smtp: message accepted");
                 self.count(MessageOutcome::Accepted);
                 mailgate_metrics::delivery_latency(ended.elapsed());
                 if let Some(listener) = self.ctx.listener {
@@ -231,6 +201,7 @@ impl Session {
         let stamp = Stamp {
             helo,
             peer: self.peer.ip(),
+            reverse_name: self.reverse.name(),
             hostname: &self.ctx.hostname,
             protocol: match self.ctx.role {
                 Role::Lmtp => "LMTP",
