@@ -142,8 +142,8 @@ async fn template_accepts_and_counts() {
     let imports = &status.plugins[0].imports;
     assert!(
         imports.iter().all(|i| i.starts_with("wasi:")
-            || i == "mailgate:policy/types@0.1.2"
-            || i == "mailgate:policy/message@0.1.2"),
+            || i == "mailgate:policy/types@0.1.3"
+            || i == "mailgate:policy/message@0.1.3"),
         "{imports:?}"
     );
 }
@@ -664,9 +664,9 @@ async fn check_reports_hooks_and_imports() {
     .unwrap();
     assert_eq!(report.hooks, vec!["rcpt-to"]);
     for i in [
-        "mailgate:policy/kv@0.1.2",
-        "mailgate:policy/clock@0.1.2",
-        "mailgate:policy/config@0.1.2",
+        "mailgate:policy/kv@0.1.3",
+        "mailgate:policy/clock@0.1.3",
+        "mailgate:policy/config@0.1.3",
     ] {
         assert!(
             report.imports.iter().any(|x| x == i),
