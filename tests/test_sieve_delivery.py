@@ -5,7 +5,8 @@ actions (docs/sieve.md, "At delivery").
 
 - fileinto with and without `:create`; flags on the stored copy (IMAP);
 - redirect through the outbound queue, to another domain and to a local
-  account, and the redirect limit (the message kept, a report);
+  account; with `[srs]` a foreign sender is rewritten (SRS0), a local one
+  kept; the redirect limit (the message kept, a report);
 - vacation: once per sender per period, never to `<>`, lists, bulk, or
   mail that does not name the user;
 - reject at SMTP time with one recipient (550 5.7.1), a report to the
@@ -37,15 +38,20 @@ LISTEN = {"smtp": "127.0.0.1:0", "imap": "127.0.0.1:0", "lmtp": "127.0.0.1:0"}
 REMOTE = "sender@remote.test"
 
 
-@pytest.fixture
-def srv(server_factory):
+def sieve_server(server_factory, extra=""):
     wasm = built_plugins("sieve")
     s = server_factory(listen=LISTEN, start=False)
     with open(s.config, "a", encoding="utf-8") as f:
         f.write(f'\n[sieve]\nplugin = "{wasm / "sieve.wasm"}"\n')
         f.write(relay_to_nowhere())
+        f.write(extra)
     s.start()
     return s
+
+
+@pytest.fixture
+def srv(server_factory):
+    return sieve_server(server_factory)
 
 
 def put_script(srv, account: str, name: str, text: str, active: bool = True,
@@ -172,6 +178,22 @@ redirect :copy "carol@example.test";
     # `:copy` on the second keeps nothing by itself, but the first
     # redirect cancelled the implicit keep.
     assert subjects(srv, ALICE) == []
+
+
+def test_redirect_rewrites_a_foreign_sender_with_srs(server_factory):
+    srv = sieve_server(server_factory,
+                       '\n[srs]\nsecret = "sieve-srs-test-secret-0123"\n')
+    put_script(srv, ALICE, "fwd", 'redirect "someone@elsewhere.test";')
+    send(srv, ALICE, "forward me")
+    (entry,) = wait_until(lambda: queued_to(srv, "someone@elsewhere.test"),
+                          what="queued redirect")
+    sender = entry[1]
+    assert sender.startswith("SRS0=") and sender.endswith(f"@{DOMAIN}"), sender
+    assert "remote.test" in sender and "sender" in sender, sender
+    # A local sender keeps its address.
+    send(srv, ALICE, "from bob", mail_from=BOB)
+    senders = [e[1] for e in queued_to(srv, "someone@elsewhere.test")]
+    assert BOB in senders, senders
 
 
 def test_redirect_limit_keeps_the_message(srv):
