@@ -22,6 +22,7 @@ that do not compile (which `put` refuses) straight into its table.
 from __future__ import annotations
 
 import imaplib
+import json
 import smtplib
 import sqlite3
 import threading
@@ -30,7 +31,6 @@ import time
 import pytest
 
 from harness import DOMAIN, USERS, built_plugins, make_message, wait_until
-from test_submission import queued
 from test_tls import relay_to_nowhere
 
 ALICE, BOB, CAROL = (f"{u}@{DOMAIN}" for u in ("alice", "bob", "carol"))
@@ -124,6 +124,14 @@ def send(srv, to, subject, mail_from=REMOTE, headers=(), body="hello\r\n", to_he
                        to_addr=to_header or (to[0] if isinstance(to, list) else to),
                        extra_headers=headers)
     srv.send(mail_from, to if isinstance(to, list) else [to], msg)
+
+
+def queued(srv) -> list[tuple[str, str, list[str]]]:
+    """`mailgate queue list --json` as (id, sender, [recipients])."""
+    res = srv.cli("queue", "list", "--json", check=True)
+    doc = json.loads(res.stdout_text)
+    return [(str(m["id"]), m["sender"], [r["address"] for r in m["recipients"]])
+            for m in doc["messages"]]
 
 
 def queued_to(srv, address) -> list[tuple[str, str, list[str]]]:
