@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use mailgate_policy::{
     AuthResults, Chain, Delivery, Hook, MessageView, Param, RecipientInfo, RouteAction,
-    SessionInfo, Verdict,
+    SessionInfo, TlsDetails, Verdict,
 };
 use mailgate_store::DeliveryTarget;
 
@@ -193,6 +193,7 @@ pub(crate) struct PlanInput<'a> {
     pub(crate) data: &'a Arc<Vec<u8>>,
     pub(crate) trace_fields: usize,
     pub(crate) auth: Option<Arc<AuthResults>>,
+    pub(crate) tls: Option<Arc<TlsDetails>>,
     pub(crate) replies: Replies,
 }
 
@@ -226,7 +227,8 @@ impl Room {
         if chain.wants(Hook::Data) || wants_route {
             let mut v = MessageView::shared(input.data.clone())
                 .with_trace_fields(input.trace_fields)
-                .with_auth_results(input.auth.clone());
+                .with_auth_results(input.auth.clone())
+                .with_tls(input.tls.clone());
             if chain.wants(Hook::Data) {
                 let before = penv.recipients.clone();
                 let d = chain.data(input.session, &mut penv, &mut v).await;

@@ -29,7 +29,7 @@
 use std::sync::Arc;
 
 use mailgate_log::list;
-use mailgate_policy::{AuthResults, Hook, SessionInfo};
+use mailgate_policy::{AuthResults, Hook, SessionInfo, TlsDetails};
 use mailgate_store::queue::{
     DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue,
 };
@@ -80,6 +80,9 @@ pub struct Trace {
     /// Inbound authentication results, for the plugins
     /// (`message.auth-results`).
     pub auth: Option<Arc<AuthResults>>,
+    /// The TLS session the message arrived over, for the plugins
+    /// (`message.tls`).
+    pub tls: Option<Arc<TlsDetails>>,
 }
 
 /// A message received whole, as the protocol hands it to the room.
@@ -209,6 +212,7 @@ impl Room {
             data: &data,
             trace_fields: trace.count,
             auth: trace.auth.clone(),
+            tls: trace.tls.clone(),
             replies,
         };
         let plan = tracing::Instrument::instrument(

@@ -173,6 +173,7 @@ fn arrival(envelope: Envelope, body: &[u8], replies: Replies) -> Arrival {
             fields: "Received: from client.test by mx.example.org; now\r\n".into(),
             count: 1,
             auth: None,
+            tls: None,
         },
         session: SessionInfo {
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),

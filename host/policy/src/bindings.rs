@@ -184,6 +184,12 @@ impl message::HostMessage for HostState {
     ) -> wasmtime::Result<Option<message::AuthResults>> {
         Ok(self.table.get(&m)?.0.auth_results().map(Into::into))
     }
+    fn tls(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<Option<message::TlsInfo>> {
+        Ok(self.table.get(&m)?.0.tls().map(|t| message::TlsInfo {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+        }))
+    }
     fn drop(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<()> {
         // The host lends the message as a borrow only; an owned handle can
         // only come from the host itself.

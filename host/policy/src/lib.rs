@@ -83,5 +83,5 @@ pub use stats::StatsSnapshot;
 pub use types::{
     AuthAttempt, AuthResult, AuthResults, Delivery, Direction, DkimCheck, DmarcCheck, DmarcPolicy,
     Edit, Envelope, Hook, HookSet, MailboxEvent, Param, RecipientInfo, Reply, RouteAction,
-    SessionInfo, SpfCheck, Verdict,
+    SessionInfo, SpfCheck, TlsDetails, Verdict,
 };

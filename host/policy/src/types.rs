@@ -234,6 +234,16 @@ pub struct DmarcCheck {
     pub domain: String,
 }
 
+/// The TLS session a message arrived over, as `message.tls` hands it to
+/// plugins (since WIT 0.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsDetails {
+    /// "TLSv1.3" or "TLSv1.2".
+    pub version: String,
+    /// The cipher suite, e.g. "TLS13_AES_256_GCM_SHA384".
+    pub cipher: String,
+}
+
 /// The host's inbound authentication results of one message, as the
 /// `message.auth-results` method hands them to plugins.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
