@@ -58,7 +58,7 @@ pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
 pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
 pub use quota::{Limit, QuotaCheck};
-pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
+pub use room::{Arrival, HandOff, Replies, Room, Trace, SENT_FOLDER};
 
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;
@@ -98,8 +98,9 @@ pub enum RecipientCheck {
 pub struct LocalDelivery {
     store: Arc<dyn Store>,
     config_domains: Vec<String>,
-    /// The quota check and the store as one step per account.
-    pub(crate) quota_locks: quota::QuotaLocks,
+    /// The quota check and the store as one step per account; shared
+    /// with the IMAP sessions ([`LocalDelivery::quota_locks`]).
+    pub(crate) quota_locks: Arc<quota::QuotaLocks>,
 }
 
 /// Splits `local@domain` at the last `@`, lower-casing the domain.
@@ -118,8 +119,15 @@ impl LocalDelivery {
         LocalDelivery {
             store,
             config_domains: config_domains.iter().map(|d| d.to_lowercase()).collect(),
-            quota_locks: quota::QuotaLocks::default(),
+            quota_locks: Arc::default(),
         }
+    }
+
+    /// The per-account quota locks of this server's deliveries: IMAP
+    /// APPEND, COPY and MOVE take the same ones around their check and
+    /// store (`mailgate_store::quota`).
+    pub fn quota_locks(&self) -> &Arc<quota::QuotaLocks> {
+        &self.quota_locks
     }
 
     /// The store this delivers into.

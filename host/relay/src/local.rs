@@ -2,7 +2,7 @@
 //! mostly) is stored locally instead of being sent over the network.
 
 use async_trait::async_trait;
-use mailgate_delivery::{LocalDelivery, Refusal};
+use mailgate_delivery::{HandOff, LocalDelivery, Refusal};
 use mailgate_store::StoreResult;
 
 use crate::client::RcptOutcome;
@@ -12,8 +12,9 @@ use crate::client::RcptOutcome;
 pub trait LocalHandoff: Send + Sync {
     /// Whether mail for `domain` stays here.
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool>;
-    /// Delivers to local recipients; one outcome per recipient, in order.
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome>;
+    /// Delivers to local recipients (each into the folder its queue entry
+    /// names, INBOX by default); one outcome per recipient, in order.
+    async fn deliver(&self, sender: &str, recipients: &[HandOff], body: &[u8]) -> Vec<RcptOutcome>;
 }
 
 #[async_trait]
@@ -25,7 +26,7 @@ impl LocalHandoff for LocalDelivery {
     /// Through delivery's quota rule: an account over its quota is a
     /// temporary failure (retried on the `[queue] retry` schedule,
     /// bounced after `max_age`).
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome> {
+    async fn deliver(&self, sender: &str, recipients: &[HandOff], body: &[u8]) -> Vec<RcptOutcome> {
         self.deliver_each(sender, recipients, body)
             .await
             .into_iter()

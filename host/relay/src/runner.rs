@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use mailgate_delivery::HandOff;
 use mailgate_store::queue::{
     AttemptRecord, NewQueued, NewQueuedRecipient, NextHop, OutboundQueue, QueueEntry, QueueId,
     QueueStore, QueuedRecipient, RecipientStatus, RecipientUpdate,
@@ -479,8 +480,14 @@ impl Relay {
             match local.is_local_domain(domain).await {
                 Ok(true) => {
                     let _permit = self.all.acquire().await;
-                    let addrs: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
-                    let outcomes = local.deliver(&entry.sender, &addrs, body).await;
+                    let copies: Vec<HandOff> = rcpts
+                        .iter()
+                        .map(|r| HandOff {
+                            address: r.address.clone(),
+                            into: r.local.clone(),
+                        })
+                        .collect();
+                    let outcomes = local.deliver(&entry.sender, &copies, body).await;
                     return (outcomes, None, Acceptance::Local);
                 }
                 Ok(false) => {}
@@ -864,6 +871,7 @@ mod tests {
             remote_host: None,
             updated: None,
             next_hop: None,
+            local: None,
         }
     }
 

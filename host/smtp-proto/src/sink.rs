@@ -109,7 +109,7 @@ impl Sink {
         }
         if self.check_lines {
             let mut rest = bytes;
-            while let Some(p) = rest.iter().position(|&b| b == b'\n') {
+            while let Some(p) = memchr::memchr(b'\n', rest) {
                 self.line_len += p + 1;
                 self.check_line();
                 self.line_len = 0;
