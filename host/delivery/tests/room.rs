@@ -46,6 +46,7 @@ impl DeliveryReports for Reports {
         );
         self.0.lock().unwrap().push(recipients.to_vec());
         Some(NewQueued {
+            msg_id: None,
             sender: String::new(),
             recipients: vec![NewQueuedRecipient::new(message.sender.clone())],
             raw: Arc::new(b"Subject: delivered\r\n\r\nok\r\n".to_vec()),

@@ -151,6 +151,9 @@ pub(crate) struct FetchJob {
     want_raw: RawPart,
     want_structure: bool,
     mailbox: MailboxId,
+    /// Literal bytes written and not yet counted
+    /// (`mailgate_sent_bytes_total`).
+    sent: u64,
 }
 
 /// One message's `* n FETCH (...)`, partly written.
@@ -258,6 +261,7 @@ pub(crate) async fn start(
         }
     }
     Ok(FetchJob {
+        sent: 0,
         uid,
         items,
         indexes,
@@ -281,6 +285,10 @@ impl FetchJob {
     ) -> Result<Option<Done>, CmdError> {
         let utf8 = s.utf8;
         let store = Arc::clone(&s.ctx.store);
+        let listener = match s.ctx.tls {
+            mailgate_tls::TlsMode::Implicit(_) => mailgate_metrics::Listener::Imaps,
+            _ => mailgate_metrics::Listener::Imap,
+        };
         let sel = s
             .selected
             .as_ref()
@@ -296,6 +304,9 @@ impl FetchJob {
                 };
                 if self.write_some(meta, out, utf8) {
                     self.current = None;
+                }
+                if self.sent > 0 {
+                    mailgate_metrics::bytes_sent(listener, std::mem::take(&mut self.sent));
                 }
                 continue;
             }
@@ -401,6 +412,7 @@ impl FetchJob {
             } else {
                 write_literal_data(out, chunk);
             }
+            self.sent += chunk.len() as u64;
             lit.done = end;
             if end >= bytes.len() {
                 cur.literal = None;

@@ -16,8 +16,9 @@ impl Session {
     pub(crate) async fn mail(&mut self, from: ReversePath, params: MailParams) {
         let client = self.peer.ip();
         // RFC 4954 §6: "530 5.7.0 Authentication required"; RFC 6409 §4.3
-        // lets a submission server insist on it.
-        if self.ctx.role == Role::Submission && self.user.is_none() {
+        // lets a submission server insist on it. Our own hosts
+        // (`trusted_networks`) need not.
+        if self.ctx.role == Role::Submission && self.user.is_none() && !self.trusted() {
             tracing::info!(%client, "smtp: MAIL refused: not authenticated");
             return self.reply(Reply::with_code(530, 5, 7, 0, "Authentication required"));
         }
@@ -73,6 +74,9 @@ impl Session {
                 "UTF-8 address requires the SMTPUTF8 parameter",
             ));
         }
+        if let Some(reply) = self.check_sender_domain(&from).await {
+            return self.refuse(reply);
+        }
         // DSN (RET, ENVID) go with the envelope (`Transaction::new`);
         // AUTH= is accepted and ignored.
         let policy = match self.policy_mail(&from, &params).await {
@@ -86,6 +90,18 @@ impl Session {
 }
 
 impl Session {
+    /// `[inbound] reject_unknown_sender_domain` (see
+    /// `crate::sender_domain`): on the MX role, a sender domain without
+    /// MX, A or AAAA record is refused (`550 5.1.8`, a DNS failure
+    /// `450 4.1.8`). Authenticated and trusted clients are not checked.
+    async fn check_sender_domain(&self, from: &ReversePath) -> Option<Reply> {
+        let check = self.ctx.sender_domains.as_ref()?;
+        if self.ctx.role != Role::Mx || self.user.is_some() || self.trusted() {
+            return None;
+        }
+        check.check(self.peer.ip(), from).await
+    }
+
     /// An authenticated user may only use their own addresses, their
     /// aliases and what `[submission.senders]` grants (see
     /// `crate::sender`); otherwise `553 5.7.1`. `None` means allowed.

@@ -38,6 +38,9 @@
 //!   missing, no version): where a local copy kept in the queue because
 //!   its account was over quota goes when it is redelivered (the folder
 //!   and flags the plugins chose); `NULL`: INBOX.
+//! - `sieve_scripts(account, name, script, active, updated)`: users'
+//!   Sieve scripts, at most one active per account (see `sieve`);
+//!   created on open where missing.
 
 use rusqlite::Connection;
 
@@ -178,6 +181,13 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
              ALTER TABLE queue_rcpts ADD COLUMN local_flags TEXT;",
         )?;
     }
+    // Each queued message's message id (`msg=` in the log, the id of the
+    // `250`); additive and idempotent, no version (older versions ignore
+    // the column; their rows have none and show their queue id).
+    if !has_column(conn, "queue", "msg_id")? {
+        conn.execute_batch("ALTER TABLE queue ADD COLUMN msg_id TEXT")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS queue_msg_id ON queue(msg_id)")?;
     // IMAP subscriptions apart from mailboxes; idempotent, no version.
     super::imap::migrate_subscriptions(conn)?;
     // Header blocks for header searches; additive and idempotent, no
@@ -192,6 +202,9 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(super::imap::CHANGE_INDEXES)?;
     // Each account's last login (`user show`); additive likewise.
     conn.execute_batch(super::logins::LAST_LOGINS)?;
+    // Users' Sieve scripts (ManageSieve, `mailgate sieve`); additive
+    // likewise.
+    conn.execute_batch(super::sieve::SIEVE_SCRIPTS)?;
     Ok(())
 }
 
