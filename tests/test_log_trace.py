@@ -32,8 +32,6 @@ import socket
 import ssl
 import threading
 
-import pytest
-
 from harness import wait_until
 from test_relay import (  # noqa: F401 - `world` is a fixture
     A_IP, ALICE, ALICE_PW, DELIVERY_TIMEOUT, messages, world,
@@ -275,6 +273,8 @@ def test_queue_commands_take_the_id_of_the_250(world):
         qid = submit(a)
         wait_until(lambda: "relay: deferred" in a.stderr_tail(200000), timeout=DELIVERY_TIMEOUT,
                    what="the deferral")
+        listing = a.cli("queue", "list", check=True).stdout_text
+        assert f"  {ALICE}  queue_id={qid}\n" in listing, listing
         shown = a.cli("queue", "show", qid, check=True).stdout_text
         assert f"queue id: {qid}" in shown and "Greylisted" in shown, shown
         doc = json.loads(a.cli("queue", "show", qid.lower(), "--json", check=True).stdout_text)

@@ -332,3 +332,34 @@ def test_sieve_connect(srv, tmp_path):
     rc, out = run("--localsieve", str(bad), "--remotesieve", "bad", "--upload", check=False)
     assert rc != 0 and "line 2" in out, out
     assert srv.cli("sieve", "list", ALICE, check=True).stdout_text == ""
+
+
+def test_time_bounds(server_factory):
+    s = server_factory(listen={"smtp": "127.0.0.1:0", "managesieve": "127.0.0.1:0"},
+                       limits={"idle_timeout": 3, "command_timeout": 1})
+    # A command that does not end within command_timeout.
+    c = Raw(s)
+    c.response()
+    c.send('PUTSCRIPT "slow" {100+}\r\nkeep;')
+    _, end = c.response()
+    assert end == b'BYE "Command too slow, closing connection"', end
+    assert c.closed()
+    # Nothing at all within idle_timeout.
+    c = Raw(s)
+    c.response()
+    _, end = c.response()
+    assert end == b'BYE "Idle timeout, closing connection"', end
+    assert c.closed()
+
+
+def test_connection_limit(server_factory):
+    s = server_factory(listen={"smtp": "127.0.0.1:0", "managesieve": "127.0.0.1:0"},
+                       limits={"max_connections_per_ip": 1})
+    first = Raw(s)
+    assert first.response()[1] == b"OK"
+    second = Raw(s)
+    _, end = second.response()
+    assert end == b'BYE (TRYLATER) "Too many connections, try again later"', end
+    assert second.closed()
+    first.cmd("LOGOUT")
+    first.close()

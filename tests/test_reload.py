@@ -4,7 +4,9 @@ a bigger message with 552, a changed `[submission.senders]` refuses a sender
 it no longer grants; a changed listen address is a WARN line and the old
 listener keeps serving; a broken file is one ERROR line naming the file and
 line, and the server keeps its configuration; a session open across the
-reload goes on (with the settings it started with)."""
+reload goes on (with the settings it started with). Also `[auth]` (a new
+POP3 session may no longer log in in clear text), `[relay] trusted_networks`
+and `mailgate reload` (the file checked before the signal)."""
 
 from __future__ import annotations
 
@@ -193,3 +195,21 @@ def test_relay_trusted_networks_apply_to_new_sessions(server_factory):
     assert srv.send("cron@example.test", ["friend@remote.test"], msg) == {}
     listed = srv.cli("queue", "list", check=True).stdout_text
     assert "friend@remote.test" in listed, listed
+
+
+def test_auth_settings_apply_to_new_sessions(server):
+    """`[auth] allow_plaintext` turned off by a reload: a new POP3 session
+    may no longer log in without TLS; one logged in before goes on."""
+    import poplib
+    before = server.pop3(ALICE)
+    assert before.stat()[0] >= 0
+    line = sighup(server, lambda t: set_key(t, "auth", "allow_plaintext", "false"))
+    assert "changed=auth" in line, line
+    try:
+        p = server.pop3(ALICE)
+        p.quit()
+        raise AssertionError("a clear-text login was accepted after the reload")
+    except poplib.error_proto as e:
+        assert b"-ERR" in e.args[0], e
+    assert before.stat()[0] >= 0  # the session open across the reload
+    before.quit()

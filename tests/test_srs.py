@@ -156,3 +156,13 @@ def test_mail_from_a_local_sender_is_not_rewritten(world):
     send_from(A_IP, world.port, A_IP, "alice@a.test", FWD, "local sender")
     [got] = wait_for(world.b, BOB, BOB_PW)
     assert header(got, "Return-Path") == ["<alice@a.test>"], header(got, "Return-Path")
+
+
+def test_a_bounce_a_made_itself_reaches_the_original_sender(world):
+    # B refuses the forwarded copy at RCPT (no such user): A's own failure
+    # report goes to the SRS address, which A reverses and relays on.
+    world.a.cli("alias", "add", "lost@a.test", "nobody@b.test", check=True)
+    send_from(ORIGIN_CLIENT_IP, world.port, A_IP, SENDER, "lost@a.test", "refused at b")
+    [dsn] = wait_for(world.origin, SENDER, SENDER_PW)
+    assert header(dsn, "Return-Path") == ["<>"], header(dsn, "Return-Path")
+    assert b"nobody@b.test" in dsn and b"failed" in dsn.lower(), dsn[:2000]

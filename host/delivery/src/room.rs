@@ -678,8 +678,9 @@ enum Stored<'a> {
 const MAX_LOGGED_MESSAGE_ID: usize = 998;
 
 /// The Message-ID of `data` for the log: the first `Message-ID:` field's
-/// value, unfolded and trimmed, client bytes escaped (`\xNN`); `-`
-/// without one.
+/// value, unfolded and trimmed, bytes that are not UTF-8 written `\xNN`
+/// (control characters are escaped by the log formatter, like every
+/// field); `-` without one.
 fn message_id_of(data: &[u8]) -> String {
     let block = &data[..mailgate_store::structure::header_block_len(data)];
     let fields = mailgate_store::structure::header_fields(block);
@@ -800,5 +801,31 @@ impl LocalDelivery {
                 tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");
                 refusal_of(&e)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_id_of;
+
+    #[test]
+    fn message_id_for_the_log() {
+        let m = b"Received: x\r\nMessage-ID:\r\n <a.1@example.org>\r\nSubject: s\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(
+            message_id_of(m),
+            "<a.1@example.org>",
+            "unfolded, header only"
+        );
+        assert_eq!(message_id_of(b"Subject: s\r\n\r\n"), "-");
+        assert_eq!(message_id_of(b"message-id:   \r\n\r\n"), "-");
+        // Bytes that are not UTF-8 are written `\xNN` here; control
+        // characters are left to the log formatter, which escapes every
+        // field (mailgate_log). A huge one is cut.
+        let evil = message_id_of(b"Message-ID: <\x1b[31m\xff@x>\r\n\r\n");
+        assert_eq!(evil, "<\u{1b}[31m\\xff@x>");
+        let mut long = b"Message-ID: <".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 100_000));
+        long.extend_from_slice(b">\r\n\r\n");
+        assert!(message_id_of(&long).len() <= super::MAX_LOGGED_MESSAGE_ID);
     }
 }

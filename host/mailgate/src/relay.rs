@@ -254,6 +254,13 @@ pub fn build(
 ) -> Result<Arc<Relay>, RelaySetupError> {
     let relay_config = relay_config(config)?;
     let (router, tls) = transport(config, &relay_config)?;
+    // With [srs], the runner's own bounces to our SRS addresses go back
+    // to the original senders instead of to a local mailbox.
+    let local: Arc<dyn mailgate_relay::local::LocalHandoff> =
+        match config.srs.build(&config.domains).ok().flatten() {
+            Some(srs) => Arc::new(crate::srs::SrsHandoff::new(local, store.clone(), srs)),
+            None => local,
+        };
     Ok(Relay::new(RelayParts {
         store,
         local: Some(local),

@@ -16,6 +16,13 @@
 //! STARTTLS on `smtp`, `submission` and `imap`, STLS on `pop3`, implicit
 //! TLS on `submissions`, `pop3s` and `imaps`. The files are watched and reloaded when
 //! they change, and on SIGHUP; sessions already open keep their TLS.
+//!
+//! # Reload
+//! SIGHUP also re-reads the configuration file (`Reloader`): each
+//! listener's session settings are built again and swapped in for the
+//! sessions that start afterwards, the local domains, the connection
+//! limits and the relay's settings are replaced in place, and keys that
+//! need a restart are logged and kept (`crate::reload` has the list).
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mailgate_delivery::srs::{Srs, DEFAULT_MAX_AGE_DAYS};
+use mailgate_relay::client::RcptOutcome;
+use mailgate_relay::local::LocalHandoff;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -96,6 +98,90 @@ impl SrsSettings {
         Ok(Some(Arc::new(
             Srs::new(secret.into_bytes(), &domain, domains).with_max_age_days(days),
         )))
+    }
+}
+
+/// The queue's local hand-off with SRS: a recipient that is one of our
+/// SRS addresses (a bounce this server itself made for a copy it
+/// forwarded: the next server refused it) is not a local mailbox; it is
+/// reversed and queued again for the original sender, as a bounce that
+/// comes back over SMTP is (`cmd/rcpt_srs.rs` in mailgate-smtp). The
+/// queue runner picks the new entry up on its next pass (`[queue]
+/// poll_interval`). Every other recipient goes to local delivery.
+pub struct SrsHandoff {
+    local: Arc<mailgate_delivery::LocalDelivery>,
+    queue: Arc<dyn mailgate_store::queue::QueueStore>,
+    srs: Arc<Srs>,
+}
+
+impl SrsHandoff {
+    /// The hand-off of `local` and `queue` with `srs`.
+    pub fn new(
+        local: Arc<mailgate_delivery::LocalDelivery>,
+        queue: Arc<dyn mailgate_store::queue::QueueStore>,
+        srs: Arc<Srs>,
+    ) -> SrsHandoff {
+        SrsHandoff { local, queue, srs }
+    }
+
+    async fn relay_back(&self, sender: &str, address: &str, body: &[u8]) -> RcptOutcome {
+        let original = match self.srs.reverse(address) {
+            Ok(original) => original,
+            Err(why) => {
+                tracing::info!(rcpt = %address, reason = %why, "queue: SRS address not valid; not delivered");
+                return RcptOutcome::Permanent(format!("550 5.1.1 <{address}>: {why}"));
+            }
+        };
+        let message = mailgate_store::queue::NewQueued {
+            msg_id: None,
+            sender: sender.to_string(),
+            recipients: vec![mailgate_store::queue::NewQueuedRecipient::new(
+                original.clone(),
+            )],
+            raw: Arc::new(body.to_vec()),
+            created: chrono::Utc::now().timestamp(),
+            envid: None,
+            ret_full: None,
+            smtputf8: !original.is_ascii() || !sender.is_ascii(),
+            eight_bit: !body.is_ascii(),
+        };
+        match self.queue.enqueue(message).await {
+            Ok(id) => {
+                tracing::info!(rcpt = %address, to = %original, queue_id = id, "queue: mail to an SRS address queued for the original sender");
+                RcptOutcome::Delivered(format!("250 2.1.5 relayed to <{original}>"))
+            }
+            Err(e) => {
+                tracing::warn!(rcpt = %address, error = %e, "queue: cannot queue mail for the original sender of an SRS address");
+                RcptOutcome::Temporary("451 4.3.0 cannot queue for the original sender".into())
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LocalHandoff for SrsHandoff {
+    async fn is_local_domain(&self, domain: &str) -> mailgate_store::StoreResult<bool> {
+        LocalHandoff::is_local_domain(self.local.as_ref(), domain).await
+    }
+
+    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome> {
+        let (srs, local): (Vec<usize>, Vec<usize>) =
+            (0..recipients.len()).partition(|&i| self.srs.is_srs_address(&recipients[i]));
+        let mut out: Vec<Option<RcptOutcome>> = vec![None; recipients.len()];
+        if !local.is_empty() {
+            let addresses: Vec<String> = local.iter().map(|&i| recipients[i].clone()).collect();
+            let outcomes =
+                LocalHandoff::deliver(self.local.as_ref(), sender, &addresses, body).await;
+            for (&i, outcome) in local.iter().zip(outcomes) {
+                out[i] = Some(outcome);
+            }
+        }
+        for i in srs {
+            out[i] = Some(self.relay_back(sender, &recipients[i], body).await);
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| RcptOutcome::Temporary("451 4.3.0 not delivered".into())))
+            .collect()
     }
 }
 

@@ -32,9 +32,16 @@ pub fn format_list(entries: &[QueueEntry]) -> String {
         } else {
             e.sender.clone()
         };
+        // The queue id of the log and of the `250`, when it differs from
+        // the number (messages queued by older versions have none).
+        let queue_id = if e.msg_id == e.id.to_string() {
+            String::new()
+        } else {
+            format!("  queue_id={}", e.msg_id)
+        };
         let _ = writeln!(
             out,
-            "{:<10} {:>9} {:<19}  {}",
+            "{:<10} {:>9} {:<19}  {}{queue_id}",
             format!("{}{mark}", e.id),
             e.size,
             date(e.created),
@@ -372,6 +379,17 @@ mod tests {
         };
         let out = format_list(std::slice::from_ref(&e));
         assert!(out.contains("12!"), "held mark: {out}");
+        assert!(!out.contains("queue_id="), "none for an old message: {out}");
+        let new = QueueEntry {
+            msg_id: "0663A0B1C2D3E40001".into(),
+            ..e.clone()
+        };
+        let listed = format_list(std::slice::from_ref(&new));
+        assert!(
+            listed.contains("  <>  queue_id=0663A0B1C2D3E40001\n"),
+            "{listed}"
+        );
+        assert!(format_entry(&new).contains("queue id: 0663A0B1C2D3E40001\n"));
         assert!(out.contains("<>"));
         assert!(out.contains("(451 4.4.1 mx.b.test: connection refused)"));
         assert!(out.ends_with("-- 2 Kbytes in 1 Request.\n"));

@@ -20,8 +20,8 @@
 //!   remote one.
 //! - AUTH exists only on the submission role, and only under TLS unless
 //!   the clear-text policy allows it (`538 5.7.11`); submission refuses
-//!   MAIL before AUTH (`530 5.7.0`) and senders the user does not own
-//!   (`553 5.7.1`, see [`sender`]).
+//!   MAIL before AUTH (`530 5.7.0`, not to `trusted_networks`) and
+//!   senders the user does not own (`553 5.7.1`, see [`sender`]).
 //! - STARTTLS: whatever the client pipelined after the STARTTLS line is
 //!   discarded unread, and after the handshake every piece of state
 //!   learnt in clear (EHLO, transaction, AUTH) is forgotten (RFC 3207

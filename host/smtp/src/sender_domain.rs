@@ -15,8 +15,9 @@
 //!
 //! # Not checked
 //! `<>` (bounces), address literals (`user@[192.0.2.1]`: there is no name
-//! to look up), authenticated clients and clients in `trusted_networks`,
-//! and the `submission` and `lmtp` listeners. A domain in U-labels
+//! to look up), senders in our own domains (`cmd/mail.rs` skips them),
+//! authenticated clients and clients in `trusted_networks`, and the
+//! `submission` and `lmtp` listeners. A domain in U-labels
 //! (SMTPUTF8) is looked up in its A-label form.
 //!
 //! # Bounds

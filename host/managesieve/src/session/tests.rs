@@ -196,3 +196,18 @@ async fn bad_input_is_bounded() {
     assert!(r.starts_with("BYE"), "{r}");
     assert_eq!(flow, Flow::Close);
 }
+
+#[tokio::test]
+async fn commands_per_session_are_bounded() {
+    let mut f = fixture(true).await;
+    let noops = "NOOP\r\n".repeat(crate::MAX_COMMANDS as usize);
+    let (r, flow) = say(&mut f.session, &noops).await;
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(
+        r.matches("OK \"Done\"").count(),
+        crate::MAX_COMMANDS as usize
+    );
+    let (r, flow) = say(&mut f.session, "NOOP\r\n").await;
+    assert!(r.starts_with("BYE"), "{r}");
+    assert_eq!(flow, Flow::Close);
+}

@@ -4,7 +4,7 @@
 //! mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF
 //! ```
 
-use mailgate_smtp_proto::{Body, MailParams, Reply, ReversePath};
+use mailgate_smtp_proto::{Body, Host, MailParams, Reply, ReversePath};
 
 use crate::context::Role;
 use crate::sender::owns_address;
@@ -93,11 +93,21 @@ impl Session {
     /// `[inbound] reject_unknown_sender_domain` (see
     /// `crate::sender_domain`): on the MX role, a sender domain without
     /// MX, A or AAAA record is refused (`550 5.1.8`, a DNS failure
-    /// `450 4.1.8`). Authenticated and trusted clients are not checked.
+    /// `450 4.1.8`). Authenticated and trusted clients are not checked,
+    /// nor senders in our own domains (which need not be in DNS: an
+    /// internal mail system's are often not).
     async fn check_sender_domain(&self, from: &ReversePath) -> Option<Reply> {
         let check = self.ctx.sender_domains.as_ref()?;
         if self.ctx.role != Role::Mx || self.user.is_some() || self.trusted() {
             return None;
+        }
+        if let ReversePath::Path(path) = from {
+            if let Host::Domain(domain) = &path.mailbox.host {
+                // A store error: look it up like any other domain.
+                if let Ok(true) = self.ctx.delivery.is_local_domain(domain).await {
+                    return None;
+                }
+            }
         }
         check.check(self.peer.ip(), from).await
     }

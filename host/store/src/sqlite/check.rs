@@ -73,8 +73,7 @@ pub(super) fn run(c: &Connection) -> StoreResult<Vec<String>> {
             let (account, name) = row?;
             if !crate::sieve_script_name_ok(&name) {
                 problems.push(format!(
-                    "account {account}: Sieve script {:?} has an invalid name",
-                    name.escape_debug().to_string()
+                    "account {account}: Sieve script {name:?} has an invalid name"
                 ));
             }
         }

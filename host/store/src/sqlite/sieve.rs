@@ -299,6 +299,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn store_check_sees_bad_script_rows() {
+        use crate::MailStore;
+        let (_d, s, a) = store().await;
+        s.sieve_put(a, "ok", "keep;").await.unwrap();
+        assert!(s.check().await.unwrap().is_empty());
+        // A row no client could have written (an older version, a hand edit).
+        s.write(move |c| {
+            c.execute(
+                "INSERT INTO sieve_scripts (account, name, script, active, updated)
+                 VALUES (?1, 'a\nb', 'keep;', 0, 0)",
+                [a],
+            )?;
+            Ok(((), vec![]))
+        })
+        .await
+        .unwrap();
+        let problems = s.check().await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("invalid name"), "{problems:?}");
+    }
+
+    #[tokio::test]
     async fn deleting_the_account_deletes_its_scripts() {
         let (_d, s, a) = store().await;
         s.sieve_put(a, "x", "keep;").await.unwrap();
