@@ -72,7 +72,8 @@ def queued(srv) -> list[tuple[str, str, list[str]]]:
         if not body or body.startswith(("ID ", "--", "(")):
             continue
         if not line[0].isspace():
-            parts = line.split()
+            # The sender, then (since the queue ids of the log) `queue_id=...`.
+            parts = [p for p in line.split() if not p.startswith("queue_id=")]
             entries.append((parts[0].rstrip("!"), parts[-1].strip("<>"), []))
         elif entries:
             entries[-1][2].append(body.strip("<>"))
