@@ -31,7 +31,7 @@ use std::sync::Arc;
 use mailgate_log::list;
 use mailgate_policy::{AuthResults, Hook, SessionInfo, TlsDetails};
 use mailgate_store::queue::{
-    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue,
+    DeliveryReports, FailedRecipient, LocalTarget, NewQueued, NewQueuedRecipient, OutboundQueue,
 };
 use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
@@ -303,15 +303,23 @@ impl Room {
                         tracing::info!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, outcome = "over quota", "delivery: message refused: mailbox full");
                         return Report::refused(id, Refusal::MailboxFull);
                     }
-                    // Kept in the queue for local redelivery (into INBOX).
+                    // Kept in the queue for local redelivery, into the
+                    // folder (and with the flags) planned for it.
                     for c in over {
                         let Some(limit) = c.limit else { continue };
                         if !plan.outgoing.iter().any(|o| o.address == limit.address) {
-                            tracing::info!(queue_id = %id, rcpt = %c.owner, account = %limit.address, "delivery: over quota; queued for redelivery");
+                            tracing::info!(queue_id = %id, rcpt = %c.owner, account = %limit.address, folder = %c.target.mailbox, "delivery: over quota; queued for redelivery");
+                            let into = LocalTarget {
+                                folder: c.target.mailbox,
+                                flags: c.target.flags,
+                            };
                             plan.outgoing.push(Outgoing {
                                 address: limit.address,
                                 owner: c.owner,
                                 next_hop: None,
+                                local: (!into.folder.eq_ignore_ascii_case("INBOX")
+                                    || !into.flags.is_empty())
+                                .then_some(into),
                             });
                         }
                     }
@@ -488,6 +496,7 @@ impl Room {
                 orcpt: r.orcpt.clone(),
                 notify: r.notify.clone(),
                 next_hop: None,
+                local: None,
             })
             .collect();
         if delivered.is_empty() {
@@ -656,6 +665,7 @@ impl Room {
                     orcpt,
                     notify: owner.and_then(|r| r.notify.clone()),
                     next_hop: o.next_hop.clone(),
+                    local: o.local.clone(),
                 }
             })
             .collect();
@@ -760,28 +770,50 @@ fn refusal_of(e: &StoreError) -> Refusal {
     }
 }
 
+/// One local recipient of a queued message, as the queue hands it back
+/// to local delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOff {
+    /// The address queued (an account's, for a copy kept over quota).
+    pub address: String,
+    /// The folder and flags the copy was planned for when the message
+    /// arrived (a plugin's choice, kept in the queue with the copy);
+    /// `None`: INBOX.
+    pub into: Option<LocalTarget>,
+}
+
+impl From<&str> for HandOff {
+    /// Into INBOX.
+    fn from(address: &str) -> HandOff {
+        HandOff {
+            address: address.to_string(),
+            into: None,
+        }
+    }
+}
+
 impl LocalDelivery {
-    /// Delivers to local `recipients` one by one, each into its INBOX
-    /// with the quota rule (the queue runner's hand-off: bounces to local
-    /// senders, over-quota copies redelivered, mail for our domains a
-    /// plugin routed through the queue). One outcome per recipient, in
-    /// order: `Err(MailboxFull)` is temporary (the queue tries again),
-    /// `Err(UnknownUser)` permanent. An alias list with one full account
-    /// waits whole: a copy to the others now and the list again later
-    /// would duplicate. A delivered recipient comes with the alias
-    /// targets on its way that reach no account
-    /// ([`crate::LocalRecipient::missing`], each logged at WARN): found
-    /// by the attempt that delivers the other copies, so the caller
+    /// Delivers to local `recipients` one by one, each into its folder
+    /// (INBOX unless the queue kept one with it) with the quota rule (the
+    /// queue runner's hand-off: bounces to local senders, over-quota
+    /// copies redelivered, mail for our domains a plugin routed through
+    /// the queue). One outcome per recipient, in order: `Err(MailboxFull)`
+    /// is temporary (the queue tries again), `Err(UnknownUser)` permanent.
+    /// An alias list with one full account waits whole: a copy to the
+    /// others now and the list again later would duplicate. A delivered
+    /// recipient comes with the alias targets on its way that reach no
+    /// account ([`crate::LocalRecipient::missing`], each logged at WARN):
+    /// found by the attempt that delivers the other copies, so the caller
     /// reports them to the sender once (the queue's `failed` DSN).
     pub async fn deliver_each(
         &self,
         sender: &str,
-        recipients: &[String],
+        recipients: &[HandOff],
         body: &[u8],
     ) -> Vec<Result<Vec<MissingTarget>, Refusal>> {
         let mut out = Vec::with_capacity(recipients.len());
-        for address in recipients {
-            out.push(self.deliver_one(sender, address, body).await);
+        for r in recipients {
+            out.push(self.deliver_one(sender, r, body).await);
         }
         out
     }
@@ -789,9 +821,10 @@ impl LocalDelivery {
     async fn deliver_one(
         &self,
         sender: &str,
-        address: &str,
+        r: &HandOff,
         body: &[u8],
     ) -> Result<Vec<MissingTarget>, Refusal> {
+        let address = r.address.as_str();
         let local = match self.check_recipient(address).await {
             Ok(RecipientCheck::Local(l)) => l,
             Ok(_) => return Err(Refusal::UnknownUser),
@@ -822,7 +855,14 @@ impl LocalDelivery {
                     }
                 }
             }
-            targets.push(crate::inbox(account));
+            targets.push(match &r.into {
+                Some(t) => DeliveryTarget {
+                    account,
+                    mailbox: t.folder.clone(),
+                    flags: t.flags.clone(),
+                },
+                None => crate::inbox(account),
+            });
         }
         self.deliver_to(sender, &targets, body).await.map_err(|e| {
             tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");

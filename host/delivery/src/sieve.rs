@@ -219,7 +219,7 @@ impl crate::Room {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::error!(%id, account = t.account, error = %e, "sieve: cannot read the active script; message kept");
+                    tracing::error!(queue_id = %id, account = t.account, error = %e, "sieve: cannot read the active script; message kept");
                     continue;
                 }
             };
@@ -280,7 +280,7 @@ impl crate::Room {
                     continue;
                 }
             };
-            tracing::info!(%id, account = %t.address, script = %mailgate_sieve::printable(&script.0), steps = response.steps, elapsed_us = started.elapsed().as_micros() as u64, actions = response.actions.len(), "sieve: script ran");
+            tracing::info!(queue_id = %id, account = %t.address, script = %mailgate_sieve::printable(&script.0), steps = response.steps, elapsed_us = started.elapsed().as_micros() as u64, actions = response.actions.len(), "sieve: script ran");
             if !response.duplicates.is_empty() {
                 let keys: Vec<(String, u64)> = response
                     .duplicates
@@ -292,7 +292,7 @@ impl crate::Room {
                     .sieve_remember_duplicates(t.account, &keys, now)
                     .await
                 {
-                    tracing::warn!(%id, account = %t.address, error = %e, "sieve: cannot record duplicate ids");
+                    tracing::warn!(queue_id = %id, account = %t.address, error = %e, "sieve: cannot record duplicate ids");
                 }
             }
             done.push(t.account);
@@ -325,15 +325,15 @@ impl crate::Room {
                         let exists =
                             mailbox.eq_ignore_ascii_case("INBOX") || mailboxes.contains(&mailbox);
                         if exists || create {
-                            tracing::info!(%id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto");
+                            tracing::info!(queue_id = %id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto");
                             out.push(copy(&mailbox, &flags));
                         } else {
-                            tracing::error!(%id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto a folder that does not exist (no :create); kept in INBOX");
+                            tracing::error!(queue_id = %id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto a folder that does not exist (no :create); kept in INBOX");
                             out.push(copy("INBOX", &flags));
                         }
                     }
                     SieveAction::Discard => {
-                        tracing::info!(%id, account = %t.address, "sieve: discarded");
+                        tracing::info!(queue_id = %id, account = %t.address, "sieve: discarded");
                     }
                     SieveAction::Redirect(to) => redirects.push(to),
                     SieveAction::Reject { reason, extended } => {
@@ -347,7 +347,7 @@ impl crate::Room {
                                 text
                             },
                         };
-                        tracing::info!(%id, account = %t.address, extended, reason = %reply.text, "sieve: rejected");
+                        tracing::info!(queue_id = %id, account = %t.address, extended, reason = %reply.text, "sieve: rejected");
                         match replies {
                             Replies::One if one_recipient => {
                                 return Err(Refusal::Policy(reply));
@@ -401,13 +401,13 @@ impl crate::Room {
     ) {
         let name = mailgate_sieve::printable(&script.0);
         let why = mailgate_sieve::printable(&error.to_string());
-        tracing::warn!(%id, account = %t.address, script = %name, error = %why, "sieve: the script failed; message kept");
+        tracing::warn!(queue_id = %id, account = %t.address, script = %name, error = %why, "sieve: the script failed; message kept");
         let version = version_of(&script.1);
         match sieve.memory.sieve_failure_is_new(t.account, &version).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                tracing::warn!(%id, account = %t.address, error = %e, "sieve: cannot record the failure report");
+                tracing::warn!(queue_id = %id, account = %t.address, error = %e, "sieve: cannot record the failure report");
                 return;
             }
         }
@@ -451,7 +451,7 @@ impl crate::Room {
         after: &mut Afterwards,
     ) {
         if self.outbound.is_none() {
-            tracing::error!(%id, account = %t.address, "sieve: redirect but there is no outbound queue; not sent");
+            tracing::error!(queue_id = %id, account = %t.address, "sieve: redirect but there is no outbound queue; not sent");
             return;
         }
         let sender_local = match crate::split_address(&envelope.mail_from) {
@@ -463,7 +463,7 @@ impl crate::Room {
             None => true,
         };
         let sender = forward_sender(self.srs.as_deref(), &envelope.mail_from, sender_local);
-        tracing::info!(%id, account = %t.address, to = ?to, "sieve: redirected");
+        tracing::info!(queue_id = %id, account = %t.address, to = %mailgate_log::list(to.iter().map(String::as_str)), "sieve: redirected");
         let recipients = to
             .into_iter()
             .map(|address| NewQueuedRecipient {
@@ -471,6 +471,7 @@ impl crate::Room {
                 orcpt: Some(format!("rfc822;{}", t.owner)),
                 notify: None,
                 next_hop: None,
+                local: None,
             })
             .collect::<Vec<_>>();
         let smtputf8 = !sender.is_ascii()
@@ -511,11 +512,11 @@ impl crate::Room {
         let mut own = vec![t.address.clone()];
         own.extend(v.addresses.iter().cloned());
         if let Err(why) = should_reply(head, &env, &own) {
-            tracing::info!(%id, account = %t.address, reason = why.as_str(), "sieve: no vacation reply");
+            tracing::info!(queue_id = %id, account = %t.address, reason = why.as_str(), "sieve: no vacation reply");
             return;
         }
         if self.outbound.is_none() {
-            tracing::warn!(%id, account = %t.address, "sieve: vacation reply but there is no outbound queue; not sent");
+            tracing::warn!(queue_id = %id, account = %t.address, "sieve: vacation reply but there is no outbound queue; not sent");
             return;
         }
         let now = chrono::Utc::now().timestamp();
@@ -526,11 +527,11 @@ impl crate::Room {
         {
             Ok(true) => {}
             Ok(false) => {
-                tracing::info!(%id, account = %t.address, "sieve: vacation reply already sent to this sender within the period");
+                tracing::info!(queue_id = %id, account = %t.address, "sieve: vacation reply already sent to this sender within the period");
                 return;
             }
             Err(e) => {
-                tracing::warn!(%id, account = %t.address, error = %e, "sieve: cannot check the vacation memory; no reply");
+                tracing::warn!(queue_id = %id, account = %t.address, error = %e, "sieve: cannot check the vacation memory; no reply");
                 return;
             }
         }
@@ -578,7 +579,7 @@ impl crate::Room {
         if !text.ends_with("\r\n") {
             text.push_str("\r\n");
         }
-        tracing::info!(%id, account = %t.address, to = %envelope.mail_from, "sieve: vacation reply queued");
+        tracing::info!(queue_id = %id, account = %t.address, to = %envelope.mail_from, "sieve: vacation reply queued");
         after.queue.push((
             "vacation reply".into(),
             NewQueued {

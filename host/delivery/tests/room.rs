@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mailgate_delivery::{
-    Arrival, Envelope, LocalDelivery, MissingTarget, Recipient, RecipientCheck, Refusal, Replies,
-    Report, Room, Trace,
+    Arrival, Envelope, HandOff, LocalDelivery, MissingTarget, Recipient, RecipientCheck, Refusal,
+    Replies, Report, Room, Trace,
 };
 use mailgate_policy::SessionInfo;
 use mailgate_store::queue::{
-    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue, QueueId,
+    DeliveryReports, FailedRecipient, LocalTarget, NewQueued, NewQueuedRecipient, OutboundQueue,
+    QueueId,
 };
 use mailgate_store::{Directory, MailStore, SqliteStore, Store, StoreResult};
 
@@ -380,6 +381,33 @@ async fn the_queue_hand_off_applies_the_quota_per_recipient() {
     );
     assert_eq!(w.count("alice", "INBOX").await, 1);
     assert_eq!(w.count("bob", "INBOX").await, 0);
+}
+
+#[tokio::test]
+async fn the_queue_hand_off_delivers_into_the_folder_kept_with_the_copy() {
+    let w = World::new().await;
+    let into = LocalTarget {
+        folder: "Lists".into(),
+        flags: vec!["\\Flagged".into()],
+    };
+    let outcomes = w
+        .delivery
+        .deliver_each(
+            "",
+            &[
+                HandOff {
+                    address: "bob@example.org".into(),
+                    into: Some(into),
+                },
+                "carol@example.org".into(),
+            ],
+            &message(200),
+        )
+        .await;
+    assert_eq!(outcomes, vec![Ok(()), Ok(())]);
+    assert_eq!(w.count("bob", "Lists").await, 1, "the folder, created");
+    assert_eq!(w.count("bob", "INBOX").await, 0);
+    assert_eq!(w.count("carol", "INBOX").await, 1, "no folder kept: INBOX");
 }
 
 #[tokio::test]

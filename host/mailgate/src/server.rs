@@ -809,6 +809,7 @@ fn imap_context(
     ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
     ctx.min_transfer_rate = config.limits.min_transfer_rate;
     ctx.views = services.imap_views.clone();
+    ctx.quota_locks = services.delivery.quota_locks().clone();
     ctx.mailbox_events = crate::mailbox_events::sink(services.policy.as_ref(), &services.store);
     ctx
 }

@@ -42,6 +42,7 @@ pub mod backup;
 pub mod error;
 pub mod password;
 pub mod queue;
+pub mod quota;
 pub mod space;
 pub mod sqlite;
 pub mod structure;

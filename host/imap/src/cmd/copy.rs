@@ -38,14 +38,17 @@ pub(crate) async fn copy(
     if uids.is_empty() {
         return Ok(Done::ok(format!("No messages, {verb} completed")));
     }
-    if !(is_move && target.id == source) {
-        quota::check_room(s, bytes).await?;
-    }
+    // Held until the copies are stored.
+    let quota = match is_move && target.id == source {
+        true => Vec::new(),
+        false => quota::reserve_room(s, bytes).await?,
+    };
     let pairs = if is_move {
         s.ctx.store.move_messages(source, &uids, target.id).await?
     } else {
         s.ctx.store.copy_messages(source, &uids, target.id).await?
     };
+    drop(quota);
     if pairs.is_empty() {
         return Ok(Done::ok(format!("No messages left, {verb} completed")));
     }

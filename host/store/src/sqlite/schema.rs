@@ -34,6 +34,10 @@
 //! - Version 3 adds `queue_rcpts.next_hop`: the next hop a routing plugin
 //!   chose for the recipient (`NULL`: MX routing). Older stores gain the
 //!   column empty, so their queued mail keeps MX routing.
+//! - `queue_rcpts.local_folder`, `local_flags` (added on open where
+//!   missing, no version): where a local copy kept in the queue because
+//!   its account was over quota goes when it is redelivered (the folder
+//!   and flags the plugins chose); `NULL`: INBOX.
 //! - `sieve_scripts(account, name, script, active, updated)`: users'
 //!   Sieve scripts, at most one active per account (see `sieve`);
 //!   created on open where missing.
@@ -167,6 +171,15 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     // Version 3's column, added only where missing (idempotent likewise).
     if !has_column(conn, "queue_rcpts", "next_hop")? {
         conn.execute_batch("ALTER TABLE queue_rcpts ADD COLUMN next_hop TEXT")?;
+    }
+    // The folder and flags of a local copy kept in the queue (over
+    // quota); additive and idempotent, no version: an older version
+    // ignores them and delivers such a copy into INBOX.
+    if !has_column(conn, "queue_rcpts", "local_folder")? {
+        conn.execute_batch(
+            "ALTER TABLE queue_rcpts ADD COLUMN local_folder TEXT; \
+             ALTER TABLE queue_rcpts ADD COLUMN local_flags TEXT;",
+        )?;
     }
     // Each queued message's message id (`msg=` in the log, the id of the
     // `250`); additive and idempotent, no version (older versions ignore
