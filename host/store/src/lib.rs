@@ -144,6 +144,20 @@ pub trait MailStore: Send + Sync {
 
     /// The entries of a mailbox in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>>;
+    /// The entries of the messages `uids` (ascending) that exist, in UID
+    /// order: what IMAP reads for RFC822.SIZE, INTERNALDATE, MODSEQ and
+    /// the SEARCH/SORT keys on them, which its in-memory mailbox views do
+    /// not hold. The default reads the whole list; a backend should look
+    /// the UIDs up by index.
+    async fn message_metas(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> StoreResult<Vec<MessageMeta>> {
+        let mut all = self.list_messages(mailbox).await?;
+        all.retain(|m| uids.binary_search(&m.uid).is_ok());
+        Ok(all)
+    }
     /// The raw bytes of a message, as delivered.
     async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>>;
     /// The parsed structure saved at delivery.
