@@ -4,7 +4,10 @@ times on it (issue 17: one shared view per mailbox).
 
 Starts the real `mailgate serve` (the tests' harness, loopback only), makes
 A accounts, fills the first one's INBOX with M messages over IMAP
-(MULTIAPPEND, 500 a command, one in two `\\Seen`), and gives every other
+(MULTIAPPEND, 500 a command; `--fill plain`: one in two `\\Seen`,
+consecutive UIDs; `--fill realistic`: about 85 % `\\Seen` at random, 2 %
+`\\Flagged`, 3 % `\\Answered`, a few keywords, then 3 % expunged at
+random; `--fill both`, the default, runs each), and gives every other
 account a copy of that INBOX by SQL into the store while the server runs:
 the same rows that delivering each message to A recipients stores (one
 body, A entries), without the hours of SMTP that millions of entries would
@@ -30,7 +33,10 @@ It prints (KiB = 1024 bytes, PSS of the server process):
     bench: imap_view_fetch_flags_ms=... imap_view_search_unseen_ms=...
 
 `imap_view_kib_per_session` is the figure of the issue's target (20
-sessions per account, at least 1,000 sessions). Run it with the release
+sessions per account, at least 1,000 sessions). With `--baseline BIN` the
+same is run with a second binary (say, main before a change) after each
+fill, and `bench: imap_view_ratio` prints this binary's figures divided by
+the baseline's, measured in the same invocation. Run it with the release
 build (figures in docs/performance.md):
 
     cargo build --release -p mailgate

@@ -1,7 +1,7 @@
 //! One view of a mailbox, shared by every session that has it selected.
 //!
-//! A mailbox's message list (UIDs, flags, MODSEQs, sizes, dates) is held
-//! in memory once per mailbox, whatever the number of sessions: a
+//! A mailbox's message list (UIDs and flags) is held in memory once per
+//! mailbox, whatever the number of sessions: a
 //! [`Snapshot`] is an immutable version of it, and a [`SharedView`] holds
 //! the current version. A session keeps an `Arc` of the version it last
 //! told its client about; its sequence numbers are that version's
@@ -28,9 +28,14 @@
 //! process's change announced through the store's `store_events` polling,
 //! or, later, another node's change log.
 //!
-//! A message is a 32-byte entry; its flags are an index into the
-//! version's table of distinct flag lists (kept at most
-//! [`max_flag_lists`] long), so flags cost 4 bytes a message.
+//! A chunk is compact (`chunk.rs`): UIDs as runs of consecutive values,
+//! flags as a few bits a message into the chunk's palette of flag lists,
+//! each an index into the version's table of distinct flag lists (kept at
+//! most [`max_flag_lists`] long). A realistic mailbox costs well under a
+//! byte a message. Sizes, internal dates and MODSEQs are not held: the
+//! store has them, and the commands that need them read them
+//! ([`mailgate_store::MailStore::message_metas`],
+//! [`crate::session::Selected::details`]).
 //!
 //! [`MailboxViews`] is the registry: the view of a mailbox exists while a
 //! session holds it and is dropped with the last one.
