@@ -1,6 +1,6 @@
 """A tiny authoritative DNS server over UDP for the relay tests.
 
-Answers A, AAAA, MX and TXT queries from a dict it is given, on a loopback
+Answers A, AAAA, MX, TXT and PTR queries from a dict it is given, on a loopback
 address, in a background thread.  Enough of RFC 1035 for a stub resolver
 (hickory) asking one question per query: no recursion, no compression in
 record data, no TCP (answers stay far below 512 bytes).  A name with no
@@ -11,6 +11,8 @@ record at all is NXDOMAIN; a name with records of other types is NODATA.
     dns.add("mx.b.test", "A", "127.0.0.3")
     dns.add("null.test", "MX", (0, "."))      # RFC 7505 null MX
     dns.add("s1._domainkey.a.test", "TXT", "v=DKIM1; k=rsa; p=...")
+    dns.servfail("broken.test")               # every query: SERVFAIL
+    dns.add_ptr("127.0.0.1", "client.test")   # 1.0.0.127.in-addr.arpa PTR
     ...
     dns.stop()
 """
@@ -22,7 +24,7 @@ import socket
 import struct
 import threading
 
-TYPES = {"A": 1, "MX": 15, "TXT": 16, "AAAA": 28}
+TYPES = {"A": 1, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
 TTL = 1  # seconds: the tests change records, so resolvers must not keep them
 
 
@@ -60,6 +62,8 @@ def rdata(rtype: str, value) -> bytes:
     if rtype == "MX":
         pref, exchange = value
         return struct.pack("!H", pref) + encode_name(exchange)
+    if rtype == "PTR":
+        return encode_name(value)
     if rtype == "TXT":
         raw = value.encode("ascii")
         return b"".join(bytes([len(c)]) + c for c in (raw[i:i + 255] for i in range(0, len(raw), 255)))
@@ -69,6 +73,7 @@ def rdata(rtype: str, value) -> bytes:
 class DnsServer:
     def __init__(self, host: str = "127.0.0.1"):
         self.records: dict[str, list[tuple[str, object]]] = {}
+        self.failing: set[str] = set()
         self.queries: list[tuple[str, int]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
@@ -85,6 +90,14 @@ class DnsServer:
     def add(self, name: str, rtype: str, value) -> None:
         self.records.setdefault(name.lower().rstrip("."), []).append((rtype, value))
 
+    def add_ptr(self, ip: str, name: str) -> None:
+        """A PTR record for `ip` under in-addr.arpa or ip6.arpa."""
+        self.add(ipaddress.ip_address(ip).reverse_pointer, "PTR", name)
+
+    def servfail(self, name: str) -> None:
+        """Answer every query for `name` with SERVFAIL (a broken zone)."""
+        self.failing.add(name.lower().rstrip("."))
+
     def answer(self, query: bytes) -> bytes | None:
         if len(query) < 12:
             return None
@@ -96,6 +109,8 @@ class DnsServer:
         self.queries.append((name, qtype))
         rrs = self.records.get(name)
         rcode = 0 if rrs is not None else 3  # NXDOMAIN
+        if name in self.failing:
+            rrs, rcode = None, 2  # SERVFAIL
         answers = b""
         count = 0
         for rtype, value in rrs or []:

@@ -105,10 +105,13 @@ def write_config(path: Path, data_dir: Path, *, listen=None, limits=None, auth=N
     lines += [f"{k} = {toml_value(v)}" for k, v in lim.items()]
     lines += ["", "[auth]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in au.items()]
-    # SPF/DKIM/DMARC checks (on by default) would query the system's
-    # resolver for the test domains; test_relay.py tests them with its own
-    # DNS server.
-    lines += ["", "[inbound]", "verify = false"]
+    # SPF/DKIM/DMARC checks and the sender-domain check (both on by
+    # default) would query the system's resolver for the test domains
+    # (senders such as x@remote.test exist nowhere); test_relay.py and
+    # test_unknown_sender_domain.py test them with their own DNS server.
+    # The client's reverse lookup too (test_fcrdns.py turns it on).
+    lines += ["", "[inbound]", "verify = false", "reject_unknown_sender_domain = false",
+              "reverse_lookup = false"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

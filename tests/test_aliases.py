@@ -106,3 +106,81 @@ def test_catch_all_in_the_domain_being_added(server):
     assert res.returncode != 0 and "does not exist" in res.stderr_text
     server.cli("domain", "add", "fresh.test", "--catch-all", "postmaster@fresh.test", check=True)
     assert rcpt(server, "anyone@fresh.test")[0] == 250
+
+
+def _break_alias(server, alias, targets):
+    """Data from before `user del` refused: an alias naming a deleted account."""
+    db = sqlite3.connect(server.data_dir / "mailgate.db", timeout=10)
+    db.execute("UPDATE aliases SET targets = ? WHERE alias = ?", (json.dumps(targets), alias))
+    db.commit()
+    db.close()
+
+
+def test_alias_target_gone_bounces_that_copy_to_a_local_sender(server):
+    """`team -> bob, gone`: bob gets his copy, and the local sender a failure
+    report (5.1.1) naming the alias and the missing target; the log says so at
+    WARN with the message's id."""
+    server.cli("alias", "add", "team@example.test", "bob@example.test", "carol@example.test",
+               check=True)
+    _break_alias(server, "team@example.test", ["bob@example.test", "gone@example.test"])
+    listed = lines(server.cli("alias", "list", check=True))
+    assert any("gone@example.test" in ln for ln in listed), listed
+    msg = make_message("team", "hello team\r\n", from_addr="alice@example.test",
+                       to_addr="team@example.test")
+    assert server.send("alice@example.test", ["team@example.test"], msg) == {}
+    assert len(server.messages("bob@example.test")) == 1
+
+    def report():
+        got = server.messages("alice@example.test")
+        return got[0] if got else None
+
+    from harness import wait_until
+    wait_until(report, timeout=15, what="the failure report in alice's INBOX")
+    dsn = report().decode(errors="replace")
+    assert "Undelivered Mail Returned to Sender" in dsn, dsn
+    assert "Final-Recipient: rfc822; gone@example.test" in dsn, dsn
+    assert "Original-Recipient: rfc822; team@example.test" in dsn, dsn
+    assert "Action: failed" in dsn and "Status: 5.1.1" in dsn, dsn
+    assert "alias <team@example.test>" in dsn, dsn
+    assert "Subject: team" in dsn  # the original's headers come back
+    log = server.stderr_path.read_text(errors="replace")
+    warn = [ln for ln in log.splitlines() if "that copy is returned to the sender" in ln]
+    assert warn and "WARN" in warn[0], log[-3000:]
+    assert "gone@example.test" in warn[0] and "team@example.test" in warn[0]
+    accepted = [ln for ln in log.splitlines() if "message accepted" in ln]
+    assert accepted, log[-3000:]
+    # The WARN names the message's id, as the acceptance line does.
+    import re
+    ids = set(re.findall(r"\b[0-9A-F]{18}\b", warn[0]))
+    assert ids & set(re.findall(r"\b[0-9A-F]{18}\b", accepted[-1])), (accepted[-1], warn[0])
+
+
+def test_alias_target_gone_queues_a_report_for_a_remote_sender(server_factory):
+    """A remote sender's report waits in the outbound queue (`queue list --json`):
+    the name server here answers nothing, so the report stays queued."""
+    server = server_factory(start=False)
+    with open(server.config, "a", encoding="utf-8") as f:
+        f.write('\n[relay]\nnameservers = ["127.0.0.1:9"]\n')
+    server.start()
+    server.cli("alias", "add", "team@example.test", "bob@example.test", "carol@example.test",
+               check=True)
+    _break_alias(server, "team@example.test", ["gone@example.test", "bob@example.test"])
+    msg = make_message("team", "hello team\r\n", to_addr="team@example.test")
+    assert server.send(SENDER, ["team@example.test"], msg) == {}
+    assert len(server.messages("bob@example.test")) == 1
+    listing = json.loads(server.cli("queue", "list", "--json", check=True).stdout_text)
+    reports = [m for m in listing["messages"] if m["sender"] == ""]
+    assert len(reports) == 1, listing
+    assert [r["address"] for r in reports[0]["recipients"]] == [SENDER]
+    shown = json.loads(server.cli("queue", "show", str(reports[0]["id"]), "--json", "--body",
+                                  check=True).stdout_text)
+    assert "gone@example.test" in shown["body"] and "5.1.1" in shown["body"]
+
+
+def test_no_report_when_every_target_is_there(server):
+    server.cli("alias", "add", "team@example.test", "bob@example.test", "carol@example.test",
+               check=True)
+    msg = make_message("team", "hello team\r\n", to_addr="team@example.test")
+    assert server.send(SENDER, ["team@example.test"], msg) == {}
+    listing = json.loads(server.cli("queue", "list", "--json", check=True).stdout_text)
+    assert listing["count"] == 0, listing

@@ -126,7 +126,8 @@ def test_non_default_of_the_test_harness_config(mailgate_bin, tmp_path):
     assert conf["limits"] == {"max_connections_per_ip": 1000}
     assert conf["auth"] == {"allow_plaintext": True, "failure_delay_ms": 20,
                             "max_failures": 1000}
-    assert conf["inbound"] == {"verify": False}
+    assert conf["inbound"] == {"verify": False, "reject_unknown_sender_domain": False,
+                               "reverse_lookup": False}
 
 
 def test_secrets_are_hidden(mailgate_bin, tmp_path):

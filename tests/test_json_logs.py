@@ -68,7 +68,7 @@ def test_every_line_is_json_with_the_usual_fields(server_factory):
     # The stored message's line names its queue id (a field here; inside
     # the `message` span, e.g. on plugin lines, as the span's queue_id).
     queued = [o for o in smtp
-              if "id" in o["fields"] or any("queue_id" in s for s in o["spans"])]
+              if "queue_id" in o["fields"] or any("queue_id" in s for s in o["spans"])]
     assert queued, smtp
     # The hostile user name: one line, escaped, bounded.
     failed = [o for o in lines if "level" in o["fields"].get("user", "")]

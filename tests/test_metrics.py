@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import NET_TIMEOUT, free_port
+from harness import NET_TIMEOUT, USERS, free_port
 from test_plugins import toml_plugin, wasm, with_plugins  # noqa: F401  (fixtures)
 
 ALICE = "alice@example.test"
@@ -128,6 +128,39 @@ def test_smtp_message_counters(server):
     assert delta(before, after, series) == 1
     assert delta(before, after, 'mailgate_recipients_total{disposition="delivered_locally"}') == 1
     assert delta(before, after, "mailgate_delivery_latency_seconds_count") == 1
+
+
+def test_bytes_sent_grow_with_imap_fetch_and_pop3_retr(server):
+    """mailgate_sent_bytes_total counts message bytes sent to clients: an
+    IMAP FETCH of BODY[] and a POP3 RETR each add at least the message's
+    size on their own listener (issue 14)."""
+    body = b"Subject: sized\r\n\r\n" + b"0123456789abcdef\r\n" * 200
+    server.send("sender@client.test", [ALICE], body)
+    imap_series = 'mailgate_sent_bytes_total{protocol="imap",listener="imap"}'
+    pop3_series = 'mailgate_sent_bytes_total{protocol="pop3",listener="pop3"}'
+
+    before = scrape(server)
+    host, port = server.ports["imap"]
+    m = imaplib.IMAP4(host, port, timeout=NET_TIMEOUT)
+    m.login(ALICE, USERS[ALICE])
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK"
+    fetched = data[0][1]
+    m.logout()
+    after_imap = scrape(server)
+    size = len(fetched)
+    assert size >= len(body)
+    assert delta(before, after_imap, imap_series) >= size, after_imap
+    assert delta(before, after_imap, pop3_series) == 0
+
+    p = server.pop3_login(ALICE)
+    _, lines, octets = p.retr(1)
+    p.quit()
+    after_pop3 = scrape(server)
+    assert octets >= len(body)
+    assert delta(after_imap, after_pop3, pop3_series) >= octets, after_pop3
+    assert delta(after_imap, after_pop3, imap_series) == 0
 
 
 def test_plugin_calls_are_counted_by_result(with_plugins):  # noqa: F811

@@ -170,9 +170,11 @@ def mailgate(mailgate_bin, tmp_path):
             "failure_delay_ms = 20",
             "",
             # These tests compare messages byte for byte after the trace
-            # headers; SPF/DKIM/DMARC checks are tested in test_relay.py.
+            # headers; SPF/DKIM/DMARC checks are tested in test_relay.py,
+            # the sender-domain check in test_unknown_sender_domain.py.
             "[inbound]",
             "verify = false",
+            "reject_unknown_sender_domain = false",
             "",
             "[relay]",
             f'source_ip = "{MG_IP}"',

@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 
 from harness import DOMAIN, HOSTNAME, free_port
+from test_trusted_networks import DAVE, peer_messages, world  # noqa: F401  (fixture)
+from test_unknown_sender_domain import dns, make  # noqa: F401  (fixture)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -109,3 +111,32 @@ def test_server_down_is_a_temporary_failure(server_factory):
     res = sendmail(srv, BOB, message=b"Subject: later\n\nx\n")
     assert res.returncode == 75, (res.returncode, res.stderr)
     assert b"mailgate serve" in res.stderr
+
+
+def test_from_a_trusted_address_mail_reaches_another_domain(world):
+    """With 127.0.0.1/32 in [relay] trusted_networks, sendmail's mail to
+    another domain goes through the relay to the peer (a second mailgate
+    found through the test DNS server)."""
+    port = free_port("127.0.0.1")
+    gw = world.make_gw(trusted=["127.0.0.1/32"], smtp=f"127.0.0.1:{port}")
+    msg = f"To: {DAVE}\nSubject: from cron\n\nbackup done\n".encode()
+    res = sendmail(gw, "-t", "-i", "-f", f"cron@{DOMAIN}", message=msg)
+    assert res.returncode == 0, res.stderr
+    [got] = peer_messages(world.peer, 1)
+    assert b"Subject: from cron" in got and b"backup done" in got
+
+
+def test_a_sender_domain_that_does_not_exist_is_refused_with_a_hint(server_factory, dns):
+    """[inbound] reject_unknown_sender_domain applies to sendmail too (it
+    talks SMTP to the smtp listener) unless its address is trusted."""
+    port = free_port("127.0.0.1")
+    srv = make(server_factory, dns, smtp=f"127.0.0.1:{port}")
+    res = sendmail(srv, "-f", "app@nowhere.test", BOB, message=b"Subject: x\n\nx\n")
+    assert res.returncode == 67, (res.returncode, res.stderr)
+    assert b"5.1.8" in res.stderr and b"trusted_networks" in res.stderr, res.stderr
+    assert srv.messages(BOB) == []
+    trusted = make(server_factory, dns, smtp=f"127.0.0.1:{free_port('127.0.0.1')}",
+                   trusted=["127.0.0.1/32"])
+    res = sendmail(trusted, "-f", "app@nowhere.test", BOB, message=b"Subject: y\n\ny\n")
+    assert res.returncode == 0, res.stderr
+    assert len(trusted.messages(BOB)) == 1

@@ -165,7 +165,7 @@ impl Authenticator {
     async fn check(&self, username: &str, password: &str, client: IpAddr) -> AuthOutcome {
         let username = username.trim().to_ascii_lowercase();
         let Some(attempt) = self.limiter.admit(client, &username).await else {
-            tracing::warn!(client = %client, user = ?username, "authentication refused: too many recent failures");
+            tracing::warn!(client = %client, user = %username, "authentication refused: too many recent failures");
             return AuthOutcome::Blocked;
         };
         let account = match self.store.account(&username).await {
@@ -198,7 +198,7 @@ impl Authenticator {
             }
             _ => {
                 let delay = attempt.failed();
-                tracing::warn!(client = %client, user = ?username, delay_ms = delay.as_millis() as u64, "authentication failed");
+                tracing::warn!(client = %client, user = %username, delay_ms = delay.as_millis() as u64, "authentication failed");
                 tokio::time::sleep(delay).await;
                 AuthOutcome::Failed
             }

@@ -33,7 +33,8 @@
 //!    `mailgate domain add`); otherwise the address is [`RecipientCheck::NotLocal`].
 //! 2. An account with exactly that address.
 //! 3. An alias with exactly that address, expanded recursively (at most
-//!    [`MAX_ALIAS_DEPTH`] levels; loops are cut).
+//!    [`MAX_ALIAS_DEPTH`] levels; loops are cut). Targets in other
+//!    domains are forwarded ([`LocalRecipient::forwards`]).
 //! 4. Plus-addressing: `alice+news@example.org` resolves as `alice@example.org`
 //!    (steps 2 and 3), keeping the tag `news` for routing.
 //! 5. The domain's catch-all target, if one is set.
@@ -53,6 +54,7 @@ mod outcome;
 mod plan;
 pub mod quota;
 mod room;
+pub mod srs;
 
 pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
@@ -81,6 +83,34 @@ pub struct LocalRecipient {
     /// address and limit, as resolution read them (so the quota check
     /// costs no account look-up; accounts without a quota cost nothing).
     pub limits: Vec<Limit>,
+    /// Alias targets on the way that reach nothing: neither an account
+    /// nor an alias (an account deleted after the alias was made). The
+    /// other copies are delivered; the sender gets a failure report for
+    /// each of these (the room's `report_missing`).
+    pub missing: Vec<MissingTarget>,
+    /// Alias targets in other domains (lower-cased): forwarded through
+    /// the outbound queue, with the sender rewritten by SRS
+    /// ([`crate::srs`]) when `[srs]` is on.
+    pub forwards: Vec<String>,
+}
+
+/// An alias target that reaches no account (see
+/// [`LocalRecipient::missing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingTarget {
+    /// The alias that names it (the innermost one, for nested aliases).
+    pub alias: String,
+    /// The target as the alias names it (lower-cased).
+    pub target: String,
+}
+
+/// What expanding an address found: the accounts it reaches (id, address
+/// and quota) and the targets that reach nothing.
+#[derive(Default)]
+struct Found {
+    accounts: BTreeMap<AccountId, (String, Option<u64>)>,
+    missing: Vec<MissingTarget>,
+    forwards: Vec<String>,
 }
 
 /// The verdict on one recipient address.
@@ -97,7 +127,8 @@ pub enum RecipientCheck {
 /// Resolves recipients and delivers messages into the store.
 pub struct LocalDelivery {
     store: Arc<dyn Store>,
-    config_domains: Vec<String>,
+    /// The configuration's `domains`; replaced on a reload (SIGHUP).
+    config_domains: std::sync::RwLock<Arc<Vec<String>>>,
     /// The quota check and the store as one step per account.
     pub(crate) quota_locks: quota::QuotaLocks,
 }
@@ -117,9 +148,27 @@ impl LocalDelivery {
     pub fn new(store: Arc<dyn Store>, config_domains: &[String]) -> LocalDelivery {
         LocalDelivery {
             store,
-            config_domains: config_domains.iter().map(|d| d.to_lowercase()).collect(),
+            config_domains: std::sync::RwLock::new(Arc::new(lower(config_domains))),
             quota_locks: quota::QuotaLocks::default(),
         }
+    }
+
+    /// Replaces the configuration's local domains (SIGHUP): recipients
+    /// checked from now on see the new list.
+    pub fn set_config_domains(&self, domains: &[String]) {
+        let fresh = Arc::new(lower(domains));
+        *self
+            .config_domains
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    /// The configuration's local domains in force (lower-cased).
+    pub fn config_domains(&self) -> Arc<Vec<String>> {
+        self.config_domains
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The store this delivers into.
@@ -130,7 +179,7 @@ impl LocalDelivery {
     /// Whether `domain` is one of ours.
     pub async fn is_local_domain(&self, domain: &str) -> StoreResult<bool> {
         let domain = domain.trim_end_matches('.').to_lowercase();
-        if self.config_domains.contains(&domain) {
+        if self.config_domains().contains(&domain) {
             return Ok(true);
         }
         Ok(self
@@ -150,28 +199,29 @@ impl LocalDelivery {
         // The stored domains are read at most once per recipient: here for
         // a domain not in the config, else only if a catch-all is needed.
         let mut stored = None;
-        if !self.config_domains.contains(&domain) {
+        if !self.config_domains().contains(&domain) {
             let list = self.store.list_domains().await?;
             if !list.iter().any(|d| d.name == domain) {
                 return Ok(RecipientCheck::NotLocal);
             }
             stored = Some(list);
         }
-        let mut accounts = BTreeMap::new();
+        let mut found = Found::default();
         if self
-            .expand(&address, 0, &mut accounts, &mut BTreeSet::new())
+            .expand(&address, 0, &mut found, &mut BTreeSet::new())
             .await?
         {
-            return Ok(local_recipient(&address, None, accounts));
+            return Ok(local_recipient(&address, None, found));
         }
         if let Some((base, tag)) = local.split_once('+') {
             if !base.is_empty() {
                 let base_address = format!("{base}@{domain}");
+                found = Found::default();
                 if self
-                    .expand(&base_address, 0, &mut accounts, &mut BTreeSet::new())
+                    .expand(&base_address, 0, &mut found, &mut BTreeSet::new())
                     .await?
                 {
-                    return Ok(local_recipient(&address, Some(tag.to_string()), accounts));
+                    return Ok(local_recipient(&address, Some(tag.to_string()), found));
                 }
             }
         }
@@ -184,34 +234,40 @@ impl LocalDelivery {
             .find(|d| d.name == domain)
             .and_then(|d| d.catch_all);
         if let Some(target) = catch_all {
+            let target = target.to_lowercase();
+            found = Found::default();
             if self
-                .expand(
-                    &target.to_lowercase(),
-                    0,
-                    &mut accounts,
-                    &mut BTreeSet::new(),
-                )
+                .expand(&target, 0, &mut found, &mut BTreeSet::new())
                 .await?
             {
-                return Ok(local_recipient(&address, None, accounts));
+                return Ok(local_recipient(&address, None, found));
             }
+            // Logged like a dangling alias target; the client hears
+            // `550 5.1.1` (nothing is accepted, so nothing is dropped).
+            tracing::warn!(
+                rcpt = %address,
+                catch_all = %target,
+                "delivery: catch-all target reaches no account (deleted or missing)"
+            );
         }
         Ok(RecipientCheck::UnknownUser)
     }
 
-    /// Adds the accounts `address` reaches to `out` (id and address);
+    /// Adds the accounts `address` reaches to `out` (id and address), and
+    /// the alias targets on the way that reach nothing at all;
     /// `false` if it reaches none. Follows aliases up to [`MAX_ALIAS_DEPTH`], never twice through
     /// the same alias.
     fn expand<'a>(
         &'a self,
         address: &'a str,
         depth: usize,
-        out: &'a mut BTreeMap<AccountId, (String, Option<u64>)>,
+        out: &'a mut Found,
         seen: &'a mut BTreeSet<String>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<bool>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(account) = self.store.account(address).await? {
-                out.insert(account.id, (account.address, account.quota_bytes));
+                out.accounts
+                    .insert(account.id, (account.address, account.quota_bytes));
                 return Ok(true);
             }
             if depth >= MAX_ALIAS_DEPTH || !seen.insert(address.to_string()) {
@@ -223,7 +279,29 @@ impl LocalDelivery {
             let mut any = false;
             for target in targets {
                 let target = target.to_lowercase();
+                if let Some((_, domain)) = split_address(&target) {
+                    if !self.is_local_domain(&domain).await? {
+                        // Forwarded to another domain (the room queues it).
+                        if !out.forwards.contains(&target) {
+                            out.forwards.push(target);
+                        }
+                        any = true;
+                        continue;
+                    }
+                }
                 let reached = self.expand(&target, depth + 1, out, seen).await?;
+                if !reached
+                    && self.store.account(&target).await?.is_none()
+                    && self.store.alias(&target).await?.is_none()
+                {
+                    // Gone (or never there): a lost copy, which the room
+                    // reports to the sender. A loop or a too deep nesting
+                    // loses nothing that another path does not deliver.
+                    out.missing.push(MissingTarget {
+                        alias: address.to_string(),
+                        target: target.clone(),
+                    });
+                }
                 if !reached {
                     // `mailgate user del` refuses this; data from before
                     // that, or a loop, still must not fail silently.
@@ -318,11 +396,12 @@ impl LocalDelivery {
     }
 }
 
-fn local_recipient(
-    address: &str,
-    tag: Option<String>,
-    accounts: BTreeMap<AccountId, (String, Option<u64>)>,
-) -> RecipientCheck {
+fn local_recipient(address: &str, tag: Option<String>, found: Found) -> RecipientCheck {
+    let Found {
+        accounts,
+        missing,
+        forwards,
+    } = found;
     let account_address = accounts.values().next().map(|(a, _)| a.clone());
     let limits = accounts
         .iter()
@@ -340,7 +419,16 @@ fn local_recipient(
         accounts: accounts.into_keys().collect(),
         account_address,
         limits,
+        missing,
+        forwards,
     })
+}
+
+fn lower(domains: &[String]) -> Vec<String> {
+    domains
+        .iter()
+        .map(|d| d.trim().trim_end_matches('.').to_lowercase())
+        .collect()
 }
 
 /// The `Return-Path:` field final delivery adds (RFC 5321 §4.4).

@@ -138,7 +138,10 @@ impl Plan {
         let mut plan = Plan::default();
         for r in &envelope.recipients {
             match &r.local {
-                Some(local) => plan.copies.extend(copies(local, &r.address, folder, &[])),
+                Some(local) => {
+                    plan.copies.extend(copies(local, &r.address, folder, &[]));
+                    plan.outgoing.extend(forwards(local, &r.address));
+                }
                 None => plan.outgoing.push(Outgoing {
                     address: r.address.clone(),
                     owner: r.address.clone(),
@@ -165,6 +168,15 @@ fn copies<'a>(
         },
         owner: owner.to_string(),
         limit: local.limits.iter().find(|l| l.account == account).cloned(),
+    })
+}
+
+/// The alias targets of `local` in other domains, for the queue.
+fn forwards<'a>(local: &'a LocalRecipient, owner: &'a str) -> impl Iterator<Item = Outgoing> + 'a {
+    local.forwards.iter().map(move |target| Outgoing {
+        address: target.clone(),
+        owner: owner.to_string(),
+        next_hop: None,
     })
 }
 
@@ -248,7 +260,7 @@ impl Room {
                     .filter(|r| r.local.is_none())
                     .map(|r| r.address.as_str())
                     .collect();
-                tracing::info!(%client, reason = %why, remote_held = ?remote, "delivery: message quarantined by policy");
+                tracing::info!(%client, reason = %why, remote_held = %mailgate_log::list(remote.iter().copied()), "delivery: message quarantined by policy");
                 let flags = [QUARANTINE_FLAG.to_string()];
                 for r in &envelope.recipients {
                     if let Some(local) = &r.local {
@@ -336,7 +348,11 @@ impl Room {
                             None => return,
                         }
                     }
-                    (None, Some(r)) => r,
+                    (None, Some(r)) => {
+                        // The recipient's own plan: its alias's forwards too.
+                        plan.outgoing.extend(forwards(r, address));
+                        r
+                    }
                     (None, None) => {
                         // A remote recipient's default plan: send it on.
                         plan.outgoing.push(Outgoing {
@@ -350,7 +366,7 @@ impl Room {
                 plan.copies.extend(copies(local, address, &folder, &flags));
             }
             RouteAction::Forward(to) => {
-                tracing::info!(%client, rcpt = %address, forward = ?to, "delivery: forwarded by policy");
+                tracing::info!(%client, rcpt = %address, forward = %mailgate_log::list(to.iter().map(String::as_str)), "delivery: forwarded by policy");
                 for target in to {
                     match self.delivery.check_recipient(&target).await {
                         Ok(RecipientCheck::Local(r)) => {
@@ -428,7 +444,11 @@ impl Room {
         match self.delivery.check_recipient(address).await {
             Ok(RecipientCheck::Local(r)) => Some(r),
             other => {
-                tracing::warn!(%client, account = %address, result = ?other.map(|_| ()), "delivery: policy delivers to an account that is not local; ignored");
+                let why = match other {
+                    Ok(_) => "not a local account".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(%client, account = %address, result = %why, "delivery: policy delivers to an account that is not local; ignored");
                 None
             }
         }

@@ -28,13 +28,35 @@
 
 use std::sync::Arc;
 
+use mailgate_log::list;
 use mailgate_policy::{AuthResults, Hook, SessionInfo};
-use mailgate_store::queue::{DeliveryReports, NewQueued, NewQueuedRecipient, OutboundQueue};
+use mailgate_store::queue::{
+    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue,
+};
 use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
 use crate::plan::{Outgoing, PlanInput};
 use crate::quota::{self, QuotaCheck};
 use crate::{Envelope, LocalDelivery, RecipientCheck, Refusal, Report, TxPolicy};
+
+/// The message a report from the room is about, as
+/// [`DeliveryReports`] reads it: the envelope's sender and DSN parameters,
+/// and the original's header section only (all a report from here
+/// returns: a copy of the headers, not of the body).
+fn report_original(envelope: &Envelope, message: &[u8], now: i64) -> NewQueued {
+    let headers = &message[..mailgate_store::structure::header_block_len(message)];
+    NewQueued {
+        msg_id: None,
+        sender: envelope.mail_from.clone(),
+        recipients: Vec::new(),
+        raw: Arc::new(headers.to_vec()),
+        created: now,
+        envid: envelope.envid.clone(),
+        ret_full: envelope.ret_full,
+        smtputf8: envelope.smtputf8 || !headers.is_ascii(),
+        eight_bit: envelope.eight_bit,
+    }
+}
 
 /// How the caller answers: the one thing the room must know about the
 /// protocol, because it decides what may be refused on its own.
@@ -86,6 +108,9 @@ pub struct Room {
     pub(crate) outbound: Option<Arc<dyn OutboundQueue>>,
     /// Builds the `delivered` reports of `NOTIFY=SUCCESS` (the relay).
     reports: Option<Arc<dyn DeliveryReports>>,
+    /// Rewrites the sender of forwarded copies (`[srs]`); `None`: the
+    /// original sender goes out as it came.
+    srs: Option<Arc<crate::srs::Srs>>,
 }
 
 /// The folder the Sent copy goes to.
@@ -99,7 +124,16 @@ impl Room {
             delivery,
             outbound,
             reports: None,
+            srs: None,
         }
+    }
+
+    /// The same room, rewriting the envelope sender of forwarded copies
+    /// (alias targets and plugins' forwards or added recipients in other
+    /// domains) with `srs`, so that they pass SPF at their destination.
+    pub fn with_srs(mut self, srs: Option<Arc<crate::srs::Srs>>) -> Room {
+        self.srs = srs;
+        self
     }
 
     /// The same room, sending the `delivered` reports (RFC 3464) that
@@ -125,6 +159,14 @@ impl Room {
         } = arrival;
         let client = session.client_ip;
         let from = envelope.mail_from.clone();
+        // The remote recipients the client named: sent with the sender
+        // as it came; any other address for another domain is a forward.
+        let client_remote: Vec<String> = envelope
+            .recipients
+            .iter()
+            .filter(|r| r.local.is_none())
+            .map(|r| r.address.clone())
+            .collect();
         let rcpts: Vec<String> = envelope
             .recipients
             .iter()
@@ -168,7 +210,7 @@ impl Room {
         };
         let size = data.len();
         if plan.discarded {
-            tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "delivery: message discarded by policy");
+            tracing::info!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, outcome = "discarded", "delivery: message discarded by policy");
             return Report::taken(id);
         }
         // What the queue gets (no `Return-Path:`), and what the store
@@ -196,7 +238,7 @@ impl Room {
         let full = match self.full_accounts(&plan.copies, body.len() as u64).await {
             Ok(full) => full,
             Err(e) => {
-                tracing::error!(%id, %client, error = %e, outcome = "store error", "delivery: quota check failed");
+                tracing::error!(queue_id = %id, %client, error = %e, outcome = "store error", "delivery: quota check failed");
                 return Report::refused(id, Refusal::LocalError);
             }
         };
@@ -217,14 +259,14 @@ impl Room {
                 Replies::One => {
                     if plan.copies.is_empty() && plan.outgoing.is_empty() || self.outbound.is_none()
                     {
-                        tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "over quota", "delivery: message refused: mailbox full");
+                        tracing::info!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, outcome = "over quota", "delivery: message refused: mailbox full");
                         return Report::refused(id, Refusal::MailboxFull);
                     }
                     // Kept in the queue for local redelivery (into INBOX).
                     for c in over {
                         let Some(limit) = c.limit else { continue };
                         if !plan.outgoing.iter().any(|o| o.address == limit.address) {
-                            tracing::info!(%id, rcpt = %c.owner, account = %limit.address, "delivery: over quota; queued for redelivery");
+                            tracing::info!(queue_id = %id, rcpt = %c.owner, account = %limit.address, "delivery: over quota; queued for redelivery");
                             plan.outgoing.push(Outgoing {
                                 address: limit.address,
                                 owner: c.owner,
@@ -244,13 +286,13 @@ impl Room {
             match self.store_copies(&from, &targets, &stored).await {
                 Ok(d) => copies = d.len(),
                 Err(e) if replies == Replies::One || e.is_no_space() => {
-                    tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "store error", "delivery: delivery failed");
+                    tracing::error!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, error = %e, outcome = "store error", "delivery: delivery failed");
                     return Report::refused(id, refusal_of(&e));
                 }
                 Err(e) => {
                     // Each recipient alone, so that one bad account does
                     // not fail the others.
-                    tracing::warn!(%id, error = %e, "delivery: storing all copies at once failed; one recipient at a time");
+                    tracing::warn!(queue_id = %id, error = %e, "delivery: storing all copies at once failed; one recipient at a time");
                     let mut owners: Vec<&str> = Vec::new();
                     for c in &plan.copies {
                         if !owners.contains(&c.owner.as_str()) {
@@ -267,7 +309,7 @@ impl Room {
                         match self.store_copies(&from, &targets, &stored).await {
                             Ok(d) => copies += d.len(),
                             Err(e) => {
-                                tracing::error!(%id, rcpt = %owner, error = %e, outcome = "store error", "delivery: delivery failed");
+                                tracing::error!(queue_id = %id, rcpt = %owner, error = %e, outcome = "store error", "delivery: delivery failed");
                                 report.refused.push((owner.to_string(), refusal_of(&e)));
                             }
                         }
@@ -283,8 +325,11 @@ impl Room {
         // The outbound queue: remote recipients, plugins' forwards and
         // relays, over-quota copies for redelivery.
         if !plan.outgoing.is_empty() {
-            if let Err(e) = self.enqueue(&envelope, &plan.outgoing, body).await {
-                tracing::error!(%id, %client, %from, rcpts = ?rcpts, size, error = %e, outcome = "queue error", "delivery: could not queue");
+            if let Err(e) = self
+                .enqueue_all(&id, &envelope, &plan.outgoing, &client_remote, body)
+                .await
+            {
+                tracing::error!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, error = %e, outcome = "queue error", "delivery: could not queue");
                 let why = match e {
                     StoreError::NoSpace => Refusal::NoSpace,
                     _ => Refusal::LocalError,
@@ -301,14 +346,76 @@ impl Room {
             mailgate_metrics::RecipientDisposition::Queued,
             remote.len() as u64,
         );
-        tracing::info!(%id, %client, %from, rcpts = ?rcpts, remote = ?remote, size, copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
+        tracing::info!(queue_id = %id, %client, %from, nrcpt = rcpts.len(), rcpts = %list(rcpts.iter().map(String::as_str)), remote = %list(remote.iter().copied()), size, message_id = %message_id_of(body), copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
 
         if let Some(account) = sent_copy {
             self.save_sent_copy(&account, &data[trace_len..]).await;
         }
         self.notify_success(&envelope, &plan.copies, &report, body)
             .await;
+        self.report_missing(&envelope, &report, body).await;
         report
+    }
+
+    /// The copies lost on the way (an alias target whose account is gone,
+    /// [`crate::LocalRecipient::missing`]): each logged at WARN with the
+    /// message's id, and reported to the sender in one `failed` DSN
+    /// (`5.1.1`, naming the alias and the missing target) while the other
+    /// copies are delivered: never a silent drop. A recipient refused as a
+    /// whole (LMTP) already told the client; a failure to queue the report
+    /// is logged only (the message itself was delivered).
+    async fn report_missing(&self, envelope: &Envelope, report: &Report, message: &[u8]) {
+        let mut failed = Vec::new();
+        for r in &envelope.recipients {
+            let Some(local) = &r.local else { continue };
+            if local.missing.is_empty() || report.refusal_of(&r.address).is_some() {
+                continue;
+            }
+            for m in &local.missing {
+                tracing::warn!(
+                    queue_id = %report.id,
+                    rcpt = %r.address,
+                    alias = %m.alias,
+                    target = %m.target,
+                    "delivery: alias target does not exist; that copy is returned to the sender"
+                );
+                let mut recipient = NewQueuedRecipient::new(m.target.clone());
+                recipient.notify = r.notify.clone();
+                recipient.orcpt = Some(
+                    r.orcpt
+                        .clone()
+                        .unwrap_or_else(|| format!("rfc822;{}", r.address)),
+                );
+                failed.push(FailedRecipient {
+                    recipient,
+                    reply: format!(
+                        "550 5.1.1 <{}>: no such user here; alias <{}> names it",
+                        m.target, m.alias
+                    ),
+                });
+            }
+        }
+        if failed.is_empty() || envelope.mail_from.is_empty() {
+            return;
+        }
+        let (Some(reports), Some(queue)) = (&self.reports, &self.outbound) else {
+            tracing::warn!(queue_id = %report.id, "delivery: no outbound queue; the sender gets no failure report for the missing alias targets");
+            return;
+        };
+        let now = chrono::Utc::now().timestamp();
+        let original = report_original(envelope, message, now);
+        let Some(dsn) = reports.failed(&original, &failed, now) else {
+            return;
+        };
+        let dsn_id = dsn.msg_id.clone().unwrap_or_default();
+        match queue.enqueue(dsn).await {
+            Ok(_) => {
+                tracing::info!(queue_id = %dsn_id, orig = %report.id, to = %envelope.mail_from, "delivery: failure report for missing alias targets queued")
+            }
+            Err(e) => {
+                tracing::warn!(queue_id = %report.id, error = %e, "delivery: could not queue the failure report for missing alias targets")
+            }
+        }
     }
 
     /// The `delivered` notice for the recipients that asked for one
@@ -348,28 +455,17 @@ impl Room {
             return;
         }
         let now = chrono::Utc::now().timestamp();
-        // The report returns the original's header section only: that is
-        // all it is given (a copy of the headers, not of the body).
-        let headers = &message[..mailgate_store::structure::header_block_len(message)];
-        let original = NewQueued {
-            sender: envelope.mail_from.clone(),
-            recipients: Vec::new(),
-            raw: Arc::new(headers.to_vec()),
-            created: now,
-            envid: envelope.envid.clone(),
-            ret_full: envelope.ret_full,
-            smtputf8: envelope.smtputf8 || !headers.is_ascii(),
-            eight_bit: envelope.eight_bit,
-        };
+        let original = report_original(envelope, message, now);
         let Some(dsn) = reports.delivered(&original, &delivered, now) else {
             return;
         };
+        let dsn_id = dsn.msg_id.clone().unwrap_or_default();
         match queue.enqueue(dsn).await {
-            Ok(dsn_id) => {
-                tracing::info!(id = %report.id, dsn = dsn_id, to = %envelope.mail_from, "delivery: success notice queued")
+            Ok(_) => {
+                tracing::info!(queue_id = %dsn_id, orig = %report.id, to = %envelope.mail_from, "delivery: success notice queued")
             }
             Err(e) => {
-                tracing::warn!(id = %report.id, error = %e, "delivery: could not queue the success notice")
+                tracing::warn!(queue_id = %report.id, error = %e, "delivery: could not queue the success notice")
             }
         }
     }
@@ -414,11 +510,68 @@ impl Room {
         Ok(full)
     }
 
+    /// The queue entries for `outgoing`: one with the sender as it came
+    /// (the remote recipients the client named, `client_remote`, and
+    /// copies for our own domains), one with the SRS sender for the
+    /// forwards (anything else for another domain), when `[srs]` is on
+    /// and the sender is not in a local domain. Forwards come first: if
+    /// the second entry fails, the message is refused and the client's
+    /// retry may send the forwards twice (never loses them).
+    async fn enqueue_all(
+        &self,
+        msg_id: &str,
+        envelope: &Envelope,
+        outgoing: &[Outgoing],
+        client_remote: &[String],
+        body: &[u8],
+    ) -> mailgate_store::StoreResult<()> {
+        let sender = envelope.mail_from.as_str();
+        let rewritten = match &self.srs {
+            Some(srs) => match crate::split_address(sender) {
+                Some((_, domain)) if !self.delivery.is_local_domain(&domain).await? => {
+                    srs.forward(sender)
+                }
+                _ => sender.to_string(),
+            },
+            None => sender.to_string(),
+        };
+        if rewritten == sender {
+            self.enqueue(msg_id, envelope, sender, outgoing, body)
+                .await?;
+            return Ok(());
+        }
+        let mut plain = Vec::new();
+        let mut forwarded = Vec::new();
+        for o in outgoing {
+            let named = o.address == o.owner && client_remote.contains(&o.address);
+            let local = match crate::split_address(&o.address) {
+                Some((_, domain)) => self.delivery.is_local_domain(&domain).await?,
+                None => true,
+            };
+            if named || local {
+                plain.push(o.clone());
+            } else {
+                forwarded.push(o.clone());
+            }
+        }
+        if !forwarded.is_empty() {
+            tracing::info!(queue_id = %msg_id, from = %sender, srs = %rewritten, "delivery: forwarded with the sender rewritten (SRS)");
+            self.enqueue(msg_id, envelope, &rewritten, &forwarded, body)
+                .await?;
+        }
+        if !plain.is_empty() {
+            self.enqueue(msg_id, envelope, sender, &plain, body).await?;
+        }
+        Ok(())
+    }
+
     /// One queue entry for `outgoing`, each recipient with the DSN
     /// parameters of the envelope recipient it is for.
     async fn enqueue(
         &self,
+        msg_id: &str,
         envelope: &Envelope,
+        sender: &str,
         outgoing: &[Outgoing],
         body: &[u8],
     ) -> mailgate_store::StoreResult<i64> {
@@ -447,11 +600,12 @@ impl Room {
             .collect();
         let headers = &body[..mailgate_store::structure::header_block_len(body)];
         let smtputf8 = envelope.smtputf8
-            || !envelope.mail_from.is_ascii()
+            || !sender.is_ascii()
             || outgoing.iter().any(|o| !o.address.is_ascii())
             || !headers.is_ascii();
         let message = NewQueued {
-            sender: envelope.mail_from.clone(),
+            msg_id: Some(msg_id.to_string()),
+            sender: sender.to_string(),
             recipients,
             raw: Arc::new(body.to_vec()),
             created: chrono::Utc::now().timestamp(),
@@ -461,7 +615,7 @@ impl Room {
             eight_bit: envelope.eight_bit || !body.is_ascii(),
         };
         let id = queue.enqueue(message).await?;
-        tracing::info!(queue_id = id, from = %envelope.mail_from, rcpts = ?outgoing.iter().map(|o| &o.address).collect::<Vec<_>>(), "delivery: queued");
+        tracing::info!(queue_id = %msg_id, from = %sender, rcpts = %list(outgoing.iter().map(|o| o.address.as_str())), "delivery: queued");
         Ok(id)
     }
 
@@ -507,6 +661,33 @@ enum Stored<'a> {
     /// A message without `Return-Path:` (plugins read or edited it): the
     /// field is added in a copy.
     Plain(&'a [u8]),
+}
+
+/// At most this many bytes of a Message-ID are read for the log (the
+/// log line cuts the value further, to `mailgate_log::format::MAX_VALUE`).
+const MAX_LOGGED_MESSAGE_ID: usize = 998;
+
+/// The Message-ID of `data` for the log: the first `Message-ID:` field's
+/// value, unfolded and trimmed, bytes that are not UTF-8 written `\xNN`
+/// (control characters are escaped by the log formatter, like every
+/// field); `-` without one.
+fn message_id_of(data: &[u8]) -> String {
+    let block = &data[..mailgate_store::structure::header_block_len(data)];
+    let fields = mailgate_store::structure::header_fields(block);
+    let Some(field) = fields.iter().find(|f| f.is("Message-ID")) else {
+        return "-".into();
+    };
+    let value: Vec<u8> = field
+        .value
+        .iter()
+        .take(MAX_LOGGED_MESSAGE_ID)
+        .copied()
+        .filter(|b| !matches!(b, b'\r' | b'\n'))
+        .collect();
+    match value.trim_ascii() {
+        [] => "-".into(),
+        v => mailgate_log::bytes(v).to_string(),
+    }
 }
 
 /// What a store error means for one recipient.
@@ -580,5 +761,31 @@ impl LocalDelivery {
                 tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");
                 refusal_of(&e)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_id_of;
+
+    #[test]
+    fn message_id_for_the_log() {
+        let m = b"Received: x\r\nMessage-ID:\r\n <a.1@example.org>\r\nSubject: s\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(
+            message_id_of(m),
+            "<a.1@example.org>",
+            "unfolded, header only"
+        );
+        assert_eq!(message_id_of(b"Subject: s\r\n\r\n"), "-");
+        assert_eq!(message_id_of(b"message-id:   \r\n\r\n"), "-");
+        // Bytes that are not UTF-8 are written `\xNN` here; control
+        // characters are left to the log formatter, which escapes every
+        // field (mailgate_log). A huge one is cut.
+        let evil = message_id_of(b"Message-ID: <\x1b[31m\xff@x>\r\n\r\n");
+        assert_eq!(evil, "<\u{1b}[31m\\xff@x>");
+        let mut long = b"Message-ID: <".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 100_000));
+        long.extend_from_slice(b">\r\n\r\n");
+        assert!(message_id_of(&long).len() <= super::MAX_LOGGED_MESSAGE_ID);
     }
 }

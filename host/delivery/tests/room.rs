@@ -11,7 +11,7 @@ use mailgate_delivery::{
 };
 use mailgate_policy::SessionInfo;
 use mailgate_store::queue::{
-    DeliveryReports, NewQueued, NewQueuedRecipient, OutboundQueue, QueueId,
+    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue, QueueId,
 };
 use mailgate_store::{Directory, MailStore, SqliteStore, Store, StoreResult};
 
@@ -29,9 +29,13 @@ impl OutboundQueue for Queue {
     }
 }
 
-/// Records what it is asked to report and returns a marker message.
+/// Records what it is asked to report and returns a marker message:
+/// the `delivered` reports in `.0`, the `failed` ones in `.1`.
 #[derive(Default)]
-struct Reports(Mutex<Vec<Vec<NewQueuedRecipient>>>);
+struct Reports(
+    Mutex<Vec<Vec<NewQueuedRecipient>>>,
+    Mutex<Vec<Vec<FailedRecipient>>>,
+);
 
 impl DeliveryReports for Reports {
     fn delivered(
@@ -46,6 +50,7 @@ impl DeliveryReports for Reports {
         );
         self.0.lock().unwrap().push(recipients.to_vec());
         Some(NewQueued {
+            msg_id: None,
             sender: String::new(),
             recipients: vec![NewQueuedRecipient::new(message.sender.clone())],
             raw: Arc::new(b"Subject: delivered\r\n\r\nok\r\n".to_vec()),
@@ -55,6 +60,19 @@ impl DeliveryReports for Reports {
             smtputf8: false,
             eight_bit: false,
         })
+    }
+
+    fn failed(
+        &self,
+        message: &NewQueued,
+        recipients: &[FailedRecipient],
+        now: i64,
+    ) -> Option<NewQueued> {
+        self.1.lock().unwrap().push(recipients.to_vec());
+        let mut report = self.delivered(message, &[], now)?;
+        report.raw = Arc::new(b"Subject: failed\r\n\r\nno\r\n".to_vec());
+        self.0.lock().unwrap().pop();
+        Some(report)
     }
 }
 
@@ -375,4 +393,60 @@ async fn two_deliveries_at_once_cannot_both_take_the_last_bytes() {
         .count();
     assert_eq!(refused, 1, "one fits, the other does not");
     assert_eq!(w.count("bob", "INBOX").await, 1);
+}
+
+#[tokio::test]
+async fn a_missing_alias_target_is_reported_and_the_others_delivered() {
+    let w = World::new().await;
+    let targets: Vec<String> = ["bob@example.org", "gone@example.org", "carol@example.org"]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    w.store
+        .set_alias("team@example.org", &targets)
+        .await
+        .unwrap();
+    let env = w.envelope("alice@example.org", &["team@example.org"]).await;
+    let local = env.recipients[0].local.clone().unwrap();
+    assert_eq!(local.accounts.len(), 2);
+    assert_eq!(local.missing.len(), 1);
+    assert_eq!(
+        (
+            local.missing[0].alias.as_str(),
+            local.missing[0].target.as_str()
+        ),
+        ("team@example.org", "gone@example.org")
+    );
+    let report = w.send(env, 100, Replies::One).await;
+    assert_eq!(report.whole, None);
+    assert_eq!(w.count("bob", "INBOX").await, 1);
+    assert_eq!(w.count("carol", "INBOX").await, 1);
+    let failed = w.reports.1.lock().unwrap().clone();
+    let [one] = failed.try_into().unwrap();
+    let [f] = one.try_into().unwrap();
+    assert_eq!(f.recipient.address, "gone@example.org");
+    assert_eq!(
+        f.recipient.orcpt.as_deref(),
+        Some("rfc822;team@example.org")
+    );
+    assert!(
+        f.reply.starts_with("550 5.1.1 ") && f.reply.contains("team@example.org"),
+        "{}",
+        f.reply
+    );
+    let [dsn] = w.queued().try_into().unwrap();
+    assert_eq!(dsn.sender, "");
+    assert_eq!(dsn.recipients[0].address, "alice@example.org");
+
+    // A null sender is never told; every target there: nothing to tell.
+    let env = w.envelope("", &["team@example.org"]).await;
+    w.send(env, 100, Replies::One).await;
+    w.store
+        .set_alias("team@example.org", &targets[..1])
+        .await
+        .unwrap();
+    let env = w.envelope("alice@example.org", &["team@example.org"]).await;
+    assert!(env.recipients[0].local.as_ref().unwrap().missing.is_empty());
+    w.send(env, 100, Replies::One).await;
+    assert_eq!(w.queued().len(), 1);
 }

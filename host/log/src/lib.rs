@@ -27,17 +27,21 @@
 //! - [`format`]: the field formatter, [`SafeFields`].
 //! - [`json`]: `[log] format = "json"`, one JSON object per line, with
 //!   the same fields and bounds.
+//! - [`list`]: several values (recipients) in one field, comma-separated
+//!   and bounded, never Rust's debug form.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod escape;
 pub mod format;
 pub mod json;
+pub mod list;
 #[cfg(test)]
 mod testing;
 
 pub use escape::{bytes, LogBytes};
 pub use format::SafeFields;
+pub use list::list;
 
 /// How log lines are written (`[log] format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

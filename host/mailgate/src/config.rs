@@ -84,6 +84,12 @@ pub struct Config {
     /// `[log]`: the log's format and level.
     #[serde(default)]
     pub log: LogSettings,
+    /// `[srs]`: the Sender Rewriting Scheme for forwarded mail.
+    #[serde(default)]
+    pub srs: crate::srs::SrsSettings,
+    /// `[sieve]`: limits of users' Sieve scripts (ManageSieve, delivery).
+    #[serde(default)]
+    pub sieve: SieveConfig,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
@@ -124,6 +130,9 @@ pub struct Listen {
     pub imaps: Option<String>,
     /// LMTP (RFC 2033), local delivery from another mail system.
     pub lmtp: Option<String>,
+    /// ManageSieve (RFC 5804, port 4190): users manage their Sieve
+    /// scripts; STARTTLS when `[tls]` is set.
+    pub managesieve: Option<String>,
     /// The monitoring endpoint (HTTP: `/metrics`, `/healthz/live`,
     /// `/healthz/ready`); docs/monitoring.md.
     pub metrics: Option<String>,
@@ -136,7 +145,7 @@ pub struct Listen {
 impl Listen {
     /// The mail listeners (all but `metrics`) by protocol name, in a fixed
     /// order: the order they are bound in.
-    pub fn mail_listeners(&self) -> [(&'static str, &Option<String>); 8] {
+    pub fn mail_listeners(&self) -> [(&'static str, &Option<String>); 9] {
         [
             ("smtp", &self.smtp),
             ("submission", &self.submission),
@@ -146,6 +155,7 @@ impl Listen {
             ("imap", &self.imap),
             ("imaps", &self.imaps),
             ("lmtp", &self.lmtp),
+            ("managesieve", &self.managesieve),
         ]
     }
 }
@@ -171,6 +181,8 @@ pub struct ListenProxy {
     pub imaps: bool,
     /// The `lmtp` listener.
     pub lmtp: bool,
+    /// The `managesieve` listener.
+    pub managesieve: bool,
 }
 
 impl ListenProxy {
@@ -186,6 +198,7 @@ impl ListenProxy {
             "imap" => self.imap,
             "imaps" => self.imaps,
             "lmtp" => self.lmtp,
+            "managesieve" => self.managesieve,
             _ => false,
         }
     }
@@ -239,8 +252,19 @@ pub struct InboundSettings {
     pub verify: bool,
     /// Refuse (`550 5.7.1`) a DMARC failure whose domain says `p=reject`.
     pub dmarc_reject: bool,
-    /// The bound on each step of the checks, a duration (`"10s"`).
+    /// The bound on each step of the checks, a duration (`"10s"`); also
+    /// the bound on the sender domain's lookups.
     pub timeout: String,
+    /// Refuse at MAIL a sender whose domain has no MX, A or AAAA record
+    /// (`550 5.1.8`; a DNS failure `450 4.1.8`), as Postfix's
+    /// `reject_unknown_sender_domain`. Authenticated and trusted clients
+    /// are not checked.
+    pub reject_unknown_sender_domain: bool,
+    /// Look up each SMTP client's name at connect (PTR, confirmed by the
+    /// name's A/AAAA records; at most 2 s, while the greeting goes out),
+    /// for `Received:` and the plugins' `reverse-name`, as Postfix's
+    /// `smtpd_peername_lookup`. Every SMTP listener, not only `smtp`.
+    pub reverse_lookup: bool,
 }
 
 impl Default for InboundSettings {
@@ -249,6 +273,8 @@ impl Default for InboundSettings {
             verify: true,
             dmarc_reject: true,
             timeout: "10s".into(),
+            reject_unknown_sender_domain: true,
+            reverse_lookup: true,
         }
     }
 }
@@ -316,6 +342,10 @@ pub struct RelaySettings {
     pub connect_timeout: Option<String>,
     /// Timeout for each reply of the next hop, a duration.
     pub command_timeout: Option<String>,
+    /// Clients that may send to other domains without AUTH on the `smtp`
+    /// and `submission` listeners (Postfix's `mynetworks`): addresses or
+    /// CIDR ranges. Empty (the default): nobody, not even loopback.
+    pub trusted_networks: Vec<String>,
 }
 
 /// `[queue]`: retries and concurrency of the outbound queue. Durations are
@@ -539,6 +569,126 @@ impl AuthSettings {
     }
 }
 
+/// `[sieve]`: users' own filters (docs/sieve.md). The limits bind
+/// ManageSieve, `mailgate sieve` and the scripts run at delivery alike;
+/// each default is Pigeonhole's (Dovecot) where it has one.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SieveConfig {
+    /// Largest script, in bytes or with K/M (Pigeonhole
+    /// `sieve_max_script_size`: 1M). Also the largest ManageSieve literal.
+    #[serde(deserialize_with = "byte_size_plain")]
+    pub max_script_size: u64,
+    /// Most scripts per account (Pigeonhole `sieve_quota_max_scripts`,
+    /// unlimited there; 32 here so that one account cannot fill the store).
+    pub max_scripts: usize,
+    /// Most `redirect`s one run may ask for (`sieve_max_redirects`: 4);
+    /// announced as ManageSieve `MAXREDIRECTS`.
+    pub max_redirects: usize,
+    /// Most actions one run may ask for (`sieve_max_actions`: 32).
+    pub max_actions: usize,
+    /// Deepest `include` nesting (`sieve_include_max_nesting_depth`: 10).
+    pub max_include_depth: usize,
+    /// Most scripts one run may include (`sieve_include_max_includes`: 255).
+    pub max_includes: usize,
+    /// The step budget of one run (every command, test and comparison
+    /// costs steps): a run that uses it up stops and the message is kept.
+    pub max_cpu_steps: u64,
+    /// Deepest nesting of blocks and tests (Pigeonhole: 32).
+    pub max_nesting: usize,
+    /// Allow `require "editheader"` (RFC 5293); off as in Pigeonhole.
+    pub editheader: bool,
+    /// Shortest period between two vacation replies to one sender, a
+    /// duration such as `"1d"` (`sieve_vacation_min_period`: 1d).
+    pub vacation_min_period: String,
+    /// Longest such period (`sieve_vacation_max_period`: 60d).
+    pub vacation_max_period: String,
+    /// The period when the script gives none (`sieve_vacation_default_period`: 7d).
+    pub vacation_default_period: String,
+}
+
+impl Default for SieveConfig {
+    fn default() -> Self {
+        SieveConfig {
+            max_script_size: 1 << 20,
+            max_scripts: 32,
+            max_redirects: 4,
+            max_actions: 32,
+            max_include_depth: 10,
+            max_includes: 255,
+            max_cpu_steps: 1_000_000,
+            max_nesting: 32,
+            editheader: false,
+            vacation_min_period: "1d".into(),
+            vacation_max_period: "60d".into(),
+            vacation_default_period: "7d".into(),
+        }
+    }
+}
+
+/// The largest `[sieve] max_script_size` accepted: a script is held in
+/// memory whole, by ManageSieve while it arrives and by delivery.
+pub const MAX_SIEVE_SCRIPT_SIZE: u64 = 64 << 20;
+
+impl SieveConfig {
+    /// The interpreter's settings: these limits over its defaults.
+    pub fn settings(&self) -> Result<mailgate_sieve::Settings, ConfigError> {
+        let period = |key: &str, v: &str| {
+            mailgate_relay::config::parse_duration(v)
+                .map(|d| d.as_secs())
+                .map_err(|e| ConfigError::Invalid(format!("sieve.{key}: {e}")))
+        };
+        Ok(mailgate_sieve::Settings {
+            max_script_size: usize::try_from(self.max_script_size).unwrap_or(usize::MAX),
+            max_actions: self.max_actions,
+            max_redirects: self.max_redirects,
+            max_include_depth: self.max_include_depth,
+            max_includes: self.max_includes,
+            max_cpu_steps: self.max_cpu_steps,
+            max_nesting: self.max_nesting,
+            editheader: self.editheader,
+            vacation_min_period: period("vacation_min_period", &self.vacation_min_period)?,
+            vacation_max_period: period("vacation_max_period", &self.vacation_max_period)?,
+            vacation_default_period: period(
+                "vacation_default_period",
+                &self.vacation_default_period,
+            )?,
+            ..mailgate_sieve::Settings::default()
+        })
+    }
+
+    /// The checks of `Config::validate`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_script_size < 1 || self.max_script_size > MAX_SIEVE_SCRIPT_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "sieve.max_script_size must be between 1 and {MAX_SIEVE_SCRIPT_SIZE} bytes"
+            )));
+        }
+        if self.max_scripts < 1 || self.max_actions < 1 || self.max_include_depth < 1 {
+            return Err(ConfigError::Invalid(
+                "sieve.max_scripts, max_actions and max_include_depth must be at least 1".into(),
+            ));
+        }
+        if self.max_cpu_steps < 1000 || self.max_nesting < 1 {
+            return Err(ConfigError::Invalid(
+                "sieve.max_cpu_steps must be at least 1000 and max_nesting at least 1".into(),
+            ));
+        }
+        let s = self.settings()?;
+        if s.vacation_min_period > s.vacation_max_period {
+            return Err(ConfigError::Invalid(
+                "sieve.vacation_min_period is longer than vacation_max_period".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A size in bytes that must be given (see [`byte_size`]).
+fn byte_size_plain<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    byte_size(d).map(|v| v.unwrap_or(0))
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -635,6 +785,9 @@ impl Config {
         // start; the DKIM key files are read by `serve`.
         crate::relay::relay_config(self)?;
         self.inbound.timeout()?;
+        self.trusted_networks()?;
+        self.sieve.validate()?;
+        self.srs.build(&self.domains)?;
         Ok(())
     }
 
@@ -680,6 +833,12 @@ impl Config {
     pub fn trusted_proxies(&self) -> Result<crate::proxy_protocol::TrustedProxies, ConfigError> {
         crate::proxy_protocol::TrustedProxies::parse(&self.limits.proxy_from)
             .map_err(ConfigError::Invalid)
+    }
+
+    /// `relay.trusted_networks`, parsed.
+    pub fn trusted_networks(&self) -> Result<mailgate_smtp::TrustedNetworks, ConfigError> {
+        mailgate_smtp::TrustedNetworks::parse(&self.relay.trusted_networks)
+            .map_err(|e| ConfigError::Invalid(format!("relay.trusted_networks: {e}")))
     }
 
     /// `idle_timeout` as a duration.
@@ -867,6 +1026,67 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let typo = MINIMAL.replace("[listen]", "[inbound]\nverfy = true\n[listen]");
         assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn sieve_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(c.sieve, SieveConfig::default());
+        let s = c.sieve.settings().unwrap();
+        assert_eq!(
+            (s.max_script_size, s.max_redirects, s.max_actions),
+            (1 << 20, 4, 32)
+        );
+        assert_eq!(s.vacation_default_period, 7 * 86_400);
+        let set = format!(
+            "{MINIMAL}\n[sieve]\nmax_script_size = \"64K\"\nmax_scripts = 5\nmax_redirects = 1\nvacation_min_period = \"1h\"\n"
+        );
+        let c = Config::parse(&set, Path::new("t.toml")).unwrap();
+        assert_eq!((c.sieve.max_script_size, c.sieve.max_scripts), (65_536, 5));
+        let s = c.sieve.settings().unwrap();
+        assert_eq!((s.max_redirects, s.vacation_min_period), (1, 3600));
+        for bad in [
+            "max_script_size = 0",
+            "max_script_size = \"1G\"",
+            "max_scripts = 0",
+            "vacation_min_period = \"90d\"",
+            "vacation_max_period = \"soon\"",
+            "max_script = 3",
+        ] {
+            let t = format!("{MINIMAL}\n[sieve]\n{bad}\n");
+            assert!(Config::parse(&t, Path::new("t.toml")).is_err(), "{bad}");
+        }
+    }
+
+    /// `[relay] trusted_networks` (empty: nobody) and `[inbound]
+    /// reject_unknown_sender_domain` (on): defaults, values, bad entries.
+    #[test]
+    fn trusted_networks_and_unknown_sender_domain_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert!(c.inbound.reject_unknown_sender_domain);
+        assert!(c.trusted_networks().unwrap().is_empty());
+        let text = MINIMAL.replace(
+            "[listen]",
+            "[inbound]\nreject_unknown_sender_domain = false\n\n[relay]\n\
+             trusted_networks = [\"127.0.0.0/8\", \"::1/128\", \"192.0.2.7\"]\n\n[listen]",
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert!(!c.inbound.reject_unknown_sender_domain);
+        let t = c.trusted_networks().unwrap();
+        assert!(t.contains("127.1.2.3".parse().unwrap()) && t.contains("::1".parse().unwrap()));
+        assert!(t.contains("192.0.2.7".parse().unwrap()));
+        assert!(!t.contains("192.0.2.8".parse().unwrap()));
+        let bad = MINIMAL.replace(
+            "[listen]",
+            "[relay]\ntrusted_networks = [\"office.example\"]\n\n[listen]",
+        );
+        let err = Config::parse(&bad, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("relay.trusted_networks") && err.contains("office.example"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -86,7 +86,8 @@ impl Refused {
 /// by every listener, and the log of refusals.
 pub struct Server {
     open: AtomicUsize,
-    max: usize,
+    /// `max_connections`; changed by a reload (SIGHUP).
+    max: AtomicUsize,
     refusals: Mutex<RefusalLog>,
 }
 
@@ -95,9 +96,15 @@ impl Server {
     pub fn new(max: usize) -> Arc<Server> {
         Arc::new(Server {
             open: AtomicUsize::new(0),
-            max,
+            max: AtomicUsize::new(max),
             refusals: Mutex::new(RefusalLog::default()),
         })
+    }
+
+    /// A new `max_connections` (SIGHUP): connections over it stay open,
+    /// new ones wait until the count is below it.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::SeqCst);
     }
 
     /// Connections open now.
@@ -109,7 +116,7 @@ impl Server {
     fn take(&self) -> bool {
         self.open
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < self.max.load(Ordering::SeqCst)).then_some(n + 1)
             })
             .is_ok()
     }
@@ -128,7 +135,8 @@ impl Server {
 /// One listener's connections per client (`max_connections_per_ip`).
 pub struct Listener {
     server: Arc<Server>,
-    max_per_client: usize,
+    /// `max_connections_per_ip`; changed by a reload (SIGHUP).
+    max_per_client: AtomicUsize,
     per_client: Mutex<HashMap<Client, usize>>,
 }
 
@@ -138,9 +146,15 @@ impl Listener {
     pub fn new(server: Arc<Server>, max_per_client: usize) -> Arc<Listener> {
         Arc::new(Listener {
             server,
-            max_per_client,
+            max_per_client: AtomicUsize::new(max_per_client),
             per_client: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A new `max_connections_per_ip` (SIGHUP), for the connections
+    /// accepted from now on.
+    pub fn set_max_per_client(&self, max: usize) {
+        self.max_per_client.store(max, Ordering::SeqCst);
     }
 
     /// The server this listener counts against.
@@ -153,7 +167,7 @@ impl Listener {
     pub fn admit(self: &Arc<Self>, client: Client) -> Result<Permit, Refused> {
         let mut map = lock(&self.per_client);
         let count = map.get(&client).copied().unwrap_or(0);
-        if count >= self.max_per_client {
+        if count >= self.max_per_client.load(Ordering::SeqCst) {
             return Err(Refused::Client);
         }
         if !self.server.take() {

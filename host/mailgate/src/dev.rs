@@ -38,6 +38,7 @@ pub fn config(data_dir: PathBuf) -> Config {
             imap: Some("127.0.0.1:2143".into()),
             imaps: Some("127.0.0.1:2993".into()),
             lmtp: None,
+            managesieve: None,
             metrics: Some("127.0.0.1:2925".into()),
             proxy: Default::default(),
         },
@@ -54,14 +55,19 @@ pub fn config(data_dir: PathBuf) -> Config {
         submission: SubmissionSettings::default(),
         shutdown_timeout: 5,
         log: Default::default(),
+        sieve: Default::default(),
+        srs: Default::default(),
         relay: Default::default(),
         queue: Default::default(),
         dkim: Vec::new(),
         // The development profile receives from local test clients only;
         // verifying their mail would ask the system's resolver for SPF and
-        // DMARC records of whatever domain they use.
+        // DMARC records of whatever domain they use (and, at MAIL, for the
+        // sender's domain).
         inbound: crate::config::InboundSettings {
             verify: false,
+            reject_unknown_sender_domain: false,
+            reverse_lookup: false,
             ..Default::default()
         },
         plugins: Some(mailgate_policy::PluginsConfig::new(

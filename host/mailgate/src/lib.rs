@@ -8,8 +8,11 @@
 //!   development profile's example plugins.
 //! - [`relay`]: the outbound relay built from `[relay]`, `[queue]` and
 //!   `[[dkim]]`, and its hand-off from SMTP submission.
+//! - [`reload`]: SIGHUP: what of a re-read configuration applies live,
+//!   and which keys need a restart.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
+//! - [`srs`]: `[srs]`, the Sender Rewriting Scheme's settings.
 //! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
 //!   permits the accept loops hand each session.
 //! - [`monitoring`]: `[listen] metrics`: readiness, the queue gauges,
@@ -36,5 +39,7 @@ pub mod private;
 pub mod privileges;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod reload;
 pub mod server;
+pub mod srs;
 pub mod wake;

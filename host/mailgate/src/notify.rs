@@ -30,6 +30,14 @@ pub enum State {
 }
 
 impl State {
+    /// Its name, for the log.
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Stopping => "stopping",
+        }
+    }
+
     /// The datagram for this state.
     pub fn message(self) -> String {
         let pid = std::process::id();
@@ -48,9 +56,9 @@ pub fn notify(state: State) {
     };
     let socket = socket.to_string_lossy().into_owned();
     match send(&socket, &state.message()) {
-        Ok(()) => tracing::debug!(?state, "notified the service manager"),
+        Ok(()) => tracing::debug!(state = state.as_str(), "notified the service manager"),
         Err(e) => tracing::warn!(
-            ?state,
+            state = state.as_str(),
             socket = %socket,
             error = %e,
             "cannot notify the service manager through NOTIFY_SOCKET"

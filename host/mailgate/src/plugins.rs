@@ -42,7 +42,7 @@ pub async fn start(config: &Config) -> Result<Option<Arc<PolicyManager>>, Policy
     }
     tracing::info!(
         dir = %dir.display(),
-        loaded = ?report.loaded,
+        loaded = %mailgate_log::list(report.loaded.iter().map(String::as_str)),
         refused = report.refused.len(),
         "plugins: policy runtime started"
     );
@@ -83,29 +83,25 @@ pub fn watch(manager: &Arc<PolicyManager>, config: &Config, shutdown: watch::Rec
     manager.spawn_watcher(Some(config.data_dir.join(STATUS_FILE)), shutdown);
 }
 
-/// What SIGHUP does for the plugins: a reload in the background (the
-/// signal loop never waits for a compilation).
-pub fn on_sighup(
-    manager: Option<Arc<PolicyManager>>,
-    config_path: Option<PathBuf>,
-) -> impl FnMut() {
-    move || {
+/// What SIGHUP does for the plugins, given the configuration the reload
+/// put in force (`None`: no file, or one with an error, which the reload
+/// has logged): a reload in the background (the signal loop never waits
+/// for a compilation).
+pub fn on_sighup(manager: Option<Arc<PolicyManager>>) -> impl FnMut(Option<Config>) {
+    move |config| {
         let Some(manager) = manager.clone() else {
             return;
         };
-        let path = config_path.clone();
-        tokio::spawn(async move { reload(&manager, path.as_deref()).await });
+        tokio::spawn(async move { reload(&manager, config.as_ref()).await });
     }
 }
 
-/// SIGHUP: re-reads the configuration file (when the server was started
-/// from one) for `[plugins]`/`[[plugin]]`, then reloads the plugin
-/// directory. A configuration that no longer parses is logged and the
-/// plugins are only re-scanned.
-pub async fn reload(manager: &PolicyManager, config_path: Option<&Path>) {
-    let fresh = config_path.map(Config::load);
-    let report = match fresh {
-        Some(Ok(config)) => match policy_config(&config) {
+/// SIGHUP: applies `[plugins]`/`[[plugin]]` of the configuration just
+/// read (when there is one), then reloads the plugin directory. Without
+/// one the plugins are only re-scanned.
+pub async fn reload(manager: &PolicyManager, config: Option<&Config>) {
+    let report = match config {
+        Some(config) => match policy_config(config) {
             Some(policy) => manager.set_config(policy).await,
             None => {
                 tracing::warn!(
@@ -114,15 +110,11 @@ pub async fn reload(manager: &PolicyManager, config_path: Option<&Path>) {
                 manager.reload().await
             }
         },
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "plugins: configuration not reloaded");
-            manager.reload().await
-        }
         None => manager.reload().await,
     };
     tracing::info!(
-        loaded = ?report.loaded,
-        removed = ?report.removed,
+        loaded = %mailgate_log::list(report.loaded.iter().map(String::as_str)),
+        removed = %mailgate_log::list(report.removed.iter().map(String::as_str)),
         refused = report.refused.len(),
         swapped = report.swapped,
         "plugins: reloaded on SIGHUP"

@@ -233,6 +233,17 @@ pub fn dkim_signer(config: &Config) -> Result<Option<Arc<DkimSigner>>, ConfigErr
     Ok(Some(Arc::new(signer)))
 }
 
+/// The relay's resolver (`[relay] nameservers`) and TLS clients (`[relay]
+/// tls_ca_file`), at start and on a reload that changed them.
+pub fn transport(
+    config: &Config,
+    relay: &RelayConfig,
+) -> Result<(Router, TlsClients), RelaySetupError> {
+    let dns = HickoryDns::new(&relay.nameservers, relay.dns_timeout)?;
+    let tls = TlsClients::new(&extra_roots(config)?, true)?;
+    Ok((Router::new(Arc::new(dns)), tls))
+}
+
 /// The relay of `config`, over `store`'s queue, delivering mail for our
 /// own domains (bounces to local senders) through `local`. Not running
 /// yet: spawn [`Relay::run`].
@@ -242,12 +253,18 @@ pub fn build(
     local: Arc<LocalDelivery>,
 ) -> Result<Arc<Relay>, RelaySetupError> {
     let relay_config = relay_config(config)?;
-    let dns = HickoryDns::new(&relay_config.nameservers, relay_config.dns_timeout)?;
-    let tls = TlsClients::new(&extra_roots(config)?, true)?;
+    let (router, tls) = transport(config, &relay_config)?;
+    // With [srs], the runner's own bounces to our SRS addresses go back
+    // to the original senders instead of to a local mailbox.
+    let local: Arc<dyn mailgate_relay::local::LocalHandoff> =
+        match config.srs.build(&config.domains).ok().flatten() {
+            Some(srs) => Arc::new(crate::srs::SrsHandoff::new(local, store.clone(), srs)),
+            None => local,
+        };
     Ok(Relay::new(RelayParts {
         store,
         local: Some(local),
-        router: Router::new(Arc::new(dns)),
+        router,
         config: relay_config,
         clock: Arc::new(SystemClock),
         tls,

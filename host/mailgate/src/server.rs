@@ -16,6 +16,13 @@
 //! STARTTLS on `smtp`, `submission` and `imap`, STLS on `pop3`, implicit
 //! TLS on `submissions`, `pop3s` and `imaps`. The files are watched and reloaded when
 //! they change, and on SIGHUP; sessions already open keep their TLS.
+//!
+//! # Reload
+//! SIGHUP also re-reads the configuration file (`Reloader`): each
+//! listener's session settings are built again and swapped in for the
+//! sessions that start afterwards, the local domains, the connection
+//! limits and the relay's settings are replaced in place, and keys that
+//! need a restart are logged and kept (`crate::reload` has the list).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +41,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::connections;
+use crate::reload::Live;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +118,12 @@ impl Drop for SessionGuard {
 }
 
 /// The shared parts every session is built from.
+#[derive(Clone)]
 pub struct Services {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Users' Sieve scripts (the same store), for ManageSieve.
+    pub sieve_scripts: Arc<dyn mailgate_store::SieveScripts>,
     /// Local delivery.
     pub delivery: Arc<LocalDelivery>,
     /// Authentication for all protocols.
@@ -226,27 +237,21 @@ pub async fn run(
     store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
+    let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
     let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
+    // What a reload (SIGHUP) swaps its new settings into.
+    let (sqlite, reload_relay) = (probe_store.clone(), relay.clone());
     let services = Arc::new(Services {
         store: store.clone(),
+        sieve_scripts,
         delivery,
         reports: relay.clone(),
         outbound: relay.clone(),
         policy: policy.clone(),
         imap_views: Arc::new(mailgate_imap::view::MailboxViews::new()),
-        auth: Arc::new(
-            Authenticator::new(store.clone(), config.auth.limiter())
-                .with_plaintext_policy(config.auth.plaintext())
-                // Checked by `Config::validate` when the file was read.
-                .with_cache_ttl(
-                    config
-                        .auth
-                        .cache_ttl()
-                        .unwrap_or(mailgate_auth::DEFAULT_CACHE_TTL),
-                ),
-        ),
+        auth: Arc::new(authenticator(&config, &store)),
     });
     let certs = load_certificates(&config)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -259,14 +264,26 @@ pub async fn run(
     let mut accept_loops = Vec::new();
     let mut accepting = Vec::new();
     let connections = connections::Server::new(config.limits.max_connections);
+    let mut live_listeners = Vec::new();
     for b in bound {
         let protocol = b.protocol;
-        let serve = session_runner(protocol, &config, &services, certs.as_ref(), &shutdown_rx)?;
+        let context = Arc::new(Live::new(listener_context(
+            protocol,
+            &config,
+            &services,
+            certs.as_ref(),
+            &shutdown_rx,
+        )?));
+        let serve = runner(protocol, context.clone());
+        let listener =
+            connections::Listener::new(connections.clone(), config.limits.max_connections_per_ip);
+        live_listeners.push(LiveListener {
+            protocol,
+            context,
+            connections: listener.clone(),
+        });
         let limits = Limits {
-            listener: connections::Listener::new(
-                connections.clone(),
-                config.limits.max_connections_per_ip,
-            ),
+            listener,
             refusal: refusal(protocol, &config.hostname),
             proxy: config
                 .listen
@@ -313,15 +330,26 @@ pub async fn run(
     on_ready(&addresses);
     crate::notify::notify(crate::notify::State::Ready);
 
-    let mut reload_plugins = crate::plugins::on_sighup(policy, config.source.clone());
+    let mut reload_plugins = crate::plugins::on_sighup(policy);
     let hup_certs = certs.clone();
+    let mut reloader = Reloader {
+        config: config.clone(),
+        services: services.clone(),
+        certs: certs.clone(),
+        shutdown: shutdown_rx.clone(),
+        listeners: live_listeners,
+        connections,
+        store: sqlite,
+        relay: reload_relay,
+    };
     signals
         .wait(move || {
             if let Some(certs) = hup_certs.clone() {
                 // Reading and parsing the PEM files is blocking file I/O.
                 tokio::task::spawn_blocking(move || certs.reload_logged("SIGHUP"));
             }
-            reload_plugins();
+            let applied = reloader.reload();
+            reload_plugins(applied);
         })
         .await;
     crate::notify::notify(crate::notify::State::Stopping);
@@ -374,20 +402,190 @@ fn load_certificates(config: &Config) -> Result<Option<Arc<Certificates>>, Serve
     Ok(Some(certs))
 }
 
+/// One listener's session settings, as a reload replaces them.
+enum ListenerContext {
+    Smtp(Arc<SmtpContext>),
+    Imap(Arc<mailgate_imap::ImapContext>),
+    Pop3(Arc<Pop3Context>),
+    ManageSieve(Arc<mailgate_managesieve::ManageSieveContext>),
+}
+
+/// What a reload changes on one listener: the settings of its new
+/// sessions and its per-client connection limit.
+struct LiveListener {
+    protocol: &'static str,
+    context: Arc<Live<ListenerContext>>,
+    connections: Arc<connections::Listener>,
+}
+
+/// SIGHUP's state: the configuration in force and the parts it applies
+/// to (see `crate::reload` for what applies live and what needs a
+/// restart).
+struct Reloader {
+    config: Config,
+    services: Arc<Services>,
+    certs: Option<Arc<Certificates>>,
+    shutdown: watch::Receiver<bool>,
+    listeners: Vec<LiveListener>,
+    connections: Arc<connections::Server>,
+    store: Arc<SqliteStore>,
+    relay: Arc<mailgate_relay::Relay>,
+}
+
+impl Reloader {
+    /// Reads the configuration file again and applies it; returns the
+    /// configuration now in force when the file loaded (for the plugins),
+    /// `None` when there is no file or it has an error (the running
+    /// configuration is kept, and the error logged on one line).
+    fn reload(&mut self) -> Option<Config> {
+        let Some(path) = self.config.source.clone() else {
+            tracing::info!("reload: no configuration file (development profile); only the certificate and the plugins reload");
+            return None;
+        };
+        let fresh = match crate::cli::config_check::load(&path) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(
+                    error = %crate::reload::one_line_error(&path, &e),
+                    "reload: configuration not reloaded; the running configuration is kept"
+                );
+                return None;
+            }
+        };
+        let restart = crate::reload::restart_keys(&self.config, &fresh);
+        for key in &restart {
+            tracing::warn!(key = %key, "reload: key {key} changed: restart needed to apply");
+        }
+        let fresh = crate::reload::keep_restart_keys(&self.config, fresh);
+        let changed = crate::reload::changed_sections(&self.config, &fresh);
+        match self.apply(&fresh) {
+            Ok(()) => {
+                tracing::info!(
+                    file = %path.display(),
+                    changed = %if changed.is_empty() { "nothing".to_string() } else { changed.join(",") },
+                    restart_needed = %if restart.is_empty() { "none".to_string() } else { restart.join(",") },
+                    "reload: configuration applied; new sessions and the next queue run use it"
+                );
+                self.config = fresh.clone();
+                Some(fresh)
+            }
+            Err(e) => {
+                tracing::error!(
+                    file = %path.display(),
+                    error = %crate::reload::one_line_error(&path, &e.to_string()),
+                    "reload: configuration not applied; the running configuration is kept"
+                );
+                None
+            }
+        }
+    }
+
+    /// Builds everything `config` needs first (the step that can fail),
+    /// then swaps it in.
+    fn apply(&mut self, config: &Config) -> Result<(), ServerError> {
+        let mut services = self.services.clone();
+        if config.auth != self.config.auth {
+            let mut fresh = (*services).clone();
+            fresh.auth = Arc::new(authenticator(config, &fresh.store));
+            services = Arc::new(fresh);
+        }
+        let contexts = self
+            .listeners
+            .iter()
+            .map(|l| {
+                listener_context(
+                    l.protocol,
+                    config,
+                    &services,
+                    self.certs.as_ref(),
+                    &self.shutdown,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let relay =
+            crate::relay::relay_config(config).map_err(crate::relay::RelaySetupError::from)?;
+        let (old, new) = (&self.config.relay, &config.relay);
+        let transport = if old.nameservers != new.nameservers || old.tls_ca_file != new.tls_ca_file
+        {
+            Some(crate::relay::transport(config, &relay)?)
+        } else {
+            None
+        };
+        // Nothing below fails.
+        self.relay.set_config(relay);
+        if let Some((router, tls)) = transport {
+            self.relay.set_transport(router, tls);
+        }
+        crate::reload::apply_domains(&services.delivery, config);
+        self.store
+            .set_min_free_space(config.limits.min_free_space());
+        self.connections.set_max(config.limits.max_connections);
+        for (l, context) in self.listeners.iter().zip(contexts) {
+            l.connections
+                .set_max_per_client(config.limits.max_connections_per_ip);
+            l.context.set(context);
+        }
+        self.services = services;
+        Ok(())
+    }
+}
+
+/// The authenticator of `[auth]`, shared by every protocol.
+fn authenticator(config: &Config, store: &Arc<dyn Store>) -> Authenticator {
+    Authenticator::new(store.clone(), config.auth.limiter())
+        .with_plaintext_policy(config.auth.plaintext())
+        // Checked by `Config::validate` when the file was read.
+        .with_cache_ttl(
+            config
+                .auth
+                .cache_ttl()
+                .unwrap_or(mailgate_auth::DEFAULT_CACHE_TTL),
+        )
+}
+
 /// A boxed session future: what an accept loop runs per connection.
 type SessionFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// What an accept loop calls per connection.
 type Runner = Box<dyn Fn(TcpStream, SocketAddr) -> SessionFuture + Send + Sync>;
 
-/// The per-connection function of one listener: its protocol, role and
-/// TLS mode.
-fn session_runner(
+/// The per-connection function of one listener: each connection gets
+/// the settings in force when it arrives (a reload replaces them).
+fn runner(protocol: &'static str, context: Arc<Live<ListenerContext>>) -> Runner {
+    Box::new(move |stream, peer| {
+        let current = context.get();
+        match &*current {
+            ListenerContext::Imap(ctx) => {
+                Box::pin(mailgate_imap::serve_connection(stream, peer, ctx.clone()))
+            }
+            ListenerContext::Pop3(ctx) => {
+                Box::pin(mailgate_pop3::serve_connection(stream, peer, ctx.clone()))
+            }
+            ListenerContext::ManageSieve(ctx) => Box::pin(mailgate_managesieve::serve_connection(
+                stream,
+                peer,
+                ctx.clone(),
+            )),
+            ListenerContext::Smtp(ctx) => {
+                let ctx = ctx.clone();
+                Box::pin(async move {
+                    if let Err(e) = mailgate_smtp::serve_connection(stream, peer, ctx).await {
+                        tracing::debug!(protocol, %peer, error = %e, "connection ended with an i/o error");
+                    }
+                })
+            }
+        }
+    })
+}
+
+/// The session settings of one listener from `config`: its protocol,
+/// role and TLS mode.
+fn listener_context(
     protocol: &'static str,
     config: &Config,
     services: &Services,
     certs: Option<&Arc<Certificates>>,
     shutdown: &watch::Receiver<bool>,
-) -> Result<Runner, ServerError> {
+) -> Result<ListenerContext, ServerError> {
     let acceptor = |alpn| certs.map(|c| Acceptor::new(c, alpn)).transpose();
     let mode = |implicit: bool, acceptor: Option<Acceptor>| match acceptor {
         None => TlsMode::None,
@@ -398,25 +596,27 @@ fn session_runner(
     if protocol.starts_with("imap") {
         let mut ctx = imap_context(config, services, shutdown.clone());
         ctx.tls = mode(implicit, acceptor(Alpn::Imap)?);
-        let ctx = Arc::new(ctx);
-        return Ok(Box::new(move |stream, peer| {
-            let ctx = ctx.clone();
-            Box::pin(mailgate_imap::serve_connection(stream, peer, ctx))
-        }));
+        return Ok(ListenerContext::Imap(Arc::new(ctx)));
     }
     if protocol.starts_with("pop3") {
         let mut ctx = pop3_context(config, services, shutdown.clone());
         ctx.tls = mode(implicit, acceptor(Alpn::Pop3)?);
-        let ctx = Arc::new(ctx);
-        return Ok(Box::new(move |stream, peer| {
-            let ctx = ctx.clone();
-            Box::pin(mailgate_pop3::serve_connection(stream, peer, ctx))
-        }));
+        return Ok(ListenerContext::Pop3(Arc::new(ctx)));
+    }
+    if protocol == "managesieve" {
+        let mut ctx = managesieve_context(config, services, shutdown.clone())?;
+        ctx.tls = mode(false, acceptor(Alpn::None)?);
+        return Ok(ListenerContext::ManageSieve(Arc::new(ctx)));
     }
     let mut ctx = smtp_context(config, services, shutdown.clone());
     ctx.tls = mode(implicit, acceptor(Alpn::None)?);
+    // Our own hosts (Postfix's mynetworks): relay without AUTH on smtp
+    // and submission; the session ignores the list on lmtp.
+    ctx.trusted_networks = Arc::new(config.trusted_networks()?);
     if protocol == "smtp" {
-        ctx.verifier = inbound_verifier(config)?;
+        let dns = inbound_dns(config)?;
+        ctx.verifier = inbound_verifier(config, dns.as_deref())?;
+        ctx.sender_domains = sender_domain_check(config, dns)?;
     } else if protocol == "lmtp" {
         // RFC 2033: local delivery from a trusted mail system; no TLS,
         // no AUTH, no relaying (the MX rules), one reply per recipient.
@@ -429,6 +629,8 @@ fn session_runner(
         ctx.save_sent = config.submission.save_sent;
     }
     ctx.policy = services.policy.clone();
+    ctx.srs = config.srs.build(&config.domains)?;
+    ctx.reverse = reverse_lookup(config)?;
     ctx.listener = mailgate_metrics::Listener::from_key(protocol);
     // Every listener's room may queue: copies over quota wait there for
     // local redelivery, and plugins may forward to other domains (route
@@ -436,26 +638,66 @@ fn session_runner(
     // domain without AUTH (RCPT checks that).
     ctx.outbound = Some(services.outbound.clone());
     ctx.reports = Some(services.reports.clone());
-    let ctx = Arc::new(ctx);
-    Ok(Box::new(move |stream, peer| {
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            if let Err(e) = mailgate_smtp::serve_connection(stream, peer, ctx).await {
-                tracing::debug!(protocol, %peer, error = %e, "connection ended with an i/o error");
-            }
-        })
-    }))
+    Ok(ListenerContext::Smtp(Arc::new(ctx)))
 }
 
-/// `[inbound]`: the SPF, DKIM and DMARC verifier of the `smtp` listener,
-/// asking the `[relay] nameservers`; `None` unless `verify` is on.
-fn inbound_verifier(config: &Config) -> Result<Option<Arc<mailgate_smtp::Verifier>>, ServerError> {
-    if !config.inbound.verify {
+/// The resolver of the `smtp` listener's `[inbound]` checks, asking the
+/// `[relay] nameservers` (one cache for SPF/DKIM/DMARC and the sender
+/// domain); `None` when neither check is on.
+fn inbound_dns(config: &Config) -> Result<Option<Arc<mailgate_relay::HickoryDns>>, ServerError> {
+    if !config.inbound.verify && !config.inbound.reject_unknown_sender_domain {
         return Ok(None);
     }
     let relay = crate::relay::relay_config(config).map_err(crate::relay::RelaySetupError::from)?;
     let dns = mailgate_relay::HickoryDns::new(&relay.nameservers, relay.dns_timeout)
         .map_err(crate::relay::RelaySetupError::from)?;
+    Ok(Some(Arc::new(dns)))
+}
+
+/// `[inbound] reverse_lookup`: the client's confirmed name at connect
+/// (every SMTP listener), through the `[relay] nameservers`; `None` when
+/// off.
+fn reverse_lookup(
+    config: &Config,
+) -> Result<Option<Arc<mailgate_smtp::ReverseLookup>>, ServerError> {
+    if !config.inbound.reverse_lookup {
+        return Ok(None);
+    }
+    let relay = crate::relay::relay_config(config).map_err(crate::relay::RelaySetupError::from)?;
+    let dns = mailgate_relay::HickoryDns::new(&relay.nameservers, relay.dns_timeout)
+        .map_err(crate::relay::RelaySetupError::from)?;
+    Ok(Some(Arc::new(mailgate_smtp::ReverseLookup::new(Arc::new(
+        dns,
+    )))))
+}
+
+/// `[inbound] reject_unknown_sender_domain`: the DNS check of the
+/// sender's domain at MAIL on the `smtp` listener; `None` when off.
+fn sender_domain_check(
+    config: &Config,
+    dns: Option<Arc<mailgate_relay::HickoryDns>>,
+) -> Result<Option<Arc<mailgate_smtp::SenderDomainCheck>>, ServerError> {
+    let Some(dns) = dns.filter(|_| config.inbound.reject_unknown_sender_domain) else {
+        return Ok(None);
+    };
+    let timeout = config
+        .inbound
+        .timeout()
+        .map_err(crate::relay::RelaySetupError::from)?;
+    Ok(Some(Arc::new(mailgate_smtp::SenderDomainCheck::new(
+        dns, timeout,
+    ))))
+}
+
+/// `[inbound]`: the SPF, DKIM and DMARC verifier of the `smtp` listener,
+/// asking `dns`; `None` unless `verify` is on.
+fn inbound_verifier(
+    config: &Config,
+    dns: Option<&mailgate_relay::HickoryDns>,
+) -> Result<Option<Arc<mailgate_smtp::Verifier>>, ServerError> {
+    let Some(dns) = dns.filter(|_| config.inbound.verify) else {
+        return Ok(None);
+    };
     let mut verifier = mailgate_smtp::Verifier::new(dns.authenticator(), config.hostname.clone());
     verifier.timeout = config
         .inbound
@@ -514,6 +756,27 @@ fn pop3_context(
     ctx
 }
 
+/// The ManageSieve settings from the configuration: `[sieve]` (scripts
+/// are compiled with the settings delivery uses; the largest literal is
+/// `max_script_size`), the idle and command timeouts of `[limits]`.
+fn managesieve_context(
+    config: &Config,
+    services: &Services,
+    shutdown: watch::Receiver<bool>,
+) -> Result<mailgate_managesieve::ManageSieveContext, ServerError> {
+    let mut ctx = mailgate_managesieve::ManageSieveContext::new(
+        config.hostname.clone(),
+        services.sieve_scripts.clone(),
+        services.auth.clone(),
+        shutdown,
+    );
+    ctx.settings = config.sieve.settings()?;
+    ctx.max_scripts = config.sieve.max_scripts;
+    ctx.idle_timeout = config.idle_timeout();
+    ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
+    Ok(ctx)
+}
+
 /// The IMAP settings from the configuration: APPEND takes messages up
 /// to `limits.max_message_size` (announced as APPENDLIMIT), a command
 /// must arrive within `limits.command_timeout` and an APPEND message at
@@ -565,6 +828,8 @@ fn refusal(protocol: &str, hostname: &str) -> Option<Vec<u8>> {
         "pop3" => Some(format!("-ERR [SYS/TEMP] {text}\r\n")),
         // RFC 9051 §7.1: UNAVAILABLE, a temporary failure of the server.
         "imap" => Some(format!("* BYE [UNAVAILABLE] {text}\r\n")),
+        // RFC 5804 §1.3: TRYLATER, a temporary failure.
+        "managesieve" => Some(format!("BYE (TRYLATER) \"{text}\"\r\n")),
         // RFC 5321 §3.1 and §4.2.3 (421 at the greeting), RFC 3463
         // 4.7.0; LMTP (RFC 2033) answers the same.
         _ => Some(format!("421 4.7.0 {hostname} {text}\r\n")),
@@ -728,14 +993,15 @@ impl StopSignals {
     }
 
     /// Waits for SIGTERM or SIGINT. SIGHUP (which must not kill the
-    /// server) calls `on_hup`: the certificate and the plugins reload.
+    /// server) calls `on_hup`: the configuration, the certificate and the
+    /// plugins reload.
     async fn wait(&mut self, mut on_hup: impl FnMut()) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => { tracing::info!("SIGTERM received"); return }
                 _ = self.int.recv() => { tracing::info!("SIGINT received"); return }
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP received: reloading the certificate and the plugins");
+                    tracing::info!("SIGHUP received: reloading the configuration, the certificate and the plugins");
                     on_hup();
                 }
             }

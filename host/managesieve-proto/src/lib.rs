@@ -1,7 +1,7 @@
 //! ManageSieve (RFC 5804) wire format, without I/O.
 //!
 //! # Role
-//! The session (to come, with the listener on port 4190) feeds the bytes
+//! The session (`mailgate-managesieve`, port 4190) feeds the bytes
 //! it has read to [`parse_command`] (or [`parse_sasl_response`] during
 //! `AUTHENTICATE`), which answers with a whole command and how many bytes
 //! it used, or "need more data", or an error that says what the client is

@@ -1,7 +1,7 @@
 //! The script commands of an authenticated session (RFC 5804 sections
 //! 2.5-2.12) as one function over a [`ScriptStore`], so their rules
 //! (quota, the active script, names taken or missing) are tested without
-//! a socket or a database. The session (to come) calls [`handle`] and
+//! a socket or a database. The session (`mailgate-managesieve`) calls [`handle`] and
 //! writes the reply; a store failure's details go to its log only.
 
 use crate::command::{Command, ScriptName};

@@ -20,6 +20,8 @@ pub enum Protocol {
     Pop3,
     /// IMAP: `imap`, `imaps`.
     Imap,
+    /// ManageSieve (RFC 5804): `managesieve`.
+    ManageSieve,
 }
 
 impl Protocol {
@@ -30,6 +32,7 @@ impl Protocol {
             Protocol::Lmtp => "lmtp",
             Protocol::Pop3 => "pop3",
             Protocol::Imap => "imap",
+            Protocol::ManageSieve => "managesieve",
         }
     }
 }
@@ -53,11 +56,13 @@ pub enum Listener {
     Imap,
     /// `imaps` (993).
     Imaps,
+    /// `managesieve` (4190).
+    ManageSieve,
 }
 
 impl Listener {
     /// Every listener.
-    pub const ALL: [Listener; 8] = [
+    pub const ALL: [Listener; 9] = [
         Listener::Smtp,
         Listener::Submission,
         Listener::Submissions,
@@ -66,6 +71,7 @@ impl Listener {
         Listener::Pop3s,
         Listener::Imap,
         Listener::Imaps,
+        Listener::ManageSieve,
     ];
 
     /// The listener of a `[listen]` key.
@@ -84,6 +90,7 @@ impl Listener {
             Listener::Pop3s => "pop3s",
             Listener::Imap => "imap",
             Listener::Imaps => "imaps",
+            Listener::ManageSieve => "managesieve",
         }
     }
 
@@ -94,6 +101,7 @@ impl Listener {
             Listener::Lmtp => Protocol::Lmtp,
             Listener::Pop3 | Listener::Pop3s => Protocol::Pop3,
             Listener::Imap | Listener::Imaps => Protocol::Imap,
+            Listener::ManageSieve => Protocol::ManageSieve,
         }
     }
 
@@ -458,5 +466,18 @@ pub fn bytes_sent(listener: Listener, n: u64) {
     metrics()
         .sent_bytes
         .get_or_create(&listener.labels())
+        .inc_by(n);
+}
+
+/// `n` message bytes the relay sent to a next hop that took the message
+/// (`protocol="smtp"`, `listener="relay"`: the outbound side has no
+/// listener).
+pub fn bytes_relayed(n: u64) {
+    metrics()
+        .sent_bytes
+        .get_or_create(&crate::registry::SessionLabels {
+            protocol: "smtp",
+            listener: "relay",
+        })
         .inc_by(n);
 }

@@ -209,6 +209,17 @@ pub enum FailureMode {
     FailClosed,
 }
 
+impl FailureMode {
+    /// The name in the configuration (`fail-open`, `fail-closed`), for the
+    /// log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureMode::FailOpen => "fail-open",
+            FailureMode::FailClosed => "fail-closed",
+        }
+    }
+}
+
 /// A capability a plugin may import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -231,7 +231,7 @@ impl PolicyManager {
                         plugin = %name,
                         version = plugin.version(),
                         hash = &plugin.hash()[..16],
-                        hooks = ?plugin.hooks().iter().map(|h| h.name()).collect::<Vec<_>>(),
+                        hooks = %plugin.hooks().iter().map(|h| h.name()).collect::<Vec<_>>().join(", "),
                         "plugin loaded"
                     );
                     if !unchanged {

@@ -675,7 +675,7 @@ impl LoadedPlugin {
             version = %self.version,
             %hook,
             elapsed_us = elapsed.as_micros() as u64,
-            failure_mode = ?self.limits.failure,
+            failure_mode = self.limits.failure.as_str(),
             "plugin failed: {}",
             failure.kind
         );

@@ -32,9 +32,16 @@ pub fn format_list(entries: &[QueueEntry]) -> String {
         } else {
             e.sender.clone()
         };
+        // The queue id of the log and of the `250`, when it differs from
+        // the number (messages queued by older versions have none).
+        let queue_id = if e.msg_id == e.id.to_string() {
+            String::new()
+        } else {
+            format!("  queue_id={}", e.msg_id)
+        };
         let _ = writeln!(
             out,
-            "{:<10} {:>9} {:<19}  {}",
+            "{:<10} {:>9} {:<19}  {}{queue_id}",
             format!("{}{mark}", e.id),
             e.size,
             date(e.created),
@@ -69,6 +76,7 @@ pub fn format_list(entries: &[QueueEntry]) -> String {
 pub fn format_entry(e: &QueueEntry) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "id: {}", e.id);
+    let _ = writeln!(out, "queue id: {}", e.msg_id);
     let _ = writeln!(out, "sender: <{}>", e.sender);
     let _ = writeln!(out, "size: {}", e.size);
     let _ = writeln!(out, "arrived: {}", date(e.created));
@@ -122,6 +130,22 @@ pub fn parse_id(s: &str) -> StoreResult<QueueId> {
     s.trim()
         .parse()
         .map_err(|_| StoreError::Invalid(format!("{s:?} is not a queue id")))
+}
+
+/// The queue entry meant by `s` on the command line: its queue id
+/// (`queue_id=` in the log, the id of the `250`, `0663A0B1C2D3E40001`),
+/// or its number (`queue list`'s first column). `NotFound` when no queued
+/// message has that queue id.
+pub async fn resolve_id(store: &dyn QueueStore, s: &str) -> StoreResult<QueueId> {
+    let s = s.trim();
+    let upper = s.to_ascii_uppercase();
+    if mailgate_store::queue::is_message_id(&upper) {
+        return store
+            .queue_find(&upper)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("queued message {upper}")));
+    }
+    parse_id(s)
 }
 
 /// `queue show ID`: the entry and its body, or `NotFound`.
@@ -292,6 +316,7 @@ pub fn entry_json(e: &QueueEntry) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "id": e.id,
+        "queue_id": e.msg_id,
         "sender": e.sender,
         "size": e.size,
         "arrived": json_time(e.created),
@@ -326,6 +351,7 @@ mod tests {
         assert_eq!(format_list(&[]), "Mail queue is empty\n");
         let e = QueueEntry {
             id: 12,
+            msg_id: "12".into(),
             sender: String::new(),
             size: 2048,
             created: 0,
@@ -352,6 +378,17 @@ mod tests {
         };
         let out = format_list(std::slice::from_ref(&e));
         assert!(out.contains("12!"), "held mark: {out}");
+        assert!(!out.contains("queue_id="), "none for an old message: {out}");
+        let new = QueueEntry {
+            msg_id: "0663A0B1C2D3E40001".into(),
+            ..e.clone()
+        };
+        let listed = format_list(std::slice::from_ref(&new));
+        assert!(
+            listed.contains("  <>  queue_id=0663A0B1C2D3E40001\n"),
+            "{listed}"
+        );
+        assert!(format_entry(&new).contains("queue id: 0663A0B1C2D3E40001\n"));
         assert!(out.contains("<>"));
         assert!(out.contains("(451 4.4.1 mx.b.test: connection refused)"));
         assert!(out.ends_with("-- 2 Kbytes in 1 Request.\n"));
@@ -381,6 +418,7 @@ mod tests {
     fn entry(id: QueueId, sender: &str, rcpts: &[(&str, RecipientStatus)]) -> QueueEntry {
         QueueEntry {
             id,
+            msg_id: id.to_string(),
             sender: sender.into(),
             size: 10,
             created: 0,

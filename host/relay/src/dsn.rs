@@ -43,7 +43,7 @@ pub mod params;
 use std::sync::Arc;
 
 use mailgate_store::queue::{
-    DeliveryReports, NewQueued, NewQueuedRecipient, QueueEntry, QueuedRecipient,
+    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, QueueEntry, QueuedRecipient,
 };
 
 pub use params::Notify;
@@ -263,6 +263,59 @@ impl DeliveryReports for crate::Relay {
     ) -> Option<NewQueued> {
         delivered_for(&self.config().hostname, message, recipients, now)
     }
+
+    fn failed(
+        &self,
+        message: &NewQueued,
+        recipients: &[FailedRecipient],
+        now: i64,
+    ) -> Option<NewQueued> {
+        failed_for(&self.config().hostname, message, recipients, now)
+    }
+}
+
+/// The `failed` DSN (`Action: failed`) about copies of `message` lost on
+/// the way to a local mailbox while the message itself was accepted (an
+/// alias target that no longer exists): the delivery side's counterpart
+/// of the queue's failure reports, built from the message in its queue
+/// form as [`delivered_for`] is. Each recipient's reply gives the
+/// `Status:` and `Diagnostic-Code:`; only those whose `NOTIFY` asks for
+/// failures are reported. The original's headers are returned.
+pub fn failed_for(
+    reporting_mta: &str,
+    message: &NewQueued,
+    recipients: &[FailedRecipient],
+    now: i64,
+) -> Option<NewQueued> {
+    let original = Original {
+        sender: &message.sender,
+        envid: message.envid.as_deref(),
+        ret_full: None,
+        smtputf8: message.smtputf8,
+        eight_bit: message.eight_bit,
+        arrival: message.created,
+        raw: &message.raw,
+    };
+    let lines: Vec<Line<'_>> = recipients
+        .iter()
+        .filter(|f| wants(f.recipient.notify.as_deref(), DsnKind::Failure))
+        .map(|f| Line {
+            address: &f.recipient.address,
+            orcpt: f.recipient.orcpt.as_deref(),
+            reply: Some(&f.reply),
+            remote_host: None,
+            updated: Some(now),
+        })
+        .collect();
+    let token = format!("{:016x}", rand::random::<u64>());
+    render(
+        reporting_mta,
+        &original,
+        &token,
+        &lines,
+        DsnKind::Failure,
+        now,
+    )
 }
 
 /// Builds the DSN for `entry` about `recipients` (those that reached the
@@ -446,6 +499,7 @@ fn render(
     raw.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let raw_is_ascii = raw.is_ascii();
     Some(NewQueued {
+        msg_id: Some(mailgate_store::queue::new_message_id()),
         sender: String::new(),
         recipients: vec![NewQueuedRecipient::new(entry.sender.to_string())],
         raw: Arc::new(raw),
@@ -465,6 +519,7 @@ mod tests {
     fn entry(sender: &str) -> QueueEntry {
         QueueEntry {
             id: 7,
+            msg_id: "0663A0B1C2D3E40007".into(),
             sender: sender.into(),
             size: 10,
             created: 1_700_000_000,
@@ -649,6 +704,7 @@ mod tests {
         let mut rcpt = NewQueuedRecipient::new("bob@b.test");
         rcpt.notify = Some("SUCCESS".into());
         let message = NewQueued {
+            msg_id: None,
             sender: "a@a.test".into(),
             recipients: vec![NewQueuedRecipient::new("ignored@b.test")],
             raw: Arc::new(ORIGINAL.to_vec()),

@@ -541,7 +541,7 @@ impl MtaSts {
         });
         match fetched {
             Ok((policy, text)) => {
-                tracing::info!(%domain, %id, mode = policy.mode.as_str(), mx = ?policy.mx, max_age = policy.max_age, "relay: MTA-STS policy fetched");
+                tracing::info!(%domain, %id, mode = policy.mode.as_str(), mx = %policy.mx.join(", "), max_age = policy.max_age, "relay: MTA-STS policy fetched");
                 let policy = Arc::new(policy);
                 let expires = now.saturating_add(policy.max_age as i64);
                 self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use mailgate_log::list;
 use mailgate_store::queue::{
     AttemptRecord, NewQueued, NewQueuedRecipient, NextHop, OutboundQueue, QueueEntry, QueueId,
     QueueStore, QueuedRecipient, RecipientStatus, RecipientUpdate,
@@ -85,10 +86,14 @@ struct Idle {
 pub struct Relay {
     store: Arc<dyn QueueStore>,
     local: Option<Arc<dyn LocalHandoff>>,
-    router: Router,
-    config: RelayConfig,
+    /// Name resolution and the TLS client settings; a reload replaces
+    /// them ([`Relay::set_transport`]).
+    router: std::sync::RwLock<Arc<Router>>,
+    tls: std::sync::RwLock<TlsClients>,
+    /// The settings in force; a reload (SIGHUP) replaces them for the
+    /// next queue run ([`Relay::set_config`]).
+    config: std::sync::RwLock<Arc<RelayConfig>>,
     clock: Arc<dyn Clock>,
-    tls: TlsClients,
     dkim: Option<Arc<DkimSigner>>,
     mta_sts: Option<MtaSts>,
     wake: Notify,
@@ -138,10 +143,10 @@ impl Relay {
         Arc::new(Relay {
             store: parts.store,
             local: parts.local,
-            router: parts.router,
-            config: parts.config,
+            router: std::sync::RwLock::new(Arc::new(parts.router)),
+            config: std::sync::RwLock::new(Arc::new(parts.config)),
             clock: parts.clock,
-            tls: parts.tls,
+            tls: std::sync::RwLock::new(parts.tls),
             dkim: parts.dkim,
             mta_sts,
             wake: Notify::new(),
@@ -153,8 +158,39 @@ impl Relay {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &RelayConfig {
-        &self.config
+    pub fn config(&self) -> Arc<RelayConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// New settings (a reload of the configuration): the attempts that
+    /// start from now on use them; those under way finish with the old.
+    /// The name servers and `tls_ca_file` come with
+    /// [`Relay::set_transport`]; the MTA-STS switch and `max_concurrent`
+    /// are read once at start and stay as they were.
+    pub fn set_config(&self, config: RelayConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// A new resolver and TLS client settings (a reload that changed the
+    /// name servers or the extra CA file): for the attempts that start
+    /// from now on. MTA-STS keeps the ones it started with.
+    pub fn set_transport(&self, router: Router, tls: TlsClients) {
+        *self.router.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(router);
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
+
+    fn router(&self) -> Arc<Router> {
+        self.router
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn tls(&self) -> TlsClients {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Asks the runner to look at the queue now (after an enqueue or a
@@ -180,9 +216,9 @@ impl Relay {
             let wait = match self.store.queue_next_due().await {
                 Ok(Some(at)) => {
                     Duration::from_secs((at - self.clock.now()).clamp(0, i64::MAX) as u64)
-                        .min(self.config.poll_interval)
+                        .min(self.config().poll_interval)
                 }
-                _ => self.config.poll_interval,
+                _ => self.config().poll_interval,
             };
             // Something due now but all in flight: wait for a task.
             let wait = wait.max(Duration::from_millis(200));
@@ -229,19 +265,24 @@ impl Relay {
                 continue;
             }
             let relay = self.clone();
-            tasks.spawn(async move {
+            // Every line of the attempt is in the span `relay{queue_id=ID}`,
+            // the id of the `250` (docs/operations.md, *Following a
+            // message in the logs*).
+            let span = tracing::info_span!("relay", queue_id = %entry.msg_id);
+            let task = async move {
                 let id = entry.id;
                 // The concurrency limits are taken per destination inside
                 // the attempt (one message may have several).
                 if let Err(e) = relay.attempt(entry).await {
-                    tracing::error!(queue_id = id, error = %e, "relay: attempt not recorded");
+                    tracing::error!(error = %e, "relay: attempt not recorded");
                 }
                 relay
                     .in_flight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
-            });
+            };
+            tasks.spawn(tracing::Instrument::instrument(task, span));
         }
         Ok(())
     }
@@ -263,7 +304,7 @@ impl Relay {
         let mut groups: BTreeMap<(String, Option<String>, TlsPolicy), Vec<QueuedRecipient>> =
             BTreeMap::new();
         for r in entry.pending() {
-            let tls = self.config.tls_policy(&r.domain);
+            let tls = self.config().tls_policy(&r.domain);
             let key = match &r.next_hop {
                 Some(hop) => (String::new(), Some(hop.clone()), tls),
                 None => (r.domain.clone(), None, tls),
@@ -292,16 +333,13 @@ impl Relay {
                 }
                 // Its recipients stay pending, retried on the schedule.
                 Err(e) => {
-                    tracing::error!(queue_id = entry.id, error = %e, "relay: delivery task failed")
+                    tracing::error!(error = %e, "relay: delivery task failed")
                 }
             }
         }
         updates.sort_by_key(|u| u.index);
         let now = self.clock.now();
-        let attempts = entry.attempts + 1;
-        let next_attempt = now
-            + i64::try_from(self.config.retry.delay_after(attempts).as_secs())
-                .unwrap_or(i64::MAX / 2);
+        let next_attempt = self.next_attempt(&entry, now);
         let warn = self.delay_warning_due(&entry, &updates, now);
         // The reports this attempt owes go in with its outcomes, in one
         // transaction: a recipient reaches each event once, so it is
@@ -321,7 +359,6 @@ impl Relay {
             return Ok(());
         };
         tracing::info!(
-            queue_id = after.id,
             attempts = after.attempts,
             pending = after.pending().count(),
             reports,
@@ -364,7 +401,7 @@ impl Relay {
             now_in(r, RecipientStatus::Delivered) && accepted_by.get(&r.index) == Some(&how)
         };
         let retry_until = seen.created
-            + i64::try_from(self.config.retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
+            + i64::try_from(self.config().retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
         let mut events = vec![
             (
                 DsnKind::Failure,
@@ -389,7 +426,18 @@ impl Relay {
             .into_iter()
             .filter(|(_, rcpts)| !rcpts.is_empty())
             .filter_map(|(kind, rcpts)| {
-                let built = dsn::build(&self.config.hostname, seen, body, &rcpts, kind, now)?;
+                let built = dsn::build(&self.config().hostname, seen, body, &rcpts, kind, now)?;
+                // The report's own line, outside the original's span: its
+                // queue id is its own, `orig` names the message it is about.
+                tracing::info!(
+                    parent: None,
+                    queue_id = %built.msg_id.as_deref().unwrap_or("-"),
+                    orig = %seen.msg_id,
+                    kind = %kind.action(),
+                    to = %seen.sender,
+                    rcpts = %list(rcpts.iter().map(|r| r.address.as_str())),
+                    "relay: delivery status notification queued"
+                );
                 mailgate_metrics::dsn_sent(match kind {
                     DsnKind::Failure => mailgate_metrics::DsnKind::Failure,
                     DsnKind::Delay { .. } => mailgate_metrics::DsnKind::Delay,
@@ -401,8 +449,14 @@ impl Relay {
             .collect()
     }
 
+    /// When `entry` is tried next after the attempt ending at `now`.
+    fn next_attempt(&self, entry: &QueueEntry, now: i64) -> i64 {
+        let delay = self.config().retry.delay_after(entry.attempts + 1);
+        now + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 2)
+    }
+
     fn delay_warning_due(&self, entry: &QueueEntry, updates: &[RecipientUpdate], now: i64) -> bool {
-        let Some(after) = self.config.retry.delay_warning else {
+        let Some(after) = self.config().retry.delay_warning else {
             return false;
         };
         !entry.warned
@@ -421,7 +475,7 @@ impl Relay {
         host: Option<String>,
     ) -> RecipientUpdate {
         let expired =
-            self.clock.now() - entry.created >= self.config.retry.max_age.as_secs() as i64;
+            self.clock.now() - entry.created >= self.config().retry.max_age.as_secs() as i64;
         let (status, reply) = match outcome {
             RcptOutcome::Delivered(t) => (RecipientStatus::Delivered, t),
             RcptOutcome::Permanent(t) => (RecipientStatus::Failed, t),
@@ -439,8 +493,21 @@ impl Relay {
         if status == RecipientStatus::Failed {
             mailgate_metrics::recipients(mailgate_metrics::RecipientDisposition::Bounced, 1);
         }
-        if status != RecipientStatus::Pending {
-            tracing::info!(queue_id = entry.id, rcpt = %r.address, status = status.as_str(), reply = %reply, "relay: recipient done");
+        // One line per recipient and attempt, at INFO, with the remote
+        // reply (escaped and bounded by the log formatter).
+        let remote = host.as_deref().unwrap_or("-");
+        let attempt = entry.attempts + 1;
+        match status {
+            RecipientStatus::Pending => {
+                let next = self.next_attempt(entry, self.clock.now());
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, next_attempt = %log_time(next), "relay: deferred");
+            }
+            RecipientStatus::Delivered => {
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, "relay: delivered");
+            }
+            RecipientStatus::Failed => {
+                tracing::info!(rcpt = %r.address, host = %remote, attempt, reply = %reply, "relay: failed");
+            }
         }
         RecipientUpdate {
             index: r.index,
@@ -456,7 +523,7 @@ impl Relay {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         map.entry(destination.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_destination.max(1))))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config().max_per_destination.max(1))))
             .clone()
     }
 
@@ -496,16 +563,16 @@ impl Relay {
         let _global = self.all.acquire().await;
         let smarthost = match next_hop {
             Some(_) => None,
-            None => self.config.smarthost_for(domain),
+            None => self.config().smarthost_for(domain).cloned(),
         };
-        let hops = match (next_hop, smarthost) {
+        let hops = match (next_hop, &smarthost) {
             (Some(h), _) => match NextHop::parse(h) {
                 Ok(h) => {
-                    let port = h.port.unwrap_or(self.config.port);
+                    let port = h.port.unwrap_or(self.config().port);
                     if h.mx {
-                        self.router.mx_hops(&h.host, port).await
+                        self.router().mx_hops(&h.host, port).await
                     } else {
-                        self.router.host_hops(&h.host, port).await
+                        self.router().host_hops(&h.host, port).await
                     }
                 }
                 Err(e) => {
@@ -514,8 +581,8 @@ impl Relay {
                     )))
                 }
             },
-            (None, Some(s)) => self.router.host_hops(&s.host, s.port).await,
-            (None, None) => self.router.mx_hops(domain, self.config.port).await,
+            (None, Some(s)) => self.router().host_hops(&s.host, s.port).await,
+            (None, None) => self.router().mx_hops(domain, self.config().port).await,
         };
         let mut hops = match hops {
             Ok(h) => h,
@@ -533,7 +600,7 @@ impl Relay {
                         let (ok, refused): (Vec<Hop>, Vec<Hop>) =
                             hops.into_iter().partition(|h| policy.allows(&h.host));
                         for h in &refused {
-                            tracing::warn!(queue_id = entry.id, %domain, mx = %h.host, patterns = ?policy.mx, "relay: MTA-STS (enforce): MX host not in the policy; not tried");
+                            tracing::warn!(%domain, mx = %h.host, patterns = %policy.mx.join(", "), "relay: MTA-STS (enforce): MX host not in the policy; not tried");
                         }
                         if ok.is_empty() {
                             let names: Vec<&str> =
@@ -550,7 +617,7 @@ impl Relay {
                     }
                     mta_sts::Mode::Testing => {
                         for h in hops.iter().filter(|h| !policy.allows(&h.host)) {
-                            tracing::warn!(queue_id = entry.id, %domain, mx = %h.host, patterns = ?policy.mx, "relay: MTA-STS (testing): MX host not in the policy; enforce would not try it (delivering as usual)");
+                            tracing::warn!(%domain, mx = %h.host, patterns = %policy.mx.join(", "), "relay: MTA-STS (testing): MX host not in the policy; enforce would not try it (delivering as usual)");
                         }
                         sts_mode = Some(mta_sts::Mode::Testing);
                     }
@@ -584,12 +651,12 @@ impl Relay {
             ret_full: entry.ret_full,
         };
         let params = SessionParams {
-            helo: self.config.hostname.clone(),
-            source_ip: self.config.source_ip,
-            connect_timeout: self.config.connect_timeout,
-            command_timeout: self.config.command_timeout,
+            helo: self.config().hostname.clone(),
+            source_ip: self.config().source_ip,
+            connect_timeout: self.config().connect_timeout,
+            command_timeout: self.config().command_timeout,
             tls,
-            tls_clients: self.tls.clone(),
+            tls_clients: self.tls(),
             auth: smarthost.and_then(|s| s.auth.clone()),
         };
         let (mut outcomes, host, hop_dsn) = self
@@ -686,6 +753,12 @@ impl Relay {
                 let hop_dsn = client.capabilities().dsn;
                 return match client.send_mail(env).await {
                     Ok(outcomes) => {
+                        if outcomes
+                            .iter()
+                            .any(|o| matches!(o, RcptOutcome::Delivered(_)))
+                        {
+                            mailgate_metrics::bytes_relayed(env.body.len() as u64);
+                        }
                         self.keep_idle(key, client);
                         (outcomes, Some(hop.host.clone()), hop_dsn)
                     }
@@ -717,7 +790,7 @@ impl Relay {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(i) = list.pop() {
-            if i.since.elapsed() < self.config.idle_reuse {
+            if i.since.elapsed() < self.config().idle_reuse {
                 return Some(i.client);
             }
             // Too old: dropping closes the socket without QUIT, which the
@@ -727,7 +800,7 @@ impl Relay {
     }
 
     fn keep_idle(&self, key: IdleKey, client: SmtpClient) {
-        if self.config.idle_reuse.is_zero() {
+        if self.config().idle_reuse.is_zero() {
             tokio::spawn(client.quit());
             return;
         }
@@ -737,6 +810,14 @@ impl Relay {
             since: Instant::now(),
         });
     }
+}
+
+/// A time in the log: UTC, `YYYY-MM-DDTHH:MM:SSZ` (as `queue list
+/// --json` writes it).
+fn log_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 /// `entry` as it stands once `updates` (this attempt's outcomes, at
@@ -829,6 +910,7 @@ impl Relay {
             !headers.is_ascii()
         };
         let message = NewQueued {
+            msg_id: None,
             sender: mail_from.to_string(),
             recipients: recipients
                 .iter()
@@ -871,6 +953,7 @@ mod tests {
     fn applied_changes_only_pending_recipients() {
         let entry = QueueEntry {
             id: 1,
+            msg_id: "1".into(),
             sender: "a@a.test".into(),
             size: 1,
             created: 0,

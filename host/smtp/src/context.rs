@@ -10,6 +10,8 @@ use mailgate_policy::PolicyManager;
 pub use mailgate_tls::TlsMode;
 
 use crate::sender::SenderGrants;
+use crate::sender_domain::SenderDomainCheck;
+use crate::trust::TrustedNetworks;
 use mailgate_smtp_proto::{
     DataLimits, DEFAULT_MAX_COMMAND_LINE, DEFAULT_MAX_DATA_LINE, DEFAULT_MAX_MESSAGE_SIZE,
 };
@@ -78,11 +80,12 @@ impl SmtpLimits {
 /// What a listener is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Port 25: receiving mail for the local domains from anyone; never
-    /// relays, never offers AUTH.
+    /// Port 25: receiving mail for the local domains from anyone; relays
+    /// only for clients in `trusted_networks`; never offers AUTH.
     Mx,
     /// Ports 587 and 465 (RFC 6409, RFC 8314): users submit mail after
-    /// AUTH; MAIL without it gets `530 5.7.0`.
+    /// AUTH; MAIL without it gets `530 5.7.0` (except from
+    /// `trusted_networks`).
     Submission,
     /// `[listen] lmtp` (RFC 2033): a mail system in front of us hands
     /// over mail it accepted; LHLO, one reply per recipient after the
@@ -142,6 +145,21 @@ pub struct SmtpContext {
     /// The `[listen]` key this context serves, for the metrics' `listener`
     /// label; `None` (tests): messages are not counted.
     pub listener: Option<mailgate_metrics::Listener>,
+    /// Clients that may relay without AUTH on the MX and submission
+    /// roles (`[relay] trusted_networks`, see [`crate::trust`]); empty:
+    /// nobody.
+    pub trusted_networks: Arc<TrustedNetworks>,
+    /// The DNS check of the sender's domain at MAIL on the MX role
+    /// (`[inbound] reject_unknown_sender_domain`); `None`: not checked.
+    pub sender_domains: Option<Arc<SenderDomainCheck>>,
+    /// The Sender Rewriting Scheme (`[srs]`): forwarded copies leave
+    /// with a rewritten sender, and RCPT to our SRS addresses relays the
+    /// bounce back (`cmd/rcpt_srs.rs`); `None`: off.
+    pub srs: Option<Arc<mailgate_delivery::srs::Srs>>,
+    /// The client's forward-confirmed name, looked up at connect
+    /// (`[inbound] reverse_lookup`, see [`crate::reverse`]); `None`: not
+    /// looked up, `Received:` says `unknown`.
+    pub reverse: Option<Arc<crate::reverse::ReverseLookup>>,
 }
 
 impl SmtpContext {
@@ -170,6 +188,10 @@ impl SmtpContext {
             policy: None,
             verifier: None,
             listener: None,
+            trusted_networks: Arc::new(TrustedNetworks::default()),
+            sender_domains: None,
+            srs: None,
+            reverse: None,
         }
     }
 
@@ -177,5 +199,6 @@ impl SmtpContext {
     pub fn room(&self) -> mailgate_delivery::Room {
         mailgate_delivery::Room::new(self.delivery.clone(), self.outbound.clone())
             .with_reports(self.reports.clone())
+            .with_srs(self.srs.clone())
     }
 }

@@ -14,13 +14,14 @@
 //!   durable; any store error is `451 4.3.0` with the detail in the log
 //!   only.
 //! - Without AUTH only local recipients are accepted (`550 5.7.1
-//!   Relaying denied` otherwise): the MX role never relays, and no
-//!   address syntax (source routes, `%`, `!`, quoted local parts) turns
-//!   a local-looking address into a remote one.
+//!   Relaying denied` otherwise), unless the client's address is in
+//!   `trusted_networks` ([`trust`]); no address syntax (source routes,
+//!   `%`, `!`, quoted local parts) turns a local-looking address into a
+//!   remote one.
 //! - AUTH exists only on the submission role, and only under TLS unless
 //!   the clear-text policy allows it (`538 5.7.11`); submission refuses
-//!   MAIL before AUTH (`530 5.7.0`) and senders the user does not own
-//!   (`553 5.7.1`, see [`sender`]).
+//!   MAIL before AUTH (`530 5.7.0`, not to `trusted_networks`) and
+//!   senders the user does not own (`553 5.7.1`, see [`sender`]).
 //! - STARTTLS: whatever the client pipelined after the STARTTLS line is
 //!   discarded unread, and after the handshake every piece of state
 //!   learnt in clear (EHLO, transaction, AUTH) is forgotten (RFC 3207
@@ -57,6 +58,10 @@
 //!   `mailgate_delivery::Room` (which runs `data` and `route`, checks
 //!   quotas, stores and queues), and the replies from its report.
 //! - [`sender`]: which envelope senders a user may use.
+//! - [`sender_domain`]: `reject_unknown_sender_domain`, the DNS check of
+//!   the sender's domain at MAIL (MX role).
+//! - [`trust`]: `trusted_networks`, the clients that may relay without
+//!   AUTH.
 //! - `policy.rs`: the plugins' hooks before the message (connect, helo,
 //!   auth, mail-from, rcpt-to).
 //! - [`received`]: the `Received:` header and queue ids.
@@ -76,15 +81,21 @@ mod lmtp;
 mod pace;
 mod policy;
 pub mod received;
+pub mod reverse;
 pub mod sender;
+pub mod sender_domain;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod trust;
 pub mod verify;
 
 pub use context::{Role, SmtpContext, SmtpLimits, TlsMode};
+pub use reverse::ReverseLookup;
 pub use sender::SenderGrants;
+pub use sender_domain::SenderDomainCheck;
 pub use server::{serve, serve_connection};
 pub use session::Session;
 pub use state::State;
+pub use trust::TrustedNetworks;
 pub use verify::Verifier;

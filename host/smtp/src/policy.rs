@@ -127,7 +127,7 @@ impl Session {
         SessionInfo {
             client_ip: self.peer.ip(),
             client_port: self.peer.port(),
-            reverse_name: None,
+            reverse_name: self.reverse.name().map(str::to_string),
             tls: self.tls,
             helo: self.hello.as_ref().map(|h| h.name.clone()),
             auth_user: self.user.as_ref().map(|u| u.address.clone()),
@@ -172,6 +172,7 @@ impl Session {
         if !chain.wants(Hook::Connect) {
             return None;
         }
+        self.reverse.settle().await;
         let decision = chain.connect(&self.session_info()).await;
         self.policy_commit().await;
         self.session_verdict(Hook::Connect, decision.verdict, decision.by)
@@ -226,7 +227,11 @@ impl Session {
             return Some(smtp_reply(r));
         }
         if let (Some(hold), Some(p)) = (Hold::of(&verdict), self.policy.as_mut()) {
-            tracing::info!(%client, %hook, plugin = %by, ?hold, "smtp: session held by policy");
+            let (action, reason) = match &hold {
+                Hold::Discard => ("discard", ""),
+                Hold::Quarantine(why) => ("quarantine", why.as_str()),
+            };
+            tracing::info!(%client, %hook, plugin = %by, action, reason, "smtp: session held by policy");
             p.hold = Hold::merge(p.hold.take(), Some(hold));
         }
         None

@@ -50,6 +50,8 @@ pub struct Stamp<'a> {
     pub helo: &'a str,
     /// The client's address.
     pub peer: IpAddr,
+    /// The client's forward-confirmed name (`crate::reverse`), if any.
+    pub reverse_name: Option<&'a str>,
     /// Our host name.
     pub hostname: &'a str,
     /// From [`with_protocol`].
@@ -64,12 +66,14 @@ pub struct Stamp<'a> {
 }
 
 impl Stamp<'_> {
-    /// The header line, folded, ending in CRLF. We do no reverse DNS
-    /// lookup, so the name in TCP-info is `unknown` (as Postfix writes).
+    /// The header line, folded, ending in CRLF. TCP-info names the
+    /// client by its forward-confirmed name, or `unknown` without one
+    /// (as Postfix writes).
     pub fn header(&self) -> String {
         let mut h = format!(
-            "Received: from {} (unknown {})\r\n\tby {} (mailgate) with {} id {}",
+            "Received: from {} ({} {})\r\n\tby {} (mailgate) with {} id {}",
             self.helo,
+            self.reverse_name.unwrap_or("unknown"),
             address_literal(self.peer),
             self.hostname,
             self.protocol,
@@ -102,10 +106,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_confirmed_name_replaces_unknown() {
+        let stamp = Stamp {
+            helo: "client.example",
+            peer: "192.0.2.1".parse().unwrap(),
+            reverse_name: Some("mail.example.net"),
+            hostname: "mx.example.org",
+            protocol: "ESMTP",
+            id: "ABC",
+            for_recipient: None,
+            date: "Sat, 29 Nov 2025 10:00:00 +0000".into(),
+        };
+        assert!(stamp
+            .header()
+            .starts_with("Received: from client.example (mail.example.net [192.0.2.1])\r\n"));
+    }
+
+    #[test]
     fn header_form() {
         let stamp = Stamp {
             helo: "client.example",
             peer: "192.0.2.1".parse().unwrap(),
+            reverse_name: None,
             hostname: "mx.example.org",
             protocol: with_protocol(true, false, false, false),
             id: "ABC",

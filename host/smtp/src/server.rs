@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::context::{SmtpContext, TlsMode};
+use crate::reverse::ReverseName;
 use crate::session::Session;
 
 /// Bytes read from the client at once.
@@ -92,12 +93,15 @@ where
         };
         let mut session = Session::new_tls(ctx.clone(), peer);
         session.id = id;
+        session.reverse = ReverseName::start(ctx.reverse.as_ref(), peer.ip());
         session.connected().await;
         drive(&mut tls, &mut session, &ctx).await?;
         return close(tls, peer).await;
     }
     let mut session = Session::new(ctx.clone(), peer);
     session.id = id;
+    // Runs while the greeting goes out; awaited where the name is needed.
+    session.reverse = ReverseName::start(ctx.reverse.as_ref(), peer.ip());
     session.connected().await;
     match drive(&mut stream, &mut session, &ctx).await? {
         Next::Closed => close(stream, peer).await,

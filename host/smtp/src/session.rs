@@ -120,6 +120,8 @@ pub struct Session {
     /// The address of each accepted RCPT, in order (a duplicate too):
     /// LMTP owes one reply each after the message.
     pub(crate) accepted_rcpts: Vec<String>,
+    /// The client's confirmed name (FCrDNS), pending or done.
+    pub(crate) reverse: crate::reverse::ReverseName,
     closed: bool,
     shutdown_requested: bool,
 }
@@ -146,6 +148,7 @@ impl Session {
             pace: Pace::default(),
             out: Vec::new(),
             accepted_rcpts: Vec::new(),
+            reverse: Default::default(),
             closed: false,
             shutdown_requested: false,
         };

@@ -21,6 +21,17 @@ pub enum State {
 }
 
 impl State {
+    /// Its name, for the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connected => "connected",
+            State::Greeted => "greeted",
+            State::MailGiven => "mail given",
+            State::RcptGiven => "rcpt given",
+            State::Chunking => "chunking",
+        }
+    }
+
     /// Whether no transaction is under way.
     pub fn is_idle(self) -> bool {
         matches!(self, State::Connected | State::Greeted)

@@ -370,7 +370,10 @@ fn sync_dir(path: &Path) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DeliveryTarget, Directory, MailStore, MessageStructure, NewMessage, SqliteStore};
+    use crate::{
+        DeliveryTarget, Directory, MailStore, MessageStructure, NewMessage, SieveScripts,
+        SqliteStore,
+    };
 
     fn message(text: &str) -> NewMessage {
         let raw = text.as_bytes().to_vec();
@@ -396,6 +399,9 @@ mod tests {
             .deliver(message("Subject: one\r\n\r\nbody\r\n"), &targets)
             .await
             .unwrap();
+        // Users' Sieve scripts are in the database: backed up with it.
+        store.sieve_put(id, "main", "keep;").await.unwrap();
+        store.sieve_set_active(id, Some("main")).await.unwrap();
         std::fs::create_dir(data.path().join("dkim")).unwrap();
         std::fs::write(data.path().join("dkim/x.mail.pem"), "key").unwrap();
         std::fs::write(data.path().join("serve.pid"), "1").unwrap();
@@ -418,6 +424,8 @@ mod tests {
             .deliver(message("Subject: two\r\n\r\nbody\r\n"), &targets)
             .await
             .unwrap();
+        store.sieve_set_active(id, None).await.unwrap();
+        store.sieve_delete(id, "main").await.unwrap();
         drop(store);
         let r = restore(data.path(), &dest).unwrap();
         assert_eq!(r.messages, 1);
@@ -432,6 +440,10 @@ mod tests {
         assert!(store.check().await.unwrap().is_empty());
         let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap();
         assert_eq!(store.list_messages(inbox.id).await.unwrap().len(), 1);
+        assert_eq!(
+            store.sieve_active(id).await.unwrap(),
+            Some(("main".into(), "keep;".into()))
+        );
     }
 
     #[test]

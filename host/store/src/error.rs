@@ -1,6 +1,7 @@
 //! Errors of the store. Callers map them to protocol replies in one place:
 //! everything except [`StoreError::Exists`], [`StoreError::NotFound`],
-//! [`StoreError::Invalid`] and [`StoreError::NoSpace`] is the server's
+//! [`StoreError::Invalid`], [`StoreError::Active`] and
+//! [`StoreError::NoSpace`] is the server's
 //! fault (`451 4.3.0`, `-ERR`, `NO [SERVERBUG]`), with the detail only in
 //! the log. [`StoreError::NoSpace`] is a temporary condition the client
 //! is told about (`452 4.3.1`, `-ERR [SYS/TEMP]`, `NO [UNAVAILABLE]`).
@@ -37,6 +38,10 @@ pub enum StoreError {
     /// Saved data could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The Sieve script named is the account's active one and cannot be
+    /// deleted (RFC 5804 §2.10: the client is told `NO (ACTIVE)`).
+    #[error("{0} is the active script")]
+    Active(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

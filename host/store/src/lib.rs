@@ -32,6 +32,8 @@
 //! - [`space`]: free space on the data directory's file system
 //!   (`[limits] min_free_space`, the reserve file that keeps deleting
 //!   possible on a full disk).
+//! - [`SieveScripts`]: users' Sieve scripts (ManageSieve, `mailgate
+//!   sieve`), kept by the same backend.
 //! - [`backup`]: a consistent copy of the store taken while the server
 //!   runs, and putting one back.
 #![forbid(unsafe_code)]
@@ -434,6 +436,55 @@ pub trait MailStore: Send + Sync {
 
     /// Verifies the store's integrity; an empty list means consistent.
     async fn check(&self) -> StoreResult<Vec<String>>;
+}
+
+/// Each account's Sieve scripts (RFC 5228), kept for ManageSieve (RFC
+/// 5804), `mailgate sieve` and delivery, which runs the active one.
+///
+/// A script is stored as the text the user gave; whether it compiles is
+/// the caller's business (the store does not know the language). At most
+/// one script per account is active. Names are compared exactly (case
+/// matters, as in Dovecot) and must pass [`sieve_script_name_ok`]
+/// ([`StoreError::Invalid`] otherwise). Each method is one transaction;
+/// deleting an account deletes its scripts.
+#[async_trait]
+pub trait SieveScripts: Send + Sync {
+    /// The scripts of an account, sorted by name.
+    async fn sieve_list(&self, account: AccountId) -> StoreResult<Vec<SieveScriptInfo>>;
+    /// The text of one script, if it exists.
+    async fn sieve_get(&self, account: AccountId, name: &str) -> StoreResult<Option<String>>;
+    /// Stores a script, replacing the text of one with the same name (which
+    /// keeps its active state) or adding a new, inactive one. Durable when
+    /// it returns.
+    async fn sieve_put(&self, account: AccountId, name: &str, script: &str) -> StoreResult<()>;
+    /// Makes `name` the active script and every other one inactive (at
+    /// most one active script per account); `None` deactivates. `false` if
+    /// `name` does not exist (nothing changes then).
+    async fn sieve_set_active(&self, account: AccountId, name: Option<&str>) -> StoreResult<bool>;
+    /// Deletes a script. `false` if it does not exist; the active script
+    /// cannot be deleted ([`StoreError::Active`]).
+    async fn sieve_delete(&self, account: AccountId, name: &str) -> StoreResult<bool>;
+    /// Renames a script, keeping its active state. `false` if `from` does
+    /// not exist; [`StoreError::Exists`] if `to` does.
+    async fn sieve_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<bool>;
+    /// The active script: (name, text).
+    async fn sieve_active(&self, account: AccountId) -> StoreResult<Option<(String, String)>>;
+}
+
+/// The longest Sieve script name, in characters (RFC 5804 §1.6 asks
+/// servers to allow at least 128 octets; Dovecot allows 255 characters).
+pub const MAX_SIEVE_SCRIPT_NAME: usize = 255;
+
+/// Whether `name` may name a Sieve script (RFC 5804 §1.6): not empty, at
+/// most [`MAX_SIEVE_SCRIPT_NAME`] characters, no control characters
+/// (U+0000–U+001F, U+007F–U+009F) and no line or paragraph separator
+/// (U+2028, U+2029).
+pub fn sieve_script_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_SIEVE_SCRIPT_NAME
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
 /// The error of a trait method this store does not implement.

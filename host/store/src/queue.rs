@@ -26,8 +26,35 @@ use async_trait::async_trait;
 
 use crate::StoreResult;
 
-/// A queued message's id in the store.
+/// A queued message's row number in the store (`queue list`'s first
+/// column; the `queue` commands take it or the message's queue id,
+/// [`new_message_id`]).
 pub type QueueId = i64;
+
+/// A new queue id: what the `250 2.0.0 Ok: queued as ID` reply, the
+/// `Received:` field and every log line about the message
+/// (`queue_id=ID`) name it by, and what it keeps in the outbound queue
+/// ([`NewQueued::msg_id`]), like Postfix's queue id. 18 upper-case hex digits: the time in microseconds
+/// and a per-process counter, so ids grow with time and do not repeat
+/// within one process.
+pub fn new_message_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    format!("{micros:014X}{:04X}", n & 0xFFFF)
+}
+
+/// Whether `s` has the form of a [`new_message_id`] (so that it is not
+/// taken for a [`QueueId`]).
+pub fn is_message_id(s: &str) -> bool {
+    s.len() == 18
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+}
 
 /// A recipient of a message to enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +189,10 @@ impl std::fmt::Display for NextHop {
 /// A message to put in the outbound queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewQueued {
+    /// The queue id its log lines carry (`queue_id=`, [`new_message_id`]):
+    /// the one the `250` named, or a new one for a report the relay
+    /// writes; `None`: the store makes one.
+    pub msg_id: Option<String>,
     /// The envelope sender without angle brackets; empty for `<>` (a
     /// bounce, which is never bounced in turn).
     pub sender: String,
@@ -252,6 +283,9 @@ pub struct QueuedRecipient {
 pub struct QueueEntry {
     /// Its id.
     pub id: QueueId,
+    /// Its queue id in the log ([`NewQueued::msg_id`]); the [`QueueId`]
+    /// in decimal for a message queued by a version without them.
+    pub msg_id: String,
     /// The envelope sender; empty for `<>`.
     pub sender: String,
     /// Size of the body in bytes.
@@ -351,6 +385,34 @@ pub trait DeliveryReports: Send + Sync {
         recipients: &[NewQueuedRecipient],
         now: i64,
     ) -> Option<NewQueued>;
+
+    /// The `failed` report about copies of `message` that were lost on
+    /// the way to a local mailbox while the message itself was accepted
+    /// (an alias naming an account that no longer exists), each with the
+    /// reply that explains it; `None` when none is owed (the sender is
+    /// `<>`, or no recipient's `NOTIFY` asks for failures). Reads
+    /// `message` as [`DeliveryReports::delivered`] does. The default
+    /// makes none.
+    fn failed(
+        &self,
+        message: &NewQueued,
+        recipients: &[FailedRecipient],
+        now: i64,
+    ) -> Option<NewQueued> {
+        let _ = (message, recipients, now);
+        None
+    }
+}
+
+/// A recipient a `failed` report is about ([`DeliveryReports::failed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRecipient {
+    /// The address that failed, with the DSN parameters of the envelope
+    /// recipient it came from (`ORCPT` names that one).
+    pub recipient: NewQueuedRecipient,
+    /// Why, as an SMTP reply (`550 5.1.1 ...`): its status code goes in
+    /// the report's `Status:` field.
+    pub reply: String,
 }
 
 /// The queue runner's and the admin CLI's view of the queue.
@@ -362,6 +424,9 @@ pub trait QueueStore: OutboundQueue {
     /// The earliest `next_attempt` of a message not held, if any (the
     /// runner sleeps until then).
     async fn queue_next_due(&self) -> StoreResult<Option<i64>>;
+    /// The row of the message whose log queue id is `msg_id`
+    /// ([`new_message_id`]), if it is queued.
+    async fn queue_find(&self, msg_id: &str) -> StoreResult<Option<QueueId>>;
     /// One message without its body.
     async fn queue_entry(&self, id: QueueId) -> StoreResult<Option<QueueEntry>>;
     /// The body of one message.

@@ -53,6 +53,18 @@ pub struct Account {
     pub quota_bytes: Option<u64>,
 }
 
+/// One of an account's Sieve scripts, as listed (ManageSieve
+/// LISTSCRIPTS, `mailgate sieve list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SieveScriptInfo {
+    /// Its name (see [`crate::sieve_script_name_ok`]).
+    pub name: String,
+    /// Whether it is the account's active script (the one run at delivery).
+    pub active: bool,
+    /// Its size in bytes (UTF-8).
+    pub size: u64,
+}
+
 /// An account's last recorded login (`mailgate user show`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastLogin {

@@ -159,6 +159,9 @@ pub(crate) struct FetchJob {
     /// The HIGHESTMODSEQ of the client's version: a MODSEQ sent is at
     /// most this (a newer change is announced with its flags later).
     modseq_cap: u64,
+    /// Literal bytes written and not yet counted
+    /// (`mailgate_sent_bytes_total`).
+    sent: u64,
 }
 
 /// One message's `* n FETCH (...)`, partly written.
@@ -284,6 +287,7 @@ pub(crate) async fn start(
         }
     }
     Ok(FetchJob {
+        sent: 0,
         uid,
         items,
         indexes,
@@ -309,6 +313,10 @@ impl FetchJob {
     ) -> Result<Option<Done>, CmdError> {
         let utf8 = s.utf8;
         let store = Arc::clone(&s.ctx.store);
+        let listener = match s.ctx.tls {
+            mailgate_tls::TlsMode::Implicit(_) => mailgate_metrics::Listener::Imaps,
+            _ => mailgate_metrics::Listener::Imap,
+        };
         let sel = s
             .selected
             .as_ref()
@@ -324,6 +332,9 @@ impl FetchJob {
                 };
                 if self.write_some(meta, out, utf8) {
                     self.current = None;
+                }
+                if self.sent > 0 {
+                    mailgate_metrics::bytes_sent(listener, std::mem::take(&mut self.sent));
                 }
                 continue;
             }
@@ -441,6 +452,7 @@ impl FetchJob {
             } else {
                 write_literal_data(out, chunk);
             }
+            self.sent += chunk.len() as u64;
             lit.done = end;
             if end >= bytes.len() {
                 cur.literal = None;

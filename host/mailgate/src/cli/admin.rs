@@ -399,9 +399,14 @@ async fn check_target(config: &Config, store: &Arc<dyn Store>, target: &str) -> 
         _ => return Err(format!("{target:?} is not an address")),
     };
     if !is_local(config, store, domain).await? {
+        // Forwarded: the sender is rewritten (SRS) so that the message
+        // passes SPF at its destination; without it, most would not.
+        if config.srs.enabled() {
+            return Ok(());
+        }
         return Err(format!(
             "{target}: {domain} is not a local domain. Forwarding to other domains \
-             needs SRS (sender rewriting), which mailgate does not have yet"
+             needs SRS (sender rewriting): set [srs] secret in the configuration"
         ));
     }
     check_exists(store, &target).await

@@ -78,7 +78,7 @@ pub fn run(config: Option<&Path>, dev: bool, command: &ConfigCommand) -> Result<
 
 /// Reads `path` as `serve` does; an error names the file and, where it can
 /// be found, the line.
-fn load(path: &Path) -> Result<Config, String> {
+pub(crate) fn load(path: &Path) -> Result<Config, String> {
     match Config::load(path) {
         Ok(c) => Ok(c),
         Err(ConfigError::Invalid(message)) => {

@@ -4,7 +4,7 @@
 //! runs (the store serialises the two processes' writes).
 
 mod admin;
-mod config_check;
+pub(crate) mod config_check;
 mod dkim;
 mod export;
 mod healthcheck;
@@ -17,6 +17,7 @@ mod plugin;
 mod queue;
 pub mod sendmail;
 mod sieve;
+mod sieve_test;
 mod store;
 
 pub use config_check::ConfigCommand;
@@ -104,11 +105,19 @@ pub enum Command {
     /// `[listen] metrics`): exit 0 if so, 1 if not or if it does not
     /// answer. For a container's HEALTHCHECK; needs no curl.
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Ask the running server to re-read the configuration file and apply
+    /// it without dropping connections (SIGHUP, like `postfix reload`):
+    /// the file is checked first, and with an error nothing is sent. Keys
+    /// that need a restart (listeners, data_dir, ...) are named in the
+    /// server's log; see docs/operations.md, "Reloading the configuration".
+    Reload,
     /// Check the configuration file and print the effective configuration
     /// (like `postconf`/`postconf -n`, `doveconf`/`doveconf -n`).
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Sieve filter scripts (RFC 5228): check that one compiles.
+    /// Sieve filter scripts (RFC 5228): check one, manage an account's
+    /// scripts (list, get, put, activate, deactivate, delete), test one
+    /// on stored mail.
     #[command(subcommand)]
     Sieve(sieve::SieveCommand),
     /// Send one message read on standard input, like `sendmail` (also how
@@ -117,8 +126,10 @@ pub enum Command {
     /// cron@example.org admin@example.org < report`. Options: -t
     /// (recipients from To/Cc/Bcc), -f/-r ADDR (sender), -F NAME, -i/-oi,
     /// -N/-R/-V (DSN), -v. The message goes to the running server's smtp
-    /// listener; exit codes as sendmail's (0 sent, 64 usage, 65 bad
-    /// message, 67 recipient refused, 69 refused, 75 try again later).
+    /// listener; mail to other domains needs this machine's address (e.g.
+    /// "127.0.0.1/32") in [relay] trusted_networks. Exit codes as
+    /// sendmail's (0 sent, 64 usage, 65 bad message, 67 recipient refused,
+    /// 69 refused, 75 try again later).
     #[command(disable_help_flag = true)]
     Sendmail {
         /// Options and recipients, as for sendmail.
@@ -189,8 +200,9 @@ pub enum UserCommand {
 pub enum AliasCommand {
     /// Create (or replace) an alias delivering to one or more addresses.
     /// Each target must be an account or alias that exists in a local
-    /// domain; loops are refused; addresses in other domains are refused
-    /// (forwarding there needs SRS, which mailgate does not have yet).
+    /// domain, or, with `[srs]` on, an address in another domain (the
+    /// message is forwarded with its sender rewritten); loops are
+    /// refused.
     Add {
         /// The alias address, e.g. team@example.org.
         alias: String,
@@ -304,7 +316,9 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     // `sieve check` reads only the script.
     if let Command::Sieve(c) = &cli.command {
-        return sieve::run(c);
+        if c.needs_no_config() {
+            return sieve::run(c);
+        }
     }
     // `plugin check`, `run` and `new` need no configuration file: without
     // --config and with nothing at the default path they go on without one.
@@ -370,8 +384,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Queue(c) => queue::queue(&config, c).await,
             Command::Dkim(c) => dkim::dkim(&c, Some(&config.data_dir)),
             Command::Plugin(_) => Err("plugin commands are run above".into()),
+            Command::Reload => plugin::signal_reload(&config.data_dir),
             Command::Config(_) => Err("config commands are run above".into()),
-            Command::Sieve(_) => Err("sieve commands are run above".into()),
+            Command::Sieve(c) => sieve::run_store(&config, c).await,
             Command::Healthcheck(_) => Err("healthcheck is run above".into()),
             Command::Sendmail { .. } => Err("sendmail is run above".into()),
             Command::Import(c) => import::run_import(&config, c).await,

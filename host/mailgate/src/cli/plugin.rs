@@ -231,7 +231,7 @@ pub async fn run(
             println!("  cargo test runs its unit tests; README.md says the rest");
             Ok(())
         }
-        PluginCommand::Reload => reload(&need(config)?.data_dir),
+        PluginCommand::Reload => signal_reload(&need(config)?.data_dir),
     }
 }
 
@@ -306,7 +306,9 @@ async fn check(
     Ok(())
 }
 
-fn reload(data_dir: &Path) -> Result<(), String> {
+/// SIGHUP to the server whose pid is in `<data_dir>/serve.pid` (`mailgate
+/// reload`, `mailgate plugin reload`).
+pub(crate) fn signal_reload(data_dir: &Path) -> Result<(), String> {
     let path = data_dir.join(PID_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         format!(

@@ -28,7 +28,8 @@ pub enum QueueCommand {
     /// Show one message: its state, every recipient's status and last
     /// reply, and the message header (`--body`: the whole message).
     Show {
-        /// The queue id (from `queue list`).
+        /// The number from `queue list`, or the queue id (`queue_id=` in
+        /// the log, the id of the `250`).
         id: String,
         /// Print the whole message, not only its header.
         #[arg(long)]
@@ -42,7 +43,7 @@ pub enum QueueCommand {
     /// ignoring the retry schedule, and wake the running server, which
     /// starts delivering at once (without a server: at its next start).
     Flush {
-        /// The queue id; without it, every message not held.
+        /// The number from `queue list` or the queue id; without it, every message not held.
         id: Option<String>,
     },
     /// Remove messages from the queue for good (like `postsuper -d`): no
@@ -53,7 +54,7 @@ pub enum QueueCommand {
     #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)
         .args(["id", "all", "from", "to_domain"])))]
     Delete {
-        /// The queue id.
+        /// The number from `queue list` or the queue id.
         #[arg(conflicts_with_all = ["all", "from", "to_domain"])]
         id: Option<String>,
         /// Every message in the queue (`postsuper -d ALL`).
@@ -74,13 +75,13 @@ pub enum QueueCommand {
     /// keeps its age: once released, a failure past `[queue] max_age`
     /// bounces it).
     Hold {
-        /// The queue id.
+        /// The number from `queue list` or the queue id.
         id: String,
     },
     /// Let a held message be delivered again, at its next scheduled
     /// attempt (add `queue flush ID` to try at once).
     Release {
-        /// The queue id.
+        /// The number from `queue list` or the queue id.
         id: String,
     },
 }
@@ -102,7 +103,12 @@ fn header_part(body: &[u8]) -> &[u8] {
 /// Runs one `queue` command.
 pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String> {
     let store = open(config)?;
-    let id = |s: &str| admin::parse_id(s).map_err(|e| e.to_string());
+    let store_ref = store.as_ref();
+    let id = |s: String| async move {
+        admin::resolve_id(store_ref, &s)
+            .await
+            .map_err(|e| e.to_string())
+    };
     match command {
         QueueCommand::List { json } => {
             let entries = store.queue_list().await.map_err(|e| e.to_string())?;
@@ -113,7 +119,7 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
             }
         }
         QueueCommand::Show { id: i, body, json } => {
-            let (entry, raw) = admin::show(store.as_ref(), id(&i)?)
+            let (entry, raw) = admin::show(store.as_ref(), id(i).await?)
                 .await
                 .map_err(|e| e.to_string())?;
             if json {
@@ -132,7 +138,10 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
             print!("{}", String::from_utf8_lossy(shown));
         }
         QueueCommand::Flush { id: i } => {
-            let target = i.as_deref().map(id).transpose()?;
+            let target = match i {
+                Some(i) => Some(id(i).await?),
+                None => None,
+            };
             let now = unix_now();
             let n = admin::flush(store.as_ref(), target, now)
                 .await
@@ -158,7 +167,7 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
             }
         }
         QueueCommand::Delete { id: Some(i), .. } => {
-            let i = id(&i)?;
+            let i = id(i).await?;
             admin::delete(store.as_ref(), i)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -200,14 +209,14 @@ pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String>
             }
         }
         QueueCommand::Hold { id: i } => {
-            let i = id(&i)?;
+            let i = id(i).await?;
             admin::set_held(store.as_ref(), i, true)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("held {i}");
         }
         QueueCommand::Release { id: i } => {
-            let i = id(&i)?;
+            let i = id(i).await?;
             admin::set_held(store.as_ref(), i, false)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -8,7 +8,9 @@
 //! other client from that address: mail to local addresses is delivered;
 //! mail to other domains is relayed only when the address is in
 //! `[relay] trusted_networks` (empty by default: add `"127.0.0.1/32"`
-//! for this command). The
+//! for this command), and, from an address not in that list, the
+//! sender's domain must exist in DNS (`[inbound]
+//! reject_unknown_sender_domain`). The
 //! command exits non-zero with the reason when the server could not take
 //! the message, so that the calling program (and cron's mail) sees it.
 //!
@@ -526,13 +528,7 @@ pub async fn send(
                 if code != EX_TEMPFAIL {
                     code = EX_NOUSER;
                 }
-                let hint = if reply.contains("5.7.1")
-                    || reply.to_ascii_lowercase().contains("relay")
-                {
-                    " (mail to other domains from this machine needs its address in [relay] trusted_networks)"
-                } else {
-                    ""
-                };
+                let hint = refusal_hint(reply);
                 problems.push(format!("{}: {}{hint}", printable(rcpt), printable(reply)));
             }
         }
@@ -541,6 +537,25 @@ pub async fn send(
         Ok(())
     } else {
         Err(error(code, problems.join("\nsendmail: ")))
+    }
+}
+
+/// What to change when the server refused for good, for the two
+/// refusals that depend on where the command runs: relaying (`5.7.1`)
+/// and the sender's domain (`5.1.8`, `5.7.27`). Both go away when this
+/// machine's address (usually `127.0.0.1`) is in `[relay]
+/// trusted_networks`.
+fn refusal_hint(reply: &str) -> &'static str {
+    let lower = reply.to_ascii_lowercase();
+    if lower.contains("sender address rejected") {
+        " (the sender's domain has no MX, A or AAAA record in DNS: give -f an address \
+         in a domain that exists, or add this machine's address, e.g. \"127.0.0.1/32\", \
+         to [relay] trusted_networks)"
+    } else if reply.contains("5.7.1") || lower.contains("relay") {
+        " (mail to other domains from this machine needs its address, e.g. \
+         \"127.0.0.1/32\", in [relay] trusted_networks)"
+    } else {
+        ""
     }
 }
 

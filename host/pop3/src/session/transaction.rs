@@ -124,17 +124,27 @@ impl Session {
                 return self.err(out, Some(ResponseCode::SysTemp), "Unable to read message");
             }
         };
-        match lines {
+        let start = match lines {
             None => {
                 self.ok(out, &format!("{} octets", raw.len()));
+                let start = out.len();
                 write_message(out, &raw);
                 self.retrieved += 1;
+                start
             }
             Some(lines) => {
                 self.ok(out, "Top of message follows");
+                let start = out.len();
                 write_top(out, &raw, lines);
+                start
             }
-        }
+        };
+        // The message's bytes as sent (dot-stuffed, with the final `.`).
+        let listener = match self.ctx.tls {
+            mailgate_tls::TlsMode::Implicit(_) => mailgate_metrics::Listener::Pop3s,
+            _ => mailgate_metrics::Listener::Pop3,
+        };
+        mailgate_metrics::bytes_sent(listener, (out.len() - start) as u64);
     }
 
     /// RFC 1939 §6: "When the client issues the QUIT command from the

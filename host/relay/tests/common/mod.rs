@@ -206,6 +206,7 @@ pub fn relay_with_dkim(
 /// A message from `sender` to `rcpts`.
 pub fn message(sender: &str, rcpts: &[&str], created: i64) -> NewQueued {
     NewQueued {
+        msg_id: None,
         sender: sender.into(),
         recipients: rcpts.iter().map(|r| NewQueuedRecipient::new(*r)).collect(),
         raw: Arc::new(

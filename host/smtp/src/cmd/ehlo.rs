@@ -43,6 +43,9 @@ impl Session {
 
     /// EHLO (`extended`) or HELO.
     pub(crate) async fn ehlo(&mut self, host: Host, extended: bool) {
+        // The client's name for the hooks and `Received:` (bounded; most
+        // often done while the greeting was on its way).
+        self.reverse.settle().await;
         self.hello = Some(Hello {
             name: host.to_string(),
             extended,

@@ -4,7 +4,7 @@
 //! mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF
 //! ```
 
-use mailgate_smtp_proto::{Body, MailParams, Reply, ReversePath};
+use mailgate_smtp_proto::{Body, Host, MailParams, Reply, ReversePath};
 
 use crate::context::Role;
 use crate::sender::owns_address;
@@ -16,8 +16,9 @@ impl Session {
     pub(crate) async fn mail(&mut self, from: ReversePath, params: MailParams) {
         let client = self.peer.ip();
         // RFC 4954 §6: "530 5.7.0 Authentication required"; RFC 6409 §4.3
-        // lets a submission server insist on it.
-        if self.ctx.role == Role::Submission && self.user.is_none() {
+        // lets a submission server insist on it. Our own hosts
+        // (`trusted_networks`) need not.
+        if self.ctx.role == Role::Submission && self.user.is_none() && !self.trusted() {
             tracing::info!(%client, "smtp: MAIL refused: not authenticated");
             return self.reply(Reply::with_code(530, 5, 7, 0, "Authentication required"));
         }
@@ -73,6 +74,9 @@ impl Session {
                 "UTF-8 address requires the SMTPUTF8 parameter",
             ));
         }
+        if let Some(reply) = self.check_sender_domain(&from).await {
+            return self.refuse(reply);
+        }
         // DSN (RET, ENVID) go with the envelope (`Transaction::new`);
         // AUTH= is accepted and ignored.
         let policy = match self.policy_mail(&from, &params).await {
@@ -86,6 +90,28 @@ impl Session {
 }
 
 impl Session {
+    /// `[inbound] reject_unknown_sender_domain` (see
+    /// `crate::sender_domain`): on the MX role, a sender domain without
+    /// MX, A or AAAA record is refused (`550 5.1.8`, a DNS failure
+    /// `450 4.1.8`). Authenticated and trusted clients are not checked,
+    /// nor senders in our own domains (which need not be in DNS: an
+    /// internal mail system's are often not).
+    async fn check_sender_domain(&self, from: &ReversePath) -> Option<Reply> {
+        let check = self.ctx.sender_domains.as_ref()?;
+        if self.ctx.role != Role::Mx || self.user.is_some() || self.trusted() {
+            return None;
+        }
+        if let ReversePath::Path(path) = from {
+            if let Host::Domain(domain) = &path.mailbox.host {
+                // A store error: look it up like any other domain.
+                if let Ok(true) = self.ctx.delivery.is_local_domain(domain).await {
+                    return None;
+                }
+            }
+        }
+        check.check(self.peer.ip(), from).await
+    }
+
     /// An authenticated user may only use their own addresses, their
     /// aliases and what `[submission.senders]` grants (see
     /// `crate::sender`); otherwise `553 5.7.1`. `None` means allowed.

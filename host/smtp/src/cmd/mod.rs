@@ -9,6 +9,7 @@ mod ehlo;
 mod mail;
 mod misc;
 mod rcpt;
+mod rcpt_srs;
 mod starttls;
 
 pub(crate) use deliver::refusal_reply;
@@ -46,7 +47,7 @@ impl Session {
             crate::Role::Mx | crate::Role::Submission => state::check(request.verb(), self.state),
         };
         if let Err(reply) = allowed {
-            tracing::debug!(client = %self.peer.ip(), verb = request.verb().as_str(), state = ?self.state, "smtp: out of sequence");
+            tracing::debug!(client = %self.peer.ip(), verb = request.verb().as_str(), state = self.state.as_str(), "smtp: out of sequence");
             if let Request::Bdat { size, .. } = request {
                 // The chunk follows the command whatever we answer: drop
                 // its bytes so they are not read as commands.

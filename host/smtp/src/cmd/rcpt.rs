@@ -2,11 +2,12 @@
 //!
 //! Without AUTH (the MX role, or submission before AUTH, which MAIL
 //! already refuses) only local recipients are accepted: anything else is
-//! `550 5.7.1 Relaying denied`. The address is judged by its mailbox
+//! `550 5.7.1 Relaying denied`, unless the client is one of our own hosts
+//! (`trusted_networks`, see `crate::trust`). The address is judged by its mailbox
 //! alone: source routes are dropped (RFC 5321 §3.6.1), and `%`, `!` and
 //! quoted local parts are just characters of a local part, never routing,
 //! so `user%remote@local` is an (unknown) local user, not a relay. Only
-//! an authenticated user may name other domains.
+//! an authenticated user or a trusted client may name other domains.
 //!
 //! ```text
 //! rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" /
@@ -21,8 +22,9 @@ use crate::session::Session;
 use crate::state::State;
 
 impl Session {
-    /// A recipient in another domain, from an authenticated user: kept
-    /// for the outbound queue, or refused while there is none.
+    /// A recipient in another domain, from an authenticated user or a
+    /// trusted client: kept for the outbound queue, or refused while
+    /// there is none.
     async fn remote_rcpt(&mut self, address: String, params: &RcptParams) {
         let client = self.peer.ip();
         if self.ctx.outbound.is_none() {
@@ -39,6 +41,9 @@ impl Session {
         }
         if let Err(refusal) = self.policy_rcpt(&address, params, None).await {
             return self.refuse(refusal);
+        }
+        if self.user.is_none() {
+            tracing::info!(%client, rcpt = %address, "smtp: RCPT relayed for a trusted network");
         }
         self.add_recipient(address, None, params.clone());
         self.state = State::RcptGiven;
@@ -74,6 +79,9 @@ impl Session {
             ForwardPath::Postmaster => format!("postmaster@{}", self.ctx.postmaster_domain),
             ForwardPath::Path(p) => p.mailbox.to_string(),
         };
+        if let Some(srs) = self.srs_address(&address) {
+            return self.srs_rcpt(&srs, address, params).await;
+        }
         let size = tx.params.size;
         match self.ctx.delivery.check_recipient(&address).await {
             Ok(RecipientCheck::Local(recipient)) => {
@@ -98,7 +106,7 @@ impl Session {
                     format!("<{address}>: Recipient address rejected: User unknown"),
                 ));
             }
-            Ok(RecipientCheck::NotLocal) if self.user.is_some() => {
+            Ok(RecipientCheck::NotLocal) if self.user.is_some() || self.trusted() => {
                 self.remote_rcpt(address, &params).await
             }
             Ok(RecipientCheck::NotLocal) => {
@@ -148,7 +156,7 @@ impl Session {
 
     /// Adds an accepted recipient to the envelope with its DSN
     /// parameters (RFC 3461 §4.1, §4.2), which go with it into the queue.
-    fn add_recipient(
+    pub(super) fn add_recipient(
         &mut self,
         address: String,
         local: Option<LocalRecipient>,

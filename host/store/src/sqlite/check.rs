@@ -45,6 +45,39 @@ pub(super) fn run(c: &Connection) -> StoreResult<Vec<String>> {
             problems.push(row?);
         }
     }
+    // Users' Sieve scripts (the table may be missing in a backup taken
+    // by an older version): at most one active script per account, and
+    // every name one a client could have given.
+    let has_sieve: bool = c
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sieve_scripts'",
+            [],
+            |_| Ok(()),
+        )
+        .is_ok();
+    if has_sieve {
+        let mut st = c.prepare(
+            "SELECT a.address, count(*) FROM sieve_scripts s JOIN accounts a ON a.id = s.account
+              WHERE s.active = 1 GROUP BY s.account HAVING count(*) > 1",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (address, n) = row?;
+            problems.push(format!(
+                "account {address}: {n} active Sieve scripts (at most one)"
+            ));
+        }
+        let mut st = c.prepare("SELECT account, name FROM sieve_scripts")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (account, name) = row?;
+            if !crate::sieve_script_name_ok(&name) {
+                problems.push(format!(
+                    "account {account}: Sieve script {name:?} has an invalid name"
+                ));
+            }
+        }
+    }
     // Every saved structure must decode.
     let mut st = c.prepare("SELECT id, structure FROM blobs")?;
     let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;

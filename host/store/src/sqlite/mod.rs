@@ -49,6 +49,7 @@ mod mailstore;
 pub mod notify;
 mod queue;
 pub mod schema;
+mod sieve;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -13,11 +13,15 @@ use crate::queue::{
 use crate::{StoreError, StoreResult};
 
 const ENTRY_COLUMNS: &str = "id, sender, size, created, next_attempt, attempts, held, warned, \
-     envid, ret_full, smtputf8, eight_bit";
+     envid, ret_full, smtputf8, eight_bit, msg_id";
 
 fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
+    let id: QueueId = r.get(0)?;
     Ok(QueueEntry {
-        id: r.get(0)?,
+        id,
+        msg_id: r
+            .get::<_, Option<String>>(12)?
+            .unwrap_or_else(|| id.to_string()),
         sender: r.get(1)?,
         size: r.get::<_, i64>(2)?.max(0) as u64,
         created: r.get(3)?,
@@ -111,8 +115,8 @@ fn insert(c: &Connection, m: &NewQueued) -> StoreResult<QueueId> {
         })
         .collect::<StoreResult<Vec<Option<String>>>>()?;
     c.execute(
-        "INSERT INTO queue (sender, created, next_attempt, envid, ret_full, smtputf8, eight_bit, size, data) \
-         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO queue (sender, created, next_attempt, envid, ret_full, smtputf8, eight_bit, size, data, msg_id) \
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             m.sender,
             m.created,
@@ -121,7 +125,10 @@ fn insert(c: &Connection, m: &NewQueued) -> StoreResult<QueueId> {
             m.smtputf8,
             m.eight_bit,
             m.raw.len() as i64,
-            m.raw.as_slice()
+            m.raw.as_slice(),
+            m.msg_id
+                .clone()
+                .unwrap_or_else(crate::queue::new_message_id)
         ],
     )?;
     let id = c.last_insert_rowid();
@@ -173,6 +180,19 @@ impl QueueStore for SqliteStore {
                 [],
                 |r| r.get::<_, Option<i64>>(0),
             )?)
+        })
+        .await
+    }
+
+    async fn queue_find(&self, msg_id: &str) -> StoreResult<Option<QueueId>> {
+        let msg_id = msg_id.to_string();
+        self.read(move |c| {
+            Ok(
+                c.query_row("SELECT id FROM queue WHERE msg_id = ?1", [msg_id], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
         })
         .await
     }
@@ -298,6 +318,7 @@ mod tests {
 
     fn message(sender: &str, rcpts: &[&str], created: i64) -> NewQueued {
         NewQueued {
+            msg_id: None,
             sender: sender.into(),
             recipients: rcpts.iter().map(|r| NewQueuedRecipient::new(*r)).collect(),
             raw: Arc::new(b"Subject: hi\r\n\r\nbody\r\n".to_vec()),
@@ -511,7 +532,9 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].recipients[0].address, "x@b.test");
         assert_eq!(due[0].recipients[0].next_hop, None);
+        assert_eq!(due[0].msg_id, "1", "an old row shows its queue id");
         let mut m = message("a@a.test", &["y@c.test", "z@d.test"], 20);
+        m.msg_id = Some("0663A0B1C2D3E40001".into());
         m.recipients[0].next_hop = Some(" [MX.Relay.test]:2525 ".into());
         let id = store.enqueue(m).await.unwrap();
         let e = store.queue_entry(id).await.unwrap().unwrap();
@@ -520,6 +543,12 @@ mod tests {
             Some("[mx.relay.test]:2525")
         );
         assert_eq!(e.recipients[1].next_hop, None);
+        assert_eq!(e.msg_id, "0663A0B1C2D3E40001");
+        assert_eq!(
+            store.queue_find("0663A0B1C2D3E40001").await.unwrap(),
+            Some(id)
+        );
+        assert_eq!(store.queue_find("0663A0B1C2D3E40002").await.unwrap(), None);
         drop(store);
         // Opening again changes nothing.
         let store = SqliteStore::open(dir.path()).unwrap();

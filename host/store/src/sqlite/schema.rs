@@ -34,6 +34,9 @@
 //! - Version 3 adds `queue_rcpts.next_hop`: the next hop a routing plugin
 //!   chose for the recipient (`NULL`: MX routing). Older stores gain the
 //!   column empty, so their queued mail keeps MX routing.
+//! - `sieve_scripts(account, name, script, active, updated)`: users'
+//!   Sieve scripts, at most one active per account (see `sieve`);
+//!   created on open where missing.
 
 use rusqlite::Connection;
 
@@ -165,6 +168,13 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     if !has_column(conn, "queue_rcpts", "next_hop")? {
         conn.execute_batch("ALTER TABLE queue_rcpts ADD COLUMN next_hop TEXT")?;
     }
+    // Each queued message's message id (`msg=` in the log, the id of the
+    // `250`); additive and idempotent, no version (older versions ignore
+    // the column; their rows have none and show their queue id).
+    if !has_column(conn, "queue", "msg_id")? {
+        conn.execute_batch("ALTER TABLE queue ADD COLUMN msg_id TEXT")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS queue_msg_id ON queue(msg_id)")?;
     // IMAP subscriptions apart from mailboxes; idempotent, no version.
     super::imap::migrate_subscriptions(conn)?;
     // Header blocks for header searches; additive and idempotent, no
@@ -179,6 +189,9 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(super::imap::CHANGE_INDEXES)?;
     // Each account's last login (`user show`); additive likewise.
     conn.execute_batch(super::logins::LAST_LOGINS)?;
+    // Users' Sieve scripts (ManageSieve, `mailgate sieve`); additive
+    // likewise.
+    conn.execute_batch(super::sieve::SIEVE_SCRIPTS)?;
     Ok(())
 }
 
