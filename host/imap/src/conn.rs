@@ -130,12 +130,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         // The same session and framer go on over the new stream.
         End::Upgrade(Upgrade::Deflate, leftover) => {
             let mut z = Deflate::new(stream, leftover);
-            let reason = match Box::pin(run(&mut z, session, ctx, framer, Vec::new(), Vec::new()))
-                .await
-            {
-                End::Closed(reason) => reason,
-                End::Upgrade(..) => "second stream upgrade",
-            };
+            let reason =
+                match Box::pin(run(&mut z, session, ctx, framer, Vec::new(), Vec::new())).await {
+                    End::Closed(reason) => reason,
+                    End::Upgrade(..) => "second stream upgrade",
+                };
             let _ = timeout(ctx.login_timeout, z.shutdown()).await;
             reason
         }

@@ -44,7 +44,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use mailgate_store::{MailStore, MailboxChanges, MailboxId, MessageMeta, StoreResult, Uid};
+use mailgate_store::{
+    MailStore, MailboxChanges, MailboxFlags, MailboxId, MessageMeta, StoreResult, Uid,
+};
 
 mod chunk;
 
@@ -159,6 +161,47 @@ impl Snapshot {
             keywords: Arc::new(keywords),
         };
         let entries: Vec<Entry> = msgs.iter().map(|m| s.entry(m)).collect();
+        s.fill_entries(entries);
+        s
+    }
+
+    /// A snapshot of a mailbox's compact list
+    /// ([`MailStore::mailbox_flags`]).
+    pub fn from_flags(all: &MailboxFlags) -> Snapshot {
+        let mut keywords = BTreeSet::new();
+        for l in &all.lists {
+            add_keywords(&mut keywords, l);
+        }
+        let mut s = Snapshot {
+            layout: 0,
+            chunks: Vec::new(),
+            bounds: Vec::new(),
+            starts: Vec::new(),
+            len: 0,
+            flags: Arc::new(FlagTable::default()),
+            highest_modseq: all.highest_modseq,
+            uid_validity: all.uid_validity,
+            keywords: Arc::new(keywords),
+        };
+        let ids: Vec<u32> = all
+            .lists
+            .iter()
+            .map(|l| FlagTable::intern(&mut s.flags, l))
+            .collect();
+        // An index past the lists (a store's mistake): no flags.
+        let none = if all.messages.iter().any(|m| m.1 as usize >= ids.len()) {
+            FlagTable::intern(&mut s.flags, &[])
+        } else {
+            0
+        };
+        let entries: Vec<Entry> = all
+            .messages
+            .iter()
+            .map(|&(uid, i)| Entry {
+                uid: uid.get(),
+                flags: ids.get(i as usize).copied().unwrap_or(none),
+            })
+            .collect();
         s.fill_entries(entries);
         s
     }
@@ -700,21 +743,21 @@ impl SharedView {
     }
 }
 
-/// Reads a mailbox's whole list: every entry (all have a MODSEQ above 0)
-/// with HIGHESTMODSEQ and UIDVALIDITY, in one transaction.
+/// Reads a mailbox's whole list in compact form (UIDs and flag lists,
+/// each distinct list once: a few bytes a message while it is read) with
+/// HIGHESTMODSEQ and UIDVALIDITY, in one transaction.
 async fn load(store: &dyn MailStore, id: MailboxId) -> StoreResult<Snapshot> {
-    let all = store.changes_since(id, 0).await?;
-    let mut snap = Snapshot::new(all.changed, all.highest_modseq, all.uid_validity);
+    let all = store.mailbox_flags(id).await?;
     if all.uid_validity == 0 {
         // A store without a MODSEQ index (or a mailbox gone): the list
         // as it is now.
-        snap = Snapshot::new(
+        return Ok(Snapshot::new(
             store.list_messages(id).await.unwrap_or_default(),
             all.highest_modseq,
             0,
-        );
+        ));
     }
-    Ok(snap)
+    Ok(Snapshot::from_flags(&all))
 }
 
 /// The shared views of the mailboxes selected by some session: the view

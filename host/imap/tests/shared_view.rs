@@ -45,7 +45,8 @@ async fn one_view_per_mailbox_dropped_with_its_last_session() {
 async fn a_session_future_stays_small() {
     let f = common::fixture().await;
     let (_client, server) = tokio::io::duplex(64);
-    let fut = mailgate_imap::serve_connection(server, common::peer(), std::sync::Arc::clone(&f.ctx));
+    let fut =
+        mailgate_imap::serve_connection(server, common::peer(), std::sync::Arc::clone(&f.ctx));
     let size = std::mem::size_of_val(&fut);
     println!("session future: {size} bytes");
     assert!(size <= 3072, "session future: {size} bytes");

@@ -375,6 +375,18 @@ pub trait MailStore: Send + Sync {
         })
     }
 
+    /// A mailbox's UIDs and flags in compact form, with HIGHESTMODSEQ and
+    /// UIDVALIDITY, read in one transaction (IMAP builds a mailbox's view
+    /// from it). The default asks [`MailStore::changes_since`] from 0.
+    async fn mailbox_flags(&self, mailbox: MailboxId) -> StoreResult<MailboxFlags> {
+        let all = self.changes_since(mailbox, 0).await?;
+        Ok(MailboxFlags::from_entries(
+            all.highest_modseq,
+            all.uid_validity,
+            all.changed.into_iter().map(|m| (m.uid, m.flags)),
+        ))
+    }
+
     /// Gives an empty mailbox the UIDVALIDITY it had on another server
     /// (moving mail in, `mailgate import`), so that the UIDs kept by
     /// [`MailStore::import_messages`] mean to clients what they meant

@@ -589,13 +589,14 @@ fn write_item(
             )
             .as_bytes(),
         ),
-        FetchAttr::Rfc822Size => out.extend_from_slice(
-            format!("RFC822.SIZE {}", details.map_or(0, |d| d.size)).as_bytes(),
-        ),
+        FetchAttr::Rfc822Size => out
+            .extend_from_slice(format!("RFC822.SIZE {}", details.map_or(0, |d| d.size)).as_bytes()),
         FetchAttr::Modseq => out.extend_from_slice(
             format!(
                 "MODSEQ ({})",
-                details.map_or(modseq_cap, |d| d.modseq.min(modseq_cap)).max(1)
+                details
+                    .map_or(modseq_cap, |d| d.modseq.min(modseq_cap))
+                    .max(1)
             )
             .as_bytes(),
         ),

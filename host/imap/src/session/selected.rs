@@ -122,11 +122,7 @@ impl Selected {
     /// `indexes` of the client's version, read from the store (the view
     /// does not hold them). A message expunged in the store meanwhile has
     /// none.
-    pub async fn details(
-        &self,
-        store: &dyn MailStore,
-        indexes: &[usize],
-    ) -> StoreResult<Details> {
+    pub async fn details(&self, store: &dyn MailStore, indexes: &[usize]) -> StoreResult<Details> {
         let mut uids = self.msgs.uids_of(indexes);
         uids.sort_unstable();
         uids.dedup();
@@ -248,7 +244,10 @@ impl Selected {
         for (i, uid, flags) in changed {
             let modseq = match details.of(uid) {
                 Some(m) if condstore => {
-                    format!(" MODSEQ ({})", m.modseq.min(current.highest_modseq()).max(1))
+                    format!(
+                        " MODSEQ ({})",
+                        m.modseq.min(current.highest_modseq()).max(1)
+                    )
                 }
                 _ if condstore => format!(" MODSEQ ({})", current.highest_modseq().max(1)),
                 _ => String::new(),

@@ -165,7 +165,10 @@ impl Chunk {
 
     /// Heap bytes held (for tests and figures).
     pub fn heap_bytes(&self) -> usize {
-        self.run_uid.len() * 4 + self.run_pos.len() * 4 + self.palette.len() * 4 + self.packed.len() * 8
+        self.run_uid.len() * 4
+            + self.run_pos.len() * 4
+            + self.palette.len() * 4
+            + self.packed.len() * 8
     }
 }
 

@@ -236,7 +236,11 @@ fn chunk_round_trips_and_lookups_match_a_plain_list() {
                 uid,
                 flags: rng.below(distinct) as u32 * 7,
             });
-            uid += if rng.chance(90) { 1 } else { 1 + rng.below(50) as u32 };
+            uid += if rng.chance(90) {
+                1
+            } else {
+                1 + rng.below(50) as u32
+            };
         }
         if round == 5 && !entries.is_empty() {
             // The largest UIDs there are.
@@ -258,13 +262,20 @@ fn chunk_round_trips_and_lookups_match_a_plain_list() {
         for probe in 0..40 {
             let u = match probe % 3 {
                 0 => rng.below(uid as u64 + 5) as u32,
-                1 => entries.get(rng.below(n as u64 + 1) as usize).map_or(0, |e| e.uid),
-                _ => entries.get(rng.below(n as u64 + 1) as usize).map_or(0, |e| e.uid + 1),
+                1 => entries
+                    .get(rng.below(n as u64 + 1) as usize)
+                    .map_or(0, |e| e.uid),
+                _ => entries
+                    .get(rng.below(n as u64 + 1) as usize)
+                    .map_or(0, |e| e.uid + 1),
             };
             let want = entries.partition_point(|e| e.uid < u);
             assert_eq!(c.lower_bound(u), want, "round {round} uid {u}");
         }
-        assert_eq!(c.lower_bound(u32::MAX), entries.partition_point(|e| e.uid < u32::MAX));
+        assert_eq!(
+            c.lower_bound(u32::MAX),
+            entries.partition_point(|e| e.uid < u32::MAX)
+        );
         let ids: Vec<u32> = c.flag_ids().collect();
         assert_eq!(ids, entries.iter().map(|e| e.flags).collect::<Vec<_>>());
     }
@@ -361,7 +372,9 @@ fn random_edits_match_a_plain_list() {
                 }
                 let i = rng.below(model.len() as u64 + 1) as usize;
                 assert_eq!(snap.get(i), model.get(i).map(as_meta), "{ctx}");
-                assert!(snap.iter_from(i).eq(model[i.min(model.len())..].iter().map(as_meta)));
+                assert!(snap
+                    .iter_from(i)
+                    .eq(model[i.min(model.len())..].iter().map(as_meta)));
             }
             let (lists, ids) = snap.flag_lists();
             assert!(ids
@@ -383,8 +396,7 @@ fn random_edits_match_a_plain_list() {
                 replay[j].flags = after.flags.to_vec();
             }
             let kept = replay.len();
-            let before: std::collections::HashSet<Uid> =
-                old_model.iter().map(|m| m.uid).collect();
+            let before: std::collections::HashSet<Uid> = old_model.iter().map(|m| m.uid).collect();
             let added: Vec<_> = model.iter().filter(|m| !before.contains(&m.uid)).collect();
             assert_eq!(d.added, added.len(), "{ctx}");
             assert_eq!(kept + d.added, model.len(), "{ctx}");
@@ -437,4 +449,26 @@ fn a_realistic_mailbox_costs_well_under_a_byte_a_message() {
     let plain: Vec<_> = (1..=n).map(|u| meta(u, 1, &["\\Seen"])).collect();
     let s = Snapshot::new(plain, 1, 7);
     assert!(s.heap_bytes() < 8 * 1024, "{} bytes", s.heap_bytes());
+}
+
+#[test]
+fn a_view_from_the_compact_list_is_the_same_as_from_entries() {
+    let mut rng = Rng(7);
+    let msgs: Vec<MessageMeta> = (1..=3 * CHUNK as u32)
+        .filter(|_| !rng.chance(3))
+        .map(|u| {
+            let mut m = meta(u, 1, &[]);
+            m.flags = random_flags(&mut rng);
+            m
+        })
+        .collect();
+    let compact = MailboxFlags::from_entries(9, 7, msgs.iter().map(|m| (m.uid, m.flags.clone())));
+    assert!(compact.lists.len() < 100);
+    let a = Snapshot::from_flags(&compact);
+    let b = Snapshot::new(msgs.clone(), 9, 7);
+    assert!(a.iter().eq(b.iter()));
+    assert!(a.iter().eq(msgs.iter().map(as_meta)));
+    assert_eq!(a.keywords(), b.keywords());
+    assert_eq!((a.highest_modseq(), a.uid_validity()), (9, 7));
+    assert_eq!(diff(&a, &b), Difference::default());
 }

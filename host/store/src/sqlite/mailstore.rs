@@ -40,7 +40,7 @@ fn flags_to_text(flags: &BTreeSet<String>) -> String {
         .join(" ")
 }
 
-fn flags_from_text(text: &str) -> BTreeSet<String> {
+pub(super) fn flags_from_text(text: &str) -> BTreeSet<String> {
     text.split(' ')
         .filter(|f| !f.is_empty())
         .map(str::to_string)
@@ -436,9 +436,8 @@ impl MailStore for SqliteStore {
             let tx = c.unchecked_transaction()?;
             let mut out = Vec::with_capacity(uids.len());
             {
-                let mut st = tx.prepare_cached(&format!(
-                    "{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"
-                ))?;
+                let mut st =
+                    tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"))?;
                 for uid in uids {
                     if let Some(m) = st
                         .query_row(params![mailbox, uid.get()], meta_from_row)
@@ -726,6 +725,11 @@ impl MailStore for SqliteStore {
         modseq: u64,
     ) -> StoreResult<crate::MailboxChanges> {
         self.read(move |c| super::imap::changes_since(c, mailbox, modseq))
+            .await
+    }
+
+    async fn mailbox_flags(&self, mailbox: MailboxId) -> StoreResult<crate::MailboxFlags> {
+        self.read(move |c| super::imap::mailbox_flags(c, mailbox))
             .await
     }
 
