@@ -467,7 +467,7 @@ impl FetchJob {
             cur.flags_sent |= *item == FetchAttr::Flags;
             let st = cur.msg.as_ref().and_then(|m| m.structure.as_ref());
             let details = self.details.as_ref().and_then(|d| d.of(meta.uid));
-            cur.literal = write_item(out, item, meta, details, self.modseq_cap, raw, st, utf8);
+            cur.literal = write_item(out, item, meta, (details, self.modseq_cap), raw, st, utf8);
             return false;
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
@@ -571,8 +571,8 @@ fn write_item(
     out: &mut Vec<u8>,
     item: &FetchAttr,
     meta: Meta<'_>,
-    details: Option<&MessageMeta>,
-    modseq_cap: u64,
+    // Size, date and MODSEQ from the store, and the most MODSEQ to show.
+    (details, modseq_cap): (Option<&MessageMeta>, u64),
     raw: &[u8],
     st: Option<&MessageStructure>,
     utf8: bool,

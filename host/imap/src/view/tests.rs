@@ -454,16 +454,17 @@ fn a_realistic_mailbox_costs_well_under_a_byte_a_message() {
 #[test]
 fn a_view_from_the_compact_list_is_the_same_as_from_entries() {
     let mut rng = Rng(7);
-    let msgs: Vec<MessageMeta> = (1..=3 * CHUNK as u32)
-        .filter(|_| !rng.chance(3))
-        .map(|u| {
-            let mut m = meta(u, 1, &[]);
-            m.flags = random_flags(&mut rng);
-            m
-        })
-        .collect();
+    let mut msgs: Vec<MessageMeta> = Vec::new();
+    for u in 1..=3 * CHUNK as u32 {
+        if rng.chance(3) {
+            continue;
+        }
+        let mut m = meta(u, 1, &[]);
+        m.flags = random_flags(&mut rng);
+        msgs.push(m);
+    }
     let compact = MailboxFlags::from_entries(9, 7, msgs.iter().map(|m| (m.uid, m.flags.clone())));
-    assert!(compact.lists.len() < 100);
+    assert!(compact.lists.len() < msgs.len() / 10);
     let a = Snapshot::from_flags(&compact);
     let b = Snapshot::new(msgs.clone(), 9, 7);
     assert!(a.iter().eq(b.iter()));
