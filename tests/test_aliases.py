@@ -184,3 +184,50 @@ def test_no_report_when_every_target_is_there(server):
     assert server.send(SENDER, ["team@example.test"], msg) == {}
     listing = json.loads(server.cli("queue", "list", "--json", check=True).stdout_text)
     assert listing["count"] == 0, listing
+
+
+def test_alias_target_gone_through_the_queues_local_hand_off(server_factory, tmp_path):
+    """Mail that reaches an alias through the outbound queue's local hand-off
+    (here: submitted for a domain that becomes ours while the message waits
+    in the queue): bob gets his copy, and the sender one failure report for
+    the missing target, once; the log says so at WARN with the queue id."""
+    from harness import wait_until
+    from test_submission import queued, submitter
+    from test_tls import messages as tls_messages
+    from test_tls import relay_to_nowhere, tls_server
+
+    srv = tls_server(server_factory, tmp_path, extra=relay_to_nowhere())
+    alice, bob = "alice@example.test", "bob@example.test"
+    with submitter(srv, "465") as s:
+        assert s.sendmail(alice, ["team@later.test"],
+                          make_message("via the queue", from_addr=alice,
+                                       to_addr="team@later.test")) == {}
+    # Not ours yet: it waits for the (closed) smarthost.
+    wait_until(lambda: "team@later.test" in srv.cli("queue", "list", check=True).stdout_text,
+               timeout=20, what="the message deferred in the queue")
+    srv.cli("domain", "add", "later.test", check=True)
+    srv.cli("alias", "add", "team@later.test", bob, "carol@example.test", check=True)
+    _break_alias(srv, "team@later.test", [bob, "gone@example.test"])
+    srv.cli("queue", "flush", check=True)
+    wait_until(lambda: len(tls_messages(srv, bob)) == 1, timeout=20, what="bob's copy")
+    wait_until(lambda: len(tls_messages(srv, alice)) == 1, timeout=20,
+               what="the failure report in alice's INBOX")
+    dsn = tls_messages(srv, alice)[0].decode(errors="replace")
+    assert "Final-Recipient: rfc822; gone@example.test" in dsn, dsn
+    assert "Original-Recipient: rfc822; team@later.test" in dsn, dsn
+    assert "Action: failed" in dsn and "Status: 5.1.1" in dsn, dsn
+    assert ("550 5.1.1 <gone@example.test>: no such user here; "
+            "alias <team@later.test> names it") in dsn, dsn
+    assert "Subject: via the queue" in dsn  # the original's headers come back
+    wait_until(lambda: queued(srv) == [], timeout=20, what="the queue emptied")
+    # Once: another run finds nothing more to report.
+    srv.cli("queue", "flush", check=True)
+    log = srv.stderr_path.read_text(errors="replace")
+    warn = [ln for ln in log.splitlines() if "that copy is returned to the sender" in ln]
+    assert len(warn) == 1 and "WARN" in warn[0], log[-3000:]
+    assert "gone@example.test" in warn[0] and "team@later.test" in warn[0]
+    assert "queue_id=" in warn[0], warn[0]
+    reports = [ln for ln in log.splitlines()
+               if "delivery status notification queued" in ln and "kind=failed" in ln]
+    assert len(reports) == 1, reports
+    assert len(tls_messages(srv, alice)) == 1 and len(tls_messages(srv, bob)) == 1

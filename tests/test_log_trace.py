@@ -34,7 +34,7 @@ import threading
 
 from harness import wait_until
 from test_relay import (  # noqa: F401 - `world` is a fixture
-    A_IP, ALICE, ALICE_PW, DELIVERY_TIMEOUT, messages, world,
+    A_IP, ALICE, ALICE_PW, B_IP, BOB, BOB_PW, DELIVERY_TIMEOUT, messages, world,
 )
 
 C_IP = "127.0.0.5"
@@ -119,14 +119,14 @@ class GreylistingPeer:
             conn.close()
 
 
-def submit(srv) -> str:
-    """alice's message to grey@c.test over submission; returns the queue
-    id of the `250`."""
+def submit(srv, to: str = GREY) -> str:
+    """alice's message to `to` (grey@c.test) over submission; returns the
+    queue id of the `250`."""
     host, port = srv.ports["submission"]
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    msg = (f"From: <{ALICE}>\r\nTo: <{GREY}>\r\nSubject: trace me\r\n"
+    msg = (f"From: <{ALICE}>\r\nTo: <{to}>\r\nSubject: trace me\r\n"
            f"Message-ID: {MESSAGE_ID}\r\n"
            "Date: Mon, 07 Dec 2026 12:00:00 +0000\r\n\r\nHello.\r\n").encode()
     with smtplib.SMTP(host, port, local_hostname="client.test", timeout=30) as s:
@@ -135,7 +135,7 @@ def submit(srv) -> str:
         s.ehlo()
         s.login(ALICE, ALICE_PW)
         assert s.mail(ALICE)[0] == 250
-        assert s.rcpt(GREY)[0] == 250
+        assert s.rcpt(to)[0] == 250
         code, reply = s.data(msg)
     assert code == 250, reply
     m = re.fullmatch(r"2\.0\.0 Ok: queued as ([0-9A-F]{18})", reply.decode())
@@ -285,3 +285,36 @@ def test_queue_commands_take_the_id_of_the_250(world):
         assert gone.returncode != 0 and qid in gone.stderr_text, gone.stderr_text
     finally:
         peer.stop()
+
+
+def test_one_message_followed_across_two_servers(world):
+    """A relays alice's message to B (another mailgate): A's delivery line
+    carries B's `250 ... queued as B_ID`, and B's own lines carry B_ID and
+    the same Message-ID, so an administrator of both follows it from
+    submission to bob's mailbox by grepping one id, then the next."""
+    a = world.make("a.test", A_IP, ALICE, ALICE_PW, FAST).start()
+    b = world.make("b.test", B_IP, BOB, BOB_PW, FAST).start()
+    qid = submit(a, to=BOB)
+    wait_until(lambda: messages(b, BOB, BOB_PW), timeout=DELIVERY_TIMEOUT, interval=0.3,
+               what="the message in bob's INBOX")
+    wait_until(lambda: any("relay: delivered" in l and f"queue_id={qid}" in l
+                           for l in a.stderr_tail(200000).splitlines()),
+               timeout=10, what="A's delivery line")
+    a_lines = a.stderr_tail(200000).splitlines()
+    [delivered] = [l for l in a_lines if "relay: delivered" in l and f"queue_id={qid}" in l]
+    assert f"rcpt={BOB}" in delivered and "host=mx.b.test" in delivered, delivered
+    m = re.search(r"queued as ([0-9A-F]{18})", delivered)
+    assert m, delivered
+    b_id = m.group(1)
+    assert b_id != qid
+
+    b_lines = b.stderr_tail(200000).splitlines()
+    [accepted] = [l for l in b_lines if "delivery: message accepted" in l
+                  and f"queue_id={b_id}" in l]
+    assert f"message_id={MESSAGE_ID}" in accepted and f"from={ALICE}" in accepted, accepted
+    assert f"client={A_IP}" in accepted, accepted
+    # Every line of B about the message carries B's id.
+    stray = [l for l in b_lines if MESSAGE_ID in l and f"queue_id={b_id}" not in l]
+    assert not stray, "\n".join(stray)
+    debug = [l for l in a_lines + b_lines if DEBUG.search(l)]
+    assert not debug, "\n".join(debug)

@@ -12,6 +12,7 @@ stays in the queue and nothing leaves the machine."""
 
 from __future__ import annotations
 
+import json
 import imaplib
 import re
 import smtplib
@@ -60,23 +61,16 @@ def imap_sent(srv, user=ALICE):
 
 
 def queued(srv) -> list[tuple[str, str, list[str]]]:
-    """`mailgate queue list` as (id, sender, [recipients])."""
-    text = queue_list(srv)
-    if text.strip() == "Mail queue is empty":
-        return []
-    entries = []
-    for line in text.splitlines():
-        # mailq layout: a header, per message "ID SIZE DATE TIME SENDER", then
-        # per recipient "(last reply)" and the address, then "-- N Kbytes ...".
-        body = line.strip()
-        if not body or body.startswith(("ID ", "--", "(")):
-            continue
-        if not line[0].isspace():
-            parts = line.split()
-            entries.append((parts[0].rstrip("!"), parts[-1].strip("<>"), []))
-        elif entries:
-            entries[-1][2].append(body.strip("<>"))
-    return entries
+    """`mailgate queue list --json` as (id, sender, [pending recipients]);
+    the sender is "" for `<>`. (The JSON form, not the mailq text, whose
+    layout is for people.)"""
+    res = srv.cli("queue", "list", "--json", check=True)
+    doc = json.loads(res.stdout_text)
+    return [
+        (str(m["id"]), m["sender"],
+         [r["address"] for r in m["recipients"] if r["status"] == "pending"])
+        for m in doc["messages"]
+    ]
 
 
 # ------------------------------------------------------------ 587 and 465

@@ -104,6 +104,18 @@ pub struct MissingTarget {
     pub target: String,
 }
 
+impl MissingTarget {
+    /// The reply a failure report gives for this lost copy (its
+    /// `Diagnostic-Code`; `5.1.1` its `Status`): the one wording for the
+    /// SMTP/LMTP path and the queue's local hand-off alike.
+    pub fn reply(&self) -> String {
+        format!(
+            "550 5.1.1 <{}>: no such user here; alias <{}> names it",
+            self.target, self.alias
+        )
+    }
+}
+
 /// What expanding an address found: the accounts it reaches (id, address
 /// and quota) and the targets that reach nothing.
 #[derive(Default)]

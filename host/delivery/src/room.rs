@@ -37,7 +37,7 @@ use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
 use crate::plan::{Outgoing, PlanInput};
 use crate::quota::{self, QuotaCheck};
-use crate::{Envelope, LocalDelivery, RecipientCheck, Refusal, Report, TxPolicy};
+use crate::{Envelope, LocalDelivery, MissingTarget, RecipientCheck, Refusal, Report, TxPolicy};
 
 /// The message a report from the room is about, as
 /// [`DeliveryReports`] reads it: the envelope's sender and DSN parameters,
@@ -388,10 +388,7 @@ impl Room {
                 );
                 failed.push(FailedRecipient {
                     recipient,
-                    reply: format!(
-                        "550 5.1.1 <{}>: no such user here; alias <{}> names it",
-                        m.target, m.alias
-                    ),
+                    reply: m.reply(),
                 });
             }
         }
@@ -707,13 +704,17 @@ impl LocalDelivery {
     /// order: `Err(MailboxFull)` is temporary (the queue tries again),
     /// `Err(UnknownUser)` permanent. An alias list with one full account
     /// waits whole: a copy to the others now and the list again later
-    /// would duplicate.
+    /// would duplicate. A delivered recipient comes with the alias
+    /// targets on its way that reach no account
+    /// ([`crate::LocalRecipient::missing`], each logged at WARN): found
+    /// by the attempt that delivers the other copies, so the caller
+    /// reports them to the sender once (the queue's `failed` DSN).
     pub async fn deliver_each(
         &self,
         sender: &str,
         recipients: &[String],
         body: &[u8],
-    ) -> Vec<Result<(), Refusal>> {
+    ) -> Vec<Result<Vec<MissingTarget>, Refusal>> {
         let mut out = Vec::with_capacity(recipients.len());
         for address in recipients {
             out.push(self.deliver_one(sender, address, body).await);
@@ -721,7 +722,12 @@ impl LocalDelivery {
         out
     }
 
-    async fn deliver_one(&self, sender: &str, address: &str, body: &[u8]) -> Result<(), Refusal> {
+    async fn deliver_one(
+        &self,
+        sender: &str,
+        address: &str,
+        body: &[u8],
+    ) -> Result<Vec<MissingTarget>, Refusal> {
         let local = match self.check_recipient(address).await {
             Ok(RecipientCheck::Local(l)) => l,
             Ok(_) => return Err(Refusal::UnknownUser),
@@ -754,13 +760,19 @@ impl LocalDelivery {
             }
             targets.push(crate::inbox(account));
         }
-        self.deliver_to(sender, &targets, body)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");
-                refusal_of(&e)
-            })
+        self.deliver_to(sender, &targets, body).await.map_err(|e| {
+            tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");
+            refusal_of(&e)
+        })?;
+        for m in &local.missing {
+            tracing::warn!(
+                rcpt = %address,
+                alias = %m.alias,
+                target = %m.target,
+                "delivery: alias target does not exist; that copy is returned to the sender"
+            );
+        }
+        Ok(local.missing)
     }
 }
 

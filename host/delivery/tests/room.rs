@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mailgate_delivery::{
-    Arrival, Envelope, LocalDelivery, Recipient, RecipientCheck, Refusal, Replies, Report, Room,
-    Trace,
+    Arrival, Envelope, LocalDelivery, MissingTarget, Recipient, RecipientCheck, Refusal, Replies,
+    Report, Room, Trace,
 };
 use mailgate_policy::SessionInfo;
 use mailgate_store::queue::{
@@ -371,7 +371,11 @@ async fn the_queue_hand_off_applies_the_quota_per_recipient() {
         .await;
     assert_eq!(
         outcomes,
-        vec![Ok(()), Err(Refusal::MailboxFull), Err(Refusal::UnknownUser)]
+        vec![
+            Ok(vec![]),
+            Err(Refusal::MailboxFull),
+            Err(Refusal::UnknownUser)
+        ]
     );
     assert_eq!(w.count("alice", "INBOX").await, 1);
     assert_eq!(w.count("bob", "INBOX").await, 0);
@@ -449,4 +453,52 @@ async fn a_missing_alias_target_is_reported_and_the_others_delivered() {
     assert!(env.recipients[0].local.as_ref().unwrap().missing.is_empty());
     w.send(env, 100, Replies::One).await;
     assert_eq!(w.queued().len(), 1);
+}
+
+#[tokio::test]
+async fn the_queue_hand_off_returns_the_missing_alias_targets_once_delivered() {
+    let w = World::new().await;
+    let targets: Vec<String> = ["bob@example.org", "gone@example.org"]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    w.store
+        .set_alias("team@example.org", &targets)
+        .await
+        .unwrap();
+    // Bob over quota: the list waits whole, and nothing is reported yet
+    // (the lost copy is reported by the attempt that delivers the others).
+    w.quota("bob", 1000).await;
+    let team = ["team@example.org".to_string()];
+    let outcomes = w
+        .delivery
+        .deliver_each("alice@example.org", &team, &message(2000))
+        .await;
+    assert_eq!(outcomes, vec![Err(Refusal::MailboxFull)]);
+    assert_eq!(w.count("bob", "INBOX").await, 0);
+
+    w.quota("bob", 100_000).await;
+    let outcomes = w
+        .delivery
+        .deliver_each("alice@example.org", &team, &message(2000))
+        .await;
+    let [Ok(missing)] = <[_; 1]>::try_from(outcomes).unwrap() else {
+        panic!("delivered");
+    };
+    assert_eq!(
+        missing,
+        vec![MissingTarget {
+            alias: "team@example.org".into(),
+            target: "gone@example.org".into(),
+        }]
+    );
+    assert_eq!(
+        missing[0].reply(),
+        "550 5.1.1 <gone@example.org>: no such user here; alias <team@example.org> names it"
+    );
+    assert_eq!(w.count("bob", "INBOX").await, 1);
+    assert!(
+        w.queued().is_empty(),
+        "the queue runner reports them, not the hand-off"
+    );
 }

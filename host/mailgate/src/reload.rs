@@ -60,7 +60,8 @@ impl<T> Live<T> {
 /// contents are reloaded on their own), `[log]`, `shutdown_timeout`,
 /// `[[dkim]]` (the signing keys, read at start), `[queue]
 /// max_concurrent` (the relay's pool), `[relay] mta_sts` (its policy
-/// cache is made at start) and the presence of `[plugins]`
+/// cache is made at start), `[srs]` (one secret for the sessions and the
+/// queue's bounce hand-off) and the presence of `[plugins]`
 /// (`crate::plugins::reload` says so itself).
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
@@ -98,6 +99,9 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         old.queue.max_concurrent != new.queue.max_concurrent,
     );
     check("relay.mta_sts", old.relay.mta_sts != new.relay.mta_sts);
+    // The sessions sign with it and the queue's bounce hand-off (made at
+    // start) reverses with it: one secret for both.
+    check("srs", old.srs != new.srs);
     keys
 }
 
@@ -115,6 +119,7 @@ pub fn keep_restart_keys(old: &Config, mut new: Config) -> Config {
     new.dkim = old.dkim.clone();
     new.queue.max_concurrent = old.queue.max_concurrent;
     new.relay.mta_sts = old.relay.mta_sts;
+    new.srs = old.srs.clone();
     new
 }
 
@@ -135,6 +140,7 @@ pub fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
     check("relay", old.relay != new.relay);
     check("queue", old.queue != new.queue);
     check("inbound", old.inbound != new.inbound);
+    check("sieve", old.sieve != new.sieve);
     check(
         "plugins",
         old.plugins != new.plugins || old.plugin != new.plugin,

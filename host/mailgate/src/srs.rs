@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use mailgate_delivery::srs::{Srs, DEFAULT_MAX_AGE_DAYS};
 use mailgate_relay::client::RcptOutcome;
-use mailgate_relay::local::LocalHandoff;
+use mailgate_relay::local::{LocalHandoff, LocalOutcome};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -164,10 +164,10 @@ impl LocalHandoff for SrsHandoff {
         LocalHandoff::is_local_domain(self.local.as_ref(), domain).await
     }
 
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome> {
+    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<LocalOutcome> {
         let (srs, local): (Vec<usize>, Vec<usize>) =
             (0..recipients.len()).partition(|&i| self.srs.is_srs_address(&recipients[i]));
-        let mut out: Vec<Option<RcptOutcome>> = vec![None; recipients.len()];
+        let mut out: Vec<Option<LocalOutcome>> = vec![None; recipients.len()];
         if !local.is_empty() {
             let addresses: Vec<String> = local.iter().map(|&i| recipients[i].clone()).collect();
             let outcomes =
@@ -177,10 +177,16 @@ impl LocalHandoff for SrsHandoff {
             }
         }
         for i in srs {
-            out[i] = Some(self.relay_back(sender, &recipients[i], body).await);
+            out[i] = Some(LocalOutcome::of(
+                self.relay_back(sender, &recipients[i], body).await,
+            ));
         }
         out.into_iter()
-            .map(|o| o.unwrap_or_else(|| RcptOutcome::Temporary("451 4.3.0 not delivered".into())))
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    LocalOutcome::of(RcptOutcome::Temporary("451 4.3.0 not delivered".into()))
+                })
+            })
             .collect()
     }
 }

@@ -700,6 +700,48 @@ mod tests {
     }
 
     #[test]
+    fn failed_for_a_lost_alias_copy() {
+        let mut rcpt = NewQueuedRecipient::new("gone@b.test");
+        rcpt.orcpt = Some("rfc822;team@b.test".into());
+        let failed = FailedRecipient {
+            recipient: rcpt,
+            reply: "550 5.1.1 <gone@b.test>: no such user here; alias <team@b.test> names it"
+                .into(),
+        };
+        let message = NewQueued {
+            msg_id: None,
+            sender: "a@a.test".into(),
+            recipients: Vec::new(),
+            raw: Arc::new(ORIGINAL.to_vec()),
+            created: 1_700_000_000,
+            envid: None,
+            ret_full: Some(true),
+            smtputf8: false,
+            eight_bit: false,
+        };
+        let dsn = failed_for("mx.b.test", &message, std::slice::from_ref(&failed), 5).unwrap();
+        let text = String::from_utf8(dsn.raw.to_vec()).unwrap();
+        assert!(text.contains("Final-Recipient: rfc822; gone@b.test\r\n"));
+        assert!(text.contains("Original-Recipient: rfc822; team@b.test\r\n"));
+        assert!(text.contains("Action: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(text.contains("alias <team@b.test> names it"));
+        assert!(text.contains("text/rfc822-headers"), "headers only");
+        assert_eq!(
+            (dsn.sender.as_str(), dsn.recipients[0].address.as_str()),
+            ("", "a@a.test")
+        );
+        // NOTIFY=NEVER, or a null sender: no report.
+        let mut never = failed.clone();
+        never.recipient.notify = Some("NEVER".into());
+        assert!(failed_for("mx.b.test", &message, &[never], 5).is_none());
+        let bounce = NewQueued {
+            sender: String::new(),
+            ..message
+        };
+        assert!(failed_for("mx.b.test", &bounce, &[failed], 5).is_none());
+    }
+
+    #[test]
     fn delivered_for_a_queued_message() {
         let mut rcpt = NewQueuedRecipient::new("bob@b.test");
         rcpt.notify = Some("SUCCESS".into());

@@ -2,10 +2,31 @@
 //! mostly) is stored locally instead of being sent over the network.
 
 use async_trait::async_trait;
-use mailgate_delivery::{LocalDelivery, Refusal};
+use mailgate_delivery::{LocalDelivery, MissingTarget, Refusal};
 use mailgate_store::StoreResult;
 
 use crate::client::RcptOutcome;
+
+/// What the local hand-off did with one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOutcome {
+    /// Delivered, deferred or failed, as an SMTP reply.
+    pub outcome: RcptOutcome,
+    /// For a delivered recipient (an alias): its targets that reach no
+    /// account. The runner reports them to the sender in this attempt's
+    /// `failed` DSN; empty otherwise.
+    pub missing: Vec<MissingTarget>,
+}
+
+impl LocalOutcome {
+    /// An outcome without lost copies.
+    pub fn of(outcome: RcptOutcome) -> LocalOutcome {
+        LocalOutcome {
+            outcome,
+            missing: Vec::new(),
+        }
+    }
+}
 
 /// Local delivery as the queue runner needs it.
 #[async_trait]
@@ -13,7 +34,7 @@ pub trait LocalHandoff: Send + Sync {
     /// Whether mail for `domain` stays here.
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool>;
     /// Delivers to local recipients; one outcome per recipient, in order.
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome>;
+    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<LocalOutcome>;
 }
 
 #[async_trait]
@@ -25,23 +46,27 @@ impl LocalHandoff for LocalDelivery {
     /// Through delivery's quota rule: an account over its quota is a
     /// temporary failure (retried on the `[queue] retry` schedule,
     /// bounced after `max_age`).
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<RcptOutcome> {
+    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<LocalOutcome> {
         self.deliver_each(sender, recipients, body)
             .await
             .into_iter()
             .map(|outcome| match outcome {
-                Ok(()) => RcptOutcome::Delivered("250 2.0.0 delivered locally".into()),
-                Err(Refusal::MailboxFull) => {
-                    RcptOutcome::Temporary("452 4.2.2 mailbox full".into())
-                }
-                Err(Refusal::NoSpace) => {
-                    RcptOutcome::Temporary("452 4.3.1 insufficient system storage".into())
-                }
-                Err(Refusal::UnknownUser) => {
-                    RcptOutcome::Permanent("550 5.1.1 no such local user".into())
-                }
-                Err(_) => RcptOutcome::Temporary("451 4.3.0 local delivery failed".into()),
+                Ok(missing) => LocalOutcome {
+                    outcome: RcptOutcome::Delivered("250 2.0.0 delivered locally".into()),
+                    missing,
+                },
+                Err(refusal) => LocalOutcome::of(refused(refusal)),
             })
             .collect()
+    }
+}
+
+/// The queue's reply for a refused local recipient.
+fn refused(refusal: Refusal) -> RcptOutcome {
+    match refusal {
+        Refusal::MailboxFull => RcptOutcome::Temporary("452 4.2.2 mailbox full".into()),
+        Refusal::NoSpace => RcptOutcome::Temporary("452 4.3.1 insufficient system storage".into()),
+        Refusal::UnknownUser => RcptOutcome::Permanent("550 5.1.1 no such local user".into()),
+        _ => RcptOutcome::Temporary("451 4.3.0 local delivery failed".into()),
     }
 }

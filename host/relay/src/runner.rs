@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use mailgate_delivery::MissingTarget;
 use mailgate_log::list;
 use mailgate_store::queue::{
     AttemptRecord, NewQueued, NewQueuedRecipient, NextHop, OutboundQueue, QueueEntry, QueueId,
@@ -43,7 +44,7 @@ use crate::clock::Clock;
 use crate::config::{RelayConfig, TlsPolicy};
 use crate::dkim::DkimSigner;
 use crate::dsn::{self, DsnKind};
-use crate::local::LocalHandoff;
+use crate::local::{LocalHandoff, LocalOutcome};
 use crate::mta_sts::{self, HttpsFetcher, MtaSts};
 use crate::route::{Hop, RouteError, Router};
 
@@ -314,21 +315,28 @@ impl Relay {
         let mut deliveries = JoinSet::new();
         for ((domain, next_hop, tls), rcpts) in groups {
             let (relay, entry, body) = (self.clone(), entry.clone(), body.clone());
-            deliveries.spawn(async move {
-                let (outcomes, host, acceptance) = relay
+            // In the attempt's span, so that its lines (the local
+            // hand-off's too) carry the queue id.
+            let delivery = async move {
+                let (outcomes, host, acceptance, lost) = relay
                     .deliver_domain(&entry, &body, &domain, next_hop.as_deref(), tls, &rcpts)
                     .await;
-                (rcpts, outcomes, host, acceptance)
-            });
+                (rcpts, outcomes, host, acceptance, lost)
+            };
+            deliveries.spawn(tracing::Instrument::in_current_span(delivery));
         }
         let mut updates = Vec::new();
         let mut accepted_by: HashMap<u32, Acceptance> = HashMap::new();
+        let mut lost: Vec<(u32, MissingTarget)> = Vec::new();
         while let Some(done) = deliveries.join_next().await {
             match done {
-                Ok((rcpts, outcomes, host, acceptance)) => {
+                Ok((rcpts, outcomes, host, acceptance, missing)) => {
                     for (r, o) in rcpts.iter().zip(outcomes) {
                         accepted_by.insert(r.index, acceptance);
                         updates.push(self.update_for(&entry, r, o, host.clone()));
+                    }
+                    for (r, m) in rcpts.iter().zip(missing) {
+                        lost.extend(m.into_iter().map(|m| (r.index, m)));
                     }
                 }
                 // Its recipients stay pending, retried on the schedule.
@@ -346,7 +354,7 @@ impl Relay {
         // reported exactly once, without waiting for the other
         // destinations' retries.
         let seen = applied(&entry, &updates, now);
-        let notices = self.notices(&seen, &body, &updates, &accepted_by, warn, now);
+        let notices = self.notices(&seen, &body, &updates, &accepted_by, &lost, warn, now);
         let reports = notices.len();
         let record = AttemptRecord {
             at: now,
@@ -379,13 +387,17 @@ impl Relay {
     /// for good now; `delivered` for those stored locally now; `relayed`
     /// for those a next hop without DSN accepted now (a hop with DSN
     /// reports success itself); `delayed` for those still pending when a
-    /// delay warning is due (`warn`).
+    /// delay warning is due (`warn`). The `failed` report also names the
+    /// alias targets that reach no account (`lost`, by the index of the
+    /// recipient delivered locally now), `Original-Recipient` the alias.
+    #[allow(clippy::too_many_arguments)]
     fn notices(
         &self,
         seen: &QueueEntry,
         body: &[u8],
         updates: &[RecipientUpdate],
         accepted_by: &HashMap<u32, Acceptance>,
+        lost: &[(u32, MissingTarget)],
         warn: bool,
         now: i64,
     ) -> Vec<NewQueued> {
@@ -402,11 +414,11 @@ impl Relay {
         };
         let retry_until = seen.created
             + i64::try_from(self.config().retry.max_age.as_secs()).unwrap_or(i64::MAX / 2);
+        let lost_copies = lost_copies(seen, lost, now);
+        let mut failed = pick(&|r| now_in(r, RecipientStatus::Failed));
+        failed.extend(lost_copies.iter());
         let mut events = vec![
-            (
-                DsnKind::Failure,
-                pick(&|r| now_in(r, RecipientStatus::Failed)),
-            ),
+            (DsnKind::Failure, failed),
             (
                 DsnKind::Delivered,
                 pick(&|r| accepted(r, Acceptance::Local)),
@@ -540,15 +552,32 @@ impl Relay {
         next_hop: Option<&str>,
         tls: TlsPolicy,
         rcpts: &[QueuedRecipient],
-    ) -> (Vec<RcptOutcome>, Option<String>, Acceptance) {
-        let all = |o: RcptOutcome| (vec![o; rcpts.len()], None, Acceptance::HopWithoutDsn);
+    ) -> (
+        Vec<RcptOutcome>,
+        Option<String>,
+        Acceptance,
+        Vec<Vec<MissingTarget>>,
+    ) {
+        let all = |o: RcptOutcome| {
+            (
+                vec![o; rcpts.len()],
+                None,
+                Acceptance::HopWithoutDsn,
+                Vec::new(),
+            )
+        };
         if let (Some(local), None) = (&self.local, next_hop) {
             match local.is_local_domain(domain).await {
                 Ok(true) => {
                     let _permit = self.all.acquire().await;
                     let addrs: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
-                    let outcomes = local.deliver(&entry.sender, &addrs, body).await;
-                    return (outcomes, None, Acceptance::Local);
+                    let (outcomes, missing) = local
+                        .deliver(&entry.sender, &addrs, body)
+                        .await
+                        .into_iter()
+                        .map(|LocalOutcome { outcome, missing }| (outcome, missing))
+                        .unzip();
+                    return (outcomes, None, Acceptance::Local, missing);
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -682,7 +711,7 @@ impl Relay {
         } else {
             Acceptance::HopWithoutDsn
         };
-        (outcomes, host, acceptance)
+        (outcomes, host, acceptance, Vec::new())
     }
 
     /// Opens a session with `host` at `addr`. With opportunistic TLS, a
@@ -823,6 +852,38 @@ fn log_time(secs: i64) -> String {
 /// `entry` as it stands once `updates` (this attempt's outcomes, at
 /// `now`) are applied to its pending recipients, as the store will record
 /// them.
+/// The alias targets found missing when their alias was delivered
+/// locally (`lost`: the recipient's index and the target), as failed
+/// recipients of `seen` for its `failed` report: the recipient's `NOTIFY`,
+/// `Original-Recipient` its `ORCPT` or else its own address (the alias),
+/// the reply [`MissingTarget::reply`].
+fn lost_copies(seen: &QueueEntry, lost: &[(u32, MissingTarget)], now: i64) -> Vec<QueuedRecipient> {
+    lost.iter()
+        .filter_map(|(index, m)| {
+            let r = seen.recipients.iter().find(|r| r.index == *index)?;
+            Some(QueuedRecipient {
+                index: r.index,
+                address: m.target.clone(),
+                domain: m
+                    .target
+                    .rsplit_once('@')
+                    .map_or_else(String::new, |(_, d)| d.to_string()),
+                orcpt: Some(
+                    r.orcpt
+                        .clone()
+                        .unwrap_or_else(|| format!("rfc822;{}", r.address)),
+                ),
+                notify: r.notify.clone(),
+                status: RecipientStatus::Failed,
+                last_reply: Some(m.reply()),
+                remote_host: None,
+                updated: Some(now),
+                next_hop: None,
+            })
+        })
+        .collect()
+}
+
 fn applied(entry: &QueueEntry, updates: &[RecipientUpdate], now: i64) -> QueueEntry {
     let mut after = entry.clone();
     for r in after.recipients.iter_mut() {

@@ -281,3 +281,56 @@ async fn local_recipients_get_a_delivered_report_when_they_ask() {
     assert!(r.contains("Original-Envelope-Id: L1\r\n"));
     assert!(r.contains("Return-Path: <>"), "sent from <>: {r}");
 }
+
+#[tokio::test]
+async fn an_alias_target_gone_is_reported_once_by_the_attempt_that_delivers_the_others() {
+    use mailgate_store::Directory;
+    let (_dir, store) = sender_store(&["alice@a.test", "bob@a.test"]).await;
+    store
+        .set_alias("team@a.test", &["bob@a.test".into(), "gone@a.test".into()])
+        .await
+        .unwrap();
+    let dns = TestDnsServer::start().await.unwrap();
+    let (relay, clock) = sender_relay(&store, &dns, 25, None, |_| {});
+    // Bob full: the list waits whole, and nothing is reported yet.
+    assert!(store.set_quota("bob@a.test", Some(10)).await.unwrap());
+    let id = send(&relay, message("alice@a.test", &["team@a.test"], T0)).await;
+    relay.run_once().await.unwrap();
+    assert!(pending_reply(&store, id, 0).await.starts_with("452 4.2.2"));
+    assert!(reports(&store).await.is_empty());
+
+    // Room again: bob's copy, and one failure report for the lost one.
+    assert!(store.set_quota("bob@a.test", None).await.unwrap());
+    clock.advance(61);
+    relay.run_once().await.unwrap();
+    relay.run_once().await.unwrap();
+    assert_eq!(inbox(&store, "bob@a.test").await.len(), 1);
+    let got = reports(&store).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!(action_of(r), "failed");
+    assert!(names(r, "gone@a.test") && !names(r, "team@a.test"), "{r}");
+    assert!(
+        r.contains("Original-Recipient: rfc822; team@a.test\r\n"),
+        "{r}"
+    );
+    assert!(r.contains("Status: 5.1.1\r\n"), "{r}");
+    assert!(
+        r.contains("550 5.1.1 <gone@a.test>: no such user here; alias <team@a.test> names it"),
+        "{r}"
+    );
+    assert!(store.queue_entry(id).await.unwrap().is_none(), "finished");
+    clock.advance(600);
+    relay.run_once().await.unwrap();
+    assert_eq!(reports(&store).await.len(), 1, "reported once");
+
+    // Never a report to `<>`.
+    send(&relay, message("", &["team@a.test"], T0 + 661)).await;
+    relay.run_once().await.unwrap();
+    assert_eq!(inbox(&store, "bob@a.test").await.len(), 2);
+    assert_eq!(reports(&store).await.len(), 1);
+    assert!(
+        store.queue_list().await.unwrap().is_empty(),
+        "nothing queued for <>"
+    );
+}
