@@ -147,6 +147,20 @@ pub trait MailStore: Send + Sync {
 
     /// The entries of a mailbox in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>>;
+    /// The entries of the messages `uids` (ascending) that exist, in UID
+    /// order: what IMAP reads for RFC822.SIZE, INTERNALDATE, MODSEQ and
+    /// the SEARCH/SORT keys on them, which its in-memory mailbox views do
+    /// not hold. The default reads the whole list; a backend should look
+    /// the UIDs up by index.
+    async fn message_metas(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> StoreResult<Vec<MessageMeta>> {
+        let mut all = self.list_messages(mailbox).await?;
+        all.retain(|m| uids.binary_search(&m.uid).is_ok());
+        Ok(all)
+    }
     /// The raw bytes of a message, as delivered.
     async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>>;
     /// The parsed structure saved at delivery.
@@ -360,6 +374,18 @@ pub trait MailStore: Send + Sync {
             changed: all.into_iter().filter(|m| m.modseq > modseq).collect(),
             expunged,
         })
+    }
+
+    /// A mailbox's UIDs and flags in compact form, with HIGHESTMODSEQ and
+    /// UIDVALIDITY, read in one transaction (IMAP builds a mailbox's view
+    /// from it). The default asks [`MailStore::changes_since`] from 0.
+    async fn mailbox_flags(&self, mailbox: MailboxId) -> StoreResult<MailboxFlags> {
+        let all = self.changes_since(mailbox, 0).await?;
+        Ok(MailboxFlags::from_entries(
+            all.highest_modseq,
+            all.uid_validity,
+            all.changed.into_iter().map(|m| (m.uid, m.flags)),
+        ))
     }
 
     /// Gives an empty mailbox the UIDVALIDITY it had on another server

@@ -29,7 +29,13 @@ pub(crate) async fn copy(
     }
     let indexes = sel.resolve(set, uid)?;
     let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
-    let bytes: u64 = indexes.iter().map(|&i| sel.msgs.at(i).size).sum();
+    // Sizes from the store (the view holds only UIDs and flags).
+    let bytes: u64 = sel
+        .details(s.ctx.store.as_ref(), &indexes)
+        .await?
+        .iter()
+        .map(|m| m.size)
+        .sum();
     let source = sel.id;
     let target = find_mailbox_state(s, &name)
         .await

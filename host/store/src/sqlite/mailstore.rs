@@ -40,7 +40,7 @@ fn flags_to_text(flags: &BTreeSet<String>) -> String {
         .join(" ")
 }
 
-fn flags_from_text(text: &str) -> BTreeSet<String> {
+pub(super) fn flags_from_text(text: &str) -> BTreeSet<String> {
     text.split(' ')
         .filter(|f| !f.is_empty())
         .map(str::to_string)
@@ -421,6 +421,40 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn message_metas(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> StoreResult<Vec<MessageMeta>> {
+        // Many UIDs: one scan of the mailbox, filtered; few: one indexed
+        // lookup each, in one read transaction.
+        if uids.len() > 256 {
+            let mut all = self.list_messages(mailbox).await?;
+            all.retain(|m| uids.binary_search(&m.uid).is_ok());
+            return Ok(all);
+        }
+        let uids = uids.to_vec();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut out = Vec::with_capacity(uids.len());
+            {
+                let mut st =
+                    tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"))?;
+                for uid in uids {
+                    if let Some(m) = st
+                        .query_row(params![mailbox, uid.get()], meta_from_row)
+                        .optional()?
+                    {
+                        out.push(m);
+                    }
+                }
+            }
+            tx.finish()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>> {
         self.read(move |c| {
             Ok(c.prepare_cached(
@@ -693,6 +727,11 @@ impl MailStore for SqliteStore {
         modseq: u64,
     ) -> StoreResult<crate::MailboxChanges> {
         self.read(move |c| super::imap::changes_since(c, mailbox, modseq))
+            .await
+    }
+
+    async fn mailbox_flags(&self, mailbox: MailboxId) -> StoreResult<crate::MailboxFlags> {
+        self.read(move |c| super::imap::mailbox_flags(c, mailbox))
             .await
     }
 
