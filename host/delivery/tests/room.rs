@@ -404,7 +404,7 @@ async fn the_queue_hand_off_delivers_into_the_folder_kept_with_the_copy() {
             &message(200),
         )
         .await;
-    assert_eq!(outcomes, vec![Ok(()), Ok(())]);
+    assert_eq!(outcomes, vec![Ok(vec![]), Ok(vec![])]);
     assert_eq!(w.count("bob", "Lists").await, 1, "the folder, created");
     assert_eq!(w.count("bob", "INBOX").await, 0);
     assert_eq!(w.count("carol", "INBOX").await, 1, "no folder kept: INBOX");
@@ -498,7 +498,7 @@ async fn the_queue_hand_off_returns_the_missing_alias_targets_once_delivered() {
     // Bob over quota: the list waits whole, and nothing is reported yet
     // (the lost copy is reported by the attempt that delivers the others).
     w.quota("bob", 1000).await;
-    let team = ["team@example.org".to_string()];
+    let team = [HandOff::from("team@example.org")];
     let outcomes = w
         .delivery
         .deliver_each("alice@example.org", &team, &message(2000))
