@@ -4,7 +4,10 @@ times on it (issue 17: one shared view per mailbox).
 
 Starts the real `mailgate serve` (the tests' harness, loopback only), makes
 A accounts, fills the first one's INBOX with M messages over IMAP
-(MULTIAPPEND, 500 a command, one in two `\\Seen`), and gives every other
+(MULTIAPPEND, 500 a command; `--fill plain`: one in two `\\Seen`,
+consecutive UIDs; `--fill realistic`: about 85 % `\\Seen` at random, 2 %
+`\\Flagged`, 3 % `\\Answered`, a few keywords, then 3 % expunged at
+random; `--fill both`, the default, runs each), and gives every other
 account a copy of that INBOX by SQL into the store while the server runs:
 the same rows that delivering each message to A recipients stores (one
 body, A entries), without the hours of SMTP that millions of entries would
@@ -30,7 +33,10 @@ It prints (KiB = 1024 bytes, PSS of the server process):
     bench: imap_view_fetch_flags_ms=... imap_view_search_unseen_ms=...
 
 `imap_view_kib_per_session` is the figure of the issue's target (20
-sessions per account, at least 1,000 sessions). Run it with the release
+sessions per account, at least 1,000 sessions). With `--baseline BIN` the
+same is run with a second binary (say, main before a change) after each
+fill, and `bench: imap_view_ratio` prints this binary's figures divided by
+the baseline's, measured in the same invocation. Run it with the release
 build (figures in docs/performance.md):
 
     cargo build --release -p mailgate
@@ -40,6 +46,7 @@ build (figures in docs/performance.md):
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import resource
 import socket
@@ -121,17 +128,52 @@ def message(i: int) -> bytes:
             f"Message-ID: <{i}@bench.test>\r\n\r\nbody of message {i}\r\n").encode()
 
 
-def fill(addr, n: int):
+def realistic_flags(rng: random.Random) -> list[str]:
+    """About 85 % \\Seen, 2 % \\Flagged, 3 % \\Answered, and a few
+    keywords (a client's labels, $Forwarded, junk marks), at random."""
+    flags = []
+    if rng.random() < 0.85:
+        flags.append("\\Seen")
+    if rng.random() < 0.02:
+        flags.append("\\Flagged")
+    if rng.random() < 0.03:
+        flags.append("\\Answered")
+    for kw, p in (("$Forwarded", 0.02), ("$Label1", 0.01), ("$Label2", 0.005),
+                  ("NonJunk", 0.05)):
+        if rng.random() < p:
+            flags.append(kw)
+    return flags
+
+
+def fill(addr, n: int, kind: str) -> int:
+    """Appends n messages to the first account's INBOX; returns how many
+    remain. `plain`: one in two \\Seen, consecutive UIDs. `realistic`:
+    flags at random ([`realistic_flags`]) and about 3 % expunged at random
+    (gaps in the UIDs)."""
+    rng = random.Random(17)
     c = Imap(addr, user(0))
     batch = 500
     for start in range(0, n, batch):
         parts = []
         for i in range(start, min(n, start + batch)):
             m = message(i)
-            flags = b"(\\Seen) " if i % 2 == 0 else b"() "
+            if kind == "plain":
+                flags = b"(\\Seen) " if i % 2 == 0 else b"() "
+            else:
+                flags = ("(" + " ".join(realistic_flags(rng)) + ") ").encode()
             parts.append(flags + b"{%d+}\r\n" % len(m) + m)
         c.cmd(b"APPEND INBOX " + b" ".join(parts))
+    left = n
+    if kind == "realistic":
+        gone = sorted(rng.sample(range(1, n + 1), n * 3 // 100))
+        c.cmd(b"SELECT INBOX")
+        for k in range(0, len(gone), 1000):
+            part = ",".join(str(u) for u in gone[k:k + 1000]).encode()
+            c.cmd(b"UID STORE " + part + b" +FLAGS.SILENT (\\Deleted)")
+        c.cmd(b"EXPUNGE")
+        left = n - len(gone)
     c.close()
+    return left
 
 
 def copy_inbox(db: Path, accounts: int):
@@ -166,23 +208,11 @@ def median_ms(c: Imap, cmd: bytes, repeat: int) -> float:
     return statistics.median(c.timed(cmd)[0] for _ in range(repeat))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "mailgate"))
-    ap.add_argument("--messages", type=int, default=10000, help="messages in each INBOX")
-    ap.add_argument("--accounts", type=int, default=50)
-    ap.add_argument("--per-account", type=int, default=20, help="idle sessions per account")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--name", default="mailgate", help="label of the binary in the output")
-    a = ap.parse_args()
+def run(a, binary: str, name: str, kind: str) -> dict:
+    """One server, one fill: the figures of the module text."""
     sessions = a.accounts * a.per_account
-    need = sessions * 2 + 256
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-
     with tempfile.TemporaryDirectory(prefix="mailgate-view-") as tmp:
-        srv = Server(binary=Path(a.bin), workdir=Path(tmp),
+        srv = Server(binary=Path(binary), workdir=Path(tmp),
                      listen={"imap": "127.0.0.1:0"},
                      limits={"max_connections": sessions + 100,
                              "max_connections_per_ip": sessions + 100},
@@ -194,9 +224,9 @@ def main():
             addr = srv.ports["imap"]
             pid = srv.proc.pid
             t0 = time.monotonic()
-            fill(addr, a.messages)
+            count = fill(addr, a.messages, kind)
             copy_inbox(srv.data_dir / "mailgate.db", a.accounts)
-            print(f"{a.name}: filled {a.accounts} x {a.messages} messages in "
+            print(f"{name}: filled {a.accounts} x {count} messages ({kind}) in "
                   f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
 
             main_c = Imap(addr, user(0))
@@ -205,7 +235,7 @@ def main():
             cold = []
             for _ in range(a.repeat):
                 ms, lines = main_c.timed(b"SELECT INBOX")
-                assert b"* %d EXISTS" % a.messages in lines, lines[:3]
+                assert b"* %d EXISTS" % count in lines, lines[:3]
                 cold.append(ms)
                 main_c.cmd(b"UNSELECT")
             main_c.cmd(b"SELECT INBOX")
@@ -238,32 +268,67 @@ def main():
             try:
                 for _ in range(5):
                     ln = idle[0].line()
-                    print(f"{a.name}: idle session read {ln!r} after "
+                    print(f"{name}: idle session read {ln!r} after "
                           f"{time.monotonic() - t1:.2f} s", file=sys.stderr)
                     if ln.endswith(b" EXISTS"):
                         verified = True
                         break
             except TimeoutError:
-                print(f"{a.name}: no EXISTS within 30 s", file=sys.stderr)
+                print(f"{name}: no EXISTS within 30 s", file=sys.stderr)
             for c in idle:
                 c.close()
             main_c.close()
         finally:
             srv.stop()
 
-    per_session = (mem2 - mem0) / sessions
-    own = (mem2 - mem1) / max(1, sessions - a.accounts)
-    first = (mem1 - mem0) / a.accounts
-    print(f"{a.name}: {a.accounts} accounts x {a.messages} messages in INBOX, "
-          f"{a.per_account} idle IDLE sessions each ({sessions}); PSS {mem0} -> {mem1} -> {mem2} KiB")
-    print(f"bench: imap_view name={a.name} messages={a.messages} accounts={a.accounts} "
+    r = {
+        "per_session": (mem2 - mem0) / sessions,
+        "own": (mem2 - mem1) / max(1, sessions - a.accounts),
+        "first": (mem1 - mem0) / a.accounts,
+        "cold": statistics.median(cold),
+        "shared": statistics.median(shared),
+        "fetch": fetch_ms,
+        "unseen": unseen_ms,
+    }
+    print(f"{name}: {a.accounts} accounts x {count} messages in INBOX ({kind}), "
+          f"{a.per_account} idle IDLE sessions each ({sessions}); PSS {mem0} -> {mem1} -> {mem2} KiB",
+          file=sys.stderr)
+    print(f"bench: imap_view name={name} fill={kind} messages={count} accounts={a.accounts} "
           f"per_account={a.per_account} sessions={sessions} idle_verified={verified}")
-    print(f"bench: imap_view_kib_per_session={per_session:.1f}")
-    print(f"bench: imap_view_session_own_kib={own:.1f}")
-    print(f"bench: imap_view_first_session_kib={first:.1f}")
-    print(f"bench: imap_view_select_cold_ms={statistics.median(cold):.2f} "
-          f"imap_view_select_shared_ms={statistics.median(shared):.2f}")
-    print(f"bench: imap_view_fetch_flags_ms={fetch_ms:.2f} imap_view_search_unseen_ms={unseen_ms:.2f}")
+    print(f"bench: imap_view_kib_per_session={r['per_session']:.1f}")
+    print(f"bench: imap_view_session_own_kib={r['own']:.1f}")
+    print(f"bench: imap_view_first_session_kib={r['first']:.1f}")
+    print(f"bench: imap_view_select_cold_ms={r['cold']:.2f} "
+          f"imap_view_select_shared_ms={r['shared']:.2f}")
+    print(f"bench: imap_view_fetch_flags_ms={r['fetch']:.2f} "
+          f"imap_view_search_unseen_ms={r['unseen']:.2f}", flush=True)
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "mailgate"))
+    ap.add_argument("--baseline", help="a second binary (e.g. main before a change), "
+                    "run the same way after --bin; ratios are printed")
+    ap.add_argument("--fill", choices=["plain", "realistic", "both"], default="both")
+    ap.add_argument("--messages", type=int, default=10000, help="messages appended to each INBOX")
+    ap.add_argument("--accounts", type=int, default=50)
+    ap.add_argument("--per-account", type=int, default=20, help="idle sessions per account")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--name", default="mailgate", help="label of the binary in the output")
+    a = ap.parse_args()
+    sessions = a.accounts * a.per_account
+    need = sessions * 2 + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    kinds = ["plain", "realistic"] if a.fill == "both" else [a.fill]
+    for kind in kinds:
+        r = run(a, a.bin, a.name, kind)
+        if a.baseline:
+            b = run(a, a.baseline, "baseline", kind)
+            print(f"bench: imap_view_ratio fill={kind} "
+                  + " ".join(f"{k}={r[k] / b[k]:.2f}" for k in r if b[k] > 0))
 
 
 if __name__ == "__main__":

@@ -329,9 +329,14 @@ only=()
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# Postfix $(postconf -d -h mail_version 2>/dev/null), Dovecot $(dovecot --version | cut -d' ' -f1), TMPDIR ${TMPDIR:-/tmp} on $(df --output=fstype "${TMPDIR:-/tmp}" | tail -1)"
 if [ "$what" = all ] || [ "$what" = smtp ]; then
+    # Postfix's CPU (master and every daemon under it, including
+    # virtual(8)'s deliveries) is measured like mailgate's, per message.
+    pf_cpu=()
+    PF_MASTER="$(awk '{print $1; exit}' "$PF/spool/pid/master.pid" 2>/dev/null || true)"
+    [ -z "$PF_MASTER" ] || pf_cpu=(--peer-cpu-pid "$PF_MASTER")
     "$BENCH" --bin "$BIN_DIR/mailgate" --messages "$MESSAGES" --clients "$CLIENTS" --size "$SIZE" \
         --peer-smtp "127.0.0.1:$SMTP_PORT" --peer-pop3 "127.0.0.1:$POP3_PORT" \
-        --peer-user "pop@$DOMAIN" --peer-name postfix_dovecot "${only[@]}"
+        --peer-user "pop@$DOMAIN" --peer-name postfix_dovecot "${pf_cpu[@]}" "${only[@]}"
     echo "# load average after the SMTP/POP3 run: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 if [ "$what" = all ] || [ "$what" = imap ]; then

@@ -17,6 +17,10 @@ arrives (docs/operations.md, "Quotas").
   for the full one, `250` for the other.
 - A bounce to a local sender who is over quota waits in the queue
   (`452 4.2.2` as its last reply) and arrives once there is room.
+- An over-quota copy a plugin filed into a folder waits in the queue and
+  is redelivered into that folder, not INBOX.
+- IMAP APPENDs at once from several sessions take the account's quota
+  lock, as deliveries do: together they never pass the limit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import imaplib
 import re
 import shutil
 import smtplib
+import threading
 import time
 
 import pytest
@@ -290,3 +295,78 @@ def test_a_bounce_to_a_full_local_sender_waits_for_room(server_factory, tmp_path
     quota(sub, ALICE, "none")
     sub.cli("queue", "flush", check=True)
     wait_until(lambda: count(sub, ALICE) == 1, timeout=20, what="the bounce delivered")
+
+
+# ---------------------------------------------------- folders in the queue
+def folder_count(srv, user, folder) -> int:
+    """Messages in `folder` of `user` over IMAP (0 if it does not exist)."""
+    m = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+    try:
+        m.login(user, USERS[user])
+        typ, data = m.select(folder, readonly=True)
+        return int(data[0]) if typ == "OK" else 0
+    finally:
+        m.logout()
+
+
+def test_an_over_quota_copy_keeps_the_folder_a_plugin_chose(server_factory, wasm):  # noqa: F811
+    """The example router files bob+lists@ into `lists`; bob is full, so
+    his copy waits in the queue, and once he has room it lands in
+    `lists`, where the plugin put it, not in INBOX."""
+    srv = server_factory(listen=LISTEN, start=False)
+    pdir = srv.workdir / "plugins"
+    pdir.mkdir()
+    shutil.copy(wasm / "router.wasm", pdir / "router.wasm")
+    with open(srv.config, "a", encoding="utf-8") as f:
+        f.write(f'\n[plugins]\ndir = "{pdir}"\n\n[[plugin]]\nname = "router"\n'
+                'grants = ["config"]\n')
+        f.write(relay_to_nowhere().replace('retry = ["1h"]', 'retry = ["1s"]'))
+    srv.start()
+    wait_until(lambda: "plugin loaded" in srv.stderr_tail(20000), what="plugin loaded")
+    quota(srv, BOB, "10K")
+    tagged = f"bob+lists@{DOMAIN}"
+    codes, (code, text) = send_without_size(srv, [ALICE, tagged], big("to a list", to=tagged))
+    assert codes == [250, 250] and code == 250, (code, text)
+    assert count(srv, ALICE) == 1
+    [(_, _, rcpts)] = queued(srv)
+    assert rcpts == [BOB], rcpts
+    assert folder_count(srv, BOB, "lists") == 0 and count(srv, BOB) == 0
+    quota(srv, BOB, "1M")
+    srv.cli("queue", "flush", check=True)
+    wait_until(lambda: folder_count(srv, BOB, "lists") == 1, what="bob's copy in lists")
+    wait_until(lambda: queued(srv) == [], what="the queue emptied")
+    assert count(srv, BOB) == 0, "not into INBOX"
+
+
+# --------------------------------------------------------------------- IMAP
+def test_imap_appends_at_once_never_pass_the_quota(srv):
+    """Eight sessions APPEND a 6 KiB message each at the same moment to an
+    account with room for one: the check and the store are one step per
+    account (the lock deliveries take too), so exactly one is stored."""
+    quota(srv, BOB, "10K")
+    sessions = []
+    for _ in range(8):
+        m = imaplib.IMAP4(*srv.ports["imap"], timeout=30)
+        m.login(BOB, USERS[BOB])
+        sessions.append(m)
+    msg = big("appended", kb=6)
+    start = threading.Barrier(len(sessions))
+    results = [None] * len(sessions)
+
+    def append(i, m):
+        start.wait()
+        results[i] = m.append("INBOX", None, None, msg)
+
+    threads = [threading.Thread(target=append, args=(i, m)) for i, m in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for m in sessions:
+        m.logout()
+    oks = [r for r in results if r and r[0] == "OK"]
+    refused = [r for r in results if r and r[0] == "NO"]
+    assert len(oks) == 1 and len(refused) == 7, results
+    assert all(b"OVERQUOTA" in r[1][0] for r in refused), refused
+    used, limit = usage(srv, BOB)
+    assert used <= limit, (used, limit)

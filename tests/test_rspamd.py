@@ -299,3 +299,48 @@ def test_rspamd_stopped_then_on_error_applies(mx, rspamd):
     assert move_all(accept, "INBOX", "Junk") == 1
     wait_until(lambda: "mailbox-event answered an error" in accept.stderr_tail(20000),
                timeout=30, what="the failed learn to be logged")
+
+
+def test_rspamd_is_told_the_tls_version_and_cipher(server_factory, tmp_path, rspamd_wasm):
+    """rspamd's `TLS-Version` and `TLS-Cipher` headers carry the session's
+    real version and cipher (`message.tls`, WIT 0.1.3), not just "TLS";
+    a message without TLS sends neither. (A stand-in records the request
+    headers: the real rspamd does not echo them.)"""
+    import ssl
+
+    from test_fcrdns import FakeRspamd
+    from test_tls import client_context, tls_server
+
+    fake = FakeRspamd()
+    try:
+        url = f"http://127.0.0.1:{fake.port}"
+        pdir = tmp_path / "plugins"
+        pdir.mkdir()
+        shutil.copy(rspamd_wasm, pdir / "rspamd.wasm")
+        extra = (f'\n[plugins]\ndir = "{pdir}"\n\n[[plugin]]\nname = "rspamd"\n'
+                 'grants = ["http", "config", "log"]\n'
+                 f'http_allow = ["{url}/"]\ntimeout_ms = 10000\n'
+                 f'config = {{ url = "{url}", controller_url = "{url}" }}\n')
+        srv = tls_server(server_factory, tmp_path, extra=extra)
+        rcpt = "alice@example.test"
+        msg = message("tls", "Hello over TLS.", "tls.1")
+        ctx = client_context(srv)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+            s.ehlo("remote.test")
+            s.starttls(context=ctx)
+            cipher = s.sock.cipher()[0]
+            s.ehlo("remote.test")
+            assert s.sendmail("sender@remote.test", [rcpt], msg) == {}
+        with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+            s.ehlo("remote.test")
+            assert s.sendmail("sender@remote.test", [rcpt],
+                              message("plain", "No TLS.", "tls.2")) == {}
+        assert len(fake.requests) == 2, fake.requests
+        with_tls, without = fake.requests
+        assert with_tls.get("tls-version") == "TLSv1.3", with_tls
+        # rustls names TLS 1.3 suites TLS13_...; OpenSSL TLS_...: same suite.
+        assert with_tls.get("tls-cipher", "").replace("TLS13_", "TLS_") == cipher, (with_tls, cipher)
+        assert "tls-version" not in without and "tls-cipher" not in without, without
+    finally:
+        fake.stop()

@@ -5,6 +5,7 @@
 //! client code in the same run. See `bench/README.md`.
 #![forbid(unsafe_code)]
 
+mod cpu;
 mod imap;
 mod logins;
 mod message;
@@ -75,6 +76,12 @@ struct Args {
     /// --imap, its memory and that of all its descendants is measured.
     #[arg(long, value_name = "PID", requires = "peer_imap")]
     peer_pid: Option<u32>,
+    /// The peer's SMTP server process (e.g. Postfix's master): its CPU
+    /// time and that of all its descendants, from the first transaction
+    /// until every message is retrievable, is reported per message
+    /// beside mailgate's.
+    #[arg(long, value_name = "PID", requires = "peer_smtp")]
+    peer_cpu_pid: Option<u32>,
     /// Seconds to wait, after the last `250`, until every accepted message
     /// can be retrieved (a queueing MTA such as Postfix delivers after its
     /// `250`).
@@ -147,6 +154,9 @@ struct Target {
     imap: Option<SocketAddr>,
     /// The server process (for memory figures, --imap).
     pid: Option<u32>,
+    /// The process whose CPU time is measured over the SMTP phase, and
+    /// whether with its descendants (a forking server).
+    cpu: Option<(u32, bool)>,
     user: String,
     password: String,
     rcpt: String,
@@ -176,6 +186,10 @@ struct Report {
     retr_pipelined: Option<pop3::Outcome>,
     /// Store size after the run, where known (mailgate only).
     store_bytes: Option<u64>,
+    /// The server's CPU time (user + system) over the SMTP phase, until
+    /// the last `250` and until every message was retrievable; `None`
+    /// without a process to measure.
+    cpu: Option<(Duration, Duration)>,
 }
 
 fn main() -> ExitCode {
@@ -262,6 +276,7 @@ fn run(args: &Args) -> Result<()> {
             pop3: Some(mailgate.pop3),
             imap: Some(mailgate.imap),
             pid: mailgate.pid(),
+            cpu: mailgate.pid().map(|p| (p, false)),
             user: server::USER.into(),
             password: server::PASSWORD.into(),
             rcpt: server::USER.into(),
@@ -332,6 +347,7 @@ fn run_imap(
             pop3: Some(mailgate.pop3),
             imap: Some(mailgate.imap),
             pid: Some(pid),
+            cpu: None,
             user: server::USER.into(),
             password: server::PASSWORD.into(),
             rcpt: server::USER.into(),
@@ -583,6 +599,7 @@ fn peer_target(args: &Args) -> Result<Option<Target>> {
         pop3,
         imap,
         pid: args.peer_pid,
+        cpu: args.peer_cpu_pid.map(|p| (p, true)),
         user: user.clone(),
         password: args.peer_password.clone().unwrap_or_default(),
         rcpt: args.peer_rcpt.clone().unwrap_or_else(|| user.clone()),
@@ -634,7 +651,15 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
         timeout: params.timeout,
     };
     let before = pop3::count(&mailbox).await?;
+    let cpu_now = || -> Result<Option<Duration>> {
+        Ok(match target.cpu {
+            Some((pid, false)) => Some(cpu::process(pid)?),
+            Some((pid, true)) => Some(cpu::tree(pid)?),
+            None => None,
+        })
+    };
     eprintln!("mailgate-bench: [{}] SMTP phase", target.name);
+    let cpu_start = cpu_now()?;
     let smtp = smtp::run(&smtp::Load {
         address: target.smtp.to_string(),
         rcpt: target.rcpt.clone(),
@@ -646,6 +671,7 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
         run_id,
     })
     .await?;
+    let cpu_accepted = cpu_now()?;
     let delivered = wait_delivered(
         &target.name,
         smtp.elapsed,
@@ -654,6 +680,16 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
         || pop3::count(&mailbox),
     )
     .await?;
+    // mailgate delivered before each 250: its figure stays the one at
+    // the last 250 (not counting the POP3 look that found them all).
+    let cpu_delivered = match delivered == smtp.elapsed {
+        true => cpu_accepted,
+        false => cpu_now()?,
+    };
+    let cpu = match (cpu_start, cpu_accepted, cpu_delivered) {
+        (Some(s), Some(a), Some(d)) => Some((a.saturating_sub(s), d.saturating_sub(s))),
+        _ => None,
+    };
     eprintln!("mailgate-bench: [{}] POP3 RETR, lock-step", target.name);
     let retr = pop3::retr_all(&mailbox, None)
         .await?
@@ -678,6 +714,7 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
         retr,
         retr_pipelined,
         store_bytes: None,
+        cpu,
     })
 }
 
@@ -768,6 +805,15 @@ fn print_report(params: &Params, reports: &[Report]) {
                 String::new()
             },
         );
+        if let Some((accepted, delivered)) = r.cpu {
+            println!(
+                "{}: server CPU (user + system, /proc) {:.0} µs per message until the last 250, \
+                 {:.0} µs per message until all retrievable",
+                r.name,
+                cpu::per_message(accepted, r.smtp.messages),
+                cpu::per_message(delivered, r.smtp.messages),
+            );
+        }
         if let Some(bytes) = r.store_bytes {
             println!(
                 "{}: store on disk after the run {:.1} MB ({:.0} bytes per message)",
@@ -820,6 +866,16 @@ fn print_report(params: &Params, reports: &[Report]) {
             "bench: {p}pop3_retr_mb_per_s={:.2}",
             mbs(r.retr.bytes, r.retr.elapsed)
         );
+        if let Some((accepted, delivered)) = r.cpu {
+            println!(
+                "bench: {p}smtp_server_cpu_us_per_msg={:.1}",
+                cpu::per_message(accepted, r.smtp.messages)
+            );
+            println!(
+                "bench: {p}smtp_delivered_server_cpu_us_per_msg={:.1}",
+                cpu::per_message(delivered, r.smtp.messages)
+            );
+        }
         if let Some(o) = &r.retr_pipelined {
             println!(
                 "bench: {p}pop3_retr_pipelined_msgs_per_s={:.1}",
@@ -870,6 +926,14 @@ fn compare(m: &Report, p: &Report) {
         per_s(p.smtp.messages, p.delivered),
         true,
     );
+    if let (Some((_, mc)), Some((_, pc))) = (m.cpu, p.cpu) {
+        line(
+            "server CPU µs/msg until all retrievable",
+            cpu::per_message(mc, m.smtp.messages),
+            cpu::per_message(pc, p.smtp.messages),
+            false,
+        );
+    }
     let (ma, pa) = (
         Latencies::new(m.smtp.data_ack.clone()),
         Latencies::new(p.smtp.data_ack.clone()),

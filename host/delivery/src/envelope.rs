@@ -1,5 +1,14 @@
 //! The envelope of one message: who sent it, to whom, and the DSN
 //! parameters (RFC 3461) each recipient carries into the queue.
+//!
+//! This is the one envelope of a transaction. The plugins see it as
+//! `mailgate_policy::Envelope` (sender, MAIL parameters, recipient
+//! addresses), made from it by [`Envelope::for_plugins`] whenever a hook
+//! is called, and what they change comes back through
+//! [`Envelope::apply_edits`]: that type is the policy crate's side of the
+//! WIT boundary (`wit/policy.wit`'s `envelope`), which cannot know
+//! recipient resolution or the queue, since `mailgate-policy` depends on
+//! nothing protocol- or delivery-side (docs/architecture.md).
 
 use crate::{LocalDelivery, LocalRecipient, RecipientCheck, Refusal};
 
@@ -57,6 +66,17 @@ impl Recipient {
 }
 
 impl Envelope {
+    /// The envelope as the plugins see it, with the MAIL parameters the
+    /// transaction keeps for them: the one conversion to the policy
+    /// crate's type.
+    pub fn for_plugins(&self, mail_params: &[mailgate_policy::Param]) -> mailgate_policy::Envelope {
+        mailgate_policy::Envelope {
+            mail_from: self.mail_from.clone(),
+            mail_params: mail_params.to_vec(),
+            recipients: self.recipients.iter().map(|r| r.address.clone()).collect(),
+        }
+    }
+
     /// Adds a recipient unless its address is there already.
     pub fn add(&mut self, recipient: Recipient) {
         if !self.has(&recipient.address) {

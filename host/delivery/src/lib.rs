@@ -27,6 +27,7 @@
 //! - `plan.rs`: the plan (`data`, `route`, quarantine), [`TxPolicy`].
 //! - [`quota`]: the quota rule.
 //! - `outcome.rs`: [`Refusal`] and [`Report`].
+//! - [`sieve`]: users' Sieve scripts at delivery, carried out in the room.
 //!
 //! # Recipient resolution, in order
 //! 1. The domain must be local (named in the config, or added with
@@ -54,13 +55,15 @@ mod outcome;
 mod plan;
 pub mod quota;
 mod room;
+pub mod sieve;
 pub mod srs;
 
 pub use envelope::{Envelope, Recipient};
 pub use outcome::{Refusal, Report};
 pub use plan::{recipient_info, Hold, TxPolicy, QUARANTINE_FLAG, QUARANTINE_FOLDER};
 pub use quota::{Limit, QuotaCheck};
-pub use room::{Arrival, Replies, Room, Trace, SENT_FOLDER};
+pub use room::{Arrival, HandOff, Replies, Room, Trace, SENT_FOLDER};
+pub use sieve::{ScriptSource, SieveDelivery};
 
 /// How deep aliases may nest.
 pub const MAX_ALIAS_DEPTH: usize = 8;
@@ -141,8 +144,9 @@ pub struct LocalDelivery {
     store: Arc<dyn Store>,
     /// The configuration's `domains`; replaced on a reload (SIGHUP).
     config_domains: std::sync::RwLock<Arc<Vec<String>>>,
-    /// The quota check and the store as one step per account.
-    pub(crate) quota_locks: quota::QuotaLocks,
+    /// The quota check and the store as one step per account; shared
+    /// with the IMAP sessions ([`LocalDelivery::quota_locks`]).
+    pub(crate) quota_locks: Arc<quota::QuotaLocks>,
 }
 
 /// Splits `local@domain` at the last `@`, lower-casing the domain.
@@ -161,8 +165,15 @@ impl LocalDelivery {
         LocalDelivery {
             store,
             config_domains: std::sync::RwLock::new(Arc::new(lower(config_domains))),
-            quota_locks: quota::QuotaLocks::default(),
+            quota_locks: Arc::default(),
         }
+    }
+
+    /// The per-account quota locks of this server's deliveries: IMAP
+    /// APPEND, COPY and MOVE take the same ones around their check and
+    /// store (`mailgate_store::quota`).
+    pub fn quota_locks(&self) -> &Arc<quota::QuotaLocks> {
+        &self.quota_locks
     }
 
     /// Replaces the configuration's local domains (SIGHUP): recipients

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use mailgate_policy::{
     AuthResults, Chain, Delivery, Hook, MessageView, Param, RecipientInfo, RouteAction,
-    SessionInfo, Verdict,
+    SessionInfo, TlsDetails, Verdict,
 };
 use mailgate_store::DeliveryTarget;
 
@@ -75,8 +75,9 @@ pub struct TxPolicy {
     /// The chain taken at MAIL FROM (a reload never changes the plugins
     /// in the middle of a transaction).
     pub chain: Arc<Chain>,
-    /// The envelope as the plugins see it (their recipient edits applied).
-    pub envelope: mailgate_policy::Envelope,
+    /// The MAIL FROM parameters as the plugins see them; the rest of the
+    /// plugins' envelope is the transaction's own ([`Envelope::for_plugins`]).
+    pub mail_params: Vec<Param>,
     /// The RCPT TO parameters of each recipient, by address.
     pub params: Vec<(String, Vec<Param>)>,
     /// A discard or quarantine decided so far (the session's included).
@@ -87,7 +88,7 @@ impl std::fmt::Debug for TxPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TxPolicy")
             .field("generation", &self.chain.generation())
-            .field("envelope", &self.envelope)
+            .field("mail_params", &self.mail_params)
             .field("hold", &self.hold)
             .finish()
     }
@@ -113,6 +114,8 @@ pub(crate) struct Outgoing {
     pub(crate) owner: String,
     /// The next hop a plugin chose (canonical `NextHop` text).
     pub(crate) next_hop: Option<String>,
+    /// A local copy kept in the queue (over quota): its folder and flags.
+    pub(crate) local: Option<mailgate_store::queue::LocalTarget>,
 }
 
 /// Where a message goes.
@@ -146,6 +149,7 @@ impl Plan {
                     address: r.address.clone(),
                     owner: r.address.clone(),
                     next_hop: None,
+                    local: None,
                 }),
             }
         }
@@ -177,6 +181,7 @@ fn forwards<'a>(local: &'a LocalRecipient, owner: &'a str) -> impl Iterator<Item
         address: target.clone(),
         owner: owner.to_string(),
         next_hop: None,
+        local: None,
     })
 }
 
@@ -193,6 +198,7 @@ pub(crate) struct PlanInput<'a> {
     pub(crate) data: &'a Arc<Vec<u8>>,
     pub(crate) trace_fields: usize,
     pub(crate) auth: Option<Arc<AuthResults>>,
+    pub(crate) tls: Option<Arc<TlsDetails>>,
     pub(crate) replies: Replies,
 }
 
@@ -217,7 +223,7 @@ impl Room {
             return Ok(Plan::plain(envelope, "INBOX"));
         };
         let client = input.session.client_ip;
-        let (chain, mut penv) = (p.chain.clone(), p.envelope.clone());
+        let chain = p.chain.clone();
         let mut hold = p.hold.clone();
         let mut plan = Plan::default();
         let mut folder = None;
@@ -226,8 +232,10 @@ impl Room {
         if chain.wants(Hook::Data) || wants_route {
             let mut v = MessageView::shared(input.data.clone())
                 .with_trace_fields(input.trace_fields)
-                .with_auth_results(input.auth.clone());
+                .with_auth_results(input.auth.clone())
+                .with_tls(input.tls.clone());
             if chain.wants(Hook::Data) {
+                let mut penv = envelope.for_plugins(&p.mail_params);
                 let before = penv.recipients.clone();
                 let d = chain.data(input.session, &mut penv, &mut v).await;
                 if let Some(r) = d.verdict.reply() {
@@ -281,6 +289,7 @@ impl Room {
             return Ok(plain);
         };
         let mut refusals = Refusals::default();
+        let penv = envelope.for_plugins(&p.mail_params);
         for r in &envelope.recipients {
             let params = p
                 .params
@@ -359,6 +368,7 @@ impl Room {
                             address: address.to_string(),
                             owner: address.to_string(),
                             next_hop: None,
+                            local: None,
                         });
                         return;
                     }
@@ -377,6 +387,7 @@ impl Room {
                                 address: target,
                                 owner: address.to_string(),
                                 next_hop: None,
+                                local: None,
                             })
                         }
                         Ok(RecipientCheck::NotLocal) => {
@@ -406,6 +417,7 @@ impl Room {
                             address: address.to_string(),
                             owner: address.to_string(),
                             next_hop: Some(hop.to_string()),
+                            local: None,
                         });
                     }
                     Err(e) => {

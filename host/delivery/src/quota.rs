@@ -1,56 +1,23 @@
 //! Storage quotas (`mailgate user quota`): the one rule every path that
 //! stores a message for an account applies (SMTP, LMTP, the Sent copy,
-//! forwards, DSNs and bounces through the queue; IMAP APPEND/COPY apply
-//! the same sum in `mailgate_imap`).
+//! forwards, DSNs and bounces through the queue, IMAP APPEND/COPY/MOVE).
+//! The sum and the lock are `mailgate_store::quota` (re-exported here),
+//! so that IMAP, which does not deliver, shares them; this module adds
+//! what delivery needs on top: an account's [`Limit`] as recipient
+//! resolution found it, and the RCPT-time check.
 //!
-//! An account's usage is the sum of the sizes of its messages in all its
-//! mailboxes (what IMAP GETQUOTAROOT reports). A copy fits when usage
-//! plus its size stays at or under the limit.
-//!
-//! The check and the store are one step for the deliveries of this
-//! process: [`QuotaLocks`] holds each account with a quota from its check
-//! until its copy is stored, so two deliveries cannot both take the last
-//! bytes (deliveries to accounts without a quota take no lock and keep
-//! the store's group commit). IMAP APPEND and another process (`mailgate
-//! import`) check without it: there the overshoot is at most one message
-//! each, as with Dovecot's quota plugin.
+//! The check and the store are one step for every writer of this
+//! process: [`QuotaLocks`] (one per server, shared by the room and the
+//! IMAP sessions) holds each account with a quota from its check until
+//! its copy is stored, so two deliveries, or a delivery and an APPEND,
+//! cannot both take the last bytes (accounts without a quota take no
+//! lock and keep the store's group commit). Another process (`mailgate
+//! import`) checks without it: there the overshoot is at most one
+//! message, as with Dovecot's quota plugin.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+pub use mailgate_store::quota::{check, usage, QuotaCheck, QuotaLocks};
 
 use mailgate_store::{AccountId, Store, StoreResult};
-use tokio::sync::OwnedMutexGuard;
-
-/// One lock per account with a quota, held from the quota check until
-/// the copy is stored.
-#[derive(Default)]
-pub struct QuotaLocks(Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>);
-
-impl QuotaLocks {
-    /// Locks `accounts` (in id order, so that two deliveries never wait
-    /// for each other's second lock); released when the guards drop.
-    pub async fn lock(
-        &self,
-        accounts: impl IntoIterator<Item = AccountId>,
-    ) -> Vec<OwnedMutexGuard<()>> {
-        let mut ids: Vec<AccountId> = accounts.into_iter().collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let locks: Vec<_> = {
-            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            // Forget the locks nobody holds or waits for.
-            map.retain(|_, l| Arc::strong_count(l) > 1);
-            ids.iter()
-                .map(|id| map.entry(*id).or_default().clone())
-                .collect()
-        };
-        let mut guards = Vec::with_capacity(locks.len());
-        for l in locks {
-            guards.push(l.lock_owned().await);
-        }
-        guards
-    }
-}
 
 /// An account's quota, as recipient resolution found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,45 +28,6 @@ pub struct Limit {
     pub address: String,
     /// The limit in bytes.
     pub bytes: u64,
-}
-
-/// Whether an account has room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaCheck {
-    /// It fits (or the account has no quota).
-    Fits,
-    /// It would pass the limit.
-    Full {
-        /// Bytes used now.
-        used: u64,
-        /// The limit.
-        limit: u64,
-    },
-}
-
-/// The bytes `account` uses, over all its mailboxes.
-pub async fn usage(store: &dyn Store, account: AccountId) -> StoreResult<u64> {
-    Ok(store
-        .list_mailboxes(account)
-        .await?
-        .iter()
-        .map(|m| m.size)
-        .sum())
-}
-
-/// Whether `size` more bytes fit under `limit` for `account`.
-pub async fn check(
-    store: &dyn Store,
-    account: AccountId,
-    limit: u64,
-    size: u64,
-) -> StoreResult<QuotaCheck> {
-    let used = usage(store, account).await?;
-    Ok(if used.saturating_add(size) > limit {
-        QuotaCheck::Full { used, limit }
-    } else {
-        QuotaCheck::Fits
-    })
 }
 
 /// The RCPT-time check (RFC 1870 §6.3 spirit: refuse early what would be

@@ -29,14 +29,15 @@
 use std::sync::Arc;
 
 use mailgate_log::list;
-use mailgate_policy::{AuthResults, Hook, SessionInfo};
+use mailgate_policy::{AuthResults, Hook, SessionInfo, TlsDetails};
 use mailgate_store::queue::{
-    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue,
+    DeliveryReports, FailedRecipient, LocalTarget, NewQueued, NewQueuedRecipient, OutboundQueue,
 };
 use mailgate_store::{Account, AccountId, DeliveryTarget, StoreError};
 
 use crate::plan::{Outgoing, PlanInput};
 use crate::quota::{self, QuotaCheck};
+use crate::sieve::{Afterwards, SieveDelivery};
 use crate::{Envelope, LocalDelivery, MissingTarget, RecipientCheck, Refusal, Report, TxPolicy};
 
 /// The message a report from the room is about, as
@@ -79,6 +80,9 @@ pub struct Trace {
     /// Inbound authentication results, for the plugins
     /// (`message.auth-results`).
     pub auth: Option<Arc<AuthResults>>,
+    /// The TLS session the message arrived over, for the plugins
+    /// (`message.tls`).
+    pub tls: Option<Arc<TlsDetails>>,
 }
 
 /// A message received whole, as the protocol hands it to the room.
@@ -110,7 +114,9 @@ pub struct Room {
     reports: Option<Arc<dyn DeliveryReports>>,
     /// Rewrites the sender of forwarded copies (`[srs]`); `None`: the
     /// original sender goes out as it came.
-    srs: Option<Arc<crate::srs::Srs>>,
+    pub(crate) srs: Option<Arc<crate::srs::Srs>>,
+    /// Users' Sieve scripts (`[sieve]`); `None`: not run.
+    sieve: Option<Arc<SieveDelivery>>,
 }
 
 /// The folder the Sent copy goes to.
@@ -125,14 +131,23 @@ impl Room {
             outbound,
             reports: None,
             srs: None,
+            sieve: None,
         }
     }
 
     /// The same room, rewriting the envelope sender of forwarded copies
     /// (alias targets and plugins' forwards or added recipients in other
-    /// domains) with `srs`, so that they pass SPF at their destination.
+    /// domains, Sieve redirects) with `srs`, so that they pass SPF at
+    /// their destination.
     pub fn with_srs(mut self, srs: Option<Arc<crate::srs::Srs>>) -> Room {
         self.srs = srs;
+        self
+    }
+
+    /// The same room, running each local account's active Sieve script
+    /// after the plugins' plan (`crate::sieve`).
+    pub fn with_sieve(mut self, sieve: Option<Arc<SieveDelivery>>) -> Room {
+        self.sieve = sieve;
         self
     }
 
@@ -197,6 +212,7 @@ impl Room {
             data: &data,
             trace_fields: trace.count,
             auth: trace.auth.clone(),
+            tls: trace.tls.clone(),
             replies,
         };
         let plan = tracing::Instrument::instrument(
@@ -222,6 +238,31 @@ impl Room {
         };
         let mut report = Report::taken(id.clone());
         report.refused = std::mem::take(&mut plan.refused);
+
+        // Users' Sieve scripts, per local account, on the planned copies.
+        let mut afterwards = Afterwards::default();
+        if let Some(sieve) = &self.sieve {
+            let copies = std::mem::take(&mut plan.copies);
+            let ran = self
+                .run_sieve(
+                    sieve,
+                    &id,
+                    &envelope,
+                    replies,
+                    copies,
+                    body,
+                    &mut report.refused,
+                    &mut afterwards,
+                )
+                .await;
+            match ran {
+                Ok(copies) => plan.copies = copies,
+                Err(why) => return Report::refused(id, why),
+            }
+            if plan.copies.is_empty() && plan.outgoing.is_empty() && afterwards.queue.is_empty() {
+                tracing::info!(%id, %client, %from, rcpts = ?rcpts, size, outcome = "discarded", "delivery: message discarded by sieve");
+            }
+        }
 
         // Quotas: each account with one stays locked from its check
         // until its copy is stored (`quota::QuotaLocks`).
@@ -262,15 +303,23 @@ impl Room {
                         tracing::info!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, outcome = "over quota", "delivery: message refused: mailbox full");
                         return Report::refused(id, Refusal::MailboxFull);
                     }
-                    // Kept in the queue for local redelivery (into INBOX).
+                    // Kept in the queue for local redelivery, into the
+                    // folder (and with the flags) planned for it.
                     for c in over {
                         let Some(limit) = c.limit else { continue };
                         if !plan.outgoing.iter().any(|o| o.address == limit.address) {
-                            tracing::info!(queue_id = %id, rcpt = %c.owner, account = %limit.address, "delivery: over quota; queued for redelivery");
+                            tracing::info!(queue_id = %id, rcpt = %c.owner, account = %limit.address, folder = %c.target.mailbox, "delivery: over quota; queued for redelivery");
+                            let into = LocalTarget {
+                                folder: c.target.mailbox,
+                                flags: c.target.flags,
+                            };
                             plan.outgoing.push(Outgoing {
                                 address: limit.address,
                                 owner: c.owner,
                                 next_hop: None,
+                                local: (!into.folder.eq_ignore_ascii_case("INBOX")
+                                    || !into.flags.is_empty())
+                                .then_some(into),
                             });
                         }
                     }
@@ -348,6 +397,7 @@ impl Room {
         );
         tracing::info!(queue_id = %id, %client, %from, nrcpt = rcpts.len(), rcpts = %list(rcpts.iter().map(String::as_str)), remote = %list(remote.iter().copied()), size, message_id = %message_id_of(body), copies, quarantined = plan.quarantined, user = session.auth_user.as_deref().unwrap_or("-"), outcome = "accepted", "delivery: message accepted");
 
+        self.sieve_afterwards(&id, afterwards).await;
         if let Some(account) = sent_copy {
             self.save_sent_copy(&account, &data[trace_len..]).await;
         }
@@ -446,6 +496,7 @@ impl Room {
                 orcpt: r.orcpt.clone(),
                 notify: r.notify.clone(),
                 next_hop: None,
+                local: None,
             })
             .collect();
         if delivered.is_empty() {
@@ -463,6 +514,28 @@ impl Room {
             }
             Err(e) => {
                 tracing::warn!(queue_id = %report.id, error = %e, "delivery: could not queue the success notice")
+            }
+        }
+    }
+
+    /// What the users' scripts left to do once the message is taken:
+    /// queue redirects, vacation replies and reject reports; put failure
+    /// reports into INBOXes. Failures are logged: the message was taken.
+    async fn sieve_afterwards(&self, id: &str, afterwards: Afterwards) {
+        if let Some(queue) = &self.outbound {
+            for (what, message) in afterwards.queue {
+                match queue.enqueue(message).await {
+                    Ok(qid) => tracing::info!(%id, queue_id = qid, what, "sieve: queued"),
+                    Err(e) => {
+                        tracing::error!(%id, what, error = %e, "sieve: could not queue")
+                    }
+                }
+            }
+        }
+        for (account, text) in afterwards.reports {
+            let target = crate::inbox(account);
+            if let Err(e) = self.delivery.deliver_to("", &[target], &text).await {
+                tracing::warn!(%id, account, error = %e, "sieve: could not store the failure report");
             }
         }
     }
@@ -592,6 +665,7 @@ impl Room {
                     orcpt,
                     notify: owner.and_then(|r| r.notify.clone()),
                     next_hop: o.next_hop.clone(),
+                    local: o.local.clone(),
                 }
             })
             .collect();
@@ -696,28 +770,50 @@ fn refusal_of(e: &StoreError) -> Refusal {
     }
 }
 
+/// One local recipient of a queued message, as the queue hands it back
+/// to local delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOff {
+    /// The address queued (an account's, for a copy kept over quota).
+    pub address: String,
+    /// The folder and flags the copy was planned for when the message
+    /// arrived (a plugin's choice, kept in the queue with the copy);
+    /// `None`: INBOX.
+    pub into: Option<LocalTarget>,
+}
+
+impl From<&str> for HandOff {
+    /// Into INBOX.
+    fn from(address: &str) -> HandOff {
+        HandOff {
+            address: address.to_string(),
+            into: None,
+        }
+    }
+}
+
 impl LocalDelivery {
-    /// Delivers to local `recipients` one by one, each into its INBOX
-    /// with the quota rule (the queue runner's hand-off: bounces to local
-    /// senders, over-quota copies redelivered, mail for our domains a
-    /// plugin routed through the queue). One outcome per recipient, in
-    /// order: `Err(MailboxFull)` is temporary (the queue tries again),
-    /// `Err(UnknownUser)` permanent. An alias list with one full account
-    /// waits whole: a copy to the others now and the list again later
-    /// would duplicate. A delivered recipient comes with the alias
-    /// targets on its way that reach no account
-    /// ([`crate::LocalRecipient::missing`], each logged at WARN): found
-    /// by the attempt that delivers the other copies, so the caller
+    /// Delivers to local `recipients` one by one, each into its folder
+    /// (INBOX unless the queue kept one with it) with the quota rule (the
+    /// queue runner's hand-off: bounces to local senders, over-quota
+    /// copies redelivered, mail for our domains a plugin routed through
+    /// the queue). One outcome per recipient, in order: `Err(MailboxFull)`
+    /// is temporary (the queue tries again), `Err(UnknownUser)` permanent.
+    /// An alias list with one full account waits whole: a copy to the
+    /// others now and the list again later would duplicate. A delivered
+    /// recipient comes with the alias targets on its way that reach no
+    /// account ([`crate::LocalRecipient::missing`], each logged at WARN):
+    /// found by the attempt that delivers the other copies, so the caller
     /// reports them to the sender once (the queue's `failed` DSN).
     pub async fn deliver_each(
         &self,
         sender: &str,
-        recipients: &[String],
+        recipients: &[HandOff],
         body: &[u8],
     ) -> Vec<Result<Vec<MissingTarget>, Refusal>> {
         let mut out = Vec::with_capacity(recipients.len());
-        for address in recipients {
-            out.push(self.deliver_one(sender, address, body).await);
+        for r in recipients {
+            out.push(self.deliver_one(sender, r, body).await);
         }
         out
     }
@@ -725,9 +821,10 @@ impl LocalDelivery {
     async fn deliver_one(
         &self,
         sender: &str,
-        address: &str,
+        r: &HandOff,
         body: &[u8],
     ) -> Result<Vec<MissingTarget>, Refusal> {
+        let address = r.address.as_str();
         let local = match self.check_recipient(address).await {
             Ok(RecipientCheck::Local(l)) => l,
             Ok(_) => return Err(Refusal::UnknownUser),
@@ -758,7 +855,14 @@ impl LocalDelivery {
                     }
                 }
             }
-            targets.push(crate::inbox(account));
+            targets.push(match &r.into {
+                Some(t) => DeliveryTarget {
+                    account,
+                    mailbox: t.folder.clone(),
+                    flags: t.flags.clone(),
+                },
+                None => crate::inbox(account),
+            });
         }
         self.deliver_to(sender, &targets, body).await.map_err(|e| {
             tracing::error!(rcpt = %address, error = %e, "delivery: local delivery failed");

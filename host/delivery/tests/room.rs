@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use mailgate_delivery::{
-    Arrival, Envelope, LocalDelivery, MissingTarget, Recipient, RecipientCheck, Refusal, Replies,
-    Report, Room, Trace,
+    Arrival, Envelope, HandOff, LocalDelivery, MissingTarget, Recipient, RecipientCheck, Refusal,
+    Replies, Report, Room, Trace,
 };
 use mailgate_policy::SessionInfo;
 use mailgate_store::queue::{
-    DeliveryReports, FailedRecipient, NewQueued, NewQueuedRecipient, OutboundQueue, QueueId,
+    DeliveryReports, FailedRecipient, LocalTarget, NewQueued, NewQueuedRecipient, OutboundQueue,
+    QueueId,
 };
 use mailgate_store::{Directory, MailStore, SqliteStore, Store, StoreResult};
 
@@ -173,6 +174,7 @@ fn arrival(envelope: Envelope, body: &[u8], replies: Replies) -> Arrival {
             fields: "Received: from client.test by mx.example.org; now\r\n".into(),
             count: 1,
             auth: None,
+            tls: None,
         },
         session: SessionInfo {
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -382,6 +384,33 @@ async fn the_queue_hand_off_applies_the_quota_per_recipient() {
 }
 
 #[tokio::test]
+async fn the_queue_hand_off_delivers_into_the_folder_kept_with_the_copy() {
+    let w = World::new().await;
+    let into = LocalTarget {
+        folder: "Lists".into(),
+        flags: vec!["\\Flagged".into()],
+    };
+    let outcomes = w
+        .delivery
+        .deliver_each(
+            "",
+            &[
+                HandOff {
+                    address: "bob@example.org".into(),
+                    into: Some(into),
+                },
+                "carol@example.org".into(),
+            ],
+            &message(200),
+        )
+        .await;
+    assert_eq!(outcomes, vec![Ok(vec![]), Ok(vec![])]);
+    assert_eq!(w.count("bob", "Lists").await, 1, "the folder, created");
+    assert_eq!(w.count("bob", "INBOX").await, 0);
+    assert_eq!(w.count("carol", "INBOX").await, 1, "no folder kept: INBOX");
+}
+
+#[tokio::test]
 async fn two_deliveries_at_once_cannot_both_take_the_last_bytes() {
     let w = World::new().await;
     w.quota("bob", 1000).await;
@@ -469,7 +498,7 @@ async fn the_queue_hand_off_returns_the_missing_alias_targets_once_delivered() {
     // Bob over quota: the list waits whole, and nothing is reported yet
     // (the lost copy is reported by the attempt that delivers the others).
     w.quota("bob", 1000).await;
-    let team = ["team@example.org".to_string()];
+    let team = [HandOff::from("team@example.org")];
     let outcomes = w
         .delivery
         .deliver_each("alice@example.org", &team, &message(2000))

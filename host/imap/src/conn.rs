@@ -34,10 +34,12 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// filled the buffer, or a command is unfinished: an APPEND literal).
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Size of the read buffer of a session waiting for its next command (or
-/// in IDLE, waiting for DONE). Thousands of idle sessions each hold one,
-/// so it is small; it grows to [`READ_CHUNK`] as soon as a read fills it.
-const IDLE_READ: usize = 512;
+/// Size of the first read of a session waiting for its next command (or
+/// in IDLE, waiting for DONE), into a small array of the session's own:
+/// thousands of idle sessions hold no read buffer and no output buffer on
+/// the heap (both are given back while they wait). A read that fills it
+/// is followed by reads of [`READ_CHUNK`].
+const IDLE_READ: usize = 64;
 
 /// An output buffer that grew beyond this (a large FETCH) is given back
 /// once written, instead of being kept for the session's lifetime.
@@ -66,7 +68,9 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
             return;
         };
         session.tls_started();
-        greet_and_serve(tls, &mut session, &ctx).await;
+        // Boxed: the TLS stream's state is on the heap of TLS sessions
+        // only, not in the size of every session's future.
+        Box::pin(greet_and_serve(tls, &mut session, &ctx)).await;
         return;
     }
     let Some(stream) = greet_and_serve(stream, &mut session, &ctx).await else {
@@ -83,7 +87,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send>(
     session.tls_started();
     let mut framer = Framer::new(ctx.limits);
     // STARTTLS is refused under TLS, so this cannot ask for it again.
-    let _ = serve(tls, &mut session, &ctx, &mut framer, Vec::new()).await;
+    let _ = Box::pin(serve(tls, &mut session, &ctx, &mut framer, Vec::new())).await;
 }
 
 /// Greets (or says BYE when the server is stopping) and serves; returns
@@ -126,10 +130,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         // The same session and framer go on over the new stream.
         End::Upgrade(Upgrade::Deflate, leftover) => {
             let mut z = Deflate::new(stream, leftover);
-            let reason = match run(&mut z, session, ctx, framer, Vec::new(), Vec::new()).await {
-                End::Closed(reason) => reason,
-                End::Upgrade(..) => "second stream upgrade",
-            };
+            let reason =
+                match Box::pin(run(&mut z, session, ctx, framer, Vec::new(), Vec::new())).await {
+                    End::Closed(reason) => reason,
+                    End::Upgrade(..) => "second stream upgrade",
+                };
             let _ = timeout(ctx.login_timeout, z.shutdown()).await;
             reason
         }
@@ -145,7 +150,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: SocketAddr,
 ) -> Option<mailgate_tls::TlsStream<S>> {
-    match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match timeout(HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(stream))).await {
         Ok(Ok(tls)) => {
             let info = mailgate_tls::SessionInfo::of(&tls);
             tracing::debug!(client = %peer, version = %info.version, cipher = %info.cipher, "imap: TLS started");
@@ -206,7 +211,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             clocks.observe(framer, ctx, idle_wait(session, ctx), Instant::now());
             let Some(frame) = frame else { continue };
             let urgent = frame == Frame::Continue;
-            let mut flow = session.handle_frame(frame, &mut out).await;
+            // Commands run boxed: their state (a FETCH, a SEARCH, an
+            // APPEND) exists while they run, not in every idle
+            // session's future (`a_session_future_stays_small`).
+            let mut flow = Box::pin(session.handle_frame(frame, &mut out)).await;
             clocks.restart_idle(after(Instant::now(), idle_wait(session, ctx)));
             // A long answer (FETCH) comes in parts: each is written
             // before the next is made, so the whole never sits in memory.
@@ -216,7 +224,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if let Err(reason) = flush_keeping(stream, &mut out, ctx, usize::MAX).await {
                     return End::Closed(reason);
                 }
-                flow = session.resume(&mut out).await;
+                flow = Box::pin(session.resume(&mut out)).await;
             }
             if flow == Flow::Close {
                 return End::Closed(match flush(stream, &mut out, ctx).await {
@@ -245,26 +253,34 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             return End::Closed(say_shutdown(stream, &mut out, ctx).await);
         }
         let idling = session.is_idling();
-        let want = if streaming || framer.in_command() {
-            READ_CHUNK
-        } else {
-            IDLE_READ
-        };
-        if buf.len() != want {
-            buf = vec![0u8; want];
+        let waiting = !(streaming || framer.in_command());
+        if waiting {
+            // Between commands: no buffer held while the client is silent.
+            buf = Vec::new();
+            if out.is_empty() {
+                out = Vec::new();
+            }
+        } else if buf.len() != READ_CHUNK {
+            buf = vec![0u8; READ_CHUNK];
         }
+        let mut first = [0u8; IDLE_READ];
         let (until, expiry) = clocks.next(ctx);
         tokio::select! {
-            read = stream.read(&mut buf) => match read {
+            read = stream.read(if waiting { &mut first[..] } else { &mut buf[..] }) => match read {
                 Ok(0) => return End::Closed("connection closed without LOGOUT"),
                 Ok(n) => {
+                    if waiting {
+                        buf = first[..n].to_vec();
+                        streaming = n == IDLE_READ;
+                    } else {
+                        streaming = n == buf.len();
+                    }
                     (start, end) = (0, n);
-                    streaming = n == buf.len();
                 }
                 Err(_) => return End::Closed("read error"),
             },
             () = session.changed(), if idling => {
-                session.idle_update(&mut out).await;
+                Box::pin(session.idle_update(&mut out)).await;
             }
             () = sleep_until(until) => {
                 let (bye, reason) = expiry.bye();

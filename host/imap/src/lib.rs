@@ -147,6 +147,12 @@ pub struct ImapContext {
     /// Where messages filed into or out of Junk are reported (the
     /// `mailbox-event` plugin hook); none: nowhere.
     pub mailbox_events: Option<Arc<dyn mailbox_events::MailboxEvents>>,
+    /// The per-account quota locks APPEND, COPY and MOVE hold from their
+    /// quota check until the messages are stored: the server's deliveries
+    /// hold the same ones (`mailgate_delivery::LocalDelivery::quota_locks`),
+    /// so a delivery and an APPEND cannot both take an account's last
+    /// bytes.
+    pub quota_locks: Arc<mailgate_store::quota::QuotaLocks>,
 }
 
 impl ImapContext {
@@ -172,6 +178,7 @@ impl ImapContext {
             tls: TlsMode::None,
             views: Arc::new(view::MailboxViews::new()),
             mailbox_events: None,
+            quota_locks: Arc::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! One view of a mailbox, shared by every session that has it selected.
 //!
-//! A mailbox's message list (UIDs, flags, MODSEQs, sizes, dates) is held
-//! in memory once per mailbox, whatever the number of sessions: a
+//! A mailbox's message list (UIDs and flags) is held in memory once per
+//! mailbox, whatever the number of sessions: a
 //! [`Snapshot`] is an immutable version of it, and a [`SharedView`] holds
 //! the current version. A session keeps an `Arc` of the version it last
 //! told its client about; its sequence numbers are that version's
@@ -28,37 +28,34 @@
 //! process's change announced through the store's `store_events` polling,
 //! or, later, another node's change log.
 //!
-//! A message is a 32-byte entry; its flags are an index into the
-//! version's table of distinct flag lists (kept at most
-//! [`max_flag_lists`] long), so flags cost 4 bytes a message.
+//! A chunk is compact (`chunk.rs`): UIDs as runs of consecutive values,
+//! flags as a few bits a message into the chunk's palette of flag lists,
+//! each an index into the version's table of distinct flag lists (kept at
+//! most [`max_flag_lists`] long). A realistic mailbox costs well under a
+//! byte a message. Sizes, internal dates and MODSEQs are not held: the
+//! store has them, and the commands that need them read them
+//! ([`mailgate_store::MailStore::message_metas`],
+//! [`crate::session::Selected::details`]).
 //!
 //! [`MailboxViews`] is the registry: the view of a mailbox exists while a
 //! session holds it and is dropped with the last one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use mailgate_store::{MailStore, MailboxChanges, MailboxId, MessageMeta, StoreResult, Uid};
+use mailgate_store::{
+    MailStore, MailboxChanges, MailboxFlags, MailboxId, MessageMeta, StoreResult, Uid,
+};
+
+mod chunk;
+
+use chunk::{Chunk, Entry};
 
 /// The most messages a chunk gets when it is filled by appends or
 /// rebuilt. A chunk that receives a message below its largest UID (an
 /// import keeping old UIDs) may grow past it until the next rebuild.
-pub const CHUNK: usize = 512;
-
-type Chunk = Arc<Vec<Entry>>;
-
-/// One message in a view: 32 bytes. Its flags are an index into the
-/// snapshot's table of distinct flag lists ([`FlagTable`]): a mailbox has
-/// few distinct combinations, so a message's flags cost 4 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    uid: Uid,
-    flags: u32,
-    modseq: u64,
-    internal_date: i64,
-    size: u64,
-}
+pub const CHUNK: usize = 4096;
 
 /// The distinct flag lists of a view, each held once. Append-only along a
 /// line of versions, so an index keeps its meaning in later versions of
@@ -89,21 +86,25 @@ impl FlagTable {
     fn get(&self, i: u32) -> &[String] {
         self.lists.get(i as usize).map_or(&[], |l| &l[..])
     }
+
+    /// Whether list `a` of `ta` and list `b` of `tb` hold the same flags.
+    fn same(ta: &FlagTable, a: u32, tb: &FlagTable, b: u32) -> bool {
+        match (ta.lists.get(a as usize), tb.lists.get(b as usize)) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y) || x == y,
+            (x, y) => x.is_none() && y.is_none(),
+        }
+    }
 }
 
-/// A message of a snapshot as commands read it.
+/// A message of a snapshot as commands read it: what the view holds in
+/// memory. Its size, internal date and MODSEQ are read from the store
+/// when a command needs them ([`MailStore::message_metas`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta<'a> {
     /// Its UID.
     pub uid: Uid,
     /// Flags and keywords, sorted, no duplicates.
     pub flags: &'a [String],
-    /// Arrival time, seconds since the Unix epoch.
-    pub internal_date: i64,
-    /// Size in bytes of the raw message.
-    pub size: u64,
-    /// The MODSEQ of the last change to it.
-    pub modseq: u64,
 }
 
 impl Meta<'_> {
@@ -121,7 +122,7 @@ pub struct Snapshot {
     /// the UIDs from `bounds[i]` up to `bounds[i + 1]`) until a rebuild,
     /// which takes the next layout number.
     layout: u64,
-    chunks: Vec<Chunk>,
+    chunks: Vec<Arc<Chunk>>,
     /// The smallest UID each chunk may hold.
     bounds: Vec<u32>,
     /// The index of each chunk's first message.
@@ -159,48 +160,78 @@ impl Snapshot {
             uid_validity,
             keywords: Arc::new(keywords),
         };
-        s.fill(msgs);
+        let entries: Vec<Entry> = msgs.iter().map(|m| s.entry(m)).collect();
+        s.fill_entries(entries);
+        s
+    }
+
+    /// A snapshot of a mailbox's compact list
+    /// ([`MailStore::mailbox_flags`]).
+    pub fn from_flags(all: &MailboxFlags) -> Snapshot {
+        let mut keywords = BTreeSet::new();
+        for l in &all.lists {
+            add_keywords(&mut keywords, l);
+        }
+        let mut s = Snapshot {
+            layout: 0,
+            chunks: Vec::new(),
+            bounds: Vec::new(),
+            starts: Vec::new(),
+            len: 0,
+            flags: Arc::new(FlagTable::default()),
+            highest_modseq: all.highest_modseq,
+            uid_validity: all.uid_validity,
+            keywords: Arc::new(keywords),
+        };
+        let ids: Vec<u32> = all
+            .lists
+            .iter()
+            .map(|l| FlagTable::intern(&mut s.flags, l))
+            .collect();
+        // An index past the lists (a store's mistake): no flags.
+        let none = if all.messages.iter().any(|m| m.1 as usize >= ids.len()) {
+            FlagTable::intern(&mut s.flags, &[])
+        } else {
+            0
+        };
+        let entries: Vec<Entry> = all
+            .messages
+            .iter()
+            .map(|&(uid, i)| Entry {
+                uid: uid.get(),
+                flags: ids.get(i as usize).copied().unwrap_or(none),
+            })
+            .collect();
+        s.fill_entries(entries);
         s
     }
 
     fn entry(&mut self, m: &MessageMeta) -> Entry {
         Entry {
-            uid: m.uid,
+            uid: m.uid.get(),
             flags: FlagTable::intern(&mut self.flags, &m.flags),
-            modseq: m.modseq,
-            internal_date: m.internal_date,
-            size: m.size,
         }
     }
 
-    fn meta(&self, e: &Entry) -> Meta<'_> {
+    fn meta(&self, e: Entry) -> Meta<'_> {
         Meta {
-            uid: e.uid,
+            // UIDs in a view come from `Uid`s: never 0.
+            uid: Uid(std::num::NonZeroU32::new(e.uid).unwrap_or(std::num::NonZeroU32::MAX)),
             flags: self.flags.get(e.flags),
-            internal_date: e.internal_date,
-            size: e.size,
-            modseq: e.modseq,
         }
     }
 
-    /// Lays `msgs` out in fresh chunks.
-    fn fill(&mut self, msgs: Vec<MessageMeta>) {
-        let entries: Vec<Entry> = msgs.iter().map(|m| self.entry(m)).collect();
-        self.fill_entries(entries);
-    }
-
-    fn fill_entries(&mut self, entries: Vec<Entry>) {
+    fn fill_entries(&mut self, mut entries: Vec<Entry>) {
+        entries.dedup_by_key(|e| e.uid);
         self.chunks.clear();
         self.bounds.clear();
-        let mut it = entries.into_iter().peekable();
-        while it.peek().is_some() {
-            let chunk: Vec<Entry> = it.by_ref().take(CHUNK).collect();
+        for part in entries.chunks(CHUNK) {
             self.bounds.push(if self.chunks.is_empty() {
                 1
             } else {
-                chunk[0].uid.get()
+                part[0].uid
             });
-            self.chunks.push(Arc::new(chunk));
+            self.chunks.push(Arc::new(Chunk::encode(part)));
         }
         self.reindex();
     }
@@ -255,7 +286,7 @@ impl Snapshot {
         }
     }
 
-    fn entry_at(&self, index: usize) -> Option<&Entry> {
+    fn entry_at(&self, index: usize) -> Option<Entry> {
         if index >= self.len {
             return None;
         }
@@ -273,7 +304,7 @@ impl Snapshot {
             return 0;
         }
         let c = c - 1;
-        let i = self.chunks[c].partition_point(|m| m.uid.get() < uid);
+        let i = self.chunks[c].lower_bound(uid);
         if i < self.chunks[c].len() {
             self.starts[c] + i
         } else {
@@ -284,7 +315,17 @@ impl Snapshot {
     /// The index (sequence number - 1) of a UID, if present.
     pub fn index_of(&self, uid: Uid) -> Option<usize> {
         let i = self.lower_bound(uid.get());
-        (self.entry_at(i)?.uid == uid).then_some(i)
+        (self.entry_at(i)?.uid == uid.get()).then_some(i)
+    }
+
+    /// The UIDs of some indexes (ascending indexes give ascending UIDs);
+    /// indexes past the end are left out.
+    pub fn uids_of(&self, indexes: &[usize]) -> Vec<Uid> {
+        indexes
+            .iter()
+            .filter_map(|&i| self.get(i))
+            .map(|m| m.uid)
+            .collect()
     }
 
     /// The largest UID, 0 if empty.
@@ -292,8 +333,8 @@ impl Snapshot {
         self.chunks
             .iter()
             .rev()
-            .find_map(|c| c.last())
-            .map_or(0, |m| m.uid.get())
+            .find_map(|c| c.last_uid())
+            .unwrap_or(0)
     }
 
     /// The messages in sequence order.
@@ -301,8 +342,8 @@ impl Snapshot {
         self.entries().map(|e| self.meta(e))
     }
 
-    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter_from(0))
     }
 
     /// The messages from index `start` on, in sequence order.
@@ -315,8 +356,8 @@ impl Snapshot {
         let skip = start.saturating_sub(self.starts.get(c).copied().unwrap_or(0));
         self.chunks[c..]
             .iter()
-            .flat_map(|c| c.iter())
-            .skip(skip)
+            .enumerate()
+            .flat_map(move |(k, ch)| ch.iter_from(if k == 0 { skip } else { 0 }))
             .map(|e| self.meta(e))
     }
 
@@ -324,7 +365,24 @@ impl Snapshot {
     /// sequence order, the index of its list: a search that reads only
     /// flags decides once per list, not once per message.
     pub fn flag_lists(&self) -> (&[Arc<[String]>], impl Iterator<Item = usize> + '_) {
-        (&self.flags.lists, self.entries().map(|e| e.flags as usize))
+        (
+            &self.flags.lists,
+            self.chunks
+                .iter()
+                .flat_map(|c| c.flag_ids())
+                .map(|f| f as usize),
+        )
+    }
+
+    /// Heap bytes held by this version's message list (chunks, their
+    /// places, the flag lists' indexes; not the flag text), for tests and
+    /// figures.
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.heap_bytes() + std::mem::size_of::<Chunk>())
+            .sum::<usize>()
+            + self.chunks.len() * (8 + 4 + 8)
     }
 
     /// Adds the keywords of `flags` that this version does not list to
@@ -347,10 +405,21 @@ impl Snapshot {
         self.bounds.partition_point(|&b| b <= uid).saturating_sub(1)
     }
 
+    /// Encodes the edited chunks again, keeping a chunk whose content did
+    /// not change (so that a difference skips it).
+    fn store_edits(&mut self, edited: BTreeMap<usize, Vec<Entry>>) {
+        for (c, v) in edited {
+            let chunk = Chunk::encode(&v);
+            if *self.chunks[c] != chunk {
+                self.chunks[c] = Arc::new(chunk);
+            }
+        }
+    }
+
     /// This version with a MODSEQ delta applied: the next version, at
     /// `changes.highest_modseq`. Entries in `changes.changed` replace the
     /// ones with their UID or are added; UIDs in `changes.expunged` are
-    /// removed. Only the chunks touched are copied.
+    /// removed. Only the chunks touched are encoded again.
     pub fn apply(&self, changes: &MailboxChanges) -> Snapshot {
         let mut next = self.clone();
         next.highest_modseq = changes.highest_modseq.max(self.highest_modseq);
@@ -361,45 +430,63 @@ impl Snapshot {
         if let Some(k) = keywords {
             next.keywords = Arc::new(k);
         }
+        let largest = self.largest_uid();
+        let mut edited: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
         for &uid in &changes.expunged {
             let c = next.chunk_of(uid.get());
-            let Some(chunk) = next.chunks.get_mut(c) else {
+            let Some(chunk) = next.chunks.get(c) else {
                 continue;
             };
-            if let Ok(i) = chunk.binary_search_by_key(&uid, |m| m.uid) {
-                Arc::make_mut(chunk).remove(i);
+            let v = edited.entry(c).or_insert_with(|| chunk.decode());
+            if let Ok(i) = v.binary_search_by_key(&uid.get(), |e| e.uid) {
+                v.remove(i);
             }
         }
+        let mut tail: Vec<Entry> = Vec::new();
         for m in &changes.changed {
             let e = next.entry(m);
-            let largest = next.largest_uid();
-            if m.uid.get() > largest {
-                match next.chunks.last_mut() {
-                    Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(e),
-                    _ => {
-                        next.bounds.push(if next.chunks.is_empty() {
-                            1
-                        } else {
-                            m.uid.get()
-                        });
-                        next.chunks.push(Arc::new(vec![e]));
-                    }
-                }
+            if e.uid > largest {
+                tail.push(e);
                 continue;
             }
-            let c = next.chunk_of(m.uid.get());
-            let chunk = &mut next.chunks[c];
-            match chunk.binary_search_by_key(&m.uid, |e| e.uid) {
-                Ok(i) if chunk[i] != e => Arc::make_mut(chunk)[i] = e,
-                Ok(_) => {}
-                Err(i) => Arc::make_mut(chunk).insert(i, e),
+            let c = next.chunk_of(e.uid);
+            let chunk = &next.chunks[c];
+            let v = edited.entry(c).or_insert_with(|| chunk.decode());
+            match v.binary_search_by_key(&e.uid, |x| x.uid) {
+                Ok(i) => v[i] = e,
+                Err(i) => v.insert(i, e),
+            }
+        }
+        next.store_edits(edited);
+        if !tail.is_empty() {
+            // The last of several entries for one UID wins.
+            tail.reverse();
+            tail.sort_by_key(|e| e.uid);
+            tail.dedup_by_key(|e| e.uid);
+            let mut tail = &tail[..];
+            if let Some(last) = next.chunks.last_mut() {
+                if last.len() < CHUNK {
+                    let take = tail.len().min(CHUNK - last.len());
+                    let mut v = last.decode();
+                    v.extend_from_slice(&tail[..take]);
+                    *last = Arc::new(Chunk::encode(&v));
+                    tail = &tail[take..];
+                }
+            }
+            for part in tail.chunks(CHUNK) {
+                next.bounds.push(if next.chunks.is_empty() {
+                    1
+                } else {
+                    part[0].uid
+                });
+                next.chunks.push(Arc::new(Chunk::encode(part)));
             }
         }
         next.reindex();
         // Many emptied or overfull chunks: lay the list out again.
         let wanted = next.len.div_ceil(CHUNK);
         if next.chunks.len() > 2 * wanted + 8 || next.chunks.iter().any(|c| c.len() > 2 * CHUNK) {
-            let all: Vec<Entry> = next.entries().copied().collect();
+            let all: Vec<Entry> = next.entries().collect();
             next.layout = self.layout + 1;
             next.fill_entries(all);
         }
@@ -420,19 +507,25 @@ impl Snapshot {
             .map(|m| m.modseq)
             .fold(self.highest_modseq, u64::max);
         let mut keywords: Option<BTreeSet<String>> = None;
+        let mut edited: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
         for m in metas {
             let c = next.chunk_of(m.uid.get());
-            if c >= next.chunks.len() {
+            let Some(chunk) = next.chunks.get(c) else {
                 continue;
-            }
-            if let Ok(i) = next.chunks[c].binary_search_by_key(&m.uid, |e| e.uid) {
-                let e = next.entry(m);
-                if next.chunks[c][i] != e {
-                    Arc::make_mut(&mut next.chunks[c])[i] = e;
-                }
-                self.note_keywords(&mut keywords, &m.flags);
-            }
+            };
+            let Some(p) = chunk
+                .get(chunk.lower_bound(m.uid.get()))
+                .filter(|e| e.uid == m.uid.get())
+                .map(|_| chunk.lower_bound(m.uid.get()))
+            else {
+                continue;
+            };
+            let v = edited.entry(c).or_insert_with(|| chunk.decode());
+            let e = next.entry(m);
+            v[p] = e;
+            self.note_keywords(&mut keywords, &m.flags);
         }
+        next.store_edits(edited);
         if let Some(k) = keywords {
             next.keywords = Arc::new(k);
         }
@@ -454,7 +547,6 @@ impl Snapshot {
         let mut keywords = BTreeSet::new();
         let entries: Vec<Entry> = self
             .entries()
-            .copied()
             .collect::<Vec<_>>()
             .into_iter()
             .map(|mut e| {
@@ -489,8 +581,8 @@ fn add_keywords(set: &mut BTreeSet<String>, flags: &[String]) {
 pub struct Difference<'a> {
     /// Messages gone: their index in the old version and UID, ascending.
     pub expunged: Vec<(usize, Uid)>,
-    /// Messages in both whose flags or MODSEQ changed: index in the new
-    /// version, the old entry and the new one, ascending.
+    /// Messages in both whose flags changed: index in the new version,
+    /// the old entry and the new one, ascending.
     pub changed: Vec<(usize, Meta<'a>, Meta<'a>)>,
     /// Messages only in the new version.
     pub added: usize,
@@ -506,17 +598,17 @@ pub fn diff<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Difference<'a> {
             match (old.chunks.get(c), new.chunks.get(c)) {
                 (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
                 (a, b) => merge(
-                    (old, a.map_or(&[][..], |a| &a[..])),
+                    (old, &a.map(|a| a.decode()).unwrap_or_default()),
                     old.starts.get(c).copied().unwrap_or(old.len),
-                    (new, b.map_or(&[][..], |b| &b[..])),
+                    (new, &b.map(|b| b.decode()).unwrap_or_default()),
                     new.starts.get(c).copied().unwrap_or(new.len),
                     &mut d,
                 ),
             }
         }
     } else {
-        let a: Vec<Entry> = old.entries().copied().collect();
-        let b: Vec<Entry> = new.entries().copied().collect();
+        let a: Vec<Entry> = old.entries().collect();
+        let b: Vec<Entry> = new.entries().collect();
         merge((old, &a), 0, (new, &b), 0, &mut d);
     }
     d
@@ -532,20 +624,19 @@ fn merge<'a>(
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
         match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if x.uid == y.uid => {
-                let (x, y) = (sa.meta(x), sb.meta(y));
-                if x != y {
-                    d.changed.push((b0 + j, x, y));
+            (Some(&x), Some(&y)) if x.uid == y.uid => {
+                if !FlagTable::same(&sa.flags, x.flags, &sb.flags, y.flags) {
+                    d.changed.push((b0 + j, sa.meta(x), sb.meta(y)));
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(x), Some(y)) if x.uid < y.uid => {
-                d.expunged.push((a0 + i, x.uid));
+            (Some(&x), Some(&y)) if x.uid < y.uid => {
+                d.expunged.push((a0 + i, sa.meta(x).uid));
                 i += 1;
             }
-            (Some(x), None) => {
-                d.expunged.push((a0 + i, x.uid));
+            (Some(&x), None) => {
+                d.expunged.push((a0 + i, sa.meta(x).uid));
                 i += 1;
             }
             (_, Some(_)) => {
@@ -652,21 +743,21 @@ impl SharedView {
     }
 }
 
-/// Reads a mailbox's whole list: every entry (all have a MODSEQ above 0)
-/// with HIGHESTMODSEQ and UIDVALIDITY, in one transaction.
+/// Reads a mailbox's whole list in compact form (UIDs and flag lists,
+/// each distinct list once: a few bytes a message while it is read) with
+/// HIGHESTMODSEQ and UIDVALIDITY, in one transaction.
 async fn load(store: &dyn MailStore, id: MailboxId) -> StoreResult<Snapshot> {
-    let all = store.changes_since(id, 0).await?;
-    let mut snap = Snapshot::new(all.changed, all.highest_modseq, all.uid_validity);
+    let all = store.mailbox_flags(id).await?;
     if all.uid_validity == 0 {
         // A store without a MODSEQ index (or a mailbox gone): the list
         // as it is now.
-        snap = Snapshot::new(
+        return Ok(Snapshot::new(
             store.list_messages(id).await.unwrap_or_default(),
             all.highest_modseq,
             0,
-        );
+        ));
     }
-    Ok(snap)
+    Ok(Snapshot::from_flags(&all))
 }
 
 /// The shared views of the mailboxes selected by some session: the view

@@ -36,3 +36,18 @@ async fn one_view_per_mailbox_dropped_with_its_last_session() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(f.ctx.views.live(), 0, "a closed connection lets go too");
 }
+
+/// What an idle connection costs the server in its own future: the state
+/// kept across an await. Large rare states (a FETCH under way, TLS set up,
+/// COMPRESS) are boxed so that thousands of idle sessions do not each
+/// carry their size.
+#[tokio::test]
+async fn a_session_future_stays_small() {
+    let f = common::fixture().await;
+    let (_client, server) = tokio::io::duplex(64);
+    let fut =
+        mailgate_imap::serve_connection(server, common::peer(), std::sync::Arc::clone(&f.ctx));
+    let size = std::mem::size_of_val(&fut);
+    println!("session future: {size} bytes");
+    assert!(size <= 3072, "session future: {size} bytes");
+}

@@ -605,6 +605,21 @@ pub struct SieveConfig {
     pub vacation_max_period: String,
     /// The period when the script gives none (`sieve_vacation_default_period`: 7d).
     pub vacation_default_period: String,
+    /// The system Sieve plugin that runs users' active scripts at delivery
+    /// (`sieve.wasm`, built from `plugins/sieve`); unset:
+    /// [`crate::sieve_delivery::DEFAULT_PLUGIN`] if that file exists.
+    /// Without a plugin, scripts are stored but not run.
+    pub plugin: Option<PathBuf>,
+    /// Run users' active scripts at delivery (when the plugin is found).
+    pub run_at_delivery: bool,
+    /// Wall time of one script run in the sandbox, ms (the plugin and its
+    /// interpreter together). A run past it is stopped; the message is kept.
+    pub timeout_ms: u64,
+    /// Memory of the plugin's sandbox, MiB (the message is read into it).
+    pub memory_mb: u32,
+    /// WebAssembly fuel of one run (about one unit per instruction): the
+    /// sandbox's bound behind `max_cpu_steps`.
+    pub fuel: u64,
 }
 
 impl Default for SieveConfig {
@@ -622,6 +637,11 @@ impl Default for SieveConfig {
             vacation_min_period: "1d".into(),
             vacation_max_period: "60d".into(),
             vacation_default_period: "7d".into(),
+            plugin: None,
+            run_at_delivery: true,
+            timeout_ms: 2000,
+            memory_mb: 128,
+            fuel: 2_000_000_000,
         }
     }
 }

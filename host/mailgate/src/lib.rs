@@ -41,5 +41,6 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod reload;
 pub mod server;
+pub mod sieve_delivery;
 pub mod srs;
 pub mod wake;

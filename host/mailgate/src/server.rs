@@ -72,6 +72,9 @@ pub enum ServerError {
     /// The policy runtime could not start (`[plugins]`).
     #[error("plugins: {0}")]
     Policy(#[from] mailgate_policy::PolicyError),
+    /// The system Sieve plugin could not be loaded (`[sieve] plugin`).
+    #[error("sieve plugin: {0}")]
+    Sieve(String),
     /// Anything else from the operating system.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -138,6 +141,8 @@ pub struct Services {
     /// The IMAP mailbox views, one registry for every IMAP listener (a
     /// mailbox is held once whether its sessions came in on 143 or 993).
     pub imap_views: Arc<mailgate_imap::view::MailboxViews>,
+    /// Users' Sieve scripts at delivery (`None`: not run).
+    pub sieve: Option<Arc<mailgate_delivery::SieveDelivery>>,
 }
 
 /// Takes the data directory's lock file so that two servers never share
@@ -237,6 +242,9 @@ pub async fn run(
     store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
+    let sieve = crate::sieve_delivery::start(&config, store.clone())
+        .await
+        .map_err(ServerError::Sieve)?;
     let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
@@ -251,6 +259,7 @@ pub async fn run(
         outbound: relay.clone(),
         policy: policy.clone(),
         imap_views: Arc::new(mailgate_imap::view::MailboxViews::new()),
+        sieve,
         auth: Arc::new(authenticator(&config, &store)),
     });
     let certs = load_certificates(&config)?;
@@ -638,6 +647,7 @@ fn listener_context(
     // domain without AUTH (RCPT checks that).
     ctx.outbound = Some(services.outbound.clone());
     ctx.reports = Some(services.reports.clone());
+    ctx.sieve = services.sieve.clone();
     Ok(ListenerContext::Smtp(Arc::new(ctx)))
 }
 
@@ -799,6 +809,7 @@ fn imap_context(
     ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
     ctx.min_transfer_rate = config.limits.min_transfer_rate;
     ctx.views = services.imap_views.clone();
+    ctx.quota_locks = services.delivery.quota_locks().clone();
     ctx.mailbox_events = crate::mailbox_events::sink(services.policy.as_ref(), &services.store);
     ctx
 }

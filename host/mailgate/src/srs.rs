@@ -164,21 +164,26 @@ impl LocalHandoff for SrsHandoff {
         LocalHandoff::is_local_domain(self.local.as_ref(), domain).await
     }
 
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<LocalOutcome> {
+    async fn deliver(
+        &self,
+        sender: &str,
+        recipients: &[mailgate_delivery::HandOff],
+        body: &[u8],
+    ) -> Vec<LocalOutcome> {
         let (srs, local): (Vec<usize>, Vec<usize>) =
-            (0..recipients.len()).partition(|&i| self.srs.is_srs_address(&recipients[i]));
+            (0..recipients.len()).partition(|&i| self.srs.is_srs_address(&recipients[i].address));
         let mut out: Vec<Option<LocalOutcome>> = vec![None; recipients.len()];
         if !local.is_empty() {
-            let addresses: Vec<String> = local.iter().map(|&i| recipients[i].clone()).collect();
-            let outcomes =
-                LocalHandoff::deliver(self.local.as_ref(), sender, &addresses, body).await;
+            let copies: Vec<mailgate_delivery::HandOff> =
+                local.iter().map(|&i| recipients[i].clone()).collect();
+            let outcomes = LocalHandoff::deliver(self.local.as_ref(), sender, &copies, body).await;
             for (&i, outcome) in local.iter().zip(outcomes) {
                 out[i] = Some(outcome);
             }
         }
         for i in srs {
             out[i] = Some(LocalOutcome::of(
-                self.relay_back(sender, &recipients[i], body).await,
+                self.relay_back(sender, &recipients[i].address, body).await,
             ));
         }
         out.into_iter()

@@ -35,6 +35,21 @@ pub(crate) use exports::mailgate::policy::{
 };
 use mailgate::policy::{clock, config, dns, http, kv, log, message, types};
 
+/// The world of the system Sieve plugin (`sieve-filter`, WIT 0.1.3): its
+/// imports are the `plugin` world's `types` and `message`, served by the
+/// same linker; only its `on-deliver` export is new.
+pub(crate) mod sieve_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "mailgate:policy/sieve-filter",
+        exports: { default: async },
+        with: {
+            "mailgate:policy/message": crate::bindings::mailgate::policy::message,
+        },
+    });
+}
+pub(crate) use sieve_world::exports::mailgate::policy::on_deliver;
+
 /// What the `message` resource points at: one plugin's view.
 pub struct MessageHandle(pub(crate) Arc<MessageView>);
 
@@ -168,6 +183,12 @@ impl message::HostMessage for HostState {
         m: Resource<MessageHandle>,
     ) -> wasmtime::Result<Option<message::AuthResults>> {
         Ok(self.table.get(&m)?.0.auth_results().map(Into::into))
+    }
+    fn tls(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<Option<message::TlsInfo>> {
+        Ok(self.table.get(&m)?.0.tls().map(|t| message::TlsInfo {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+        }))
     }
     fn drop(&mut self, m: Resource<MessageHandle>) -> wasmtime::Result<()> {
         // The host lends the message as a borrow only; an owned handle can

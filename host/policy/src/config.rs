@@ -327,7 +327,9 @@ mod tests {
         assert!(serves_wit("0.1.2", "0.1.2"));
         assert!(serves_wit("0.1.2", "0.1.1"));
         assert!(serves_wit("0.1.2", "0.1.0"));
+        assert!(serves_wit("0.1.3", "0.1.2"));
         assert!(!serves_wit("0.1.2", "0.1.3"));
+        assert!(!serves_wit("0.1.3", "0.1.4"));
         assert!(serves_wit("0.1.1", "0.1.1"));
         assert!(serves_wit("0.1.1", "0.1.0"));
         assert!(!serves_wit("0.1.1", "0.1.2"));

@@ -1,7 +1,8 @@
 //! The policy runtime of mailgate: filtering, routing and delivery policy
 //! as WebAssembly components (wasmtime, component model) against the WIT
-//! interface `mailgate:policy@0.1.2` in `wit/` (plugins built against
-//! 0.1.0 and 0.1.1 are served too).
+//! interface `mailgate:policy@0.1.3` in `wit/` (plugins built against
+//! 0.1.0 to 0.1.2 are served too), and the system Sieve plugin
+//! ([`SieveFilter`], world `sieve-filter`).
 //!
 //! # Role
 //! The SMTP session and delivery ask a [`Chain`] of plugins at each stage
@@ -44,6 +45,7 @@
 //! - [`manager`]: [`PolicyManager`], reload, watcher, status, `check_file`.
 //! - [`run`]: one hook on one message outside a server (`plugin run`).
 //! - [`stats`]: counters and latency percentiles.
+//! - [`sieve`]: the system Sieve plugin ([`SieveFilter`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -58,6 +60,7 @@ pub mod manager;
 pub mod message;
 pub mod run;
 pub mod runtime;
+pub mod sieve;
 pub mod stats;
 pub mod types;
 
@@ -72,9 +75,13 @@ pub use manager::{check_file, CheckReport, PluginStatus, PolicyManager, ReloadRe
 pub use message::MessageView;
 pub use run::{run_file, CallReport, RunError, RunInput, RunReport};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeOptions, EPOCH_TICK};
+pub use sieve::{
+    NamedScript, SieveAction, SieveDuplicate, SieveError, SieveFilter, SieveLimits, SieveLoadError,
+    SieveRequest, SieveResponse, SieveVacation,
+};
 pub use stats::StatsSnapshot;
 pub use types::{
     AuthAttempt, AuthResult, AuthResults, Delivery, Direction, DkimCheck, DmarcCheck, DmarcPolicy,
     Edit, Envelope, Hook, HookSet, MailboxEvent, Param, RecipientInfo, Reply, RouteAction,
-    SessionInfo, SpfCheck, Verdict,
+    SessionInfo, SpfCheck, TlsDetails, Verdict,
 };

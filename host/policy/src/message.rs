@@ -12,7 +12,7 @@
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
-use crate::types::AuthResults;
+use crate::types::{AuthResults, TlsDetails};
 
 /// Largest `raw` range handed out per call.
 pub const MAX_RAW_RANGE: u32 = 1 << 20;
@@ -69,6 +69,8 @@ pub struct MessageView {
     trace: usize,
     /// The host's inbound authentication results, if it verified.
     auth: Option<Arc<AuthResults>>,
+    /// The TLS session the message arrived over, if any.
+    tls: Option<Arc<TlsDetails>>,
 }
 
 impl MessageView {
@@ -111,6 +113,7 @@ impl MessageView {
             edited: false,
             trace: 0,
             auth: None,
+            tls: None,
         }
     }
 
@@ -138,6 +141,17 @@ impl MessageView {
     /// The host's inbound authentication results, if it verified.
     pub fn auth_results(&self) -> Option<&AuthResults> {
         self.auth.as_deref()
+    }
+
+    /// Attaches the TLS session the message arrived over.
+    pub fn with_tls(mut self, tls: Option<Arc<TlsDetails>>) -> MessageView {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS session the message arrived over, if it did.
+    pub fn tls(&self) -> Option<&TlsDetails> {
+        self.tls.as_deref()
     }
 
     /// The values of the fields named `name`, unfolded, leading and trailing

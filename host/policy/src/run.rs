@@ -216,7 +216,7 @@ pub async fn run_file(
             }
             calls.push(report);
         }
-        Hook::Load => return Err(RunError::Input("not a hook".into())),
+        Hook::Load | Hook::Deliver => return Err(RunError::Input("not a hook".into())),
     }
     Ok(RunReport {
         plugin: plugin.plugin_name().to_string(),

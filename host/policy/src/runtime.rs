@@ -20,8 +20,8 @@ use wasmtime::{
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 use crate::bindings::{
-    self, metadata, on_auth, on_connect, on_data, on_helo, on_mail_from, on_mailbox_event,
-    on_rcpt_to, on_route, CallLimiter, HostState, MessageHandle, PluginEnv,
+    self, metadata, on_auth, on_connect, on_data, on_deliver, on_helo, on_mail_from,
+    on_mailbox_event, on_rcpt_to, on_route, CallLimiter, HostState, MessageHandle, PluginEnv,
 };
 use crate::caps::{KvStore, Resolver};
 use crate::config::{FailureMode, Grant, Limits, PluginSettings, MAX_MEMORY_MB};
@@ -49,7 +49,7 @@ const MAX_WARM_MEMORY: usize = 8 << 20;
 /// The WIT package the host serves.
 pub const WIT_PACKAGE: &str = "mailgate:policy";
 /// Its version.
-pub const WIT_VERSION: &str = "0.1.2";
+pub const WIT_VERSION: &str = "0.1.3";
 
 /// Settings of the [`Runtime`] (engine-wide).
 pub struct RuntimeOptions {
@@ -305,6 +305,8 @@ struct HookIndices {
     data: Option<on_data::GuestIndices>,
     route: Option<on_route::GuestIndices>,
     mailbox_event: Option<on_mailbox_event::GuestIndices>,
+    /// The system Sieve plugin's hook (world `sieve-filter`).
+    deliver: Option<on_deliver::GuestIndices>,
 }
 
 impl HookIndices {
@@ -321,6 +323,7 @@ impl HookIndices {
             data: on_data::GuestIndices::new(pre).ok(),
             route: on_route::GuestIndices::new(pre).ok(),
             mailbox_event: on_mailbox_event::GuestIndices::new(pre).ok(),
+            deliver: on_deliver::GuestIndices::new(pre).ok(),
         })
     }
 
@@ -334,6 +337,7 @@ impl HookIndices {
             Hook::Data => self.data.is_some(),
             Hook::Route => self.route.is_some(),
             Hook::MailboxEvent => self.mailbox_event.is_some(),
+            Hook::Deliver => self.deliver.is_some(),
             Hook::Load => true,
         }
     }
@@ -406,6 +410,8 @@ pub(crate) enum Call {
     /// `on-mailbox-event.wants` at load.
     WantsMailboxEvents,
     MailboxEvent(on_mailbox_event::Event, Arc<MessageView>),
+    /// `on-deliver.deliver` (the system Sieve plugin).
+    Deliver(on_deliver::Request, Arc<MessageView>),
 }
 
 impl Call {
@@ -413,6 +419,7 @@ impl Call {
         match self {
             Call::Describe | Call::SelfTest | Call::WantsMailboxEvents => Hook::Load,
             Call::MailboxEvent(..) => Hook::MailboxEvent,
+            Call::Deliver(..) => Hook::Deliver,
             Call::Connect(..) => Hook::Connect,
             Call::Helo(..) => Hook::Helo,
             Call::Auth(..) => Hook::Auth,
@@ -433,6 +440,8 @@ pub(crate) enum Answer {
     Wants(bool),
     /// `mailbox-event`: its error text, if any.
     Done(Result<(), String>),
+    /// `deliver`: the actions, or why the script failed.
+    Delivered(Result<on_deliver::Response, on_deliver::Failure>),
 }
 
 /// A frozen clock: what WASI's clocks read without the `clock` grant.
@@ -488,6 +497,11 @@ impl LoadedPlugin {
     /// Its counters.
     pub fn stats(&self) -> &Arc<PluginStats> {
         &self.stats
+    }
+
+    /// Whether the component exports `hook`'s interface (asked for or not).
+    pub fn exports(&self, hook: Hook) -> bool {
+        self.indices.has(hook)
     }
 
     /// Whether `hook` is called for this plugin.
@@ -807,6 +821,17 @@ impl LoadedPlugin {
                 let answer = g.call_mailbox_event(&mut *store, &event, handle).await;
                 lent.take_back(store);
                 Answer::Done(answer?)
+            }
+            Call::Deliver(request, m) => {
+                let g = ix
+                    .deliver
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .load(&mut *store, instance)?;
+                let (handle, lent) = lend(store, m)?;
+                let answer = g.call_deliver(&mut *store, &request, handle).await;
+                lent.take_back(store);
+                Answer::Delivered(answer?)
             }
         })
     }

@@ -234,6 +234,16 @@ pub struct DmarcCheck {
     pub domain: String,
 }
 
+/// The TLS session a message arrived over, as `message.tls` hands it to
+/// plugins (since WIT 0.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsDetails {
+    /// "TLSv1.3" or "TLSv1.2".
+    pub version: String,
+    /// The cipher suite, e.g. "TLS13_AES_256_GCM_SHA384".
+    pub cipher: String,
+}
+
 /// The host's inbound authentication results of one message, as the
 /// `message.auth-results` method hands them to plugins.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -341,6 +351,9 @@ pub enum Hook {
     Route,
     /// A user filed a message into or out of Junk over IMAP.
     MailboxEvent,
+    /// One local account's copy at delivery: the system Sieve plugin only
+    /// (never asked of operator plugins, not in [`Hook::ALL`]).
+    Deliver,
     /// `describe`/`self-test` at load.
     Load,
 }
@@ -369,6 +382,7 @@ impl Hook {
             Hook::Data => "data",
             Hook::Route => "route",
             Hook::MailboxEvent => "mailbox-event",
+            Hook::Deliver => "deliver",
             Hook::Load => "load",
         }
     }

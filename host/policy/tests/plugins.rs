@@ -142,8 +142,8 @@ async fn template_accepts_and_counts() {
     let imports = &status.plugins[0].imports;
     assert!(
         imports.iter().all(|i| i.starts_with("wasi:")
-            || i == "mailgate:policy/types@0.1.2"
-            || i == "mailgate:policy/message@0.1.2"),
+            || i == "mailgate:policy/types@0.1.3"
+            || i == "mailgate:policy/message@0.1.3"),
         "{imports:?}"
     );
 }
@@ -664,9 +664,9 @@ async fn check_reports_hooks_and_imports() {
     .unwrap();
     assert_eq!(report.hooks, vec!["rcpt-to"]);
     for i in [
-        "mailgate:policy/kv@0.1.2",
-        "mailgate:policy/clock@0.1.2",
-        "mailgate:policy/config@0.1.2",
+        "mailgate:policy/kv@0.1.3",
+        "mailgate:policy/clock@0.1.3",
+        "mailgate:policy/config@0.1.3",
     ] {
         assert!(
             report.imports.iter().any(|x| x == i),
@@ -909,6 +909,97 @@ async fn a_plugin_built_against_wit_0_1_1_still_runs() {
         panic!("one plugin expected");
     };
     assert!(!plugin.wants(mailgate_policy::Hook::MailboxEvent));
+}
+
+/// A plugin compiled against WIT 0.1.2 (before `on-deliver` and the
+/// `sieve-filter` world of 0.1.3) loads and runs on a 0.1.3 host, and
+/// still wants `mailbox-event` if it did.
+#[tokio::test]
+async fn a_plugin_built_against_wit_0_1_2_still_runs() {
+    let (_s, chain, view) = old_probe_runs("0.1.2").await;
+    assert_eq!(view.header("X-Probe").len(), 1);
+    let [plugin] = chain.plugins() else {
+        panic!("one plugin expected");
+    };
+    assert!(!plugin.exports(mailgate_policy::Hook::Deliver));
+}
+
+/// The system Sieve plugin (plugins/sieve): loads into its own engine,
+/// runs a script on a message and returns its actions; a script that does
+/// not compile and one past its step budget are errors (the host keeps
+/// the message); an operator plugin is refused as a Sieve plugin.
+#[tokio::test]
+async fn the_sieve_plugin_runs_scripts_and_contains_hostile_ones() {
+    use mailgate_policy::{
+        NamedScript, SieveAction, SieveError, SieveFilter, SieveLimits, SieveRequest,
+    };
+    let wasm = std::fs::read(artifact("sieve")).expect("sieve.wasm (scripts/build-plugins)");
+    let filter = SieveFilter::from_bytes(wasm, SieveLimits::default())
+        .await
+        .expect("loads");
+    let view = Arc::new(MessageView::new(
+        &b"From: a@b.test\r\nTo: me@x.test\r\nSubject: hello news\r\n\r\nbody\r\n"[..],
+    ));
+    let request = |text: &str| SieveRequest {
+        account: "me@x.test".into(),
+        envelope_to: "me@x.test".into(),
+        envelope_from: "a@b.test".into(),
+        script: NamedScript {
+            name: "s".into(),
+            text: text.into(),
+        },
+        mailboxes: vec!["INBOX".into()],
+        ..SieveRequest::default()
+    };
+    let r = filter
+        .run(
+            request(
+                r#"require ["fileinto", "imap4flags"];
+                   if header :contains "subject" "news" { fileinto :flags "\\Seen" "News"; }"#,
+            ),
+            view.clone(),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(
+        r.actions,
+        vec![SieveAction::FileInto {
+            mailbox: "News".into(),
+            create: false,
+            flags: vec!["\\Seen".into()],
+        }]
+    );
+    // Twice: the second run takes the compiled script from the cache.
+    let again = filter
+        .run(request("keep;"), view.clone())
+        .await
+        .expect("runs");
+    assert_eq!(again.actions, vec![SieveAction::Keep(vec![])]);
+    let bad = filter.run(request("filein \"x\";"), view.clone()).await;
+    assert!(matches!(bad, Err(SieveError::Compile(_))), "{bad:?}");
+    // Thousands of searches of a 256 KiB body: far past the step budget.
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 256 << 10));
+    let big = Arc::new(MessageView::new(big));
+    let tests = vec![r#"body :contains "zzz""#; 5_000].join(", ");
+    let hostile = format!("require \"body\"; if anyof({tests}) {{ discard; }}");
+    let started = std::time::Instant::now();
+    let stopped = filter.run(request(&hostile), big).await;
+    assert!(
+        matches!(
+            stopped,
+            Err(SieveError::Runtime(_)) | Err(SieveError::Sandbox(_))
+        ),
+        "{stopped:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Still serving after a failed run.
+    assert!(filter.run(request("keep;"), view).await.is_ok());
+    // An operator plugin (world `plugin`) is not a Sieve plugin.
+    let probe = std::fs::read(artifact("probe")).unwrap();
+    assert!(SieveFilter::from_bytes(probe, SieveLimits::default())
+        .await
+        .is_err());
 }
 
 /// Serves one HTTP/1.1 request on `listener` with `answer`; returns the

@@ -374,6 +374,7 @@ mod tests {
                 remote_host: None,
                 updated: None,
                 next_hop: Some("[127.0.0.3]:2525".into()),
+                local: None,
             }],
         };
         let out = format_list(std::slice::from_ref(&e));
@@ -444,6 +445,7 @@ mod tests {
                     remote_host: None,
                     updated: None,
                     next_hop: None,
+                    local: None,
                 })
                 .collect(),
         }

@@ -547,6 +547,7 @@ mod tests {
             remote_host: Some("mx.b.test".into()),
             updated: Some(1_700_000_100),
             next_hop: None,
+            local: None,
         }
     }
 

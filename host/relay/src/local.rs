@@ -2,7 +2,7 @@
 //! mostly) is stored locally instead of being sent over the network.
 
 use async_trait::async_trait;
-use mailgate_delivery::{LocalDelivery, MissingTarget, Refusal};
+use mailgate_delivery::{HandOff, LocalDelivery, MissingTarget, Refusal};
 use mailgate_store::StoreResult;
 
 use crate::client::RcptOutcome;
@@ -33,8 +33,10 @@ impl LocalOutcome {
 pub trait LocalHandoff: Send + Sync {
     /// Whether mail for `domain` stays here.
     async fn is_local_domain(&self, domain: &str) -> StoreResult<bool>;
-    /// Delivers to local recipients; one outcome per recipient, in order.
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<LocalOutcome>;
+    /// Delivers to local recipients (each into the folder its queue entry
+    /// names, INBOX by default); one outcome per recipient, in order.
+    async fn deliver(&self, sender: &str, recipients: &[HandOff], body: &[u8])
+        -> Vec<LocalOutcome>;
 }
 
 #[async_trait]
@@ -46,7 +48,12 @@ impl LocalHandoff for LocalDelivery {
     /// Through delivery's quota rule: an account over its quota is a
     /// temporary failure (retried on the `[queue] retry` schedule,
     /// bounced after `max_age`).
-    async fn deliver(&self, sender: &str, recipients: &[String], body: &[u8]) -> Vec<LocalOutcome> {
+    async fn deliver(
+        &self,
+        sender: &str,
+        recipients: &[HandOff],
+        body: &[u8],
+    ) -> Vec<LocalOutcome> {
         self.deliver_each(sender, recipients, body)
             .await
             .into_iter()

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mailgate_delivery::MissingTarget;
+use mailgate_delivery::{HandOff, MissingTarget};
 use mailgate_log::list;
 use mailgate_store::queue::{
     AttemptRecord, NewQueued, NewQueuedRecipient, NextHop, OutboundQueue, QueueEntry, QueueId,
@@ -570,9 +570,15 @@ impl Relay {
             match local.is_local_domain(domain).await {
                 Ok(true) => {
                     let _permit = self.all.acquire().await;
-                    let addrs: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
+                    let copies: Vec<HandOff> = rcpts
+                        .iter()
+                        .map(|r| HandOff {
+                            address: r.address.clone(),
+                            into: r.local.clone(),
+                        })
+                        .collect();
                     let (outcomes, missing) = local
-                        .deliver(&entry.sender, &addrs, body)
+                        .deliver(&entry.sender, &copies, body)
                         .await
                         .into_iter()
                         .map(|LocalOutcome { outcome, missing }| (outcome, missing))
@@ -877,6 +883,7 @@ fn lost_copies(seen: &QueueEntry, lost: &[(u32, MissingTarget)], now: i64) -> Ve
                 status: RecipientStatus::Failed,
                 last_reply: Some(m.reply()),
                 remote_host: None,
+                local: None,
                 updated: Some(now),
                 next_hop: None,
             })
@@ -1007,6 +1014,7 @@ mod tests {
             remote_host: None,
             updated: None,
             next_hop: None,
+            local: None,
         }
     }
 

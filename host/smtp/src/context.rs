@@ -160,6 +160,8 @@ pub struct SmtpContext {
     /// (`[inbound] reverse_lookup`, see [`crate::reverse`]); `None`: not
     /// looked up, `Received:` says `unknown`.
     pub reverse: Option<Arc<crate::reverse::ReverseLookup>>,
+    /// Users' Sieve scripts at delivery (`[sieve]`); `None`: not run.
+    pub sieve: Option<Arc<mailgate_delivery::SieveDelivery>>,
 }
 
 impl SmtpContext {
@@ -192,6 +194,7 @@ impl SmtpContext {
             sender_domains: None,
             srs: None,
             reverse: None,
+            sieve: None,
         }
     }
 
@@ -200,5 +203,6 @@ impl SmtpContext {
         mailgate_delivery::Room::new(self.delivery.clone(), self.outbound.clone())
             .with_reports(self.reports.clone())
             .with_srs(self.srs.clone())
+            .with_sieve(self.sieve.clone())
     }
 }

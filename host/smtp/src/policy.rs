@@ -24,7 +24,7 @@
 use std::sync::Arc;
 
 use mailgate_delivery::{recipient_info, Hold, LocalRecipient, TxPolicy};
-use mailgate_policy::{AuthAttempt, Chain, Envelope, Hook, Param, SessionInfo, Verdict};
+use mailgate_policy::{AuthAttempt, Chain, Hook, Param, SessionInfo, Verdict};
 use mailgate_smtp_proto::{Body, EnhancedCode, MailParams, RcptParams, Reply, Ret, ReversePath};
 
 use crate::cmd::{notify_text, orcpt_text};
@@ -254,17 +254,19 @@ impl Session {
             return Ok(None);
         }
         let mut tx = TxPolicy {
-            envelope: Envelope {
-                mail_from: from.address(),
-                mail_params: mail_params(params),
-                recipients: Vec::new(),
-            },
+            mail_params: mail_params(params),
             chain: chain.clone(),
             params: Vec::new(),
             hold: session_hold,
         };
         if chain.wants(Hook::MailFrom) {
-            let d = chain.mail_from(&self.session_info(), &tx.envelope).await;
+            let envelope = mailgate_delivery::Envelope {
+                mail_from: from.address(),
+                ..Default::default()
+            };
+            let d = chain
+                .mail_from(&self.session_info(), &envelope.for_plugins(&tx.mail_params))
+                .await;
             self.policy_commit().await;
             if let Some(r) = d.verdict.reply() {
                 tracing::info!(client = %self.peer.ip(), hook = "mail-from", plugin = d.by.as_deref().unwrap_or(""), reply = %r, "smtp: refused by policy");
@@ -308,23 +310,24 @@ impl Session {
         p.params.push((address.to_string(), params.clone()));
         let chain = p.chain.clone();
         if !chain.wants(Hook::RcptTo) {
-            p.envelope.recipients.push(address.to_string());
             return Ok(());
         }
         let info = recipient_info(address, params, local);
         let session = self.session_info();
-        let before = p.envelope.recipients.clone();
-        let d = chain.rcpt_to(&session, &mut p.envelope, &info).await;
+        // The recipients so far (this one is added after the hook).
+        let mut penv = tx.envelope.for_plugins(&p.mail_params);
+        let before = penv.recipients.clone();
+        let d = chain.rcpt_to(&session, &mut penv, &info).await;
         self.policy_commit().await;
         if let Some(r) = d.verdict.reply() {
             tracing::info!(client = %self.peer.ip(), hook = "rcpt-to", rcpt = %address, plugin = d.by.as_deref().unwrap_or(""), reply = %r, "smtp: recipient refused by policy");
             return Err(smtp_reply(r));
         }
         p.hold = Hold::merge(p.hold.take(), Hold::of(&d.verdict));
-        if !p.envelope.recipients.iter().any(|r| r == address) {
-            p.envelope.recipients.push(address.to_string());
+        let mut after = penv.recipients;
+        if !after.iter().any(|r| r == address) {
+            after.push(address.to_string());
         }
-        let after = p.envelope.recipients.clone();
         let outbound = self.ctx.outbound.is_some();
         tx.envelope
             .apply_edits(&self.ctx.delivery, outbound, &before, &after, address)

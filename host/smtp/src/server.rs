@@ -92,6 +92,7 @@ where
             return Ok(());
         };
         let mut session = Session::new_tls(ctx.clone(), peer);
+        session.tls_info = Some(tls_details(&tls));
         session.id = id;
         session.reverse = ReverseName::start(ctx.reverse.as_ref(), peer.ip());
         session.connected().await;
@@ -113,10 +114,21 @@ where
                 return Ok(());
             };
             session.tls_started();
+            session.tls_info = Some(tls_details(&tls));
             drive(&mut tls, &mut session, &ctx).await?;
             close(tls, peer).await
         }
     }
+}
+
+/// The version and cipher of an established TLS session, for the
+/// plugins (`message.tls`).
+fn tls_details<S>(tls: &mailgate_tls::TlsStream<S>) -> std::sync::Arc<mailgate_policy::TlsDetails> {
+    let info = mailgate_tls::SessionInfo::of(tls);
+    std::sync::Arc::new(mailgate_policy::TlsDetails {
+        version: info.version,
+        cipher: info.cipher,
+    })
 }
 
 /// Runs the TLS handshake within [`HANDSHAKE_TIMEOUT`]; `None` (logged)

@@ -105,6 +105,9 @@ pub struct Session {
     pub(crate) bdat: Option<BdatReceiver>,
     /// Whether the connection is under TLS (implicit or after STARTTLS).
     pub(crate) tls: bool,
+    /// The TLS session's version and cipher, once TLS is on (for the
+    /// plugins' `message.tls`).
+    pub(crate) tls_info: Option<std::sync::Arc<mailgate_policy::TlsDetails>>,
     /// The account that authenticated with AUTH, if any.
     pub(crate) user: Option<Account>,
     /// The plugins' state; `None` without a policy manager.
@@ -141,6 +144,7 @@ impl Session {
             framer,
             bdat: None,
             tls: false,
+            tls_info: None,
             user: None,
             policy: None,
             starttls_pending: false,

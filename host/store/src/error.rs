@@ -45,15 +45,56 @@ pub enum StoreError {
 }
 
 impl From<rusqlite::Error> for StoreError {
-    /// `SQLITE_FULL` (the unix VFS's name for `ENOSPC`) is
-    /// [`StoreError::NoSpace`]; everything else is the engine's failure.
+    /// `SQLITE_FULL` (the unix VFS's name for `ENOSPC` on a write) is
+    /// [`StoreError::NoSpace`]. A write-side `SQLITE_IOERR_*` (an fsync,
+    /// a file extension, the shared-memory file: see [`WriteIo`]) is kept
+    /// apart as [`StoreError::Io`] holding a [`WriteIo`], because it may
+    /// be `ENOSPC` too; the store's writer decides which
+    /// ([`StoreError::no_space_if`]). Everything else is the engine's
+    /// failure.
     fn from(e: rusqlite::Error) -> Self {
         if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
             return StoreError::NoSpace;
         }
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if WRITE_IO_CODES.contains(&f.extended_code) {
+                return StoreError::Io(std::io::Error::other(WriteIo(e.to_string())));
+            }
+        }
         StoreError::Database(e.to_string())
     }
 }
+
+/// The extended result codes of SQLite's unix VFS for a write to the file
+/// system that failed with an `errno` other than the one it turns into
+/// `SQLITE_FULL`: `ENOSPC` from `fsync` (delayed allocation, network
+/// file systems), from `fallocate`/`ftruncate` while a file grows, or
+/// while the `-shm` file grows, comes back as one of these.
+const WRITE_IO_CODES: [std::ffi::c_int; 6] = [
+    rusqlite::ffi::SQLITE_IOERR_WRITE,
+    rusqlite::ffi::SQLITE_IOERR_FSYNC,
+    rusqlite::ffi::SQLITE_IOERR_DIR_FSYNC,
+    rusqlite::ffi::SQLITE_IOERR_TRUNCATE,
+    rusqlite::ffi::SQLITE_IOERR_SHMSIZE,
+    rusqlite::ffi::SQLITE_IOERR_SHMMAP,
+];
+
+/// A write-side I/O error of SQLite (one of the `SQLITE_IOERR_*` codes
+/// above), inside [`StoreError::Io`]. SQLite knows the `errno` behind it,
+/// but rusqlite offers it only through the raw connection handle (unsafe
+/// code, which this project does not write); so the writer asks the file
+/// system instead, at once: a write that failed while the data
+/// directory's file system has no room left failed for lack of space.
+#[derive(Debug)]
+pub struct WriteIo(pub String);
+
+impl std::fmt::Display for WriteIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "write failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for WriteIo {}
 
 impl From<std::io::Error> for StoreError {
     /// `ENOSPC` and `EDQUOT` are [`StoreError::NoSpace`].
@@ -72,7 +113,55 @@ impl StoreError {
     pub fn is_no_space(&self) -> bool {
         matches!(self, StoreError::NoSpace)
     }
+
+    /// Whether this is a write-side I/O error of SQLite ([`WriteIo`]).
+    pub fn is_write_io(&self) -> bool {
+        matches!(self, StoreError::Io(e) if e.get_ref().is_some_and(|i| i.is::<WriteIo>()))
+    }
+
+    /// [`StoreError::NoSpace`] if this is a write-side I/O error
+    /// ([`WriteIo`]) and `full` says the file system is out of room (the
+    /// `ENOSPC` SQLite saw); otherwise itself. `full` is asked only then.
+    pub fn no_space_if(self, full: impl FnOnce() -> bool) -> StoreError {
+        if self.is_write_io() && full() {
+            return StoreError::NoSpace;
+        }
+        self
+    }
 }
 
 /// A result from the store.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_and_write_side_io_errors_are_told_apart() {
+        assert!(StoreError::from(sqlite(rusqlite::ffi::SQLITE_FULL)).is_no_space());
+        for code in WRITE_IO_CODES {
+            let e = StoreError::from(sqlite(code));
+            assert!(e.is_write_io(), "{code}: {e:?}");
+            // ENOSPC behind it (the file system is full): no space.
+            assert!(StoreError::from(sqlite(code))
+                .no_space_if(|| true)
+                .is_no_space());
+            // Another errno (EIO with room left): the engine's failure.
+            let other = StoreError::from(sqlite(code)).no_space_if(|| false);
+            assert!(!other.is_no_space() && other.is_write_io(), "{other}");
+        }
+        // A read error or a corrupt file is never "no space".
+        for code in [
+            rusqlite::ffi::SQLITE_IOERR_READ,
+            rusqlite::ffi::SQLITE_CORRUPT,
+        ] {
+            let e = StoreError::from(sqlite(code)).no_space_if(|| true);
+            assert!(matches!(e, StoreError::Database(_)), "{code}: {e:?}");
+        }
+    }
+}

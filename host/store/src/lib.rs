@@ -42,6 +42,7 @@ pub mod backup;
 pub mod error;
 pub mod password;
 pub mod queue;
+pub mod quota;
 pub mod space;
 pub mod sqlite;
 pub mod structure;
@@ -146,6 +147,20 @@ pub trait MailStore: Send + Sync {
 
     /// The entries of a mailbox in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>>;
+    /// The entries of the messages `uids` (ascending) that exist, in UID
+    /// order: what IMAP reads for RFC822.SIZE, INTERNALDATE, MODSEQ and
+    /// the SEARCH/SORT keys on them, which its in-memory mailbox views do
+    /// not hold. The default reads the whole list; a backend should look
+    /// the UIDs up by index.
+    async fn message_metas(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> StoreResult<Vec<MessageMeta>> {
+        let mut all = self.list_messages(mailbox).await?;
+        all.retain(|m| uids.binary_search(&m.uid).is_ok());
+        Ok(all)
+    }
     /// The raw bytes of a message, as delivered.
     async fn message_raw(&self, mailbox: MailboxId, uid: Uid) -> StoreResult<Option<Vec<u8>>>;
     /// The parsed structure saved at delivery.
@@ -361,6 +376,18 @@ pub trait MailStore: Send + Sync {
         })
     }
 
+    /// A mailbox's UIDs and flags in compact form, with HIGHESTMODSEQ and
+    /// UIDVALIDITY, read in one transaction (IMAP builds a mailbox's view
+    /// from it). The default asks [`MailStore::changes_since`] from 0.
+    async fn mailbox_flags(&self, mailbox: MailboxId) -> StoreResult<MailboxFlags> {
+        let all = self.changes_since(mailbox, 0).await?;
+        Ok(MailboxFlags::from_entries(
+            all.highest_modseq,
+            all.uid_validity,
+            all.changed.into_iter().map(|m| (m.uid, m.flags)),
+        ))
+    }
+
     /// Gives an empty mailbox the UIDVALIDITY it had on another server
     /// (moving mail in, `mailgate import`), so that the UIDs kept by
     /// [`MailStore::import_messages`] mean to clients what they meant
@@ -476,6 +503,92 @@ pub fn sieve_script_name_ok(name: &str) -> bool {
 /// The error of a trait method this store does not implement.
 fn unsupported(what: &str) -> StoreError {
     StoreError::Invalid(format!("{what} is not supported by this store"))
+}
+
+/// What Sieve delivery remembers per account, apart from the scripts:
+/// vacation replies sent, `duplicate` ids, failures reported. Each method
+/// is one transaction; deleting an account forgets its rows. `now` and
+/// expiries are seconds since the Unix epoch.
+#[async_trait]
+pub trait SieveMemory: Send + Sync {
+    /// Whether a vacation reply may go to `sender` for `handle` now: `true`
+    /// (and remembered for `period` seconds) when none went within the
+    /// period, `false` otherwise (RFC 5230 §4.2).
+    async fn sieve_vacation_due(
+        &self,
+        account: AccountId,
+        sender: &str,
+        handle: &str,
+        period: u64,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// The `duplicate` keys remembered now (the newest
+    /// [`sqlite::sieve_memory::MAX_DUPLICATE_KEYS`]).
+    async fn sieve_duplicates(&self, account: AccountId, now: i64) -> StoreResult<Vec<String>>;
+    /// Remembers `duplicate` keys, each for its period in seconds from now.
+    async fn sieve_remember_duplicates(
+        &self,
+        account: AccountId,
+        keys: &[(String, u64)],
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Whether the failure of this script version (`version`: a hash of
+    /// its text) is news: `true` the first time (remembered; earlier
+    /// versions are forgotten), `false` after.
+    async fn sieve_failure_is_new(&self, account: AccountId, version: &str) -> StoreResult<bool>;
+}
+
+#[async_trait]
+impl SieveMemory for SqliteStore {
+    async fn sieve_vacation_due(
+        &self,
+        account: AccountId,
+        sender: &str,
+        handle: &str,
+        period: u64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let key = format!("{}\u{0}{}", sender.to_ascii_lowercase(), handle);
+        let expires = now.saturating_add(i64::try_from(period).unwrap_or(i64::MAX));
+        self.sieve_remember_once(account, "vacation", key, now, expires)
+            .await
+    }
+
+    async fn sieve_duplicates(&self, account: AccountId, now: i64) -> StoreResult<Vec<String>> {
+        self.sieve_keys(account, "duplicate", now).await
+    }
+
+    async fn sieve_remember_duplicates(
+        &self,
+        account: AccountId,
+        keys: &[(String, u64)],
+        now: i64,
+    ) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys = keys
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    now.saturating_add(i64::try_from(*p).unwrap_or(i64::MAX)),
+                )
+            })
+            .collect();
+        self.sieve_set_keys(account, "duplicate", keys, now).await
+    }
+
+    async fn sieve_failure_is_new(&self, account: AccountId, version: &str) -> StoreResult<bool> {
+        let new = self
+            .sieve_remember_once(account, "failure", version.to_string(), i64::MIN, i64::MAX)
+            .await?;
+        if new {
+            self.sieve_forget_others(account, "failure", version.to_string())
+                .await?;
+        }
+        Ok(new)
+    }
 }
 
 /// The whole store: what protocol code is given.

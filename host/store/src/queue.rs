@@ -72,6 +72,10 @@ pub struct NewQueuedRecipient {
     /// [`NextHop`] for the accepted forms); `None`: the recipient's
     /// domain's MX hosts (or the configured smarthost).
     pub next_hop: Option<String>,
+    /// For a local copy kept in the queue (its account was over quota):
+    /// the folder and flags it was planned for, used when the queue hands
+    /// it back to local delivery; `None`: INBOX, no flags.
+    pub local: Option<LocalTarget>,
 }
 
 impl NewQueuedRecipient {
@@ -82,8 +86,20 @@ impl NewQueuedRecipient {
             orcpt: None,
             notify: None,
             next_hop: None,
+            local: None,
         }
     }
+}
+
+/// Where a queued local copy goes when the queue delivers it locally: the
+/// folder (created if missing) and the flags a plugin chose for it when
+/// the message arrived (`queue_rcpts.local_folder`, `local_flags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTarget {
+    /// The folder, e.g. `Lists/rust`.
+    pub folder: String,
+    /// The flags the copy is stored with (system flags and keywords).
+    pub flags: Vec<String>,
 }
 
 /// A next hop named by a routing plugin (`relay(host)`), in the forms of
@@ -276,6 +292,8 @@ pub struct QueuedRecipient {
     /// The next hop chosen for it by a routing plugin (canonical
     /// [`NextHop`] text); `None`: MX routing.
     pub next_hop: Option<String>,
+    /// Where its local copy goes (see [`NewQueuedRecipient::local`]).
+    pub local: Option<LocalTarget>,
 }
 
 /// A queued message without its body.

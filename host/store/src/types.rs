@@ -319,6 +319,52 @@ pub fn valid_pop3_uidl(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_POP3_UIDL && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
+/// A mailbox's UIDs and flags, compact: each distinct flag list once and
+/// each message as its UID and the index of its list. What IMAP reads to
+/// build a mailbox's view on SELECT ([`crate::MailStore::mailbox_flags`]):
+/// a few bytes a message, not a [`MessageMeta`] each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxFlags {
+    /// The mailbox's HIGHESTMODSEQ when it was read.
+    pub highest_modseq: u64,
+    /// Its UIDVALIDITY; 0 if the mailbox no longer exists.
+    pub uid_validity: u32,
+    /// The distinct flag lists, each sorted, no duplicates.
+    pub lists: Vec<Vec<String>>,
+    /// Each message's UID and the index of its list in `lists`,
+    /// ascending by UID.
+    pub messages: Vec<(Uid, u32)>,
+}
+
+impl MailboxFlags {
+    /// The compact form of entries (ascending by UID).
+    pub fn from_entries(
+        highest_modseq: u64,
+        uid_validity: u32,
+        entries: impl IntoIterator<Item = (Uid, Vec<String>)>,
+    ) -> MailboxFlags {
+        let mut index: std::collections::HashMap<Vec<String>, u32> = Default::default();
+        let mut out = MailboxFlags {
+            highest_modseq,
+            uid_validity,
+            ..MailboxFlags::default()
+        };
+        for (uid, flags) in entries {
+            let i = match index.get(&flags) {
+                Some(&i) => i,
+                None => {
+                    let i = out.lists.len() as u32;
+                    out.lists.push(flags.clone());
+                    index.insert(flags, i);
+                    i
+                }
+            };
+            out.messages.push((uid, i));
+        }
+        out
+    }
+}
+
 /// What changed in a mailbox after a MODSEQ
 /// ([`crate::MailStore::changes_since`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

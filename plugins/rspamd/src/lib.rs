@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use mailgate_plugin_sdk::http::{self, Request};
 use mailgate_plugin_sdk::log;
 use mailgate_plugin_sdk::prelude::*;
+use mailgate_plugin_sdk::TlsInfo;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -108,7 +109,12 @@ impl Config {
 
 /// The `/checkv2` request: the envelope and connection as rspamd's
 /// HTTP headers (https://rspamd.com/doc/developers/protocol.html).
-fn check_request(config: &Config, session: &Session, envelope: &Envelope) -> Request {
+fn check_request(
+    config: &Config,
+    session: &Session,
+    envelope: &Envelope,
+    tls: Option<TlsInfo>,
+) -> Request {
     let mut r = Request::new("POST", &Config::endpoint(&config.url, "checkv2"))
         .header("IP", &session.client_ip)
         .header(
@@ -123,9 +129,15 @@ fn check_request(config: &Config, session: &Session, envelope: &Envelope) -> Req
     if let Some(user) = &session.auth_user {
         r = r.header("User", user);
     }
-    if session.tls {
-        // The WIT session says whether TLS is on, not the cipher.
-        r = r.header("TLS-Version", "TLS");
+    match tls {
+        Some(t) => {
+            r = r
+                .header("TLS-Version", &t.version)
+                .header("TLS-Cipher", &t.cipher);
+        }
+        // The host knew TLS was on but not its details.
+        None if session.tls => r = r.header("TLS-Version", "TLS"),
+        None => {}
     }
     for rcpt in &envelope.recipients {
         r = r.header("Rcpt", rcpt);
@@ -224,7 +236,7 @@ impl Plugin for Rspamd {
             ));
             return Outcome::accept();
         }
-        let request = check_request(&config, session, envelope);
+        let request = check_request(&config, session, envelope, message.tls());
         let response = match http::send_message(&request, message) {
             Ok(r) => r,
             Err(e) => return on_error(&config, &format!("{e:?}")),

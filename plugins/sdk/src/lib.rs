@@ -58,7 +58,7 @@ pub use bindings::exports::mailgate::policy::metadata::Hooks;
 pub use bindings::exports::mailgate::policy::on_mailbox_event::{Direction, Event as MailboxEvent};
 pub use bindings::exports::mailgate::policy::on_route::{Action, Delivery};
 pub use bindings::mailgate::policy::message::{
-    AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck, TextPart,
+    AuthResult, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck, TextPart, TlsInfo,
 };
 pub use message::Message;
 

@@ -116,6 +116,14 @@ impl Message<'_> {
             Source::Mock(m) => m.auth.clone(),
         }
     }
+    /// The TLS session the message arrived over (version and cipher);
+    /// `None` without TLS, and for a unit-test message.
+    pub fn tls(&self) -> Option<crate::TlsInfo> {
+        match &self.source {
+            Source::Host(m) => m.tls(),
+            Source::Mock(_) => None,
+        }
+    }
     /// The first value of header `name`, if any.
     pub fn first_header(&self, name: &str) -> Option<String> {
         self.header(name).into_iter().next()

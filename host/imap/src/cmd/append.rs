@@ -39,7 +39,8 @@ pub(crate) async fn append(s: &mut Session, raw: &[u8], messages: Vec<AppendMess
         }
         total = total.saturating_add(m.message.len() as u64);
     }
-    quota::check_room(s, total).await?;
+    // Held until the messages are stored (dropped at the end).
+    let _quota = quota::reserve_room(s, total).await?;
     let mut prepared = Vec::with_capacity(messages.len());
     for m in messages {
         let internal_date = m.date.unwrap_or_else(now);

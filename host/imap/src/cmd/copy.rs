@@ -29,7 +29,13 @@ pub(crate) async fn copy(
     }
     let indexes = sel.resolve(set, uid)?;
     let uids: Vec<Uid> = indexes.iter().map(|&i| sel.msgs.at(i).uid).collect();
-    let bytes: u64 = indexes.iter().map(|&i| sel.msgs.at(i).size).sum();
+    // Sizes from the store (the view holds only UIDs and flags).
+    let bytes: u64 = sel
+        .details(s.ctx.store.as_ref(), &indexes)
+        .await?
+        .iter()
+        .map(|m| m.size)
+        .sum();
     let source = sel.id;
     let target = find_mailbox_state(s, &name)
         .await
@@ -38,14 +44,17 @@ pub(crate) async fn copy(
     if uids.is_empty() {
         return Ok(Done::ok(format!("No messages, {verb} completed")));
     }
-    if !(is_move && target.id == source) {
-        quota::check_room(s, bytes).await?;
-    }
+    // Held until the copies are stored.
+    let quota = match is_move && target.id == source {
+        true => Vec::new(),
+        false => quota::reserve_room(s, bytes).await?,
+    };
     let pairs = if is_move {
         s.ctx.store.move_messages(source, &uids, target.id).await?
     } else {
         s.ctx.store.copy_messages(source, &uids, target.id).await?
     };
+    drop(quota);
     if pairs.is_empty() {
         return Ok(Done::ok(format!("No messages left, {verb} completed")));
     }

@@ -55,10 +55,12 @@ use mailgate_imap_proto::response::{write_literal_data, write_literal_start, wri
 use mailgate_imap_proto::{
     format_date_time, format_set, FetchAttr, Section, SectionSpec, SequenceSet,
 };
-use mailgate_store::{FetchedMessage, FlagChange, MailboxId, MessageStructure, RawPart, Uid};
+use mailgate_store::{
+    FetchedMessage, FlagChange, MailboxId, MessageMeta, MessageStructure, RawPart, Uid,
+};
 
 use super::flag_list;
-use crate::session::{CmdError, Done, Session};
+use crate::session::{CmdError, Details, Done, Session};
 use crate::view::Meta;
 use section::{BinaryError, Data};
 
@@ -151,6 +153,12 @@ pub(crate) struct FetchJob {
     want_raw: RawPart,
     want_structure: bool,
     mailbox: MailboxId,
+    /// Sizes, dates and MODSEQs read from the store, when an item or the
+    /// batching needs them (the view holds only UIDs and flags).
+    details: Option<Details>,
+    /// The HIGHESTMODSEQ of the client's version: a MODSEQ sent is at
+    /// most this (a newer change is announced with its flags later).
+    modseq_cap: u64,
     /// Literal bytes written and not yet counted
     /// (`mailgate_sent_bytes_total`).
     sent: u64,
@@ -220,8 +228,26 @@ pub(crate) async fn start(
         .as_mut()
         .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
     let mut indexes = sel.resolve(set, uid)?;
-    if let Some(cs) = changed_since {
-        indexes.retain(|&i| sel.msgs.at(i).modseq > cs);
+    let want_details = changed_since.is_some()
+        || want_raw == RawPart::Whole
+        || items.iter().any(|i| {
+            matches!(
+                i,
+                FetchAttr::InternalDate | FetchAttr::Rfc822Size | FetchAttr::Modseq
+            )
+        });
+    let details = if want_details {
+        Some(sel.details(store.as_ref(), &indexes).await?)
+    } else {
+        None
+    };
+    if let (Some(cs), Some(details)) = (changed_since, details.as_ref()) {
+        let msgs = &sel.msgs;
+        indexes.retain(|&i| {
+            msgs.get(i)
+                .and_then(|m| details.of(m.uid))
+                .is_some_and(|d| d.modseq > cs)
+        });
         if vanished {
             let largest = sel.largest_uid();
             let gone: Vec<u32> = store
@@ -272,6 +298,8 @@ pub(crate) async fn start(
         want_raw,
         want_structure,
         mailbox: sel.id,
+        details,
+        modseq_cap: sel.msgs.highest_modseq(),
     })
 }
 
@@ -311,7 +339,15 @@ impl FetchJob {
                 continue;
             }
             if let Some((index, msg)) = self.loaded.pop_front() {
-                if sel.msgs.get(index).is_none() {
+                let Some(meta) = sel.msgs.get(index) else {
+                    continue;
+                };
+                if self
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.of(meta.uid).is_none())
+                {
+                    // Expunged in the store meanwhile (RFC 9051 §7.5.1).
                     continue;
                 }
                 if let Some(msg) = &msg {
@@ -356,7 +392,11 @@ impl FetchJob {
                 let i = self.indexes[self.next];
                 self.next += 1;
                 if let Some(meta) = sel.msgs.get(i) {
-                    bytes += meta.size;
+                    bytes += self
+                        .details
+                        .as_ref()
+                        .and_then(|d| d.of(meta.uid))
+                        .map_or(0, |d| d.size);
                     batch.push((i, meta));
                 }
             }
@@ -426,7 +466,8 @@ impl FetchJob {
             cur.item += 1;
             cur.flags_sent |= *item == FetchAttr::Flags;
             let st = cur.msg.as_ref().and_then(|m| m.structure.as_ref());
-            cur.literal = write_item(out, item, meta, raw, st, utf8);
+            let details = self.details.as_ref().and_then(|d| d.of(meta.uid));
+            cur.literal = write_item(out, item, meta, (details, self.modseq_cap), raw, st, utf8);
             return false;
         }
         // RFC 9051 §6.4.5: the implicit \Seen change is reported.
@@ -530,6 +571,8 @@ fn write_item(
     out: &mut Vec<u8>,
     item: &FetchAttr,
     meta: Meta<'_>,
+    // Size, date and MODSEQ from the store, and the most MODSEQ to show.
+    (details, modseq_cap): (Option<&MessageMeta>, u64),
     raw: &[u8],
     st: Option<&MessageStructure>,
     utf8: bool,
@@ -540,12 +583,23 @@ fn write_item(
             out.extend_from_slice(format!("FLAGS ({})", flag_list(meta.flags)).as_bytes())
         }
         FetchAttr::InternalDate => out.extend_from_slice(
-            format!("INTERNALDATE \"{}\"", format_date_time(meta.internal_date)).as_bytes(),
+            format!(
+                "INTERNALDATE \"{}\"",
+                format_date_time(details.map_or(0, |d| d.internal_date))
+            )
+            .as_bytes(),
         ),
-        FetchAttr::Rfc822Size => {
-            out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
-        }
-        FetchAttr::Modseq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
+        FetchAttr::Rfc822Size => out
+            .extend_from_slice(format!("RFC822.SIZE {}", details.map_or(0, |d| d.size)).as_bytes()),
+        FetchAttr::Modseq => out.extend_from_slice(
+            format!(
+                "MODSEQ ({})",
+                details
+                    .map_or(modseq_cap, |d| d.modseq.min(modseq_cap))
+                    .max(1)
+            )
+            .as_bytes(),
+        ),
         FetchAttr::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
             match st {

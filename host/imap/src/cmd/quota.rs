@@ -10,32 +10,41 @@ use crate::session::{CmdError, CmdResult, Done, Session};
 /// The account's usage and limit in bytes (limit None: unlimited).
 pub(crate) async fn usage(s: &Session) -> Result<(u64, Option<u64>), CmdError> {
     let id = account(s)?.id;
-    // Re-read: the limit may have been changed since login.
-    let limit = s
-        .ctx
-        .store
-        .account_by_id(id)
-        .await?
-        .and_then(|a| a.quota_bytes);
-    let used = s
-        .ctx
-        .store
-        .list_mailboxes(id)
-        .await?
-        .iter()
-        .map(|m| m.size)
-        .sum();
+    let limit = limit(s, id).await?;
+    let used = mailgate_store::quota::usage(s.ctx.store.as_ref(), id).await?;
     Ok((used, limit))
 }
 
-/// `NO [OVERQUOTA]` if adding `bytes` would pass the limit.
-pub(crate) async fn check_room(s: &Session, bytes: u64) -> Result<(), CmdError> {
-    if let (used, Some(limit)) = usage(s).await? {
-        if used.saturating_add(bytes) > limit {
-            return Err(CmdError::no("OVERQUOTA", "Quota exceeded"));
+/// The account's limit, read again: it may have changed since login.
+async fn limit(s: &Session, id: mailgate_store::AccountId) -> Result<Option<u64>, CmdError> {
+    Ok(s.ctx
+        .store
+        .account_by_id(id)
+        .await?
+        .and_then(|a| a.quota_bytes))
+}
+
+/// The quota check of APPEND, COPY and MOVE: `NO [OVERQUOTA]` if adding
+/// `bytes` would pass the account's limit. Otherwise the account stays
+/// locked (the server's `QuotaLocks`, shared with delivery) until the
+/// returned guards drop, which the caller does once the messages are
+/// stored: the check and the store are one step, as for delivery
+/// (`mailgate_store::quota`). An account without a quota takes no lock.
+pub(crate) async fn reserve_room(
+    s: &Session,
+    bytes: u64,
+) -> Result<Vec<tokio::sync::OwnedMutexGuard<()>>, CmdError> {
+    let id = account(s)?.id;
+    let Some(limit) = limit(s, id).await? else {
+        return Ok(Vec::new());
+    };
+    let guards = s.ctx.quota_locks.lock([id]).await;
+    match mailgate_store::quota::check(s.ctx.store.as_ref(), id, limit, bytes).await? {
+        mailgate_store::quota::QuotaCheck::Fits => Ok(guards),
+        mailgate_store::quota::QuotaCheck::Full { .. } => {
+            Err(CmdError::no("OVERQUOTA", "Quota exceeded"))
         }
     }
-    Ok(())
 }
 
 fn write_quota(out: &mut Vec<u8>, used: u64, limit: u64) {

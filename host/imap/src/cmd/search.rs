@@ -32,7 +32,7 @@ use std::sync::Arc;
 use mailgate_imap_proto::response::NUL_REPLACEMENT;
 use mailgate_imap_proto::{format_set, DateOp, SearchKey, SearchReturn};
 use mailgate_store::structure::header_fields;
-use mailgate_store::{RawPart, Uid};
+use mailgate_store::{MessageMeta, RawPart, Uid};
 
 use crate::session::{CmdError, CmdResult, Done, Session};
 use crate::view::Meta;
@@ -47,6 +47,21 @@ fn needs_raw(key: &SearchKey) -> bool {
         SearchKey::And(keys) => keys.iter().any(needs_raw),
         SearchKey::Not(k) => needs_raw(k),
         SearchKey::Or(a, b) => needs_raw(a) || needs_raw(b),
+        _ => false,
+    }
+}
+
+/// Whether the key reads a message's size, internal date or MODSEQ,
+/// which the view does not hold.
+fn needs_details(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Larger(_)
+        | SearchKey::Smaller(_)
+        | SearchKey::Modseq(_)
+        | SearchKey::Date(..) => true,
+        SearchKey::And(keys) => keys.iter().any(needs_details),
+        SearchKey::Not(k) => needs_details(k),
+        SearchKey::Or(a, b) => needs_details(a) || needs_details(b),
         _ => false,
     }
 }
@@ -252,6 +267,9 @@ struct Ctx<'a> {
     count: u32,
     largest_uid: u32,
     meta: Meta<'a>,
+    /// Size, internal date and MODSEQ, read from the store when the key
+    /// needs them ([`needs_details`]).
+    details: Option<&'a MessageMeta>,
     raw: Option<&'a [u8]>,
     /// BODY/TEXT haystacks, made on first use.
     text: std::cell::OnceCell<Option<BodyText<'a>>>,
@@ -267,7 +285,10 @@ impl<'a> Ctx<'a> {
 
 fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
     let m = c.meta;
-    let day = m.internal_date.div_euclid(86_400);
+    let (internal_date, size, modseq) = c
+        .details
+        .map_or((0, 0, 0), |d| (d.internal_date, d.size, d.modseq));
+    let day = internal_date.div_euclid(86_400);
     match key {
         SearchKey::And(keys) => keys.iter().all(|k| matches(k, c)),
         SearchKey::All | SearchKey::Old => true,
@@ -275,14 +296,14 @@ fn matches(key: &SearchKey, c: &Ctx<'_>) -> bool {
         SearchKey::New => false,
         SearchKey::Flag(f) => m.has_flag(f),
         SearchKey::NotFlag(f) => !m.has_flag(f),
-        SearchKey::Larger(n) => m.size > *n,
-        SearchKey::Smaller(n) => m.size < *n,
+        SearchKey::Larger(n) => c.details.is_some() && size > *n,
+        SearchKey::Smaller(n) => c.details.is_some() && size < *n,
         SearchKey::Seq(set) => set.contains(c.seq, c.count),
         SearchKey::Uid(set) => set.contains(m.uid.get(), c.largest_uid),
         SearchKey::Not(k) => !matches(k, c),
         SearchKey::Or(a, b) => matches(a, c) || matches(b, c),
-        SearchKey::Modseq(n) => m.modseq >= *n,
-        SearchKey::Date(op, d) => compare(*op, day, *d),
+        SearchKey::Modseq(n) => c.details.is_some() && modseq >= *n,
+        SearchKey::Date(op, d) => c.details.is_some() && compare(*op, day, *d),
         SearchKey::SentDate(op, d) => c
             .raw
             .and_then(sent_day)
@@ -337,15 +358,13 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
                 let meta = Meta {
                     uid: Uid(std::num::NonZeroU32::MIN),
                     flags,
-                    internal_date: 0,
-                    size: 0,
-                    modseq: 0,
                 };
                 let c = Ctx {
                     seq: 1,
                     count,
                     largest_uid,
                     meta,
+                    details: None,
                     raw: None,
                     text: std::cell::OnceCell::new(),
                 };
@@ -359,14 +378,23 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         );
         return Ok(found);
     }
+    // Sizes, dates and MODSEQs are in the store, not in the view: read
+    // once for the whole list when the key or the batching needs them.
+    let details = if load || needs_details(key) {
+        Some(sel.all_details(store.as_ref()).await?)
+    } else {
+        None
+    };
+    let details_of = |uid: Uid| details.as_ref().and_then(|d| d.of(uid));
     if !load {
-        // Flags, sizes, dates, sets: one pass over the list, no store.
+        // Flags, sizes, dates, sets: one pass over the list.
         for (i, meta) in sel.msgs.iter().enumerate() {
             let c = Ctx {
                 seq: i as u32 + 1,
                 count,
                 largest_uid,
                 meta,
+                details: details_of(meta.uid),
                 raw: None,
                 text: std::cell::OnceCell::new(),
             };
@@ -383,7 +411,10 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
         // messages up to about HEADER_LOAD_BYTES.
         let start = next;
         let mut bytes = 0u64;
-        let mut sizes = sel.msgs.iter_from(start).map(|m| m.size);
+        let mut sizes = sel
+            .msgs
+            .iter_from(start)
+            .map(|m| details_of(m.uid).map_or(0, |d| d.size));
         while next < sel.msgs.len() && next - start < LOAD_BATCH {
             let budget = if headers_only {
                 HEADER_LOAD_BYTES
@@ -422,6 +453,7 @@ pub(crate) async fn matching(s: &Session, key: &SearchKey) -> Result<Vec<usize>,
                 count,
                 largest_uid,
                 meta: *meta,
+                details: details_of(meta.uid),
                 raw: raw.as_deref(),
                 text: std::cell::OnceCell::new(),
             };
@@ -500,11 +532,22 @@ pub(crate) async fn search(
         .selected
         .as_ref()
         .ok_or_else(|| CmdError::Server("no selected mailbox".into()))?;
+    // MODSEQs only when the answer carries one (RFC 7162 §3.1.5).
+    let details = if with_modseq {
+        Some(sel.details(s.ctx.store.as_ref(), &indexes).await?)
+    } else {
+        None
+    };
+    let cap = sel.msgs.highest_modseq();
     let found: Vec<(u32, u64)> = indexes
         .iter()
         .map(|&i| {
             let m = sel.msgs.at(i);
-            (if uid { m.uid.get() } else { i as u32 + 1 }, m.modseq)
+            let modseq = details
+                .as_ref()
+                .and_then(|d| d.of(m.uid))
+                .map_or(0, |d| d.modseq.min(cap));
+            (if uid { m.uid.get() } else { i as u32 + 1 }, modseq)
         })
         .collect();
     let max_modseq = found.iter().map(|f| f.1).max();

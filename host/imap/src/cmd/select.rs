@@ -100,19 +100,30 @@ pub(crate) async fn select(
         if !gone.is_empty() {
             write_untagged(out, &format!("VANISHED (EARLIER) {}", format_set(gone)));
         }
-        for (i, m) in msgs.iter().enumerate() {
-            if m.modseq > q.modseq && known(m.uid) {
-                write_untagged(
-                    out,
-                    &format!(
-                        "{} FETCH (UID {} FLAGS ({}) MODSEQ ({}))",
-                        i + 1,
-                        m.uid,
-                        flag_list(m.flags),
-                        m.modseq
-                    ),
-                );
-            }
+        // What changed since the client's MODSEQ, read from the store's
+        // MODSEQ index (the view holds no MODSEQ per message); the flags
+        // are the view's, the MODSEQ at most the view's HIGHESTMODSEQ.
+        let changed = s.ctx.store.changes_since(info.id, q.modseq).await?;
+        let cap = msgs.highest_modseq();
+        let mut lines: Vec<(usize, u64)> = changed
+            .changed
+            .iter()
+            .filter(|m| known(m.uid))
+            .filter_map(|m| Some((msgs.index_of(m.uid)?, m.modseq.min(cap).max(1))))
+            .collect();
+        lines.sort_unstable();
+        for (i, modseq) in lines {
+            let m = msgs.at(i);
+            write_untagged(
+                out,
+                &format!(
+                    "{} FETCH (UID {} FLAGS ({}) MODSEQ ({}))",
+                    i + 1,
+                    m.uid,
+                    flag_list(m.flags),
+                    modseq
+                ),
+            );
         }
     }
     s.selected = Some(Box::new(Selected::new(

@@ -212,6 +212,7 @@ pub(crate) async fn sort(
             .store
             .fetch_messages(sel.id, &uids, RawPart::None, true)
             .await?;
+        let details = sel.details(s.ctx.store.as_ref(), chunk).await?;
         let by_uid: std::collections::HashMap<_, _> = fetched
             .into_iter()
             .filter_map(|f| Some((f.uid, f.structure?)))
@@ -224,7 +225,15 @@ pub(crate) async fn sort(
             };
             let values: Vec<Value> = criteria
                 .iter()
-                .map(|&(_, k)| value(k, st, m.internal_date, m.size))
+                .map(|&(_, k)| {
+                    let d = details.of(m.uid);
+                    value(
+                        k,
+                        st,
+                        d.map_or(0, |d| d.internal_date),
+                        d.map_or(0, |d| d.size),
+                    )
+                })
                 .collect();
             rows.push((i, values));
         }

@@ -457,6 +457,8 @@ pub(crate) async fn thread(
         RawPart::None
     };
     let mut loaded = HashMap::new();
+    // Internal dates (for a message without a usable Date field).
+    let details = sel.details(s.ctx.store.as_ref(), &indexes).await?;
     for chunk in indexes.chunks(super::sort::STRUCTURE_BATCH) {
         let uids: Vec<_> = chunk.iter().map(|&i| sel.msgs.at(i).uid).collect();
         let fetched = s
@@ -499,7 +501,7 @@ pub(crate) async fn thread(
                 .date
                 .as_deref()
                 .and_then(sent_date)
-                .unwrap_or(m.internal_date),
+                .unwrap_or_else(|| details.of(m.uid).map_or(0, |d| d.internal_date)),
             message_id: e
                 .message_id
                 .as_deref()

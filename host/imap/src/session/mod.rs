@@ -19,7 +19,7 @@ use mailgate_imap_proto::{parse_command, Command, CommandBody, Frame, SearchKey,
 use mailgate_store::{Account, StoreError, StoreEvent};
 use tokio::sync::broadcast;
 
-pub use selected::Selected;
+pub use selected::{Details, Selected};
 
 use crate::{cmd, ImapContext, MAX_CONSECUTIVE_ERRORS};
 

@@ -25,6 +25,26 @@ use mailgate_store::{MailStore, MailboxId, MessageMeta, StoreResult, Uid};
 use super::CmdError;
 use crate::view::{diff, SharedView, Snapshot};
 
+/// Sizes, internal dates and MODSEQs of some messages, read from the
+/// store for one command ([`Selected::details`]), in UID order.
+#[derive(Debug, Default)]
+pub struct Details(Vec<MessageMeta>);
+
+impl Details {
+    /// The entries read, in UID order.
+    pub fn iter(&self) -> impl Iterator<Item = &MessageMeta> + '_ {
+        self.0.iter()
+    }
+
+    /// The entry of `uid`, if it was read.
+    pub fn of(&self, uid: Uid) -> Option<&MessageMeta> {
+        self.0
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .map(|i| &self.0[i])
+    }
+}
+
 /// The selected mailbox.
 #[derive(Debug)]
 pub struct Selected {
@@ -98,6 +118,27 @@ impl Selected {
         }
     }
 
+    /// The sizes, internal dates and MODSEQs of the messages at
+    /// `indexes` of the client's version, read from the store (the view
+    /// does not hold them). A message expunged in the store meanwhile has
+    /// none.
+    pub async fn details(&self, store: &dyn MailStore, indexes: &[usize]) -> StoreResult<Details> {
+        let mut uids = self.msgs.uids_of(indexes);
+        uids.sort_unstable();
+        uids.dedup();
+        if uids.is_empty() {
+            return Ok(Details::default());
+        }
+        Ok(Details(store.message_metas(self.id, &uids).await?))
+    }
+
+    /// [`Selected::details`] of every message of the client's version.
+    pub async fn all_details(&self, store: &dyn MailStore) -> StoreResult<Details> {
+        let mut all = store.list_messages(self.id).await?;
+        all.sort_unstable_by_key(|m| m.uid);
+        Ok(Details(all))
+    }
+
     /// The index (sequence number - 1) of a UID, if present.
     pub fn index_of(&self, uid: Uid) -> Option<usize> {
         self.msgs.index_of(uid)
@@ -162,6 +203,28 @@ impl Selected {
         if !d.expunged.is_empty() && !allow_expunge {
             return Ok(());
         }
+        // Flag changes, written after any new keyword is announced. The
+        // view is at least as new as this session's own entries (it was
+        // read again above if not), so a difference is news.
+        let mut changed: Vec<(usize, Uid, &[String])> = d
+            .changed
+            .iter()
+            .filter(|(_, before, m)| before.flags != m.flags)
+            .map(|&(i, _, m)| (i, m.uid, m.flags))
+            .collect();
+        changed.sort_unstable_by_key(|c| c.0);
+        // CONDSTORE: each FETCH carries the message's MODSEQ, read from
+        // the store for the changed messages only.
+        let details = if condstore && !changed.is_empty() {
+            let uids: Vec<Uid> = {
+                let mut u: Vec<Uid> = changed.iter().map(|c| c.1).collect();
+                u.sort_unstable();
+                u
+            };
+            Details(store.message_metas(self.id, &uids).await?)
+        } else {
+            Details::default()
+        };
         // Removed messages, from the highest sequence number down so that
         // each EXPUNGE's number is valid when the client reads it.
         if qresync {
@@ -178,23 +241,23 @@ impl Selected {
         self.msgs = Arc::clone(&current);
         // Flag changes, written after any new keyword is announced.
         self.announce_keywords(out);
-        for (i, before, m) in d.changed {
-            // Same flags (another MODSEQ only), or this session knows a
-            // newer entry of its own making: nothing to tell.
-            if before.flags == m.flags || before.modseq > m.modseq {
-                continue;
-            }
-            let modseq = if condstore {
-                format!(" MODSEQ ({})", m.modseq)
-            } else {
-                String::new()
+        for (i, uid, flags) in changed {
+            let modseq = match details.of(uid) {
+                Some(m) if condstore => {
+                    format!(
+                        " MODSEQ ({})",
+                        m.modseq.min(current.highest_modseq()).max(1)
+                    )
+                }
+                _ if condstore => format!(" MODSEQ ({})", current.highest_modseq().max(1)),
+                _ => String::new(),
             };
             out.extend_from_slice(
                 format!(
                     "* {} FETCH (UID {} FLAGS ({}){modseq})\r\n",
                     i + 1,
-                    m.uid,
-                    m.flags.join(" ")
+                    uid,
+                    flags.join(" ")
                 )
                 .as_bytes(),
             );

@@ -225,6 +225,7 @@ impl Session {
             fields,
             count,
             auth,
+            tls: self.tls_info.clone(),
         }
     }
 

@@ -62,7 +62,7 @@ fn validate_domain(domain: &str) -> StoreResult<()> {
 #[async_trait]
 impl Directory for SqliteStore {
     async fn list_domains(&self) -> StoreResult<Vec<DomainInfo>> {
-        self.read(|c| {
+        self.read_now(|c| {
             let mut st = c.prepare_cached("SELECT name, catch_all FROM domains ORDER BY name")?;
             let rows = st.query_map([], |r| {
                 Ok(DomainInfo {
@@ -72,7 +72,6 @@ impl Directory for SqliteStore {
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
-        .await
     }
 
     async fn add_domain(&self, domain: &str) -> StoreResult<()> {
@@ -203,25 +202,23 @@ impl Directory for SqliteStore {
 
     async fn account(&self, address: &str) -> StoreResult<Option<Account>> {
         let address = normalize(address);
-        self.read(move |c| {
+        self.read_now(move |c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?1"
             ))?
             .query_row([&address], account_from_row)
             .optional()?)
         })
-        .await
     }
 
     async fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
-        self.read(move |c| {
+        self.read_now(move |c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
             ))?
             .query_row([id], account_from_row)
             .optional()?)
         })
-        .await
     }
 
     async fn set_alias(&self, alias: &str, targets: &[String]) -> StoreResult<()> {
@@ -279,14 +276,13 @@ impl Directory for SqliteStore {
 
     async fn alias(&self, alias: &str) -> StoreResult<Option<Vec<String>>> {
         let alias = normalize(alias);
-        self.read(move |c| {
+        self.read_now(move |c| {
             let json: Option<String> = c
                 .prepare_cached("SELECT targets FROM aliases WHERE alias = ?1")?
                 .query_row([&alias], |r| r.get(0))
                 .optional()?;
             json.map(|j| parse_targets(&j)).transpose()
         })
-        .await
     }
 
     async fn record_login(&self, address: &str, at: i64, client: &str) -> StoreResult<()> {

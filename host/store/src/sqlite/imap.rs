@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::mailstore::{
-    account_of, append_entry, bump_modseq, create_mailbox_in, insert_blob, meta_from_row,
-    normalize_mailbox_name, META_SELECT,
+    account_of, append_entry, bump_modseq, create_mailbox_in, flags_from_text, insert_blob,
+    meta_from_row, normalize_mailbox_name, META_SELECT,
 };
 use crate::{
     AccountId, MailboxChanges, MailboxId, NewMessage, StoreError, StoreEvent, StoreResult, Uid,
@@ -357,6 +357,54 @@ pub(super) fn expunged_since(
     for r in rows {
         out.extend(Uid::new(r?));
     }
+    Ok(out)
+}
+
+/// [`crate::MailStore::mailbox_flags`]: the UIDs and flags of a mailbox
+/// in key order, each distinct flags text parsed once.
+pub(super) fn mailbox_flags(
+    c: &Connection,
+    mailbox: MailboxId,
+) -> StoreResult<crate::MailboxFlags> {
+    let tx = c.unchecked_transaction()?;
+    let Some((highest_modseq, uid_validity)) = tx
+        .prepare_cached("SELECT highest_modseq, uid_validity FROM mailboxes WHERE id = ?1")?
+        .query_row([mailbox], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(crate::MailboxFlags::default());
+    };
+    let mut out = crate::MailboxFlags {
+        highest_modseq: highest_modseq as u64,
+        uid_validity,
+        ..Default::default()
+    };
+    let mut index: std::collections::HashMap<String, u32> = Default::default();
+    {
+        let mut st =
+            tx.prepare_cached("SELECT uid, flags FROM messages WHERE mailbox = ?1 ORDER BY uid")?;
+        let mut rows = st.query([mailbox])?;
+        while let Some(r) = rows.next()? {
+            let uid: u32 = r.get(0)?;
+            let Some(uid) = Uid::new(uid) else {
+                continue;
+            };
+            let text = r.get_ref(1)?.as_str().unwrap_or_default();
+            let i = match index.get(text) {
+                Some(&i) => i,
+                None => {
+                    let i = out.lists.len() as u32;
+                    out.lists.push(flags_from_text(text).into_iter().collect());
+                    index.insert(text.to_string(), i);
+                    i
+                }
+            };
+            out.messages.push((uid, i));
+        }
+    }
+    tx.finish()?;
     Ok(out)
 }
 

@@ -40,7 +40,7 @@ fn flags_to_text(flags: &BTreeSet<String>) -> String {
         .join(" ")
 }
 
-fn flags_from_text(text: &str) -> BTreeSet<String> {
+pub(super) fn flags_from_text(text: &str) -> BTreeSet<String> {
     text.split(' ')
         .filter(|f| !f.is_empty())
         .map(str::to_string)
@@ -221,16 +221,18 @@ pub(super) fn append_entry(
     internal_date: i64,
     size: u64,
 ) -> StoreResult<Uid> {
-    let (uid, modseq): (u32, i64) = c.query_row(
-        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
-         WHERE id = ?1 RETURNING uid_next - 1, highest_modseq",
-        [mailbox],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    c.execute(
+    // Cached statements: this runs for every copy of every message, and
+    // compiling the SQL each time showed in the delivery profile.
+    let (uid, modseq): (u32, i64) = c
+        .prepare_cached(
+            "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1
+             WHERE id = ?1 RETURNING uid_next - 1, highest_modseq",
+        )?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    c.prepare_cached(
         "INSERT INTO messages (mailbox, uid, blob, flags, internal_date, size, modseq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![mailbox, uid, blob, flags_to_text(flags), internal_date, size as i64, modseq],
-    )?;
+    )?
+    .execute(params![mailbox, uid, blob, flags_to_text(flags), internal_date, size as i64, modseq])?;
     Uid::new(uid).ok_or_else(|| StoreError::Corrupt(format!("mailbox {mailbox} has uid_next 0")))
 }
 
@@ -415,6 +417,40 @@ impl MailStore for SqliteStore {
                 c.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 ORDER BY uid"))?;
             let rows = st.query_map([mailbox], meta_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn message_metas(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+    ) -> StoreResult<Vec<MessageMeta>> {
+        // Many UIDs: one scan of the mailbox, filtered; few: one indexed
+        // lookup each, in one read transaction.
+        if uids.len() > 256 {
+            let mut all = self.list_messages(mailbox).await?;
+            all.retain(|m| uids.binary_search(&m.uid).is_ok());
+            return Ok(all);
+        }
+        let uids = uids.to_vec();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut out = Vec::with_capacity(uids.len());
+            {
+                let mut st =
+                    tx.prepare_cached(&format!("{META_SELECT} WHERE mailbox = ?1 AND uid = ?2"))?;
+                for uid in uids {
+                    if let Some(m) = st
+                        .query_row(params![mailbox, uid.get()], meta_from_row)
+                        .optional()?
+                    {
+                        out.push(m);
+                    }
+                }
+            }
+            tx.finish()?;
+            Ok(out)
         })
         .await
     }
@@ -691,6 +727,11 @@ impl MailStore for SqliteStore {
         modseq: u64,
     ) -> StoreResult<crate::MailboxChanges> {
         self.read(move |c| super::imap::changes_since(c, mailbox, modseq))
+            .await
+    }
+
+    async fn mailbox_flags(&self, mailbox: MailboxId) -> StoreResult<crate::MailboxFlags> {
+        self.read(move |c| super::imap::mailbox_flags(c, mailbox))
             .await
     }
 

@@ -50,6 +50,7 @@ pub mod notify;
 mod queue;
 pub mod schema;
 mod sieve;
+pub mod sieve_memory;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -143,6 +144,36 @@ impl SqliteStore {
             )
         });
         self.events.subscribe()
+    }
+
+    /// Runs `f` on a read connection on the calling thread: for the
+    /// directory's point look-ups (an account, an alias, the domains) on
+    /// every RCPT TO and login, which read a few index pages that are in
+    /// the page cache and take a few microseconds. Handing them to the
+    /// blocking pool (as [`SqliteStore::read`] does) cost more than the
+    /// look-up: two thread wake-ups, about a tenth of the server's CPU
+    /// per message in the SMTP benchmark (docs/performance.md). WAL
+    /// readers never wait for the writer, so this does not block on
+    /// deliveries; anything that may read much (mailbox listings with
+    /// their counters, FETCH, SEARCH) goes through [`SqliteStore::read`].
+    fn read_now<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T>,
+    {
+        let conn = {
+            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            pool.pop()
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path, true)?,
+        };
+        let result = f(&conn);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        result
     }
 
     /// Runs `f` on a read connection, off the async workers.

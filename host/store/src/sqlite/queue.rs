@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::SqliteStore;
 use crate::queue::{
-    AttemptRecord, NewQueued, NextHop, OutboundQueue, QueueEntry, QueueId, QueueStore,
+    AttemptRecord, LocalTarget, NewQueued, NextHop, OutboundQueue, QueueEntry, QueueId, QueueStore,
     QueuedRecipient, RecipientStatus,
 };
 use crate::{StoreError, StoreResult};
@@ -40,7 +40,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
 fn recipients_of(c: &Connection, id: QueueId) -> StoreResult<Vec<QueuedRecipient>> {
     let mut st = c.prepare_cached(
         "SELECT idx, address, domain, orcpt, notify, status, last_reply, remote_host, updated, \
-         next_hop FROM queue_rcpts WHERE queue = ?1 ORDER BY idx",
+         next_hop, local_folder, local_flags FROM queue_rcpts WHERE queue = ?1 ORDER BY idx",
     )?;
     let rows = st.query_map([id], |r| {
         Ok((
@@ -55,6 +55,17 @@ fn recipients_of(c: &Connection, id: QueueId) -> StoreResult<Vec<QueuedRecipient
                 remote_host: r.get(7)?,
                 updated: r.get(8)?,
                 next_hop: r.get(9)?,
+                local: r.get::<_, Option<String>>(10)?.map(|folder| LocalTarget {
+                    folder,
+                    flags: r
+                        .get::<_, Option<String>>(11)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                }),
             },
             r.get::<_, String>(5)?,
         ))
@@ -133,8 +144,8 @@ fn insert(c: &Connection, m: &NewQueued) -> StoreResult<QueueId> {
     )?;
     let id = c.last_insert_rowid();
     let mut st = c.prepare_cached(
-        "INSERT INTO queue_rcpts (queue, idx, address, domain, orcpt, notify, next_hop) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO queue_rcpts (queue, idx, address, domain, orcpt, notify, next_hop, \
+         local_folder, local_flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (i, (r, hop)) in m.recipients.iter().zip(hops).enumerate() {
         st.execute(params![
@@ -144,7 +155,9 @@ fn insert(c: &Connection, m: &NewQueued) -> StoreResult<QueueId> {
             domain_of(&r.address),
             r.orcpt,
             r.notify,
-            hop
+            hop,
+            r.local.as_ref().map(|l| l.folder.as_str()),
+            r.local.as_ref().map(|l| l.flags.join(" ")),
         ])?;
     }
     Ok(id)
@@ -448,6 +461,25 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_local_copy_keeps_its_folder_and_flags_in_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mut m = message("a@a.test", &["bob@example.org", "carol@example.org"], 1000);
+        m.recipients[0].local = Some(LocalTarget {
+            folder: "Lists/rust".into(),
+            flags: vec!["\\Flagged".into(), "$Label1".into()],
+        });
+        store.enqueue(m).await.unwrap();
+        let due = store.queue_due(5000, 10).await.unwrap();
+        let local = &due[0].recipients[0].local;
+        assert_eq!(
+            local.as_ref().map(|l| (l.folder.as_str(), l.flags.clone())),
+            Some(("Lists/rust", vec!["\\Flagged".into(), "$Label1".into()]))
+        );
+        assert_eq!(due[0].recipients[1].local, None, "INBOX: nothing kept");
     }
 
     #[tokio::test]

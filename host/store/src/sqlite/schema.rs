@@ -34,6 +34,10 @@
 //! - Version 3 adds `queue_rcpts.next_hop`: the next hop a routing plugin
 //!   chose for the recipient (`NULL`: MX routing). Older stores gain the
 //!   column empty, so their queued mail keeps MX routing.
+//! - `queue_rcpts.local_folder`, `local_flags` (added on open where
+//!   missing, no version): where a local copy kept in the queue because
+//!   its account was over quota goes when it is redelivered (the folder
+//!   and flags the plugins chose); `NULL`: INBOX.
 //! - `sieve_scripts(account, name, script, active, updated)`: users'
 //!   Sieve scripts, at most one active per account (see `sieve`);
 //!   created on open where missing.
@@ -168,6 +172,15 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     if !has_column(conn, "queue_rcpts", "next_hop")? {
         conn.execute_batch("ALTER TABLE queue_rcpts ADD COLUMN next_hop TEXT")?;
     }
+    // The folder and flags of a local copy kept in the queue (over
+    // quota); additive and idempotent, no version: an older version
+    // ignores them and delivers such a copy into INBOX.
+    if !has_column(conn, "queue_rcpts", "local_folder")? {
+        conn.execute_batch(
+            "ALTER TABLE queue_rcpts ADD COLUMN local_folder TEXT; \
+             ALTER TABLE queue_rcpts ADD COLUMN local_flags TEXT;",
+        )?;
+    }
     // Each queued message's message id (`msg=` in the log, the id of the
     // `250`); additive and idempotent, no version (older versions ignore
     // the column; their rows have none and show their queue id).
@@ -192,6 +205,9 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     // Users' Sieve scripts (ManageSieve, `mailgate sieve`); additive
     // likewise.
     conn.execute_batch(super::sieve::SIEVE_SCRIPTS)?;
+    // What Sieve delivery remembers (vacation, duplicate, failure
+    // reports); additive likewise.
+    conn.execute_batch(super::sieve_memory::SIEVE_MEMORY)?;
     Ok(())
 }
 

@@ -62,7 +62,7 @@ impl Writer {
     {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |conn| {
-            let result = f(conn);
+            let result = f(conn).map_err(|e| e.no_space_if(|| file_system_full(conn)));
             let ran = match &result {
                 Ok(_) => Ran::Ok,
                 Err(StoreError::NoSpace) => Ran::NoSpace,
@@ -106,7 +106,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
                 break 'transaction;
             }
             for job in jobs.by_ref() {
-                if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
                     tracing::error!(error = %e, "store: savepoint failed");
                     continue;
                 }
@@ -132,17 +132,19 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
                     completion(own, &events);
                     continue 'transaction;
                 }
-                let end = if ran == Ran::Ok {
-                    "RELEASE job"
+                let ended = if ran == Ran::Ok {
+                    run_cached(&conn, "RELEASE job")
                 } else {
-                    "ROLLBACK TO job; RELEASE job"
+                    conn.execute_batch("ROLLBACK TO job; RELEASE job")
                 };
-                if let Err(e) = conn.execute_batch(end) {
+                if let Err(e) = ended {
                     tracing::error!(error = %e, "store: ending a savepoint failed");
                 }
                 completions.push(completion);
             }
-            let committed = conn.execute_batch("COMMIT").map_err(commit_error);
+            let committed = conn
+                .execute_batch("COMMIT")
+                .map_err(|e| commit_error(e, &conn));
             mailgate_metrics::store_commit(started.elapsed(), count, committed.is_ok());
             if committed.is_err() && !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -163,11 +165,34 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, events: broadcast::Sender<Stor
 
 /// The error of a failed COMMIT: a full disk is [`StoreError::NoSpace`]
 /// (temporary; nothing was stored), anything else the engine's failure.
-fn commit_error(e: rusqlite::Error) -> StoreError {
-    match StoreError::from(e) {
+fn commit_error(e: rusqlite::Error, conn: &Connection) -> StoreError {
+    match StoreError::from(e).no_space_if(|| file_system_full(conn)) {
         StoreError::NoSpace => StoreError::NoSpace,
         other => StoreError::Database(format!("commit failed: {other}")),
     }
+}
+
+/// Runs one statement from the connection's statement cache: the
+/// savepoint of every job, not compiled again each time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Whether the file system holding the database has no room left (less
+/// than the store's reserve file free): asked right after a write-side
+/// I/O error, to tell the `ENOSPC` behind an `SQLITE_IOERR_FSYNC` (and
+/// the like) from a failing disk (`StoreError::no_space_if`). An
+/// in-memory database, or one whose file system cannot be read, is never
+/// full.
+fn file_system_full(conn: &Connection) -> bool {
+    let Some(dir) = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .and_then(|p| std::path::Path::new(p).parent())
+    else {
+        return false;
+    };
+    crate::space::read_fs(dir).is_ok_and(|r| r.free < crate::space::RESERVE_BYTES)
 }
 
 #[cfg(test)]

@@ -64,13 +64,23 @@ pub struct MessageStructure {
 /// they need not read bodies. (The MIME parser's header range can be
 /// shorter on damaged input, e.g. a first line that is no header field.)
 pub fn header_block_len(raw: &[u8]) -> usize {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => raw.len(),
+    // One pass over the line feeds (SIMD), stopping at the first empty
+    // line: `\r\n\r\n` or `\n\n`, whichever ends first. (It used to
+    // search for each separately, and the `\n\n` search read every
+    // CRLF message to its end.)
+    let mut from = 0;
+    while let Some(p) = memchr::memchr(b'\n', &raw[from..]) {
+        let i = from + p;
+        match raw.get(i + 1) {
+            Some(b'\n') => return i + 2,
+            Some(b'\r') if i > 0 && raw[i - 1] == b'\r' && raw.get(i + 2) == Some(&b'\n') => {
+                return i + 3
+            }
+            _ => {}
+        }
+        from = i + 1;
     }
+    raw.len()
 }
 
 /// A half-open range `start..end` of byte offsets into the raw message.
@@ -311,6 +321,12 @@ pub enum SectionText {
     Mime,
 }
 
+/// Messages up to this size are parsed where they are stored, on the
+/// async worker (about 0.7 µs per KiB on the development machine, so at
+/// most some 45 µs); larger ones on the blocking pool
+/// ([`MessageStructure::parse_off_thread`]).
+pub const PARSE_INLINE_MAX: usize = 64 * 1024;
+
 impl MessageStructure {
     /// Parses a raw message. Never fails and never panics: damaged input
     /// gives a best-effort structure.
@@ -319,12 +335,18 @@ impl MessageStructure {
     }
 
     /// [`MessageStructure::parse`] on tokio's blocking pool, off the async
-    /// workers (parsing a large message costs milliseconds of CPU). Fails
+    /// workers (parsing a large message costs milliseconds of CPU); a
+    /// message of at most [`PARSE_INLINE_MAX`] bytes is parsed on the
+    /// calling thread instead, because for it the hand-off to the pool
+    /// and back (two thread wake-ups) costs more than the parse. Fails
     /// only if the blocking task could not run (the runtime is shutting
     /// down).
     pub async fn parse_off_thread(
         raw: std::sync::Arc<Vec<u8>>,
     ) -> Result<MessageStructure, tokio::task::JoinError> {
+        if raw.len() <= PARSE_INLINE_MAX {
+            return Ok(MessageStructure::parse(&raw));
+        }
         tokio::task::spawn_blocking(move || MessageStructure::parse(&raw)).await
     }
 

@@ -849,3 +849,33 @@ fn garbage_never_panics() {
         check_invariants(&raw, &s);
     }
 }
+
+/// `header_block_len` against the obvious definition (the first
+/// `\r\n\r\n` or `\n\n`, whichever ends first), on every arrangement of a
+/// few separators and letters.
+#[test]
+fn header_block_len_is_the_first_empty_line() {
+    fn oracle(raw: &[u8]) -> usize {
+        let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+        let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+        match (crlf, lf) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => raw.len(),
+        }
+    }
+    let alphabet = [b'\r', b'\n', b'a'];
+    for len in 0..=7u32 {
+        for n in 0..3usize.pow(len) {
+            let (mut k, mut raw) = (n, Vec::new());
+            for _ in 0..len {
+                raw.push(alphabet[k % 3]);
+                k /= 3;
+            }
+            assert_eq!(header_block_len(&raw), oracle(&raw), "{raw:?}");
+        }
+    }
+    let mut big = b"Subject: x\r\nFrom: y\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'z', 10_000));
+    assert_eq!(header_block_len(&big), 23);
+}

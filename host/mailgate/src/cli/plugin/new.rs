@@ -243,7 +243,7 @@ fn stub(hook: Hook) -> &'static str {
         Hook::Route => {
             "    fn route(\n        _session: &Session,\n        _envelope: &Envelope,\n        _recipient: &Recipient,\n        _message: &Message,\n        _current: &[Action],\n    ) -> Option<Vec<Action>> {\n        None\n    }\n"
         }
-        Hook::MailboxEvent | Hook::Load => "",
+        Hook::MailboxEvent | Hook::Deliver | Hook::Load => "",
     }
 }
 
@@ -265,7 +265,7 @@ fn test_of(ty: &str, hook: Hook) -> &'static str {
         Hook::Route => {
             "        let r = recipient(\"bob@example.org\");\n        assert!(T::route(&session(), &env, &r, &message, &[]).is_none());\n"
         }
-        Hook::MailboxEvent | Hook::Load => "",
+        Hook::MailboxEvent | Hook::Deliver | Hook::Load => "",
     }
 }
 
