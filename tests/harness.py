@@ -590,3 +590,36 @@ def free_port(ip: str) -> int:
     with socket.socket() as sock:
         sock.bind((ip, 0))
         return sock.getsockname()[1]
+
+
+class ScriptedServer:
+    """A TCP server on (ip, port) in a thread, each connection handed to
+    `self._session(conn)` in a thread of its own: the base of the tests'
+    scripted SMTP peers (subclasses set their fields, then call
+    `super().__init__(ip, port)`)."""
+
+    def __init__(self, ip, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        raise NotImplementedError

@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 import sqlite3
 import ssl
-import threading
 import time
 
 import pytest
 
-from harness import wait_until
+from harness import ScriptedServer, wait_until
 from test_postfix import (  # noqa: F401 - `postfix`, `mailgate`, `dns` are fixtures
     ALICE as PF_ALICE, MG_DOMAIN, MG_HOST, MG_IP, PF_DOMAIN, PF_HOST, PF_IP, PF_USER, crlf,
     dns, mailgate, mailgate_messages, make_message, postfix, unfold, wait_for,
@@ -60,7 +58,7 @@ FAST = {"retry": ["1s"], "max_age": "1h", "poll_interval": "1s"}
 HOW = [pytest.param("queued", id="queued"), pytest.param("submitted", id="submitted")]
 
 
-class Peer:
+class Peer(ScriptedServer):
     """A scripted SMTP server on (ip, port), in a thread; offers DSN when
     `dsn`; records command lines and accepted messages."""
 
@@ -68,27 +66,7 @@ class Peer:
         self.dsn = dsn
         self.commands: list[str] = []
         self.messages: list[tuple[str, list[str], bytes]] = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+        super().__init__(ip, port)
 
     @staticmethod
     def _reply_to_rcpt(addr: str) -> str:

@@ -28,11 +28,9 @@ from __future__ import annotations
 import json
 import re
 import smtplib
-import socket
 import ssl
-import threading
 
-from harness import wait_until
+from harness import ScriptedServer, wait_until
 from test_relay import (  # noqa: F401 - `world` is a fixture
     A_IP, ALICE, ALICE_PW, B_IP, BOB, BOB_PW, DELIVERY_TIMEOUT, messages, world,
 )
@@ -47,34 +45,14 @@ MESSAGE_ID = "<trace.1@client.a.test>"
 DEBUG = re.compile(r'Some\(|None\b|\["|\[\(|\w \{ \w+: ')
 
 
-class GreylistingPeer:
+class GreylistingPeer(ScriptedServer):
     """A scripted SMTP server: RCPT is answered from `replies` in turn
     (the last one repeats); records the replies it gave."""
 
     def __init__(self, ip, port, replies):
         self.replies = list(replies)
         self.given: list[str] = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+        super().__init__(ip, port)
 
     def _session(self, conn):
         conn.settimeout(30)
