@@ -326,22 +326,5 @@ async fn flush_keeping<S: AsyncWrite + Unpin>(
     ctx: &ImapContext,
     keep: usize,
 ) -> Result<(), &'static str> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    let result = timeout(ctx.idle_timeout, async {
-        stream.write_all(out).await?;
-        stream.flush().await
-    })
-    .await;
-    if out.capacity() > keep {
-        *out = Vec::new();
-    } else {
-        out.clear();
-    }
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err("write error"),
-        Err(_) => Err("write timeout"),
-    }
+    mailgate_tls::write_within(stream, out, ctx.idle_timeout, keep).await
 }

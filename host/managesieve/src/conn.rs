@@ -198,18 +198,5 @@ async fn flush<S: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     ctx: &ManageSieveContext,
 ) -> Result<(), &'static str> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    let result = timeout(ctx.idle_timeout, async {
-        stream.write_all(out).await?;
-        stream.flush().await
-    })
-    .await;
-    out.clear();
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err("write error"),
-        Err(_) => Err("write timeout"),
-    }
+    mailgate_tls::write_within(stream, out, ctx.idle_timeout, usize::MAX).await
 }
