@@ -26,7 +26,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::IpNet;
+use mailgate_smtp::TrustedNetworks;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -194,31 +194,26 @@ async fn read_header_untimed(stream: &mut TcpStream) -> Result<Option<SocketAddr
 }
 
 /// `[limits] proxy_from`: the addresses and ranges a PROXY header is
-/// believed from.
+/// believed from (the same list type as `[relay] trusted_networks`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies(TrustedNetworks);
 
 impl TrustedProxies {
     /// Parses `"10.0.0.5"`, `"10.0.0.0/8"`, `"fd00::/8"`, `"::1"`.
     pub fn parse(entries: &[String]) -> Result<TrustedProxies, String> {
-        entries
-            .iter()
-            .map(|e| {
-                let e = e.trim();
-                e.parse::<IpNet>()
-                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!("limits.proxy_from: {e:?} is not an address or CIDR range")
-                    })
-            })
-            .collect::<Result<_, _>>()
+        TrustedNetworks::parse(entries)
             .map(TrustedProxies)
+            .map_err(|e| {
+                format!(
+                    "limits.proxy_from: {:?} is not an address or CIDR range",
+                    e.0
+                )
+            })
     }
 
     /// Whether `ip` (an IPv4-mapped IPv6 address counts as IPv4) is one.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        self.0.contains(ip)
     }
 
     /// Whether the list is empty.
