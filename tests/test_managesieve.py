@@ -21,22 +21,13 @@ import subprocess
 import pytest
 
 from harness import HOSTNAME, USERS
+from test_tls import make_cert
 
 ALICE = "alice@example.test"
 MAX_SCRIPT = 2048
 GOOD = 'require ["fileinto"];\r\nif header :contains "subject" "news" { fileinto "News"; }\r\n'
 # `fileinto` without `require`: does not compile (line 2).
 BAD = "# a comment\r\nfileinto \"News\";\r\n"
-
-
-def make_cert(directory):
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", f"/CN={HOSTNAME}", "-addext", f"subjectAltName=DNS:{HOSTNAME}"],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 @pytest.fixture
