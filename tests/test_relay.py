@@ -228,6 +228,20 @@ def verify_dkim(raw: bytes, public_key_b64: str):
 
 
 # ------------------------------------------------------------------ fixtures
+
+def stop_world(made, dns):
+    """Stops the servers a world made (each must exit 0) and its DNS
+    server; fails the test with the stderr of any that did not."""
+    problems = []
+    for srv in made:
+        if srv.proc is not None:
+            rc = srv.stop()
+            if rc != 0:
+                problems.append(f"{srv.workdir.name} exited {rc}:\n{srv.stderr_tail()}")
+    dns.stop()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
 @pytest.fixture
 def world(mailgate_bin, tmp_path):
     """Makes the DNS and the two servers (not started); stops everything."""
@@ -263,15 +277,7 @@ def world(mailgate_bin, tmp_path):
     dns.add("null.test", "A", DEAD_IP)
     world_ = type("World", (), {"make": staticmethod(make), "dns": dns, "port": port})
     yield world_
-    problems = []
-    for srv in made:
-        if srv.proc is not None:
-            rc = srv.stop()
-            if rc != 0:
-                problems.append(f"{srv.workdir.name} exited {rc}:\n{srv.stderr_tail()}")
-    dns.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    stop_world(made, dns)
 
 
 FAST = {"retry": ["1s"], "max_age": "1h", "poll_interval": "1s"}

@@ -28,7 +28,7 @@ import pytest
 from dns_server import DnsServer
 from harness import Server, toml_value, wait_until
 from test_relay import (
-    DELIVERY_TIMEOUT, FAST, auth_results, header, messages, shared_free_port,
+    DELIVERY_TIMEOUT, FAST, auth_results, header, messages, shared_free_port, stop_world,
     write_host_config,
 )
 
@@ -73,15 +73,7 @@ def world(mailgate_bin, tmp_path):
     w.a.cli("alias", "add", FWD, BOB, check=True)
     w.a.start()
     yield w
-    problems = []
-    for srv in made:
-        if srv.proc is not None:
-            rc = srv.stop()
-            if rc != 0:
-                problems.append(f"{srv.workdir.name} exited {rc}:\n{srv.stderr_tail()}")
-    dns.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    stop_world(made, dns)
 
 
 def send_from(source_ip, port, dest_ip, sender, rcpt, subject, rcpt_options=()):
