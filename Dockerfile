@@ -6,6 +6,7 @@
 # Build the binary first, on the host (no compiler in the image):
 #   scripts/build-static x86_64       # or aarch64, for an arm64 image
 #   cp target-dist/x86_64-unknown-linux-musl/dist/mailgate dist/mailgate
+#   scripts/build-plugins && cp plugins/target/wasm32-wasip2/release/sieve.wasm dist/
 #   docker build -t mailgate .
 # Run:
 #   docker run -d --name mailgate --network host \
@@ -29,6 +30,9 @@ COPY --from=files /out/ /
 # CA certificates for the relay's verified TLS and MTA-STS: mount the
 # host's (-v /etc/ssl/certs:/etc/ssl/certs:ro) or COPY a bundle here.
 COPY dist/mailgate /usr/local/bin/mailgate
+# The system Sieve plugin: users' scripts run at delivery (docs/sieve.md);
+# the server finds it at this path when `[sieve] plugin` is not set.
+COPY dist/sieve.wasm /usr/lib/mailgate/sieve.wasm
 USER 10025:10025
 VOLUME ["/var/lib/mailgate", "/etc/mailgate"]
 # SMTP, submission (STARTTLS and implicit TLS), POP3, POP3S, IMAP, IMAPS.
