@@ -372,3 +372,35 @@ def test_hostile_script_is_contained_while_others_get_mail(srv, kind):
     assert "hostile run" in got, got  # kept, never lost
     assert any("failed" in s for s in got), got
     assert done["alice"] < 20, done
+
+
+def test_include_global_reads_the_administrators_scripts(server_factory, tmp_path):
+    """`include :global "spam"` reads spam.sieve from `[sieve] global_dir`
+    (RFC 6609): the administrator's rule files the message; a name with
+    no file is a failing script (message kept in INBOX)."""
+    gdir = tmp_path / "global"
+    gdir.mkdir()
+    (gdir / "spam.sieve").write_text(
+        'require "fileinto";\r\nif header :contains "subject" "[SPAM]" {\r\n'
+        '  fileinto "Junk";\r\n  stop;\r\n}\r\n', encoding="utf-8")
+    (gdir / "README.txt").write_text("not a script", encoding="utf-8")
+    srv = sieve_server(server_factory)
+    srv.stop()
+    # sieve_server wrote [sieve] with the plugin: add the key to that table.
+    text = srv.config.read_text(encoding="utf-8")
+    text = text.replace("\n[sieve]\n", f'\n[sieve]\nglobal_dir = "{gdir}"\n', 1)
+    srv.config.write_text(text, encoding="utf-8")
+    srv.start()
+    put_script(srv, BOB, "main", 'require "include";\r\ninclude :global "spam";\r\n')
+    put_script(srv, CAROL, "main", 'require "include";\r\ninclude :global "nothing";\r\n')
+    with smtplib.SMTP(*srv.smtp_addr, timeout=30) as s:
+        s.sendmail(REMOTE, [BOB], make_message("[SPAM] cheap", from_addr=REMOTE, to_addr=BOB))
+        s.sendmail(REMOTE, [BOB], make_message("hello", from_addr=REMOTE, to_addr=BOB))
+        s.sendmail(REMOTE, [CAROL], make_message("[SPAM] too", from_addr=REMOTE, to_addr=CAROL))
+    wait_until(lambda: subjects(srv, BOB, "Junk") == ["[SPAM] cheap"], timeout=20,
+               what="the spam in bob's Junk")
+    assert subjects(srv, BOB) == ["hello"]
+    # carol's include names no global script: her message is kept in INBOX.
+    wait_until(lambda: "[SPAM] too" in subjects(srv, CAROL), timeout=20,
+               what="carol's message kept")
+    assert subjects(srv, CAROL, "Junk") == []

@@ -59,6 +59,9 @@ pub struct SieveDelivery {
     pub settings: mailgate_sieve::Settings,
     /// The server's name (Message-IDs, the reports' `From:`).
     pub hostname: String,
+    /// The administrator's scripts for `include :global` (`[sieve]
+    /// global_dir`).
+    pub global: Arc<Vec<NamedScript>>,
 }
 
 /// What a run leaves to do once the copies are stored.
@@ -262,7 +265,11 @@ impl crate::Room {
                     text: script.1.clone(),
                 },
                 personal,
-                global: Vec::new(),
+                global: if script.1.contains("include") {
+                    sieve.global.as_ref().clone()
+                } else {
+                    Vec::new()
+                },
                 mailboxes: mailboxes.clone(),
                 seen,
                 now,

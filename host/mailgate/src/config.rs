@@ -610,6 +610,10 @@ pub struct SieveConfig {
     /// [`crate::sieve_delivery::DEFAULT_PLUGIN`] if that file exists.
     /// Without a plugin, scripts are stored but not run.
     pub plugin: Option<PathBuf>,
+    /// A directory of the administrator's scripts (`NAME.sieve`), which
+    /// users' scripts reach with `include :global "NAME"` (RFC 6609;
+    /// Pigeonhole `sieve_global`). Read when the server starts.
+    pub global_dir: Option<PathBuf>,
     /// Run users' active scripts at delivery (when the plugin is found).
     pub run_at_delivery: bool,
     /// Wall time of one script run in the sandbox, ms (the plugin and its
@@ -638,6 +642,7 @@ impl Default for SieveConfig {
             vacation_max_period: "60d".into(),
             vacation_default_period: "7d".into(),
             plugin: None,
+            global_dir: None,
             run_at_delivery: true,
             timeout_ms: 2000,
             memory_mb: 128,

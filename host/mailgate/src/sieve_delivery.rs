@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mailgate_delivery::{ScriptSource, SieveDelivery};
-use mailgate_policy::{SieveFilter, SieveLimits};
+use mailgate_policy::{NamedScript, SieveFilter, SieveLimits};
 use mailgate_store::{AccountId, SieveScripts, SqliteStore, StoreResult};
 
 use crate::config::SieveConfig;
@@ -88,5 +88,79 @@ pub async fn start(
         memory: store,
         settings: sc.settings().map_err(|e| e.to_string())?,
         hostname: config.hostname.clone(),
+        global: Arc::new(match &sc.global_dir {
+            Some(dir) => global_scripts(dir, sc.max_script_size)?,
+            None => Vec::new(),
+        }),
     })))
+}
+
+/// The most scripts `[sieve] global_dir` may hold.
+pub const MAX_GLOBAL_SCRIPTS: usize = 256;
+
+/// The administrator's scripts in `dir`: each `NAME.sieve` file, named
+/// NAME for `include :global "NAME"`; other files are ignored. A file
+/// over `max_size`, more than [`MAX_GLOBAL_SCRIPTS`] scripts, or a
+/// directory that cannot be read stops the start: users' includes would
+/// otherwise fail at delivery, message after message.
+pub fn global_scripts(dir: &Path, max_size: u64) -> Result<Vec<NamedScript>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("sieve.global_dir {}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("sieve.global_dir {}: {e}", dir.display()))?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("sieve") || !path.is_file() {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let size = path.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if size > max_size {
+            return Err(format!(
+                "{}: {size} bytes, over [sieve] max_script_size ({max_size})",
+                path.display()
+            ));
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        out.push(NamedScript {
+            name: name.to_string(),
+            text,
+        });
+        if out.len() > MAX_GLOBAL_SCRIPTS {
+            return Err(format!(
+                "sieve.global_dir {}: more than {MAX_GLOBAL_SCRIPTS} scripts",
+                dir.display()
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_scripts_are_the_sieve_files_of_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spam.sieve"), "keep;").unwrap();
+        std::fs::write(dir.path().join("lists.sieve"), "discard;").unwrap();
+        std::fs::write(dir.path().join("README.txt"), "not a script").unwrap();
+        std::fs::create_dir(dir.path().join("old.sieve")).unwrap();
+        let got = global_scripts(dir.path(), 1024).unwrap();
+        let names: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["lists", "spam"]);
+        assert_eq!(got[1].text, "keep;");
+
+        // Too large, or no directory: the start stops with the reason.
+        let err = global_scripts(dir.path(), 4).unwrap_err();
+        assert!(err.contains("max_script_size"), "{err}");
+        let err = global_scripts(&dir.path().join("missing"), 1024).unwrap_err();
+        assert!(err.contains("sieve.global_dir"), "{err}");
+    }
 }
