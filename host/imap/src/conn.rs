@@ -235,6 +235,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             if let Some(upgrade) = session.take_upgrade() {
                 // The tagged OK goes out over the old stream; everything
                 // after it over the new one.
+                if matches!(upgrade, Upgrade::StartTls) {
+                    // Before the OK: after it, the client's handshake
+                    // may already be on its way.
+                    drain_ready(stream).await;
+                }
                 if let Err(reason) = flush(stream, &mut out, ctx).await {
                     return End::Closed(reason);
                 }
@@ -307,6 +312,26 @@ async fn say_shutdown<S: AsyncWrite + Unpin>(
     write_untagged(out, "BYE Server shutting down");
     let _ = flush(stream, out, ctx).await;
     "shutdown"
+}
+
+/// The most bytes [`drain_ready`] reads and drops.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Reads and drops what the client has already sent behind STARTTLS in
+/// clear and the small first read of a waiting session left in the
+/// socket (up to [`DRAIN_LIMIT`], never waiting): those bytes must be
+/// discarded with the rest, not taken for the start of the TLS handshake
+/// (RFC 9051 §6.2.1: nothing sent before the handshake is acted on).
+async fn drain_ready<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut chunk = [0u8; 4096];
+    let mut dropped = 0;
+    while dropped < DRAIN_LIMIT {
+        // A zero timeout polls the read once: only bytes already here.
+        match timeout(Duration::ZERO, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
 }
 
 /// Writes what is pending, within the idle timeout (a client that stops
