@@ -323,7 +323,8 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// discarded with the rest, not taken for the start of the TLS handshake
 /// (RFC 9051 §6.2.1: nothing sent before the handshake is acted on).
 async fn drain_ready<S: AsyncRead + Unpin>(stream: &mut S) {
-    let mut chunk = [0u8; 4096];
+    // On the heap: an array here would grow every session's future.
+    let mut chunk = vec![0u8; 4096];
     let mut dropped = 0;
     while dropped < DRAIN_LIMIT {
         // A zero timeout polls the read once: only bytes already here.
