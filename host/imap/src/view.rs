@@ -143,13 +143,9 @@ impl Default for Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot of `msgs` (ascending by UID) at `highest_modseq`.
-    pub fn new(msgs: Vec<MessageMeta>, highest_modseq: u64, uid_validity: u32) -> Snapshot {
-        let mut keywords = BTreeSet::new();
-        for m in &msgs {
-            add_keywords(&mut keywords, &m.flags);
-        }
-        let mut s = Snapshot {
+    /// A snapshot with no messages yet, for the constructors to fill.
+    fn empty(highest_modseq: u64, uid_validity: u32, keywords: BTreeSet<String>) -> Snapshot {
+        Snapshot {
             layout: 0,
             chunks: Vec::new(),
             bounds: Vec::new(),
@@ -159,7 +155,16 @@ impl Snapshot {
             highest_modseq,
             uid_validity,
             keywords: Arc::new(keywords),
-        };
+        }
+    }
+
+    /// A snapshot of `msgs` (ascending by UID) at `highest_modseq`.
+    pub fn new(msgs: Vec<MessageMeta>, highest_modseq: u64, uid_validity: u32) -> Snapshot {
+        let mut keywords = BTreeSet::new();
+        for m in &msgs {
+            add_keywords(&mut keywords, &m.flags);
+        }
+        let mut s = Snapshot::empty(highest_modseq, uid_validity, keywords);
         let entries: Vec<Entry> = msgs.iter().map(|m| s.entry(m)).collect();
         s.fill_entries(entries);
         s
@@ -172,17 +177,7 @@ impl Snapshot {
         for l in &all.lists {
             add_keywords(&mut keywords, l);
         }
-        let mut s = Snapshot {
-            layout: 0,
-            chunks: Vec::new(),
-            bounds: Vec::new(),
-            starts: Vec::new(),
-            len: 0,
-            flags: Arc::new(FlagTable::default()),
-            highest_modseq: all.highest_modseq,
-            uid_validity: all.uid_validity,
-            keywords: Arc::new(keywords),
-        };
+        let mut s = Snapshot::empty(all.highest_modseq, all.uid_validity, keywords);
         let ids: Vec<u32> = all
             .lists
             .iter()
