@@ -34,12 +34,16 @@
 //!   possible on a full disk).
 //! - [`SieveScripts`]: users' Sieve scripts (ManageSieve, `mailgate
 //!   sieve`), kept by the same backend.
+//! - [`kv`]: the policy plugins' key-value data ([`PluginKv`]) and the
+//!   MTA-STS policy cache ([`MtaStsCache`]): the server's shared state
+//!   beside the mail, kept by the same backend.
 //! - [`backup`]: a consistent copy of the store taken while the server
 //!   runs, and putting one back.
 #![forbid(unsafe_code)]
 
 pub mod backup;
 pub mod error;
+pub mod kv;
 pub mod password;
 pub mod queue;
 pub mod quota;
@@ -49,6 +53,7 @@ pub mod structure;
 pub mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use kv::{KvWriteError, MtaStsCache, MtaStsEntry, PluginKv, PluginKvEntry};
 pub use queue::{OutboundQueue, QueueStore};
 pub use sqlite::SqliteStore;
 pub use structure::MessageStructure;

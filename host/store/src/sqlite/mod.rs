@@ -44,6 +44,7 @@ mod directory;
 mod health;
 mod imap;
 mod import;
+mod kv;
 mod logins;
 mod mailstore;
 pub mod notify;
