@@ -498,6 +498,18 @@ impl Reloader {
             fresh.auth = Arc::new(authenticator(config, &fresh.store));
             services = Arc::new(fresh);
         }
+        // `[sieve]`: the limits, `editheader`, `time_zone` and the global
+        // scripts of users' scripts at delivery, for new sessions.
+        if config.sieve != self.config.sieve {
+            if let Some(current) = &services.sieve {
+                let mut fresh = (*services).clone();
+                fresh.sieve = Some(Arc::new(
+                    crate::sieve_delivery::reconfigure(current, config)
+                        .map_err(ServerError::Sieve)?,
+                ));
+                services = Arc::new(fresh);
+            }
+        }
         let contexts = self
             .listeners
             .iter()

@@ -35,7 +35,7 @@ pub(crate) use exports::mailgate::policy::{
 };
 use mailgate::policy::{clock, config, dns, http, kv, log, message, types};
 
-/// The world of the system Sieve plugin (`sieve-filter`, WIT 0.1.3): its
+/// The world of the system Sieve plugin (`sieve-filter`, WIT 0.1.4): its
 /// imports are the `plugin` world's `types` and `message`, served by the
 /// same linker; only its `on-deliver` export is new.
 pub(crate) mod sieve_world {

@@ -1,7 +1,7 @@
 //! The policy runtime of mailgate: filtering, routing and delivery policy
 //! as WebAssembly components (wasmtime, component model) against the WIT
-//! interface `mailgate:policy@0.1.3` in `wit/` (plugins built against
-//! 0.1.0 to 0.1.2 are served too), and the system Sieve plugin
+//! interface `mailgate:policy@0.1.4` in `wit/` (plugins built against
+//! 0.1.0 to 0.1.3 are served too), and the system Sieve plugin
 //! ([`SieveFilter`], world `sieve-filter`).
 //!
 //! # Role
@@ -76,8 +76,8 @@ pub use message::MessageView;
 pub use run::{run_file, CallReport, RunError, RunInput, RunReport};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeOptions, EPOCH_TICK};
 pub use sieve::{
-    NamedScript, SieveAction, SieveDuplicate, SieveError, SieveFilter, SieveLimits, SieveLoadError,
-    SieveRequest, SieveResponse, SieveVacation,
+    NamedScript, SieveAction, SieveDuplicate, SieveError, SieveFilter, SieveHeaderEdit,
+    SieveLimits, SieveLoadError, SieveRequest, SieveResponse, SieveVacation,
 };
 pub use stats::StatsSnapshot;
 pub use types::{
