@@ -87,6 +87,9 @@ pub fn local_zone(now: i64) -> i32 {
         .map_or(0, |t| t.offset().fix().local_minus_utc() / 60)
 }
 
+/// A message built once and shared by the copies and redirects that take it.
+type SharedMessage = Arc<Vec<u8>>;
+
 /// One account's message as its script's header edits left it, built
 /// once per state of the edits (RFC 5293 section 3: each action sees the
 /// edits made before it).
@@ -409,7 +412,7 @@ impl crate::Room {
                 }
             };
             // Addresses, grouped by the message they get (edited or not).
-            let mut redirects: Vec<(Option<Arc<Vec<u8>>>, Vec<String>)> = Vec::new();
+            let mut redirects: Vec<(Option<SharedMessage>, Vec<String>)> = Vec::new();
             for action in response.actions {
                 match action {
                     SieveAction::Keep(flags) => {
