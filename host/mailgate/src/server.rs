@@ -72,6 +72,10 @@ pub enum ServerError {
     /// The policy runtime could not start (`[plugins]`).
     #[error("plugins: {0}")]
     Policy(#[from] mailgate_policy::PolicyError),
+    /// The files of an older version (plugins' key-value data, MTA-STS
+    /// cache) could not be moved into the store.
+    #[error("moving older files into the store: {0}")]
+    Import(#[from] crate::shared_state::ImportError),
     /// The system Sieve plugin could not be loaded (`[sieve] plugin`).
     #[error("sieve plugin: {0}")]
     Sieve(String),
@@ -237,9 +241,13 @@ pub async fn run(
     let _lock = lock_data_dir(&config)?;
     // For `mailgate plugin reload`; removed at exit.
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
-    let policy = crate::plugins::start(&config).await?;
     let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
     store.set_min_free_space(config.limits.min_free_space());
+    // The plugins' key-value data and the MTA-STS cache live in the
+    // store; the files older versions kept them in are moved in once.
+    crate::shared_state::import_old_files(&config.data_dir, &*store, &*store).await?;
+    crate::shared_state::spawn_purge(store.clone());
+    let policy = crate::plugins::start(&config, store.clone()).await?;
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
     let sieve = crate::sieve_delivery::start(&config, store.clone())
@@ -248,7 +256,7 @@ pub async fn run(
     let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
-    let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
+    let relay = crate::relay::build(&config, queue_store, probe_store.clone(), delivery.clone())?;
     // What a reload (SIGHUP) swaps its new settings into.
     let (sqlite, reload_relay) = (probe_store.clone(), relay.clone());
     let services = Arc::new(Services {

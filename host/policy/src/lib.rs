@@ -64,7 +64,9 @@ pub mod sieve;
 pub mod stats;
 pub mod types;
 
-pub use caps::{DnsError, FileKv, KvStore, RecordType, Resolver, StaticResolver, SystemResolver};
+pub use caps::{
+    DnsError, KvError, KvStore, MemoryKv, RecordType, Resolver, StaticResolver, SystemResolver,
+};
 pub use chain::{Chain, DataDecision, Decision, RouteDecision};
 pub use config::{
     plugin_key, FailureMode, Grant, Limits, PluginSettings, PluginsConfig, PolicyConfig,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bindings::on_deliver;
-use crate::caps::{FileKv, StaticResolver};
+use crate::caps::{MemoryKv, StaticResolver};
 use crate::config::{FailureMode, Limits, PluginSettings};
 use crate::error::{FailureKind, LoadError, PluginFailure, PolicyError};
 
@@ -224,7 +224,7 @@ impl SieveFilter {
             max_instances: limits.max_instances.max(2),
             fuel: true,
             cache_dir: None,
-            kv: Arc::new(FileKv::in_memory()),
+            kv: Arc::new(MemoryKv::new()),
             resolver: Arc::new(StaticResolver::default()),
             reuse_instances: true,
             http_ca_file: None,

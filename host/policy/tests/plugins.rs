@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mailgate_policy::{
-    check_file, Envelope, FailureMode, FileKv, Grant, LoadError, MessageView, PluginSettings,
+    check_file, Envelope, FailureMode, Grant, LoadError, MemoryKv, MessageView, PluginSettings,
     PluginsConfig, PolicyConfig, PolicyManager, RecipientInfo, RecordType, ReloadReport, Reply,
     Resolver, RouteAction, SessionInfo, StaticResolver, Verdict,
 };
@@ -74,7 +74,7 @@ async fn start(
     resolver: Arc<dyn Resolver>,
 ) -> Setup {
     let (manager, report) =
-        PolicyManager::with_parts(config, cache, Arc::new(FileKv::in_memory()), None, resolver)
+        PolicyManager::with_parts(config, cache, Arc::new(MemoryKv::new()), resolver)
             .await
             .unwrap();
     Setup {
@@ -634,8 +634,7 @@ async fn compiled_components_are_cached_on_disk() {
             plugin: vec![],
         },
         Some(cache.clone()),
-        Arc::new(FileKv::in_memory()),
-        None,
+        Arc::new(MemoryKv::new()),
         Arc::new(StaticResolver::default()),
     )
     .await
