@@ -8,7 +8,8 @@ real binary with the greylist example (capabilities kv, clock, config).
 - The files of an older version (`plugins-kv.json` and its write-ahead
   log `plugins-kv.log`) are moved into the store at the first start and
   renamed `*.imported`: a triplet they hold passes greylisting at once.
-- `store check` passes on the new tables, and `store backup` holds them.
+- `store check` verifies the new tables, `store backup` holds them and
+  `store restore` puts them back.
 
 Before issue 16 the data was a JSON snapshot and a log in the data
 directory, outside the database, its backup and `store check`.
@@ -129,7 +130,7 @@ def test_an_older_versions_files_are_moved_into_the_store(greylisting):
     assert kv_rows(srv.data_dir / "mailgate.db") == rows
 
 
-def test_store_check_and_backup_cover_the_key_value_data(greylisting, tmp_path):
+def test_store_check_backup_and_restore_cover_the_key_value_data(greylisting, tmp_path):
     srv = greylisting(delay=3600).start()
     assert rcpt(srv) == 451
     r = srv.cli("store", "check")
@@ -141,9 +142,15 @@ def test_store_check_and_backup_cover_the_key_value_data(greylisting, tmp_path):
     # The counts `store check` verifies: a wrong one is reported.
     srv.stop_clean()
     db = sqlite3.connect(srv.data_dir / "mailgate.db")
-    db.execute("UPDATE plugin_kv_usage SET keys = keys + 5")
+    db.execute("DELETE FROM plugin_kv")
     db.commit()
     db.close()
     r = srv.cli("store", "check")
     assert r.returncode != 0
     assert "plugin key-value data" in r.stdout_text + r.stderr_text
+    # The restore brings the triplet back, and the counts agree again.
+    r = srv.cli("store", "restore", str(backup))
+    assert r.returncode == 0, r.stdout_text + r.stderr_text
+    assert list(kv_rows(srv.data_dir / "mailgate.db")) == [("greylist", TRIPLET)]
+    r = srv.cli("store", "check")
+    assert r.returncode == 0, r.stdout_text + r.stderr_text
