@@ -161,6 +161,8 @@ struct Config<'a> {
 #[derive(Serialize)]
 struct Inbound {
     verify: bool,
+    /// Off: the benchmark's sender domain (`client.test`) is not in DNS.
+    reject_unknown_sender_domain: bool,
 }
 
 #[derive(Serialize)]
@@ -290,7 +292,10 @@ impl Mailgate {
                 max_failures: 1_000_000,
                 cache_ttl: AUTH_CACHE_TTL.get().cloned(),
             },
-            inbound: Inbound { verify: false },
+            inbound: Inbound {
+                verify: false,
+                reject_unknown_sender_domain: false,
+            },
             plugins: plugins.map(|dir| Plugins { dir }),
             plugin: plugins.map(plugin_entries).transpose()?.unwrap_or_default(),
         };
@@ -571,7 +576,10 @@ mod tests {
                 max_failures: 1_000_000,
                 cache_ttl: Some("0".into()),
             },
-            inbound: Inbound { verify: false },
+            inbound: Inbound {
+                verify: false,
+                reject_unknown_sender_domain: false,
+            },
             plugins: None,
             plugin: Vec::new(),
         };
