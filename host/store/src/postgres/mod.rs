@@ -28,6 +28,11 @@
 //! `synchronous_commit`, on by default: the WAL is flushed), so callers
 //! may acknowledge to the network then, as with SQLite.
 
+pub mod check;
+mod directory;
+mod imap;
+mod mailstore;
+pub mod notify;
 pub mod schema;
 
 use std::path::Path;
@@ -121,6 +126,8 @@ pub struct PgStore {
     /// For the listener's own connection ([`notify`]).
     client_config: tokio_postgres::Config,
     events: broadcast::Sender<StoreEvent>,
+    /// Names this node's rows in the change log ([`notify`]).
+    origin: String,
     /// The listener task, stopped when the store is dropped.
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -156,9 +163,54 @@ impl PgStore {
             pool,
             client_config,
             events,
+            origin: notify::origin(),
             listener: std::sync::Mutex::new(None),
         });
+        store.start_listener().await?;
         Ok(store)
+    }
+
+    /// The `application_name` of this node's listener connection (what
+    /// `pg_stat_activity` shows for it).
+    pub fn listener_application_name(&self) -> String {
+        let mut name = format!("mailgate-listener {}", self.origin);
+        name.truncate(63);
+        name
+    }
+
+    /// Starts the listener of other nodes' changes ([`notify`]), reading
+    /// from now on.
+    async fn start_listener(&self) -> StoreResult<()> {
+        let cursor = {
+            let c = self.client().await?;
+            notify::start_cursor(&c).await?
+        };
+        let mut config = self.client_config.clone();
+        config.application_name(self.listener_application_name());
+        let task = tokio::spawn(notify::run_listener(
+            config,
+            self.origin.clone(),
+            self.events.clone(),
+            cursor,
+        ));
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        Ok(())
+    }
+
+    /// Ends a write transaction: logs `events` for the other nodes (and
+    /// wakes them at commit), commits, then announces the events to this
+    /// node's sessions.
+    pub(crate) async fn commit(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        events: Vec<StoreEvent>,
+    ) -> StoreResult<()> {
+        notify::record(&tx, &self.origin, &events).await?;
+        tx.commit().await?;
+        for e in events {
+            let _ = self.events.send(e);
+        }
+        Ok(())
     }
 
     /// A connection of the pool.
@@ -178,6 +230,11 @@ impl Drop for PgStore {
             task.abort();
         }
     }
+}
+
+/// Whether `e` is a unique-constraint violation (SQLSTATE 23505).
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
 /// Lower-cases an address or domain for storage and lookup (as SQLite).

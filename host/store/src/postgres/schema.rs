@@ -36,9 +36,9 @@
 //!   modseq)`: one row per entry; `flags` sorted, no duplicates.
 //! - `expunged(mailbox, uid, modseq)`: for QRESYNC's VANISHED.
 //! - `pop3_uidls(mailbox, uid, uidl)`: UIDLs kept by `mailgate import`.
-//! - `changes(seq, mailbox, account, modseq, kind, uids)`: the change
-//!   log, written in the transaction of every change and read by the
-//!   listener of every node (see `notify`).
+//! - `changes(seq, xid, origin, account, mailbox, modseq, kind, uids,
+//!   created)`: the change log, written in the transaction of every
+//!   change and read by the listener of every node (see `notify`).
 
 use tokio_postgres::Client;
 
@@ -112,10 +112,13 @@ CREATE TABLE pop3_uidls (
     uid bigint NOT NULL,
     uidl text NOT NULL,
     PRIMARY KEY (mailbox, uid),
-    FOREIGN KEY (mailbox, uid) REFERENCES messages(mailbox, uid) ON DELETE CASCADE
+    FOREIGN KEY (mailbox, uid) REFERENCES messages(mailbox, uid)
+        ON DELETE CASCADE ON UPDATE CASCADE
 );
 CREATE TABLE changes (
     seq bigserial PRIMARY KEY,
+    xid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    origin text NOT NULL,
     account bigint NOT NULL,
     mailbox bigint,
     modseq bigint NOT NULL DEFAULT 0,
@@ -123,6 +126,8 @@ CREATE TABLE changes (
     uids bigint[] NOT NULL DEFAULT '{}',
     created timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX changes_order ON changes(xid, seq);
+CREATE INDEX changes_created ON changes(created);
 "#;
 
 /// Every migration, in order: `(version, sql)`.
