@@ -80,3 +80,162 @@ async fn an_unreachable_database_is_unavailable() {
         Err(StoreError::Invalid(_))
     ));
 }
+
+/// The next event of `rx` that `want` accepts, within `secs` seconds.
+async fn wait_for(
+    rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    secs: u64,
+    want: impl Fn(&StoreEvent) -> bool,
+) -> Option<StoreEvent> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(e)) if want(&e) => return Some(e),
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => panic!("event channel: {e}"),
+            Err(_) => return None,
+        }
+    }
+}
+
+fn message(body: &str) -> NewMessage {
+    let raw = format!("Subject: test\r\n\r\n{body}\r\n").into_bytes();
+    let structure = MessageStructure::parse(&raw);
+    NewMessage {
+        raw: Arc::new(raw),
+        internal_date: 1_700_000_000,
+        structure,
+    }
+}
+
+fn inbox(account: AccountId) -> DeliveryTarget {
+    DeliveryTarget {
+        account,
+        mailbox: "INBOX".into(),
+        flags: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_reaches_the_other_even_across_a_reconnect() {
+    let server = PgServer::start();
+    let url = server.create_database("nodes").await;
+    let a = PgStore::connect(&PgConfig::new(url.clone())).await.unwrap();
+    let b = PgStore::connect(&PgConfig::new(url)).await.unwrap();
+    let mut on_b = b.subscribe();
+    let account = a.create_account("a@x.org", "h").await.unwrap();
+    assert_eq!(
+        wait_for(&mut on_b, 1, |_| true).await,
+        Some(StoreEvent::MailboxesChanged { account })
+    );
+
+    // A delivery on A wakes B within a second.
+    let d = a.deliver(message("one"), &[inbox(account)]).await.unwrap();
+    let mailbox = d[0].mailbox;
+    let got = wait_for(&mut on_b, 1, |_| true).await;
+    assert_eq!(
+        got,
+        Some(StoreEvent::Appended {
+            account,
+            mailbox,
+            uids: vec![d[0].uid]
+        })
+    );
+
+    // B's listener connection is killed; a change made meanwhile is
+    // announced once it has reconnected, and only once.
+    let admin = server.connect("nodes").await;
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&b.listener_application_name()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1, "B's listener connection was found");
+    a.store_flags(mailbox, &[d[0].uid], FlagChange::Add(vec!["\\Seen".into()]))
+        .await
+        .unwrap();
+    let got = wait_for(&mut on_b, 10, |_| true).await;
+    assert_eq!(
+        got,
+        Some(StoreEvent::FlagsChanged {
+            account,
+            mailbox,
+            uids: vec![d[0].uid]
+        })
+    );
+    assert_eq!(
+        wait_for(&mut on_b, 1, |_| true).await,
+        None,
+        "announced twice"
+    );
+    // A's own changes reach A's sessions once (from A, not again from
+    // the log).
+    let mut on_a = a.subscribe();
+    a.expunge(mailbox, &[d[0].uid]).await.unwrap();
+    assert!(matches!(
+        wait_for(&mut on_a, 1, |_| true).await,
+        Some(StoreEvent::Expunged { .. })
+    ));
+    assert_eq!(wait_for(&mut on_a, 1, |_| true).await, None);
+    assert!(matches!(
+        wait_for(&mut on_b, 1, |_| true).await,
+        Some(StoreEvent::Expunged { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_late_is_not_skipped() {
+    // A transaction that wrote to the log first but commits after a
+    // later one: the listener must not move past it.
+    let server = PgServer::start();
+    let url = server.create_database("late").await;
+    let a = PgStore::connect(&PgConfig::new(url.clone())).await.unwrap();
+    let b = PgStore::connect(&PgConfig::new(url)).await.unwrap();
+    let account = a.create_account("a@x.org", "h").await.unwrap();
+    let mut on_b = b.subscribe();
+    let mut slow = server.connect("late").await;
+    let tx = slow.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO changes (origin, kind, account, mailbox, uids) VALUES ('slow', 2, $1, 1, '{7}')",
+        &[&account],
+    )
+    .await
+    .unwrap();
+    // A later change commits first.
+    let d = a.deliver(message("one"), &[inbox(account)]).await.unwrap();
+    let early = wait_for(&mut on_b, 1, |e| {
+        !matches!(e, StoreEvent::MailboxesChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        early, None,
+        "the later change was announced before the earlier one committed"
+    );
+    tx.commit().await.unwrap();
+    let first = wait_for(&mut on_b, 6, |e| {
+        !matches!(e, StoreEvent::MailboxesChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        first,
+        Some(StoreEvent::FlagsChanged {
+            account,
+            mailbox: 1,
+            uids: vec![Uid::new(7).unwrap()]
+        })
+    );
+    let second = wait_for(&mut on_b, 2, |e| {
+        !matches!(e, StoreEvent::MailboxesChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        second,
+        Some(StoreEvent::Appended {
+            account,
+            mailbox: d[0].mailbox,
+            uids: vec![d[0].uid]
+        })
+    );
+}
