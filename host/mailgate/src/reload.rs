@@ -61,7 +61,7 @@ impl<T> Live<T> {
 /// `[[dkim]]` (the signing keys, read at start), `[queue]
 /// max_concurrent` (the relay's pool), `[relay] mta_sts` (its policy
 /// cache is made at start), `[srs]` (one secret for the sessions and the
-/// queue's bounce hand-off) and the presence of `[plugins]`
+/// queue's bounce hand-off), `[store]` (opened once) and the presence of `[plugins]`
 /// (`crate::plugins::reload` says so itself).
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
@@ -102,6 +102,8 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     // The sessions sign with it and the queue's bounce hand-off (made at
     // start) reverses with it: one secret for both.
     check("srs", old.srs != new.srs);
+    // The store is opened once, at start.
+    check("store", old.store != new.store);
     keys
 }
 
@@ -120,6 +122,7 @@ pub fn keep_restart_keys(old: &Config, mut new: Config) -> Config {
     new.queue.max_concurrent = old.queue.max_concurrent;
     new.relay.mta_sts = old.relay.mta_sts;
     new.srs = old.srs.clone();
+    new.store = old.store.clone();
     new
 }
 

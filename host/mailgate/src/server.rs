@@ -34,7 +34,7 @@ use mailgate_auth::Authenticator;
 use mailgate_delivery::LocalDelivery;
 use mailgate_pop3::Pop3Context;
 use mailgate_smtp::{Role, SenderGrants, SmtpContext, SmtpLimits};
-use mailgate_store::{SqliteStore, Store};
+use mailgate_store::{Backend, Store};
 use mailgate_tls::{Acceptor, Alpn, Certificates, TlsMode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -233,12 +233,19 @@ pub async fn run(
     if let Some(m) = &metrics_listener {
         addresses.push(("metrics", m.local_addr()?));
     }
+    // Read before root is dropped: `[store] password_file` may be
+    // readable by root only, like a TLS key.
+    let backend_config = config
+        .store
+        .backend_config(&config.data_dir)
+        .map_err(|e| ServerError::Config(crate::config::ConfigError::Invalid(e)))?;
     drop_privileges(&config, &addresses)?;
     let _lock = lock_data_dir(&config)?;
     // For `mailgate plugin reload`; removed at exit.
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
     let policy = crate::plugins::start(&config).await?;
-    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
+    let store: Arc<dyn Backend> = mailgate_store::open_backend(&backend_config).await?;
+    tracing::info!(backend = %store.kind(), location = %store.location(), "store: open");
     store.set_min_free_space(config.limits.min_free_space());
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
@@ -437,7 +444,7 @@ struct Reloader {
     shutdown: watch::Receiver<bool>,
     listeners: Vec<LiveListener>,
     connections: Arc<connections::Server>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Backend>,
     relay: Arc<mailgate_relay::Relay>,
 }
 

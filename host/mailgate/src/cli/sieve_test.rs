@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use mailgate_sieve::{
     compile, execute, printable, Action, Envelope, Environment, Location, MessageData, Settings,
 };
-use mailgate_store::{FlagChange, MailStore, SieveScripts, SqliteStore, Uid};
+use mailgate_store::{Backend, FlagChange, Uid};
 
 /// The most messages one `sieve test` runs on.
 pub const MAX_TEST_MESSAGES: usize = 1000;
@@ -76,7 +76,7 @@ impl Environment for TestEnvironment {
 }
 
 /// Runs `sieve test`.
-pub async fn run(store: &SqliteStore, settings: &Settings, args: TestArgs) -> Result<(), String> {
+pub async fn run(store: &dyn Backend, settings: &Settings, args: TestArgs) -> Result<(), String> {
     if args.last == 0 || args.last > MAX_TEST_MESSAGES {
         return Err(format!("--last must be between 1 and {MAX_TEST_MESSAGES}"));
     }
@@ -233,7 +233,7 @@ fn describe(action: &Action) -> String {
 
 /// `--apply` for one message: copies, flags, then leaving the mailbox.
 async fn apply(
-    store: &SqliteStore,
+    store: &dyn Backend,
     env: &mut TestEnvironment,
     source: mailgate_store::MailboxId,
     uid: Uid,
