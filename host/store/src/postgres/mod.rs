@@ -33,6 +33,7 @@ mod directory;
 mod imap;
 mod mailstore;
 pub mod notify;
+pub mod queue;
 pub mod schema;
 
 use std::path::Path;

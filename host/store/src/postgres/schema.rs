@@ -130,8 +130,9 @@ CREATE INDEX changes_order ON changes(xid, seq);
 CREATE INDEX changes_created ON changes(created);
 "#;
 
-/// Every migration, in order: `(version, sql)`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+/// Every migration, in order: `(version, sql)`. Version 2: the outbound
+/// queue (`queue`, `queue_rcpts`: see [`super::queue`]).
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, super::queue::SCHEMA)];
 
 /// The schema version this code writes (the last entry of [`MIGRATIONS`]).
 pub fn schema_version() -> i64 {
