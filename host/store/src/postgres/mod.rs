@@ -35,6 +35,8 @@ mod mailstore;
 pub mod notify;
 pub mod queue;
 pub mod schema;
+mod sieve;
+mod sieve_memory;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -131,8 +131,15 @@ CREATE INDEX changes_created ON changes(created);
 "#;
 
 /// Every migration, in order: `(version, sql)`. Version 2: the outbound
-/// queue (`queue`, `queue_rcpts`: see [`super::queue`]).
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, super::queue::SCHEMA)];
+/// queue (`queue`, `queue_rcpts`: see [`super::queue`]); 3: users' Sieve
+/// scripts (`sieve_scripts`); 4: what Sieve delivery remembers
+/// (`sieve_memory`).
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, super::queue::SCHEMA),
+    (3, super::sieve::SCHEMA),
+    (4, super::sieve_memory::SCHEMA),
+];
 
 /// The schema version this code writes (the last entry of [`MIGRATIONS`]).
 pub fn schema_version() -> i64 {
