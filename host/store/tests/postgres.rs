@@ -239,3 +239,51 @@ async fn a_change_committed_late_is_not_skipped() {
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_delivering_to_one_mailbox_get_distinct_uids_and_modseqs() {
+    let server = PgServer::start();
+    let url = server.create_database("uids").await;
+    let a = PgStore::connect(&PgConfig::new(url.clone())).await.unwrap();
+    let b = PgStore::connect(&PgConfig::new(url)).await.unwrap();
+    let account = a.create_account("a@x.org", "h").await.unwrap();
+    let other = a.create_account("b@x.org", "h").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        // Half of them to both accounts, the other half in the other
+        // order (mailbox locks are taken in id order: no deadlock).
+        let targets = if i % 4 < 2 {
+            vec![inbox(account), inbox(other)]
+        } else {
+            vec![inbox(other), inbox(account)]
+        };
+        // The same body every fourth time: stored once, shared.
+        let body = if i % 4 == 0 {
+            "same".to_string()
+        } else {
+            format!("message {i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            node.deliver(message(&body), &targets).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mailbox = a.mailbox(account, "INBOX").await.unwrap().unwrap();
+    let list = a.list_messages(mailbox.id).await.unwrap();
+    let uids: Vec<u32> = list.iter().map(|m| m.uid.get()).collect();
+    assert_eq!(uids, (1..=40).collect::<Vec<_>>());
+    let mut modseqs: Vec<u64> = list.iter().map(|m| m.modseq).collect();
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), 40, "a MODSEQ was given twice");
+    assert_eq!(mailbox.uid_next, 41);
+    assert!(mailbox.highest_modseq >= *modseqs.last().unwrap());
+    assert!(
+        a.check().await.unwrap().is_empty(),
+        "{:?}",
+        a.check().await.unwrap()
+    );
+}

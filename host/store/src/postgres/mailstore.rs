@@ -6,8 +6,9 @@
 //! whose row lock is held until the commit: two nodes writing to one
 //! mailbox take turns, so UIDs and MODSEQs are unique and MODSEQ strictly
 //! increasing per mailbox. Transactions that lock several mailboxes (a
-//! delivery to several, MOVE) lock them in id order, so that two of them
-//! never wait for each other.
+//! delivery to several, MOVE) lock them in id order, and every
+//! transaction locks its mailboxes before any body row, so that no two
+//! of them wait for each other in a circle.
 //!
 //! Bodies are content-addressed: `blobs.hash` is the SHA-256 of the bytes,
 //! so an identical body delivered again (by any node) is stored once.
@@ -478,6 +479,18 @@ impl MailStore for PgStore {
             };
             resolved.push(mailbox);
         }
+        // The mailbox rows first, in id order, then the body: every
+        // transaction takes mailbox locks before a body's (an expunge
+        // deleting the last copy of this very body holds its mailbox,
+        // then the body), so none waits for another in a circle.
+        let mut ids = resolved.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        tx.execute(
+            "SELECT 1 FROM mailboxes WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?;
         let blob = insert_blob(&tx, &message.raw, &structure).await?;
         let size = message.raw.len() as u64;
         let mut order: Vec<usize> = (0..targets.len()).collect();
