@@ -281,6 +281,14 @@ async fn two_nodes_delivering_to_one_mailbox_get_distinct_uids_and_modseqs() {
     assert_eq!(modseqs.len(), 40, "a MODSEQ was given twice");
     assert_eq!(mailbox.uid_next, 41);
     assert!(mailbox.highest_modseq >= *modseqs.last().unwrap());
+    // Ten deliveries of one body: one row.
+    let admin = server.connect("uids").await;
+    let blobs: i64 = admin
+        .query_one("SELECT count(*) FROM blobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(blobs, 31);
     assert!(
         a.check().await.unwrap().is_empty(),
         "{:?}",
