@@ -159,9 +159,10 @@ pub async fn open_backend(config: &BackendConfig) -> StoreResult<Arc<dyn Backend
             let store: Arc<dyn Backend> = SqliteStore::open(data_dir)?;
             Ok(store)
         }
-        BackendConfig::Postgres(_) => Err(StoreError::Invalid(
-            "the PostgreSQL backend is not built yet".into(),
-        )),
+        BackendConfig::Postgres(pg) => {
+            let store: Arc<dyn Backend> = crate::postgres::PgStore::connect(pg).await?;
+            Ok(store)
+        }
     }
 }
 

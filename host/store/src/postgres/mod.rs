@@ -28,6 +28,7 @@
 //! `synchronous_commit`, on by default: the WAL is flushed), so callers
 //! may acknowledge to the network then, as with SQLite.
 
+mod backend;
 pub mod check;
 mod directory;
 mod imap;
