@@ -295,3 +295,38 @@ async fn two_nodes_delivering_to_one_mailbox_get_distinct_uids_and_modseqs() {
         a.check().await.unwrap()
     );
 }
+
+#[tokio::test]
+async fn the_password_comes_from_the_password_file_or_the_url() {
+    let server = PgServer::start();
+    server.create_database("pw").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{}\n", support::pg::PASSWORD)).unwrap();
+    let cfg = PgConfig::new(server.url_without_password("pw"))
+        .with_password_file(&file)
+        .unwrap();
+    assert!(!format!("{cfg:?}").contains(support::pg::PASSWORD));
+    PgStore::connect(&cfg).await.unwrap();
+    // The URL's password works too.
+    PgStore::connect(&PgConfig::new(server.url("pw")))
+        .await
+        .unwrap();
+    // No password, or a wrong one: refused, and no store.
+    let none = PgStore::connect(&PgConfig::new(server.url_without_password("pw"))).await;
+    assert!(none.is_err(), "{:?}", none.as_ref().map(|_| ()));
+    std::fs::write(&file, "wrong\n").unwrap();
+    let wrong = PgConfig::new(server.url("pw"))
+        .with_password_file(&file)
+        .unwrap();
+    match PgStore::connect(&wrong).await {
+        Err(e) => assert!(!e.to_string().contains("wrong"), "{e}"),
+        Ok(_) => panic!("a wrong password was accepted"),
+    }
+    // An empty file is a configuration error.
+    std::fs::write(&file, "\n").unwrap();
+    assert!(matches!(
+        PgConfig::new(server.url("pw")).with_password_file(&file),
+        Err(StoreError::Invalid(_))
+    ));
+}

@@ -10,8 +10,10 @@
 //! `initdb` refuses to run as root: when the tests run as root, the
 //! directory is given to the `postgres` system user and both commands
 //! run as that user (`runuser -u postgres`). The cluster runs with
-//! `fsync=off` (a test's data need not survive a power cut) and trust
-//! authentication for the superuser `mailgate`.
+//! `fsync=off` (a test's data need not survive a power cut). The
+//! superuser `mailgate` has the password [`PASSWORD`], required over TCP
+//! (SCRAM-SHA-256), as a production server would; [`PgServer::url`]
+//! carries it, [`PgServer::url_without_password`] does not.
 //!
 //! Use it from a test file with `mod support;` (`support/mod.rs` declares
 //! this module).
@@ -24,6 +26,8 @@ use std::process::{Command, Output};
 
 /// The superuser the tests connect as.
 pub const USER: &str = "mailgate";
+/// Its password.
+pub const PASSWORD: &str = "test-secret";
 
 /// A running private PostgreSQL server; stopped on drop.
 pub struct PgServer {
@@ -71,8 +75,13 @@ impl PgServer {
         self.port
     }
 
-    /// The URL of database `db` on this server.
+    /// The URL of database `db` on this server, with the password.
     pub fn url(&self, db: &str) -> String {
+        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The URL of database `db` without the password.
+    pub fn url_without_password(&self, db: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{db}", self.port)
     }
 
@@ -113,15 +122,18 @@ impl PgServer {
     }
 
     fn initdb(&self) {
+        let pwfile = self.dir.path().join("pwfile");
+        std::fs::write(&pwfile, PASSWORD).expect("write the password file");
         let out = self
             .command("initdb")
             .arg("-D")
             .arg(self.data())
+            .arg(format!("--pwfile={}", pwfile.display()))
             .args([
                 "-U",
                 USER,
-                "-A",
-                "trust",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
                 "-E",
                 "UTF8",
                 "--locale=C",
