@@ -39,6 +39,9 @@
 //!   sieve`), kept by the same backend.
 //! - [`backend`]: one handle on whichever backend `[store] backend`
 //!   names ([`Backend`], [`open_backend`]), for the server and the CLI.
+//! - [`kv`]: the policy plugins' key-value data ([`PluginKv`]) and the
+//!   MTA-STS policy cache ([`MtaStsCache`]): the server's shared state
+//!   beside the mail, kept by the same backend.
 //! - [`backup`]: a consistent copy of the store taken while the server
 //!   runs, and putting one back.
 #![forbid(unsafe_code)]
@@ -46,6 +49,7 @@
 pub mod backend;
 pub mod backup;
 pub mod error;
+pub mod kv;
 pub mod password;
 pub mod postgres;
 pub mod queue;
@@ -57,6 +61,7 @@ pub mod types;
 
 pub use backend::{open_backend, Backend, BackendConfig, BackendKind};
 pub use error::{StoreError, StoreResult};
+pub use kv::{KvWriteError, MtaStsCache, MtaStsEntry, PluginKv, PluginKvEntry};
 pub use postgres::{PgConfig, PgStore};
 pub use queue::{OutboundQueue, QueueStore};
 pub use sqlite::SqliteStore;

@@ -78,6 +78,11 @@ pub(super) fn run(c: &Connection) -> StoreResult<Vec<String>> {
             }
         }
     }
+    // The plugins' key-value counts (the tables may be missing in a
+    // backup taken by an older version).
+    if has_table(c, "plugin_kv_usage") {
+        problems.extend(super::kv::check(c)?);
+    }
     // Every saved structure must decode.
     let mut st = c.prepare("SELECT id, structure FROM blobs")?;
     let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
@@ -178,6 +183,16 @@ pub(super) fn repair(tx: &Connection, dry_run: bool) -> StoreResult<Vec<Repair>>
             what: format!("account {address}: had no INBOX: an empty one created"),
         });
     }
+    // The plugins' key-value counts are rebuilt from the rows.
+    if has_table(tx, "plugin_kv_usage") {
+        let wrong = super::kv::check(tx)?;
+        if !wrong.is_empty() && !dry_run {
+            super::kv::repair(tx)?;
+        }
+        done.extend(wrong.into_iter().map(|w| Repair {
+            what: format!("{w}: counted again"),
+        }));
+    }
     // A saved structure that does not decode is derived again from its
     // body (it is only a parse of it).
     let broken: Vec<i64> = {
@@ -211,6 +226,16 @@ pub(super) fn repair(tx: &Connection, dry_run: bool) -> StoreResult<Vec<Repair>>
         });
     }
     Ok(done)
+}
+
+/// Whether the database has table `name`.
+fn has_table(c: &Connection, name: &str) -> bool {
+    c.query_row(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .is_ok()
 }
 
 #[cfg(test)]

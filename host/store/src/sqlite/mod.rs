@@ -44,6 +44,7 @@ pub(crate) mod directory;
 mod health;
 mod imap;
 mod import;
+mod kv;
 mod logins;
 pub(crate) mod mailstore;
 pub mod notify;

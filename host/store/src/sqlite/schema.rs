@@ -41,6 +41,10 @@
 //! - `sieve_scripts(account, name, script, active, updated)`: users'
 //!   Sieve scripts, at most one active per account (see `sieve`);
 //!   created on open where missing.
+//! - `plugin_kv(plugin, key, value, expires)`, `plugin_kv_usage(plugin,
+//!   keys)` and `mta_sts_cache(domain, id, expires, policy)`: the
+//!   plugins' key-value data and the MTA-STS policy cache (see `kv`);
+//!   created on open where missing.
 
 use rusqlite::Connection;
 
@@ -208,6 +212,9 @@ pub fn migrate(conn: &Connection) -> StoreResult<()> {
     // What Sieve delivery remembers (vacation, duplicate, failure
     // reports); additive likewise.
     conn.execute_batch(super::sieve_memory::SIEVE_MEMORY)?;
+    // The plugins' key-value data and the MTA-STS policy cache (once
+    // files in the data directory); additive likewise.
+    conn.execute_batch(super::kv::KV_TABLES)?;
     Ok(())
 }
 
