@@ -285,7 +285,6 @@ async fn open_store(
 }
 
 /// Runs a parsed command line; the exit code says how it went.
-
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(&cli);
     if let Command::Healthcheck(args) = &cli.command {
