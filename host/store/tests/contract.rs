@@ -52,4 +52,5 @@ on_both_backends!(
     flags_and_modseq,
     mailbox_operations,
     import,
+    plugin_kv_and_mta_sts,
 );

@@ -330,3 +330,35 @@ async fn the_password_comes_from_the_password_file_or_the_url() {
         Err(StoreError::Invalid(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_from_two_nodes_add_up() {
+    let server = PgServer::start();
+    let url = server.create_database("kv").await;
+    let a = PgStore::connect(&PgConfig::new(url.clone())).await.unwrap();
+    let b = PgStore::connect(&PgConfig::new(url)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            node.kv_increment("ratelimit", "10.0.0.1", 1, Some(2_000), 1_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=40).collect::<Vec<i64>>(),
+        "each increment saw its own sum"
+    );
+    assert_eq!(
+        b.kv_get("ratelimit", "10.0.0.1", 1_000).await.unwrap(),
+        Some(b"40".to_vec())
+    );
+    assert!(a.check().await.unwrap().is_empty());
+}

@@ -871,6 +871,8 @@ impl MailStore for PgStore {
 
     async fn check(&self) -> StoreResult<Vec<String>> {
         let c = self.client().await?;
-        super::check::run(&c).await
+        let mut problems = super::check::run(&c).await?;
+        problems.extend(super::kv::check(&c).await?);
+        Ok(problems)
     }
 }

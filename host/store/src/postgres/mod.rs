@@ -32,6 +32,7 @@ mod backend;
 pub mod check;
 mod directory;
 mod imap;
+mod kv;
 mod mailstore;
 pub mod notify;
 pub mod queue;

@@ -139,6 +139,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, super::queue::SCHEMA),
     (3, super::sieve::SCHEMA),
     (4, super::sieve_memory::SCHEMA),
+    (5, super::kv::SCHEMA),
 ];
 
 /// The schema version this code writes (the last entry of [`MIGRATIONS`]).

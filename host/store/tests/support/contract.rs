@@ -583,3 +583,156 @@ pub async fn import<S: Store + ?Sized>(s: Arc<S>) {
         s.check().await.unwrap()
     );
 }
+
+pub async fn plugin_kv_and_mta_sts<S>(s: Arc<S>)
+where
+    S: Store + PluginKv + MtaStsCache + ?Sized + 'static,
+{
+    use mailgate_store::kv::{MAX_KEY, MAX_VALUE};
+    const NOW: i64 = 1_000_000;
+    assert_eq!(s.kv_increment("p", "n", 2, None, NOW).await.unwrap(), 2);
+    assert_eq!(s.kv_increment("p", "n", 3, None, NOW).await.unwrap(), 5);
+    assert_eq!(s.kv_get("other", "n", NOW).await.unwrap(), None);
+    s.kv_set("p", "gone", b"x".to_vec(), Some(NOW), NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.kv_get("p", "gone", NOW).await.unwrap(), None);
+    s.kv_set("p", "k", b"v".to_vec(), Some(NOW + 10), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.kv_get("p", "k", NOW + 9).await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(s.kv_get("p", "k", NOW + 10).await.unwrap(), None);
+    // An increment keeps the live expiry unless given one.
+    s.kv_increment("p", "c", 1, Some(NOW + 5), NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.kv_increment("p", "c", 1, None, NOW).await.unwrap(), 2);
+    assert_eq!(s.kv_get("p", "c", NOW + 5).await.unwrap(), None);
+    assert_eq!(s.kv_increment("p", "c", 1, None, NOW + 5).await.unwrap(), 1);
+    // Not an integer: 0; saturating.
+    s.kv_set("p", "t", b" x".to_vec(), None, NOW).await.unwrap();
+    assert_eq!(s.kv_increment("p", "t", 4, None, NOW).await.unwrap(), 4);
+    s.kv_set("p", "m", i64::MAX.to_string().into_bytes(), None, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.kv_increment("p", "m", 1, None, NOW).await.unwrap(),
+        i64::MAX
+    );
+    s.kv_delete("p", "k").await.unwrap();
+    s.kv_delete("p", "never").await.unwrap();
+    assert!(matches!(
+        s.kv_set("p", &"k".repeat(MAX_KEY + 1), vec![], None, NOW)
+            .await,
+        Err(KvWriteError::TooLarge("key"))
+    ));
+    assert!(matches!(
+        s.kv_set("p", "big", vec![0; MAX_VALUE + 1], None, NOW)
+            .await,
+        Err(KvWriteError::TooLarge("value"))
+    ));
+    s.kv_set("p", &"k".repeat(MAX_KEY), vec![0; MAX_VALUE], None, NOW)
+        .await
+        .unwrap();
+    // Concurrent increments of one key add up.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.kv_increment("p", "hits", 1, None, NOW).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        s.kv_get("p", "hits", NOW).await.unwrap(),
+        Some(b"20".to_vec())
+    );
+    // Import skips expired and oversized entries, replaces existing keys.
+    let stored = s
+        .kv_import(
+            vec![
+                PluginKvEntry {
+                    plugin: "q".into(),
+                    key: "a".into(),
+                    value: b"1".to_vec(),
+                    expires: None,
+                },
+                PluginKvEntry {
+                    plugin: "q".into(),
+                    key: "old".into(),
+                    value: b"1".to_vec(),
+                    expires: Some(NOW - 1),
+                },
+                PluginKvEntry {
+                    plugin: "q".into(),
+                    key: "x".repeat(MAX_KEY + 1),
+                    value: vec![],
+                    expires: None,
+                },
+                PluginKvEntry {
+                    plugin: "p".into(),
+                    key: "n".into(),
+                    value: b"42".to_vec(),
+                    expires: Some(NOW + 100),
+                },
+            ],
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, 2);
+    assert_eq!(s.kv_get("p", "n", NOW).await.unwrap(), Some(b"42".to_vec()));
+    // "gone" (expired at once) and the imported "n".
+    assert_eq!(s.kv_purge_expired(NOW + 100).await.unwrap(), 2);
+    assert_eq!(s.kv_get("p", "n", NOW).await.unwrap(), None);
+    assert!(
+        s.check().await.unwrap().is_empty(),
+        "{:?}",
+        s.check().await.unwrap()
+    );
+
+    // The MTA-STS cache.
+    let entry = MtaStsEntry {
+        id: "20240101".into(),
+        expires: NOW + 60,
+        policy: "version: STSv1\nmode: enforce\n".into(),
+    };
+    s.mta_sts_put("example.org", entry.clone(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mta_sts_get("example.org", NOW).await.unwrap(),
+        Some(entry.clone())
+    );
+    assert_eq!(s.mta_sts_get("example.org", NOW + 60).await.unwrap(), None);
+    let newer = MtaStsEntry {
+        id: "20240202".into(),
+        ..entry.clone()
+    };
+    s.mta_sts_put("example.org", newer.clone(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mta_sts_get("example.org", NOW).await.unwrap(),
+        Some(newer)
+    );
+    // A put drops every expired entry.
+    s.mta_sts_put("other.example", entry.clone(), NOW + 61)
+        .await
+        .unwrap();
+    assert!(!s.mta_sts_remove("example.org").await.unwrap());
+    assert!(s.mta_sts_remove("other.example").await.unwrap());
+    let too_long = MtaStsEntry {
+        id: "x".repeat(33),
+        ..entry
+    };
+    assert!(matches!(
+        s.mta_sts_put("example.org", too_long, NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
