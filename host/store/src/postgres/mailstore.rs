@@ -462,6 +462,10 @@ impl MailStore for PgStore {
         message: NewMessage,
         targets: &[DeliveryTarget],
     ) -> StoreResult<Vec<Delivered>> {
+        if targets.is_empty() {
+            // Nowhere to go: no body is stored for no entry.
+            return Ok(Vec::new());
+        }
         let structure = structure_json(&message.structure)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await?;

@@ -22,7 +22,12 @@
 //! is older than every transaction still running
 //! (`pg_snapshot_xmin(pg_current_snapshot())`): a transaction that took
 //! its `seq` earlier but commits later cannot be skipped, because the
-//! cursor never passes a transaction that may still commit.
+//! cursor never passes a transaction that may still commit. The price:
+//! while any write transaction on the database stays open (a long
+//! `mailgate import`, a session left idle in a transaction by another
+//! program), other nodes' notifications wait for it to end; the
+//! listener reads again every 20 ms, slowing to every 500 ms. The node
+//! that made a change announces it to its own sessions at once anyway.
 //!
 //! # Retention
 //! Rows older than [`RETENTION`] are deleted by the listeners. A node
@@ -45,6 +50,8 @@ pub const POLL: Duration = Duration::from_secs(5);
 /// How soon the listener reads again when rows of transactions still
 /// running (or older ones) held it back.
 const RETRY: Duration = Duration::from_millis(20);
+/// The longest wait between reads while rows stay held back.
+const MAX_HELD: Duration = Duration::from_millis(500);
 /// The longest wait before reconnecting a lost listener connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long rows stay in the log.
@@ -174,35 +181,41 @@ pub(super) async fn start_cursor(c: &impl GenericClient) -> StoreResult<Cursor> 
     Ok(Cursor { xid: xmin, seq: 0 })
 }
 
+/// What [`catch_up`] found beyond what it announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rest {
+    /// Nothing: wait for a wake-up.
+    Nothing,
+    /// A full batch was read: read again at once.
+    More,
+    /// Rows are held back (their transaction, or an older one, is still
+    /// running): read again soon.
+    Held,
+}
+
 /// Reads the log past `cursor` and announces the other nodes' rows.
-/// Returns whether rows were held back (their transaction, or an older
-/// one, still running) or more are waiting: then read again soon.
 async fn catch_up(
     c: &tokio_postgres::Client,
     origin: &str,
     events: &broadcast::Sender<StoreEvent>,
     cursor: &mut Cursor,
-) -> StoreResult<bool> {
+) -> StoreResult<Rest> {
+    // Only rows of transactions older than every running one: none that
+    // sorts before them can still appear.
     let rows = c
         .query(
-            "SELECT xid, seq, origin, kind, account, mailbox, uids,
-                    pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-               FROM changes WHERE (xid, seq) > ($1, $2)
+            "SELECT xid, seq, origin, kind, account, mailbox, uids FROM changes
+              WHERE (xid, seq) > ($1, $2)
+                AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
               ORDER BY xid, seq LIMIT $3",
             &[&cursor.xid, &cursor.seq, &BATCH],
         )
         .await?;
-    let mut again = rows.len() as i64 == BATCH;
     for r in &rows {
-        let (xid, seq): (i64, i64) = (r.get(0), r.get(1));
-        let xmin: i64 = r.get(7);
-        if xid >= xmin {
-            // This transaction or an older one may still commit rows
-            // that sort before this one: wait.
-            again = true;
-            break;
-        }
-        *cursor = Cursor { xid, seq };
+        *cursor = Cursor {
+            xid: r.get(0),
+            seq: r.get(1),
+        };
         if r.get::<_, &str>(2) == origin {
             continue;
         }
@@ -210,7 +223,17 @@ async fn catch_up(
             let _ = events.send(e);
         }
     }
-    Ok(again)
+    if rows.len() as i64 == BATCH {
+        return Ok(Rest::More);
+    }
+    let held: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM changes WHERE (xid, seq) > ($1, $2))",
+            &[&cursor.xid, &cursor.seq],
+        )
+        .await?
+        .get(0);
+    Ok(if held { Rest::Held } else { Rest::Nothing })
 }
 
 /// The listener: keeps a `LISTEN` connection (reconnecting with backoff)
@@ -261,8 +284,12 @@ async fn listen_once(
     let result = async {
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         tracing::debug!("store: change listener connected");
+        // While rows are held back, read again after RETRY, doubling up
+        // to MAX_HELD (a long write transaction elsewhere must not make
+        // the listener spin).
+        let mut held_wait = RETRY;
         loop {
-            let again = catch_up(&client, origin, events, cursor).await?;
+            let rest = catch_up(&client, origin, events, cursor).await?;
             if last_prune.elapsed() > Duration::from_secs(600) {
                 *last_prune = tokio::time::Instant::now();
                 let secs = RETENTION.as_secs() as f64;
@@ -273,7 +300,18 @@ async fn listen_once(
                     )
                     .await?;
             }
-            let wait = if again { RETRY } else { POLL };
+            let wait = match rest {
+                Rest::More => Duration::ZERO,
+                Rest::Held => {
+                    let w = held_wait;
+                    held_wait = (held_wait * 2).min(MAX_HELD);
+                    w
+                }
+                Rest::Nothing => {
+                    held_wait = RETRY;
+                    POLL
+                }
+            };
             tokio::select! {
                 woke = wake.recv() => {
                     if woke.is_none() {
