@@ -17,15 +17,21 @@ SMTP certificate (`mx.b.test`); A trusts it through `[relay] tls_ca_file`.
 - enforce, B's certificate from the test CA but for another name: deferred.
 - testing, the MX host not in the policy and a self-signed certificate:
   delivered as usual, and A logs what enforce would have refused.
+- the policy is kept in the store: a restarted A applies it without a
+  fetch; an older version's `mta-sts-cache.json` is moved into the store
+  at the first start (renamed `*.imported`) and applied the same way.
 """
 
 from __future__ import annotations
 
 import datetime
 import http.server
+import json
 import re
+import sqlite3
 import ssl
 import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -281,13 +287,45 @@ def test_the_cached_policy_survives_a_restart(world, sts):  # noqa: F811
     submit(a, ALICE, ALICE_PW, BOB, "sts before restart")
     wait_messages(b, BOB, BOB_PW, 1)
     assert len(sts.requests) == 1, sts.requests
-    assert (a.data_dir / "mta-sts-cache.json").exists(), "no cache file written"
+    assert cached_policies(a) == [("b.test", "20261129")], "not kept in the store"
+    assert not (a.data_dir / "mta-sts-cache.json").exists(), "a cache file beside the store"
 
     # Restarted, A applies the cached policy (same TXT id) without
     # fetching it again, and still delivers over verified TLS.
     a.restart()
-    assert "MTA-STS policies loaded from the cache file" in a.stderr_tail(40000)
     submit(a, ALICE, ALICE_PW, BOB, "sts after restart")
     [got] = [m for m in wait_messages(b, BOB, BOB_PW, 2) if b"sts after restart" in m]
     assert "with ESMTPS" in header(got, "Received")[0]
     assert len(sts.requests) == 1, sts.requests
+
+
+def cached_policies(server):
+    """The (domain, id) rows of the store's MTA-STS cache."""
+    db = sqlite3.connect(f"file:{server.data_dir / 'mailgate.db'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT domain, id FROM mta_sts_cache ORDER BY domain").fetchall()
+    finally:
+        db.close()
+
+
+def test_an_older_versions_cache_file_is_moved_into_the_store(world, sts):  # noqa: F811
+    """The `mta-sts-cache.json` of an older mailgate is imported at the
+    first start and renamed: its enforce policy (same TXT id) is applied
+    without a fetch, and the policy server serves nothing here."""
+    sts.policy = "not a policy"
+    a = make_a(world)
+    a.data_dir.mkdir(parents=True, exist_ok=True)
+    expires = int(time.time()) + 86400
+    (a.data_dir / "mta-sts-cache.json").write_text(json.dumps([{
+        "domain": "b.test", "id": "20261129", "expires": expires,
+        "policy": policy("enforce", "mx.b.test"),
+    }]))
+    a.start()
+    b = make_b(world).start()
+    assert not (a.data_dir / "mta-sts-cache.json").exists()
+    assert (a.data_dir / "mta-sts-cache.json.imported").exists()
+    assert cached_policies(a) == [("b.test", "20261129")]
+    submit(a, ALICE, ALICE_PW, BOB, "sts from the imported cache")
+    [got] = wait_messages(b, BOB, BOB_PW, 1)
+    assert "with ESMTPS" in header(got, "Received")[0]
+    assert sts.requests == [], sts.requests

@@ -103,6 +103,10 @@ pub(crate) struct Copy {
     pub(crate) owner: String,
     /// The account's quota, if it has one.
     pub(crate) limit: Option<Limit>,
+    /// This copy's own message, `Return-Path:` included, when a Sieve
+    /// script edited its header (`editheader`); `None`: the message all
+    /// copies share.
+    pub(crate) edited: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// One address for the outbound queue.
@@ -172,6 +176,7 @@ fn copies<'a>(
         },
         owner: owner.to_string(),
         limit: local.limits.iter().find(|l| l.account == account).cloned(),
+        edited: None,
     })
 }
 

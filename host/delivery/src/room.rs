@@ -327,13 +327,31 @@ impl Room {
             }
         }
 
-        // Local copies: one store call, the body once.
+        // Copies whose header a Sieve script edited (`editheader`): each
+        // edited message once for its copies, before the shared one.
         let mut copies = 0;
-        if !plan.copies.is_empty() {
-            let targets: Vec<DeliveryTarget> =
-                plan.copies.iter().map(|c| c.target.clone()).collect();
+        for (owners, stored) in self.store_sieve_edited(&plan.copies).await {
+            match stored {
+                Ok(n) => copies += n,
+                Err(e) if replies == Replies::One || e.is_no_space() => {
+                    tracing::error!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, error = %e, outcome = "store error", "delivery: delivery failed");
+                    return Report::refused(id, refusal_of(&e));
+                }
+                Err(e) => {
+                    for owner in owners {
+                        tracing::error!(queue_id = %id, rcpt = %owner, error = %e, outcome = "store error", "delivery: delivery failed");
+                        report.refused.push((owner, refusal_of(&e)));
+                    }
+                }
+            }
+        }
+        // Local copies: one store call, the body once.
+        let shared: Vec<&crate::plan::Copy> =
+            plan.copies.iter().filter(|c| c.edited.is_none()).collect();
+        if !shared.is_empty() {
+            let targets: Vec<DeliveryTarget> = shared.iter().map(|c| c.target.clone()).collect();
             match self.store_copies(&from, &targets, &stored).await {
-                Ok(d) => copies = d.len(),
+                Ok(d) => copies += d.len(),
                 Err(e) if replies == Replies::One || e.is_no_space() => {
                     tracing::error!(queue_id = %id, %client, %from, rcpts = %list(rcpts.iter().map(String::as_str)), size, error = %e, outcome = "store error", "delivery: delivery failed");
                     return Report::refused(id, refusal_of(&e));
@@ -343,14 +361,13 @@ impl Room {
                     // not fail the others.
                     tracing::warn!(queue_id = %id, error = %e, "delivery: storing all copies at once failed; one recipient at a time");
                     let mut owners: Vec<&str> = Vec::new();
-                    for c in &plan.copies {
+                    for c in &shared {
                         if !owners.contains(&c.owner.as_str()) {
                             owners.push(&c.owner);
                         }
                     }
                     for owner in owners {
-                        let targets: Vec<DeliveryTarget> = plan
-                            .copies
+                        let targets: Vec<DeliveryTarget> = shared
                             .iter()
                             .filter(|c| c.owner == owner)
                             .map(|c| c.target.clone())

@@ -16,7 +16,15 @@
 //!   otherwise a non-delivery report goes to the sender;
 //! - `vacation`: an auto-reply from `<>` through the outbound queue,
 //!   unless [`mailgate_sieve::vacation::should_reply`] says no or one went
-//!   to that sender within the period ([`SieveMemory`]).
+//!   to that sender within the period ([`SieveMemory`]);
+//! - `addheader` / `deleteheader` (`editheader`): applied, in the script's
+//!   order, to this account's copies and redirects only
+//!   ([`MessageView::apply_sieve_edit`], the view plugins' edits use): the
+//!   copies of the actions after an edit carry their own message.
+//!
+//! The time zone of `currentdate` and of `date` without `:zone` is the
+//! server's (`TZ`, else `/etc/localtime`, as Pigeonhole), unless `[sieve]
+//! time_zone` fixes one ([`SieveDelivery::time_zone`]).
 //!
 //! A failing script (compile error, limit, runtime error, the sandbox
 //! stopping it) never loses the message: the copies stay as planned (the
@@ -27,8 +35,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mailgate_policy::{
-    MessageView, NamedScript, Reply, SieveAction, SieveError, SieveFilter, SieveRequest,
-    SieveVacation,
+    MessageView, NamedScript, Reply, SieveAction, SieveError, SieveFilter, SieveHeaderEdit,
+    SieveRequest, SieveVacation,
 };
 use mailgate_sieve::vacation::{default_subject, should_reply};
 use mailgate_store::queue::{NewQueued, NewQueuedRecipient};
@@ -62,6 +70,86 @@ pub struct SieveDelivery {
     /// The administrator's scripts for `include :global` (`[sieve]
     /// global_dir`).
     pub global: Arc<Vec<NamedScript>>,
+    /// The zone of `currentdate` and of `date` without `:zone`, minutes
+    /// east of UTC; `None`: the server's local zone at the time of each
+    /// delivery ([`local_zone`]).
+    pub time_zone: Option<i32>,
+}
+
+/// The server's local zone at `now` (seconds since the epoch), minutes
+/// east of UTC: `TZ`, else `/etc/localtime` (read by chrono); UTC when
+/// neither gives one.
+pub fn local_zone(now: i64) -> i32 {
+    use chrono::{Offset, TimeZone};
+    chrono::Local
+        .timestamp_opt(now, 0)
+        .single()
+        .map_or(0, |t| t.offset().fix().local_minus_utc() / 60)
+}
+
+/// A message built once and shared by the copies and redirects that take it.
+type SharedMessage = Arc<Vec<u8>>;
+
+/// One account's message as its script's header edits left it, built
+/// once per state of the edits (RFC 5293 section 3: each action sees the
+/// edits made before it).
+struct Edited<'a> {
+    original: &'a Arc<MessageView>,
+    view: Option<MessageView>,
+    /// The message now, without and with `Return-Path:` (for the queue
+    /// and for the store); reset by each edit.
+    plain: Option<Arc<Vec<u8>>>,
+    stored: Option<Arc<Vec<u8>>>,
+}
+
+impl<'a> Edited<'a> {
+    fn new(original: &'a Arc<MessageView>) -> Edited<'a> {
+        Edited {
+            original,
+            view: None,
+            plain: None,
+            stored: None,
+        }
+    }
+
+    fn apply(&mut self, edit: &SieveHeaderEdit) -> bool {
+        let view = self.view.get_or_insert_with(|| (**self.original).clone());
+        let changed = view.apply_sieve_edit(edit);
+        if changed {
+            self.plain = None;
+            self.stored = None;
+        }
+        changed
+    }
+
+    /// The edited message for the queue; `None` while unedited.
+    fn plain(&mut self) -> Option<Arc<Vec<u8>>> {
+        let view = self.view.as_ref().filter(|v| v.is_edited())?;
+        Some(
+            self.plain
+                .get_or_insert_with(|| {
+                    let mut out = Vec::new();
+                    view.write_to(&mut out);
+                    Arc::new(out)
+                })
+                .clone(),
+        )
+    }
+
+    /// The edited message for the store (`Return-Path:` first); `None`
+    /// while unedited.
+    fn stored(&mut self, mail_from: &str) -> Option<Arc<Vec<u8>>> {
+        let view = self.view.as_ref().filter(|v| v.is_edited())?;
+        Some(
+            self.stored
+                .get_or_insert_with(|| {
+                    let mut out = crate::return_path(mail_from).into_bytes();
+                    view.write_to(&mut out);
+                    Arc::new(out)
+                })
+                .clone(),
+        )
+    }
 }
 
 /// What a run leaves to do once the copies are stored.
@@ -273,12 +361,13 @@ impl crate::Room {
                 mailboxes: mailboxes.clone(),
                 seen,
                 now,
-                zone: 0,
+                zone: sieve.time_zone.unwrap_or_else(|| local_zone(now)),
                 settings: settings_json.clone(),
             };
             let v = view
                 .get_or_insert_with(|| Arc::new(MessageView::new(message.to_vec())))
                 .clone();
+            let original = v.clone();
             let started = std::time::Instant::now();
             let response = match sieve.filter.run(request, v).await {
                 Ok(r) => r,
@@ -303,7 +392,8 @@ impl crate::Room {
                 }
             }
             done.push(t.account);
-            let copy = |mailbox: &str, flags: &[String]| {
+            let mut edited = Edited::new(&original);
+            let copy = |mailbox: &str, flags: &[String], edited: Option<Arc<Vec<u8>>>| {
                 let mut all = t.flags.clone();
                 for f in flags {
                     if !all.iter().any(|a| a.eq_ignore_ascii_case(f)) {
@@ -318,12 +408,16 @@ impl crate::Room {
                     },
                     owner: t.owner.clone(),
                     limit: t.limit.clone(),
+                    edited,
                 }
             };
-            let mut redirects: Vec<String> = Vec::new();
+            // Addresses, grouped by the message they get (edited or not).
+            let mut redirects: Vec<(Option<SharedMessage>, Vec<String>)> = Vec::new();
             for action in response.actions {
                 match action {
-                    SieveAction::Keep(flags) => out.push(copy(&t.folder, &flags)),
+                    SieveAction::Keep(flags) => {
+                        out.push(copy(&t.folder, &flags, edited.stored(&envelope.mail_from)))
+                    }
                     SieveAction::FileInto {
                         mailbox,
                         create,
@@ -333,16 +427,34 @@ impl crate::Room {
                             mailbox.eq_ignore_ascii_case("INBOX") || mailboxes.contains(&mailbox);
                         if exists || create {
                             tracing::info!(queue_id = %id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto");
-                            out.push(copy(&mailbox, &flags));
+                            out.push(copy(&mailbox, &flags, edited.stored(&envelope.mail_from)));
                         } else {
                             tracing::error!(queue_id = %id, account = %t.address, folder = %mailgate_sieve::printable(&mailbox), "sieve: fileinto a folder that does not exist (no :create); kept in INBOX");
-                            out.push(copy("INBOX", &flags));
+                            out.push(copy("INBOX", &flags, edited.stored(&envelope.mail_from)));
                         }
                     }
                     SieveAction::Discard => {
                         tracing::info!(queue_id = %id, account = %t.address, "sieve: discarded");
                     }
-                    SieveAction::Redirect(to) => redirects.push(to),
+                    SieveAction::Redirect(to) => {
+                        let message = edited.plain();
+                        let same = redirects.iter_mut().find(|(m, _)| match (m, &message) {
+                            (None, None) => true,
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                            _ => false,
+                        });
+                        match same {
+                            Some((_, list)) => list.push(to),
+                            None => redirects.push((message, vec![to])),
+                        }
+                    }
+                    SieveAction::EditHeader(edit) => {
+                        if !sieve.settings.editheader {
+                            tracing::warn!(queue_id = %id, account = %t.address, "sieve: header edit while [sieve] editheader is off; ignored");
+                        } else if !edited.apply(&edit) {
+                            tracing::info!(queue_id = %id, account = %t.address, "sieve: header edit refused (protected field, bad name or no such field)");
+                        }
+                    }
                     SieveAction::Reject { reason, extended } => {
                         let text = one_line(&reason, 200);
                         let reply = Reply {
@@ -382,9 +494,9 @@ impl crate::Room {
                     }
                 }
             }
-            if !redirects.is_empty() {
-                self.redirect(id, envelope, &t, redirects, message, after)
-                    .await;
+            for (edited, to) in redirects {
+                let raw = edited.as_deref().map_or(message, Vec::as_slice);
+                self.redirect(id, envelope, &t, to, raw, after).await;
             }
         }
         for c in copies {
@@ -444,6 +556,41 @@ impl crate::Room {
             mid = message_id(&sieve.hostname),
         );
         after.reports.push((t.account, text.into_bytes()));
+    }
+
+    /// Stores the copies [`Self::run_sieve`] gave a message of their own
+    /// (`editheader`): one store call per edited message, all of its
+    /// copies at once. Returns, per message, the envelope recipients of
+    /// its copies and the number stored or the error.
+    pub(crate) async fn store_sieve_edited(
+        &self,
+        copies: &[Copy],
+    ) -> Vec<(Vec<String>, StoreResult<usize>)> {
+        let mut groups: Vec<(&Arc<Vec<u8>>, Vec<&Copy>)> = Vec::new();
+        for c in copies {
+            let Some(raw) = &c.edited else { continue };
+            match groups.iter_mut().find(|(r, _)| Arc::ptr_eq(r, raw)) {
+                Some((_, list)) => list.push(c),
+                None => groups.push((raw, vec![c])),
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (raw, list) in groups {
+            let targets: Vec<DeliveryTarget> = list.iter().map(|c| c.target.clone()).collect();
+            let mut owners: Vec<String> = Vec::new();
+            for c in &list {
+                if !owners.contains(&c.owner) {
+                    owners.push(c.owner.clone());
+                }
+            }
+            let stored = self
+                .delivery
+                .deliver_prepared(&targets, raw.clone())
+                .await
+                .map(|d| d.len());
+            out.push((owners, stored));
+        }
+        out
     }
 
     /// Queues the redirected copies: one queue entry, sender kept or

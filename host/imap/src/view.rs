@@ -189,15 +189,12 @@ impl Snapshot {
         } else {
             0
         };
-        let entries: Vec<Entry> = all
-            .messages
-            .iter()
-            .map(|&(uid, i)| Entry {
-                uid: uid.get(),
-                flags: ids.get(i as usize).copied().unwrap_or(none),
-            })
-            .collect();
-        s.fill_entries(entries);
+        // Encoded a chunk at a time: no second list of the mailbox's size
+        // is made while the store's is held.
+        s.fill_from(all.messages.iter().map(|&(uid, i)| Entry {
+            uid: uid.get(),
+            flags: ids.get(i as usize).copied().unwrap_or(none),
+        }));
         s
     }
 
@@ -216,19 +213,43 @@ impl Snapshot {
         }
     }
 
-    fn fill_entries(&mut self, mut entries: Vec<Entry>) {
-        entries.dedup_by_key(|e| e.uid);
+    fn fill_entries(&mut self, entries: Vec<Entry>) {
+        self.fill_from(entries.into_iter());
+    }
+
+    /// Lays out `entries` (ascending by UID; an entry whose UID is not
+    /// above the one before is left out) in chunks of [`CHUNK`], encoding
+    /// each as soon as it is full: what is held besides the chunks is one
+    /// chunk's plain list, whatever the mailbox's size.
+    fn fill_from(&mut self, entries: impl Iterator<Item = Entry>) {
         self.chunks.clear();
         self.bounds.clear();
-        for part in entries.chunks(CHUNK) {
-            self.bounds.push(if self.chunks.is_empty() {
-                1
-            } else {
-                part[0].uid
-            });
-            self.chunks.push(Arc::new(Chunk::encode(part)));
+        let mut part: Vec<Entry> = Vec::with_capacity(CHUNK);
+        let mut last = 0u32;
+        for e in entries {
+            if e.uid <= last {
+                continue;
+            }
+            last = e.uid;
+            part.push(e);
+            if part.len() == CHUNK {
+                self.push_chunk(&part);
+                part.clear();
+            }
+        }
+        if !part.is_empty() {
+            self.push_chunk(&part);
         }
         self.reindex();
+    }
+
+    fn push_chunk(&mut self, part: &[Entry]) {
+        self.bounds.push(if self.chunks.is_empty() {
+            1
+        } else {
+            part[0].uid
+        });
+        self.chunks.push(Arc::new(Chunk::encode(part)));
     }
 
     fn reindex(&mut self) {

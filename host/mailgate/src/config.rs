@@ -628,6 +628,10 @@ pub struct SieveConfig {
     /// WebAssembly fuel of one run (about one unit per instruction): the
     /// sandbox's bound behind `max_cpu_steps`.
     pub fuel: u64,
+    /// The time zone of `currentdate` and of `date` without `:zone`:
+    /// `"local"` (the server's: `TZ`, else `/etc/localtime`, as in
+    /// Pigeonhole), `"UTC"`, or a fixed offset such as `"+0200"`.
+    pub time_zone: String,
 }
 
 impl Default for SieveConfig {
@@ -651,6 +655,7 @@ impl Default for SieveConfig {
             timeout_ms: 2000,
             memory_mb: 128,
             fuel: 2_000_000_000,
+            time_zone: "local".into(),
         }
     }
 }
@@ -686,8 +691,44 @@ impl SieveConfig {
         })
     }
 
+    /// `time_zone` in minutes east of UTC; `None` for `"local"` (the
+    /// server's zone at each delivery).
+    pub fn time_zone(&self) -> Result<Option<i32>, ConfigError> {
+        let tz = self.time_zone.trim();
+        if tz.eq_ignore_ascii_case("local") {
+            return Ok(None);
+        }
+        if tz.eq_ignore_ascii_case("utc") || tz.eq_ignore_ascii_case("z") {
+            return Ok(Some(0));
+        }
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "sieve.time_zone: \"{}\" is not \"local\", \"UTC\" or an offset such as \"+0200\"",
+                self.time_zone.escape_debug()
+            ))
+        };
+        let (sign, digits) = match tz.as_bytes().first() {
+            Some(b'+') => (1, &tz[1..]),
+            Some(b'-') => (-1, &tz[1..]),
+            _ => return Err(bad()),
+        };
+        let digits = digits.replace(':', "");
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let (h, m): (i32, i32) = (
+            digits[..2].parse().map_err(|_| bad())?,
+            digits[2..].parse().map_err(|_| bad())?,
+        );
+        if h > 14 || m > 59 {
+            return Err(bad());
+        }
+        Ok(Some(sign * (h * 60 + m)))
+    }
+
     /// The checks of `Config::validate`.
     fn validate(&self) -> Result<(), ConfigError> {
+        self.time_zone()?;
         if self.max_script_size < 1 || self.max_script_size > MAX_SIEVE_SCRIPT_SIZE {
             return Err(ConfigError::Invalid(format!(
                 "sieve.max_script_size must be between 1 and {MAX_SIEVE_SCRIPT_SIZE} bytes"
@@ -1279,6 +1320,14 @@ pop3 = "0.0.0.0:110"
         assert_eq!((c.sieve.max_script_size, c.sieve.max_scripts), (65_536, 5));
         let s = c.sieve.settings().unwrap();
         assert_eq!((s.max_redirects, s.vacation_min_period), (1, 3600));
+        assert_eq!(c.sieve.time_zone().unwrap(), None, "local by default");
+        for (tz, minutes) in [("UTC", 0), ("+0200", 120), ("-05:30", -330)] {
+            let c = SieveConfig {
+                time_zone: tz.into(),
+                ..SieveConfig::default()
+            };
+            assert_eq!(c.time_zone().unwrap(), Some(minutes), "{tz}");
+        }
         for bad in [
             "max_script_size = 0",
             "max_script_size = \"1G\"",
@@ -1286,6 +1335,9 @@ pop3 = "0.0.0.0:110"
             "vacation_min_period = \"90d\"",
             "vacation_max_period = \"soon\"",
             "max_script = 3",
+            "time_zone = \"Mars/Olympus\"",
+            "time_zone = \"+2\"",
+            "time_zone = \"+2500\"",
         ] {
             let t = format!("{MINIMAL}\n[sieve]\n{bad}\n");
             assert!(Config::parse(&t, Path::new("t.toml")).is_err(), "{bad}");

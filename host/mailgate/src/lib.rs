@@ -12,6 +12,9 @@
 //!   and which keys need a restart.
 //! - [`server`]: opens the store, binds the listeners, runs the sessions,
 //!   and shuts down on SIGTERM.
+//! - [`shared_state`]: the plugins' key-value data and the MTA-STS
+//!   cache in the store, and the one-time import of the files older
+//!   versions kept them in.
 //! - [`srs`]: `[srs]`, the Sender Rewriting Scheme's settings.
 //! - [`connections`]: `max_connections` and `max_connections_per_ip`, the
 //!   permits the accept loops hand each session.
@@ -41,6 +44,7 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod reload;
 pub mod server;
+pub mod shared_state;
 pub mod sieve_delivery;
 pub mod srs;
 pub mod wake;

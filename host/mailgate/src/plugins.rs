@@ -29,13 +29,22 @@ pub const DEV_PLUGINS: [&str; 2] = ["content_filter", "router"];
 
 /// Starts the policy runtime if `[plugins]` is configured: loads the
 /// directory and writes the status file. `None` without `[plugins]`.
-pub async fn start(config: &Config) -> Result<Option<Arc<PolicyManager>>, PolicyError> {
+/// The plugins' key-value data lives in `kv` (the store).
+pub async fn start(
+    config: &Config,
+    kv: Arc<dyn mailgate_store::PluginKv>,
+) -> Result<Option<Arc<PolicyManager>>, PolicyError> {
     let Some(policy) = policy_config(config) else {
         return Ok(None);
     };
     let dir = policy.plugins.dir.clone();
-    let (manager, report) =
-        PolicyManager::start(policy, &config.data_dir, plugin_resolver(config)).await?;
+    let (manager, report) = PolicyManager::start(
+        policy,
+        &config.data_dir,
+        Arc::new(crate::shared_state::StoreKv(kv)),
+        plugin_resolver(config),
+    )
+    .await?;
     let status = config.data_dir.join(STATUS_FILE);
     if let Err(e) = manager.write_status(&status) {
         tracing::warn!(path = %status.display(), error = %e, "cannot write plugin status");
@@ -77,7 +86,7 @@ pub fn plugin_resolver(config: &Config) -> Arc<dyn Resolver> {
     }
 }
 
-/// Starts the watcher (hot reload, status file, key-value flushes) until
+/// Starts the watcher (hot reload, status file) until
 /// `shutdown`.
 pub fn watch(manager: &Arc<PolicyManager>, config: &Config, shutdown: watch::Receiver<bool>) {
     manager.spawn_watcher(Some(config.data_dir.join(STATUS_FILE)), shutdown);

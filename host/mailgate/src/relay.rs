@@ -88,10 +88,6 @@ fn domains(list: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The file, in the data directory, that keeps MTA-STS policies across
-/// restarts.
-pub const MTA_STS_CACHE_FILE: &str = "mta-sts-cache.json";
-
 /// The relay's settings from `[relay]` and `[queue]`; anything not given
 /// keeps [`RelayConfig::default`]'s value.
 pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
@@ -120,7 +116,6 @@ pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
     if let Some(on) = r.mta_sts {
         out.mta_sts = on;
     }
-    out.mta_sts_cache = Some(config.data_dir.join(MTA_STS_CACHE_FILE));
     // Read here too, so a bad file stops the server at start.
     extra_roots(config)?;
     if let Some(s) = &r.smarthost {
@@ -250,6 +245,7 @@ pub fn transport(
 pub fn build(
     config: &Config,
     store: Arc<dyn QueueStore>,
+    mta_sts_cache: Arc<dyn mailgate_store::MtaStsCache>,
     local: Arc<LocalDelivery>,
 ) -> Result<Arc<Relay>, RelaySetupError> {
     let relay_config = relay_config(config)?;
@@ -269,6 +265,7 @@ pub fn build(
         clock: Arc::new(SystemClock),
         tls,
         dkim: dkim_signer(config)?,
+        mta_sts_cache: Some(mta_sts_cache),
     }))
 }
 

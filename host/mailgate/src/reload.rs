@@ -18,6 +18,11 @@
 //!   `tls_ca_file` did ([`mailgate_relay::Relay::set_transport`]).
 //!   `trusted_networks` is read by each new SMTP session.
 //! - `[plugins]`/`[[plugin]]`: `crate::plugins::reload`.
+//! - `[sieve]`: ManageSieve's limits for new sessions, and users' scripts
+//!   at delivery (limits, `editheader`, `time_zone`, `global_dir` read
+//!   again) for the messages of new SMTP/LMTP sessions
+//!   (`crate::sieve_delivery::reconfigure`); `plugin`, `run_at_delivery`
+//!   and the sandbox's `timeout_ms`, `memory_mb` and `fuel` need a restart.
 //!
 //! Keys that cannot change without a restart ([`restart_keys`]) are logged
 //! at WARN, one line each (`key X changed: restart needed to apply`), and
@@ -61,7 +66,9 @@ impl<T> Live<T> {
 /// `[[dkim]]` (the signing keys, read at start), `[queue]
 /// max_concurrent` (the relay's pool), `[relay] mta_sts` (its policy
 /// cache is made at start), `[srs]` (one secret for the sessions and the
-/// queue's bounce hand-off), `[store]` (opened once) and the presence of `[plugins]`
+/// queue's bounce hand-off), `[store]` (opened once), the `[sieve]`
+/// plugin and its sandbox (`plugin`, `run_at_delivery`, `timeout_ms`,
+/// `memory_mb`, `fuel`) and the presence of `[plugins]`
 /// (`crate::plugins::reload` says so itself).
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
@@ -104,6 +111,17 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check("srs", old.srs != new.srs);
     // The store is opened once, at start.
     check("store", old.store != new.store);
+    // The system Sieve plugin and its sandbox are loaded at start; the
+    // other `[sieve]` keys apply live.
+    let (a, b) = (&old.sieve, &new.sieve);
+    check("sieve.plugin", a.plugin != b.plugin);
+    check(
+        "sieve.run_at_delivery",
+        a.run_at_delivery != b.run_at_delivery,
+    );
+    check("sieve.timeout_ms", a.timeout_ms != b.timeout_ms);
+    check("sieve.memory_mb", a.memory_mb != b.memory_mb);
+    check("sieve.fuel", a.fuel != b.fuel);
     keys
 }
 
@@ -123,6 +141,11 @@ pub fn keep_restart_keys(old: &Config, mut new: Config) -> Config {
     new.relay.mta_sts = old.relay.mta_sts;
     new.srs = old.srs.clone();
     new.store = old.store.clone();
+    new.sieve.plugin = old.sieve.plugin.clone();
+    new.sieve.run_at_delivery = old.sieve.run_at_delivery;
+    new.sieve.timeout_ms = old.sieve.timeout_ms;
+    new.sieve.memory_mb = old.sieve.memory_mb;
+    new.sieve.fuel = old.sieve.fuel;
     new
 }
 

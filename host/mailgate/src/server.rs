@@ -72,6 +72,10 @@ pub enum ServerError {
     /// The policy runtime could not start (`[plugins]`).
     #[error("plugins: {0}")]
     Policy(#[from] mailgate_policy::PolicyError),
+    /// The files of an older version (plugins' key-value data, MTA-STS
+    /// cache) could not be moved into the store.
+    #[error("moving older files into the store: {0}")]
+    Import(#[from] crate::shared_state::ImportError),
     /// The system Sieve plugin could not be loaded (`[sieve] plugin`).
     #[error("sieve plugin: {0}")]
     Sieve(String),
@@ -243,10 +247,16 @@ pub async fn run(
     let _lock = lock_data_dir(&config)?;
     // For `mailgate plugin reload`; removed at exit.
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
-    let policy = crate::plugins::start(&config).await?;
     let store: Arc<dyn Backend> = mailgate_store::open_backend(&backend_config).await?;
     tracing::info!(backend = %store.kind(), location = %store.location(), "store: open");
     store.set_min_free_space(config.limits.min_free_space());
+    // The plugins' key-value data and the MTA-STS cache live in the
+    // store; the files older versions kept them in are moved in once.
+    let kv: Arc<dyn mailgate_store::PluginKv> = store.clone();
+    let mta_sts: Arc<dyn mailgate_store::MtaStsCache> = store.clone();
+    crate::shared_state::import_old_files(&config.data_dir, &*kv, &*mta_sts).await?;
+    crate::shared_state::spawn_purge(kv.clone());
+    let policy = crate::plugins::start(&config, kv).await?;
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
     let sieve = crate::sieve_delivery::start(&config, store.clone())
@@ -255,7 +265,7 @@ pub async fn run(
     let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
-    let relay = crate::relay::build(&config, queue_store, delivery.clone())?;
+    let relay = crate::relay::build(&config, queue_store, mta_sts, delivery.clone())?;
     // What a reload (SIGHUP) swaps its new settings into.
     let (sqlite, reload_relay) = (probe_store.clone(), relay.clone());
     let services = Arc::new(Services {
@@ -504,6 +514,18 @@ impl Reloader {
             let mut fresh = (*services).clone();
             fresh.auth = Arc::new(authenticator(config, &fresh.store));
             services = Arc::new(fresh);
+        }
+        // `[sieve]`: the limits, `editheader`, `time_zone` and the global
+        // scripts of users' scripts at delivery, for new sessions.
+        if config.sieve != self.config.sieve {
+            if let Some(current) = &services.sieve {
+                let mut fresh = (*services).clone();
+                fresh.sieve = Some(Arc::new(
+                    crate::sieve_delivery::reconfigure(current, config)
+                        .map_err(ServerError::Sieve)?,
+                ));
+                services = Arc::new(fresh);
+            }
         }
         let contexts = self
             .listeners

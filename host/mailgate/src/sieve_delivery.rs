@@ -92,7 +92,31 @@ pub async fn start(
             Some(dir) => global_scripts(dir, sc.max_script_size)?,
             None => Vec::new(),
         }),
+        time_zone: sc.time_zone().map_err(|e| e.to_string())?,
     })))
+}
+
+/// The running Sieve part with `config`'s `[sieve]` settings, global
+/// scripts and time zone (SIGHUP): the loaded plugin, its sandbox limits
+/// and the store stay. An error (a global script that cannot be read, a
+/// bad setting) keeps the running part.
+pub fn reconfigure(
+    current: &SieveDelivery,
+    config: &crate::config::Config,
+) -> Result<SieveDelivery, String> {
+    let sc = &config.sieve;
+    Ok(SieveDelivery {
+        filter: current.filter.clone(),
+        scripts: current.scripts.clone(),
+        memory: current.memory.clone(),
+        settings: sc.settings().map_err(|e| e.to_string())?,
+        hostname: config.hostname.clone(),
+        global: Arc::new(match &sc.global_dir {
+            Some(dir) => global_scripts(dir, sc.max_script_size)?,
+            None => Vec::new(),
+        }),
+        time_zone: sc.time_zone().map_err(|e| e.to_string())?,
+    })
 }
 
 /// The most scripts `[sieve] global_dir` may hold.

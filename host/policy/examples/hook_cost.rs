@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mailgate_policy::{
-    Envelope, FileKv, PluginsConfig, PolicyConfig, PolicyManager, RecipientInfo, SessionInfo,
+    Envelope, MemoryKv, PluginsConfig, PolicyConfig, PolicyManager, RecipientInfo, SessionInfo,
     StaticResolver, Verdict,
 };
 
@@ -224,8 +224,7 @@ async fn manager(
     let (manager, report) = PolicyManager::with_parts(
         PolicyConfig { plugins, plugin },
         None,
-        Arc::new(FileKv::in_memory()),
-        None,
+        Arc::new(MemoryKv::new()),
         Arc::new(StaticResolver::default()),
     )
     .await

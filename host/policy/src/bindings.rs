@@ -21,6 +21,12 @@ wasmtime::component::bindgen!({
         "mailgate:policy/dns.lookup": async,
         "mailgate:policy/http.send": async,
         "mailgate:policy/http.send-message": async,
+        // The key-value store is the mail store: a write waits for its
+        // commit.
+        "mailgate:policy/kv.get": async,
+        "mailgate:policy/kv.set": async,
+        "mailgate:policy/kv.delete": async,
+        "mailgate:policy/kv.increment": async,
         default: trappable,
     },
     exports: { default: async },
@@ -35,7 +41,7 @@ pub(crate) use exports::mailgate::policy::{
 };
 use mailgate::policy::{clock, config, dns, http, kv, log, message, types};
 
-/// The world of the system Sieve plugin (`sieve-filter`, WIT 0.1.3): its
+/// The world of the system Sieve plugin (`sieve-filter`, WIT 0.1.4): its
 /// imports are the `plugin` world's `types` and `message`, served by the
 /// same linker; only its `on-deliver` export is new.
 pub(crate) mod sieve_world {
@@ -360,36 +366,37 @@ impl From<&host::MailboxEvent> for on_mailbox_event::Event {
 }
 
 impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.env.kv.get(&self.env.name, &key))
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        let env = self.env.clone();
+        env.kv.get(&env.name, &key).await
     }
-    fn set(
+    async fn set(
         &mut self,
         key: String,
         value: Vec<u8>,
         ttl: Option<u64>,
-    ) -> wasmtime::Result<Result<(), kv::KvError>> {
-        Ok(self
-            .env
-            .kv
-            .set(&self.env.name, &key, value, ttl)
-            .map_err(kv::KvError::from))
+    ) -> Result<(), kv::KvError> {
+        let env = self.env.clone();
+        env.kv
+            .set(&env.name, &key, value, ttl)
+            .await
+            .map_err(kv::KvError::from)
     }
-    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.env.kv.delete(&self.env.name, &key);
-        Ok(())
+    async fn delete(&mut self, key: String) {
+        let env = self.env.clone();
+        env.kv.delete(&env.name, &key).await
     }
-    fn increment(
+    async fn increment(
         &mut self,
         key: String,
         delta: i64,
         ttl: Option<u64>,
-    ) -> wasmtime::Result<Result<i64, kv::KvError>> {
-        Ok(self
-            .env
-            .kv
-            .increment(&self.env.name, &key, delta, ttl)
-            .map_err(kv::KvError::from))
+    ) -> Result<i64, kv::KvError> {
+        let env = self.env.clone();
+        env.kv
+            .increment(&env.name, &key, delta, ttl)
+            .await
+            .map_err(kv::KvError::from)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The policy runtime of mailgate: filtering, routing and delivery policy
 //! as WebAssembly components (wasmtime, component model) against the WIT
-//! interface `mailgate:policy@0.1.3` in `wit/` (plugins built against
-//! 0.1.0 to 0.1.2 are served too), and the system Sieve plugin
+//! interface `mailgate:policy@0.1.4` in `wit/` (plugins built against
+//! 0.1.0 to 0.1.3 are served too), and the system Sieve plugin
 //! ([`SieveFilter`], world `sieve-filter`).
 //!
 //! # Role
@@ -64,7 +64,9 @@ pub mod sieve;
 pub mod stats;
 pub mod types;
 
-pub use caps::{DnsError, FileKv, KvStore, RecordType, Resolver, StaticResolver, SystemResolver};
+pub use caps::{
+    DnsError, KvError, KvStore, MemoryKv, RecordType, Resolver, StaticResolver, SystemResolver,
+};
 pub use chain::{Chain, DataDecision, Decision, RouteDecision};
 pub use config::{
     plugin_key, FailureMode, Grant, Limits, PluginSettings, PluginsConfig, PolicyConfig,
@@ -76,8 +78,8 @@ pub use message::MessageView;
 pub use run::{run_file, CallReport, RunError, RunInput, RunReport};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeOptions, EPOCH_TICK};
 pub use sieve::{
-    NamedScript, SieveAction, SieveDuplicate, SieveError, SieveFilter, SieveLimits, SieveLoadError,
-    SieveRequest, SieveResponse, SieveVacation,
+    NamedScript, SieveAction, SieveDuplicate, SieveError, SieveFilter, SieveHeaderEdit,
+    SieveLimits, SieveLoadError, SieveRequest, SieveResponse, SieveVacation,
 };
 pub use stats::StatsSnapshot;
 pub use types::{

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::caps::{FileKv, KvStore, Resolver, StaticResolver};
+use crate::caps::{KvStore, MemoryKv, Resolver, StaticResolver};
 use crate::chain::Chain;
 use crate::config::{PluginSettings, PolicyConfig};
 use crate::error::{LoadError, PolicyError};
@@ -77,27 +77,25 @@ pub struct PolicyManager {
     /// One reload at a time.
     reloading: tokio::sync::Mutex<BTreeMap<String, FileState>>,
     stats: Mutex<BTreeMap<String, Arc<PluginStats>>>,
-    kv: Option<Arc<FileKv>>,
 }
 
 impl PolicyManager {
-    /// Starts the runtime and loads the directory. The key-value store is
-    /// persisted at `<data_dir>/plugins-kv.json`; compiled components are
-    /// cached in `cache_dir` or `<data_dir>/plugin-cache`.
+    /// Starts the runtime and loads the directory. The plugins' key-value
+    /// data lives in `kv` (the server's mail store); compiled components
+    /// are cached in `cache_dir` or `<data_dir>/plugin-cache`, per node.
     pub async fn start(
         config: PolicyConfig,
         data_dir: &Path,
+        kv: Arc<dyn KvStore>,
         resolver: Arc<dyn Resolver>,
     ) -> Result<(Arc<PolicyManager>, ReloadReport), PolicyError> {
         std::fs::create_dir_all(data_dir).map_err(|e| PolicyError::Io(data_dir.into(), e))?;
-        let kv_path = data_dir.join("plugins-kv.json");
-        let kv = Arc::new(FileKv::open(&kv_path).map_err(|e| PolicyError::Io(kv_path, e))?);
         let cache = config
             .plugins
             .cache_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("plugin-cache"));
-        Self::with_parts(config, Some(cache), kv.clone(), Some(kv), resolver).await
+        Self::with_parts(config, Some(cache), kv, resolver).await
     }
 
     /// Starts with explicit parts (tests, benchmarks): any key-value store,
@@ -106,7 +104,6 @@ impl PolicyManager {
         config: PolicyConfig,
         cache_dir: Option<PathBuf>,
         kv: Arc<dyn KvStore>,
-        file_kv: Option<Arc<FileKv>>,
         resolver: Arc<dyn Resolver>,
     ) -> Result<(Arc<PolicyManager>, ReloadReport), PolicyError> {
         let runtime = Runtime::new(RuntimeOptions {
@@ -124,7 +121,6 @@ impl PolicyManager {
             chain: RwLock::new(Arc::new(Chain::empty())),
             reloading: tokio::sync::Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
-            kv: file_kv,
         });
         let report = manager.reload().await;
         Ok((manager, report))
@@ -318,25 +314,9 @@ impl PolicyManager {
         std::fs::rename(&tmp, path)
     }
 
-    /// The persisted key-value store, if any: the SMTP session commits it
-    /// ([`FileKv::commit`]) before a reply that follows a hook.
-    pub fn file_kv(&self) -> Option<&Arc<FileKv>> {
-        self.kv.as_ref()
-    }
-
-    /// Persists the key-value store now (also done by the watcher).
-    pub fn flush(&self) {
-        if let Some(kv) = &self.kv {
-            if let Err(e) = kv.flush() {
-                tracing::warn!(error = %e, "cannot persist plugin key-value store");
-            }
-        }
-    }
-
     /// Polls the plugin directory every `poll_ms` (default 1 s) and reloads
-    /// when a file appears, changes or goes; also writes `status_path` and
-    /// flushes the key-value store. Stops when `shutdown` becomes true
-    /// (flushing once more).
+    /// when a file appears, changes or goes; also writes `status_path`.
+    /// Stops when `shutdown` becomes true.
     pub fn spawn_watcher(
         self: &Arc<Self>,
         status_path: Option<PathBuf>,
@@ -366,9 +346,7 @@ impl PolicyManager {
                         tracing::warn!(path = %path.display(), error = %e, "cannot write plugin status");
                     }
                 }
-                manager.flush();
             }
-            manager.flush();
         })
     }
 
@@ -498,7 +476,7 @@ pub(crate) async fn load_standalone(
         reuse_instances: false,
         fuel,
         cache_dir: None,
-        kv: Arc::new(FileKv::in_memory()),
+        kv: Arc::new(MemoryKv::new()),
         resolver,
         http_ca_file: config.plugins.http_ca_file.clone(),
     })

@@ -17,6 +17,11 @@ use crate::types::{AuthResults, TlsDetails};
 /// Largest `raw` range handed out per call.
 pub const MAX_RAW_RANGE: u32 = 1 << 20;
 
+/// Longest header field a Sieve `addheader` may add through
+/// [`MessageView::apply_sieve_edit`], name and value (the interpreter's own
+/// bound, `[sieve]`'s `editheader_max_header_size`, is lower by default).
+pub const MAX_SIEVE_FIELD: usize = 8192;
+
 /// One header field as it is (or will be) written: its name (empty for a
 /// malformed line, which no look-up matches) and the whole field (name,
 /// colon, value, folded lines, final CRLF).
@@ -312,6 +317,77 @@ impl MessageView {
         self.edited = true;
     }
 
+    /// Applies a Sieve `addheader`/`deleteheader` (RFC 5293) to this view:
+    /// `addheader` at the very top (or, `:last`, at the end of the header),
+    /// `deleteheader` of the `occurrence`-th field of that name. Refused
+    /// (`false`, nothing changes): a field name that is not printable ASCII
+    /// without `:`, an added field over [`MAX_SIEVE_FIELD`] bytes, and any
+    /// edit of `Received` or `Auto-Submitted`, which stay as they are
+    /// (RFC 5293 section 7). Control characters of an added value become
+    /// spaces; long values are folded.
+    pub fn apply_sieve_edit(&mut self, edit: &crate::SieveHeaderEdit) -> bool {
+        use crate::SieveHeaderEdit as E;
+        let name = match edit {
+            E::Add { name, .. } | E::Delete { name, .. } => name,
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 997
+            && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+        if !valid
+            || name.eq_ignore_ascii_case("received")
+            || name.eq_ignore_ascii_case("auto-submitted")
+        {
+            return false;
+        }
+        match edit {
+            E::Add { value, last, .. } => {
+                if name.len() + value.len() + 2 > MAX_SIEVE_FIELD {
+                    return false;
+                }
+                let value: String = value
+                    .chars()
+                    .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+                    .collect();
+                let mut raw = Vec::with_capacity(name.len() + value.len() + 4);
+                raw.extend_from_slice(name.as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend_from_slice(fold(value.trim(), name.len() + 2).as_bytes());
+                raw.extend_from_slice(b"\r\n");
+                let field = Field::Owned {
+                    name: name.to_string(),
+                    raw,
+                };
+                let fields = Arc::make_mut(&mut self.fields);
+                if *last {
+                    fields.push(field);
+                } else {
+                    fields.insert(0, field);
+                    self.trace = (self.trace + 1).min(fields.len());
+                }
+            }
+            E::Delete { occurrence, .. } => {
+                let raw = &self.raw;
+                let Some(at) = self
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.is_named(raw, name))
+                    .nth((*occurrence as usize).saturating_sub(1))
+                    .map(|(i, _)| i)
+                    .filter(|_| *occurrence > 0)
+                else {
+                    return false;
+                };
+                Arc::make_mut(&mut self.fields).remove(at);
+                if at < self.trace {
+                    self.trace -= 1;
+                }
+            }
+        }
+        self.edited = true;
+        true
+    }
+
     /// Removes every field named `name`.
     pub(crate) fn remove_header(&mut self, name: &str) {
         if !self.fields.iter().any(|f| f.is_named(&self.raw, name)) {
@@ -474,6 +550,40 @@ mod tests {
 
     const MSG: &[u8] =
         b"Subject: hello\r\n world\r\nFrom: a@b\r\nX-Remove-Me: 1\r\n\r\nbody line\r\n";
+
+    /// Sieve edits: added on top or at the end, the n-th occurrence
+    /// deleted, protected and malformed names refused; the body is the
+    /// received one.
+    #[test]
+    fn sieve_edits() {
+        use crate::SieveHeaderEdit as E;
+        let raw = b"Received: from x\r\nX-A: 1\r\nX-A: 2\r\nSubject: s\r\n\r\nbody\r\n";
+        let mut v = MessageView::new(&raw[..]);
+        let add = |name: &str, value: &str, last| E::Add {
+            name: name.into(),
+            value: value.into(),
+            last,
+        };
+        let del = |name: &str, occurrence| E::Delete {
+            name: name.into(),
+            occurrence,
+        };
+        assert!(v.apply_sieve_edit(&add("X-Top", "t\r\nBcc: x", false)));
+        assert!(v.apply_sieve_edit(&add("X-End", "e", true)));
+        assert!(v.apply_sieve_edit(&del("x-a", 2)));
+        assert!(!v.apply_sieve_edit(&del("x-a", 2)), "only one left");
+        assert!(!v.apply_sieve_edit(&del("x-a", 0)));
+        assert!(!v.apply_sieve_edit(&del("received", 1)));
+        assert!(!v.apply_sieve_edit(&add("Auto-Submitted", "no", false)));
+        assert!(!v.apply_sieve_edit(&add("Bad Name", "x", false)));
+        assert!(!v.apply_sieve_edit(&add("X-Big", &"a".repeat(MAX_SIEVE_FIELD), false)));
+        let mut out = Vec::new();
+        v.write_to(&mut out);
+        assert_eq!(
+            out,
+            b"X-Top: t  Bcc: x\r\nReceived: from x\r\nX-A: 1\r\nSubject: s\r\nX-End: e\r\n\r\nbody\r\n"
+        );
+    }
 
     #[test]
     fn reads_headers_unfolded() {

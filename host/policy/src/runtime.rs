@@ -49,7 +49,7 @@ const MAX_WARM_MEMORY: usize = 8 << 20;
 /// The WIT package the host serves.
 pub const WIT_PACKAGE: &str = "mailgate:policy";
 /// Its version.
-pub const WIT_VERSION: &str = "0.1.3";
+pub const WIT_VERSION: &str = "0.1.4";
 
 /// Settings of the [`Runtime`] (engine-wide).
 pub struct RuntimeOptions {

@@ -1,5 +1,5 @@
 //! The system Sieve plugin (`plugins/sieve`, world `sieve-filter`, WIT
-//! 0.1.3): [`SieveFilter`] loads it into an engine of its own and runs one
+//! 0.1.4): [`SieveFilter`] loads it into an engine of its own and runs one
 //! account's script on one message ([`SieveFilter::run`]), returning the
 //! actions as host types. Carrying them out is the delivery room's
 //! (`mailgate-delivery`).
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bindings::on_deliver;
-use crate::caps::{FileKv, StaticResolver};
+use crate::caps::{MemoryKv, StaticResolver};
 use crate::config::{FailureMode, Limits, PluginSettings};
 use crate::error::{FailureKind, LoadError, PluginFailure, PolicyError};
 
@@ -114,6 +114,30 @@ pub enum SieveAction {
     },
     /// An auto-reply.
     Vacation(SieveVacation),
+    /// `addheader` / `deleteheader`: the copies the actions after it store
+    /// or redirect have it applied ([`MessageView::apply_sieve_edit`]).
+    EditHeader(SieveHeaderEdit),
+}
+
+/// A header change by `addheader` / `deleteheader` (RFC 5293).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SieveHeaderEdit {
+    /// Add `name: value` at the top, or at the end with `last`.
+    Add {
+        /// The field name.
+        name: String,
+        /// The value, one line.
+        value: String,
+        /// `:last`.
+        last: bool,
+    },
+    /// Delete the `occurrence`-th field (from 1) named `name`.
+    Delete {
+        /// The field name.
+        name: String,
+        /// Which one, from 1.
+        occurrence: u32,
+    },
 }
 
 /// A `duplicate` key to remember.
@@ -200,7 +224,7 @@ impl SieveFilter {
             max_instances: limits.max_instances.max(2),
             fuel: true,
             cache_dir: None,
-            kv: Arc::new(FileKv::in_memory()),
+            kv: Arc::new(MemoryKv::new()),
             resolver: Arc::new(StaticResolver::default()),
             reuse_instances: true,
             http_ca_file: None,
@@ -225,9 +249,17 @@ impl SieveFilter {
             )
             .await?;
         if !plugin.exports(Hook::Deliver) {
-            return Err(
-                LoadError::Link("the component does not export `on-deliver`".into()).into(),
-            );
+            // A plugin of an older `sieve-filter` world (0.1.3: no
+            // `edit-header` action) exports an `on-deliver` of other types.
+            let older = plugin.imports().iter().any(|i| {
+                i.starts_with("mailgate:policy/") && !i.ends_with(crate::runtime::WIT_VERSION)
+            });
+            let why = if older {
+                format!("the component was built against an older mailgate:policy than {}: rebuild it (scripts/build-plugins) with this release", crate::runtime::WIT_VERSION)
+            } else {
+                "the component does not export `on-deliver`".to_string()
+            };
+            return Err(LoadError::Link(why).into());
         }
         Ok(SieveFilter {
             plugin,
@@ -307,6 +339,19 @@ fn from_wit(r: on_deliver::Response) -> SieveResponse {
                     reason: r.reason,
                     extended: r.extended,
                 },
+                A::EditHeader(on_deliver::HeaderEdit::Add(h)) => {
+                    SieveAction::EditHeader(SieveHeaderEdit::Add {
+                        name: h.name,
+                        value: h.value,
+                        last: h.last,
+                    })
+                }
+                A::EditHeader(on_deliver::HeaderEdit::Delete(h)) => {
+                    SieveAction::EditHeader(SieveHeaderEdit::Delete {
+                        name: h.name,
+                        occurrence: h.occurrence,
+                    })
+                }
                 A::Vacation(v) => SieveAction::Vacation(SieveVacation {
                     reason: v.reason,
                     subject: v.subject,

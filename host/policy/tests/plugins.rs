@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mailgate_policy::{
-    check_file, Envelope, FailureMode, FileKv, Grant, LoadError, MessageView, PluginSettings,
+    check_file, Envelope, FailureMode, Grant, LoadError, MemoryKv, MessageView, PluginSettings,
     PluginsConfig, PolicyConfig, PolicyManager, RecipientInfo, RecordType, ReloadReport, Reply,
     Resolver, RouteAction, SessionInfo, StaticResolver, Verdict,
 };
@@ -74,7 +74,7 @@ async fn start(
     resolver: Arc<dyn Resolver>,
 ) -> Setup {
     let (manager, report) =
-        PolicyManager::with_parts(config, cache, Arc::new(FileKv::in_memory()), None, resolver)
+        PolicyManager::with_parts(config, cache, Arc::new(MemoryKv::new()), resolver)
             .await
             .unwrap();
     Setup {
@@ -142,8 +142,8 @@ async fn template_accepts_and_counts() {
     let imports = &status.plugins[0].imports;
     assert!(
         imports.iter().all(|i| i.starts_with("wasi:")
-            || i == "mailgate:policy/types@0.1.3"
-            || i == "mailgate:policy/message@0.1.3"),
+            || i == "mailgate:policy/types@0.1.4"
+            || i == "mailgate:policy/message@0.1.4"),
         "{imports:?}"
     );
 }
@@ -634,8 +634,7 @@ async fn compiled_components_are_cached_on_disk() {
             plugin: vec![],
         },
         Some(cache.clone()),
-        Arc::new(FileKv::in_memory()),
-        None,
+        Arc::new(MemoryKv::new()),
         Arc::new(StaticResolver::default()),
     )
     .await
@@ -664,9 +663,9 @@ async fn check_reports_hooks_and_imports() {
     .unwrap();
     assert_eq!(report.hooks, vec!["rcpt-to"]);
     for i in [
-        "mailgate:policy/kv@0.1.3",
-        "mailgate:policy/clock@0.1.3",
-        "mailgate:policy/config@0.1.3",
+        "mailgate:policy/kv@0.1.4",
+        "mailgate:policy/clock@0.1.4",
+        "mailgate:policy/config@0.1.4",
     ] {
         assert!(
             report.imports.iter().any(|x| x == i),
@@ -924,6 +923,19 @@ async fn a_plugin_built_against_wit_0_1_2_still_runs() {
     assert!(!plugin.exports(mailgate_policy::Hook::Deliver));
 }
 
+/// A plugin compiled against WIT 0.1.3 (before the `edit-header` action of
+/// the `sieve-filter` world in 0.1.4) loads and runs on a 0.1.4 host: the
+/// `plugin` world did not change.
+#[tokio::test]
+async fn a_plugin_built_against_wit_0_1_3_still_runs() {
+    let (_s, chain, view) = old_probe_runs("0.1.3").await;
+    assert_eq!(view.header("X-Probe").len(), 1);
+    let [plugin] = chain.plugins() else {
+        panic!("one plugin expected");
+    };
+    assert!(!plugin.exports(mailgate_policy::Hook::Deliver));
+}
+
 /// The system Sieve plugin (plugins/sieve): loads into its own engine,
 /// runs a script on a message and returns its actions; a script that does
 /// not compile and one past its step budget are errors (the host keeps
@@ -977,6 +989,34 @@ async fn the_sieve_plugin_runs_scripts_and_contains_hostile_ones() {
     assert_eq!(again.actions, vec![SieveAction::Keep(vec![])]);
     let bad = filter.run(request("filein \"x\";"), view.clone()).await;
     assert!(matches!(bad, Err(SieveError::Compile(_))), "{bad:?}");
+    // editheader (WIT 0.1.4): the edits come among the actions, where the
+    // script made them; refused unless the settings allow it.
+    let script = r#"require ["editheader", "copy"]; redirect :copy "x@y.test";
+        addheader "X-A" "1"; deleteheader :index 1 "subject";"#;
+    let off = filter.run(request(script), view.clone()).await;
+    assert!(matches!(off, Err(SieveError::Compile(_))), "{off:?}");
+    let on = SieveRequest {
+        settings: r#"{"editheader": true}"#.into(),
+        ..request(script)
+    };
+    let r = filter.run(on, view.clone()).await.expect("runs");
+    use mailgate_policy::SieveHeaderEdit as E;
+    assert_eq!(
+        r.actions,
+        vec![
+            SieveAction::Redirect("x@y.test".into()),
+            SieveAction::EditHeader(E::Add {
+                name: "X-A".into(),
+                value: "1".into(),
+                last: false
+            }),
+            SieveAction::EditHeader(E::Delete {
+                name: "subject".into(),
+                occurrence: 1
+            }),
+            SieveAction::Keep(vec![]),
+        ]
+    );
     // Thousands of searches of a 256 KiB body: far past the step budget.
     let mut big = b"Subject: big\r\n\r\n".to_vec();
     big.extend(std::iter::repeat_n(b'x', 256 << 10));

@@ -22,7 +22,6 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A duration that is not `<number><unit>`.
@@ -140,9 +139,6 @@ pub struct RelayConfig {
     pub mta_sts_port: u16,
     /// The bound on one MTA-STS policy fetch.
     pub mta_sts_timeout: Duration,
-    /// Where MTA-STS policies are kept across restarts (`None`: in memory
-    /// only).
-    pub mta_sts_cache: Option<PathBuf>,
     /// Retries.
     pub retry: RetrySchedule,
     /// Deliveries at once to one destination domain.
@@ -177,7 +173,6 @@ impl Default for RelayConfig {
             mta_sts: true,
             mta_sts_port: 443,
             mta_sts_timeout: Duration::from_secs(10),
-            mta_sts_cache: None,
             retry: RetrySchedule::default(),
             max_per_destination: 4,
             max_concurrent: 32,

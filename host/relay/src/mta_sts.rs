@@ -20,13 +20,16 @@
 //! cache, the sender MUST apply that cached policy." A failed fetch is not
 //! repeated for [`FETCH_BACKOFF`] seconds.
 //!
-//! The cache survives restarts when the relay has a cache file (the
-//! server's `<data_dir>/mta-sts-cache.json`): it is rewritten (temporary
-//! file, then rename) after each policy fetched, and read at start, where
-//! every entry's policy text is parsed again and expired entries are
-//! dropped. So a domain's policy stays in force after a restart even while
-//! its policy server is unreachable, as §5.1 asks of a cached policy; an
-//! unreadable file is logged and the cache starts empty.
+//! The cache survives restarts, and is shared by every node of the store,
+//! when the relay is given the store's [`MtaStsCache`] (the server does):
+//! each policy fetched is written there (durably) beside the memory, and
+//! a domain missing from memory, or whose TXT `id` differs from the one
+//! in memory, is looked up there before anything is fetched; the policy
+//! text is parsed again when read. So a domain's policy stays in force
+//! after a restart even while its policy server is unreachable, as §5.1
+//! asks of a cached policy, and a policy one node fetched is not fetched
+//! again by the others. A store failure is logged, and the memory goes
+//! on serving.
 //!
 //! # What the runner does with it
 //! `enforce`: only MX hosts matching an `mx` pattern are tried, over
@@ -38,7 +41,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +50,8 @@ use hyper::body::Bytes;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::{TcpSocket, TcpStream};
+
+use mailgate_store::{MtaStsCache, MtaStsEntry};
 
 use crate::clock::Clock;
 use crate::dns::{Dns, DnsError};
@@ -383,17 +387,6 @@ struct Cached {
     id: String,
     policy: Arc<Policy>,
     expires: i64,
-    /// The policy file as fetched, for the cache file.
-    text: String,
-}
-
-/// One entry of the cache file.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    domain: String,
-    id: String,
-    expires: i64,
-    policy: String,
 }
 
 /// Policies of the destination domains: discovery, fetch, cache.
@@ -404,8 +397,8 @@ pub struct MtaSts {
     cache: Mutex<HashMap<String, Cached>>,
     /// Failed fetches: domain → (id, not again before).
     failed: Mutex<HashMap<String, (String, i64)>>,
-    /// Where the cache is kept across restarts, if anywhere.
-    file: Option<PathBuf>,
+    /// Where the cache is kept across restarts and shared, if anywhere.
+    store: Option<Arc<dyn MtaStsCache>>,
 }
 
 impl MtaSts {
@@ -417,81 +410,15 @@ impl MtaSts {
             clock,
             cache: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
-            file: None,
+            store: None,
         }
     }
 
-    /// Keeps the cache in `path` across restarts: loads what it holds
-    /// now (unexpired entries whose policy still parses) and rewrites it
-    /// after every policy fetched.
-    pub fn with_cache_file(mut self, path: PathBuf) -> Self {
-        let now = self.clock.now();
-        let saved: Vec<Saved> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "relay: MTA-STS cache file unreadable; starting with an empty cache");
-                Vec::new()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "relay: cannot read the MTA-STS cache file; starting with an empty cache");
-                Vec::new()
-            }
-        };
-        let mut cache = HashMap::new();
-        for s in saved.into_iter().filter(|s| s.expires > now) {
-            match parse_policy(&s.policy) {
-                Ok(policy) => {
-                    cache.insert(
-                        s.domain,
-                        Cached {
-                            id: s.id,
-                            policy: Arc::new(policy),
-                            expires: s.expires,
-                            text: s.policy,
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(domain = %s.domain, error = %e, "relay: MTA-STS cache entry dropped")
-                }
-            }
-        }
-        if !cache.is_empty() {
-            tracing::info!(path = %path.display(), policies = cache.len(), "relay: MTA-STS policies loaded from the cache file");
-        }
-        self.cache = Mutex::new(cache);
-        self.file = Some(path);
+    /// Keeps the cache in the store too (across restarts, shared by the
+    /// nodes of the store).
+    pub fn with_store(mut self, store: Arc<dyn MtaStsCache>) -> Self {
+        self.store = Some(store);
         self
-    }
-
-    /// Rewrites the cache file, if there is one. A failure is logged: the
-    /// policies stay in force in memory.
-    fn save(&self) {
-        let Some(path) = &self.file else {
-            return;
-        };
-        let now = self.clock.now();
-        let saved: Vec<Saved> = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, c)| c.expires > now)
-            .map(|(domain, c)| Saved {
-                domain: domain.clone(),
-                id: c.id.clone(),
-                expires: c.expires,
-                policy: c.text.clone(),
-            })
-            .collect();
-        let tmp = path.with_extension("tmp");
-        let written = serde_json::to_vec_pretty(&saved)
-            .map_err(std::io::Error::other)
-            .and_then(|json| std::fs::write(&tmp, json))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "relay: cannot write the MTA-STS cache file");
-        }
     }
 
     fn cached(&self, domain: &str, now: i64) -> Option<(String, Arc<Policy>)> {
@@ -502,13 +429,51 @@ impl MtaSts {
             .map(|c| (c.id.clone(), c.policy.clone()))
     }
 
+    fn remember(&self, domain: &str, id: String, policy: Arc<Policy>, expires: i64) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            domain.to_string(),
+            Cached {
+                id,
+                policy,
+                expires,
+            },
+        );
+    }
+
+    /// The store's unexpired policy for `domain`, parsed, and kept in
+    /// memory from now on. `None` without a store, or on trouble (logged).
+    async fn stored(&self, domain: &str, now: i64) -> Option<(String, Arc<Policy>)> {
+        let store = self.store.as_ref()?;
+        let entry = match store.mta_sts_get(domain, now).await {
+            Ok(e) => e?,
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "relay: cannot read the MTA-STS cache of the store");
+                return None;
+            }
+        };
+        match parse_policy(&entry.policy) {
+            Ok(policy) => {
+                let policy = Arc::new(policy);
+                self.remember(domain, entry.id.clone(), policy.clone(), entry.expires);
+                Some((entry.id, policy))
+            }
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "relay: MTA-STS cache entry of the store dropped");
+                None
+            }
+        }
+    }
+
     /// The policy in force for mail to `domain`, if any (a `none` policy
     /// is returned too; the caller ignores it). Never fails: trouble is
     /// logged and a cached unexpired policy used, or none.
     pub async fn policy(&self, domain: &str) -> Option<Arc<Policy>> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let now = self.clock.now();
-        let cached = self.cached(&domain, now);
+        let mut cached = self.cached(&domain, now);
+        if cached.is_none() {
+            cached = self.stored(&domain, now).await;
+        }
         let id = match self.dns.txt(&format!("_mta-sts.{domain}")).await {
             Ok(records) => match parse_txt(&records) {
                 Txt::Id(id) => id,
@@ -525,6 +490,12 @@ impl MtaSts {
         if let Some((cached_id, policy)) = &cached {
             if *cached_id == id {
                 return Some(policy.clone());
+            }
+            // Another node (or an earlier run) may have fetched it.
+            if let Some((stored_id, policy)) = self.stored(&domain, now).await {
+                if stored_id == id {
+                    return Some(policy);
+                }
             }
         }
         {
@@ -544,20 +515,21 @@ impl MtaSts {
                 tracing::info!(%domain, %id, mode = policy.mode.as_str(), mx = %policy.mx.join(", "), max_age = policy.max_age, "relay: MTA-STS policy fetched");
                 let policy = Arc::new(policy);
                 let expires = now.saturating_add(policy.max_age as i64);
-                self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    domain.clone(),
-                    Cached {
-                        id,
-                        policy: policy.clone(),
-                        expires,
-                        text,
-                    },
-                );
+                self.remember(&domain, id.clone(), policy.clone(), expires);
                 self.failed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&domain);
-                self.save();
+                if let Some(store) = &self.store {
+                    let entry = MtaStsEntry {
+                        id,
+                        expires,
+                        policy: text,
+                    };
+                    if let Err(e) = store.mta_sts_put(&domain, entry, now).await {
+                        tracing::warn!(%domain, error = %e, "relay: cannot keep the MTA-STS policy in the store; it is in force in memory");
+                    }
+                }
                 Some(policy)
             }
             Err(e) => {
@@ -771,27 +743,27 @@ mod tests {
         assert!(sts2.policy("b.test").await.is_none());
     }
 
-    /// A restarted relay (a new `MtaSts` on the same cache file) applies
-    /// the policy fetched before the restart while the policy server is
-    /// down; expired entries and a damaged file are not used.
+    /// A restarted relay (a new `MtaSts` on the same store) applies the
+    /// policy fetched before the restart while the policy server is down;
+    /// expired entries are not used; a second node sharing the store uses
+    /// the policy the first fetched without fetching it.
     #[tokio::test]
-    async fn the_cache_file_outlives_a_restart() {
+    async fn the_store_cache_outlives_a_restart_and_is_shared() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("mta-sts-cache.json");
+        let store = mailgate_store::SqliteStore::open(dir.path()).unwrap();
         let dns = Arc::new(StaticDns::new());
         dns.txt("_mta-sts.d.test", "v=STSv1; id=5");
         let fetcher = Arc::new(FakeFetcher::default());
         *fetcher.body.lock().unwrap() = Ok(policy_text("enforce", "mx.d.test", 1000));
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let sts =
-            MtaSts::new(dns.clone(), fetcher.clone(), clock.clone()).with_cache_file(file.clone());
+        let restarted = |clock: Arc<ManualClock>| {
+            MtaSts::new(dns.clone(), fetcher.clone(), clock).with_store(store.clone())
+        };
+        let sts = restarted(clock.clone());
         assert_eq!(sts.policy("d.test").await.unwrap().mode, Mode::Enforce);
         drop(sts);
 
         *fetcher.body.lock().unwrap() = Err("connection refused".into());
-        let restarted = |clock: Arc<ManualClock>| {
-            MtaSts::new(dns.clone(), fetcher.clone(), clock).with_cache_file(file.clone())
-        };
         let sts = restarted(clock.clone());
         let p = sts.policy("d.test").await.expect("the cached policy");
         assert_eq!(
@@ -803,15 +775,33 @@ mod tests {
             1,
             "same id: not fetched again"
         );
+        // The domain publishes id 6. Node B, whose fetch fails, keeps
+        // applying id 5 (from the store); node A fetches id 6; B then
+        // takes A's policy from the store without fetching.
+        let dns6 = Arc::new(StaticDns::new());
+        dns6.txt("_mta-sts.d.test", "v=STSv1; id=6");
+        let node = |fetcher: Arc<FakeFetcher>| {
+            MtaSts::new(dns6.clone(), fetcher, clock.clone()).with_store(store.clone())
+        };
+        let failing = Arc::new(FakeFetcher::default());
+        *failing.body.lock().unwrap() = Err("connection refused".into());
+        let node_b = node(failing.clone());
+        assert_eq!(node_b.policy("d.test").await.unwrap().mode, Mode::Enforce);
+        assert_eq!(*failing.count.lock().unwrap(), 1);
+        *fetcher.body.lock().unwrap() = Ok(policy_text("testing", "mx.d.test", 1000));
+        let node_a = node(fetcher.clone());
+        assert_eq!(node_a.policy("d.test").await.unwrap().mode, Mode::Testing);
+        assert_eq!(*fetcher.count.lock().unwrap(), 2);
+        assert_eq!(node_b.policy("d.test").await.unwrap().mode, Mode::Testing);
+        assert_eq!(*failing.count.lock().unwrap(), 1, "taken from the store");
+        drop(sts);
 
+        *fetcher.body.lock().unwrap() = Err("connection refused".into());
         clock.advance(1001);
         assert!(
             restarted(clock.clone()).policy("d.test").await.is_none(),
             "expired"
         );
-
-        std::fs::write(&file, b"{ not json").unwrap();
-        assert!(restarted(clock).policy("d.test").await.is_none());
     }
 
     #[tokio::test]

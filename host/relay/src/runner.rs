@@ -120,6 +120,9 @@ pub struct RelayParts {
     pub tls: TlsClients,
     /// DKIM signing of outgoing mail, if configured.
     pub dkim: Option<Arc<DkimSigner>>,
+    /// Where MTA-STS policies are kept across restarts and shared by the
+    /// nodes of the store (`None`: in memory only).
+    pub mta_sts_cache: Option<Arc<dyn mailgate_store::MtaStsCache>>,
 }
 
 impl Relay {
@@ -136,8 +139,8 @@ impl Relay {
             )
             .with_source_ip(parts.config.source_ip);
             let sts = MtaSts::new(dns, Arc::new(fetcher), parts.clock.clone());
-            match &parts.config.mta_sts_cache {
-                Some(path) => sts.with_cache_file(path.clone()),
+            match &parts.mta_sts_cache {
+                Some(store) => sts.with_store(store.clone()),
                 None => sts,
             }
         });

@@ -96,6 +96,11 @@ pub struct Outcome {
     pub actions: Vec<Action>,
     /// Header edits for the stored and redirected copies.
     pub header_edits: Vec<HeaderEdit>,
+    /// For each action (same index as `actions`), how many of
+    /// `header_edits` had been made when it was taken: an action sees the
+    /// message with those edits (RFC 5293 section 3), so a `redirect` after
+    /// `addheader` sends the edited message and one before it does not.
+    pub edits_before: Vec<usize>,
     /// `duplicate` tests to record now that the run succeeded: a new id is
     /// inserted; a seen one is refreshed only with `last`.
     pub duplicates: Vec<(DuplicateCheck, bool)>,

@@ -637,6 +637,20 @@ fn editheader_rfc5293() {
             },
         ]
     );
+    // The fileinto came after the four edits.
+    assert_eq!(o.edits_before, [4]);
+    // RFC 5293 section 3: an action sees the edits made before it.
+    let o = run_full(
+        "require [\"editheader\", \"copy\"]; redirect :copy \"a@x.test\";\
+         addheader \"X-A\" \"1\"; redirect \"b@x.test\"; deleteheader \"subject\";",
+        MESSAGE,
+        &TestEnv::default(),
+        &s,
+    )
+    .unwrap();
+    assert_eq!(o.actions.len(), 2, "{o:?}");
+    assert_eq!(o.edits_before, [0, 1]);
+    assert_eq!(o.header_edits.len(), 2);
     // Off by default.
     let e = compile("require \"editheader\";", &Settings::default()).unwrap_err();
     assert!(e.message.contains("not enabled"), "{e}");

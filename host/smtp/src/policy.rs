@@ -137,29 +137,6 @@ impl Session {
         }
     }
 
-    /// Makes the plugins' key-value writes durable before the reply that
-    /// follows a hook: one append and `fdatasync` of the store's log shared
-    /// by every session committing at that moment (group commit), off the
-    /// async workers; an atomic load and nothing else when the hook wrote
-    /// nothing. A failure is logged, and the reply goes out anyway (the
-    /// write is still in memory and retried by the next commit).
-    pub(crate) async fn policy_commit(&self) {
-        let Some(kv) = self.ctx.policy.as_ref().and_then(|m| m.file_kv()) else {
-            return;
-        };
-        if !kv.needs_commit() {
-            return;
-        }
-        let kv = kv.clone();
-        match tokio::task::spawn_blocking(move || kv.commit()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "smtp: cannot commit the plugins' key-value store")
-            }
-            Err(e) => tracing::warn!(error = %e, "smtp: key-value commit task failed"),
-        }
-    }
-
     /// Hook `connect`, before the greeting: `Some(reply)` refuses the
     /// connection (the caller sends it and closes).
     pub(crate) async fn policy_connect(&mut self) -> Option<Reply> {
@@ -174,7 +151,6 @@ impl Session {
         }
         self.reverse.settle().await;
         let decision = chain.connect(&self.session_info()).await;
-        self.policy_commit().await;
         self.session_verdict(Hook::Connect, decision.verdict, decision.by)
     }
 
@@ -186,7 +162,6 @@ impl Session {
             return None;
         }
         let decision = chain.helo(&self.session_info()).await;
-        self.policy_commit().await;
         self.session_verdict(Hook::Helo, decision.verdict, decision.by)
     }
 
@@ -208,7 +183,6 @@ impl Session {
             success,
         };
         let decision = chain.auth(&self.session_info(), &attempt).await;
-        self.policy_commit().await;
         self.session_verdict(Hook::Auth, decision.verdict, decision.by)
     }
 
@@ -267,7 +241,6 @@ impl Session {
             let d = chain
                 .mail_from(&self.session_info(), &envelope.for_plugins(&tx.mail_params))
                 .await;
-            self.policy_commit().await;
             if let Some(r) = d.verdict.reply() {
                 tracing::info!(client = %self.peer.ip(), hook = "mail-from", plugin = d.by.as_deref().unwrap_or(""), reply = %r, "smtp: refused by policy");
                 return Err(smtp_reply(r));
@@ -318,7 +291,6 @@ impl Session {
         let mut penv = tx.envelope.for_plugins(&p.mail_params);
         let before = penv.recipients.clone();
         let d = chain.rcpt_to(&session, &mut penv, &info).await;
-        self.policy_commit().await;
         if let Some(r) = d.verdict.reply() {
             tracing::info!(client = %self.peer.ip(), hook = "rcpt-to", rcpt = %address, plugin = d.by.as_deref().unwrap_or(""), reply = %r, "smtp: recipient refused by policy");
             return Err(smtp_reply(r));

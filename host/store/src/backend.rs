@@ -4,7 +4,7 @@
 //!
 //! # Role
 //! [`Backend`] is every store trait at once ([`crate::Store`],
-//! [`QueueStore`], [`SieveScripts`], [`SieveMemory`]) plus the few calls the
+//! [`QueueStore`], [`SieveScripts`], [`SieveMemory`], [`crate::PluginKv`], [`crate::MtaStsCache`]) plus the few calls the
 //! server and the CLI make that are not about mail: the readiness probe,
 //! the free-space floor, telling other processes of changes, and `store
 //! check --repair`. Each of those has a default that is right for a backend
@@ -53,7 +53,9 @@ impl std::fmt::Display for BackendKind {
 /// Every store trait, and what the server and the CLI ask of a store
 /// beyond them.
 #[async_trait]
-pub trait Backend: Store + QueueStore + SieveScripts + SieveMemory {
+pub trait Backend:
+    Store + QueueStore + SieveScripts + SieveMemory + crate::PluginKv + crate::MtaStsCache
+{
     /// Which engine this is.
     fn kind(&self) -> BackendKind;
 

@@ -6,14 +6,13 @@
 //! A backup is a directory. `mailgate.db` in it is a copy of the database
 //! made with SQLite's online backup API from one read transaction: one
 //! moment's state of every account, mailbox, message and queued message,
-//! whatever the server commits meanwhile (WAL lets it go on writing; the
-//! copy does not see those writes). Everything else in the data directory
-//! is copied as files beside it (DKIM keys in `dkim/`, the plugins'
-//! key-value data `plugins-kv.*`, the MTA-STS policy cache, a development
-//! certificate), except what the server makes again by itself or that
-//! means nothing once it stops: [`NOT_COPIED`]. Those files are not part
-//! of the database's snapshot: a plugin value written during the backup
-//! may or may not be in it.
+//! the plugins' key-value data and the MTA-STS policy cache, whatever the
+//! server commits meanwhile (WAL lets it go on writing; the copy does not
+//! see those writes). Everything else in the data directory is copied as
+//! files beside it (DKIM keys in `dkim/`, a development certificate),
+//! except what the server makes again by itself or that means nothing
+//! once it stops: [`NOT_COPIED`]. Those files are not part of the
+//! database's snapshot.
 //!
 //! # Restoring
 //! [`restore`] is for a stopped server (the caller holds the data

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use mailgate_sieve::{
-    Action, BodyPart, DuplicateCheck, Envelope, Environment, Location, MessageData, Script,
-    Settings,
+    Action, BodyPart, DuplicateCheck, Envelope, Environment, HeaderEdit, Location, MessageData,
+    Outcome, Script, Settings,
 };
 
 wit_bindgen::generate!({
@@ -246,6 +246,40 @@ fn action(a: Action) -> od::Action {
     }
 }
 
+fn edit(e: HeaderEdit) -> od::Action {
+    od::Action::EditHeader(match e {
+        HeaderEdit::Add { name, value, last } => {
+            od::HeaderEdit::Add(od::AddedHeader { name, value, last })
+        }
+        HeaderEdit::Delete { name, occurrence } => od::HeaderEdit::Delete(od::DeletedHeader {
+            name,
+            occurrence: u32::try_from(occurrence).unwrap_or(u32::MAX),
+        }),
+    })
+}
+
+/// The actions for the host, with the header edits among them where the
+/// script made them: an action acts on the message with the edits listed
+/// before it (RFC 5293 section 3).
+fn actions(outcome: Outcome) -> Vec<od::Action> {
+    let mut edits = outcome.header_edits.into_iter();
+    let mut made = 0;
+    let mut out = Vec::new();
+    for (i, a) in outcome.actions.into_iter().enumerate() {
+        let before = outcome.edits_before.get(i).copied().unwrap_or(made);
+        while made < before {
+            match edits.next() {
+                Some(e) => out.push(edit(e)),
+                None => break,
+            }
+            made += 1;
+        }
+        out.push(action(a));
+    }
+    out.extend(edits.map(edit));
+    out
+}
+
 impl od::Guest for SieveFilter {
     fn deliver(request: Request, message: &HostMessage) -> Result<Response, Failure> {
         let settings: Settings = if request.settings.trim().is_empty() {
@@ -264,20 +298,22 @@ impl od::Guest for SieveFilter {
         let env = Env { request: &request };
         let outcome = mailgate_sieve::execute(&script, &lent, &envelope, &env, &settings)
             .map_err(|e| Failure::Runtime(e.to_string()))?;
+        let duplicates = outcome
+            .duplicates
+            .iter()
+            .filter(|(check, seen)| !seen || check.last)
+            .map(|(check, _)| od::Duplicate {
+                key: duplicate_key(check),
+                period: check.period,
+                last: check.last,
+            })
+            .collect();
+        let steps = outcome.steps;
         Ok(Response {
-            actions: outcome.actions.into_iter().map(action).collect(),
+            actions: actions(outcome),
             // A new id is recorded; a seen one is refreshed only with `:last`.
-            duplicates: outcome
-                .duplicates
-                .iter()
-                .filter(|(check, seen)| !seen || check.last)
-                .map(|(check, _)| od::Duplicate {
-                    key: duplicate_key(check),
-                    period: check.period,
-                    last: check.last,
-                })
-                .collect(),
-            steps: outcome.steps,
+            duplicates,
+            steps,
         })
     }
 }

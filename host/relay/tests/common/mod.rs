@@ -192,6 +192,7 @@ pub fn relay_with_dkim(
     let resolver = resolver(dns);
     let dyn_store: Arc<dyn Store> = store.clone();
     let local = Arc::new(LocalDelivery::new(dyn_store, local_domains));
+    let mta_sts_cache: Arc<dyn mailgate_store::MtaStsCache> = store.clone();
     Relay::new(RelayParts {
         store,
         local: Some(local),
@@ -200,6 +201,7 @@ pub fn relay_with_dkim(
         config,
         clock,
         dkim,
+        mta_sts_cache: Some(mta_sts_cache),
     })
 }
 

@@ -103,6 +103,7 @@ impl<'a> Run<'a> {
                 flags,
                 implicit: true,
             });
+            self.out.edits_before.push(self.out.header_edits.len());
         }
         self.out.steps = self.steps;
         Ok(self.out)
@@ -211,6 +212,7 @@ impl<'a> Run<'a> {
                 self.cancel_implicit_keep = true;
                 if !self.out.actions.contains(&Action::Discard) {
                     self.out.actions.push(Action::Discard);
+                    self.out.edits_before.push(self.out.header_edits.len());
                 }
             }
             Command::Redirect { address, copy } => {
@@ -416,6 +418,7 @@ impl<'a> Run<'a> {
             return Err(RuntimeError::TooManyActions(self.settings.max_actions));
         }
         self.out.actions.push(a);
+        self.out.edits_before.push(self.out.header_edits.len());
         Ok(())
     }
 

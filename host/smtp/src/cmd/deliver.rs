@@ -174,8 +174,6 @@ impl Session {
                 }
             }
         }
-        // What the plugins wrote to their store is durable before the reply.
-        self.policy_commit().await;
         self.answer(&accepted, report);
     }
 

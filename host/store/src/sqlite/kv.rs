@@ -512,6 +512,14 @@ mod tests {
             .mta_sts_put("d.test", entry(&"9".repeat(33), NOW + 1), NOW)
             .await
             .is_err());
+        let long = format!("{}.test", "d".repeat(crate::kv::MAX_MTA_STS_DOMAIN - 4));
+        assert!(s
+            .mta_sts_put(&long, entry("1", NOW + 1), NOW)
+            .await
+            .is_err());
+        s.mta_sts_put(&long[1..], entry("1", NOW + 1), NOW)
+            .await
+            .unwrap();
         let mut big = entry("3", NOW + 1);
         big.policy = "x".repeat(crate::kv::MAX_MTA_STS_POLICY + 1);
         assert!(s.mta_sts_put("d.test", big, NOW).await.is_err());
