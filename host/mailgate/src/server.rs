@@ -267,7 +267,7 @@ pub async fn run(
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
     let relay = crate::relay::build(&config, queue_store, mta_sts, delivery.clone())?;
     // What a reload (SIGHUP) swaps its new settings into.
-    let (sqlite, reload_relay) = (probe_store.clone(), relay.clone());
+    let (reload_store, reload_relay) = (probe_store.clone(), relay.clone());
     let services = Arc::new(Services {
         store: store.clone(),
         sieve_scripts,
@@ -365,7 +365,7 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
         listeners: live_listeners,
         connections,
-        store: sqlite,
+        store: reload_store,
         relay: reload_relay,
     };
     signals
