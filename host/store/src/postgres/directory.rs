@@ -135,7 +135,7 @@ impl Directory for PgStore {
         let tx = c.transaction().await?;
         let Some(row) = tx
             .query_opt(
-                "DELETE FROM accounts WHERE address = $1 RETURNING id",
+                "SELECT id FROM accounts WHERE address = $1 FOR UPDATE",
                 &[&address],
             )
             .await?
@@ -143,9 +143,28 @@ impl Directory for PgStore {
             return Ok(false);
         };
         let id: AccountId = row.get(0);
-        // The entries went with the mailboxes (cascade); now the bodies
-        // no entry refers to any more.
-        super::mailstore::delete_orphan_blobs(&tx, None).await?;
+        // Its mailboxes first (in id order, as every writer locks them),
+        // and the bodies its entries use.
+        tx.execute(
+            "SELECT 1 FROM mailboxes WHERE account = $1 ORDER BY id FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+        let blobs: Vec<i64> = tx
+            .query(
+                "SELECT DISTINCT m.blob FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox
+                  WHERE mb.account = $1",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // The entries go with the mailboxes (cascade); then the bodies no
+        // entry refers to any more.
+        tx.execute("DELETE FROM accounts WHERE id = $1", &[&id])
+            .await?;
+        super::mailstore::delete_orphan_blobs(&tx, Some(&blobs)).await?;
         self.commit(tx, vec![StoreEvent::MailboxesChanged { account: id }])
             .await?;
         Ok(true)
