@@ -362,3 +362,43 @@ async fn increments_from_two_nodes_add_up() {
     );
     assert!(a.check().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_concurrent_change_reaches_the_other_node_once() {
+    let server = PgServer::start();
+    let url = server.create_database("many").await;
+    let a = PgStore::connect(&PgConfig::new(url.clone())).await.unwrap();
+    let b = PgStore::connect(&PgConfig::new(url)).await.unwrap();
+    let account = a.create_account("a@x.org", "h").await.unwrap();
+    let mut on_b = b.subscribe();
+    // Deliveries from both nodes at once (B's own are announced by B),
+    // committing in an order of their own.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let node = if i % 3 == 0 { b.clone() } else { a.clone() };
+        tasks.push(tokio::spawn(async move {
+            node.deliver(message(&format!("m{i}")), &[inbox(account)])
+                .await
+                .unwrap()[0]
+                .uid
+        }));
+    }
+    let mut expected = Vec::new();
+    for t in tasks {
+        expected.push(t.await.unwrap());
+    }
+    expected.sort_unstable();
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        match wait_for(&mut on_b, 5, |e| matches!(e, StoreEvent::Appended { .. })).await {
+            Some(StoreEvent::Appended { uids, .. }) => seen.extend(uids),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        wait_for(&mut on_b, 1, |e| matches!(e, StoreEvent::Appended { .. })).await,
+        None
+    );
+    seen.sort_unstable();
+    assert_eq!(seen, expected, "each delivery announced on B exactly once");
+}
