@@ -244,28 +244,41 @@ pub(super) async fn run_listener(
     events: broadcast::Sender<StoreEvent>,
     mut cursor: Cursor,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+    let mut backoff = FIRST_BACKOFF;
     let mut last_prune = tokio::time::Instant::now();
     loop {
-        match listen_once(&config, &origin, &events, &mut cursor, &mut last_prune).await {
-            Ok(()) => backoff = Duration::from_millis(50),
-            Err(e) => {
-                tracing::warn!(error = %e, "store: change listener lost its connection; reconnecting");
-            }
+        let mut listening = false;
+        let e = listen_once(
+            &config,
+            &origin,
+            &events,
+            &mut cursor,
+            &mut last_prune,
+            &mut listening,
+        )
+        .await;
+        if listening {
+            // It was connected: a new loss starts the backoff again.
+            backoff = FIRST_BACKOFF;
+        }
+        if let Err(e) = e {
+            tracing::warn!(error = %e, "store: change listener lost its connection; reconnecting");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// One connection's life: LISTEN, catch up, then read at each wake-up.
-/// Returns when the connection is lost.
+/// One connection's life: LISTEN (then `listening` is set), catch up,
+/// then read at each wake-up. Returns when the connection is lost.
 async fn listen_once(
     config: &tokio_postgres::Config,
     origin: &str,
     events: &broadcast::Sender<StoreEvent>,
     cursor: &mut Cursor,
     last_prune: &mut tokio::time::Instant,
+    listening: &mut bool,
 ) -> StoreResult<()> {
     let (client, mut conn) = config.connect(NoTls).await?;
     let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();
@@ -283,6 +296,7 @@ async fn listen_once(
     });
     let result = async {
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        *listening = true;
         tracing::debug!("store: change listener connected");
         // While rows are held back, read again after RETRY, doubling up
         // to MAX_HELD (a long write transaction elsewhere must not make
