@@ -156,6 +156,10 @@ def test_currentdate_and_date_use_the_servers_time_zone(server_factory, monkeypa
     # 10:00 UTC is 15:30 in +0530; with `:zone "+0000"` it stays 10.
     assert subjects(srv, ALICE, "z+0530 h15 u10") == ["what time is it"], \
         mailbox_names(srv, ALICE)
+    # `mailgate sieve test` (same environment) answers the same.
+    res = srv.cli("sieve", "test", ALICE, str(srv.workdir / "zone.sieve"),
+                  "--mailbox", "z+0530 h15 u10", check=True)
+    assert 'fileinto "z+0530 h15 u10"' in res.stdout_text, res.stdout_text
 
 
 def test_time_zone_key_and_sighup(server_factory, monkeypatch):

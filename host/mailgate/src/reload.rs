@@ -234,6 +234,26 @@ mod tests {
         assert!(restart_keys(&old, &applied).is_empty());
     }
 
+    /// `[sieve]`: the limits, `editheader` and `time_zone` apply live; the
+    /// plugin and its sandbox need a restart (and keep their running value).
+    #[test]
+    fn sieve_limits_apply_live_the_plugin_needs_a_restart() {
+        let old = parse(BASE);
+        let new = parse(&format!(
+            "{BASE}\n[sieve]\nmax_redirects = 2\neditheader = true\ntime_zone = \"UTC\"\n\
+             plugin = \"/x/sieve.wasm\"\nfuel = 5000\n"
+        ));
+        assert_eq!(restart_keys(&old, &new), vec!["sieve.plugin", "sieve.fuel"]);
+        assert_eq!(changed_sections(&old, &new), vec!["sieve"]);
+        let applied = keep_restart_keys(&old, new);
+        assert_eq!(applied.sieve.plugin, None);
+        assert_eq!(applied.sieve.fuel, old.sieve.fuel);
+        assert_eq!(applied.sieve.max_redirects, 2);
+        assert!(applied.sieve.editheader);
+        assert_eq!(applied.sieve.time_zone, "UTC");
+        assert!(restart_keys(&old, &applied).is_empty());
+    }
+
     #[test]
     fn an_error_is_one_line_with_the_file() {
         let e =

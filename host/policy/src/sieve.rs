@@ -261,10 +261,29 @@ impl SieveFilter {
             };
             return Err(LoadError::Link(why).into());
         }
-        Ok(SieveFilter {
+        let filter = SieveFilter {
             plugin,
             _runtime: runtime,
-        })
+        };
+        // A component of another `sieve-filter` version may link (the
+        // export is found by semver) yet fail every call on the types of
+        // its answer: one call at load tells, instead of every delivery.
+        let probe = SieveRequest {
+            script: NamedScript {
+                name: "load-check".into(),
+                text: "keep;".into(),
+            },
+            ..SieveRequest::default()
+        };
+        let message = Arc::new(MessageView::new(&b"Subject: load check\r\n\r\n"[..]));
+        if let Err(e) = filter.run(probe, message).await {
+            return Err(LoadError::SelfTest(format!(
+                "a test run of `keep;` failed ({e}); a sieve.wasm built against an older mailgate:policy than {} must be rebuilt (scripts/build-plugins) with this release",
+                crate::runtime::WIT_VERSION
+            ))
+            .into());
+        }
+        Ok(filter)
     }
 
     /// The plugin's version (from its `describe`).

@@ -200,7 +200,11 @@ pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), Str
             println!("deleted {} of {}", printable(&name), acct.address);
             Ok(())
         }
-        SieveCommand::Test(args) => super::sieve_test::run(store.as_ref(), &settings, args).await,
+        SieveCommand::Test(args) => {
+            // Checked when the file was read.
+            let zone = config.sieve.time_zone().unwrap_or(None);
+            super::sieve_test::run(store.as_ref(), &settings, zone, args).await
+        }
     }
 }
 

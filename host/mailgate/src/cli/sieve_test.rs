@@ -55,11 +55,18 @@ pub struct TestArgs {
 struct TestEnvironment {
     folders: HashSet<String>,
     scripts: Vec<(String, String)>,
+    /// `[sieve] time_zone`: minutes east of UTC; `None` for the local zone.
+    zone: Option<i32>,
 }
 
 impl Environment for TestEnvironment {
     fn now(&self) -> (i64, i32) {
-        (chrono::Utc::now().timestamp(), 0)
+        // The zone delivery uses (docs/sieve.md, *Dates*).
+        let now = chrono::Utc::now().timestamp();
+        let zone = self
+            .zone
+            .unwrap_or_else(|| mailgate_delivery::sieve::local_zone(now));
+        (now, zone)
     }
     fn script(&self, location: Location, name: &str) -> Option<String> {
         if location != Location::Personal {
@@ -76,7 +83,12 @@ impl Environment for TestEnvironment {
 }
 
 /// Runs `sieve test`.
-pub async fn run(store: &dyn Backend, settings: &Settings, args: TestArgs) -> Result<(), String> {
+pub async fn run(
+    store: &dyn Backend,
+    settings: &Settings,
+    zone: Option<i32>,
+    args: TestArgs,
+) -> Result<(), String> {
     if args.last == 0 || args.last > MAX_TEST_MESSAGES {
         return Err(format!("--last must be between 1 and {MAX_TEST_MESSAGES}"));
     }
@@ -96,6 +108,7 @@ pub async fn run(store: &dyn Backend, settings: &Settings, args: TestArgs) -> Re
             )
         })?;
     let mut env = TestEnvironment {
+        zone,
         folders: store
             .list_mailboxes(acct.id)
             .await
