@@ -44,6 +44,10 @@ def template_data(mailgate_bin, tmp_path_factory) -> Path:
     listed = srv.cli("user", "list", check=True).stdout_text.split()
     missing = [a for a in USERS if a not in listed]
     assert not missing, f"`user list` lacks {missing}: {listed!r}"
+    # On PostgreSQL each server's database is a copy of this one.
+    harness.PG_TEMPLATE = srv.store_db
+    # (On PostgreSQL the CLI leaves the data directory alone: make it.)
+    srv.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return srv.data_dir
 
 
@@ -84,5 +88,16 @@ def server(server_factory) -> Server:
     return server_factory()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_postgres():
+    """With MAILGATE_TEST_STORE=postgres: the private PostgreSQL server the
+    stores live in (started on first use), stopped at the end of the session."""
+    yield
+    if harness.STORE == "postgres":
+        import pg_server
+        pg_server.stop_shared()
+
+
 def pytest_report_header(config):
-    return f"mailgate binary: {binary_source()} (override with MAILGATE_BIN)"
+    return (f"mailgate binary: {binary_source()} (override with MAILGATE_BIN); "
+            f"store: {harness.STORE} (MAILGATE_TEST_STORE=sqlite|postgres)")

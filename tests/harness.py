@@ -88,8 +88,31 @@ def toml_value(v) -> str:
     return f'"{s}"'
 
 
+# The store the servers of this run use: MAILGATE_TEST_STORE=postgres gives
+# every configuration the harness writes a `[store]` table naming a fresh
+# database of one private PostgreSQL server (tests/pg_server.py), copied from
+# PG_TEMPLATE once the conftest has made the users there; unset or `sqlite`:
+# the default SQLite store in the data directory.
+STORE = os.environ.get("MAILGATE_TEST_STORE", "sqlite")
+if STORE not in ("sqlite", "postgres"):
+    raise RuntimeError(f"MAILGATE_TEST_STORE={STORE!r}: use sqlite or postgres")
+PG_TEMPLATE: str | None = None
+
+
+def store_section() -> tuple[list[str], str | None]:
+    """The `[store]` lines of a new configuration, and its database (PostgreSQL)."""
+    if STORE == "sqlite":
+        return [], None
+    import pg_server
+    pg = pg_server.shared()
+    db = pg.create_database(template=PG_TEMPLATE)
+    return ["", "[store]", 'backend = "postgres"', "experimental = true",
+            f"url = {toml_value(pg.url(db))}"], db
+
+
 def write_config(path: Path, data_dir: Path, *, listen=None, limits=None, auth=None,
-                 domains=None) -> None:
+                 domains=None) -> str | None:
+    """Writes a configuration; returns its PostgreSQL database (see STORE), if any."""
     listen = {"smtp": "127.0.0.1:0", "pop3": "127.0.0.1:0"} if listen is None else listen
     lim = dict(DEFAULT_LIMITS, **(limits or {}))
     au = dict(DEFAULT_AUTH, **(auth or {}))
@@ -105,6 +128,8 @@ def write_config(path: Path, data_dir: Path, *, listen=None, limits=None, auth=N
     lines += [f"{k} = {toml_value(v)}" for k, v in lim.items()]
     lines += ["", "[auth]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in au.items()]
+    store, db = store_section()
+    lines += store
     # SPF/DKIM/DMARC checks and the sender-domain check (both on by
     # default) would query the system's resolver for the test domains
     # (senders such as x@remote.test exist nowhere); test_relay.py and
@@ -113,6 +138,7 @@ def write_config(path: Path, data_dir: Path, *, listen=None, limits=None, auth=N
     lines += ["", "[inbound]", "verify = false", "reject_unknown_sender_domain = false",
               "reverse_lookup = false"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return db
 
 
 class ServerError(AssertionError):
@@ -158,8 +184,8 @@ class Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.workdir / "data"
         self.config = self.workdir / "mailgate.toml"
-        write_config(self.config, self.data_dir, listen=self.listen, limits=self.limits,
-                     auth=self.auth)
+        self.store_db = write_config(self.config, self.data_dir, listen=self.listen,
+                                     limits=self.limits, auth=self.auth)
 
     # ---- process control -------------------------------------------------
     @property

@@ -90,6 +90,10 @@ pub struct Config {
     /// `[sieve]`: limits of users' Sieve scripts (ManageSieve, delivery).
     #[serde(default)]
     pub sieve: SieveConfig,
+    /// `[store]`: which database keeps the mail (SQLite in `data_dir`, or
+    /// PostgreSQL).
+    #[serde(default)]
+    pub store: StoreSettings,
     /// Seconds that sessions in progress get to finish after SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: u64,
@@ -750,6 +754,136 @@ impl SieveConfig {
     }
 }
 
+/// `[store] backend`: the engine that keeps the mail.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One SQLite database in `data_dir` (`mailgate.db`): one node.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`[store] url`), which several nodes may
+    /// share. Incomplete: see [`StoreSettings::experimental`].
+    Postgres,
+}
+
+/// `[store]`: which database keeps the mail.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `"sqlite"` (the default) or `"postgres"`.
+    pub backend: StoreBackend,
+    /// PostgreSQL only: `postgres://user@host:5432/database`. A password
+    /// may be in it, but [`StoreSettings::password_file`] keeps it out of
+    /// the configuration file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// PostgreSQL only: a file whose first line is the database password
+    /// (it wins over one in the URL). Read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL only: the most connections this node opens to the
+    /// database.
+    pub pool_size: usize,
+    /// Allow `backend = "postgres"` while that backend is incomplete
+    /// (development and testing only; docs/scaling.md says what works).
+    pub experimental: bool,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: StoreBackend::Sqlite,
+            url: None,
+            password_file: None,
+            pool_size: mailgate_store::postgres::DEFAULT_POOL_SIZE,
+            experimental: false,
+        }
+    }
+}
+
+/// The largest `[store] pool_size` accepted (PostgreSQL's own default
+/// `max_connections` is 100, shared by every node).
+pub const MAX_STORE_POOL_SIZE: usize = 1000;
+
+impl StoreSettings {
+    /// The checks of `Config::validate`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.backend {
+            StoreBackend::Sqlite => {
+                if self.url.is_some() || self.password_file.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "store.url and store.password_file are for backend = \"postgres\"; \
+                         the sqlite backend keeps its database in data_dir"
+                            .into(),
+                    ));
+                }
+            }
+            StoreBackend::Postgres => {
+                if !self.experimental {
+                    return Err(ConfigError::Invalid(
+                        "store.backend = \"postgres\" is not complete yet (docs/scaling.md says \
+                         what works): use \"sqlite\", or set store.experimental = true for \
+                         development and testing only"
+                            .into(),
+                    ));
+                }
+                match self.url.as_deref().map(str::trim) {
+                    None | Some("") => {
+                        return Err(ConfigError::Invalid(
+                            "store.backend = \"postgres\" needs store.url, e.g. \
+                             \"postgres://mailgate@db.example.org:5432/mailgate\""
+                                .into(),
+                        ))
+                    }
+                    Some(url) if !mailgate_store::backend::is_postgres_url(url) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "store.url {:?} is not a PostgreSQL URL \
+                             (postgres://user@host:port/database)",
+                            mailgate_store::backend::url_without_password(url)
+                        )))
+                    }
+                    Some(_) => {}
+                }
+                if let Some(p) = &self.password_file {
+                    std::fs::File::open(p).map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "store.password_file {} cannot be read: {e}",
+                            p.display()
+                        ))
+                    })?;
+                }
+                if self.pool_size < 1 || self.pool_size > MAX_STORE_POOL_SIZE {
+                    return Err(ConfigError::Invalid(format!(
+                        "store.pool_size must be between 1 and {MAX_STORE_POOL_SIZE}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What to open: SQLite in `data_dir`, or PostgreSQL with the
+    /// password read from `password_file`.
+    pub fn backend_config(&self, data_dir: &Path) -> Result<mailgate_store::BackendConfig, String> {
+        match self.backend {
+            StoreBackend::Sqlite => Ok(mailgate_store::BackendConfig::Sqlite {
+                data_dir: data_dir.to_path_buf(),
+            }),
+            StoreBackend::Postgres => {
+                let url = self.url.clone().unwrap_or_default();
+                let mut pg = mailgate_store::postgres::PgConfig::new(url);
+                pg.pool_size = self.pool_size;
+                if let Some(p) = &self.password_file {
+                    pg = pg
+                        .with_password_file(p)
+                        .map_err(|e| format!("store.password_file {}: {e}", p.display()))?;
+                }
+                Ok(mailgate_store::BackendConfig::Postgres(pg))
+            }
+        }
+    }
+}
+
 /// A size in bytes that must be given (see [`byte_size`]).
 fn byte_size_plain<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     byte_size(d).map(|v| v.unwrap_or(0))
@@ -853,6 +987,7 @@ impl Config {
         self.inbound.timeout()?;
         self.trusted_networks()?;
         self.sieve.validate()?;
+        self.store.validate()?;
         self.srs.build(&self.domains)?;
         Ok(())
     }
@@ -1092,6 +1227,80 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let typo = MINIMAL.replace("[listen]", "[inbound]\nverfy = true\n[listen]");
         assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn store_keys() {
+        let c = Config::parse(MINIMAL, Path::new("t.toml")).unwrap();
+        assert_eq!(c.store, StoreSettings::default());
+        assert_eq!(c.store.backend, StoreBackend::Sqlite);
+        assert!(matches!(
+            c.store.backend_config(&c.data_dir).unwrap(),
+            mailgate_store::BackendConfig::Sqlite { .. }
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let pg = format!(
+            "{MINIMAL}\n[store]\nbackend = \"postgres\"\nexperimental = true\n\
+             url = \"postgres://mail@127.0.0.1:5432/mail\"\npassword_file = {:?}\npool_size = 4\n",
+            pw.display().to_string()
+        );
+        let c = Config::parse(&pg, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            (c.store.backend, c.store.pool_size),
+            (StoreBackend::Postgres, 4)
+        );
+        match c.store.backend_config(&c.data_dir).unwrap() {
+            mailgate_store::BackendConfig::Postgres(p) => {
+                assert_eq!(p.password.as_deref(), Some("s3cret"));
+                assert_eq!(p.pool_size, 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Unfinished: refused without the development switch, and the
+        // message says what to do.
+        let e = Config::parse(
+            &pg.replace("experimental = true\n", ""),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("not complete") && e.contains("experimental"),
+            "{e}"
+        );
+        for (bad, why) in [
+            ("backend = \"postgres\"\nexperimental = true", "needs store.url"),
+            (
+                "backend = \"postgres\"\nexperimental = true\nurl = \"mysql://x/y\"",
+                "not a PostgreSQL URL",
+            ),
+            (
+                "backend = \"postgres\"\nexperimental = true\nurl = \"postgres://h/d\"\n\
+                 password_file = \"/nonexistent/pw\"",
+                "cannot be read",
+            ),
+            (
+                "backend = \"postgres\"\nexperimental = true\nurl = \"postgres://h/d\"\npool_size = 0",
+                "pool_size",
+            ),
+            ("url = \"postgres://h/d\"", "for backend = \"postgres\""),
+            ("backend = \"mysql\"", "unknown variant"),
+            ("pool = 3", "unknown field"),
+        ] {
+            let t = format!("{MINIMAL}\n[store]\n{bad}\n");
+            let e = Config::parse(&t, Path::new("t.toml")).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // The URL's password never shows in the error.
+        let t = format!(
+            "{MINIMAL}\n[store]\nbackend = \"postgres\"\nexperimental = true\nurl = \"mysql://u:hunter2@h/d\"\n"
+        );
+        let e = Config::parse(&t, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub fn config(data_dir: PathBuf) -> Config {
         shutdown_timeout: 5,
         log: Default::default(),
         sieve: Default::default(),
+        store: Default::default(),
         srs: Default::default(),
         relay: Default::default(),
         queue: Default::default(),

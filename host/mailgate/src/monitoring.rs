@@ -4,7 +4,7 @@
 //! `mailgate healthcheck`.
 //!
 //! Ready means: the store accepts a write
-//! ([`mailgate_store::SqliteStore::probe_write`]), every listener's
+//! ([`mailgate_store::Backend::probe_write`]), every listener's
 //! accept loop runs, and the queue runner runs. Each long-lived task is
 //! watched through an [`Alive`] flag that turns false when the task ends,
 //! whatever way it ends (return, panic, or the runtime dropping it).
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use mailgate_metrics::http::Probe;
 use mailgate_metrics::QueueSnapshot;
 use mailgate_store::queue::QueueStore;
-use mailgate_store::SqliteStore;
+use mailgate_store::Backend;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -55,7 +55,7 @@ impl Alive {
 /// The server's answers to the monitoring endpoint.
 pub struct ServerProbe {
     /// The store, asked for a write.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Backend>,
     /// The outbound queue, read for the queue gauges.
     pub queue: Arc<dyn QueueStore>,
     /// Each listener's accept loop.

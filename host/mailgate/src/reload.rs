@@ -66,9 +66,9 @@ impl<T> Live<T> {
 /// `[[dkim]]` (the signing keys, read at start), `[queue]
 /// max_concurrent` (the relay's pool), `[relay] mta_sts` (its policy
 /// cache is made at start), `[srs]` (one secret for the sessions and the
-/// queue's bounce hand-off), the `[sieve]` plugin and its sandbox
-/// (`plugin`, `run_at_delivery`, `timeout_ms`, `memory_mb`, `fuel`) and
-/// the presence of `[plugins]`
+/// queue's bounce hand-off), `[store]` (opened once), the `[sieve]`
+/// plugin and its sandbox (`plugin`, `run_at_delivery`, `timeout_ms`,
+/// `memory_mb`, `fuel`) and the presence of `[plugins]`
 /// (`crate::plugins::reload` says so itself).
 pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
@@ -109,6 +109,8 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     // The sessions sign with it and the queue's bounce hand-off (made at
     // start) reverses with it: one secret for both.
     check("srs", old.srs != new.srs);
+    // The store is opened once, at start.
+    check("store", old.store != new.store);
     // The system Sieve plugin and its sandbox are loaded at start; the
     // other `[sieve]` keys apply live.
     let (a, b) = (&old.sieve, &new.sieve);
@@ -138,6 +140,7 @@ pub fn keep_restart_keys(old: &Config, mut new: Config) -> Config {
     new.queue.max_concurrent = old.queue.max_concurrent;
     new.relay.mta_sts = old.relay.mta_sts;
     new.srs = old.srs.clone();
+    new.store = old.store.clone();
     new.sieve.plugin = old.sieve.plugin.clone();
     new.sieve.run_at_delivery = old.sieve.run_at_delivery;
     new.sieve.timeout_ms = old.sieve.timeout_ms;

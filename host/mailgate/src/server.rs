@@ -34,7 +34,7 @@ use mailgate_auth::Authenticator;
 use mailgate_delivery::LocalDelivery;
 use mailgate_pop3::Pop3Context;
 use mailgate_smtp::{Role, SenderGrants, SmtpContext, SmtpLimits};
-use mailgate_store::{SqliteStore, Store};
+use mailgate_store::{Backend, Store};
 use mailgate_tls::{Acceptor, Alpn, Certificates, TlsMode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -237,17 +237,26 @@ pub async fn run(
     if let Some(m) = &metrics_listener {
         addresses.push(("metrics", m.local_addr()?));
     }
+    // Read before root is dropped: `[store] password_file` may be
+    // readable by root only, like a TLS key.
+    let backend_config = config
+        .store
+        .backend_config(&config.data_dir)
+        .map_err(|e| ServerError::Config(crate::config::ConfigError::Invalid(e)))?;
     drop_privileges(&config, &addresses)?;
     let _lock = lock_data_dir(&config)?;
     // For `mailgate plugin reload`; removed at exit.
     let _pid = crate::plugins::PidFile::create(&config.data_dir)?;
-    let store: Arc<SqliteStore> = SqliteStore::open(&config.data_dir)?;
+    let store: Arc<dyn Backend> = mailgate_store::open_backend(&backend_config).await?;
+    tracing::info!(backend = %store.kind(), location = %store.location(), "store: open");
     store.set_min_free_space(config.limits.min_free_space());
     // The plugins' key-value data and the MTA-STS cache live in the
     // store; the files older versions kept them in are moved in once.
-    crate::shared_state::import_old_files(&config.data_dir, &*store, &*store).await?;
-    crate::shared_state::spawn_purge(store.clone());
-    let policy = crate::plugins::start(&config, store.clone()).await?;
+    let kv: Arc<dyn mailgate_store::PluginKv> = store.clone();
+    let mta_sts: Arc<dyn mailgate_store::MtaStsCache> = store.clone();
+    crate::shared_state::import_old_files(&config.data_dir, &*kv, &*mta_sts).await?;
+    crate::shared_state::spawn_purge(kv.clone());
+    let policy = crate::plugins::start(&config, kv).await?;
     let queue_store: Arc<dyn mailgate_store::queue::QueueStore> = store.clone();
     let probe_store = store.clone();
     let sieve = crate::sieve_delivery::start(&config, store.clone())
@@ -256,9 +265,9 @@ pub async fn run(
     let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
-    let relay = crate::relay::build(&config, queue_store, probe_store.clone(), delivery.clone())?;
+    let relay = crate::relay::build(&config, queue_store, mta_sts, delivery.clone())?;
     // What a reload (SIGHUP) swaps its new settings into.
-    let (sqlite, reload_relay) = (probe_store.clone(), relay.clone());
+    let (reload_store, reload_relay) = (probe_store.clone(), relay.clone());
     let services = Arc::new(Services {
         store: store.clone(),
         sieve_scripts,
@@ -356,7 +365,7 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
         listeners: live_listeners,
         connections,
-        store: sqlite,
+        store: reload_store,
         relay: reload_relay,
     };
     signals
@@ -445,7 +454,7 @@ struct Reloader {
     shutdown: watch::Receiver<bool>,
     listeners: Vec<LiveListener>,
     connections: Arc<connections::Server>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Backend>,
     relay: Arc<mailgate_relay::Relay>,
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mailgate_delivery::{ScriptSource, SieveDelivery};
 use mailgate_policy::{NamedScript, SieveFilter, SieveLimits};
-use mailgate_store::{AccountId, SieveScripts, SqliteStore, StoreResult};
+use mailgate_store::{AccountId, Backend, StoreResult};
 
 use crate::config::SieveConfig;
 
@@ -35,7 +35,7 @@ pub fn plugin_path(config: &SieveConfig) -> Option<PathBuf> {
 }
 
 /// The store's scripts, as the room reads them.
-struct StoreScripts(Arc<SqliteStore>);
+struct StoreScripts(Arc<dyn Backend>);
 
 #[async_trait]
 impl ScriptSource for StoreScripts {
@@ -59,7 +59,7 @@ impl ScriptSource for StoreScripts {
 /// not start with users' filters silently off.
 pub async fn start(
     config: &crate::config::Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Backend>,
 ) -> Result<Option<Arc<SieveDelivery>>, String> {
     let sc = &config.sieve;
     if !sc.run_at_delivery {

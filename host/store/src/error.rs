@@ -42,6 +42,55 @@ pub enum StoreError {
     /// deleted (RFC 5804 §2.10: the client is told `NO (ACTIVE)`).
     #[error("{0} is the active script")]
     Active(String),
+    /// The database server (PostgreSQL backend) cannot be reached now: no
+    /// connection could be made or taken from the pool in time, or the
+    /// connection broke. Temporary, and the server's fault: the client is
+    /// told to try again later; the detail is only logged.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    /// PostgreSQL's `disk_full` (SQLSTATE 53100) is
+    /// [`StoreError::NoSpace`]; a broken or refused connection (class 08,
+    /// `admin_shutdown` and the like, or no SQLSTATE at all: the socket
+    /// failed) is [`StoreError::Unavailable`]; everything else is the
+    /// engine's failure, kept as its SQLSTATE and message (never the
+    /// statement's values) for the log.
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let Some(code) = e.code() else {
+            return StoreError::Unavailable(e.to_string());
+        };
+        if *code == SqlState::DISK_FULL {
+            return StoreError::NoSpace;
+        }
+        let class = &code.code()[..2];
+        if class == "08"
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            return StoreError::Unavailable(format!("SQLSTATE {}", code.code()));
+        }
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        StoreError::Database(format!("SQLSTATE {}: {message}", code.code()))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    /// No connection from the pool: the database is unavailable (a
+    /// timeout, a refused connection); an error of the connection made
+    /// for the pool is mapped as any other PostgreSQL error.
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

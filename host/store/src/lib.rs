@@ -29,11 +29,16 @@
 //!   kept by the same backend.
 //! - [`sqlite`]: the embedded backend (one SQLite database in WAL mode,
 //!   a single writer thread that groups concurrent commits).
+//! - [`postgres`]: the shared backend (one PostgreSQL database that
+//!   several nodes use at once; versioned migrations, a change log read
+//!   by every node).
 //! - [`space`]: free space on the data directory's file system
 //!   (`[limits] min_free_space`, the reserve file that keeps deleting
 //!   possible on a full disk).
 //! - [`SieveScripts`]: users' Sieve scripts (ManageSieve, `mailgate
 //!   sieve`), kept by the same backend.
+//! - [`backend`]: one handle on whichever backend `[store] backend`
+//!   names ([`Backend`], [`open_backend`]), for the server and the CLI.
 //! - [`kv`]: the policy plugins' key-value data ([`PluginKv`]) and the
 //!   MTA-STS policy cache ([`MtaStsCache`]): the server's shared state
 //!   beside the mail, kept by the same backend.
@@ -41,10 +46,12 @@
 //!   runs, and putting one back.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod backup;
 pub mod error;
 pub mod kv;
 pub mod password;
+pub mod postgres;
 pub mod queue;
 pub mod quota;
 pub mod space;
@@ -52,8 +59,10 @@ pub mod sqlite;
 pub mod structure;
 pub mod types;
 
+pub use backend::{open_backend, Backend, BackendConfig, BackendKind};
 pub use error::{StoreError, StoreResult};
 pub use kv::{KvWriteError, MtaStsCache, MtaStsEntry, PluginKv, PluginKvEntry};
+pub use postgres::{PgConfig, PgStore};
 pub use queue::{OutboundQueue, QueueStore};
 pub use sqlite::SqliteStore;
 pub use structure::MessageStructure;

@@ -437,10 +437,16 @@ pub struct FailedRecipient {
 #[async_trait]
 pub trait QueueStore: OutboundQueue {
     /// Messages not held, with a pending recipient, whose next attempt is
-    /// at or before `now`; oldest due first, at most `limit`.
+    /// at or before `now`; oldest due first, at most `limit`. A store that
+    /// several nodes share also *claims* what it returns, so that no other
+    /// node is given the same messages until this node records an attempt
+    /// or the claim runs out (PostgreSQL: a lease, see
+    /// `postgres::queue`); the embedded store has one runner and claims
+    /// nothing.
     async fn queue_due(&self, now: i64, limit: usize) -> StoreResult<Vec<QueueEntry>>;
     /// The earliest `next_attempt` of a message not held, if any (the
-    /// runner sleeps until then).
+    /// runner sleeps until then); for a message claimed by a node, the
+    /// end of its claim if that is later.
     async fn queue_next_due(&self) -> StoreResult<Option<i64>>;
     /// The row of the message whose log queue id is `msg_id`
     /// ([`new_message_id`]), if it is queued.

@@ -8,8 +8,8 @@ use mailgate_store::{password, Store};
 use super::{AliasCommand, DomainCommand, UserCommand};
 use crate::config::Config;
 
-fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
-    Ok(super::open_store(config)?)
+async fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
+    Ok(super::open_store(config).await?)
 }
 
 fn read_password() -> Result<String, String> {
@@ -52,7 +52,7 @@ async fn is_local(config: &Config, store: &Arc<dyn Store>, domain: &str) -> Resu
 
 /// `mailgate user ...`
 pub async fn user(config: &Config, command: UserCommand) -> Result<(), String> {
-    let store = open(config)?;
+    let store = open(config).await?;
     match command {
         UserCommand::Add { address, .. } => {
             if domain_of(&address).is_empty() || address.starts_with('@') {
@@ -168,7 +168,7 @@ fn parse_quota(text: &str) -> Result<Option<u64>, String> {
 
 /// `mailgate alias ...`
 pub async fn alias(config: &Config, command: AliasCommand) -> Result<(), String> {
-    let store = open(config)?;
+    let store = open(config).await?;
     match command {
         AliasCommand::Add { alias, targets } => {
             let alias = alias.trim().to_lowercase();
@@ -213,7 +213,7 @@ pub async fn alias(config: &Config, command: AliasCommand) -> Result<(), String>
 
 /// `mailgate domain ...`
 pub async fn domain(config: &Config, command: DomainCommand) -> Result<(), String> {
-    let store = open(config)?;
+    let store = open(config).await?;
     match command {
         DomainCommand::Add {
             domain,
@@ -480,7 +480,7 @@ async fn check_loop(store: &Arc<dyn Store>, alias: &str, targets: &[String]) -> 
 
 /// Creates the demo account of the development profile if it is missing.
 pub async fn ensure_demo_account(config: &Config) -> Result<(), String> {
-    let store = open(config)?;
+    let store = open(config).await?;
     if store
         .account(crate::dev::DEMO_USER)
         .await

@@ -208,11 +208,14 @@ fn difference(actual: &toml::Table, defaults: &toml::Table) -> toml::Table {
     out
 }
 
-/// Replaces the value of every secret key, at any depth, with [`HIDDEN`].
+/// Replaces the value of every secret key, at any depth, with [`HIDDEN`],
+/// and the password of a `url` (`[store] url = "postgres://u:PW@h/db"`).
 fn hide_secrets(table: &mut toml::Table) {
     for (key, value) in table.iter_mut() {
         if is_secret_key(key) {
             *value = toml::Value::String(HIDDEN.into());
+        } else if let (true, toml::Value::String(url)) = (key == "url", &*value) {
+            *value = toml::Value::String(mailgate_store::backend::url_without_password(url));
         } else {
             hide_in(value);
         }

@@ -39,7 +39,7 @@ pub enum ExportCommand {
 
 /// `mailgate export ...`
 pub async fn run_export(config: &Config, command: ExportCommand) -> Result<(), String> {
-    let store: std::sync::Arc<dyn Store> = super::open_store(config)?;
+    let store: std::sync::Arc<dyn Store> = super::open_store(config).await?;
     let (address, dir, maildir) = match command {
         ExportCommand::Maildir { account, dir } => (account, dir, true),
         ExportCommand::Mbox { account, dir } => (account, dir, false),

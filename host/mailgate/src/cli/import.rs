@@ -7,7 +7,7 @@
 //! [`import`] then writes each folder through the store in batches, so
 //! that it works while the server runs: the store's group commit shares
 //! each fsync with the server's deliveries, and the server's IMAP sessions
-//! are told of the new mail ([`mailgate_store::SqliteStore::announce_to_other_processes`]).
+//! are told of the new mail ([`mailgate_store::Backend::announce_to_other_processes`]).
 //!
 //! What clients must not notice: when a target mailbox is empty and the
 //! source knows its UIDVALIDITY, the mailbox takes that UIDVALIDITY and
@@ -229,7 +229,7 @@ pub async fn run_import(config: &Config, command: ImportCommand) -> Result<(), S
             (account, source, common)
         }
     };
-    let store = open(config)?;
+    let store = open(config).await?;
     let account = store
         .account(&account)
         .await
@@ -238,8 +238,8 @@ pub async fn run_import(config: &Config, command: ImportCommand) -> Result<(), S
     import(store, account.id, source, common.dry_run).await
 }
 
-fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
-    let store = super::open_store(config)?;
+async fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
+    let store = super::open_store(config).await?;
     // The running server's IMAP sessions hear of what we import.
     store.announce_to_other_processes();
     Ok(store)

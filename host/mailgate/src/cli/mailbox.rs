@@ -3,7 +3,7 @@
 //!
 //! Every change goes through the store's trait methods, as an IMAP session
 //! would make it, and is announced to the running server
-//! ([`mailgate_store::SqliteStore::announce_to_other_processes`]) so that
+//! ([`mailgate_store::Backend::announce_to_other_processes`]) so that
 //! its IMAP sessions (IDLE, NOOP) see it at once.
 
 use std::collections::BTreeSet;
@@ -79,8 +79,8 @@ fn err(e: StoreError) -> String {
     e.to_string()
 }
 
-fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
-    let store = super::open_store(config)?;
+async fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
+    let store = super::open_store(config).await?;
     // The running server's IMAP sessions hear of the changes made here.
     store.announce_to_other_processes();
     Ok(store)
@@ -109,7 +109,7 @@ async fn mailbox(
 
 /// `mailgate mailbox ...`
 pub async fn run(config: &Config, command: MailboxCommand) -> Result<(), String> {
-    let store = open(config)?;
+    let store = open(config).await?;
     match command {
         MailboxCommand::List { account: a, json } => {
             let acct = account(&store, &a).await?;

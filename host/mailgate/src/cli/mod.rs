@@ -263,20 +263,28 @@ pub fn load_config(cli: &Cli) -> Result<Config, String> {
     Config::load(&path).map_err(|e| e.to_string())
 }
 
-/// Runs a parsed command line; the exit code says how it went.
-/// Opens the store of `config` for an admin command (the server may be
-/// running on it at the same time: SQLite's locking makes that safe).
-fn open_store(config: &Config) -> Result<std::sync::Arc<mailgate_store::SqliteStore>, String> {
-    let store = mailgate_store::SqliteStore::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+/// Opens the store of `config` (`[store] backend`) for an admin command
+/// (the server may be running on it at the same time: SQLite's locking,
+/// or PostgreSQL's transactions, make that safe).
+async fn open_store(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn mailgate_store::Backend>, String> {
+    let backend = config.store.backend_config(&config.data_dir)?;
+    let store = mailgate_store::open_backend(&backend)
+        .await
+        .map_err(|e| match &backend {
+            mailgate_store::BackendConfig::Sqlite { data_dir } => {
+                format!("cannot open the store in {}: {e}", data_dir.display())
+            }
+            mailgate_store::BackendConfig::Postgres(_) => {
+                format!("cannot open the PostgreSQL store: {e}")
+            }
+        })?;
     store.set_min_free_space(config.limits.min_free_space());
     Ok(store)
 }
 
+/// Runs a parsed command line; the exit code says how it went.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(&cli);
     if let Command::Healthcheck(args) = &cli.command {

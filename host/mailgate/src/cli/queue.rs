@@ -86,8 +86,8 @@ pub enum QueueCommand {
     },
 }
 
-fn open(config: &Config) -> Result<Arc<dyn QueueStore>, String> {
-    Ok(super::open_store(config)?)
+async fn open(config: &Config) -> Result<Arc<dyn QueueStore>, String> {
+    Ok(super::open_store(config).await?)
 }
 
 /// The message's header section (up to and including the blank line).
@@ -102,7 +102,7 @@ fn header_part(body: &[u8]) -> &[u8] {
 
 /// Runs one `queue` command.
 pub async fn queue(config: &Config, command: QueueCommand) -> Result<(), String> {
-    let store = open(config)?;
+    let store = open(config).await?;
     let store_ref = store.as_ref();
     let id = |s: String| async move {
         admin::resolve_id(store_ref, &s)

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use mailgate_sieve::{compile_bytes, printable, Settings};
-use mailgate_store::{Account, Directory, SieveScripts, StoreError};
+use mailgate_store::{Account, StoreError};
 
 use crate::config::Config;
 
@@ -105,7 +105,7 @@ fn err(e: StoreError) -> String {
 
 /// The account with this address, or an error naming it.
 pub(super) async fn account(
-    store: &mailgate_store::SqliteStore,
+    store: &dyn mailgate_store::Backend,
     address: &str,
 ) -> Result<Account, String> {
     let address = address.trim().to_lowercase();
@@ -118,12 +118,12 @@ pub(super) async fn account(
 
 /// Runs `list`, `get`, `put`, `activate`, `deactivate`, `delete` and `test`.
 pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), String> {
-    let store = super::open_store(config)?;
+    let store = super::open_store(config).await?;
     let settings = config.sieve.settings().map_err(|e| e.to_string())?;
     match command {
         SieveCommand::Check { .. } => Err("sieve check is run above".into()),
         SieveCommand::List { account: a } => {
-            let acct = account(&store, &a).await?;
+            let acct = account(store.as_ref(), &a).await?;
             for s in store.sieve_list(acct.id).await.map_err(err)? {
                 let state = if s.active { "\tactive" } else { "" };
                 println!("{}\t{}{state}", printable(&s.name), s.size);
@@ -131,7 +131,7 @@ pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), Str
             Ok(())
         }
         SieveCommand::Get { account: a, name } => {
-            let acct = account(&store, &a).await?;
+            let acct = account(store.as_ref(), &a).await?;
             match store.sieve_get(acct.id, &name).await.map_err(err)? {
                 Some(text) => {
                     use std::io::Write;
@@ -152,7 +152,7 @@ pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), Str
             name,
             file,
         } => {
-            let acct = account(&store, &a).await?;
+            let acct = account(store.as_ref(), &a).await?;
             let text = read_script(&file, &settings)?;
             let list = store.sieve_list(acct.id).await.map_err(err)?;
             if !list.iter().any(|s| s.name == name) && list.len() >= config.sieve.max_scripts {
@@ -167,7 +167,7 @@ pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), Str
             Ok(())
         }
         SieveCommand::Activate { account: a, name } => {
-            let acct = account(&store, &a).await?;
+            let acct = account(store.as_ref(), &a).await?;
             if !store
                 .sieve_set_active(acct.id, Some(&name))
                 .await
@@ -183,13 +183,13 @@ pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), Str
             Ok(())
         }
         SieveCommand::Deactivate { account: a } => {
-            let acct = account(&store, &a).await?;
+            let acct = account(store.as_ref(), &a).await?;
             store.sieve_set_active(acct.id, None).await.map_err(err)?;
             println!("no active script for {}", acct.address);
             Ok(())
         }
         SieveCommand::Delete { account: a, name } => {
-            let acct = account(&store, &a).await?;
+            let acct = account(store.as_ref(), &a).await?;
             if !store.sieve_delete(acct.id, &name).await.map_err(err)? {
                 return Err(format!(
                     "no script {} in {}",
@@ -203,7 +203,7 @@ pub async fn run_store(config: &Config, command: SieveCommand) -> Result<(), Str
         SieveCommand::Test(args) => {
             // Checked when the file was read.
             let zone = config.sieve.time_zone().unwrap_or(None);
-            super::sieve_test::run(&store, &settings, zone, args).await
+            super::sieve_test::run(store.as_ref(), &settings, zone, args).await
         }
     }
 }

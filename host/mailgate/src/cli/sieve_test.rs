@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use mailgate_sieve::{
     compile, execute, printable, Action, Envelope, Environment, Location, MessageData, Settings,
 };
-use mailgate_store::{FlagChange, MailStore, SieveScripts, SqliteStore, Uid};
+use mailgate_store::{Backend, FlagChange, Uid};
 
 /// The most messages one `sieve test` runs on.
 pub const MAX_TEST_MESSAGES: usize = 1000;
@@ -84,7 +84,7 @@ impl Environment for TestEnvironment {
 
 /// Runs `sieve test`.
 pub async fn run(
-    store: &SqliteStore,
+    store: &dyn Backend,
     settings: &Settings,
     zone: Option<i32>,
     args: TestArgs,
@@ -246,7 +246,7 @@ fn describe(action: &Action) -> String {
 
 /// `--apply` for one message: copies, flags, then leaving the mailbox.
 async fn apply(
-    store: &SqliteStore,
+    store: &dyn Backend,
     env: &mut TestEnvironment,
     source: mailgate_store::MailboxId,
     uid: Uid,

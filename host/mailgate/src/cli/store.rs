@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use mailgate_store::backup::{self, Progress};
-use mailgate_store::MailStore;
 
 use crate::config::Config;
 
@@ -70,8 +69,27 @@ pub async fn run(config: &Config, command: StoreCommand) -> Result<(), String> {
             }
             check(config).await
         }
-        StoreCommand::Backup { path } => run_backup(config, &path).await,
-        StoreCommand::Restore { path } => restore(config, &path).await,
+        StoreCommand::Backup { path } => {
+            sqlite_only(config, "backup")?;
+            run_backup(config, &path).await
+        }
+        StoreCommand::Restore { path } => {
+            sqlite_only(config, "restore")?;
+            restore(config, &path).await
+        }
+    }
+}
+
+/// `store backup` and `store restore` copy the SQLite database file; a
+/// PostgreSQL store is backed up with PostgreSQL's own tools.
+fn sqlite_only(config: &Config, command: &str) -> Result<(), String> {
+    match config.store.backend {
+        crate::config::StoreBackend::Sqlite => Ok(()),
+        crate::config::StoreBackend::Postgres => Err(format!(
+            "store {command} copies the SQLite database in data_dir and is not supported with \
+             [store] backend = \"postgres\": use pg_dump/pg_restore (or pg_basebackup) on the \
+             database; see docs/scaling.md"
+        )),
     }
 }
 
@@ -79,13 +97,18 @@ pub async fn run(config: &Config, command: StoreCommand) -> Result<(), String> {
 async fn check(config: &Config) -> Result<(), String> {
     // Before opening: opening creates nothing looser, but looks are first.
     let loose = crate::private::loose(config);
-    let store = super::open_store(config)?;
+    let store = super::open_store(config).await?;
     for l in &loose {
         println!("warning: {l}");
     }
     let problems = store.check().await.map_err(|e| e.to_string())?;
     if problems.is_empty() {
-        println!("store ok: {}", config.data_dir.display());
+        match store.kind() {
+            mailgate_store::BackendKind::Sqlite => {
+                println!("store ok: {}", config.data_dir.display())
+            }
+            mailgate_store::BackendKind::Postgres => println!("store ok: {}", store.location()),
+        }
         Ok(())
     } else {
         for p in &problems {
@@ -117,7 +140,7 @@ async fn run_repair(config: &Config, dry_run: bool) -> Result<(), String> {
             }
         }
     }
-    let store = super::open_store(config)?;
+    let store = super::open_store(config).await?;
     let repairs = store.repair(dry_run).await.map_err(|e| e.to_string())?;
     for r in &repairs {
         println!("{word}: {}", r.what);

@@ -24,7 +24,7 @@ fn parse_targets(json: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("alias targets: {e}")))
 }
 
-fn validate_address(address: &str) -> StoreResult<()> {
+pub(crate) fn validate_address(address: &str) -> StoreResult<()> {
     let valid = match address.rsplit_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
@@ -42,7 +42,7 @@ fn validate_address(address: &str) -> StoreResult<()> {
     }
 }
 
-fn validate_domain(domain: &str) -> StoreResult<()> {
+pub(crate) fn validate_domain(domain: &str) -> StoreResult<()> {
     let valid = !domain.is_empty()
         && domain.len() <= 253
         && !domain.starts_with('.')

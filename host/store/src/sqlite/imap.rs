@@ -126,7 +126,9 @@ pub(super) fn rename_mailbox(
         )?;
         c.execute(
             "UPDATE mailboxes SET uid_next = (SELECT uid_next FROM mailboxes WHERE id = ?1),
-                 highest_modseq = highest_modseq + 1 WHERE id = ?2",
+                 highest_modseq = max(highest_modseq,
+                     (SELECT highest_modseq FROM mailboxes WHERE id = ?1)) + 1
+             WHERE id = ?2",
             params![from_id, new_id],
         )?;
         if !uids.is_empty() {

@@ -40,13 +40,13 @@
 //! them ([`notify`]).
 
 pub mod check;
-mod directory;
+pub(crate) mod directory;
 mod health;
 mod imap;
 mod import;
 mod kv;
 mod logins;
-mod mailstore;
+pub(crate) mod mailstore;
 pub mod notify;
 mod queue;
 pub mod schema;
