@@ -63,6 +63,28 @@ def test_statically_linked(static_bin):
     assert "not stripped" not in what, what
 
 
+# The issue's size target (docs/deployment.md, "Size, memory, start-up and
+# throughput"), for the real dist profile; MB is 10^6 bytes.
+MAX_SIZE = {"x86_64": 25_000_000}
+
+
+def test_size(static_bin):
+    arch, binary, _ = static_bin
+    limit = MAX_SIZE.get(arch)
+    if limit is None:
+        pytest.skip(f"no size target for {arch}")
+    info_path = Path(f"{binary}.build-info")
+    if not info_path.is_file():
+        pytest.skip(f"{info_path} missing: not a binary of scripts/build-static")
+    info = dict(line.split("=", 1) for line in info_path.read_text().split())
+    if (info.get("lto"), info.get("codegen_units")) != ("fat", "1"):
+        pytest.skip(f"built with lto={info.get('lto')}, codegen-units="
+                    f"{info.get('codegen_units')} (CI's lighter build): the target "
+                    "is for the dist profile's fat LTO and one codegen unit")
+    size = binary.stat().st_size
+    assert size <= limit, f"{binary}: {size} bytes, over the {limit} of the target"
+
+
 def test_version(static_bin):
     _, _, run = static_bin
     r = subprocess.run([str(run), "--version"], capture_output=True, text=True, timeout=60)
