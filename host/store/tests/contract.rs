@@ -53,4 +53,5 @@ on_both_backends!(
     mailbox_operations,
     import,
     plugin_kv_and_mta_sts,
+    concurrent_deliveries,
 );

@@ -1,7 +1,9 @@
 //! [`MailStore`] for the PostgreSQL store: mailboxes and messages, with
 //! the same contracts as the embedded store (`sqlite::mailstore`).
 //!
-//! Every write is one transaction on one pooled connection. A UID or a
+//! Every write is one transaction on one pooled connection, except
+//! deliveries: those of a node share transactions, many at a time, in
+//! the group commit of [`super::writer`]. A UID or a
 //! MODSEQ is taken from the mailbox row (`UPDATE mailboxes … RETURNING`),
 //! whose row lock is held until the commit: two nodes writing to one
 //! mailbox take turns, so UIDs and MODSEQs are unique and MODSEQ strictly
@@ -382,6 +384,77 @@ async fn store_flags_in(
     Ok(((out, modified), events))
 }
 
+/// One delivery inside the caller's transaction (not committed): the
+/// entries and the events to record and announce. The group commit of
+/// [`super::writer`] stores batches of deliveries its own way, and uses
+/// this for a delivery tried again alone after a failed batch.
+pub(super) async fn deliver_in(
+    tx: &impl GenericClient,
+    message: &NewMessage,
+    structure: &str,
+    targets: &[DeliveryTarget],
+) -> StoreResult<(Vec<Delivered>, Vec<StoreEvent>)> {
+    // Resolve each target's mailbox (INBOX when the one named does
+    // not exist), then take the UIDs in mailbox id order: two
+    // deliveries to the same mailboxes never wait for each other.
+    let mut resolved = Vec::with_capacity(targets.len());
+    for t in targets {
+        let wanted = normalize_mailbox_name(&t.mailbox).unwrap_or_else(|_| "INBOX".into());
+        let mailbox = match find(tx, t.account, &wanted).await? {
+            Some(id) => id,
+            None => find(tx, t.account, "INBOX")
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {}", t.account)))?,
+        };
+        resolved.push(mailbox);
+    }
+    // The mailbox rows first, in id order, then the body: every
+    // transaction takes mailbox locks before a body's (an expunge
+    // deleting the last copy of this very body holds its mailbox,
+    // then the body), so none waits for another in a circle.
+    let mut ids = resolved.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.execute(
+        "SELECT 1 FROM mailboxes WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
+    let blob = insert_blob(tx, &message.raw, structure).await?;
+    let size = message.raw.len() as u64;
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    order.sort_by_key(|&i| resolved[i]);
+    let mut uids = vec![None; targets.len()];
+    for i in order {
+        let uid = append_entry(
+            tx,
+            resolved[i],
+            blob,
+            &canonical_set(&targets[i].flags),
+            message.internal_date,
+            size,
+        )
+        .await?;
+        uids[i] = Some(uid);
+    }
+    let mut delivered = Vec::with_capacity(targets.len());
+    let mut events = Vec::with_capacity(targets.len());
+    for (i, t) in targets.iter().enumerate() {
+        let uid = uids[i].ok_or(StoreError::Closed)?;
+        delivered.push(Delivered {
+            account: t.account,
+            mailbox: resolved[i],
+            uid,
+        });
+        events.push(StoreEvent::Appended {
+            account: t.account,
+            mailbox: resolved[i],
+            uids: vec![uid],
+        });
+    }
+    Ok((delivered, events))
+}
+
 /// The id of a mailbox by normalised name.
 pub(super) async fn find(
     c: &impl GenericClient,
@@ -467,68 +540,10 @@ impl MailStore for PgStore {
             return Ok(Vec::new());
         }
         let structure = structure_json(&message.structure)?;
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        // Resolve each target's mailbox (INBOX when the one named does
-        // not exist), then take the UIDs in mailbox id order: two
-        // deliveries to the same mailboxes never wait for each other.
-        let mut resolved = Vec::with_capacity(targets.len());
-        for t in targets {
-            let wanted = normalize_mailbox_name(&t.mailbox).unwrap_or_else(|_| "INBOX".into());
-            let mailbox = match find(&tx, t.account, &wanted).await? {
-                Some(id) => id,
-                None => find(&tx, t.account, "INBOX").await?.ok_or_else(|| {
-                    StoreError::NotFound(format!("INBOX of account {}", t.account))
-                })?,
-            };
-            resolved.push(mailbox);
-        }
-        // The mailbox rows first, in id order, then the body: every
-        // transaction takes mailbox locks before a body's (an expunge
-        // deleting the last copy of this very body holds its mailbox,
-        // then the body), so none waits for another in a circle.
-        let mut ids = resolved.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        tx.execute(
-            "SELECT 1 FROM mailboxes WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
-            &[&ids],
-        )
-        .await?;
-        let blob = insert_blob(&tx, &message.raw, &structure).await?;
-        let size = message.raw.len() as u64;
-        let mut order: Vec<usize> = (0..targets.len()).collect();
-        order.sort_by_key(|&i| resolved[i]);
-        let mut uids = vec![None; targets.len()];
-        for i in order {
-            let uid = append_entry(
-                &tx,
-                resolved[i],
-                blob,
-                &canonical_set(&targets[i].flags),
-                message.internal_date,
-                size,
-            )
-            .await?;
-            uids[i] = Some(uid);
-        }
-        let mut delivered = Vec::with_capacity(targets.len());
-        let mut events = Vec::with_capacity(targets.len());
-        for (i, t) in targets.iter().enumerate() {
-            let uid = uids[i].ok_or(StoreError::Closed)?;
-            delivered.push(Delivered {
-                account: t.account,
-                mailbox: resolved[i],
-                uid,
-            });
-            events.push(StoreEvent::Appended {
-                account: t.account,
-                mailbox: resolved[i],
-                uids: vec![uid],
-            });
-        }
-        self.commit(tx, events).await?;
-        Ok(delivered)
+        // The node's group commit (`writer`): returns once committed.
+        self.writer
+            .deliver(message, structure, targets.to_vec())
+            .await
     }
 
     async fn list_messages(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageMeta>> {

@@ -26,7 +26,10 @@
 //! # Durability
 //! A call returns once PostgreSQL has committed (with the server's
 //! `synchronous_commit`, on by default: the WAL is flushed), so callers
-//! may acknowledge to the network then, as with SQLite.
+//! may acknowledge to the network then, as with SQLite. Deliveries are
+//! group-committed: the ones that arrive together share one transaction
+//! and one WAL flush, and each caller is answered after that commit
+//! ([`writer`]).
 
 mod backend;
 pub mod check;
@@ -39,6 +42,7 @@ pub mod queue;
 pub mod schema;
 mod sieve;
 mod sieve_memory;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -135,6 +139,9 @@ pub struct PgStore {
     origin: String,
     /// The listener task, stopped when the store is dropped.
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The group commit of deliveries ([`writer`]); its task ends with
+    /// the store.
+    writer: writer::Writer,
 }
 
 impl PgStore {
@@ -164,12 +171,15 @@ impl PgStore {
             schema::migrate(client).await?;
         }
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let origin = notify::origin();
+        let writer = writer::Writer::start(pool.clone(), origin.clone(), events.clone());
         let store = Arc::new(PgStore {
             pool,
             client_config,
             events,
-            origin: notify::origin(),
+            origin,
             listener: std::sync::Mutex::new(None),
+            writer,
         });
         store.start_listener().await?;
         Ok(store)

@@ -736,3 +736,71 @@ where
         Err(StoreError::Invalid(_))
     ));
 }
+
+/// Many deliveries at once (on PostgreSQL they share group commits, on
+/// SQLite the writer's): every one acknowledged is readable at once, and
+/// the UIDs of each mailbox are unique and dense, with MODSEQs distinct.
+pub async fn concurrent_deliveries<S: Store + ?Sized + 'static>(s: Arc<S>) {
+    const N: usize = 120;
+    let a = s.create_account("a@x.org", "h").await.unwrap();
+    let b = s.create_account("b@x.org", "h").await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let s = s.clone();
+        tasks.spawn(async move {
+            // Every fourth one has a second copy, to another account.
+            let mut targets = vec![target(a, "INBOX", &[])];
+            if i % 4 == 0 {
+                targets.push(target(b, "Junk", &["\\Seen"]));
+            }
+            let body = format!("concurrent {i}");
+            let delivered = s.deliver(message(&body), &targets).await.unwrap();
+            assert_eq!(delivered.len(), targets.len());
+            // Acknowledged means stored: readable right away.
+            for d in &delivered {
+                let raw = s
+                    .message_raw(d.mailbox, d.uid)
+                    .await
+                    .unwrap()
+                    .expect("a delivery is readable once acknowledged");
+                assert!(raw.ends_with(format!("{body}\r\n").as_bytes()));
+            }
+            delivered
+        });
+    }
+    let mut inbox = Vec::new();
+    let mut junk = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let delivered = done.unwrap();
+        inbox.push(delivered[0].uid.get());
+        if let Some(d) = delivered.get(1) {
+            assert_eq!(d.account, b);
+            junk.push(d.uid.get());
+        }
+    }
+    inbox.sort_unstable();
+    junk.sort_unstable();
+    assert_eq!(inbox, (1..=N as u32).collect::<Vec<_>>());
+    assert_eq!(junk, (1..=N.div_ceil(4) as u32).collect::<Vec<_>>());
+    let mailbox = s.mailbox(a, "INBOX").await.unwrap().unwrap();
+    assert_eq!(
+        (mailbox.messages, mailbox.uid_next),
+        (N as u32, N as u32 + 1)
+    );
+    let list = s.list_messages(mailbox.id).await.unwrap();
+    let mut modseqs: Vec<u64> = list.iter().map(|m| m.modseq).collect();
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), N, "one MODSEQ per entry");
+    assert!(*modseqs.last().unwrap() <= mailbox.highest_modseq);
+    let junk_box = s.mailbox(b, "Junk").await.unwrap().unwrap();
+    let junk_list = s.list_messages(junk_box.id).await.unwrap();
+    assert!(junk_list
+        .iter()
+        .all(|m| m.flags == vec!["\\Seen".to_string()]));
+    assert!(
+        s.check().await.unwrap().is_empty(),
+        "{:?}",
+        s.check().await.unwrap()
+    );
+}
