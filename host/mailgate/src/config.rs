@@ -370,6 +370,10 @@ pub struct QueueSettings {
     /// How often the queue is looked at without a new message (picks up
     /// `mailgate queue flush` from the command line).
     pub poll_interval: Option<String>,
+    /// How long a node's claim on a message lasts on a shared store
+    /// (PostgreSQL), renewed while its attempt runs: how long the
+    /// messages of a node that died wait for another node.
+    pub lease: Option<String>,
 }
 
 /// One `[[dkim]]` table: the signing key of one domain.

@@ -39,6 +39,13 @@ pub enum RelaySetupError {
     Tls(#[from] mailgate_relay::client::tls::TlsSetupError),
 }
 
+/// The shortest `[queue] lease`: it is renewed every third of it, and
+/// the store counts whole seconds.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+/// The longest `[queue] lease`: the messages of a node that died wait
+/// this long at most.
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
 fn invalid(message: String) -> ConfigError {
     ConfigError::Invalid(message)
 }
@@ -184,6 +191,16 @@ pub fn relay_config(config: &Config) -> Result<RelayConfig, ConfigError> {
             return Err(invalid("queue.poll_interval must be longer than 0s".into()));
         }
     }
+    if let Some(l) = &q.lease {
+        out.lease = duration("queue.lease", l)?;
+        if !(MIN_LEASE..=MAX_LEASE).contains(&out.lease) {
+            return Err(invalid(format!(
+                "queue.lease must be between {}s and {}s",
+                MIN_LEASE.as_secs(),
+                MAX_LEASE.as_secs()
+            )));
+        }
+    }
     Ok(out)
 }
 
@@ -317,6 +334,25 @@ mod tests {
         assert_eq!(r.retry.delay_warning, Some(Duration::from_secs(4 * 3600)));
         assert_eq!(r.poll_interval, Duration::from_secs(5));
         assert_eq!((r.max_per_destination, r.max_concurrent), (2, 8));
+    }
+
+    #[test]
+    fn queue_lease_has_a_default_and_bounds() {
+        let d = relay_config(&parse("").unwrap()).unwrap();
+        assert_eq!(d.lease, Duration::from_secs(60));
+        let r = relay_config(&parse("[queue]\nlease = \"2m\"\n").unwrap()).unwrap();
+        assert_eq!(r.lease, Duration::from_secs(120));
+        for (bad, why) in [
+            ("2s", "between 3s and 3600s"),
+            ("2h", "between 3s and 3600s"),
+            ("soon", "queue.lease"),
+        ] {
+            let err = parse(&format!("[queue]\nlease = \"{bad}\"\n"))
+                .map_err(|e| e.to_string())
+                .and_then(|c| relay_config(&c).map_err(|e| e.to_string()))
+                .unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -157,6 +157,11 @@ pub struct RelayConfig {
     /// How long an idle connection is kept for the next message to the
     /// same host.
     pub idle_reuse: Duration,
+    /// How long this node's claim on a message lasts in a store that
+    /// several nodes share (PostgreSQL): renewed every third of it while
+    /// an attempt runs, so it bounds how long a message waits after its
+    /// node died, not how long an attempt may take.
+    pub lease: Duration,
 }
 
 impl Default for RelayConfig {
@@ -180,6 +185,7 @@ impl Default for RelayConfig {
             command_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(30),
             idle_reuse: Duration::from_secs(5),
+            lease: mailgate_store::queue::DEFAULT_LEASE,
         }
     }
 }

@@ -99,6 +99,9 @@ pub struct Relay {
     mta_sts: Option<MtaSts>,
     wake: Notify,
     in_flight: Mutex<HashSet<QueueId>>,
+    /// The messages whose claims [`Relay::renew_claims`] keeps: those in
+    /// flight whose outcome is not being recorded yet.
+    renewing: Mutex<HashSet<QueueId>>,
     idle: Mutex<HashMap<IdleKey, Vec<Idle>>>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     all: Arc<Semaphore>,
@@ -155,6 +158,7 @@ impl Relay {
             mta_sts,
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            renewing: Mutex::new(HashSet::new()),
             idle: Mutex::new(HashMap::new()),
             per_destination: Mutex::new(HashMap::new()),
             all,
@@ -209,6 +213,7 @@ impl Relay {
     /// command timeout) so that no outcome is lost.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let renewer = tokio::spawn(self.clone().renew_claims());
         loop {
             if *shutdown.borrow() {
                 break;
@@ -234,6 +239,7 @@ impl Relay {
             }
         }
         while tasks.join_next().await.is_some() {}
+        renewer.abort();
         self.close_idle().await;
     }
 
@@ -242,8 +248,68 @@ impl Relay {
     pub async fn run_once(self: &Arc<Self>) -> StoreResult<()> {
         let mut tasks = JoinSet::new();
         self.spawn_due(&mut tasks).await?;
-        while tasks.join_next().await.is_some() {}
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = all_done => {}
+            _ = self.clone().renew_claims() => {}
+        }
         Ok(())
+    }
+
+    /// Renews this node's claims on the messages whose attempts are under
+    /// way, every third of `[queue] lease`, in one store call, for as long
+    /// as it runs (the callers drop it when their attempts are done). In
+    /// a store that several nodes share, a slow attempt (a receiving
+    /// server that takes its time) is so never taken over by another node
+    /// while this one still works on it; if this node dies, its claims run
+    /// out within a lease. The embedded store claims nothing and the call
+    /// does nothing.
+    async fn renew_claims(self: Arc<Self>) {
+        loop {
+            let lease = self.config().lease;
+            tokio::time::sleep((lease / 3).max(Duration::from_millis(100))).await;
+            let ids: Vec<QueueId> = {
+                let renewing = self.renewing.lock().unwrap_or_else(|p| p.into_inner());
+                renewing.iter().copied().collect()
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            let kept = match self.store.queue_renew(&ids, self.clock.now(), lease).await {
+                Ok(kept) => kept,
+                Err(e) => {
+                    tracing::warn!(error = %e, messages = ids.len(),
+                        "relay: cannot renew the claims on the messages being delivered; \
+                         another node may take them over when they run out");
+                    continue;
+                }
+            };
+            if kept.len() == ids.len() {
+                continue;
+            }
+            let kept: HashSet<QueueId> = kept.into_iter().collect();
+            // An attempt that is recording its outcome has left
+            // `renewing` before its record ended the claim: not a loss.
+            let renewing = self.renewing.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids
+                .iter()
+                .filter(|id| !kept.contains(id) && renewing.contains(id))
+            {
+                tracing::warn!(
+                    queue_row = *id,
+                    "relay: the claim on a message being delivered was lost (it ran out and \
+                     another node took the message, or the message was deleted); its \
+                     recipients may be delivered twice"
+                );
+            }
+        }
+    }
+
+    fn stop_renewing(&self, id: QueueId) {
+        self.renewing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     /// Closes the sessions kept for reuse.
@@ -258,7 +324,11 @@ impl Relay {
     }
 
     async fn spawn_due(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> StoreResult<()> {
-        let due = self.store.queue_due(self.clock.now(), BATCH).await?;
+        let lease = self.config().lease;
+        let due = self
+            .store
+            .queue_claim(self.clock.now(), BATCH, lease)
+            .await?;
         for entry in due {
             let fresh = self
                 .in_flight
@@ -268,6 +338,10 @@ impl Relay {
             if !fresh {
                 continue;
             }
+            self.renewing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(entry.id);
             let relay = self.clone();
             // Every line of the attempt is in the span `relay{queue_id=ID}`,
             // the id of the `250` (docs/operations.md, *Following a
@@ -278,8 +352,12 @@ impl Relay {
                 // The concurrency limits are taken per destination inside
                 // the attempt (one message may have several).
                 if let Err(e) = relay.attempt(entry).await {
+                    // The claim stays until it runs out (a lease, on a
+                    // shared store): the message is tried again then, not
+                    // at once in a loop.
                     tracing::error!(error = %e, "relay: attempt not recorded");
                 }
+                relay.stop_renewing(id);
                 relay
                     .in_flight
                     .lock()
@@ -297,6 +375,14 @@ impl Relay {
     /// are recorded in one transaction together with the DSN for the
     /// recipients that failed for good in this attempt.
     async fn attempt(self: &Arc<Self>, entry: QueueEntry) -> StoreResult<()> {
+        if entry.is_finished() {
+            // Left behind by a node that died between recording its last
+            // outcomes (their reports went into the queue with them) and
+            // removing it: only the removal is missing.
+            self.stop_renewing(entry.id);
+            self.store.queue_complete(entry.id, None).await?;
+            return Ok(());
+        }
         let Some(body) = self.store.queue_body(entry.id).await? else {
             return Ok(()); // deleted meanwhile
         };
@@ -366,6 +452,8 @@ impl Relay {
             warned: warn,
             notices,
         };
+        // The record ends the claim: stop renewing it first.
+        self.stop_renewing(entry.id);
         let Some(after) = self.store.queue_record_attempt(entry.id, record).await? else {
             return Ok(());
         };

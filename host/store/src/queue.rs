@@ -21,10 +21,15 @@
 //! (the relay's clock is injectable for tests).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::StoreResult;
+
+/// How long a claim on a message lasts when nobody says otherwise
+/// ([`QueueStore::queue_due`]; the relay's `[queue] lease` default).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 /// A queued message's row number in the store (`queue list`'s first
 /// column; the `queue` commands take it or the message's queue id,
@@ -444,6 +449,35 @@ pub trait QueueStore: OutboundQueue {
     /// `postgres::queue`); the embedded store has one runner and claims
     /// nothing.
     async fn queue_due(&self, now: i64, limit: usize) -> StoreResult<Vec<QueueEntry>>;
+    /// [`QueueStore::queue_due`] with claims that last `lease` from `now`
+    /// (`queue_due` itself claims for [`DEFAULT_LEASE`]). A shared store
+    /// also returns messages left with no pending recipient (a node died
+    /// between recording their last outcomes and removing them), for the
+    /// caller to remove with [`QueueStore::queue_complete`]. The default,
+    /// for a store that claims nothing, is `queue_due`.
+    async fn queue_claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<QueueEntry>> {
+        let _ = lease;
+        self.queue_due(now, limit).await
+    }
+    /// Extends this node's claims on `ids` to `now + lease` (a delivery
+    /// attempt still under way) and returns the ids whose claim this node
+    /// still holds; the others were taken over by another node after
+    /// their claim ran out, or are gone. The default, for a store that
+    /// claims nothing, returns every id.
+    async fn queue_renew(
+        &self,
+        ids: &[QueueId],
+        now: i64,
+        lease: Duration,
+    ) -> StoreResult<Vec<QueueId>> {
+        let _ = (now, lease);
+        Ok(ids.to_vec())
+    }
     /// The earliest `next_attempt` of a message not held, if any (the
     /// runner sleeps until then); for a message claimed by a node, the
     /// end of its claim if that is later.

@@ -415,3 +415,147 @@ async fn a_late_attempt_does_not_end_another_nodes_lease() {
     );
     assert!(b.queue_due(later, 10).await.unwrap().is_empty());
 }
+
+/// The relay's `[queue] lease`: a claim made with `queue_claim` lasts the
+/// lease asked for, renewing it keeps the message from the other nodes
+/// for as long as the holder renews, and recording the attempt ends it at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_lease_holds_and_a_recorded_attempt_ends_it_at_once() {
+    use std::time::Duration;
+    let server = PgServer::start();
+    let url = server.create_database("renew").await;
+    let cfg = PgConfig::new(url);
+    let a = PgStore::connect(&cfg).await.unwrap();
+    let b = PgStore::connect(&cfg).await.unwrap();
+    let lease = Duration::from_secs(6);
+    let id = a
+        .enqueue(message("s@a.test", &["r@b.test"], 0))
+        .await
+        .unwrap();
+    let now = 100;
+    assert_eq!(a.queue_claim(now, 10, lease).await.unwrap().len(), 1);
+    assert_eq!(b.queue_next_due().await.unwrap(), Some(now + 6));
+    // Renewed every third of the lease for a minute: never free for b.
+    for t in (now + 2..now + 60).step_by(2) {
+        assert_eq!(a.queue_renew(&[id], t, lease).await.unwrap(), vec![id]);
+        assert!(
+            b.queue_claim(t + 1, 10, lease).await.unwrap().is_empty(),
+            "b took a renewed lease at {t}"
+        );
+    }
+    // A renewal never shortens a lease (a late renewal with an old `now`).
+    assert_eq!(a.queue_renew(&[id], now, lease).await.unwrap(), vec![id]);
+    assert_eq!(b.queue_next_due().await.unwrap(), Some(now + 58 + 6));
+    // The attempt is recorded: b may take the message at its next attempt
+    // at once, without waiting for the lease.
+    a.queue_record_attempt(
+        id,
+        AttemptRecord {
+            at: now + 60,
+            updates: vec![update(0, RecipientStatus::Pending, Some("451 later"))],
+            next_attempt: now + 60,
+            warned: false,
+            notices: Vec::new(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(b.queue_claim(now + 60, 10, lease).await.unwrap().len(), 1);
+    // a no longer holds it: its renewal says so and changes nothing.
+    assert!(a
+        .queue_renew(&[id], now + 61, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(a.queue_claim(now + 65, 10, lease).await.unwrap().is_empty());
+    assert_eq!(
+        b.queue_renew(&[id], now + 61, lease).await.unwrap(),
+        vec![id]
+    );
+    // Renewing nothing, or a message that is gone, keeps nothing.
+    assert!(b.queue_renew(&[], now, lease).await.unwrap().is_empty());
+    assert!(b.queue_delete(id).await.unwrap());
+    assert!(b.queue_renew(&[id], now, lease).await.unwrap().is_empty());
+}
+
+/// A node that stops renewing (it died) loses its claims once the lease
+/// runs out: another node takes them, and the dead node's late renewal
+/// cannot take them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrenewed_lease_is_taken_over_and_cannot_be_renewed_back() {
+    use std::time::Duration;
+    let server = PgServer::start();
+    let url = server.create_database("takeover").await;
+    let cfg = PgConfig::new(url);
+    let a = PgStore::connect(&cfg).await.unwrap();
+    let b = PgStore::connect(&cfg).await.unwrap();
+    let lease = Duration::from_secs(3);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            a.enqueue(message("s@a.test", &["r@b.test"], i))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(a.queue_claim(10, 100, lease).await.unwrap().len(), 5);
+    assert!(b.queue_claim(12, 100, lease).await.unwrap().is_empty());
+    let taken = b.queue_claim(13, 100, lease).await.unwrap();
+    assert_eq!(taken.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert!(a.queue_renew(&ids, 13, lease).await.unwrap().is_empty());
+    let mut kept = b.queue_renew(&ids, 14, lease).await.unwrap();
+    kept.sort_unstable();
+    assert_eq!(kept, ids);
+    // A sub-second lease still lasts a whole second.
+    let c = PgStore::connect(&cfg).await.unwrap();
+    assert!(c
+        .queue_claim(16, 100, Duration::from_millis(10))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        c.queue_claim(17, 100, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(b.queue_claim(17, 100, lease).await.unwrap().is_empty());
+    assert_eq!(c.queue_claim(18, 100, lease).await.unwrap().len(), 5);
+}
+
+/// A node that died between recording a message's last outcomes and
+/// removing it leaves a row with no pending recipient: `queue_due` does
+/// not return it, `queue_claim` (the runner's) does, so that it is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_message_left_behind_is_claimed_for_removal() {
+    use std::time::Duration;
+    let server = PgServer::start();
+    let url = server.create_database("finished").await;
+    let a = PgStore::connect(&PgConfig::new(url)).await.unwrap();
+    let lease = Duration::from_secs(3);
+    let id = a
+        .enqueue(message("s@a.test", &["r@b.test"], 0))
+        .await
+        .unwrap();
+    assert_eq!(a.queue_claim(0, 10, lease).await.unwrap().len(), 1);
+    a.queue_record_attempt(
+        id,
+        AttemptRecord {
+            at: 1,
+            updates: vec![update(0, RecipientStatus::Delivered, Some("250 ok"))],
+            next_attempt: 1,
+            warned: false,
+            notices: Vec::new(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(a.queue_due(5, 10).await.unwrap().is_empty());
+    let left = a.queue_claim(5, 10, lease).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].is_finished());
+}

@@ -120,6 +120,7 @@ fn filled(config: &Config) -> Result<Config, String> {
     q.max_concurrent.get_or_insert(relay.max_concurrent);
     q.poll_interval
         .get_or_insert_with(|| duration(relay.poll_interval));
+    q.lease.get_or_insert_with(|| duration(relay.lease));
     Ok(c)
 }
 

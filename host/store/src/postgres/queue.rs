@@ -4,28 +4,34 @@
 //!
 //! # Claiming work across nodes
 //! Several nodes run a queue runner on the same table. A runner takes
-//! work with [`QueueStore::queue_due`], which here *claims* what it
-//! returns: in one statement it picks the due messages with
+//! work with [`QueueStore::queue_claim`] (or `queue_due`, which claims for
+//! [`QUEUE_LEASE_SECS`]): in one statement it picks the due messages with
 //! `SELECT … FOR UPDATE SKIP LOCKED` (rows another node is claiming at
 //! that instant are skipped, not waited for) and gives each a lease:
-//! `leased_by` (this store's node id) and `leased_until` (`now` +
-//! [`QUEUE_LEASE_SECS`]). A leased message is not due for anyone until
-//! the lease runs out, so in the normal case each message is tried by one
-//! node at a time and each recipient delivered once.
+//! `leased_by` (this store's node id, one per process) and `leased_until`
+//! (`now` + the lease, the relay's `[queue] lease`). A leased message is
+//! not due for anyone until the lease runs out, so in the normal case
+//! each message is tried by one node at a time and each recipient
+//! delivered once.
 //!
+//! While an attempt runs, the runner renews its leases
+//! ([`QueueStore::queue_renew`], every third of the lease, one statement
+//! for all its messages), so an attempt may take longer than the lease
+//! (a slow receiving server) without another node taking the message.
 //! [`QueueStore::queue_record_attempt`] ends the lease (only if this node
-//! still holds it) in the same transaction that records the outcomes; a
-//! node that dies in the middle of an attempt leaves its lease behind,
-//! and once `leased_until` has passed another node's runner claims the
-//! message and tries again. Recipients already delivered by the dead node
-//! but not yet recorded are then sent twice, which RFC 5321 §6.1 prefers
-//! to a loss. An attempt must end within the lease; the lease is not
-//! renewed while an attempt runs.
+//! still holds it) in the same transaction that records the outcomes.
+//!
+//! A node that dies in the middle of an attempt stops renewing; once
+//! `leased_until` has passed, another node's runner claims the message
+//! and tries the recipients still `pending`. Recipients the dead node had
+//! delivered but not yet recorded are then sent twice, which RFC 5321
+//! §6.1 prefers to a loss (docs/scaling.md, *The outbound queue*).
 //!
 //! Times are the callers' (seconds since the Unix epoch): the nodes'
 //! clocks are assumed to agree to within a small part of the lease (NTP).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_postgres::{GenericClient, Row, Transaction};
@@ -37,11 +43,16 @@ use crate::queue::{
 };
 use crate::{StoreError, StoreResult};
 
-/// How long a claim lasts, in seconds: a node that died holding a message
-/// delays it by at most this much. Longer than any one delivery attempt
-/// takes (its connections and commands are bounded by the relay's
-/// timeouts, a few minutes at most).
-pub const QUEUE_LEASE_SECS: i64 = 600;
+/// How long a claim made by [`QueueStore::queue_due`] lasts, in seconds
+/// ([`crate::queue::DEFAULT_LEASE`]); the relay claims with
+/// [`QueueStore::queue_claim`] for its `[queue] lease`.
+pub const QUEUE_LEASE_SECS: i64 = crate::queue::DEFAULT_LEASE.as_secs() as i64;
+
+/// A lease in whole seconds (rounded up, at least 1).
+fn lease_secs(lease: Duration) -> i64 {
+    let secs = lease.as_secs() + u64::from(lease.subsec_nanos() > 0);
+    i64::try_from(secs.max(1)).unwrap_or(i64::MAX)
+}
 
 /// Migration 2: the outbound queue.
 pub(super) const SCHEMA: &str = r#"
@@ -258,20 +269,25 @@ impl OutboundQueue for PgStore {
     }
 }
 
-#[async_trait]
-impl QueueStore for PgStore {
-    /// Claims the messages it returns (see the module doc): each for
-    /// [`QUEUE_LEASE_SECS`] from `now`, for this node only.
-    async fn queue_due(&self, now: i64, limit: usize) -> StoreResult<Vec<QueueEntry>> {
+impl PgStore {
+    /// [`QueueStore::queue_claim`]; with `finished_too` false, only
+    /// messages with a pending recipient ([`QueueStore::queue_due`]).
+    async fn claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: Duration,
+        finished_too: bool,
+    ) -> StoreResult<Vec<QueueEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let until = now.saturating_add(QUEUE_LEASE_SECS);
+        let until = now.saturating_add(lease_secs(lease));
         let c = self.client().await?;
         let sql = format!(
             "WITH claim AS ( \
                  SELECT id FROM queue q WHERE NOT held AND next_attempt <= $1 \
                  AND (leased_until IS NULL OR leased_until <= $1) \
-                 AND EXISTS (SELECT 1 FROM queue_rcpts r \
-                             WHERE r.queue = q.id AND r.status = 'pending') \
+                 AND ($5 OR EXISTS (SELECT 1 FROM queue_rcpts r \
+                             WHERE r.queue = q.id AND r.status = 'pending')) \
                  ORDER BY next_attempt, id LIMIT $2 \
                  FOR UPDATE SKIP LOCKED) \
              UPDATE queue SET leased_until = $3, leased_by = $4 FROM claim \
@@ -283,13 +299,62 @@ impl QueueStore for PgStore {
                 .join(", ")
         );
         let mut list: Vec<QueueEntry> = c
-            .query(&sql, &[&now, &limit, &until, &self.origin])
+            .query(&sql, &[&now, &limit, &until, &self.origin, &finished_too])
             .await?
             .iter()
             .map(entry_from_row)
             .collect();
         list.sort_by_key(|e| (e.next_attempt, e.id));
         with_recipients(&**c, list).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for PgStore {
+    /// Claims the messages it returns (see the module doc): each for
+    /// [`QUEUE_LEASE_SECS`] from `now`, for this node only.
+    async fn queue_due(&self, now: i64, limit: usize) -> StoreResult<Vec<QueueEntry>> {
+        self.claim(now, limit, crate::queue::DEFAULT_LEASE, false)
+            .await
+    }
+
+    /// Claims the messages it returns (see the module doc): each for
+    /// `lease` from `now`, for this node only. Also returns (and claims)
+    /// messages left with no pending recipient: a node that died between
+    /// recording their last outcomes and removing them leaves them behind,
+    /// and the runner removes them.
+    async fn queue_claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<QueueEntry>> {
+        self.claim(now, limit, lease, true).await
+    }
+
+    /// One statement for all of `ids`: only the rows this node still
+    /// holds are renewed (a lease that ran out and was claimed by another
+    /// node stays that node's).
+    async fn queue_renew(
+        &self,
+        ids: &[QueueId],
+        now: i64,
+        lease: Duration,
+    ) -> StoreResult<Vec<QueueId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = now.saturating_add(lease_secs(lease));
+        let c = self.client().await?;
+        Ok(c.query(
+            "UPDATE queue SET leased_until = greatest(leased_until, $2) \
+             WHERE id = ANY($1) AND leased_by = $3 RETURNING id",
+            &[&ids, &until, &self.origin],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
     }
 
     /// The earliest moment a message not held may be tried: its next
