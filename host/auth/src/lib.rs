@@ -35,7 +35,8 @@
 //! - [`sasl`]: SASL PLAIN and LOGIN (RFC 4616): decoding and
 //!   [`sasl::SaslExchange`], the server side of one exchange.
 //! - [`limiter`]: the failure counters, attempts in flight, trusted
-//!   clients.
+//!   clients (kept in the store too when nodes share it:
+//!   [`Authenticator::with_shared_failures`]).
 //! - [`cache`]: the verified-credential cache.
 //! - [`plaintext`]: [`PlaintextPolicy`], when a password may be sent
 //!   without TLS ([`Authenticator::plaintext_permitted`]).
@@ -103,6 +104,17 @@ impl Authenticator {
             plaintext: PlaintextPolicy::default(),
             logins_written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same authenticator counting failed logins in `shared` as well
+    /// (a store several nodes share: [`mailgate_store::Backend::login_failures`]),
+    /// so that failures on every node add up to one limit.
+    pub fn with_shared_failures(
+        mut self,
+        shared: Arc<dyn mailgate_store::LoginFailures>,
+    ) -> Authenticator {
+        self.limiter = self.limiter.with_shared(shared);
+        self
     }
 
     /// The same authenticator with another clear-text policy.
@@ -192,12 +204,12 @@ impl Authenticator {
         };
         match account {
             Some(account) if ok => {
-                attempt.succeeded();
+                attempt.succeeded().await;
                 self.record_login(&account.address, client);
                 AuthOutcome::Success(account)
             }
             _ => {
-                let delay = attempt.failed();
+                let delay = attempt.failed().await;
                 tracing::warn!(client = %client, user = %username, delay_ms = delay.as_millis() as u64, "authentication failed");
                 tokio::time::sleep(delay).await;
                 AuthOutcome::Failed

@@ -26,6 +26,23 @@
 //!   success reset them, an attacker with an account of their own could
 //!   log into it between guesses and guess without end.
 //!
+//! # Across nodes
+//! On a store that several nodes share (PostgreSQL) the limiter is given
+//! the store's [`LoginFailures`] ([`FailureLimiter::with_shared`]): every
+//! failure is also counted there, and every attempt reads the counts
+//! there, so failures on all nodes add up to one `max_failures`; a client
+//! where an account logged in on one node is trusted for it on all. The
+//! shared count of a client or account is taken when it is larger than
+//! this node's own (which it includes). What stays per node: the attempts
+//! in flight (an attempt is admitted against the shared failures plus the
+//! attempts in flight *on this node*, so a burst spread over N nodes at
+//! the same instant may test up to N × `max_failures` passwords; once
+//! they are decided, all count everywhere). When the store cannot be
+//! read, the node's own counts decide (logged). A trusted login is written
+//! to the store at most once per [`TRUST_WRITE_INTERVAL`] per client and
+//! account. The shared tables' bounds are the store's (see
+//! `mailgate_store::postgres::login_limits`).
+//!
 //! # Bounds
 //! When [`MAX_COUNTERS`] client counters (or as many account counters)
 //! exist, expired counters are swept and then counters that do not refuse
@@ -33,14 +50,15 @@
 //! are dropped. A counter that refuses is kept until its window ends:
 //! more than [`MAX_COUNTERS`] of them take as many attacking addresses. At most [`MAX_TRUSTED_PER_ACCOUNT`] trusted
 //! clients are kept per account (the most recent), for at most
-//! [`MAX_COUNTERS`] accounts. Everything is in memory: a restart forgets
+//! [`MAX_COUNTERS`] accounts. Without a shared store everything is in memory: a restart forgets
 //! failures and trusted clients alike.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Mutex, MutexGuard};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use mailgate_store::{LoginFailures, LoginStanding};
 use tokio::sync::Notify;
 
 /// Settings of the failure limiter.
@@ -75,6 +93,10 @@ pub const TRUST_PERIOD: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Trusted clients kept per account; the oldest is forgotten first.
 pub const MAX_TRUSTED_PER_ACCOUNT: usize = 16;
 
+/// A trusted login is written to a shared store at most this often per
+/// client and account (the node remembers when it last wrote it).
+pub const TRUST_WRITE_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Counters of each kind (clients, accounts) kept before the ones that
 /// refuse nothing are dropped; also the number of accounts with trusted
 /// clients.
@@ -96,6 +118,17 @@ impl ClientKey {
         match ip.to_canonical() {
             IpAddr::V4(a) => ClientKey::V4(a),
             IpAddr::V6(a) => ClientKey::V6Net((u128::from(a) >> 64) as u64),
+        }
+    }
+}
+
+/// `192.0.2.1`, or `2001:db8::/64` for an IPv6 network: how a shared
+/// store keys the client.
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientKey::V4(a) => write!(f, "{a}"),
+            ClientKey::V6Net(n) => write!(f, "{}/64", Ipv6Addr::from(u128::from(*n) << 64)),
         }
     }
 }
@@ -147,12 +180,22 @@ struct State {
 }
 
 /// Failure counters for the whole process.
-#[derive(Debug)]
 pub struct FailureLimiter {
     settings: LimiterSettings,
     state: Mutex<State>,
     /// Signalled whenever an attempt in flight is decided.
     decided: Notify,
+    /// The counts the nodes of a shared store share, if any.
+    shared: Option<Arc<dyn LoginFailures>>,
+}
+
+impl std::fmt::Debug for FailureLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureLimiter")
+            .field("settings", &self.settings)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An admitted attempt, counted as in flight until it is decided with
@@ -174,6 +217,31 @@ impl FailureLimiter {
             settings,
             state: Mutex::new(State::default()),
             decided: Notify::new(),
+            shared: None,
+        }
+    }
+
+    /// The same limiter counting in `shared` as well, so that the nodes of
+    /// a shared store count together (see the module doc).
+    pub fn with_shared(mut self, shared: Arc<dyn LoginFailures>) -> FailureLimiter {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// What the shared store says of `key` and `account`; `None` without
+    /// one, or when it cannot be read (logged: the node's counts decide).
+    async fn shared_standing(&self, key: ClientKey, account: &str) -> Option<LoginStanding> {
+        let shared = self.shared.as_ref()?;
+        let client = key.to_string();
+        match shared
+            .login_standing(&client, account, self.settings.window, TRUST_PERIOD)
+            .await
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "auth: the shared failed-login counts could not be read; this node's counts decide");
+                None
+            }
         }
     }
 
@@ -197,7 +265,8 @@ impl FailureLimiter {
             let decided = self.decided.notified();
             tokio::pin!(decided);
             decided.as_mut().enable();
-            match self.try_admit(key, account) {
+            let shared = self.shared_standing(key, account).await;
+            match self.try_admit(key, account, shared) {
                 Decision::Admit => {
                     return Some(Attempt {
                         limiter: self,
@@ -212,11 +281,15 @@ impl FailureLimiter {
         }
     }
 
-    fn try_admit(&self, key: ClientKey, account: &str) -> Decision {
+    /// The decision on an attempt; `shared` (the store's counts, which
+    /// include this node's failures) raises the node's failure counts
+    /// and adds its trusted client.
+    fn try_admit(&self, key: ClientKey, account: &str, shared: Option<LoginStanding>) -> Decision {
         let (max, window) = (self.settings.max_failures, self.settings.window);
         let now = Instant::now();
         let mut state = self.lock();
-        let trusted = state.is_trusted(account, key, now);
+        let shared = shared.unwrap_or_default();
+        let trusted = shared.trusted || state.is_trusted(account, key, now);
         let client = state
             .clients
             .get(&key)
@@ -235,9 +308,15 @@ impl FailureLimiter {
                 c
             })
             .unwrap_or(Counter::new(now));
-        let mut checked = vec![client];
+        let mut checked = vec![Counter {
+            failures: client.failures.max(shared.client_failures),
+            ..client
+        }];
         if !trusted {
-            checked.push(acct);
+            checked.push(Counter {
+                failures: acct.failures.max(shared.account_failures),
+                ..acct
+            });
         }
         if checked.iter().any(|c| c.failures >= max) {
             return Decision::Refuse;
@@ -300,7 +379,10 @@ impl FailureLimiter {
         worst
     }
 
-    fn trust(&self, client: ClientKey, account: &str) {
+    /// Trusts `client` for `account` in memory; returns when this node
+    /// trusted it before (a shared store is written again only after
+    /// [`TRUST_WRITE_INTERVAL`]).
+    fn trust(&self, client: ClientKey, account: &str) -> Option<Instant> {
         let now = Instant::now();
         let mut state = self.lock();
         if !state.trusted.contains_key(account) && state.trusted.len() >= MAX_COUNTERS {
@@ -309,19 +391,31 @@ impl FailureLimiter {
                     .any(|(_, t)| now.duration_since(*t) < TRUST_PERIOD)
             });
             if state.trusted.len() >= MAX_COUNTERS {
-                return;
+                return None;
             }
         }
         let list = state.trusted.entry(account.to_string()).or_default();
+        let before = list
+            .iter()
+            .find(|(k, t)| *k == client && now.duration_since(*t) < TRUST_PERIOD)
+            .map(|(_, t)| *t);
         list.retain(|(k, t)| *k != client && now.duration_since(*t) < TRUST_PERIOD);
         if list.len() >= MAX_TRUSTED_PER_ACCOUNT {
             list.remove(0);
         }
-        list.push((client, now));
+        // Kept as first trusted (not refreshed) until a shared write is
+        // due, so that the write happens once per interval.
+        let kept = match before {
+            Some(t) if now.duration_since(t) < TRUST_WRITE_INTERVAL => t,
+            _ => now,
+        };
+        list.push((client, kept));
+        before
     }
 
     /// Whether attempts from `client` for `account` are refused now (the
-    /// limits are reached without counting attempts in flight).
+    /// limits are reached without counting attempts in flight), by this
+    /// node's own counts.
     pub fn is_blocked(&self, client: IpAddr, account: &str) -> bool {
         let (max, window) = (self.settings.max_failures, self.settings.window);
         let key = ClientKey::of(client);
@@ -378,20 +472,59 @@ impl State {
 
 impl Attempt<'_> {
     /// The password was right: the client becomes trusted for the
-    /// account. Counters are not cleared (see the module doc).
-    pub fn succeeded(mut self) {
+    /// account (in the shared store too, at most once per
+    /// [`TRUST_WRITE_INTERVAL`]). Counters are not cleared (see the module
+    /// doc).
+    pub async fn succeeded(mut self) {
         self.decided = true;
-        self.limiter.decide(self.client, &self.account, false);
-        self.limiter.trust(self.client, &self.account);
+        let limiter = self.limiter;
+        limiter.decide(self.client, &self.account, false);
+        let before = limiter.trust(self.client, &self.account);
+        let Some(shared) = &limiter.shared else {
+            return;
+        };
+        if before.is_some_and(|t| t.elapsed() < TRUST_WRITE_INTERVAL) {
+            return;
+        }
+        if let Err(e) = shared
+            .record_trusted_client(
+                &self.client.to_string(),
+                &self.account,
+                MAX_TRUSTED_PER_ACCOUNT,
+                TRUST_PERIOD,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "auth: the trusted client could not be written to the store");
+        }
     }
 
     /// The password (or the account) was wrong: counts a failure for the
-    /// client and the account, and returns how long to wait before
-    /// answering.
-    pub fn failed(mut self) -> Duration {
+    /// client and the account (in the shared store too), and returns how
+    /// long to wait before answering.
+    pub async fn failed(mut self) -> Duration {
         self.decided = true;
-        let worst = self.limiter.decide(self.client, &self.account, true);
-        self.limiter.delay(worst)
+        let limiter = self.limiter;
+        let mut worst = limiter.decide(self.client, &self.account, true);
+        if let Some(shared) = &limiter.shared {
+            let s = &limiter.settings;
+            match shared
+                .record_login_failure(
+                    &self.client.to_string(),
+                    &self.account,
+                    s.window,
+                    s.max_failures,
+                    2 * MAX_COUNTERS,
+                )
+                .await
+            {
+                Ok((c, a)) => worst = worst.max(c).max(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "auth: the failed login could not be counted in the store; counted on this node only");
+                }
+            }
+        }
+        limiter.delay(worst)
     }
 }
 
@@ -421,7 +554,7 @@ mod tests {
     }
 
     async fn fail(l: &FailureLimiter, client: &str, account: &str) -> Duration {
-        l.admit(ip(client), account).await.unwrap().failed()
+        l.admit(ip(client), account).await.unwrap().failed().await
     }
 
     #[tokio::test]
@@ -457,14 +590,22 @@ mod tests {
     #[tokio::test]
     async fn a_trusted_client_keeps_access_to_a_refused_account() {
         let l = FailureLimiter::new(settings());
-        l.admit(ip("10.0.0.1"), "a@x").await.unwrap().succeeded();
+        l.admit(ip("10.0.0.1"), "a@x")
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
         for i in 0..4 {
             fail(&l, &format!("10.0.1.{i}"), "a@x").await;
         }
         assert!(l.admit(ip("10.0.2.1"), "a@x").await.is_none());
         assert!(l.is_blocked(ip("10.0.2.1"), "a@x"));
         assert!(!l.is_blocked(ip("10.0.0.1"), "a@x"));
-        l.admit(ip("10.0.0.1"), "a@x").await.unwrap().succeeded();
+        l.admit(ip("10.0.0.1"), "a@x")
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
         // A success does not clear the counters.
         assert!(l.admit(ip("10.0.2.1"), "a@x").await.is_none());
         // Trust is per account.
@@ -492,7 +633,7 @@ mod tests {
         );
         // ... and, once all four have failed, is refused.
         for a in held.drain(..) {
-            a.failed();
+            a.failed().await;
         }
         assert!(fifth.await.is_none());
     }
@@ -511,7 +652,7 @@ mod tests {
                 .await
                 .is_err()
         );
-        held.pop().unwrap().succeeded();
+        held.pop().unwrap().succeeded().await;
         held.push(waiting.await.unwrap());
         let waiting = l.admit(ip("127.0.0.1"), "c@x");
         tokio::pin!(waiting);
@@ -560,7 +701,8 @@ mod tests {
             l.admit(client, &format!("u{i}@x"))
                 .await
                 .unwrap()
-                .succeeded();
+                .succeeded()
+                .await;
         }
         let state = l.lock();
         assert!(state.clients.is_empty() && state.accounts.is_empty());
@@ -572,7 +714,7 @@ mod tests {
         let l = FailureLimiter::new(settings());
         for i in 0..(MAX_TRUSTED_PER_ACCOUNT as u32 + 5) {
             let client = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
-            l.admit(client, "a@x").await.unwrap().succeeded();
+            l.admit(client, "a@x").await.unwrap().succeeded().await;
         }
         let state = l.lock();
         assert_eq!(state.trusted["a@x"].len(), MAX_TRUSTED_PER_ACCOUNT);

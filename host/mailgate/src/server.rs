@@ -147,6 +147,12 @@ pub struct Services {
     pub imap_views: Arc<mailgate_imap::view::MailboxViews>,
     /// Users' Sieve scripts at delivery (`None`: not run).
     pub sieve: Option<Arc<mailgate_delivery::SieveDelivery>>,
+    /// The POP3 maildrop locks: the store's (across nodes on a shared
+    /// store), the same for every POP3 listener and across reloads.
+    pub maildrop_locks: Arc<dyn mailgate_store::MaildropLocks>,
+    /// The failed-login counts the nodes of a shared store share (`None`:
+    /// counted in this process only).
+    pub login_failures: Option<Arc<dyn mailgate_store::LoginFailures>>,
 }
 
 /// Takes the data directory's lock file so that two servers never share
@@ -263,6 +269,8 @@ pub async fn run(
         .await
         .map_err(ServerError::Sieve)?;
     let sieve_scripts: Arc<dyn mailgate_store::SieveScripts> = store.clone();
+    let maildrop_locks: Arc<dyn mailgate_store::MaildropLocks> = store.clone();
+    let login_failures = store.clone().login_failures();
     let store: Arc<dyn Store> = store;
     let delivery = Arc::new(LocalDelivery::new(store.clone(), &config.domains));
     let relay = crate::relay::build(&config, queue_store, mta_sts, delivery.clone())?;
@@ -277,7 +285,9 @@ pub async fn run(
         policy: policy.clone(),
         imap_views: Arc::new(mailgate_imap::view::MailboxViews::new()),
         sieve,
-        auth: Arc::new(authenticator(&config, &store)),
+        auth: Arc::new(authenticator(&config, &store, login_failures.clone())),
+        maildrop_locks,
+        login_failures,
     });
     let certs = load_certificates(&config)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -512,7 +522,11 @@ impl Reloader {
         let mut services = self.services.clone();
         if config.auth != self.config.auth {
             let mut fresh = (*services).clone();
-            fresh.auth = Arc::new(authenticator(config, &fresh.store));
+            fresh.auth = Arc::new(authenticator(
+                config,
+                &fresh.store,
+                fresh.login_failures.clone(),
+            ));
             services = Arc::new(fresh);
         }
         // `[sieve]`: the limits, `editheader`, `time_zone` and the global
@@ -568,10 +582,19 @@ impl Reloader {
     }
 }
 
-/// The authenticator of `[auth]`, shared by every protocol.
-fn authenticator(config: &Config, store: &Arc<dyn Store>) -> Authenticator {
-    Authenticator::new(store.clone(), config.auth.limiter())
-        .with_plaintext_policy(config.auth.plaintext())
+/// The authenticator of `[auth]`, shared by every protocol; counting
+/// failed logins in `shared` too when the store's nodes share them.
+fn authenticator(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    shared: Option<Arc<dyn mailgate_store::LoginFailures>>,
+) -> Authenticator {
+    let auth = Authenticator::new(store.clone(), config.auth.limiter());
+    let auth = match shared {
+        Some(shared) => auth.with_shared_failures(shared),
+        None => auth,
+    };
+    auth.with_plaintext_policy(config.auth.plaintext())
         // Checked by `Config::validate` when the file was read.
         .with_cache_ttl(
             config
@@ -790,6 +813,7 @@ fn pop3_context(
         services.auth.clone(),
         shutdown,
     );
+    ctx.locks = services.maildrop_locks.clone();
     ctx.idle_timeout = config.idle_timeout().max(Duration::from_secs(600));
     ctx.command_timeout = Duration::from_secs(config.limits.command_timeout);
     ctx

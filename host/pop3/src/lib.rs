@@ -14,8 +14,9 @@
 //!   `1..=n` in UID order, fixed for the session (RFC 1939 §8); mail that
 //!   arrives later shows in the next session.
 //! - One session at a time per account holds the maildrop lock
-//!   ([`MaildropLocks`]); the lock is a guard, released however the session
-//!   ends.
+//!   ([`MaildropLocks`], the store's: across nodes on a shared store); the
+//!   lock is a guard, released however the session ends. A session whose
+//!   lock was lost meanwhile removes nothing at QUIT.
 //! - Messages marked with DELE are removed only by QUIT in the
 //!   TRANSACTION state, durably, before `+OK` is sent; a connection that
 //!   ends any other way (drop, timeout, shutdown, too many errors) deletes
@@ -33,7 +34,7 @@
 //!   `session/auth.rs` handles AUTHORIZATION, `session/transaction.rs` the
 //!   TRANSACTION and UPDATE states.
 //! - [`maildrop`]: the snapshot of INBOX and the DELE marks.
-//! - [`locks`]: the per-account maildrop locks.
+//! - [`locks`]: the per-account maildrop locks (the store's seam).
 //! - [`conn`]: [`serve_connection`], reading lines, timeouts, shutdown.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -52,7 +53,7 @@ pub use mailgate_tls::TlsMode;
 use tokio::sync::watch;
 
 pub use conn::serve_connection;
-pub use locks::{MaildropGuard, MaildropLocks};
+pub use locks::{InProcessLocks, MaildropGuard, MaildropLocks};
 pub use session::{Flow, Session};
 
 /// RFC 1939 §3: "A POP3 server MAY have an inactivity autologout timer.
@@ -75,8 +76,9 @@ pub struct Pop3Context {
     pub store: Arc<dyn Store>,
     /// Verifies passwords (and slows down failures).
     pub auth: Arc<Authenticator>,
-    /// The maildrop locks of the process.
-    pub locks: Arc<MaildropLocks>,
+    /// The maildrop locks: the store's (every `Backend` is one), so that
+    /// they hold across nodes on a shared store and across reloads.
+    pub locks: Arc<dyn MaildropLocks>,
     /// How long to wait for a command (and for a write) before closing.
     pub idle_timeout: Duration,
     /// How long one command line may take from its first byte to its
@@ -89,7 +91,8 @@ pub struct Pop3Context {
 }
 
 impl Pop3Context {
-    /// A context with fresh locks and the default idle timeout.
+    /// A context with locks of its own ([`InProcessLocks`]; a server
+    /// sets the store's) and the default idle timeout.
     pub fn new(
         hostname: impl Into<String>,
         store: Arc<dyn Store>,
@@ -100,7 +103,7 @@ impl Pop3Context {
             hostname: hostname.into(),
             store,
             auth,
-            locks: Arc::new(MaildropLocks::new()),
+            locks: Arc::new(InProcessLocks::new()),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             shutdown,

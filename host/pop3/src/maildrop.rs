@@ -85,6 +85,18 @@ impl Maildrop {
         self
     }
 
+    /// Whether the maildrop lock still holds, asking the store (see
+    /// [`MaildropGuard::verify`]).
+    pub async fn lock_held(&self) -> bool {
+        self._lock.verify().await
+    }
+
+    /// Ends the maildrop and gives its lock back, returning once the
+    /// store has (see [`MaildropGuard::release`]).
+    pub async fn release_lock(self) {
+        self._lock.release().await;
+    }
+
     /// The INBOX's id.
     pub fn mailbox(&self) -> MailboxId {
         self.mailbox

@@ -142,7 +142,7 @@ async fn too_many_errors_in_a_row_close_the_session() {
     assert_eq!(c.until_eof().await, "");
     c.hang_up().await;
     assert_eq!(f.store.uids(f.alice), [1, 2, 3]);
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
 }
 
 // The clock is paused (tokio test-util): time moves only when every task
@@ -170,7 +170,7 @@ async fn idle_timeout_closes_without_update() {
     );
     c.hang_up().await;
     assert_eq!(f.store.uids(f.alice), [1, 2, 3]);
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
 }
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn shutdown_closes_idle_sessions_without_update() {
     );
     c.hang_up().await;
     assert_eq!(f.store.uids(f.alice), [1, 2, 3]);
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
     // New connections during shutdown are turned away at once.
     let (mut c, greeting) = Client::connect(&f.ctx).await;
     assert_eq!(greeting, "-ERR [SYS/TEMP] server shutting down");
@@ -247,5 +247,5 @@ async fn session_runs_without_a_socket() {
     assert_eq!(s.end_reason(), "quit");
     drop(s);
     assert_eq!(f.store.uids(f.alice), [1, 2]);
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
 }

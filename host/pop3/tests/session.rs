@@ -90,7 +90,7 @@ async fn full_session() {
     assert_eq!(c.until_eof().await, "");
     assert_eq!(f.store.uids(f.alice), [2, 3]);
     c.hang_up().await;
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
 
     // Message numbers restart at 1, unique-ids stay.
     let mut c = Client::login(&f.ctx, ALICE).await;
@@ -294,10 +294,10 @@ async fn dropped_connection_deletes_nothing_and_unlocks() {
     let mut c = Client::login(&f.ctx, ALICE).await;
     assert_eq!(c.cmd("DELE 1").await, "+OK message 1 deleted");
     assert_eq!(c.cmd("DELE 2").await, "+OK message 2 deleted");
-    assert!(f.ctx.locks.is_locked(f.alice));
+    assert!(f.ctx.locks.maildrop_locked_here(f.alice));
     c.hang_up().await;
     assert_eq!(f.store.uids(f.alice), [1, 2, 3]);
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
     let mut c = Client::login(&f.ctx, ALICE).await;
     assert!(c.cmd("STAT").await.starts_with("+OK 3 "));
 }
@@ -343,7 +343,7 @@ async fn expunge_failure_answers_sys_temp() {
     assert_eq!(c.until_eof().await, "");
     c.hang_up().await;
     assert_eq!(f.store.uids(f.alice), [1, 2, 3]);
-    assert!(!f.ctx.locks.is_locked(f.alice));
+    assert!(!f.ctx.locks.maildrop_locked_here(f.alice));
 }
 
 #[tokio::test]

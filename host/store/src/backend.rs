@@ -4,7 +4,8 @@
 //!
 //! # Role
 //! [`Backend`] is every store trait at once ([`crate::Store`],
-//! [`QueueStore`], [`SieveScripts`], [`SieveMemory`], [`crate::PluginKv`], [`crate::MtaStsCache`]) plus the few calls the
+//! [`QueueStore`], [`SieveScripts`], [`SieveMemory`], [`crate::PluginKv`], [`crate::MtaStsCache`],
+//! [`MaildropLocks`]) plus the few calls the
 //! server and the CLI make that are not about mail: the readiness probe,
 //! the free-space floor, telling other processes of changes, and `store
 //! check --repair`. Each of those has a default that is right for a backend
@@ -20,6 +21,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::login_failures::LoginFailures;
+use crate::maildrop_lock::{MaildropGuard, MaildropLocks};
 use crate::queue::QueueStore;
 use crate::space::MinFreeSpace;
 use crate::sqlite::check::Repair;
@@ -54,7 +57,13 @@ impl std::fmt::Display for BackendKind {
 /// beyond them.
 #[async_trait]
 pub trait Backend:
-    Store + QueueStore + SieveScripts + SieveMemory + crate::PluginKv + crate::MtaStsCache
+    Store
+    + QueueStore
+    + SieveScripts
+    + SieveMemory
+    + crate::PluginKv
+    + crate::MtaStsCache
+    + MaildropLocks
 {
     /// Which engine this is.
     fn kind(&self) -> BackendKind;
@@ -88,6 +97,26 @@ pub trait Backend:
             "store check --repair is not supported by the {} backend yet",
             self.kind()
         )))
+    }
+
+    /// The failed-login counts the nodes of a shared store share
+    /// ([`crate::login_failures`]); `None` for a store one server uses
+    /// alone, whose failure limiter counts in memory.
+    fn login_failures(self: Arc<Self>) -> Option<Arc<dyn LoginFailures>> {
+        None
+    }
+}
+
+/// SQLite: one server per data directory, so the locks of the process are
+/// all there are ([`crate::maildrop_lock::InProcessLocks`]).
+#[async_trait]
+impl MaildropLocks for SqliteStore {
+    async fn lock_maildrop(&self, account: crate::AccountId) -> StoreResult<Option<MaildropGuard>> {
+        Ok(self.maildrop_locks().try_lock(account))
+    }
+
+    fn maildrop_locked_here(&self, account: crate::AccountId) -> bool {
+        self.maildrop_locks().is_locked(account)
     }
 }
 

@@ -50,6 +50,8 @@ pub mod backend;
 pub mod backup;
 pub mod error;
 pub mod kv;
+pub mod login_failures;
+pub mod maildrop_lock;
 pub mod password;
 pub mod postgres;
 pub mod queue;
@@ -61,6 +63,8 @@ pub mod types;
 
 pub use backend::{open_backend, Backend, BackendConfig, BackendKind};
 pub use error::{StoreError, StoreResult};
+pub use login_failures::{LoginFailures, LoginStanding};
+pub use maildrop_lock::{InProcessLocks, MaildropGuard, MaildropLocks};
 pub use kv::{KvWriteError, MtaStsCache, MtaStsEntry, PluginKv, PluginKvEntry};
 pub use postgres::{PgConfig, PgStore};
 pub use queue::{OutboundQueue, QueueStore};

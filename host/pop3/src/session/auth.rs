@@ -214,14 +214,22 @@ impl Session {
     /// stays in AUTHORIZATION then.
     async fn open_maildrop(&mut self, account: Account, method: &'static str, out: &mut Vec<u8>) {
         let client = self.peer.ip();
-        let Some(lock) = self.ctx.locks.try_lock(account.id) else {
-            tracing::info!(client = %client, user = %account.address, method, "pop3 login: maildrop in use");
-            self.err(
-                out,
-                Some(ResponseCode::InUse),
-                "Maildrop is locked by another session",
-            );
-            return;
+        let lock = match self.ctx.locks.lock_maildrop(account.id).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::info!(client = %client, user = %account.address, method, "pop3 login: maildrop in use");
+                self.err(
+                    out,
+                    Some(ResponseCode::InUse),
+                    "Maildrop is locked by another session",
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(user = %account.address, error = %e, "pop3: cannot lock the maildrop");
+                self.err(out, Some(ResponseCode::SysTemp), "Unable to lock maildrop");
+                return;
+            }
         };
         let store = &self.ctx.store;
         let mailbox = match store.mailbox(account.id, "INBOX").await {

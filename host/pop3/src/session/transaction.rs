@@ -162,6 +162,24 @@ impl Session {
             return self.sign_off(out, "");
         };
         let (mailbox, marked) = (m.mailbox(), m.marked());
+        // The lock went with the store connection that held it (a shared
+        // store): another session may have the maildrop now, so nothing
+        // is removed (RFC 1939 §6 lets QUIT say so with -ERR).
+        if !marked.is_empty() && !m.lock_held().await {
+            tracing::warn!(
+                user = self.user.as_deref().unwrap_or("-"),
+                "pop3: maildrop lock lost during the session; nothing removed"
+            );
+            self.err(
+                out,
+                Some(ResponseCode::SysTemp),
+                "Maildrop lock lost, no messages removed, try again",
+            );
+            self.state = State::Done;
+            self.end_reason = "maildrop lock lost";
+            self.closing = true;
+            return;
+        }
         if !marked.is_empty() {
             match self.ctx.store.expunge(mailbox, &marked).await {
                 Ok(removed) => self.deleted = u32::try_from(removed.len()).unwrap_or(u32::MAX),
@@ -191,6 +209,12 @@ impl Session {
                 String::new()
             }
         };
+        // Given back before +OK: a client that logs in again at once, on
+        // this node or another, finds the maildrop free.
+        if let State::Transaction(m) = std::mem::replace(&mut self.state, State::Done) {
+            let m = *m;
+            m.release_lock().await;
+        }
         self.sign_off(out, &left);
     }
 }

@@ -11,6 +11,8 @@
 //!   change is in the change log that every node reads (`notify`).
 //! - `store check --repair` is not there yet (the default refuses).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::PgStore;
@@ -44,5 +46,11 @@ impl Backend for PgStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every node counts failed logins in the same tables
+    /// ([`super::login_limits`]).
+    fn login_failures(self: Arc<Self>) -> Option<Arc<dyn crate::LoginFailures>> {
+        Some(self)
     }
 }

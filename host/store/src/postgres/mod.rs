@@ -36,6 +36,8 @@ pub mod check;
 mod directory;
 mod imap;
 mod kv;
+pub mod login_limits;
+pub mod maildrop_lock;
 mod mailstore;
 pub mod notify;
 pub mod queue;
@@ -142,6 +144,10 @@ pub struct PgStore {
     /// The group commit of deliveries ([`writer`]); its task ends with
     /// the store.
     writer: writer::Writer,
+    /// The POP3 maildrop locks of this node ([`maildrop_lock`]).
+    maildrop_locks: maildrop_lock::PgMaildropLocks,
+    /// When this node last counted the failed-login rows ([`login_limits`]).
+    login_cap: login_limits::CapCheck,
 }
 
 impl PgStore {
@@ -173,6 +179,11 @@ impl PgStore {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let origin = notify::origin();
         let writer = writer::Writer::start(pool.clone(), origin.clone(), events.clone());
+        let maildrop_locks = maildrop_lock::PgMaildropLocks::new(
+            client_config.clone(),
+            NoTls,
+            &format!("mailgate-pop3-locks {origin}"),
+        );
         let store = Arc::new(PgStore {
             pool,
             client_config,
@@ -180,6 +191,8 @@ impl PgStore {
             origin,
             listener: std::sync::Mutex::new(None),
             writer,
+            maildrop_locks,
+            login_cap: login_limits::CapCheck::default(),
         });
         store.start_listener().await?;
         Ok(store)

@@ -140,6 +140,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, super::sieve::SCHEMA),
     (4, super::sieve_memory::SCHEMA),
     (5, super::kv::SCHEMA),
+    (6, super::login_limits::SCHEMA),
 ];
 
 /// The schema version this code writes (the last entry of [`MIGRATIONS`]).

@@ -90,6 +90,8 @@ pub struct SqliteStore {
     watcher_stop: Arc<AtomicBool>,
     /// Free space in the data directory and the reserve file.
     space: SpaceGuard,
+    /// The POP3 maildrop locks (one server per data directory: in memory).
+    maildrop_locks: crate::maildrop_lock::InProcessLocks,
 }
 
 impl SqliteStore {
@@ -112,7 +114,13 @@ impl SqliteStore {
             watcher: Once::new(),
             watcher_stop: Arc::new(AtomicBool::new(false)),
             space: SpaceGuard::new(data_dir),
+            maildrop_locks: crate::maildrop_lock::InProcessLocks::new(),
         }))
+    }
+
+    /// The POP3 maildrop locks of this store ([`crate::MaildropLocks`]).
+    pub(crate) fn maildrop_locks(&self) -> &crate::maildrop_lock::InProcessLocks {
+        &self.maildrop_locks
     }
 
     /// Sets `[limits] min_free_space` (by default the smaller of 1 GiB and
