@@ -9,6 +9,7 @@ mod cpu;
 mod imap;
 mod logins;
 mod message;
+mod pg;
 mod pop3;
 mod procmem;
 mod server;
@@ -140,6 +141,32 @@ struct Args {
     /// the credential cache); the server's default ("1h") if not given.
     #[arg(long, value_name = "DURATION")]
     auth_cache_ttl: Option<String>,
+    /// mailgate's store: `sqlite` (in its data directory) or `postgres`
+    /// (a private PostgreSQL cluster started for the run, with its
+    /// durability defaults, or the database of --pg-url).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// With --store postgres: this empty database instead of a private
+    /// cluster (loopback only).
+    #[arg(long, value_name = "URL")]
+    pg_url: Option<String>,
+    /// mailgate nodes sharing the store (more than one needs --store
+    /// postgres): node i listens on 127.0.0.(i+1), and the SMTP
+    /// connections are spread over them; POP3 and IMAP use the first.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// SMTP acceptance and POP3 on SQLite (one node), PostgreSQL (one
+    /// node) and PostgreSQL (two nodes) in one run, each in a fresh
+    /// store, and the ratios PostgreSQL / SQLite.
+    #[arg(long, conflicts_with_all = ["imap", "logins", "peer_smtp", "pg_url", "nodes", "store"])]
+    compare_stores: bool,
+}
+
+/// Which store the mailgate nodes run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
 }
 
 /// One server under test, as the client code sees it.
@@ -152,11 +179,15 @@ struct Target {
     pop3: Option<SocketAddr>,
     /// Needed for --imap.
     imap: Option<SocketAddr>,
+    /// More SMTP addresses (other nodes of the same store): the
+    /// connections are spread over `smtp` and these.
+    smtp_more: Vec<SocketAddr>,
     /// The server process (for memory figures, --imap).
     pid: Option<u32>,
-    /// The process whose CPU time is measured over the SMTP phase, and
-    /// whether with its descendants (a forking server).
-    cpu: Option<(u32, bool)>,
+    /// The processes whose CPU time is measured over the SMTP phase
+    /// (summed), and whether with their descendants (a forking server;
+    /// PostgreSQL's postmaster).
+    cpu: Vec<(u32, bool)>,
     user: String,
     password: String,
     rcpt: String,
@@ -259,54 +290,256 @@ fn run(args: &Args) -> Result<()> {
         }
     );
     let mut reports = Vec::new();
-    if !args.peer_only {
-        let bin = server::resolve_binary(&args.bin);
-        eprintln!("mailgate-bench: starting {}", bin.display());
-        let mut mailgate = server::Mailgate::start(
-            &bin,
-            (params.size as u64 * 2).max(50 << 20),
-            args.plugins.as_deref(),
-        )?;
-        if let Some(dir) = &args.plugins {
-            eprintln!("mailgate-bench: plugins from {}", dir.display());
+    if args.compare_stores {
+        let mut cluster = None;
+        for (name, store, nodes) in [
+            ("sqlite", StoreKind::Sqlite, 1),
+            ("postgres", StoreKind::Postgres, 1),
+            ("postgres_2nodes", StoreKind::Postgres, 2),
+        ] {
+            let deployment = Deployment {
+                store,
+                nodes,
+                pg_url: None,
+            };
+            reports.push(measure_mailgate(
+                args,
+                &params,
+                &runtime,
+                &mut interrupts,
+                name,
+                &deployment,
+                &mut cluster,
+            )?);
         }
-        let target = Target {
-            name: "mailgate".into(),
-            smtp: mailgate.smtp,
-            pop3: Some(mailgate.pop3),
-            imap: Some(mailgate.imap),
-            pid: mailgate.pid(),
-            cpu: mailgate.pid().map(|p| (p, false)),
-            user: server::USER.into(),
-            password: server::PASSWORD.into(),
-            rcpt: server::USER.into(),
+    } else if !args.peer_only {
+        let deployment = Deployment {
+            store: args.store,
+            nodes: args.nodes,
+            pg_url: args.pg_url.clone(),
         };
-        // On error `mailgate` is dropped, and its guard stops the server.
-        let mut report = runtime
-            .block_on(interrupts.guard(measure(&target, &params)))
-            .map_err(|e| match mailgate.log_tail(20) {
-                log if log.is_empty() => e,
-                log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
-            })?;
-        report.store_bytes = Some(mailgate.store_bytes());
-        match mailgate.stop()? {
-            Some(s) if s.killed => {
-                eprintln!("mailgate-bench: mailgate ignored SIGTERM for 10 s and was killed")
-            }
-            Some(s) => eprintln!(
-                "mailgate-bench: mailgate stopped ({}) {:.2} s after SIGTERM",
-                s.status,
-                s.took.as_secs_f64()
-            ),
-            None => {}
-        }
-        reports.push(report);
+        let mut cluster = None;
+        reports.push(measure_mailgate(
+            args,
+            &params,
+            &runtime,
+            &mut interrupts,
+            "mailgate",
+            &deployment,
+            &mut cluster,
+        )?);
     }
     if let Some(peer) = &peer {
         reports.push(runtime.block_on(interrupts.guard(measure(peer, &params)))?);
     }
     print_report(&params, &reports);
+    if args.compare_stores {
+        compare_stores(&reports);
+    }
     Ok(())
+}
+
+/// The mailgate nodes of a run and their store.
+#[derive(Debug, Clone)]
+struct Deployment {
+    store: StoreKind,
+    nodes: usize,
+    /// `--pg-url`: a database of the user's instead of a private cluster.
+    pg_url: Option<String>,
+}
+
+/// Running mailgate nodes (stopped when dropped, before the cluster).
+struct Nodes {
+    nodes: Vec<server::Mailgate>,
+    /// The postmaster of the private cluster, whose tree's CPU counts.
+    postmaster: Option<u32>,
+}
+
+impl Deployment {
+    /// Starts the nodes (and, for PostgreSQL without --pg-url, a private
+    /// cluster in `cluster` if there is none yet, with a new database).
+    fn start(
+        &self,
+        bin: &std::path::Path,
+        max_message_size: u64,
+        plugins: Option<&std::path::Path>,
+        cluster: &mut Option<pg::Cluster>,
+    ) -> Result<Nodes> {
+        if self.nodes == 0 || self.nodes > 200 {
+            return err("--nodes must be 1 to 200");
+        }
+        if self.nodes > 1 && self.store == StoreKind::Sqlite {
+            return err("more than one node needs --store postgres (SQLite is one node's)");
+        }
+        let (url, postmaster) = match (self.store, &self.pg_url) {
+            (StoreKind::Sqlite, _) => (None, None),
+            (StoreKind::Postgres, Some(url)) => {
+                check_pg_url(url)?;
+                (Some(url.clone()), None)
+            }
+            (StoreKind::Postgres, None) => {
+                if cluster.is_none() {
+                    eprintln!("mailgate-bench: starting a private PostgreSQL (fsync on)");
+                    *cluster = Some(pg::Cluster::start()?);
+                }
+                let c = cluster.as_mut().expect("just started");
+                eprintln!(
+                    "mailgate-bench: PostgreSQL fsync={} synchronous_commit={}",
+                    c.setting("fsync"),
+                    c.setting("synchronous_commit")
+                );
+                (Some(c.create_database()?), Some(c.pid()?))
+            }
+        };
+        let mut nodes = Vec::with_capacity(self.nodes);
+        for i in 0..self.nodes {
+            let ip = if self.nodes == 1 {
+                "127.0.0.1".to_string()
+            } else {
+                format!("127.0.0.{}", i + 2)
+            };
+            let node = server::Node {
+                ip: &ip,
+                store_url: url.as_deref(),
+                add_user: i == 0,
+            };
+            eprintln!(
+                "mailgate-bench: starting {} on {ip} ({:?} store)",
+                bin.display(),
+                self.store
+            );
+            nodes.push(server::Mailgate::start_node(
+                bin,
+                max_message_size,
+                plugins,
+                &[],
+                node,
+            )?);
+        }
+        Ok(Nodes { nodes, postmaster })
+    }
+}
+
+impl Nodes {
+    /// The benchmark's view of the nodes: SMTP over all of them, POP3
+    /// and IMAP on the first; CPU of every node and of the database.
+    fn target(&mut self, name: &str) -> Target {
+        let mut cpu: Vec<(u32, bool)> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.pid())
+            .map(|p| (p, false))
+            .collect();
+        cpu.extend(self.postmaster.map(|p| (p, true)));
+        let pid = self.nodes[0].pid();
+        Target {
+            name: name.into(),
+            smtp: self.nodes[0].smtp,
+            smtp_more: self.nodes[1..].iter().map(|n| n.smtp).collect(),
+            pop3: Some(self.nodes[0].pop3),
+            imap: Some(self.nodes[0].imap),
+            pid,
+            cpu,
+            user: server::USER.into(),
+            password: server::PASSWORD.into(),
+            rcpt: server::USER.into(),
+        }
+    }
+
+    /// The last lines of every node's log, for an error report.
+    fn log_tail(&self, lines: usize) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.log_tail(lines))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n--\n")
+    }
+
+    /// Stops every node (SIGTERM, SIGKILL after 10 s).
+    fn stop(&mut self) -> Result<()> {
+        for n in &mut self.nodes {
+            match n.stop()? {
+                Some(s) if s.killed => {
+                    eprintln!("mailgate-bench: mailgate ignored SIGTERM for 10 s and was killed")
+                }
+                Some(s) => eprintln!(
+                    "mailgate-bench: mailgate stopped ({}) {:.2} s after SIGTERM",
+                    s.status,
+                    s.took.as_secs_f64()
+                ),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--pg-url` must name a server on this machine.
+fn check_pg_url(url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or_else(|| Error("--pg-url must be postgres://USER@HOST:PORT/DB".into()))?;
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host_port = host_port.split('/').next().unwrap_or("");
+    let with_port = if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:5432")
+    };
+    loopback(&with_port).map(|_| ())
+}
+
+/// The SMTP and POP3 phases against mailgate deployed as `deployment`.
+fn measure_mailgate(
+    args: &Args,
+    params: &Params,
+    runtime: &tokio::runtime::Runtime,
+    interrupts: &mut Interrupts,
+    name: &str,
+    deployment: &Deployment,
+    cluster: &mut Option<pg::Cluster>,
+) -> Result<Report> {
+    let bin = server::resolve_binary(&args.bin);
+    let mut nodes = deployment.start(
+        &bin,
+        (params.size as u64 * 2).max(50 << 20),
+        args.plugins.as_deref(),
+        cluster,
+    )?;
+    if let Some(dir) = &args.plugins {
+        eprintln!("mailgate-bench: plugins from {}", dir.display());
+    }
+    let target = nodes.target(name);
+    // On error `nodes` is dropped, and the guards stop the servers.
+    let mut report = runtime
+        .block_on(interrupts.guard(measure(&target, params)))
+        .map_err(|e| match nodes.log_tail(20) {
+            log if log.is_empty() => e,
+            log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
+        })?;
+    if deployment.store == StoreKind::Sqlite {
+        report.store_bytes = Some(nodes.nodes[0].store_bytes());
+    }
+    nodes.stop()?;
+    Ok(report)
+}
+
+/// `--compare-stores`: each PostgreSQL run against the SQLite run.
+fn compare_stores(reports: &[Report]) {
+    let Some(base) = reports.iter().find(|r| r.name == "sqlite") else {
+        return;
+    };
+    for r in reports.iter().filter(|r| r.name != "sqlite") {
+        compare(r, base);
+        let per_s = |r: &Report| rate(r.smtp.messages as f64, r.smtp.elapsed);
+        println!(
+            "bench: {}_over_sqlite_smtp_accept={:.3}",
+            r.name,
+            per_s(r) / per_s(base)
+        );
+    }
 }
 
 /// `--imap`: start mailgate, fill INBOX over SMTP, then the IMAP phase;
@@ -328,37 +561,33 @@ fn run_imap(
     if !args.peer_only {
         check_size(params, server::USER)?;
         let bin = server::resolve_binary(&args.bin);
-        eprintln!("mailgate-bench: starting {}", bin.display());
         // The server runs with the allocator as shipped: its login memory
         // is bounded by mailgate itself (a fixed pool of Argon2 buffers).
-        let env: &[(&str, &str)] = &[];
-        let mut mailgate = server::Mailgate::start_with_env(
+        let deployment = Deployment {
+            store: args.store,
+            nodes: args.nodes,
+            pg_url: args.pg_url.clone(),
+        };
+        let mut cluster = None;
+        let mut nodes = deployment.start(
             &bin,
             (params.size as u64 * 2).max(50 << 20),
             args.plugins.as_deref(),
-            env,
+            &mut cluster,
         )?;
-        let pid = mailgate
-            .pid()
-            .ok_or_else(|| Error("mailgate exited at once".into()))?;
-        let target = Target {
-            name: "mailgate".into(),
-            smtp: mailgate.smtp,
-            pop3: Some(mailgate.pop3),
-            imap: Some(mailgate.imap),
-            pid: Some(pid),
-            cpu: None,
-            user: server::USER.into(),
-            password: server::PASSWORD.into(),
-            rcpt: server::USER.into(),
-        };
+        let mut target = nodes.target("mailgate");
+        if target.pid.is_none() {
+            return err("mailgate exited at once");
+        }
+        // Memory is the first node's alone; CPU is not measured here.
+        target.cpu = Vec::new();
         let result = runtime
             .block_on(interrupts.guard(imap_target(&target, args, params)))
-            .map_err(|e| match mailgate.log_tail(20) {
+            .map_err(|e| match nodes.log_tail(20) {
                 log if log.is_empty() => e,
                 log => Error(format!("{e}\nmailgate's stderr ends:\n{log}")),
             })?;
-        mailgate.stop()?;
+        nodes.stop()?;
         results.push(result);
     }
     if let Some(peer) = &peer {
@@ -468,6 +697,7 @@ async fn imap_target(
     }
     let fill = smtp::Load {
         address: target.smtp.to_string(),
+        also: target.smtp_more.iter().map(|a| a.to_string()).collect(),
         rcpt: target.rcpt.clone(),
         messages: args.imap_messages,
         clients: params.clients.min(args.imap_messages.max(1) as usize),
@@ -596,10 +826,11 @@ fn peer_target(args: &Args) -> Result<Option<Target>> {
     Ok(Some(Target {
         name: name.clone(),
         smtp: loopback(smtp)?,
+        smtp_more: Vec::new(),
         pop3,
         imap,
         pid: args.peer_pid,
-        cpu: args.peer_cpu_pid.map(|p| (p, true)),
+        cpu: args.peer_cpu_pid.map(|p| (p, true)).into_iter().collect(),
         user: user.clone(),
         password: args.peer_password.clone().unwrap_or_default(),
         rcpt: args.peer_rcpt.clone().unwrap_or_else(|| user.clone()),
@@ -652,16 +883,24 @@ async fn measure(target: &Target, params: &Params) -> Result<Report> {
     };
     let before = pop3::count(&mailbox).await?;
     let cpu_now = || -> Result<Option<Duration>> {
-        Ok(match target.cpu {
-            Some((pid, false)) => Some(cpu::process(pid)?),
-            Some((pid, true)) => Some(cpu::tree(pid)?),
-            None => None,
-        })
+        if target.cpu.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = Duration::ZERO;
+        for &(pid, tree) in &target.cpu {
+            sum += if tree {
+                cpu::tree(pid)?
+            } else {
+                cpu::process(pid)?
+            };
+        }
+        Ok(Some(sum))
     };
     eprintln!("mailgate-bench: [{}] SMTP phase", target.name);
     let cpu_start = cpu_now()?;
     let smtp = smtp::run(&smtp::Load {
         address: target.smtp.to_string(),
+        also: target.smtp_more.iter().map(|a| a.to_string()).collect(),
         rcpt: target.rcpt.clone(),
         messages: params.messages,
         clients: params.clients,
@@ -897,10 +1136,10 @@ fn print_report(params: &Params, reports: &[Report]) {
 /// mailgate's figures over the peer's, phase by phase.
 fn compare(m: &Report, p: &Report) {
     println!();
-    println!("mailgate vs {} (ratio = mailgate / {})", p.name, p.name);
+    println!("{} vs {} (ratio = {} / {})", m.name, p.name, m.name, p.name);
     println!(
         "{:<44} {:>12} {:>12} {:>8}  better",
-        "what", "mailgate", p.name, "ratio"
+        "what", m.name, p.name, "ratio"
     );
     let line = |what: &str, mv: f64, pv: f64, higher_better: bool| {
         let ratio = if pv > 0.0 {

@@ -156,6 +156,40 @@ struct Config<'a> {
     plugins: Option<Plugins<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     plugin: Vec<PluginEntry>,
+    /// `--store postgres`: the shared database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<StoreSection<'a>>,
+}
+
+/// `[store]` for PostgreSQL (the backend is still behind `experimental`).
+#[derive(Serialize)]
+struct StoreSection<'a> {
+    backend: &'static str,
+    url: &'a str,
+    experimental: bool,
+}
+
+/// Where and on what one node runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    /// The loopback address its listeners bind (port 0: chosen by the system).
+    pub ip: &'a str,
+    /// `Some(url)`: the PostgreSQL store at `url` instead of SQLite in the
+    /// node's data directory.
+    pub store_url: Option<&'a str>,
+    /// Whether to create the benchmark account (once per store: a second
+    /// node on the same database finds it there).
+    pub add_user: bool,
+}
+
+impl Default for Node<'_> {
+    fn default() -> Self {
+        Node {
+            ip: "127.0.0.1",
+            store_url: None,
+            add_user: true,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -263,6 +297,17 @@ impl Mailgate {
         plugins: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Result<Self> {
+        Self::start_node(binary, max_message_size, plugins, env, Node::default())
+    }
+
+    /// [`Mailgate::start_with_env`] on the address and store of `node`.
+    pub fn start_node(
+        binary: &Path,
+        max_message_size: u64,
+        plugins: Option<&Path>,
+        env: &[(&str, &str)],
+        node: Node<'_>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-bench-")
             .tempdir()?;
@@ -273,14 +318,15 @@ impl Mailgate {
             .map_err(|e| Error(format!("cannot copy {}: {e}", binary.display())))?;
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("mailgate.toml");
+        let any_port = format!("{}:0", node.ip);
         let config = Config {
             hostname: DOMAIN,
             data_dir: &data_dir,
             domains: [DOMAIN],
             listen: Listen {
-                smtp: "127.0.0.1:0",
-                pop3: "127.0.0.1:0",
-                imap: "127.0.0.1:0",
+                smtp: &any_port,
+                pop3: &any_port,
+                imap: &any_port,
             },
             limits: Limits {
                 max_recipients: 100,
@@ -298,12 +344,19 @@ impl Mailgate {
             },
             plugins: plugins.map(|dir| Plugins { dir }),
             plugin: plugins.map(plugin_entries).transpose()?.unwrap_or_default(),
+            store: node.store_url.map(|url| StoreSection {
+                backend: "postgres",
+                url,
+                experimental: true,
+            }),
         };
         let text =
             toml::to_string(&config).map_err(|e| Error(format!("cannot write the config: {e}")))?;
         std::fs::write(&config_path, text)?;
 
-        add_user(&bin, &config_path, USER, PASSWORD)?;
+        if node.add_user {
+            add_user(&bin, &config_path, USER, PASSWORD)?;
+        }
 
         let stderr_path = dir.path().join("serve.stderr");
         let child = Command::new(&bin)
@@ -582,6 +635,11 @@ mod tests {
             },
             plugins: None,
             plugin: Vec::new(),
+            store: Some(StoreSection {
+                backend: "postgres",
+                url: "postgres://bench@127.0.0.1:5432/bench1",
+                experimental: true,
+            }),
         };
         let text = toml::to_string(&config).unwrap();
         let back: toml::Table = text.parse().unwrap();
@@ -589,5 +647,7 @@ mod tests {
         assert_eq!(back["listen"]["smtp"].as_str(), Some("127.0.0.1:0"));
         assert_eq!(back["limits"]["max_recipients"].as_integer(), Some(100));
         assert_eq!(back["auth"]["cache_ttl"].as_str(), Some("0"));
+        assert_eq!(back["store"]["backend"].as_str(), Some("postgres"));
+        assert_eq!(back["store"]["experimental"].as_bool(), Some(true));
     }
 }

@@ -183,6 +183,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 pub struct Load {
     /// The server's SMTP address.
     pub address: String,
+    /// More addresses of the same store (other nodes): connection `i`
+    /// goes to the `i`-th of `address` and these, round robin.
+    pub also: Vec<String>,
     /// The envelope recipient (a local account of the server).
     pub rcpt: String,
     /// Messages in total.
@@ -222,8 +225,11 @@ pub async fn run(load: &Load) -> Result<Outcome> {
     // Open and greet every connection first so that connection setup does
     // not count against the acceptance rate.
     let mut connecting = JoinSet::new();
-    for _ in 0..load.clients {
-        let address = load.address.clone();
+    let addresses: Vec<&String> = std::iter::once(&load.address)
+        .chain(load.also.iter())
+        .collect();
+    for i in 0..load.clients {
+        let address = addresses[i % addresses.len()].clone();
         let (timeout, pipelining) = (load.timeout, load.pipelining);
         connecting.spawn(async move {
             let stream = tokio::time::timeout(timeout, TcpStream::connect(&address))
