@@ -8,6 +8,10 @@ the superuser `mailgate`, and `fsync=off` (the tests crash mailgate, never
 PostgreSQL).  Stopped by `stop()` (the conftest does it at the end of the
 session) and, failing that, at interpreter exit.
 
+With `ssl=(cert, key)` the server also offers TLS (`ssl = on` with that
+certificate and key, copied into its directory); with `ssl_only=True` as well,
+its pg_hba.conf accepts TCP connections over TLS only (`hostssl`).
+
 Databases are made with `psql` (`CREATE DATABASE`, optionally from a template
 database: a copy of a prepared store in a few milliseconds).
 """
@@ -62,7 +66,7 @@ def _free_port() -> int:
 class PgServer:
     """One running private PostgreSQL cluster."""
 
-    def __init__(self):
+    def __init__(self, ssl: tuple[Path, Path] | None = None, ssl_only: bool = False):
         self.bin = bin_dir()
         self.as_postgres = os.geteuid() == 0
         # Not under pytest's tmp_path: its parents are 0700 root, and the
@@ -75,7 +79,10 @@ class PgServer:
         self.port = 0
         self._names = itertools.count(1)
         self._running = False
+        self._ssl_options = ""
         self._initdb()
+        if ssl:
+            self._setup_ssl(*ssl, only=ssl_only)
         last = ""
         for _ in range(5):
             self.port = _free_port()
@@ -101,9 +108,28 @@ class PgServer:
             self._remove()
             raise RuntimeError(f"initdb failed: {r.stdout.decode()}{r.stderr.decode()}")
 
+    def _setup_ssl(self, cert: Path, key: Path, only: bool):
+        """Copies the certificate and key where the server (maybe running as
+        `postgres`) reads them, key mode 0600 as PostgreSQL demands."""
+        mine_cert, mine_key = self.dir / "server.crt", self.dir / "server.key"
+        shutil.copyfile(cert, mine_cert)
+        shutil.copyfile(key, mine_key)
+        os.chmod(mine_key, 0o600)
+        if self.as_postgres:
+            for p in (mine_cert, mine_key):
+                shutil.chown(p, user="postgres", group="postgres")
+        self._ssl_options = (f" -c ssl=on -c ssl_cert_file={mine_cert}"
+                             f" -c ssl_key_file={mine_key}")
+        if only:
+            hba = self.data / "pg_hba.conf"
+            lines = hba.read_text().splitlines()
+            hba.write_text("\n".join("hostssl" + ln[4:] if ln.startswith("host ") else ln
+                                     for ln in lines) + "\n")
+
     def _start(self) -> tuple[bool, str]:
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                   "-c fsync=off -c synchronous_commit=off -c max_connections=500")
+                   "-c fsync=off -c synchronous_commit=off -c max_connections=500"
+                   + self._ssl_options)
         r = subprocess.run(self._command("pg_ctl", "-D", str(self.data), "-l", str(self.log),
                                          "-w", "-t", str(START_TIMEOUT), "-o", options, "start"),
                            capture_output=True, timeout=START_TIMEOUT + 30)

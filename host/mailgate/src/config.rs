@@ -770,6 +770,35 @@ pub enum StoreBackend {
     Postgres,
 }
 
+/// `[store] tls`: TLS to the database (see
+/// `mailgate_store::postgres::tls`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreTls {
+    /// Plain TCP (or a Unix socket).
+    #[default]
+    Disable,
+    /// Encrypted; the certificate is not checked.
+    Require,
+    /// Encrypted; the certificate must chain to a trusted root and name
+    /// the URL's host.
+    VerifyFull,
+}
+
+impl StoreTls {
+    fn pg(self, ca_file: Option<PathBuf>) -> mailgate_store::postgres::tls::PgTls {
+        use mailgate_store::postgres::tls::{PgTls, TlsMode};
+        PgTls {
+            mode: match self {
+                StoreTls::Disable => TlsMode::Disable,
+                StoreTls::Require => TlsMode::Require,
+                StoreTls::VerifyFull => TlsMode::VerifyFull,
+            },
+            ca_file,
+        }
+    }
+}
+
 /// `[store]`: which database keeps the mail.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -788,6 +817,15 @@ pub struct StoreSettings {
     /// PostgreSQL only: the most connections this node opens to the
     /// database.
     pub pool_size: usize,
+    /// PostgreSQL only: TLS to the database: `"disable"` (the default),
+    /// `"require"` (encrypted, certificate not checked) or
+    /// `"verify-full"` (encrypted, certificate checked against the roots
+    /// and the URL's host). A `sslmode` in the URL must agree.
+    pub tls: StoreTls,
+    /// PostgreSQL only, with `tls = "verify-full"`: a PEM file of the CA
+    /// certificates to trust instead of the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
     /// Allow `backend = "postgres"` while that backend is incomplete
     /// (development and testing only; docs/scaling.md says what works).
     pub experimental: bool,
@@ -800,6 +838,8 @@ impl Default for StoreSettings {
             url: None,
             password_file: None,
             pool_size: mailgate_store::postgres::DEFAULT_POOL_SIZE,
+            tls: StoreTls::Disable,
+            tls_ca_file: None,
             experimental: false,
         }
     }
@@ -818,6 +858,13 @@ impl StoreSettings {
                     return Err(ConfigError::Invalid(
                         "store.url and store.password_file are for backend = \"postgres\"; \
                          the sqlite backend keeps its database in data_dir"
+                            .into(),
+                    ));
+                }
+                if self.tls != StoreTls::Disable || self.tls_ca_file.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "store.tls and store.tls_ca_file are for backend = \"postgres\" \
+                         (TLS to the database server)"
                             .into(),
                     ));
                 }
@@ -861,6 +908,16 @@ impl StoreSettings {
                         "store.pool_size must be between 1 and {MAX_STORE_POOL_SIZE}"
                     )));
                 }
+                // Contradictions (a CA file without verify-full, a URL
+                // sslmode that says otherwise, TLS to a Unix socket), then
+                // the CA file itself.
+                let tls = self.tls.pg(self.tls_ca_file.clone());
+                tls.check_url(self.url.as_deref().unwrap_or_default())
+                    .map_err(|e| ConfigError::Invalid(store_message(e)))?;
+                if tls.mode == mailgate_store::postgres::tls::TlsMode::VerifyFull {
+                    tls.connector()
+                        .map_err(|e| ConfigError::Invalid(store_message(e)))?;
+                }
             }
         }
         Ok(())
@@ -877,6 +934,7 @@ impl StoreSettings {
                 let url = self.url.clone().unwrap_or_default();
                 let mut pg = mailgate_store::postgres::PgConfig::new(url);
                 pg.pool_size = self.pool_size;
+                pg.tls = self.tls.pg(self.tls_ca_file.clone());
                 if let Some(p) = &self.password_file {
                     pg = pg
                         .with_password_file(p)
@@ -885,6 +943,15 @@ impl StoreSettings {
                 Ok(mailgate_store::BackendConfig::Postgres(pg))
             }
         }
+    }
+}
+
+/// A store error's message for a configuration error (without the
+/// "invalid: " of [`mailgate_store::StoreError::Invalid`]).
+fn store_message(e: mailgate_store::StoreError) -> String {
+    match e {
+        mailgate_store::StoreError::Invalid(m) => m,
+        other => other.to_string(),
     }
 }
 
@@ -1231,6 +1298,59 @@ pop3 = "0.0.0.0:110"
         assert!(Config::parse(&bad, Path::new("t.toml")).is_err());
         let typo = MINIMAL.replace("[listen]", "[inbound]\nverfy = true\n[listen]");
         assert!(Config::parse(&typo, Path::new("t.toml")).is_err());
+    }
+
+    #[test]
+    fn store_tls_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        // Not a certificate: refused when read at start.
+        std::fs::write(&ca, "junk\n").unwrap();
+        let pg = |extra: &str| {
+            format!(
+                "{MINIMAL}\n[store]\nbackend = \"postgres\"\nexperimental = true\n\
+                 url = \"postgres://mail@127.0.0.1:5432/mail\"\n{extra}"
+            )
+        };
+        let c = Config::parse(&pg(""), Path::new("t.toml")).unwrap();
+        assert_eq!(c.store.tls, StoreTls::Disable);
+        let c = Config::parse(&pg("tls = \"require\"\n"), Path::new("t.toml")).unwrap();
+        match c.store.backend_config(&c.data_dir).unwrap() {
+            mailgate_store::BackendConfig::Postgres(p) => {
+                assert_eq!(p.tls.mode, mailgate_store::postgres::tls::TlsMode::Require)
+            }
+            other => panic!("{other:?}"),
+        }
+        for (extra, why) in [
+            (
+                format!("tls = \"verify-full\"\ntls_ca_file = {:?}\n", ca.display().to_string()),
+                "no certificate",
+            ),
+            (
+                "tls = \"require\"\ntls_ca_file = \"/etc/ca.pem\"\n".to_string(),
+                "only used with",
+            ),
+            ("tls = \"prefer\"\n".to_string(), "unknown variant"),
+        ] {
+            let e = Config::parse(&pg(&extra), Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
+        let e = Config::parse(
+            &pg("").replace("/mail\"", "/mail?sslmode=require\""),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sslmode=require"), "{e}");
+        let e = Config::parse(
+            &format!("{MINIMAL}\n[store]\ntls = \"require\"\n"),
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("for backend = \"postgres\""), "{e}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod backend;
 pub mod backup;
 pub mod error;
 pub mod kv;
+pub mod migrate;
 pub mod login_failures;
 pub mod maildrop_lock;
 pub mod password;

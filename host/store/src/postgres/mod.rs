@@ -11,6 +11,13 @@
 //! [`PgConfig::password`] (read from `[store] password_file`), else from
 //! the URL.
 //!
+//! # TLS
+//! Every connection (the pool's, the change listener's) is made with the
+//! mode of [`PgConfig::tls`] (`[store] tls`, `tls_ca_file`): plain,
+//! encrypted, or encrypted with the server's certificate verified; see
+//! [`tls`]. A handshake that fails (a certificate that does not verify, a
+//! server without TLS) fails the connection like any other error.
+//!
 //! # Schema
 //! [`PgStore::connect`] runs the versioned migrations of [`schema`] before
 //! anything else, under an advisory lock, so that when several nodes
@@ -44,6 +51,7 @@ pub mod queue;
 pub mod schema;
 mod sieve;
 mod sieve_memory;
+pub mod tls;
 mod writer;
 
 use std::path::Path;
@@ -52,7 +60,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
-use tokio_postgres::NoTls;
 
 use crate::{StoreError, StoreEvent, StoreResult};
 
@@ -77,6 +84,8 @@ pub struct PgConfig {
     pub password: Option<String>,
     /// The most connections this node opens ([`DEFAULT_POOL_SIZE`]).
     pub pool_size: usize,
+    /// TLS to the database (`[store] tls`, `tls_ca_file`).
+    pub tls: tls::PgTls,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -84,6 +93,7 @@ impl std::fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgConfig")
             .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +106,7 @@ impl PgConfig {
             url: url.into(),
             password: None,
             pool_size: DEFAULT_POOL_SIZE,
+            tls: tls::PgTls::default(),
         }
     }
 
@@ -114,12 +125,16 @@ impl PgConfig {
         Ok(self)
     }
 
-    /// The client configuration: the URL parsed, the password applied.
-    fn client_config(&self) -> StoreResult<tokio_postgres::Config> {
+    /// The client configuration: the URL parsed, the password and the TLS
+    /// mode applied (refused if the URL's `sslmode` contradicts it:
+    /// [`tls::PgTls::check`]).
+    pub(crate) fn client_config(&self) -> StoreResult<tokio_postgres::Config> {
         let mut pg: tokio_postgres::Config = self
             .url
             .parse()
             .map_err(|_| StoreError::Invalid("[store] url is not a PostgreSQL URL".into()))?;
+        self.tls.check(&pg)?;
+        self.tls.apply(&mut pg);
         if let Some(p) = &self.password {
             pg.password(p.as_bytes());
         }
@@ -129,6 +144,59 @@ impl PgConfig {
         }
         Ok(pg)
     }
+
+    /// A pool of at most `size` connections to the database, each made
+    /// with [`PgConfig::tls`]; no connection is made yet.
+    pub(crate) fn pool(
+        &self,
+        client_config: &tokio_postgres::Config,
+        connector: &tls::Connector,
+        size: usize,
+    ) -> StoreResult<Pool> {
+        let manager = Manager::from_config(
+            client_config.clone(),
+            connector.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))
+    }
+
+    /// `e`, a failure to connect, with the TLS mode named and the
+    /// handshake's reason spelled out when TLS is on (a certificate that
+    /// does not verify reads "TLS to the database ([store] tls =
+    /// "verify-full") failed: error performing TLS handshake: invalid peer
+    /// certificate: UnknownIssuer").
+    pub(crate) fn connect_error(&self, e: deadpool_postgres::PoolError) -> StoreError {
+        let mode = self.tls.mode;
+        if mode != tls::TlsMode::Disable {
+            if let deadpool_postgres::PoolError::Backend(pg) = &e {
+                if pg.code().is_none() {
+                    let mut why = pg.to_string();
+                    let mut source = std::error::Error::source(pg);
+                    while let Some(s) = source {
+                        why.push_str(": ");
+                        why.push_str(&s.to_string());
+                        source = s.source();
+                    }
+                    if why.contains("TLS") {
+                        return StoreError::Unavailable(format!(
+                            "TLS to the database ([store] tls = \"{mode}\") failed: {why}"
+                        ));
+                    }
+                }
+            }
+        }
+        e.into()
+    }
 }
 
 /// The PostgreSQL store.
@@ -136,6 +204,8 @@ pub struct PgStore {
     pool: Pool,
     /// For the listener's own connection ([`notify`]).
     client_config: tokio_postgres::Config,
+    /// Its TLS ([`tls`]), as the pool's.
+    connector: tls::Connector,
     events: broadcast::Sender<StoreEvent>,
     /// Names this node's rows in the change log ([`notify`]).
     origin: String,
@@ -156,23 +226,13 @@ impl PgStore {
     /// changes ([`notify`]). Must run inside a tokio runtime.
     pub async fn connect(config: &PgConfig) -> StoreResult<Arc<PgStore>> {
         let client_config = config.client_config()?;
-        let manager = Manager::from_config(
-            client_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))?;
+        let connector = config.tls.connector()?;
+        let pool = config.pool(&client_config, &connector, config.pool_size)?;
         {
-            let mut client = pool.get().await?;
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| config.connect_error(e))?;
             let client: &mut tokio_postgres::Client = &mut client;
             schema::migrate(client).await?;
         }
@@ -181,12 +241,13 @@ impl PgStore {
         let writer = writer::Writer::start(pool.clone(), origin.clone(), events.clone());
         let maildrop_locks = maildrop_lock::PgMaildropLocks::new(
             client_config.clone(),
-            NoTls,
+            connector.clone(),
             &format!("mailgate-pop3-locks {origin}"),
         );
         let store = Arc::new(PgStore {
             pool,
             client_config,
+            connector,
             events,
             origin,
             listener: std::sync::Mutex::new(None),
@@ -217,6 +278,7 @@ impl PgStore {
         config.application_name(self.listener_application_name());
         let task = tokio::spawn(notify::run_listener(
             config,
+            self.connector.clone(),
             self.origin.clone(),
             self.events.clone(),
             cursor,

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::{AccountId, MailboxId, StoreEvent, StoreResult, Uid};
 
@@ -240,6 +240,7 @@ async fn catch_up(
 /// and announces other nodes' changes until the task is aborted.
 pub(super) async fn run_listener(
     config: tokio_postgres::Config,
+    connector: super::tls::Connector,
     origin: String,
     events: broadcast::Sender<StoreEvent>,
     mut cursor: Cursor,
@@ -251,6 +252,7 @@ pub(super) async fn run_listener(
         let mut listening = false;
         let e = listen_once(
             &config,
+            &connector,
             &origin,
             &events,
             &mut cursor,
@@ -274,13 +276,14 @@ pub(super) async fn run_listener(
 /// then read at each wake-up. Returns when the connection is lost.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    connector: &super::tls::Connector,
     origin: &str,
     events: &broadcast::Sender<StoreEvent>,
     cursor: &mut Cursor,
     last_prune: &mut tokio::time::Instant,
     listening: &mut bool,
 ) -> StoreResult<()> {
-    let (client, mut conn) = config.connect(NoTls).await?;
+    let (client, mut conn) = config.connect(connector.clone()).await?;
     let (wake_tx, mut wake) = mpsc::unbounded_channel::<()>();
     let driver = tokio::spawn(async move {
         while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
