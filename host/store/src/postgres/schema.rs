@@ -133,7 +133,8 @@ CREATE INDEX changes_created ON changes(created);
 /// Every migration, in order: `(version, sql)`. Version 2: the outbound
 /// queue (`queue`, `queue_rcpts`: see [`super::queue`]); 3: users' Sieve
 /// scripts (`sieve_scripts`); 4: what Sieve delivery remembers
-/// (`sieve_memory`).
+/// (`sieve_memory`); 5: plugin key-value data and the MTA-STS cache
+/// (`kv`); 6: shared failed-login counts (`login_limits`).
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, V1),
     (2, super::queue::SCHEMA),
