@@ -1323,7 +1323,10 @@ pop3 = "0.0.0.0:110"
         }
         for (extra, why) in [
             (
-                format!("tls = \"verify-full\"\ntls_ca_file = {:?}\n", ca.display().to_string()),
+                format!(
+                    "tls = \"verify-full\"\ntls_ca_file = {:?}\n",
+                    ca.display().to_string()
+                ),
                 "no certificate",
             ),
             (

@@ -613,7 +613,8 @@ fn from_sqlite(table: &str, i: usize, kind: Kind, v: SqlValue) -> StoreResult<V>
         (Bytes | TextBytes, SqlValue::Text(s)) => V::B(s.into_bytes()),
         (Flags, SqlValue::Text(s)) => V::L(s.split_whitespace().map(str::to_string).collect()),
         (JsonList, SqlValue::Text(s)) => V::L(
-            serde_json::from_str(&s).map_err(|e| corrupt(table, i, format!("not a JSON list: {e}")))?,
+            serde_json::from_str(&s)
+                .map_err(|e| corrupt(table, i, format!("not a JSON list: {e}")))?,
         ),
         (k, other) => {
             return Err(corrupt(
@@ -633,12 +634,13 @@ fn to_sqlite(table: &str, i: usize, kind: Kind, v: &V) -> StoreResult<SqlValue> 
         (_, V::Bool(b)) => SqlValue::Integer(i64::from(*b)),
         (_, V::T(s)) => SqlValue::Text(s.clone()),
         (TextBytes, V::B(b)) => SqlValue::Text(
-            String::from_utf8(b.clone()).map_err(|_| corrupt(table, i, "a key that is not UTF-8"))?,
+            String::from_utf8(b.clone())
+                .map_err(|_| corrupt(table, i, "a key that is not UTF-8"))?,
         ),
         (_, V::B(b)) => SqlValue::Blob(b.clone()),
-        (JsonList, V::L(l)) => SqlValue::Text(
-            serde_json::to_string(l).map_err(|e| corrupt(table, i, e))?,
-        ),
+        (JsonList, V::L(l)) => {
+            SqlValue::Text(serde_json::to_string(l).map_err(|e| corrupt(table, i, e))?)
+        }
         (_, V::L(l)) => SqlValue::Text(l.join(" ")),
     })
 }
@@ -647,10 +649,22 @@ fn to_sqlite(table: &str, i: usize, kind: Kind, v: &V) -> StoreResult<SqlValue> 
 fn from_pg(table: &str, row: &tokio_postgres::Row, i: usize, kind: Kind) -> StoreResult<V> {
     let e = |e: tokio_postgres::Error| corrupt(table, i, e);
     Ok(match kind {
-        Int => row.try_get::<_, Option<i64>>(i).map_err(e)?.map_or(V::Null, V::I),
-        Bool => row.try_get::<_, Option<bool>>(i).map_err(e)?.map_or(V::Null, V::Bool),
-        Text => row.try_get::<_, Option<String>>(i).map_err(e)?.map_or(V::Null, V::T),
-        Bytes | TextBytes => row.try_get::<_, Option<Vec<u8>>>(i).map_err(e)?.map_or(V::Null, V::B),
+        Int => row
+            .try_get::<_, Option<i64>>(i)
+            .map_err(e)?
+            .map_or(V::Null, V::I),
+        Bool => row
+            .try_get::<_, Option<bool>>(i)
+            .map_err(e)?
+            .map_or(V::Null, V::Bool),
+        Text => row
+            .try_get::<_, Option<String>>(i)
+            .map_err(e)?
+            .map_or(V::Null, V::T),
+        Bytes | TextBytes => row
+            .try_get::<_, Option<Vec<u8>>>(i)
+            .map_err(e)?
+            .map_or(V::Null, V::B),
         Flags | JsonList => row
             .try_get::<_, Option<Vec<String>>>(i)
             .map_err(e)?
@@ -728,10 +742,7 @@ fn read_sqlite(path: &Path, tx: &mpsc::Sender<StoreResult<Item>>) -> StoreResult
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch("BEGIN")?;
-    let send = |item: Item| {
-        tx.blocking_send(Ok(item))
-            .map_err(|_| StoreError::Closed)
-    };
+    let send = |item: Item| tx.blocking_send(Ok(item)).map_err(|_| StoreError::Closed);
     for (t, table) in TABLES.iter().enumerate() {
         let mut st = conn.prepare(table.sqlite_select)?;
         let mut rows = st.query([])?;
@@ -776,8 +787,9 @@ fn sqlite_counts(conn: &Connection) -> StoreResult<Vec<u64>> {
     TABLES
         .iter()
         .map(|t| {
-            let n: i64 =
-                conn.query_row(&format!("SELECT count(*) FROM {}", t.name), [], |r| r.get(0))?;
+            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", t.name), [], |r| {
+                r.get(0)
+            })?;
             Ok(n.max(0) as u64)
         })
         .collect()
@@ -898,9 +910,8 @@ async fn to_postgres(
     drop(items);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     result?;
-    let counters = counters.ok_or_else(|| {
-        StoreError::Corrupt("the SQLite reader stopped before the end".into())
-    })?;
+    let counters = counters
+        .ok_or_else(|| StoreError::Corrupt("the SQLite reader stopped before the end".into()))?;
 
     // Sequences: past every id copied, and past the counters.
     for (table, column) in [("accounts", "id"), ("mailboxes", "id"), ("blobs", "id")] {
@@ -1131,7 +1142,9 @@ async fn from_postgres(
     }
     let total: u64 = source_counts.iter().sum();
 
-    let temp = m.data_dir.join(format!("{}.migrating", crate::sqlite::DB_FILE));
+    let temp = m
+        .data_dir
+        .join(format!("{}.migrating", crate::sqlite::DB_FILE));
     remove_db_files(&temp).map_err(StoreError::Io)?;
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -1291,7 +1304,8 @@ async fn from_postgres(
 /// The names of the tables of a new SQLite store (for the test that
 /// every table is accounted for).
 pub fn sqlite_tables(conn: &Connection) -> StoreResult<Vec<String>> {
-    let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+    let mut st =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
     let names = st
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -1321,8 +1335,7 @@ mod tests {
         let tables = sqlite_tables(&conn).unwrap();
         for t in &tables {
             assert!(
-                TABLES.iter().any(|c| c.name == t)
-                    || SQLITE_NOT_COPIED.iter().any(|(n, _)| n == t),
+                TABLES.iter().any(|c| c.name == t) || SQLITE_NOT_COPIED.iter().any(|(n, _)| n == t),
                 "SQLite table {t} is neither in migrate::TABLES nor in SQLITE_NOT_COPIED"
             );
         }
@@ -1336,7 +1349,11 @@ mod tests {
             for (_, cols) in c.sqlite_insert {
                 assert!(cols.iter().all(|&i| i < c.kinds.len()), "{}", c.name);
             }
-            assert!(c.pg_insert.1.iter().all(|&i| i < c.kinds.len()), "{}", c.name);
+            assert!(
+                c.pg_insert.1.iter().all(|&i| i < c.kinds.len()),
+                "{}",
+                c.name
+            );
         }
         // The selects run on a real store and return the declared columns.
         for c in TABLES {
@@ -1349,7 +1366,8 @@ mod tests {
     fn values_cross_over() {
         use Kind::{Flags, Int, JsonList, TextBytes};
         // Flags and alias targets change form; a NUL in a key survives.
-        let flags = from_sqlite("messages", 3, Flags, SqlValue::Text("\\Seen $Junk".into())).unwrap();
+        let flags =
+            from_sqlite("messages", 3, Flags, SqlValue::Text("\\Seen $Junk".into())).unwrap();
         assert!(matches!(&flags, V::L(l) if l == &["\\Seen", "$Junk"]));
         assert_eq!(
             to_sqlite("messages", 3, Flags, &flags).unwrap(),
@@ -1357,13 +1375,24 @@ mod tests {
         );
         let empty = from_sqlite("messages", 3, Flags, SqlValue::Text(String::new())).unwrap();
         assert!(matches!(&empty, V::L(l) if l.is_empty()));
-        let targets =
-            from_sqlite("aliases", 1, JsonList, SqlValue::Text("[\"a@x\",\"b@x\"]".into())).unwrap();
+        let targets = from_sqlite(
+            "aliases",
+            1,
+            JsonList,
+            SqlValue::Text("[\"a@x\",\"b@x\"]".into()),
+        )
+        .unwrap();
         assert_eq!(
             to_sqlite("aliases", 1, JsonList, &targets).unwrap(),
             SqlValue::Text("[\"a@x\",\"b@x\"]".into())
         );
-        let key = from_sqlite("sieve_memory", 2, TextBytes, SqlValue::Text("a@x\0h".into())).unwrap();
+        let key = from_sqlite(
+            "sieve_memory",
+            2,
+            TextBytes,
+            SqlValue::Text("a@x\0h".into()),
+        )
+        .unwrap();
         assert!(matches!(&key, V::B(b) if b == b"a@x\0h"));
         assert_eq!(
             to_sqlite("sieve_memory", 2, TextBytes, &key).unwrap(),

@@ -51,7 +51,11 @@ fn snapshot(dir: &std::path::Path) -> Vec<(&'static str, Rows)> {
 
 /// The last UIDVALIDITY the SQLite store in `dir` handed out.
 fn last_uid_validity(dir: &std::path::Path) -> i64 {
-    match &dump(dir, "SELECT value FROM meta WHERE key = 'last_uid_validity'")[..] {
+    match &dump(
+        dir,
+        "SELECT value FROM meta WHERE key = 'last_uid_validity'",
+    )[..]
+    {
         [row] => match &row[0] {
             Value::Text(t) => t.parse().unwrap(),
             other => panic!("{other:?}"),
@@ -62,43 +66,88 @@ fn last_uid_validity(dir: &std::path::Path) -> i64 {
 
 async fn fill(s: &Arc<SqliteStore>) {
     s.add_domain("example.org").await.unwrap();
-    let alice = s.create_account("alice@example.org", "$argon2id$hash-a").await.unwrap();
-    let bob = s.create_account("bob@example.org", "$argon2id$hash-b").await.unwrap();
-    s.set_catch_all("example.org", Some("alice@example.org")).await.unwrap();
-    s.set_quota("bob@example.org", Some(10 << 20)).await.unwrap();
-    s.set_alias("team@example.org", &["alice@example.org".into(), "bob@example.org".into()])
+    let alice = s
+        .create_account("alice@example.org", "$argon2id$hash-a")
         .await
         .unwrap();
-    s.record_login("alice@example.org", 1_700_000_100, "imap 127.0.0.1").await.unwrap();
-    s.create_mailbox(alice, "Projects/2026", None).await.unwrap();
+    let bob = s
+        .create_account("bob@example.org", "$argon2id$hash-b")
+        .await
+        .unwrap();
+    s.set_catch_all("example.org", Some("alice@example.org"))
+        .await
+        .unwrap();
+    s.set_quota("bob@example.org", Some(10 << 20))
+        .await
+        .unwrap();
+    s.set_alias(
+        "team@example.org",
+        &["alice@example.org".into(), "bob@example.org".into()],
+    )
+    .await
+    .unwrap();
+    s.record_login("alice@example.org", 1_700_000_100, "imap 127.0.0.1")
+        .await
+        .unwrap();
+    s.create_mailbox(alice, "Projects/2026", None)
+        .await
+        .unwrap();
     s.set_subscribed(alice, "Gone/Folder", true).await.unwrap();
     // One delivery to two accounts (one body), then the same body again
     // (a second copy in SQLite, one row in PostgreSQL).
     let d = s
-        .deliver(message("one"), &[target(alice, "INBOX", &["\\Seen"]), target(bob, "INBOX", &[])])
+        .deliver(
+            message("one"),
+            &[
+                target(alice, "INBOX", &["\\Seen"]),
+                target(bob, "INBOX", &[]),
+            ],
+        )
         .await
         .unwrap();
-    s.deliver(message("one"), &[target(alice, "Projects/2026", &["$Label1", "\\Flagged"])])
+    s.deliver(
+        message("one"),
+        &[target(alice, "Projects/2026", &["$Label1", "\\Flagged"])],
+    )
+    .await
+    .unwrap();
+    let two = s
+        .deliver(message("two"), &[target(alice, "INBOX", &[])])
         .await
         .unwrap();
-    let two = s.deliver(message("two"), &[target(alice, "INBOX", &[])]).await.unwrap();
-    s.deliver(message("three"), &[target(alice, "INBOX", &[])]).await.unwrap();
-    s.store_flags(d[0].mailbox, &[d[0].uid], FlagChange::Add(vec!["\\Answered".into()]))
+    s.deliver(message("three"), &[target(alice, "INBOX", &[])])
         .await
         .unwrap();
+    s.store_flags(
+        d[0].mailbox,
+        &[d[0].uid],
+        FlagChange::Add(vec!["\\Answered".into()]),
+    )
+    .await
+    .unwrap();
     s.expunge(two[0].mailbox, &[two[0].uid]).await.unwrap();
-    s.sieve_put(alice, "main", "require \"fileinto\";\nfileinto \"Projects/2026\";\n")
-        .await
-        .unwrap();
+    s.sieve_put(
+        alice,
+        "main",
+        "require \"fileinto\";\nfileinto \"Projects/2026\";\n",
+    )
+    .await
+    .unwrap();
     s.sieve_set_active(alice, Some("main")).await.unwrap();
     // A vacation key holds a NUL (text in SQLite, bytea in PostgreSQL).
     assert!(s
         .sieve_vacation_due(alice, "Someone@Remote.example", "h", 86_400, 1_700_000_000)
         .await
         .unwrap());
-    s.kv_set("greylist", "k1", b"\x00\x01binary".to_vec(), Some(4_000_000_000), 1_700_000_000)
-        .await
-        .unwrap();
+    s.kv_set(
+        "greylist",
+        "k1",
+        b"\x00\x01binary".to_vec(),
+        Some(4_000_000_000),
+        1_700_000_000,
+    )
+    .await
+    .unwrap();
     s.mta_sts_put(
         "remote.example",
         MtaStsEntry {
@@ -138,10 +187,18 @@ async fn a_store_goes_to_postgres_and_back_unchanged() {
     )
     .await
     .unwrap();
-    assert!(report.committed && report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        report.committed && report.problems.is_empty(),
+        "{:?}",
+        report.problems
+    );
     assert_eq!(seen.len(), migrate::TABLES.len());
     let blobs = report.tables.iter().find(|t| t.table == "blobs").unwrap();
-    assert_eq!((blobs.source, blobs.target), (3, 2), "equal bodies are kept once");
+    assert_eq!(
+        (blobs.source, blobs.target),
+        (3, 2),
+        "equal bodies are kept once"
+    );
 
     // Every PostgreSQL table is copied or listed as not copied.
     let client = server.connect("migrate").await;
@@ -173,10 +230,19 @@ async fn a_store_goes_to_postgres_and_back_unchanged() {
         let metas: Vec<_> = pg.list_messages(inbox.id).await.unwrap();
         let sq_metas: Vec<_> = sq.list_messages(sq_inbox.id).await.unwrap();
         assert_eq!(
-            metas.iter().map(|m| (m.uid, m.flags.clone(), m.modseq)).collect::<Vec<_>>(),
-            sq_metas.iter().map(|m| (m.uid, m.flags.clone(), m.modseq)).collect::<Vec<_>>()
+            metas
+                .iter()
+                .map(|m| (m.uid, m.flags.clone(), m.modseq))
+                .collect::<Vec<_>>(),
+            sq_metas
+                .iter()
+                .map(|m| (m.uid, m.flags.clone(), m.modseq))
+                .collect::<Vec<_>>()
         );
-        assert_eq!(pg.subscriptions(alice.id).await.unwrap(), sq.subscriptions(alice.id).await.unwrap());
+        assert_eq!(
+            pg.subscriptions(alice.id).await.unwrap(),
+            sq.subscriptions(alice.id).await.unwrap()
+        );
         // A mailbox made now gets a new UIDVALIDITY, above every old one.
         pg.create_mailbox(alice.id, "New", None).await.unwrap();
         let new = pg.mailbox(alice.id, "New").await.unwrap().unwrap();

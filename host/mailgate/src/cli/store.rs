@@ -181,9 +181,8 @@ fn migrate_target(
             .map_err(|e| format!("--password-file {}: {e}", p.display()))?;
     }
     if let Some(word) = tls {
-        pg.tls.mode = TlsMode::parse(&word).ok_or_else(|| {
-            format!("--tls {word:?}: use disable, require or verify-full")
-        })?;
+        pg.tls.mode = TlsMode::parse(&word)
+            .ok_or_else(|| format!("--tls {word:?}: use disable, require or verify-full"))?;
     }
     if tls_ca_file.is_some() {
         pg.tls.ca_file = tls_ca_file;
@@ -226,9 +225,7 @@ async fn run_migrate(
         force,
     };
     let (from, to) = match direction {
-        migrate::Direction::ToPostgres => {
-            (config.data_dir.display().to_string(), location.clone())
-        }
+        migrate::Direction::ToPostgres => (config.data_dir.display().to_string(), location.clone()),
         migrate::Direction::FromPostgres => {
             (location.clone(), config.data_dir.display().to_string())
         }
@@ -245,8 +242,12 @@ async fn run_migrate(
     };
     let report = migrate::migrate(&m, &mut show).await;
     bar.finish();
-    let report =
-        report.map_err(|e| format!("store migrate from {from} to {to} failed: {}", store_error_text(&e)))?;
+    let report = report.map_err(|e| {
+        format!(
+            "store migrate from {from} to {to} failed: {}",
+            store_error_text(&e)
+        )
+    })?;
     if !report.committed {
         for p in &report.problems {
             println!("{p}");

@@ -229,10 +229,7 @@ impl PgStore {
         let connector = config.tls.connector()?;
         let pool = config.pool(&client_config, &connector, config.pool_size)?;
         {
-            let mut client = pool
-                .get()
-                .await
-                .map_err(|e| config.connect_error(e))?;
+            let mut client = pool.get().await.map_err(|e| config.connect_error(e))?;
             let client: &mut tokio_postgres::Client = &mut client;
             schema::migrate(client).await?;
         }
