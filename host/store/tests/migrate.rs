@@ -248,6 +248,8 @@ async fn a_store_goes_to_postgres_and_back_unchanged() {
         let new = pg.mailbox(alice.id, "New").await.unwrap().unwrap();
         assert!(i64::from(new.uid_validity) > last_uid_validity(src.path()));
         pg.delete_mailbox(alice.id, "New").await.unwrap();
+        // Subscriptions outlive their mailbox: drop this one too.
+        pg.set_subscribed(alice.id, "New", false).await.unwrap();
 
         // A running node (its change listener connected) refuses the move
         // back.
