@@ -40,6 +40,7 @@ pub mod error;
 pub mod load;
 pub mod selfsigned;
 pub mod testing;
+pub mod verify;
 pub mod write;
 
 pub use acceptor::{Acceptor, Alpn, SessionInfo, TlsMode};
@@ -48,4 +49,5 @@ pub use error::TlsError;
 pub use load::fingerprint_sha256;
 pub use selfsigned::{certificate_fingerprint, ensure_self_signed};
 pub use tokio_rustls::server::TlsStream;
+pub use verify::AnyServerCertificate;
 pub use write::write_within;

@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
 pub use rustls::pki_types::CertificateDer;
 use rustls::pki_types::{ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 
 /// The two client configurations.
 #[derive(Clone)]
@@ -74,7 +74,9 @@ impl TlsClients {
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsSetupError(e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_custom_certificate_verifier(Arc::new(mailgate_tls::AnyServerCertificate::new(
+                provider(),
+            )))
             .with_no_client_auth();
         Ok(TlsClients {
             verified: Arc::new(verified),
@@ -118,54 +120,4 @@ pub fn load_pem_roots(
         store.add(c.clone()).map_err(|e| fail(e.to_string()))?;
     }
     Ok(certs)
-}
-
-/// Accepts any certificate, but still checks that the server holds its
-/// key (the handshake signatures), so the session keys are real.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
