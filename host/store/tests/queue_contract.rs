@@ -290,6 +290,7 @@ on_both_backends!(
     local_copies_and_next_hops_are_kept,
     hold_release_flush_delete,
     due_is_oldest_first_and_limited,
+    a_finished_message_left_behind_is_claimed_for_removal,
 );
 
 /// Two nodes on one database claim at the same time, in small batches,
@@ -529,12 +530,8 @@ async fn an_unrenewed_lease_is_taken_over_and_cannot_be_renewed_back() {
 /// A node that died between recording a message's last outcomes and
 /// removing it leaves a row with no pending recipient: `queue_due` does
 /// not return it, `queue_claim` (the runner's) does, so that it is removed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_finished_message_left_behind_is_claimed_for_removal() {
+async fn a_finished_message_left_behind_is_claimed_for_removal<S: QueueStore + ?Sized>(a: Arc<S>) {
     use std::time::Duration;
-    let server = PgServer::start();
-    let url = server.create_database("finished").await;
-    let a = PgStore::connect(&PgConfig::new(url)).await.unwrap();
     let lease = Duration::from_secs(3);
     let id = a
         .enqueue(message("s@a.test", &["r@b.test"], 0))

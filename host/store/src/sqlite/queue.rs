@@ -186,6 +186,29 @@ impl QueueStore for SqliteStore {
         .await
     }
 
+    /// [`QueueStore::queue_due`], and also the messages left with no
+    /// pending recipient: a server stopped (a crash, SIGKILL) between
+    /// recording a message's last outcomes and removing it leaves such a
+    /// row behind, and the runner removes it. SQLite has one node: it
+    /// claims nothing, so `lease` is not used.
+    async fn queue_claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<QueueEntry>> {
+        let _ = lease;
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM queue q WHERE held = 0 AND next_attempt <= ?1 \
+                 ORDER BY next_attempt, id LIMIT ?2"
+            );
+            entries(c, &sql, params![now, limit])
+        })
+        .await
+    }
+
     async fn queue_next_due(&self) -> StoreResult<Option<i64>> {
         self.read(|c| {
             Ok(c.query_row(
