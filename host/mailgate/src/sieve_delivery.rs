@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mailgate_delivery::{ScriptSource, SieveDelivery};
 use mailgate_policy::{NamedScript, SieveFilter, SieveLimits};
-use mailgate_store::{AccountId, Backend, StoreResult};
+use mailgate_store::{AccountId, Backend, SieveMemory, StoreResult};
 
 use crate::config::SieveConfig;
 
@@ -82,18 +82,8 @@ pub async fn start(
         .await
         .map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(plugin = %path.display(), version = filter.version(), "sieve: users' scripts run at delivery");
-    Ok(Some(Arc::new(SieveDelivery {
-        filter: Arc::new(filter),
-        scripts: Arc::new(StoreScripts(store.clone())),
-        memory: store,
-        settings: sc.settings().map_err(|e| e.to_string())?,
-        hostname: config.hostname.clone(),
-        global: Arc::new(match &sc.global_dir {
-            Some(dir) => global_scripts(dir, sc.max_script_size)?,
-            None => Vec::new(),
-        }),
-        time_zone: sc.time_zone().map_err(|e| e.to_string())?,
-    })))
+    let scripts: Arc<dyn ScriptSource> = Arc::new(StoreScripts(store.clone()));
+    configured(Arc::new(filter), scripts, store, config).map(|d| Some(Arc::new(d)))
 }
 
 /// The running Sieve part with `config`'s `[sieve]` settings, global
@@ -104,11 +94,27 @@ pub fn reconfigure(
     current: &SieveDelivery,
     config: &crate::config::Config,
 ) -> Result<SieveDelivery, String> {
+    configured(
+        current.filter.clone(),
+        current.scripts.clone(),
+        current.memory.clone(),
+        config,
+    )
+}
+
+/// The Sieve part made of a loaded plugin, the scripts and the memory,
+/// with `config`'s `[sieve]` settings, global scripts and time zone.
+fn configured(
+    filter: Arc<SieveFilter>,
+    scripts: Arc<dyn ScriptSource>,
+    memory: Arc<dyn SieveMemory>,
+    config: &crate::config::Config,
+) -> Result<SieveDelivery, String> {
     let sc = &config.sieve;
     Ok(SieveDelivery {
-        filter: current.filter.clone(),
-        scripts: current.scripts.clone(),
-        memory: current.memory.clone(),
+        filter,
+        scripts,
+        memory,
         settings: sc.settings().map_err(|e| e.to_string())?,
         hostname: config.hostname.clone(),
         global: Arc::new(match &sc.global_dir {
